@@ -1,0 +1,6 @@
+"""Shared fixtures live in one module per area, registered here."""
+
+pytest_plugins = [
+    "tests.fixtures_venue",
+    "tests.fixtures_store",
+]

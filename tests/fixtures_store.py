@@ -1,0 +1,1 @@
+"""Fixtures for the store: a throwaway Postgres database per session, SQLite per test."""

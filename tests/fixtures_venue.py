@@ -1,0 +1,1 @@
+"""Fixtures that start the paper venue on loopback (filled in by the venue work)."""
