@@ -1,0 +1,96 @@
+"""The order book of one account: latest state per order, and the rules an update must pass.
+
+Kite's pushes can arrive duplicated, late (an OPEN after the COMPLETE) or as the event-only
+status UPDATE (a partial fill, a modify). The book decides what is news; everything else is
+dropped here so that subscribers never see a final order come back to life.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from brokers.base import EVENT_ONLY_STATUSES, FINAL_STATUSES, Order
+
+# Fields whose change makes an update news; timestamps alone do not.
+_SIGNIFICANT = (
+    "status",
+    "filled_quantity",
+    "pending_quantity",
+    "cancelled_quantity",
+    "average_price",
+    "quantity",
+    "price",
+    "trigger_price",
+    "order_type",
+    "status_message",
+)
+
+
+@attrs.frozen
+class Accepted:
+    """An update the book took: the payload to store and send, and what kind of event it was."""
+
+    order_id: str
+    payload: Mapping[str, Any]
+    event: str | None = None  # "UPDATE" for Kite's event-only pushes
+
+
+class OrderBook:
+    """Latest payload per order_id. Owned by one actor; not shared across tasks."""
+
+    def __init__(self, payloads: Iterable[Mapping[str, Any]] = ()) -> None:
+        self._orders: dict[str, dict[str, Any]] = {}
+        for payload in payloads:
+            self._orders[str(payload["order_id"])] = dict(payload)
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def get(self, order_id: str) -> Mapping[str, Any] | None:
+        return self._orders.get(order_id)
+
+    def payloads(self) -> list[Mapping[str, Any]]:
+        return list(self._orders.values())
+
+    def apply(self, order: Order) -> Accepted | None:
+        """Take `order` into the book if it is news; None when it is a duplicate or stale."""
+        incoming = dict(order.raw) if order.raw else attrs.asdict(order, filter=_no_raw)
+        incoming["order_id"] = order.order_id
+        current = self._orders.get(order.order_id)
+        event = None
+        if order.status in EVENT_ONLY_STATUSES:
+            event = order.status
+            incoming["status"] = current["status"] if current else "OPEN"
+        if current is not None:
+            if current.get("status") in FINAL_STATUSES:
+                return None
+            if _num(incoming.get("filled_quantity")) < _num(current.get("filled_quantity")):
+                return None
+            if all(incoming.get(k) == current.get(k) for k in _SIGNIFICANT):
+                return None
+            incoming = {**current, **incoming}
+        self._orders[order.order_id] = incoming
+        return Accepted(order.order_id, incoming, event)
+
+    def changed(self, order: Order) -> bool:
+        """Would `order` (from a reconciliation listing) change the book?"""
+        current = self._orders.get(order.order_id)
+        if current is None:
+            return True
+        if current.get("status") in FINAL_STATUSES:
+            return False
+        return any(order.raw.get(k) != current.get(k) for k in _SIGNIFICANT)
+
+
+def _no_raw(attribute: attrs.Attribute, _value: object) -> bool:
+    return attribute.name != "raw"
+
+
+def _num(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0

@@ -1,0 +1,78 @@
+"""Book rules: what an account actor accepts as news, and what it drops."""
+
+import attrs
+import pytest
+
+from actors.book import OrderBook
+from brokers.kite import parse_order
+
+
+def order(status: str, filled: int = 0, **extra) -> dict:
+    payload = {
+        "order_id": "251127000000001",
+        "status": status,
+        "tradingsymbol": "NIFTY26DECFUT",
+        "exchange": "NFO",
+        "quantity": 150,
+        "filled_quantity": filled,
+        "pending_quantity": 150 - filled,
+        "average_price": 0.0 if not filled else 24000.0,
+        "price": 0,
+    }
+    payload.update(extra)
+    return payload
+
+
+@attrs.frozen
+class Case:
+    name: str
+    sequence: tuple[dict, ...]
+    accepted: tuple[str, ...]  # statuses (book status after each accepted update)
+
+
+CASES = [
+    Case("open then complete", (order("OPEN"), order("COMPLETE", 150)), ("OPEN", "COMPLETE")),
+    Case("duplicate dropped", (order("OPEN"), order("OPEN")), ("OPEN",)),
+    Case(
+        "final stays final",
+        (order("OPEN"), order("COMPLETE", 150), order("OPEN"), order("CANCELLED", 150)),
+        ("OPEN", "COMPLETE"),
+    ),
+    Case(
+        "filled never decreases",
+        (order("OPEN", 75), order("OPEN", 0, pending_quantity=140)),
+        ("OPEN",),
+    ),
+    Case(
+        "UPDATE is an event, not a status",
+        (order("OPEN"), order("UPDATE", 75), order("COMPLETE", 150)),
+        ("OPEN", "OPEN", "COMPLETE"),
+    ),
+    Case("UPDATE before anything", (order("UPDATE", 75),), ("OPEN",)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_book_rules(case: Case) -> None:
+    book = OrderBook()
+    taken = [book.apply(parse_order(payload)) for payload in case.sequence]
+    statuses = tuple(t.payload["status"] for t in taken if t is not None)
+    assert statuses == case.accepted
+    assert all(t.payload["status"] != "UPDATE" for t in taken if t is not None)
+
+
+def test_update_event_is_marked_and_keeps_fields() -> None:
+    book = OrderBook([order("OPEN")])
+    taken = book.apply(parse_order(order("UPDATE", 75)))
+    assert taken is not None and taken.event == "UPDATE"
+    assert taken.payload["filled_quantity"] == 75
+    assert book.get("251127000000001")["status"] == "OPEN"
+
+
+def test_reconcile_sees_only_changes() -> None:
+    book = OrderBook([order("OPEN")])
+    assert not book.changed(parse_order(order("OPEN")))
+    assert book.changed(parse_order(order("COMPLETE", 150)))
+    assert book.changed(parse_order(order("OPEN", order_id="251127000000002")))
+    book.apply(parse_order(order("CANCELLED")))
+    assert not book.changed(parse_order(order("OPEN")))
