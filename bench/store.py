@@ -1,0 +1,129 @@
+"""Order-event append throughput and latency of the store, per engine.
+
+    .venv/bin/python bench/store.py [--postgres URL] [--sqlite PATH] [--skip-postgres]
+
+Prints one JSON line per (engine, scenario):
+- single:  one caller, one event per append, sequential (latency floor, one commit per append)
+- grouped: many concurrent callers (account actors), one event each: group commit at work
+- multi:   concurrent callers appending several events per call
+Postgres runs in its own throwaway database (created on the server of --postgres, dropped after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import attrs
+import trio
+import trio_asyncio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from store import Store, open_store  # noqa: E402
+
+
+@attrs.frozen
+class Scenario:
+    name: str
+    callers: int
+    appends_per_caller: int
+    events_per_append: int
+    accounts: int
+
+
+SCENARIOS = [
+    Scenario("single", 1, 2000, 1, 1),
+    Scenario("grouped", 100, 200, 1, 10),
+    Scenario("grouped", 400, 50, 1, 40),
+    Scenario("multi", 50, 100, 10, 10),
+]
+
+
+async def run_scenario(store: Store, scenario: Scenario, run_id: str) -> dict[str, object]:
+    latencies: list[float] = []
+    rounds_before = store._committer.rounds  # type: ignore[attr-defined]
+
+    async def caller(n: int) -> None:
+        account = f"{run_id}-{scenario.name}-{n % scenario.accounts}"
+        for i in range(scenario.appends_per_caller):
+            orders = [
+                {"order_id": f"{n}-{i}-{k}", "status": "OPEN", "tag": f"b{n}", "quantity": 75}
+                for k in range(scenario.events_per_append)
+            ]
+            started = time.perf_counter()
+            await store.append_events(account, orders)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for n in range(scenario.callers):
+            nursery.start_soon(caller, n)
+    elapsed = time.perf_counter() - started
+    appends = len(latencies)
+    latencies.sort()
+    rounds = store._committer.rounds - rounds_before  # type: ignore[attr-defined]
+    return {
+        "engine": store.engine,
+        "scenario": scenario.name,
+        "callers": scenario.callers,
+        "events_per_append": scenario.events_per_append,
+        "appends": appends,
+        "appends_per_s": round(appends / elapsed),
+        "events_per_s": round(appends * scenario.events_per_append / elapsed),
+        "p50_ms": round(statistics.median(latencies) * 1000, 3),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 3),
+        "commits": rounds,
+        "seconds": round(elapsed, 2),
+    }
+
+
+async def bench(url: str) -> None:
+    run_id = secrets.token_hex(3)
+    async with trio_asyncio.open_loop(), open_store(url) as store:
+        for scenario in SCENARIOS:
+            print(json.dumps(await run_scenario(store, scenario, run_id)), flush=True)
+
+
+def _admin(server: str, statement: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(server, timeout=5)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--sqlite", default=None, help="database file (default: a temp dir)")
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(args.sqlite or Path(tmp) / "bench.db").resolve()
+        trio.run(bench, f"sqlite:///{path}")
+
+    if args.skip_postgres:
+        return
+    name = f"orderdesk_bench_{secrets.token_hex(4)}"
+    _admin(args.postgres, f'CREATE DATABASE "{name}"')
+    try:
+        trio.run(bench, f"{args.postgres.rpartition('/')[0]}/{name}")
+    finally:
+        _admin(args.postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Records, errors and the `Store` protocol shared by both engines.
+
+Only these types cross the store boundary: callers never see asyncpg or sqlite3 objects, so an
+engine can be swapped by changing the URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import attrs
+
+Json = dict[str, Any]
+
+#: `health()` reports a database that does not answer within this as not ok.
+HEALTH_TIMEOUT_S = 2.0
+
+#: Batch statuses after which the coordinator has nothing left to do.
+FINAL_BATCH_STATUSES: frozenset[str] = frozenset(
+    {"success", "rolled_back", "partial", "rollback_failed", "rejected"}
+)
+
+
+# ----------------------------------------------------------------------------------- errors
+
+
+class StoreError(Exception):
+    """Base of every error the store raises (engine exceptions are chained, never leaked)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached, or the store is closed."""
+
+
+class NotFound(StoreError):
+    """An update named a batch or leg that does not exist."""
+
+
+class IdempotencyConflict(StoreError):
+    """`create_batch` found a batch with the same (account, idempotency_key)."""
+
+    def __init__(self, existing: BatchRecord, legs: Sequence[LegRecord] = ()) -> None:
+        super().__init__(
+            f"idempotency key {existing.idempotency_key!r} of account {existing.account!r} "
+            f"is taken by batch {existing.batch_id}"
+        )
+        self.existing = existing
+        self.legs = list(legs)
+
+
+# ---------------------------------------------------------------------------------- records
+
+
+@attrs.frozen
+class OrderEvent:
+    """One committed order update: the replay source for subscribers that resume with `since`."""
+
+    account: str
+    seq: int
+    order_id: str
+    payload: Json
+
+
+@attrs.frozen
+class BatchRecord:
+    """A multi-leg batch, written before any leg is sent (write-ahead)."""
+
+    batch_id: str
+    account: str
+    idempotency_key: str | None
+    request_hash: str
+    request: Json
+    status: str
+    result: Json | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@attrs.frozen
+class LegRecord:
+    """One order of a batch; reverse/retry orders are legs of kind "reverse" with their own tag."""
+
+    batch_id: str
+    index: int
+    tag: str
+    status: str
+    order_id: str | None = None
+    request: Json = attrs.field(factory=dict)
+    detail: Json = attrs.field(factory=dict)
+    kind: str = "leg"
+
+
+@attrs.frozen
+class WebhookDelivery:
+    """One (event, url) delivery in the outbox; `id`/`attempts` are set by the store."""
+
+    event_id: str
+    account: str
+    url: str
+    event_type: str
+    payload: Json
+    id: int | None = None
+    attempts: int = 0
+
+
+@attrs.frozen
+class AuditEntry:
+    """Who did what to which order (kill switch, restarts, rollbacks)."""
+
+    account: str
+    actor_name: str
+    action: str
+    order_id: str | None
+    detail: Json
+    at: float
+
+
+BatchWithLegs = tuple[BatchRecord, list[LegRecord]]
+
+
+class Store(Protocol):
+    """What the rest of orderdesk may call; both engines implement exactly this."""
+
+    engine: str
+
+    async def append_events(self, account: str, orders: Sequence[Json]) -> list[int]: ...
+    async def last_seq(self, account: str) -> int: ...
+    async def read_events(
+        self, account: str, after_seq: int, limit: int = 1000
+    ) -> list[OrderEvent]: ...
+    async def load_orders(self, account: str) -> list[Json]: ...
+
+    async def create_batch(self, batch: BatchRecord, legs: Sequence[LegRecord]) -> None: ...
+    async def update_batch(
+        self, batch_id: str, *, status: str, result: Json | None = None
+    ) -> None: ...
+    async def update_leg(
+        self,
+        batch_id: str,
+        index: int,
+        *,
+        status: str,
+        order_id: str | None = None,
+        detail: Json | None = None,
+    ) -> None: ...
+    async def add_leg(self, leg: LegRecord) -> None: ...
+    async def get_batch(self, batch_id: str) -> BatchWithLegs | None: ...
+    async def find_batch(self, account: str, idempotency_key: str) -> BatchWithLegs | None: ...
+    async def unfinished_batches(self) -> list[BatchWithLegs]: ...
+    async def purge_idempotency_keys(self, older_than: float) -> int: ...
+
+    async def enqueue_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> int: ...
+    async def claim_webhooks(
+        self, limit: int, now: float, lease_s: float
+    ) -> list[WebhookDelivery]: ...
+    async def ack_webhook(self, id: int) -> None: ...
+    async def retry_webhook(self, id: int, next_attempt_at: float, error: str) -> None: ...
+    async def fail_webhook(self, id: int, error: str) -> None: ...
+
+    async def record_audit(self, entry: AuditEntry) -> None: ...
+    async def list_audit(self, account: str | None, limit: int = 100) -> list[AuditEntry]: ...
+
+    async def health(self) -> Json: ...
+
+
+def order_fields(payload: Json) -> tuple[str, str | None, str | None]:
+    """(order_id, status, tag) of an order payload; an order without an id cannot be stored."""
+    order_id = payload.get("order_id")
+    if not order_id:
+        raise StoreError("order payload has no order_id")
+    status = payload.get("status")
+    tag = payload.get("tag")
+    return str(order_id), None if status is None else str(status), None if tag is None else str(tag)
