@@ -1,1 +1,156 @@
-"""Fixtures that start the paper venue on loopback (filled in by the venue work)."""
+"""Fixtures that start the paper venue on loopback, in the test's own nursery.
+
+The venue under test has two accounts (`primary`, `secondary`), no rate limit, and a price
+simulation that never steps on its own (`tick_interval_s` one hour): prices move only through
+`POST /_venue/ltp` and `POST /_venue/step`, so every test is deterministic. The Kite reference
+files are read from `shared/kite-fixtures` beside the repository (CI places `shared/` there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+from trio_websocket import WebSocketConnection
+
+from brokers.paper import VenueAddress, VenueConfig, serve_venue
+from brokers.paper.config import IST
+from brokers.paper.instruments import builtin_master
+
+TEST_CONFIG = VenueConfig(
+    bind="127.0.0.1:0",
+    accounts=("primary", "secondary"),
+    rate_limit_per_s=None,
+    tick_interval_s=3600.0,
+)
+
+
+async def start_venue(nursery: trio.Nursery, **overrides: object) -> VenueAddress:
+    config = attrs.evolve(TEST_CONFIG, **overrides)
+    address: VenueAddress = await nursery.start(serve_venue, config)
+    return address
+
+
+def kite_headers(account: str = "primary", token: str | None = None) -> dict[str, str]:
+    return {
+        "X-Kite-Version": "3",
+        "Authorization": f"token paper:{token or f'paper-{account}'}",
+    }
+
+
+def kite_http(
+    address: VenueAddress, account: str = "primary", token: str | None = None
+) -> httpx.AsyncClient:
+    """An httpx client for the venue's Kite REST API, authenticated as `account`."""
+    return httpx.AsyncClient(
+        base_url=address.rest_url, headers=kite_headers(account, token), timeout=10.0
+    )
+
+
+# ---- plain helpers ---------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "kite-fixtures"
+
+_MASTER = builtin_master(dt.datetime.now(IST).date(), {})
+_FUTURES = [i for i in _MASTER.instruments if i.instrument_type == "FUT"]
+NIFTY_FUT = next(i.tradingsymbol for i in _FUTURES if i.name == "NIFTY")
+BANKNIFTY_FUT = next(i.tradingsymbol for i in _FUTURES if i.name == "BANKNIFTY")
+NIFTY_PRICE = 24000.0
+NIFTY_CE = NIFTY_FUT.removesuffix("FUT") + "24000CE"
+
+
+def fixture_json(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def order_form(**overrides: Any) -> dict[str, Any]:
+    """A valid NIFTY future LIMIT BUY far below the market (it rests OPEN)."""
+    form: dict[str, Any] = {
+        "variety": "regular", "exchange": "NFO", "tradingsymbol": NIFTY_FUT,
+        "transaction_type": "BUY", "order_type": "LIMIT", "quantity": 75, "product": "NRML",
+        "price": 20000, "validity": "DAY",
+    }
+    form.update(overrides)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+def market_form(**overrides: Any) -> dict[str, Any]:
+    return order_form(**{"order_type": "MARKET", "price": None, "market_protection": -1,
+                         **overrides})
+
+
+async def place(kite: httpx.AsyncClient, form: dict[str, Any]) -> str:
+    response = await kite.post("/orders/regular", data=form)
+    assert response.status_code == 200, response.text
+    order_id: str = response.json()["data"]["order_id"]
+    return order_id
+
+
+async def history(kite: httpx.AsyncClient, order_id: str) -> list[dict[str, Any]]:
+    response = await kite.get(f"/orders/{order_id}")
+    assert response.status_code == 200, response.text
+    rows: list[dict[str, Any]] = response.json()["data"]
+    return rows
+
+
+async def latest(kite: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
+    return (await history(kite, order_id))[-1]
+
+
+def assert_error(response: httpx.Response, status: int, error_type: str, text: str = "") -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["error_type"] == error_type
+    assert body["data"] is None
+    assert text.lower() in body["message"].lower(), body["message"]
+
+
+async def next_text(ws: WebSocketConnection) -> dict[str, Any]:
+    """The next JSON text frame, skipping heartbeats (bounded at 5 s)."""
+    with trio.fail_after(5):
+        while True:
+            message = await ws.get_message()
+            if isinstance(message, str):
+                frame: dict[str, Any] = json.loads(message)
+                return frame
+
+
+async def next_order(ws: WebSocketConnection) -> dict[str, Any]:
+    frame = await next_text(ws)
+    assert frame["type"] == "order", frame
+    data: dict[str, Any] = frame["data"]
+    return data
+
+
+def ticker_url(rest_or_ticker: str, account: str = "primary", token: str | None = None) -> str:
+    return f"{rest_or_ticker}?api_key=paper&access_token={token or f'paper-{account}'}"
+
+
+# ---- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def venue(nursery: trio.Nursery) -> VenueAddress:
+    return await start_venue(nursery)
+
+
+@pytest.fixture
+async def kite(venue: VenueAddress) -> AsyncIterator[httpx.AsyncClient]:
+    async with kite_http(venue) as client:
+        yield client
+
+
+@pytest.fixture
+async def control(venue: VenueAddress) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for `/_venue/...` (no auth)."""
+    async with httpx.AsyncClient(base_url=venue.rest_url, timeout=10.0) as client:
+        yield client

@@ -1,0 +1,307 @@
+"""AccountActor: owns one account's upstream order stream, order book, seq and subscribers.
+
+Every update goes the same way: checked against the book, given the next `seq` by the store's
+group commit, committed, and only then encoded once and offered to every subscriber, so a seq a
+client has seen is never reused after a crash. After every (re)connect the actor reconciles with
+`GET /orders`; ticker frames that arrive meanwhile are held and applied after it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from brokers.base import Broker, BrokerError, BrokerUnavailable, Order, TokenExpired, UpstreamLost
+from store import Store
+from supervision.health import HealthEntry
+
+from .book import Accepted, OrderBook
+from .subscribers import SubscriberSet, Subscription
+
+log = logging.getLogger(__name__)
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@attrs.frozen
+class ActorConfig:
+    replay_buffer: int = 10_000
+    subscriber_queue: int = 1_000
+    reconnect_initial_s: float = 0.1
+    reconnect_max_s: float = 5.0
+    reconnect_jitter_s: float = 0.25
+    held_frames: int = 10_000
+
+
+@attrs.define
+class UpstreamState:
+    """What health and subscribers are told about the upstream connection."""
+
+    state: str = "starting"  # connected | reconnecting | auth_expired | starting
+    reconnects: int = 0
+    last_error: str | None = None
+    last_event_at: float | None = None  # wall clock of the last committed update
+
+
+class AccountActor:
+    """One per account. `run()` may be restarted by its supervisor; subscribers survive it."""
+
+    def __init__(
+        self,
+        account: str,
+        broker: Broker,
+        store: Store,
+        config: ActorConfig = ActorConfig(),
+        *,
+        health: HealthEntry | None = None,
+        on_update: Callable[[str, int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.account = account
+        self.broker = broker
+        self._store = store
+        self._config = config
+        self._on_update = on_update
+        self._health = health
+        self._book = OrderBook()
+        self._seq = 0
+        self._replay: deque[tuple[int, str]] = deque(maxlen=config.replay_buffer)
+        self._subscribers = SubscriberSet()
+        self._watchers: dict[str, list[trio.MemorySendChannel[Order]]] = {}
+        self._credentials = trio.Event()
+        self._random = random.Random()
+        self.upstream = UpstreamState()
+
+    # -- state others read -------------------------------------------------------------
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def orders(self) -> list[dict[str, Any]]:
+        return [dict(p) for p in self._book.payloads()]
+
+    def order(self, order_id: str) -> dict[str, Any] | None:
+        payload = self._book.get(order_id)
+        return dict(payload) if payload is not None else None
+
+    def status(self) -> dict[str, Any]:
+        last = self.upstream.last_event_at
+        return {
+            "account": self.account,
+            "upstream": self.upstream.state,
+            "subscribers": len(self._subscribers),
+            "seq": self._seq,
+            "orders": len(self._book),
+            "reconnects": self.upstream.reconnects,
+            "last_error": self.upstream.last_error,
+            "last_event_age_s": None if last is None else round(time.time() - last, 3),
+            "max_queue_depth": self._subscribers.max_depth(),
+        }
+
+    # -- the actor's life --------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Load the book and seq from the store, then follow the upstream until cancelled."""
+        await self._load()
+        task_status.started()
+        delay = self._config.reconnect_initial_s
+        try:
+            while True:
+                try:
+                    await self._follow_upstream()
+                except TokenExpired as exc:
+                    self._set_upstream("auth_expired", str(exc))
+                    self._credentials = trio.Event()
+                    await self._credentials.wait()
+                    delay = self._config.reconnect_initial_s
+                    continue
+                except (UpstreamLost, BrokerUnavailable) as exc:
+                    self._set_upstream("reconnecting", str(exc))
+                self.upstream.reconnects += 1
+                await trio.sleep(delay + self._random.uniform(0, self._config.reconnect_jitter_s))
+                delay = min(delay * 2, self._config.reconnect_max_s)
+                if self.upstream.state == "connected":
+                    delay = self._config.reconnect_initial_s
+        finally:
+            if self.upstream.state != "auth_expired":
+                self.upstream.state = "stopped"
+
+    def set_access_token(self, access_token: str) -> None:
+        """New credentials: leave auth_expired and reconnect now."""
+        set_token = getattr(self.broker, "set_access_token", None)
+        if set_token is not None:
+            set_token(access_token)
+        self._credentials.set()
+
+    async def _load(self) -> None:
+        self._book = OrderBook(await self._store.load_orders(self.account))
+        self._seq = await self._store.last_seq(self.account)
+        self._replay.clear()
+        first = max(0, self._seq - self._config.replay_buffer)
+        while first < self._seq:
+            events = await self._store.read_events(self.account, first, limit=1_000)
+            if not events:
+                break
+            for event in events:
+                self._replay.append((event.seq, self._encode_order(event.seq, event.payload)))
+            first = events[-1].seq
+
+    async def _follow_upstream(self) -> None:
+        held_send, held_receive = trio.open_memory_channel[Order](self._config.held_frames)
+        lost: list[BrokerError] = []
+        async with self.broker.open_stream() as stream, trio.open_nursery() as nursery:
+            nursery.start_soon(_pump, stream, held_send, lost)
+            await self._reconcile()
+            self._set_upstream("connected", None)
+            async with held_receive:
+                async for order in held_receive:
+                    batch = [order]
+                    while len(batch) < 500:
+                        try:
+                            batch.append(held_receive.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    await self._apply(batch, source="ticker")
+        if lost:
+            raise lost[0]
+        raise UpstreamLost("ticker stream ended")
+
+    async def _reconcile(self) -> None:
+        listing = await self.broker.orders()
+        await self._apply([o for o in listing if self._book.changed(o)], source="reconcile")
+
+    # -- the update path ---------------------------------------------------------------
+
+    async def _apply(self, orders: Sequence[Order], *, source: str) -> None:
+        accepted: list[tuple[Order, Accepted]] = []
+        for order in orders:
+            taken = self._book.apply(order)
+            if taken is not None:
+                accepted.append((order, taken))
+        for order, _ in accepted:
+            self._notify_watchers(order)
+        if not accepted:
+            return
+        seqs = await self._store.append_events(self.account, [a.payload for _, a in accepted])
+        for seq, (_, taken) in zip(seqs, accepted, strict=True):
+            self._seq = seq
+            message = self._encode_order(seq, taken.payload, source=source, event=taken.event)
+            self._replay.append((seq, message))
+            self._subscribers.broadcast(message)
+            if self._on_update is not None:
+                self._on_update(self.account, seq, dict(taken.payload))
+        self.upstream.last_event_at = time.time()
+        if self._health is not None:
+            self._health.touch()
+        self._report()
+
+    def _encode_order(
+        self, seq: int, payload: Any, *, source: str | None = None, event: str | None = None
+    ) -> str:
+        message: dict[str, Any] = {"type": "order", "account": self.account, "seq": seq}
+        if source is not None:
+            message["source"] = source
+        if event is not None:
+            message["event"] = event
+        message["order"] = payload
+        return _dumps(message)
+
+    def _report(self) -> None:
+        if self._health is not None:
+            self._health.upstream = self.upstream.state
+            self._health.subscribers = len(self._subscribers)
+            self._health.queue_depths = {"max_subscriber": self._subscribers.max_depth()}
+
+    def _set_upstream(self, state: str, error: str | None) -> None:
+        if state != self.upstream.state:
+            self.upstream.state = state
+            self._subscribers.broadcast(
+                _dumps({"type": "status", "account": self.account, "upstream": state})
+            )
+        if error is not None:
+            self.upstream.last_error = error
+            log.warning("account %s upstream %s: %s", self.account, state, error)
+        self._report()
+
+    # -- subscribers -------------------------------------------------------------------
+
+    def subscribe(self, since: int | None = None) -> Subscription:
+        """Register a subscriber: a snapshot (or the updates after `since`), then live."""
+        initial: list[str]
+        oldest = self._replay[0][0] if self._replay else self._seq + 1
+        if since is not None and 0 <= since <= self._seq and since >= oldest - 1:
+            initial = [message for seq, message in self._replay if seq > since]
+        else:
+            initial = [self.snapshot_message()]
+        initial.append(
+            _dumps({"type": "status", "account": self.account, "upstream": self.upstream.state})
+        )
+        sub = Subscription(self.account, initial, self._config.subscriber_queue)
+        self._subscribers.add(sub)
+        self._report()
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscribers.remove(sub)
+        sub.close("unsubscribed")
+        self._report()
+
+    def close_subscribers(self, reason: str) -> None:
+        self._subscribers.close_all(reason)
+
+    def snapshot_message(self) -> str:
+        return _dumps(
+            {
+                "type": "snapshot",
+                "account": self.account,
+                "seq": self._seq,
+                "upstream": self.upstream.state,
+                "orders": self._book.payloads(),
+            }
+        )
+
+    # -- in-process waiters (the batch coordinator) ------------------------------------
+
+    @contextmanager
+    def watch(self, key: str, capacity: int = 256) -> Iterator[trio.MemoryReceiveChannel[Order]]:
+        """Updates for an order_id or a tag, from now on; register before placing the order."""
+        send, receive = trio.open_memory_channel[Order](capacity)
+        self._watchers.setdefault(key, []).append(send)
+        try:
+            yield receive
+        finally:
+            channels = self._watchers.get(key, [])
+            if send in channels:
+                channels.remove(send)
+            if not channels:
+                self._watchers.pop(key, None)
+            send.close()
+
+    def _notify_watchers(self, order: Order) -> None:
+        for key in (order.order_id, order.tag):
+            for send in self._watchers.get(key or "", ()):
+                try:
+                    send.send_nowait(order)
+                except (trio.WouldBlock, trio.ClosedResourceError):
+                    log.warning("watcher of %s is not keeping up; dropped an update", key)
+
+
+async def _pump(
+    stream: Any, held: trio.MemorySendChannel[Order], lost: list[BrokerError]
+) -> None:
+    """Ticker frames into the held queue; its end (and why) tells the actor to reconnect."""
+    async with held:
+        try:
+            async for order in stream:
+                await held.send(order)
+        except BrokerError as exc:
+            lost.append(exc)

@@ -1,0 +1,75 @@
+"""Downstream subscribers of one account: a bounded queue each, and an explicit overflow policy.
+
+The actor offers each encoded message with `send_nowait`; a subscriber whose queue is full is
+closed as a slow consumer (websocket close 4008) instead of slowing the actor or its peers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import trio
+
+SLOW_CONSUMER = "slow consumer"
+
+_ids = itertools.count(1)
+
+
+class Subscription:
+    """One subscriber's view: messages to send first, then the live queue."""
+
+    def __init__(self, account: str, initial: Sequence[str], capacity: int) -> None:
+        self.id = next(_ids)
+        self.account = account
+        self.initial = list(initial)
+        self.closed_reason: str | None = None
+        self._send, self.receive = trio.open_memory_channel[str](capacity)
+
+    def offer(self, message: str) -> bool:
+        """Queue without waiting; False (and closed) when the subscriber is too slow."""
+        try:
+            self._send.send_nowait(message)
+        except trio.WouldBlock:
+            self.close(SLOW_CONSUMER)
+            return False
+        except trio.ClosedResourceError:
+            return False
+        return True
+
+    def close(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        self._send.close()
+
+    def depth(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+
+class SubscriberSet:
+    """The subscribers of one account; fan-out offers one pre-encoded string to each."""
+
+    def __init__(self) -> None:
+        self._subs: dict[int, Subscription] = {}
+
+    def __len__(self) -> int:
+        return len(self._subs)
+
+    def add(self, sub: Subscription) -> None:
+        self._subs[sub.id] = sub
+
+    def remove(self, sub: Subscription) -> None:
+        self._subs.pop(sub.id, None)
+
+    def broadcast(self, message: str) -> None:
+        slow = [sub for sub in self._subs.values() if not sub.offer(message)]
+        for sub in slow:
+            self._subs.pop(sub.id, None)
+
+    def close_all(self, reason: str) -> None:
+        for sub in self._subs.values():
+            sub.close(reason)
+        self._subs.clear()
+
+    def max_depth(self) -> int:
+        return max((sub.depth() for sub in self._subs.values()), default=0)

@@ -1,0 +1,270 @@
+"""Kite Connect v3 over the wire: REST with httpx, order updates over the ticker websocket.
+
+The same code trades on paper and for real: only the base URLs differ (the paper venue on
+loopback, or api.kite.trade / ws.kite.trade). Wire payloads become `brokers.base` types here and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlencode
+
+import attrs
+import cattrs
+import httpx
+import trio
+import trio_websocket
+
+from .base import (
+    BasketMargin,
+    BrokerError,
+    BrokerUnavailable,
+    Instrument,
+    Order,
+    OrderRejected,
+    OrderRequest,
+    Position,
+    RateLimited,
+    TokenExpired,
+    UpstreamLost,
+)
+
+log = logging.getLogger(__name__)
+
+STALL_TIMEOUT_S = 3.0  # Kite heartbeats every second: three missed beats mean a dead socket.
+
+
+@attrs.frozen
+class KiteSettings:
+    """Where and as whom to talk Kite Connect; `access_token` is replaced daily."""
+
+    api_key: str
+    access_token: str
+    rest_url: str = "https://api.kite.trade"
+    ticker_url: str = "wss://ws.kite.trade"
+    timeout_s: float = 5.0
+    stall_timeout_s: float = STALL_TIMEOUT_S
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter()
+    conv.register_structure_hook(float, lambda v, _: 0.0 if v in (None, "") else float(v))
+    conv.register_structure_hook(int, lambda v, _: 0 if v in (None, "") else int(v))
+    return conv
+
+
+_converter = _make_converter()
+
+
+def parse_order(payload: dict[str, Any]) -> Order:
+    """A Kite order payload (REST or ticker) as an `Order`, keeping the payload as `raw`."""
+    fields = {key: payload[key] for key in _ORDER_FIELDS if key in payload}
+    if fields.get("order_id") is not None:
+        fields["order_id"] = str(fields["order_id"])
+    fields["raw"] = payload
+    return _converter.structure(fields, Order)
+
+
+_ORDER_FIELDS = tuple(f.name for f in attrs.fields(Order) if f.name != "raw")
+
+
+def parse_position(payload: dict[str, Any]) -> Position:
+    fields = {f.name: payload[f.name] for f in attrs.fields(Position) if f.name in payload}
+    return _converter.structure(fields, Position)
+
+
+_INSTRUMENT_FIELDS = tuple(f.name for f in attrs.fields(Instrument))
+
+
+def parse_instrument(row: dict[str, str]) -> Instrument:
+    fields = {key: row[key] for key in _INSTRUMENT_FIELDS if key in row}
+    return _converter.structure(fields, Instrument)
+
+
+def error_from_response(status: int, body: Any) -> BrokerError:
+    """Kite's error envelope (or whatever came back) as a typed exception."""
+    message = f"HTTP {status}"
+    error_type = None
+    if isinstance(body, dict):
+        message = str(body.get("message") or message)
+        error_type = body.get("error_type")
+    kwargs = {"error_type": error_type, "status": status}
+    if error_type == "TokenException":
+        return TokenExpired(message, **kwargs)
+    if status == 429:
+        return RateLimited(message, **kwargs)
+    if status >= 500 or error_type == "NetworkException":
+        return BrokerUnavailable(message, **kwargs)
+    if status == 403 and error_type is None:
+        return TokenExpired(message, **kwargs)
+    return OrderRejected(message, **kwargs)
+
+
+class KiteBroker:
+    """One account at a Kite-compatible venue. Owns its HTTP client; close with `aclose()`."""
+
+    def __init__(self, settings: KiteSettings) -> None:
+        self._settings = settings
+        self._client = httpx.AsyncClient(
+            base_url=settings.rest_url,
+            timeout=settings.timeout_s,
+            headers={"X-Kite-Version": "3", "User-Agent": "orderdesk"},
+        )
+
+    @property
+    def settings(self) -> KiteSettings:
+        return self._settings
+
+    def set_access_token(self, access_token: str) -> None:
+        """Load the day's new token; the next call and the next stream use it."""
+        self._settings = attrs.evolve(self._settings, access_token=access_token)
+
+    def _auth(self) -> dict[str, str]:
+        s = self._settings
+        return {"Authorization": f"token {s.api_key}:{s.access_token}"}
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._client.request(method, path, headers=self._auth(), **kwargs)
+        except httpx.TimeoutException as exc:
+            raise BrokerUnavailable(f"{method} {path} timed out: outcome unknown") from exc
+        except httpx.HTTPError as exc:
+            raise BrokerUnavailable(f"{method} {path} failed: {exc!r}") from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400 or not isinstance(body, dict):
+            raise error_from_response(response.status_code, body)
+        if body.get("status") != "success":
+            raise error_from_response(response.status_code, body)
+        return body.get("data")
+
+    async def place(self, request: OrderRequest) -> str:
+        data = await self._call("POST", f"/orders/{request.variety}", data=request.form())
+        return str(data["order_id"])
+
+    async def modify(self, order_id: str, *, variety: str = "regular", **changes: Any) -> str:
+        form = {key: str(value) for key, value in changes.items() if value is not None}
+        data = await self._call("PUT", f"/orders/{variety}/{order_id}", data=form)
+        return str(data["order_id"])
+
+    async def cancel(self, order_id: str, *, variety: str = "regular") -> str:
+        data = await self._call("DELETE", f"/orders/{variety}/{order_id}")
+        return str(data["order_id"])
+
+    async def orders(self) -> list[Order]:
+        return [parse_order(item) for item in await self._call("GET", "/orders")]
+
+    async def order_history(self, order_id: str) -> list[Order]:
+        return [parse_order(item) for item in await self._call("GET", f"/orders/{order_id}")]
+
+    async def positions(self) -> list[Position]:
+        data = await self._call("GET", "/portfolio/positions")
+        return [parse_position(item) for item in data.get("net", [])]
+
+    async def basket_margins(self, requests: Sequence[OrderRequest]) -> BasketMargin:
+        body = [
+            {key: value for key, value in attrs.asdict(r).items() if value is not None}
+            for r in requests
+        ]
+        data = await self._call(
+            "POST", "/margins/basket", params={"consider_positions": "true"}, json=body
+        )
+        return BasketMargin(
+            initial=float(data["initial"]["total"]),
+            final=float(data["final"]["total"]),
+            available=None,
+        )
+
+    async def instruments(self, exchange: str | None = None) -> list[Instrument]:
+        """Kite's instrument master (CSV, not the JSON envelope)."""
+        path = f"/instruments/{exchange}" if exchange else "/instruments"
+        try:
+            response = await self._client.get(path, headers=self._auth())
+        except httpx.HTTPError as exc:
+            raise BrokerUnavailable(f"GET {path} failed: {exc!r}") from exc
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise error_from_response(response.status_code, body)
+        return [parse_instrument(row) for row in csv.DictReader(io.StringIO(response.text))]
+
+    async def available_funds(self) -> float:
+        data = await self._call("GET", "/user/margins")
+        return float(data["equity"]["net"])
+
+    async def ltp(self, instruments: Sequence[str]) -> dict[str, float]:
+        data = await self._call("GET", "/quote/ltp", params=[("i", i) for i in instruments])
+        return {key: float(value["last_price"]) for key, value in data.items()}
+
+    @asynccontextmanager
+    async def open_stream(self) -> AsyncIterator[KiteOrderStream]:
+        """Connect the ticker; raises TokenExpired on a refused token, UpstreamLost otherwise."""
+        s = self._settings
+        query = urlencode({"api_key": s.api_key, "access_token": s.access_token})
+        url = f"{s.ticker_url.rstrip('/')}/?{query}"
+        try:
+            async with trio_websocket.open_websocket_url(
+                url, connect_timeout=s.timeout_s, disconnect_timeout=1.0
+            ) as ws:
+                yield KiteOrderStream(ws, s.stall_timeout_s)
+        except trio_websocket.ConnectionRejected as exc:
+            if exc.status_code in (401, 403):
+                raise TokenExpired(
+                    "ticker refused the access token", status=exc.status_code
+                ) from exc
+            raise UpstreamLost(f"ticker refused the connection: {exc.status_code}") from exc
+        except (OSError, trio_websocket.HandshakeError) as exc:
+            raise UpstreamLost(f"ticker unreachable: {exc!r}") from exc
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class KiteOrderStream:
+    """Order updates from one ticker connection; heartbeats only keep it alive."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection, stall_timeout_s: float) -> None:
+        self._ws = ws
+        self._stall_timeout_s = stall_timeout_s
+
+    def __aiter__(self) -> KiteOrderStream:
+        return self
+
+    async def __anext__(self) -> Order:
+        while True:
+            message = await self._receive()
+            if isinstance(message, bytes):
+                continue  # heartbeat (1 byte) or market ticks: alive, nothing for us
+            try:
+                frame = json.loads(message)
+            except ValueError:
+                log.warning("ticker sent a frame that is not JSON: %.80r", message)
+                continue
+            if not isinstance(frame, dict):
+                continue
+            if frame.get("type") == "order" and isinstance(frame.get("data"), dict):
+                return parse_order(frame["data"])
+            if frame.get("type") == "error":
+                log.warning("ticker error: %s", frame.get("data"))
+
+    async def _receive(self) -> str | bytes:
+        with trio.move_on_after(self._stall_timeout_s):
+            try:
+                return await self._ws.get_message()
+            except trio_websocket.ConnectionClosed as exc:
+                reason = exc.reason
+                if reason is not None and reason.code == 1008:
+                    raise TokenExpired(f"ticker closed: {reason.reason}") from exc
+                raise UpstreamLost(f"ticker closed: {reason}") from exc
+        raise UpstreamLost(f"no frame from the ticker for {self._stall_timeout_s:g} s")

@@ -1,0 +1,55 @@
+"""Seeded price simulation: one multiplicative random walk per instrument.
+
+`step()` moves every instrument once, in master order, drawing from one `random.Random(seed)`,
+so the sequence of prices is the same for the same seed and the same instrument master.
+Prices stay on the instrument's tick and never go below one tick. An instrument whose master
+price is 0 (common in Kite CSV dumps) starts at 100.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+from .instruments import Instrument, InstrumentMaster
+
+_VOLATILITY = 0.001  # per step, log-normal
+_DEFAULT_START = 100.0
+
+
+def on_tick(price: float, tick: float) -> float:
+    tick = tick or 0.05
+    return max(round(round(price / tick) * tick, 2), tick)
+
+
+class PriceBook:
+    def __init__(self, master: InstrumentMaster, seed: int) -> None:
+        self._master = master
+        self._seed = seed
+        self._rng = random.Random(seed)
+        self._ltp: dict[str, float] = {}
+        self._close: dict[str, float] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self._rng = random.Random(self._seed)
+        self._close = {
+            i.key: on_tick(i.last_price if i.last_price > 0 else _DEFAULT_START, i.tick_size)
+            for i in self._master.instruments
+        }
+        self._ltp = dict(self._close)
+
+    def close(self, instrument: Instrument) -> float:
+        """The starting price, shown as the previous close."""
+        return self._close[instrument.key]
+
+    def ltp(self, instrument: Instrument) -> float:
+        return self._ltp[instrument.key]
+
+    def set(self, instrument: Instrument, price: float) -> None:
+        self._ltp[instrument.key] = on_tick(price, instrument.tick_size)
+
+    def step(self) -> None:
+        for i in self._master.instruments:
+            move = math.exp(self._rng.gauss(0.0, _VOLATILITY))
+            self._ltp[i.key] = on_tick(self._ltp[i.key] * move, i.tick_size)

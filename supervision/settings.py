@@ -1,0 +1,231 @@
+"""Configuration: one frozen object, built once at start from orderdesk.toml and the environment.
+
+With no file at all orderdesk runs on embedded defaults: one paper account `primary`, the
+embedded paper venue, SQLite under ./var/, and generated tokens kept under ./var/ (printed once,
+when first generated) so a fresh checkout serves with no set-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from brokers.paper import VenueConfig
+
+DEFAULT_BIND = "127.0.0.1:8081"
+DEFAULT_VENUE_BIND = "127.0.0.1:8765"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the key and the rule."""
+
+
+@attrs.frozen
+class ClientToken:
+    """A bearer token of an account's API/websocket client; `name` is what logs and audit show."""
+
+    name: str
+    value: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class WebhookSettings:
+    url: str
+    secret: str = attrs.field(repr=False, default="")
+
+
+@attrs.frozen
+class AccountSettings:
+    id: str
+    broker: str  # "paper" or "kite"
+    tokens: tuple[ClientToken, ...] = ()
+    api_key: str = attrs.field(default="paper", repr=False)
+    access_token: str = attrs.field(default="", repr=False)
+    rest_url: str | None = None  # None: the embedded venue
+    ticker_url: str | None = None
+    webhooks: tuple[WebhookSettings, ...] = ()
+
+
+@attrs.frozen
+class Settings:
+    bind: str = DEFAULT_BIND
+    admin_token: str = attrs.field(default="", repr=False)
+    allowed_origins: tuple[str, ...] = ()
+    database_url: str = "sqlite:///var/orderdesk.db"
+    venue: VenueConfig | None = None
+    accounts: tuple[AccountSettings, ...] = ()
+    var_dir: Path = Path("var")
+    generated_secrets: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+    def account(self, account_id: str) -> AccountSettings | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
+
+
+def load_settings(
+    path: str | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the TOML file (if any), then apply the environment's overrides."""
+    env = os.environ if environ is None else environ
+    path = path or env.get("ORDERDESK_CONFIG")
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        return _from_document(raw, env)
+    return _embedded_defaults(env)
+
+
+def _embedded_defaults(env: Mapping[str, str]) -> Settings:
+    var_dir = Path(env.get("ORDERDESK_VAR", "var"))
+    generated = _generated_secrets(var_dir)
+    bind = env.get("ORDERDESK_BIND", DEFAULT_BIND)
+    account = AccountSettings(
+        id="primary",
+        broker="paper",
+        tokens=(ClientToken("primary-generated", generated["primary_token"]),),
+        access_token="paper-primary",
+    )
+    return Settings(
+        bind=bind,
+        admin_token=env.get("ORDERDESK_ADMIN_TOKEN", generated["admin_token"]),
+        allowed_origins=(f"http://{bind}",),
+        database_url=env.get("DATABASE_URL", f"sqlite:///{var_dir}/orderdesk.db"),
+        venue=VenueConfig(bind=DEFAULT_VENUE_BIND, accounts=("primary",)),
+        accounts=(account,),
+        var_dir=var_dir,
+        generated_secrets=generated,
+    )
+
+
+def _generated_secrets(var_dir: Path) -> dict[str, str]:
+    """Tokens for the no-config start, generated once and kept under var/ (mode 0600)."""
+    path = var_dir / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    var_dir.mkdir(parents=True, exist_ok=True)
+    values = {
+        "primary_token": secrets.token_urlsafe(24),
+        "admin_token": secrets.token_urlsafe(24),
+        "_new": "1",
+    }
+    path.write_text(json.dumps({k: v for k, v in values.items() if k != "_new"}))
+    path.chmod(0o600)
+    return values
+
+
+def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+    server = _table(doc, "server")
+    database = _table(doc, "database")
+    venue_doc = doc.get("venue")
+    var_dir = Path(env.get("ORDERDESK_VAR", "var"))
+    bind = env.get("ORDERDESK_BIND", str(server.get("bind", DEFAULT_BIND)))
+    accounts = tuple(_account(i, a, env) for i, a in enumerate(doc.get("accounts", [])))
+    if not accounts:
+        raise ConfigError("accounts: at least one [[accounts]] table is required")
+    ids = [a.id for a in accounts]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("accounts: account ids must be unique")
+    venue = None
+    if venue_doc is not None:
+        if not isinstance(venue_doc, dict):
+            raise ConfigError("venue: must be a table")
+        venue = VenueConfig(
+            bind=str(venue_doc.get("bind", DEFAULT_VENUE_BIND)),
+            seed=int(venue_doc.get("seed", 42)),
+            accounts=tuple(a.id for a in accounts if a.broker == "paper"),
+            funds=float(venue_doc.get("funds", 10_000_000.0)),
+            rate_limit_per_s=venue_doc.get("rate_limit_per_s", 10),
+            require_market_protection=bool(venue_doc.get("require_market_protection", True)),
+            instruments_csv=venue_doc.get("instruments_csv"),
+            freeze_limits=dict(venue_doc.get("freeze_limits", {})),
+        )
+    for account in accounts:
+        if account.broker == "paper" and account.rest_url is None and venue is None:
+            raise ConfigError(
+                f"accounts[{account.id}].rest_url: a paper account needs [venue] "
+                "or the rest_url/ticker_url of a standalone `orderdesk venue`"
+            )
+    admin_token = env.get("ORDERDESK_ADMIN_TOKEN", str(server.get("admin_token", "")))
+    if not admin_token:
+        raise ConfigError("server.admin_token: required (or ORDERDESK_ADMIN_TOKEN)")
+    return Settings(
+        bind=bind,
+        admin_token=admin_token,
+        allowed_origins=tuple(server.get("allowed_origins", (f"http://{bind}",))),
+        database_url=env.get(
+            "DATABASE_URL", str(database.get("url", f"sqlite:///{var_dir}/orderdesk.db"))
+        ),
+        venue=venue,
+        accounts=accounts,
+        var_dir=var_dir,
+    )
+
+
+def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: must be a table")
+    return value
+
+
+def _account(index: int, doc: Any, env: Mapping[str, str]) -> AccountSettings:
+    where = f"accounts[{index}]"
+    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not doc["id"]:
+        raise ConfigError(f"{where}.id: required, a non-empty string")
+    account_id = doc["id"]
+    broker = doc.get("broker", "paper")
+    if broker not in ("paper", "kite"):
+        raise ConfigError(f"{where}.broker: must be 'paper' or 'kite', not {broker!r}")
+    tokens = tuple(_token(account_id, i, t) for i, t in enumerate(doc.get("tokens", [])))
+    webhooks = tuple(
+        WebhookSettings(url=str(h["url"]), secret=env.get(str(h.get("secret_env", "")), ""))
+        for h in doc.get("webhooks", [])
+    )
+    if broker == "kite":
+        api_key = _from_env(env, doc, "api_key_env", f"{where}.api_key_env")
+        access_token = _from_env(env, doc, "access_token_env", f"{where}.access_token_env")
+        return AccountSettings(
+            id=account_id,
+            broker=broker,
+            tokens=tokens,
+            api_key=api_key,
+            access_token=access_token,
+            rest_url=str(doc.get("rest_url", "https://api.kite.trade")),
+            ticker_url=str(doc.get("ticker_url", "wss://ws.kite.trade")),
+            webhooks=webhooks,
+        )
+    return AccountSettings(
+        id=account_id,
+        broker=broker,
+        tokens=tokens,
+        api_key="paper",
+        access_token=f"paper-{account_id}",
+        rest_url=doc.get("rest_url"),
+        ticker_url=doc.get("ticker_url"),
+        webhooks=webhooks,
+    )
+
+
+def _token(account_id: str, index: int, doc: Any) -> ClientToken:
+    if isinstance(doc, str):
+        return ClientToken(f"{account_id}#{index}", doc)
+    if isinstance(doc, dict) and isinstance(doc.get("token"), str):
+        return ClientToken(str(doc.get("name", f"{account_id}#{index}")), doc["token"])
+    raise ConfigError(f"accounts[{account_id}].tokens[{index}]: a string or {{name, token}}")
+
+
+def _from_env(env: Mapping[str, str], doc: Mapping[str, Any], key: str, where: str) -> str:
+    name = doc.get(key)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: required, the name of an environment variable")
+    return env.get(name, "")

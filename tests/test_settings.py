@@ -1,0 +1,78 @@
+"""Configuration: embedded defaults, the TOML file, environment overrides, clear errors."""
+
+from pathlib import Path
+
+import pytest
+
+from supervision.settings import ConfigError, load_settings
+
+
+def test_no_file_gives_embedded_defaults(tmp_path: Path) -> None:
+    env = {"ORDERDESK_VAR": str(tmp_path / "var")}
+    settings = load_settings(None, environ=env)
+    assert [a.id for a in settings.accounts] == ["primary"]
+    assert settings.venue is not None
+    assert settings.database_url == f"sqlite:///{tmp_path}/var/orderdesk.db"
+    assert settings.admin_token and settings.accounts[0].tokens[0].value
+    again = load_settings(None, environ=env)
+    assert again.admin_token == settings.admin_token  # kept under var/, not regenerated
+    assert (tmp_path / "var" / "secrets.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_file_and_environment(tmp_path: Path) -> None:
+    path = tmp_path / "orderdesk.toml"
+    path.write_text(
+        """
+[server]
+bind = "127.0.0.1:9000"
+admin_token = "admin-secret"
+
+[database]
+url = "sqlite:///x.db"
+
+[venue]
+bind = "127.0.0.1:0"
+seed = 7
+
+[[accounts]]
+id = "primary"
+broker = "paper"
+tokens = ["primary-secret", { name = "desk", token = "desk-secret" }]
+
+[[accounts]]
+id = "live"
+broker = "kite"
+api_key_env = "KITE_API_KEY"
+access_token_env = "KITE_ACCESS_TOKEN"
+tokens = ["live-secret"]
+"""
+    )
+    env = {"DATABASE_URL": "postgresql://postgres@127.0.0.1/test", "KITE_API_KEY": "k",
+           "KITE_ACCESS_TOKEN": "tok-9f3a", "ORDERDESK_BIND": "127.0.0.1:9001"}
+    settings = load_settings(str(path), environ=env)
+    assert settings.bind == "127.0.0.1:9001"
+    assert settings.database_url.startswith("postgresql://")
+    assert settings.venue is not None and settings.venue.seed == 7
+    assert settings.venue.accounts == ("primary",)
+    primary, live = settings.accounts
+    assert [t.name for t in primary.tokens] == ["primary#0", "desk"]
+    assert primary.access_token == "paper-primary"
+    assert (live.api_key, live.access_token) == ("k", "tok-9f3a")
+    assert "tok-9f3a" not in repr(live)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nadmin_token='a'\n", "accounts"),
+        ("[server]\nadmin_token='a'\n[[accounts]]\nid='x'\nbroker='ib'\n", "broker"),
+        ("[server]\nadmin_token='a'\n[[accounts]]\nid='x'\n", "rest_url"),
+        ("[[accounts]]\nid='x'\nrest_url='http://h'\nticker_url='ws://h'\n", "admin_token"),
+        ("not toml [", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(str(path), environ={})
