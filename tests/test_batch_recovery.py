@@ -1,0 +1,174 @@
+"""Recovery at start (by tag), the kill switch, and the shared order-rate limiter at the venue.
+
+A crash is simulated by writing what the store holds at that moment (the batch, its legs, the
+reverse orders written ahead) and placing at the venue what had reached it, then starting a
+coordinator on that store: `run()` reconciles every unfinished batch before it reports started.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import attrs
+import trio
+
+from actors.batch import new_batch_id, tag_for
+from brokers.base import OrderRequest
+from brokers.paper import VenueAddress
+from store import BatchRecord, LegRecord, open_store
+from tests.fixtures_venue import (
+    BANKNIFTY_FUT,
+    NIFTY_FUT,
+    kite_http,
+    market_form,
+    order_form,
+    start_venue,
+)
+from tests.test_batch import Desk, desk, leg, open_desk, tags
+
+__all__ = ["desk"]  # the fixture, shared with test_batch
+
+
+def _request(side: str, symbol: str = NIFTY_FUT, quantity: int = 75, tag: str = "") -> dict:
+    return attrs.asdict(OrderRequest(symbol, "NFO", side, "MARKET", quantity, "NRML",
+                                     tag=tag, market_protection=-1))
+
+
+async def crashed_batch(
+    url: str, key: str, legs: list[tuple[str, str]], status: str = "running",
+    reverses: list[LegRecord] | None = None,
+) -> tuple[str, list[str]]:
+    """Store an unfinished batch as a crash left it; `legs` is (side, leg status) per leg."""
+    batch_id = new_batch_id()
+    leg_tags = [tag_for(batch_id, n, "L", 0) for n in range(len(legs))]
+    body: dict[str, Any] = {"orders": [leg(side=side) for side, _ in legs]}
+    async with open_store(url) as store:
+        now = time.time()
+        from actors.batch import _hash
+
+        await store.create_batch(
+            BatchRecord(batch_id, "primary", key, _hash(body), body, "running", None, now, now),
+            [LegRecord(batch_id, n, leg_tags[n], state, None, _request(side, tag=leg_tags[n]))
+             for n, (side, state) in enumerate(legs)],
+        )
+        for record in reverses or []:
+            await store.add_leg(attrs.evolve(record, batch_id=batch_id,
+                                             tag=record.tag.replace("BATCH", batch_id)))
+        if status != "running":
+            await store.update_batch(batch_id, status=status)
+    return batch_id, leg_tags
+
+
+async def place_at_venue(venue: VenueAddress, side: str, tag: str, **extra: Any) -> str:
+    """An order that reached the broker before the crash."""
+    async with kite_http(venue) as kite:
+        response = await kite.post("/orders/regular", data=market_form(
+            transaction_type=side, tag=tag, **extra))
+    assert response.status_code == 200, response.text
+    order_id: str = response.json()["data"]["order_id"]
+    return order_id
+
+
+async def resume(desk: Desk, key: str, legs: list[tuple[str, str]]) -> dict[str, Any]:
+    """What a client retrying with the same key gets after the restart: the recovered result."""
+    body = {"orders": [leg(side=side) for side, _ in legs]}
+    status, result = await desk.submit(body, key=key)
+    assert status == 200, result
+    return result
+
+
+async def test_killed_after_leg_0_placed_is_rolled_back_at_start(
+    venue: VenueAddress, sqlite_url: str
+) -> None:
+    legs = [("BUY", "PLACED"), ("SELL", "PLACING")]
+    batch_id, leg_tags = await crashed_batch(sqlite_url, "crash-1", legs)
+    with trio.fail_after(20):
+        await place_at_venue(venue, "BUY", leg_tags[0])  # what reached the broker
+        async with open_desk(venue, sqlite_url) as desk:  # the restart
+            result = await resume(desk, "crash-1", legs)
+            assert result["status"] == "rolled_back", result
+            assert result["legs"][0]["rollback"]["action"] == "flattened"
+            assert result["legs"][1]["status"] == "NOT_PLACED"
+            assert await desk.positions() == {}
+            assert set(tags(await desk.orders())) == {leg_tags[0], f"od{batch_id}0R0"}
+
+
+async def test_every_leg_complete_at_the_crash_is_success(
+    venue: VenueAddress, sqlite_url: str
+) -> None:
+    legs = [("BUY", "PLACED"), ("SELL", "PLACED")]
+    _, leg_tags = await crashed_batch(sqlite_url, "crash-2", legs)
+    with trio.fail_after(20):
+        await place_at_venue(venue, "BUY", leg_tags[0])
+        await place_at_venue(venue, "SELL", leg_tags[1])
+        async with open_desk(venue, sqlite_url) as desk:
+            result = await resume(desk, "crash-2", legs)
+            assert result["status"] == "success", result
+            assert [item["status"] for item in result["legs"]] == ["COMPLETE", "COMPLETE"]
+            assert len(await desk.orders()) == 2  # nothing placed by recovery
+
+
+async def test_an_interrupted_rollback_never_flattens_twice(
+    venue: VenueAddress, sqlite_url: str
+) -> None:
+    legs = [("BUY", "COMPLETE"), ("SELL", "REJECTED")]
+    reverse_tag = "odBATCH0R0"
+    reverse = LegRecord("", 100, reverse_tag, "PLACING", None, _request("SELL"), {},
+                        kind="reverse")
+    batch_id, leg_tags = await crashed_batch(sqlite_url, "crash-3", legs, "rolling_back",
+                                             [reverse])
+    with trio.fail_after(20):
+        await place_at_venue(venue, "BUY", leg_tags[0])
+        await place_at_venue(venue, "SELL", f"od{batch_id}0R0")  # the reverse had landed
+        async with open_desk(venue, sqlite_url) as desk:
+            result = await resume(desk, "crash-3", legs)
+            assert result["status"] == "rolled_back", result
+            rollback = result["legs"][0]["rollback"]
+            assert (rollback["action"], rollback["filled"], rollback["remaining"]) == (
+                "flattened", 75, 0)
+            assert result["legs"][1]["rollback"]["action"] == "none"
+            assert await desk.positions() == {}
+            assert len(await desk.orders()) == 2
+
+
+async def test_kill_switch_cancels_open_orders_and_flattens_positions(desk: Desk) -> None:
+    with trio.fail_after(20):
+        for form in (market_form(quantity=150),
+                     market_form(tradingsymbol=BANKNIFTY_FUT, quantity=35,
+                                 transaction_type="SELL"),
+                     order_form()):  # a LIMIT BUY resting far below the market
+            response = await desk.kite.post("/orders/regular", data=form)
+            assert response.status_code == 200, response.text
+        assert await desk.positions() == {NIFTY_FUT: 150, BANKNIFTY_FUT: -35}
+        status, report = await desk.coordinator.kill("primary", "test")
+    assert status == 200 and report["status"] == "done", report
+    assert len(report["cancelled"]) == 1 and report["cancelled"][0]["status"] == "CANCELLED"
+    assert {f["tradingsymbol"] for f in report["flattened"]} == {NIFTY_FUT, BANKNIFTY_FUT}
+    assert await desk.positions() == {}
+    assert all(o["status"] in ("COMPLETE", "CANCELLED") for o in await desk.orders())
+    audit = await desk.store.list_audit("primary")
+    assert [a.action for a in audit] == ["kill"]
+
+
+async def test_two_ten_leg_batches_share_the_account_rate_limit(
+    nursery: trio.Nursery, sqlite_url: str
+) -> None:
+    venue = await start_venue(nursery, rate_limit_per_s=10)
+    results: list[dict[str, Any]] = []
+    with trio.fail_after(20):
+        async with open_desk(venue, sqlite_url) as desk:
+
+            async def batch() -> None:
+                status, result = await desk.submit({"orders": [leg()] * 10})
+                assert status == 200
+                results.append(result)
+
+            async with trio.open_nursery() as inner:
+                inner.start_soon(batch)
+                inner.start_soon(batch)
+            assert [r["status"] for r in results] == ["success", "success"], results
+            venue_tags = tags(await desk.orders())
+            assert len(venue_tags) == 20 and set(venue_tags.values()) == {1}
+            limiter = desk.coordinator.limiter("primary")
+            assert limiter is not None and limiter.statistics().granted >= 20
