@@ -192,13 +192,19 @@ class AccountActor:
         if not accepted:
             return
         seqs = await self._store.append_events(self.account, [a.payload for _, a in accepted])
+        # A burst larger than half a subscriber queue (a big reconcile) goes out as one fresh
+        # snapshot, so that it cannot close every subscriber as a slow consumer.
+        burst = len(accepted) > self._config.subscriber_queue // 2
         for seq, (_, taken) in zip(seqs, accepted, strict=True):
             self._seq = seq
             message = self._encode_order(seq, taken.payload, source=source, event=taken.event)
             self._replay.append((seq, message))
-            self._subscribers.broadcast(message)
+            if not burst:
+                self._subscribers.broadcast(message)
             if self._on_update is not None:
                 self._on_update(self.account, seq, dict(taken.payload))
+        if burst:
+            self._subscribers.broadcast(self.snapshot_message())
         self.upstream.last_event_at = time.time()
         if self._health is not None:
             self._health.touch()

@@ -144,7 +144,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
             seed=int(venue_doc.get("seed", 42)),
             accounts=tuple(a.id for a in accounts if a.broker == "paper"),
             funds=float(venue_doc.get("funds", 10_000_000.0)),
-            rate_limit_per_s=venue_doc.get("rate_limit_per_s", 10),
+            rate_limit_per_s=int(venue_doc.get("rate_limit_per_s", 10)) or None,  # 0: off
             require_market_protection=bool(venue_doc.get("require_market_protection", True)),
             instruments_csv=venue_doc.get("instruments_csv"),
             freeze_limits=dict(venue_doc.get("freeze_limits", {})),

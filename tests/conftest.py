@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.fixtures_venue",
     "tests.fixtures_store",
+    "tests.fixtures_web",
+    "tests.fixtures_service",
 ]

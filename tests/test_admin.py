@@ -1,0 +1,287 @@
+"""The admin routes against the real service (`open_service`): paper venue, SQLite store, two
+paper accounts, the web front on 127.0.0.1:0.
+
+`open_admin_service` is also what tests/test_cli.py runs its console-script subprocesses against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+
+from supervision.service import Running, open_service
+from supervision.settings import load_settings
+
+ADMIN_TOKEN = "admin-secret"
+TOKENS = {"primary": "primary-secret", "secondary": "secondary-secret"}
+
+CONFIG = """
+[server]
+bind = "127.0.0.1:0"
+admin_token = "{admin}"
+
+[database]
+url = "sqlite:///{tmp}/od.db"
+
+[venue]
+bind = "127.0.0.1:0"
+
+[[accounts]]
+id = "primary"
+broker = "paper"
+tokens = [{{ name = "primary-desk", token = "{primary}" }}]
+
+[[accounts]]
+id = "secondary"
+broker = "paper"
+tokens = ["{secondary}"]
+"""
+
+
+def write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "orderdesk.toml"
+    path.write_text(CONFIG.format(tmp=tmp_path, admin=ADMIN_TOKEN, **TOKENS))
+    return path
+
+
+@asynccontextmanager
+async def open_admin_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Running]:
+    settings = load_settings(str(write_config(tmp_path)), environ={})
+    async with open_service(settings) as running:
+        yield running
+
+
+def admin_http(running: Running, token: str | None = ADMIN_TOKEN) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(
+        base_url=f"http://{running.web_bind}", headers=headers, timeout=10.0
+    )
+
+
+async def wait_tree(
+    running: Running, predicate: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Poll `/admin/actors` (short waits, bounded) until `predicate(body)` holds."""
+    async with admin_http(running) as http:
+        with trio.fail_after(10):
+            while True:
+                body = (await http.get("/admin/actors")).json()
+                if predicate(body):
+                    return body
+                await trio.sleep(0.05)
+
+
+def upstream_is(account: str, state: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda body: body["accounts"][account]["upstream"] == state
+
+
+def actor_entry(body: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(entry for entry in body["actors"] if entry["name"] == name)
+
+
+async def expire_at_venue(running: Running, account: str) -> None:
+    assert running.venue is not None
+    async with httpx.AsyncClient(base_url=running.venue.rest_url, timeout=10.0) as venue:
+        response = await venue.post(f"/_venue/accounts/{account}/expire")
+        assert response.status_code == 200, response.text
+
+
+async def new_venue_token(running: Running, account: str) -> str:
+    assert running.venue is not None
+    async with httpx.AsyncClient(base_url=running.venue.rest_url, timeout=10.0) as venue:
+        response = await venue.post(f"/_venue/accounts/{account}/token")
+        assert response.status_code == 200, response.text
+        body = response.json()
+    assert body["status"] == "success"
+    return str(body["data"]["access_token"])
+
+
+# -- tests ------------------------------------------------------------------------------------
+
+
+ROUTES = [
+    ("GET", "/admin/actors", None),
+    ("POST", "/admin/accounts/primary/restart", None),
+    ("PUT", "/admin/accounts/primary/credentials", {"access_token": "x"}),
+    ("GET", "/admin/audit", None),
+]
+
+
+async def test_admin_routes_need_the_admin_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(30):
+        async with open_admin_service(tmp_path, monkeypatch) as running:
+            for token, status in ((None, 401), ("wrong", 401), (TOKENS["primary"], 403)):
+                async with admin_http(running, token) as http:
+                    for method, path, body in ROUTES:
+                        response = await http.request(method, path, json=body)
+                        assert response.status_code == status, (token, method, path)
+                        assert response.json()["error"] in ("unauthorized", "forbidden")
+            # The restart and credentials above were refused: nothing was audited.
+            async with admin_http(running) as http:
+                assert (await http.get("/admin/audit")).json()["entries"] == []
+
+
+async def test_actors_reports_the_tree_and_every_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(30):
+        async with open_admin_service(tmp_path, monkeypatch) as running:
+            body = await wait_tree(
+                running,
+                lambda b: upstream_is("primary", "connected")(b)
+                and upstream_is("secondary", "connected")(b),
+            )
+            assert body["ok"] is True and body["summary"]["ok"] is True
+            assert body["summary"]["degraded"] == []
+            names = {entry["name"] for entry in body["actors"]}
+            assert {"store", "venue", "web", "account:primary", "account:secondary"} <= names
+            primary = actor_entry(body, "account:primary")
+            assert primary["kind"] == "actor" and primary["state"] == "running"
+            assert primary["restarts"] == 0
+            assert set(body["accounts"]) == {"primary", "secondary"}
+            assert body["accounts"]["secondary"]["subscribers"] == 0
+
+
+async def test_expired_token_degrades_and_new_credentials_reconnect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(30):
+        async with open_admin_service(tmp_path, monkeypatch) as running:
+            await wait_tree(running, upstream_is("primary", "connected"))
+            await expire_at_venue(running, "primary")
+            body = await wait_tree(running, upstream_is("primary", "auth_expired"))
+            assert body["ok"] is False  # 200 all the same: the CLI decides the exit code
+            assert body["summary"]["degraded"] == ["account:primary"]
+            assert actor_entry(body, "account:primary")["degraded"] is True
+            assert body["accounts"]["secondary"]["upstream"] == "connected"
+
+            token = await new_venue_token(running, "primary")
+            async with admin_http(running) as http:
+                response = await http.put(
+                    "/admin/accounts/primary/credentials", json={"access_token": token}
+                )
+                assert response.status_code == 200, response.text
+                assert response.json()["upstream_before"] == "auth_expired"
+            body = await wait_tree(running, upstream_is("primary", "connected"))
+            assert body["ok"] is True
+            assert actor_entry(body, "account:primary")["restarts"] == 0  # no restart needed
+
+            async with admin_http(running) as http:
+                audit = (await http.get("/admin/audit", params={"account": "primary"})).json()
+            [entry] = audit["entries"]
+            assert entry["action"] == "credentials" and entry["actor_name"] == "admin"
+            assert entry["account"] == "primary" and entry["order_id"] is None
+            assert token not in str(audit)  # the token's value is never stored
+
+
+@attrs.frozen
+class BadCredentials:
+    name: str
+    body: Any
+    path: str
+    rule: str
+
+
+BAD_CREDENTIALS = [
+    BadCredentials("missing", {}, "access_token", "required"),
+    BadCredentials("null", {"access_token": None}, "access_token", "required"),
+    BadCredentials("empty", {"access_token": ""}, "access_token", "non_empty"),
+    BadCredentials("blank", {"access_token": "   "}, "access_token", "non_empty"),
+    BadCredentials("number", {"access_token": 42}, "access_token", "type"),
+    BadCredentials("too long", {"access_token": "x" * 257}, "access_token", "max_length"),
+    BadCredentials("not an object", ["tok"], "", "type"),
+]
+
+
+async def test_credentials_input_is_validated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(30):
+        async with open_admin_service(tmp_path, monkeypatch) as running:
+            async with admin_http(running) as http:
+                for case in BAD_CREDENTIALS:
+                    response = await http.put(
+                        "/admin/accounts/primary/credentials", json=case.body
+                    )
+                    assert response.status_code == 422, case.name
+                    body = response.json()
+                    assert body["error"] == "invalid"
+                    assert [(f["path"], f["rule"]) for f in body["fields"]] == [
+                        (case.path, case.rule)
+                    ], case.name
+                ok = await http.put(
+                    "/admin/accounts/primary/credentials", json={"access_token": "x" * 256}
+                )
+                assert ok.status_code == 200  # 256 characters is the limit, inclusive
+                unknown = await http.put(
+                    "/admin/accounts/nobody/credentials", json={"access_token": "tok"}
+                )
+                assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+                garbage = await http.put(
+                    "/admin/accounts/primary/credentials",
+                    content=b"{not json",
+                    headers={"Content-Type": "application/json"},
+                )
+                assert garbage.status_code == 400
+
+
+async def test_restart_restarts_one_actor_and_is_audited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(30):
+        async with open_admin_service(tmp_path, monkeypatch) as running:
+            await wait_tree(running, upstream_is("primary", "connected"))
+            async with admin_http(running) as http:
+                response = await http.post("/admin/accounts/primary/restart")
+                assert response.status_code == 200, response.text
+                assert response.json()["restarted"] is True
+                assert response.json()["restarts"] == 1
+                unknown = await http.post("/admin/accounts/nobody/restart")
+                assert unknown.status_code == 404
+            body = await wait_tree(running, upstream_is("primary", "connected"))
+            assert actor_entry(body, "account:primary")["restarts"] == 1
+            assert actor_entry(body, "account:primary")["state"] == "running"
+            assert actor_entry(body, "account:secondary")["restarts"] == 0
+            async with admin_http(running) as http:
+                audit = (await http.get("/admin/audit")).json()
+            assert [(e["account"], e["action"]) for e in audit["entries"]] == [
+                ("primary", "restart")
+            ]
+
+
+async def test_audit_lists_entries_by_account_with_a_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from store import AuditEntry
+
+    with trio.fail_after(30):
+        async with open_admin_service(tmp_path, monkeypatch) as running:
+            for i in range(5):
+                account = "primary" if i % 2 == 0 else "secondary"
+                await running.store.record_audit(
+                    AuditEntry(account, "primary-desk", "place", f"ord{i}", {"i": i}, 1000.0 + i)
+                )
+            async with admin_http(running) as http:
+                everything = (await http.get("/admin/audit")).json()
+                assert len(everything["entries"]) == 5
+                assert everything["limit"] == 100
+                primary = (await http.get("/admin/audit?account=primary")).json()["entries"]
+                assert {e["order_id"] for e in primary} == {"ord0", "ord2", "ord4"}
+                assert all(e["actor_name"] == "primary-desk" for e in primary)
+                two = (await http.get("/admin/audit?limit=2")).json()["entries"]
+                assert len(two) == 2
+                for bad in ("0", "1001", "many"):
+                    response = await http.get(f"/admin/audit?limit={bad}")
+                    assert response.status_code == 422
+                    assert response.json()["fields"][0]["path"] == "limit"

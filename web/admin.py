@@ -1,0 +1,177 @@
+"""Admin routes (admin token only; account tokens get 403): the supervision tree, restarting one
+account's actor, loading a new broker access token into a running actor, and the audit log.
+
+`GET /admin/actors` answers 200 even when the process is degraded: `ok` says which, and the CLI
+turns it into an exit code. Restarts and credential loads are written to the audit log by the
+token's *name* (never its value); a store that cannot take the entry does not stop the operation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import attrs
+import trio
+from quart import Blueprint, Response, jsonify, request
+
+from store import AuditEntry
+
+from .app import current_deps
+from .errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
+from .routes import require_admin
+
+__all__ = ["MAX_ACCESS_TOKEN_LENGTH", "admin_blueprint"]
+
+log = logging.getLogger("web.admin")
+
+admin_blueprint = Blueprint("admin", __name__, url_prefix="/admin")
+
+MAX_ACCESS_TOKEN_LENGTH = 256
+MAX_AUDIT_LIMIT = 1000
+DEFAULT_AUDIT_LIMIT = 100
+#: A restart waits for the actor to be ready again (it reloads its book from the store).
+RESTART_TIMEOUT_S = 30.0
+AUDIT_TIMEOUT_S = 2.0
+STORE_TIMEOUT_S = 5.0
+
+
+def _actor_name(account_id: str) -> str:
+    return f"account:{account_id}"
+
+
+def _known_actor(account_id: str) -> Any:
+    actor = current_deps().actors.get(account_id)
+    if actor is None:
+        raise NotFound(f"unknown account {account_id!r}")
+    return actor
+
+
+def _status(actor: Any) -> dict[str, Any]:
+    try:
+        return dict(actor.status())
+    except Exception as exc:  # one misbehaving actor shows up as data, never as a 500
+        return {"upstream": "unknown", "error": f"{type(exc).__name__}: {exc}"}
+
+
+async def _audit(account: str, who: str, action: str, detail: dict[str, Any]) -> None:
+    entry = AuditEntry(account, who, action, None, detail, time.time())
+    try:
+        with trio.fail_after(AUDIT_TIMEOUT_S):
+            await current_deps().store.record_audit(entry)
+    except Exception as exc:  # TooSlowError included
+        log.warning("audit entry %s/%s not recorded: %s", account, action, exc)
+
+
+@admin_blueprint.get("/actors")
+async def actors() -> Response:
+    require_admin()
+    deps = current_deps()
+    summary = deps.health.summary()
+    return jsonify({
+        "ok": bool(summary.get("ok")),
+        "summary": summary,
+        "actors": deps.health.snapshot(),
+        "accounts": {aid: _status(actor) for aid, actor in deps.actors.items()},
+    })
+
+
+@admin_blueprint.post("/accounts/<account_id>/restart")
+async def restart(account_id: str) -> Response:
+    identity = require_admin()
+    _known_actor(account_id)
+    supervisor = current_deps().supervisor
+    if supervisor is None:
+        raise ServiceUnavailable("no account supervisor in this process")
+    name = _actor_name(account_id)
+    health = current_deps().health
+    before = entry.restarts if (entry := health.get(name)) is not None else None
+    # Shielded: a client hanging up must not cancel a restart half-way (the child would be
+    # stopped and never started again). Bounded, so a stuck start cannot hold shutdown forever.
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(RESTART_TIMEOUT_S) as bound:
+            await supervisor.restart_child(name)
+    if bound.cancelled_caught:
+        raise ServiceUnavailable(f"actor {name} did not become ready in {RESTART_TIMEOUT_S:g}s")
+    entry = health.get(name)
+    if entry is not None and before is not None and entry.restarts == before:
+        entry.restarts += 1  # a manual restart counts (the supervisor counts only crashes)
+    await _audit(account_id, identity.name, "restart", {"actor": name})
+    return jsonify({
+        "account": account_id,
+        "actor": name,
+        "restarted": True,
+        "state": entry.state if entry else None,
+        "restarts": entry.restarts if entry else None,
+    })
+
+
+def _access_token(body: Any) -> str:
+    """The `access_token` of the body, or a 422 listing what is wrong with it."""
+    if not isinstance(body, dict):
+        raise InvalidInput(
+            [FieldError("", "type", 'expected a JSON object {"access_token": "..."}')]
+        )
+    token = body.get("access_token")
+    problem: FieldError | None = None
+    if token is None:
+        problem = FieldError("access_token", "required", "access_token is required")
+    elif not isinstance(token, str):
+        problem = FieldError("access_token", "type", "access_token must be a string")
+    elif not token.strip():
+        problem = FieldError("access_token", "non_empty", "access_token must not be empty")
+    elif len(token) > MAX_ACCESS_TOKEN_LENGTH:
+        problem = FieldError(
+            "access_token",
+            "max_length",
+            f"access_token must be at most {MAX_ACCESS_TOKEN_LENGTH} characters",
+        )
+    if problem is not None:
+        raise InvalidInput([problem])
+    return token.strip()
+
+
+@admin_blueprint.put("/accounts/<account_id>/credentials")
+async def credentials(account_id: str) -> Response:
+    identity = require_admin()
+    actor = _known_actor(account_id)
+    token = _access_token(await request.get_json(force=True, silent=False))
+    was = _status(actor).get("upstream")
+    actor.set_access_token(token)
+    await _audit(account_id, identity.name, "credentials", {"upstream_before": was})
+    return jsonify({"account": account_id, "reloaded": True, "upstream_before": was})
+
+
+def _audit_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_AUDIT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_AUDIT_LIMIT:
+        raise InvalidInput([
+            FieldError("limit", "range", f"limit must be an integer from 1 to {MAX_AUDIT_LIMIT}")
+        ])
+    return limit
+
+
+@admin_blueprint.get("/audit")
+async def audit() -> Response:
+    require_admin()
+    account = request.args.get("account") or None
+    limit = _audit_limit(request.args.get("limit"))
+    try:
+        with trio.fail_after(STORE_TIMEOUT_S):
+            entries = await current_deps().store.list_audit(account, limit)
+    except trio.TooSlowError as exc:
+        raise ServiceUnavailable("the store did not answer in time") from exc
+    except Exception as exc:
+        log.warning("audit listing failed: %s", exc)
+        raise ServiceUnavailable(f"the store failed: {type(exc).__name__}") from exc
+    return jsonify({
+        "account": account,
+        "limit": limit,
+        "entries": [attrs.asdict(entry) for entry in entries],
+    })

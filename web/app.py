@@ -1,0 +1,206 @@
+"""The app factory and the server: `create_app(deps)` and `serve_web(app, bind, task_status=...)`.
+
+There is no module-level app. Everything a handler needs arrives in `WebDeps` (one frozen object,
+built once by the service) and is reachable as `current_deps()`; later features add a field with
+a default and, if they have routes, a blueprint passed to `create_app(..., blueprints=...)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, cast
+
+import attrs
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve
+from quart import Blueprint, current_app
+from quart_trio import QuartTrio
+
+from actors.account import AccountActor
+from supervision.health import HealthRegistry
+from supervision.settings import Settings
+
+from ._lean import LeanWebsocket, LeanWebsocketConnection
+from .auth import Authenticator, TicketBook
+from .errors import install_error_handler
+from .metrics import Metrics
+from .middleware import install_log_context, install_request_hooks
+from .ws import StreamRegistry
+
+log = logging.getLogger("web")
+
+__all__ = ["OrderDeskApp", "WebConfig", "WebDeps", "create_app", "current_deps", "serve_web"]
+
+
+@attrs.frozen
+class WebConfig:
+    """Tunables of the web front; the defaults are the production values."""
+
+    max_message_size: int = 64 * 1024  # websocket frames from clients; larger closes 1009
+    max_body_size: int = 1024 * 1024  # HTTP request bodies; larger is 413
+    ping_interval_s: float | None = 20.0  # protocol pings to every websocket peer
+    read_timeout_s: float | None = 60.0  # a peer silent this long (no pong either) is dropped
+    graceful_timeout_s: float = 3.0  # how long connections may take to finish at shutdown
+    ticket_ttl_s: float = 30.0
+    clock: Callable[[], float] = time.monotonic  # ticket expiry; tests inject their own
+    max_frame_messages: int = 256  # a lagging subscriber gets at most this many per frame
+    max_frame_bytes: int = 256 * 1024
+
+
+@attrs.frozen
+class WebDeps:
+    """What the web front talks to. Add later dependencies as fields with defaults."""
+
+    settings: Settings
+    actors: Mapping[str, AccountActor]
+    store: Any  # store.Store (a Protocol)
+    health: HealthRegistry
+    metrics: Metrics = attrs.field(factory=Metrics)
+    config: WebConfig = WebConfig()
+    batches: Any = None  # the BatchCoordinator, when the batch routes are wired
+    supervisor: Any = None  # the accounts DynamicSupervisor, for POST /admin/accounts/*/restart
+
+
+class Activity:
+    """How many HTTP requests and websockets the app is handling; wait for none."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.active += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
+
+    def exit(self) -> None:
+        self.active -= 1
+        if self.active == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        while self.active:
+            await self._idle.wait()
+
+
+class OrderDeskApp(QuartTrio):
+    """A QuartTrio app that carries its dependencies and the state the web front owns."""
+
+    websocket_class = LeanWebsocket
+    asgi_websocket_class = LeanWebsocketConnection
+    deps: WebDeps
+    auth: Authenticator
+    tickets: TicketBook
+    streams: StreamRegistry
+    activity: Activity
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, send)
+            return
+        self.activity.enter()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.activity.exit()
+
+    def close_streams(self, reason: str = "shutdown") -> None:
+        """Close every websocket subscriber (1001 for "shutdown") and refuse new ones."""
+        self.streams.close_all(reason)
+
+
+def current_deps() -> WebDeps:
+    return cast(OrderDeskApp, current_app).deps
+
+
+def current_web() -> OrderDeskApp:
+    return cast(OrderDeskApp, current_app._get_current_object())  # type: ignore[attr-defined]
+
+
+def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderDeskApp:
+    """The app: status/account routes, the order websocket, `/admin/*`, plus `blueprints`.
+
+    A blueprint passed in that is already part of the defaults (by name) is not added twice.
+    """
+    from .admin import admin_blueprint
+    from .routes import blueprint as http_routes
+    from .ws import blueprint as ws_routes
+
+    install_log_context()
+    app = OrderDeskApp("orderdesk")
+    app.config.update(
+        MAX_CONTENT_LENGTH=deps.config.max_body_size,
+        BACKGROUND_TASK_SHUTDOWN_TIMEOUT=1,  # we start none; never wait 5 s for nothing
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+    )
+    app.deps = deps
+    app.auth = Authenticator(deps.settings)
+    app.tickets = TicketBook(deps.config.ticket_ttl_s, clock=deps.config.clock)
+    app.streams = StreamRegistry()
+    app.activity = Activity()
+    deps.metrics.observe(deps.actors, deps.health)
+    install_request_hooks(app)
+    install_error_handler(app)
+    for bp in (http_routes, ws_routes, admin_blueprint, *blueprints):
+        if bp.name not in app.blueprints:
+            app.register_blueprint(bp)
+    return app
+
+
+def hypercorn_config(bind: str, config: WebConfig) -> HyperConfig:
+    hc = HyperConfig()
+    hc.bind = [bind]
+    hc.accesslog = None  # our middleware logs requests, with secrets redacted
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.websocket_max_message_size = config.max_message_size
+    hc.websocket_ping_interval = config.ping_interval_s
+    hc.read_timeout = config.read_timeout_s  # type: ignore[assignment]
+    hc.graceful_timeout = config.graceful_timeout_s
+    return hc
+
+
+async def serve_web(
+    app: OrderDeskApp,
+    bind: str,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `shutdown_trigger` returns (then shut down gracefully) or until cancelled.
+
+    `task_status.started("host:port")` reports the bound address (the real port for port 0).
+    When the trigger fires: no new connections, every websocket is closed with 1001, requests
+    in flight get up to `graceful_timeout_s` to finish, and then serving stops at once (without
+    waiting out hypercorn's per-connection ping timers, which would cost up to a ping interval).
+    """
+    triggered = trio.Event()
+
+    async def trigger() -> None:
+        if shutdown_trigger is None:
+            await trio.sleep_forever()
+        else:
+            await shutdown_trigger()
+        app.close_streams("shutdown")
+        triggered.set()
+
+    async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        await serve(
+            app,
+            hypercorn_config(bind, app.deps.config),
+            shutdown_trigger=trigger,
+            task_status=task_status,
+        )
+
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(run)
+        address = binds[0].split("://", 1)[-1] if binds else bind
+        log.info("web front listening on %s", address)
+        task_status.started(address)
+        await triggered.wait()
+        with trio.move_on_after(app.deps.config.graceful_timeout_s):
+            await app.activity.wait_idle()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,136 @@
+"""Prometheus metrics of one process, in a registry of their own (never the global one).
+
+Hot paths only touch pre-bound children (`.labels(...)` is looked up once per connection, not per
+message). State that others own — upstream state, reconnect and restart counts — is read at
+scrape time by a collector instead of being pushed on every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_CONNECTION_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
+_BATCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _ActorLike(Protocol):
+    account: str
+
+    def status(self) -> dict[str, Any]: ...
+
+
+class _HealthLike(Protocol):
+    def snapshot(self) -> list[dict[str, Any]]: ...
+
+
+class Metrics:
+    """Every metric of orderdesk (issue 6), owned by one `CollectorRegistry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request duration",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.websocket_connections = Gauge(
+            "websocket_connections", "Open websocket subscribers", ["account"], registry=r
+        )
+        self.websocket_duration = Histogram(
+            "websocket_connection_duration_seconds",
+            "How long websocket subscribers stayed connected",
+            buckets=_CONNECTION_BUCKETS,
+            registry=r,
+        )
+        self.order_updates = Counter(
+            "order_updates_total", "Order updates committed and fanned out", ["account"],
+            registry=r,
+        )
+        self.fanout_latency = Histogram(
+            "fanout_latency_seconds",
+            "Time to write one frame of order updates to a subscriber (sampled 1 in 16)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_orders = Counter(
+            "batch_orders_total", "Batches processed, by final status", ["status"], registry=r
+        )
+        self.batch_duration = Histogram(
+            "batch_duration_seconds", "Batch duration", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.webhook_deliveries = Counter(
+            "webhook_deliveries_total", "Webhook delivery attempts", ["result"], registry=r
+        )
+        self._sources = _SourcesCollector()
+        r.register(self._sources)
+
+    def observe(
+        self,
+        actors: Callable[[], Iterable[_ActorLike]] | Mapping[str, _ActorLike],
+        health: _HealthLike | None = None,
+    ) -> None:
+        """Read upstream state, reconnects and restarts from these at every scrape."""
+        self._sources.actors = actors.values if isinstance(actors, Mapping) else actors
+        self._sources.health = health
+
+    def on_update(self, account: str, seq: int, payload: object) -> None:
+        """Fits `AccountActor(on_update=...)`: counts committed updates per account."""
+        self.order_updates.labels(account).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _SourcesCollector(Collector):
+    """Scrape-time view of state owned by actors and the health registry."""
+
+    def __init__(self) -> None:
+        self.actors: Callable[[], Iterable[_ActorLike]] | None = None
+        self.health: _HealthLike | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # samples depend on the configured accounts: describe nothing up front
+
+    def collect(self) -> Iterable[Metric]:
+        connected = GaugeMetricFamily(
+            "upstream_connected", "1 when the account's upstream is connected", labels=["account"]
+        )
+        reconnects = CounterMetricFamily(
+            "upstream_reconnects", "Upstream reconnects", labels=["account"]
+        )
+        restarts = CounterMetricFamily("actor_restarts", "Supervised restarts", labels=["actor"])
+        for actor in self.actors() if self.actors is not None else ():
+            try:
+                status = actor.status()
+            except Exception:  # a scrape must never fail because one actor misbehaves
+                continue
+            account = str(status.get("account", getattr(actor, "account", "?")))
+            connected.add_metric([account], 1.0 if status.get("upstream") == "connected" else 0.0)
+            reconnects.add_metric([account], float(status.get("reconnects") or 0))
+        if self.health is not None:
+            for entry in self.health.snapshot():
+                restarts.add_metric([str(entry["name"])], float(entry.get("restarts") or 0))
+        return [connected, reconnects, restarts]

@@ -1,0 +1,85 @@
+"""Order routes: batches (all-or-nothing multi-leg), single orders, cancel, and the kill switch.
+
+Handlers authenticate, read the body and hand over to the batch coordinator; it owns the work, so
+a client that hangs up never cuts a batch or its rollback short. Every processed batch answers
+200 whatever its status: clients retry 5xx, and a retried batch must never place twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, jsonify, request
+
+from .app import current_deps
+from .errors import BadRequest, ServiceUnavailable
+from .middleware import current_correlation_id
+from .routes import require_account
+
+__all__ = ["orders_blueprint"]
+
+orders_blueprint = Blueprint("orders", __name__, url_prefix="/accounts/<account_id>")
+
+MAX_IDEMPOTENCY_KEY = 128
+
+
+def _coordinator() -> Any:
+    coordinator = current_deps().batches
+    if coordinator is None:
+        raise ServiceUnavailable("the batch coordinator is not running")
+    return coordinator
+
+
+async def _json_body() -> Any:
+    """The JSON body; bad JSON or another content type is the error handler's 400/415."""
+    return await request.get_json(force=False, silent=False)
+
+
+def _reply(reply: tuple[int, dict[str, Any]]) -> tuple[Response, int]:
+    status, body = reply
+    if status >= 400:
+        body = {**body, "correlation_id": current_correlation_id()}
+    return jsonify(body), status
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise BadRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} printable characters")
+    return key
+
+
+@orders_blueprint.post("/batch-orders")
+async def submit_batch(account_id: str) -> tuple[Response, int]:
+    identity = require_account(account_id)
+    key = _idempotency_key()
+    body = await _json_body()
+    return _reply(await _coordinator().submit(account_id, body, key, identity.name))
+
+
+@orders_blueprint.get("/batch-orders/<batch_id>")
+async def get_batch(account_id: str, batch_id: str) -> tuple[Response, int]:
+    require_account(account_id)
+    return _reply(await _coordinator().get(account_id, batch_id))
+
+
+@orders_blueprint.post("/orders")
+async def place_order(account_id: str) -> tuple[Response, int]:
+    identity = require_account(account_id)
+    body = await _json_body()
+    return _reply(await _coordinator().place_single(account_id, body, identity.name))
+
+
+@orders_blueprint.delete("/orders/<order_id>")
+async def cancel_order(account_id: str, order_id: str) -> tuple[Response, int]:
+    identity = require_account(account_id)
+    return _reply(await _coordinator().cancel_order(account_id, order_id, identity.name))
+
+
+@orders_blueprint.post("/kill")
+async def kill(account_id: str) -> tuple[Response, int]:
+    identity = require_account(account_id)
+    return _reply(await _coordinator().kill(account_id, identity.name))

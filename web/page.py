@@ -1,0 +1,279 @@
+"""The built-in browser page: `/` and `/static/*`, plus the two small routes only it needs.
+
+- `GET /` serves `static/index.html`; `GET /static/<path>` serves the page's files (plain ES
+  modules and CSS, no build step). Every file carries an ETag and `Cache-Control: no-cache`, so
+  a browser revalidates (a cheap 304) and never runs a stale module after an upgrade.
+- `GET /me`: who the presented token is: `{"admin", "name", "accounts": [ids it may see]}`.
+- `GET /instruments[?q=&exchange=&limit=]`: the instrument master for the basket ticket's
+  autocomplete, from the caller's accounts' brokers (NFO and NSE), cached per app for
+  `CACHE_TTL_S`; one fetch at a time, a stale copy served if the broker cannot answer.
+
+The cache lives in `app.extensions`, created when the blueprint is registered: per app, no
+module state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+from quart import Blueprint, Response, current_app, jsonify, request
+
+from .app import current_deps
+from .errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
+from .routes import authenticate
+
+log = logging.getLogger("web.page")
+
+__all__ = ["CACHE_TTL_S", "InstrumentCache", "page_blueprint"]
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+EXCHANGES = ("NFO", "NSE")
+CACHE_TTL_S = 15 * 60.0
+FETCH_TIMEOUT_S = 10.0
+MAX_LIMIT = 500
+_EXTENSION = "orderdesk.instruments"
+
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+    ".webmanifest": "application/manifest+json",
+}
+_PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+page_blueprint = Blueprint("page", __name__)
+
+
+# -- static files ------------------------------------------------------------------------
+
+
+def _static_file(relative: str) -> Path | None:
+    """The file under STATIC_DIR that `relative` names, or None (no escaping the folder)."""
+    if not relative or "\\" in relative or "\x00" in relative:
+        return None
+    parts = relative.split("/")
+    if any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        return None
+    path = STATIC_DIR.joinpath(*parts)
+    return path if path.suffix in _TYPES else None
+
+
+async def _serve_file(path: Path, *, page: bool = False) -> Response:
+    try:
+        body = await trio.Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+        raise NotFound("no such file") from exc
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {
+        "Cache-Control": "no-cache",
+        "ETag": etag,
+        "X-Content-Type-Options": "nosniff",
+    }
+    if page:
+        headers["Content-Security-Policy"] = _PAGE_CSP
+        headers["Referrer-Policy"] = "no-referrer"
+        headers["X-Frame-Options"] = "DENY"
+    if etag in _etags(request.headers.get("If-None-Match")):
+        return Response(b"", status=304, headers=headers)
+    content_type = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
+    return Response(body, content_type=content_type or "application/octet-stream",
+                    headers=headers)
+
+
+def _etags(header: str | None) -> set[str]:
+    if not header:
+        return set()
+    return {t.strip().removeprefix("W/") for t in header.split(",")}
+
+
+@page_blueprint.get("/")
+async def index() -> Response:
+    return await _serve_file(STATIC_DIR / "index.html", page=True)
+
+
+@page_blueprint.get("/static/<path:relative>")
+async def static_file(relative: str) -> Response:
+    path = _static_file(relative)
+    if path is None:
+        raise NotFound("no such file")
+    return await _serve_file(path)
+
+
+async def _app_static(filename: str) -> Response:
+    return await static_file(filename)
+
+
+# -- who am I ----------------------------------------------------------------------------
+
+
+def _visible_accounts() -> tuple[bool, str, list[str]]:
+    identity = authenticate()
+    accounts = [a for a in current_deps().actors if identity.may_access(a)]
+    return identity.admin, identity.name, accounts
+
+
+@page_blueprint.get("/me")
+async def me() -> Response:
+    admin, name, accounts = _visible_accounts()
+    return jsonify({"admin": admin, "name": name, "accounts": accounts})
+
+
+# -- instruments -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class InstrumentRow:
+    tradingsymbol: str
+    exchange: str
+    name: str
+    instrument_type: str
+    lot_size: int
+    tick_size: float
+    expiry: str
+    strike: float
+
+    def as_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _row(instrument: Any) -> InstrumentRow:
+    expiry = instrument.expiry
+    return InstrumentRow(
+        tradingsymbol=str(instrument.tradingsymbol),
+        exchange=str(instrument.exchange),
+        name=str(instrument.name or ""),
+        instrument_type=str(instrument.instrument_type or ""),
+        lot_size=int(instrument.lot_size or 1),
+        tick_size=float(instrument.tick_size or 0.05),
+        expiry=expiry.isoformat() if hasattr(expiry, "isoformat") else str(expiry or ""),
+        strike=float(instrument.strike or 0.0),
+    )
+
+
+@attrs.define
+class _Entry:
+    rows: tuple[InstrumentRow, ...]
+    fetched_at: float
+
+
+class InstrumentCache:
+    """Instrument rows per account, refetched after `ttl_s`; one fetch per account at a time."""
+
+    def __init__(self, ttl_s: float = CACHE_TTL_S, timeout_s: float = FETCH_TIMEOUT_S) -> None:
+        self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self._entries: dict[str, _Entry] = {}
+        self._locks: dict[str, trio.Lock] = {}
+
+    async def rows(self, account_id: str, broker: Any) -> tuple[InstrumentRow, ...]:
+        entry = self._entries.get(account_id)
+        if entry is not None and trio.current_time() - entry.fetched_at < self.ttl_s:
+            return entry.rows
+        lock = self._locks.setdefault(account_id, trio.Lock())
+        async with lock:
+            entry = self._entries.get(account_id)
+            if entry is not None and trio.current_time() - entry.fetched_at < self.ttl_s:
+                return entry.rows  # fetched while we waited for the lock
+            try:
+                with trio.fail_after(self.timeout_s):
+                    rows = await self._fetch(broker)
+            except Exception as exc:  # the broker's errors are many; all mean "not now"
+                log.warning("instruments of %s: fetch failed: %r", account_id, exc)
+                if entry is not None:
+                    return entry.rows  # stale beats nothing
+                raise ServiceUnavailable("the broker's instrument list is unavailable") from exc
+            self._entries[account_id] = _Entry(rows, trio.current_time())
+            return rows
+
+    @staticmethod
+    async def _fetch(broker: Any) -> tuple[InstrumentRow, ...]:
+        rows: list[InstrumentRow] = []
+        for exchange in EXCHANGES:
+            rows.extend(_row(i) for i in await broker.instruments(exchange))
+        return tuple(rows)
+
+
+@page_blueprint.record_once
+def _install(state: Any) -> None:
+    app = state.app
+    app.extensions[_EXTENSION] = InstrumentCache()
+    # A Quart app made with the default `static_folder` owns `/static/<path:filename>` (its
+    # folder does not exist) and its rule matches before ours: route it to our files.
+    if "static" in app.view_functions:
+        app.view_functions["static"] = _app_static
+
+
+def _cache() -> InstrumentCache:
+    return current_app.extensions[_EXTENSION]  # type: ignore[no-any-return]
+
+
+def _merge(groups: Iterable[Sequence[InstrumentRow]]) -> list[InstrumentRow]:
+    seen: dict[tuple[str, str], InstrumentRow] = {}
+    for rows in groups:
+        for row in rows:
+            seen.setdefault((row.exchange, row.tradingsymbol), row)
+    return list(seen.values())
+
+
+def _matches(rows: Iterable[InstrumentRow], query: str) -> list[InstrumentRow]:
+    """Prefix matches first, then substring matches; NIFTY before NIFTY's options."""
+    prefix, inside = [], []
+    for row in rows:
+        symbol = row.tradingsymbol.upper()
+        if symbol.startswith(query):
+            prefix.append(row)
+        elif query in symbol or query in row.name.upper():
+            inside.append(row)
+    prefix.sort(key=lambda r: (len(r.tradingsymbol), r.tradingsymbol))
+    inside.sort(key=lambda r: (len(r.tradingsymbol), r.tradingsymbol))
+    return prefix + inside
+
+
+def _limit(default: int) -> int:
+    raw = request.args.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidInput([FieldError("limit", "range", f"an integer from 1 to {MAX_LIMIT}")])
+    return int(raw)
+
+
+@page_blueprint.get("/instruments")
+async def instruments() -> Response:
+    """`q` (symbol or name, case-insensitive), `exchange`, `limit` (with `q`, 50 by default)."""
+    _, _, accounts = _visible_accounts()
+    query = request.args.get("q", "").strip().upper()
+    exchange = request.args.get("exchange", "").strip().upper()
+    if exchange and exchange not in EXCHANGES:
+        raise InvalidInput([FieldError("exchange", "enum", f"one of {', '.join(EXCHANGES)}")])
+    limit = _limit(50 if query else 0)
+    requested = request.args.get("account")
+    if requested is not None:
+        if requested not in accounts:
+            raise NotFound(f"unknown account {requested!r}")
+        accounts = [requested]
+    deps, cache = current_deps(), _cache()
+    groups = [await cache.rows(a, deps.actors[a].broker) for a in accounts]
+    rows = _merge(groups)
+    if exchange:
+        rows = [r for r in rows if r.exchange == exchange]
+    if query:
+        rows = _matches(rows, query)
+    if limit:
+        rows = rows[:limit]
+    return jsonify({"instruments": [r.as_json() for r in rows]})

@@ -1,0 +1,126 @@
+// orderdesk's page: sign in, pick an account, watch its orders live, place baskets, and (admin)
+// watch the supervision tree. Plain ES modules, no build step.
+
+import { api, ApiError, session } from "./api.js";
+import { Basket } from "./basket.js";
+import { Blotter } from "./blotter.js";
+import { HealthView } from "./health.js";
+import { OrderStream } from "./stream.js";
+
+const $ = (selector) => document.querySelector(selector);
+const ACCOUNT_KEY = "orderdesk.account";
+
+const state = { me: null, account: null, stream: null };
+
+const blotter = new Blotter($("#blotter"));
+const basket = new Basket($("#basket"), () => state.account);
+const health = new HealthView($("#health"));
+
+// For tests and for the curious: the live socket, the stream, and the page state.
+window.__orderdesk = {
+  get ws() { return state.stream?.ws ?? null; },
+  get stream() { return state.stream; },
+  get account() { return state.account; },
+  get me() { return state.me; },
+};
+
+function setBadge(el, name, value, detail) {
+  el.dataset.state = value;
+  el.textContent = `${name}: ${value.replace("_", " ")}`;
+  el.title = detail || el.title;
+}
+
+function showSignIn(message = "") {
+  state.stream?.stop();
+  state.stream = null;
+  health.stop();
+  state.me = null;
+  $("#desk").hidden = true;
+  $("#session").hidden = true;
+  $("#signin-view").hidden = false;
+  $("#token-error").textContent = message;
+  $("#token").value = "";
+  $("#token").focus();
+}
+
+async function signIn(token) {
+  let me;
+  try {
+    me = await api("/me", { token });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      session.token = null;
+      showSignIn("That token was refused.");
+    } else {
+      showSignIn(`Cannot sign in: ${err.message}`);
+    }
+    return;
+  }
+  session.token = token;
+  state.me = me;
+  $("#signin-view").hidden = true;
+  $("#desk").hidden = false;
+  $("#session").hidden = false;
+  $("#who").textContent = me.admin ? "admin" : me.name;
+  const select = $("#account");
+  select.replaceChildren(...me.accounts.map((id) => new Option(id, id)));
+  const remembered = sessionStorage.getItem(ACCOUNT_KEY);
+  const account = me.accounts.includes(remembered) ? remembered : me.accounts[0];
+  select.value = account ?? "";
+  select.disabled = me.accounts.length < 2;
+  if (me.admin) health.start();
+  else health.stop();
+  openAccount(account);
+}
+
+function openAccount(account) {
+  state.stream?.stop();
+  state.stream = null;
+  state.account = account ?? null;
+  blotter.reset([], null);
+  if (!account) {
+    setBadge($("#link"), "stream", "refused", "no account is visible to this token");
+    return;
+  }
+  sessionStorage.setItem(ACCOUNT_KEY, account);
+  setBadge($("#upstream"), "upstream", "unknown");
+  const stream = new OrderStream(account, {
+    onSnapshot: (msg) => blotter.reset(msg.orders || [], msg.seq),
+    onOrder: (msg) => {
+      blotter.apply(msg);
+      basket.observe(msg.order);
+    },
+    onUpstream: (upstream) => setBadge($("#upstream"), "upstream", upstream),
+    onLink: (link, detail) => setBadge($("#link"), "stream", link, detail),
+  });
+  state.stream = stream;
+  stream.start();
+}
+
+session.onUnauthorized = () => {
+  session.token = null;
+  showSignIn("Your token is no longer accepted; sign in again.");
+};
+
+$("#signin").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = $("#token").value.trim();
+  if (!token) {
+    $("#token-error").textContent = "Enter a token.";
+    $("#token").focus();
+    return;
+  }
+  $("#token-error").textContent = "";
+  signIn(token);
+});
+
+$("#signout").addEventListener("click", () => {
+  session.token = null;
+  sessionStorage.removeItem(ACCOUNT_KEY);
+  showSignIn();
+});
+
+$("#account").addEventListener("change", (event) => openAccount(event.target.value));
+
+if (session.token) signIn(session.token);
+else showSignIn();

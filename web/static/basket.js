@@ -1,0 +1,451 @@
+// The basket ticket: up to 10 legs, submitted as one batch; per-leg results and rollbacks.
+
+import { api, ApiError } from "./api.js";
+
+const MAX_LEGS = 10;
+const TAG = /^od([A-Z2-7]{10})(\d+)([LR])(\d)$/i;
+const OUTCOME_TEXT = {
+  success: "Every leg filled",
+  rolled_back: "Rolled back: a leg failed and the others were undone",
+  partial: "Partial: some legs failed and nothing was rolled back",
+  rollback_failed: "ROLLBACK FAILED: exposure remains, see the legs",
+};
+
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g,
+  (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+function decimals(step) {
+  const text = String(step);
+  return text.includes(".") ? text.split(".")[1].length : 0;
+}
+
+export class Basket {
+  constructor(root, getAccount) {
+    this.root = root;
+    this.getAccount = getAccount;
+    this.form = root.querySelector("#basket-form");
+    this.list = root.querySelector("#legs");
+    this.template = document.querySelector("#leg-template");
+    this.datalist = root.querySelector("#symbols");
+    this.addButton = root.querySelector("#add-leg");
+    this.legCount = root.querySelector("#leg-count");
+    this.submitButton = root.querySelector("#basket-submit");
+    this.result = root.querySelector("#basket-result");
+    this.basketError = root.querySelector("#basket-error");
+    this.known = new Map(); // tradingsymbol -> instrument row
+    this.nextId = 0;
+    this.inflight = null; // {legs, batchId, live: Map legIndex -> {leg, rollback}}
+    this.retryKey = null; // the Idempotency-Key to reuse when the same basket is retried
+    this.lastBody = null;
+    this.searchTimer = null;
+    this.searchAbort = null;
+    this.addButton.addEventListener("click", () => {
+      const leg = this.addLeg();
+      leg?.querySelector('[name="tradingsymbol"]').focus();
+    });
+    this.form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.submit();
+    });
+    this.addLeg();
+  }
+
+  legs() {
+    return [...this.list.querySelectorAll(".leg")];
+  }
+
+  addLeg(values = {}) {
+    if (this.legs().length >= MAX_LEGS) return null;
+    const fragment = this.template.content.cloneNode(true);
+    const li = fragment.querySelector(".leg");
+    const id = `leg${this.nextId++}`;
+    li.dataset.legId = id;
+    for (const field of li.querySelectorAll(".field")) {
+      const control = field.querySelector("input, select");
+      const label = field.querySelector("label");
+      const error = field.querySelector(".error");
+      control.id = `${id}-${control.name}`;
+      label.htmlFor = control.id;
+      error.id = `${control.id}-error`;
+      const help = field.querySelector(".help");
+      if (help) help.id = `${control.id}-help`;
+      control.setAttribute("aria-describedby",
+        [help?.id, error.id].filter(Boolean).join(" "));
+    }
+    const symbol = li.querySelector('[name="tradingsymbol"]');
+    const lots = li.querySelector('[name="lots"]');
+    const type = li.querySelector('[name="order_type"]');
+    const price = li.querySelector('[name="price"]');
+    symbol.addEventListener("input", () => {
+      symbol.value = symbol.value.toUpperCase();
+      this.search(symbol.value);
+      this.describe(li);
+    });
+    symbol.addEventListener("change", () => this.resolve(li));
+    lots.addEventListener("input", () => this.describe(li));
+    type.addEventListener("change", () => {
+      price.disabled = type.value !== "LIMIT";
+      price.required = type.value === "LIMIT";
+      if (price.disabled) price.value = "";
+      this.clearError(li, "price");
+    });
+    for (const control of li.querySelectorAll("input, select")) {
+      control.addEventListener("input", () => this.clearError(li, control.dataset.errorField
+        || (control.name === "lots" ? "quantity" : control.name)));
+    }
+    li.querySelector(".remove").addEventListener("click", () => {
+      const legs = this.legs();
+      const at = legs.indexOf(li);
+      li.remove();
+      this.renumber();
+      const rest = this.legs();
+      (rest[Math.min(at, rest.length - 1)]?.querySelector(".remove") ?? this.addButton).focus();
+    });
+    for (const [name, value] of Object.entries(values)) {
+      const control = li.querySelector(`[name="${name}"]`);
+      if (control) control.value = value;
+    }
+    this.list.append(li);
+    type.dispatchEvent(new Event("change"));
+    if (values.tradingsymbol) this.resolve(li);
+    this.renumber();
+    return li;
+  }
+
+  renumber() {
+    const legs = this.legs();
+    legs.forEach((li, i) => {
+      li.querySelector(".leg-no").textContent = String(i + 1);
+      li.querySelector(".remove").setAttribute("aria-label", `Remove leg ${i + 1}`);
+      li.querySelector(".remove").disabled = legs.length === 1;
+    });
+    this.addButton.disabled = legs.length >= MAX_LEGS;
+    this.legCount.textContent = `${legs.length} of ${MAX_LEGS} legs`;
+  }
+
+  // -- instruments ----------------------------------------------------------------------
+
+  async lookup(query, limit = 30) {
+    const params = new URLSearchParams({ q: query, limit: String(limit) });
+    const account = this.getAccount();
+    if (account) params.set("account", account);
+    this.searchAbort?.abort();
+    this.searchAbort = new AbortController();
+    const body = await api(`/instruments?${params}`, { signal: this.searchAbort.signal });
+    for (const row of body.instruments) this.known.set(row.tradingsymbol, row);
+    return body.instruments;
+  }
+
+  search(query) {
+    clearTimeout(this.searchTimer);
+    if (query.length < 2) return;
+    this.searchTimer = setTimeout(async () => {
+      try {
+        const rows = await this.lookup(query);
+        this.datalist.replaceChildren(...rows.map((r) => {
+          const option = document.createElement("option");
+          option.value = r.tradingsymbol;
+          option.label = `${r.exchange} · ${r.instrument_type} · lot ${r.lot_size}`;
+          return option;
+        }));
+      } catch (err) {
+        if (err.name !== "AbortError") console.warn("instrument search failed", err);
+      }
+    }, 120);
+  }
+
+  async resolve(li) {
+    const symbol = li.querySelector('[name="tradingsymbol"]').value.trim().toUpperCase();
+    if (symbol && !this.known.has(symbol)) {
+      try {
+        await this.lookup(symbol, 10);
+      } catch (err) {
+        if (err.name === "AbortError") return;
+      }
+    }
+    this.describe(li);
+  }
+
+  instrumentOf(li) {
+    return this.known.get(li.querySelector('[name="tradingsymbol"]').value.trim().toUpperCase());
+  }
+
+  describe(li) {
+    const inst = this.instrumentOf(li);
+    const lotHelp = li.querySelector(".lot");
+    const unitsHelp = li.querySelector(".units");
+    const price = li.querySelector('[name="price"]');
+    const product = li.querySelector('[name="product"]');
+    if (!inst) {
+      lotHelp.textContent = "";
+      unitsHelp.textContent = "";
+      return;
+    }
+    lotHelp.textContent = `${inst.exchange} · lot ${inst.lot_size} · tick ${inst.tick_size}`;
+    price.step = String(inst.tick_size || 0.05);
+    if (inst.exchange === "NSE" && product.value === "NRML") product.value = "MIS";
+    if (inst.exchange === "NFO" && product.value === "CNC") product.value = "NRML";
+    const lots = Number(li.querySelector('[name="lots"]').value);
+    unitsHelp.textContent = Number.isInteger(lots) && lots > 0
+      ? `= ${lots * inst.lot_size} units` : "";
+  }
+
+  // -- errors ---------------------------------------------------------------------------
+
+  clearErrors() {
+    for (const el of this.root.querySelectorAll(".error")) el.textContent = "";
+    for (const el of this.root.querySelectorAll("[aria-invalid]")) {
+      el.removeAttribute("aria-invalid");
+    }
+  }
+
+  clearError(li, field) {
+    const el = li.querySelector(`.error[data-field="${field}"]`);
+    if (el) el.textContent = "";
+    li.querySelector(`.error[data-field="${field}"]`)?.closest(".field")
+      ?.querySelector("input, select")?.removeAttribute("aria-invalid");
+  }
+
+  showError(path, message) {
+    const match = /^orders\[(\d+)\](?:\.(\w+))?$/.exec(path);
+    if (match) {
+      const li = this.legs()[Number(match[1])];
+      const field = match[2] === "exchange" ? "tradingsymbol" : match[2] || "";
+      const el = li?.querySelector(`.error[data-field="${field}"]`)
+        ?? li?.querySelector('.error[data-field=""]');
+      if (el) {
+        el.textContent = el.textContent ? `${el.textContent}; ${message}` : message;
+        el.closest(".field")?.querySelector("input, select")
+          ?.setAttribute("aria-invalid", "true");
+        return el;
+      }
+    }
+    const target = this.root.querySelector(`.error[data-path="${path}"]`) ?? this.basketError;
+    const text = target === this.basketError && path && path !== "orders"
+      ? `${path}: ${message}` : message;
+    target.textContent = target.textContent ? `${target.textContent}; ${text}` : text;
+    return target;
+  }
+
+  validate() {
+    const problems = [];
+    this.legs().forEach((li, i) => {
+      const inst = this.instrumentOf(li);
+      const lots = Number(li.querySelector('[name="lots"]').value);
+      const type = li.querySelector('[name="order_type"]').value;
+      const price = li.querySelector('[name="price"]').value;
+      if (!li.querySelector('[name="tradingsymbol"]').value.trim()) {
+        problems.push([`orders[${i}].tradingsymbol`, "enter a symbol"]);
+      } else if (!inst) {
+        problems.push([`orders[${i}].tradingsymbol`, "unknown instrument"]);
+      }
+      if (!Number.isInteger(lots) || lots < 1) {
+        problems.push([`orders[${i}].quantity`, "a whole number of lots, at least 1"]);
+      }
+      if (type === "LIMIT") {
+        const p = Number(price);
+        const tick = inst?.tick_size || 0.05;
+        if (price === "" || !(p > 0)) {
+          problems.push([`orders[${i}].price`, "a LIMIT order needs a price"]);
+        } else if (Math.abs(p / tick - Math.round(p / tick)) > 1e-6) {
+          problems.push([`orders[${i}].price`, `a multiple of the tick, ${tick}`]);
+        }
+      }
+    });
+    const timeout = this.root.querySelector("#timeout").value;
+    if (timeout !== "" && !(Number(timeout) >= 1 && Number(timeout) <= 60)) {
+      problems.push(["timeout_s", "from 1 to 60 seconds"]);
+    }
+    return problems;
+  }
+
+  body() {
+    const orders = this.legs().map((li) => {
+      const inst = this.instrumentOf(li);
+      const value = (name) => li.querySelector(`[name="${name}"]`).value;
+      const leg = {
+        tradingsymbol: value("tradingsymbol").trim().toUpperCase(),
+        exchange: inst?.exchange ?? "NFO",
+        transaction_type: value("transaction_type"),
+        quantity: Number(value("lots")) * (inst?.lot_size ?? 1),
+        order_type: value("order_type"),
+        product: value("product"),
+      };
+      if (leg.order_type === "LIMIT") {
+        leg.price = Number(Number(value("price")).toFixed(decimals(inst?.tick_size ?? 0.05)));
+      }
+      return leg;
+    });
+    const body = {
+      orders,
+      rollback_on_failure: this.root.querySelector("#rollback").checked,
+      execution: this.form.elements.execution.value,
+    };
+    const timeout = this.root.querySelector("#timeout").value;
+    if (timeout !== "") body.timeout_s = Number(timeout);
+    return body;
+  }
+
+  // -- submit and results ---------------------------------------------------------------
+
+  async submit() {
+    if (this.inflight) return;
+    this.clearErrors();
+    const account = this.getAccount();
+    const problems = this.validate();
+    if (problems.length) {
+      const first = problems.map(([path, message]) => this.showError(path, message))[0];
+      first?.closest(".field")?.querySelector("input, select")?.focus();
+      return;
+    }
+    const body = this.body();
+    const serial = JSON.stringify(body);
+    const key = serial === this.lastBody && this.retryKey ? this.retryKey : crypto.randomUUID();
+    this.lastBody = serial;
+    this.retryKey = key;
+    this.inflight = { body, batchId: null, live: new Map() };
+    this.submitButton.disabled = true;
+    this.submitButton.textContent = "Placing…";
+    this.renderProgress();
+    try {
+      const result = await api(`/accounts/${encodeURIComponent(account)}/batch-orders`,
+        { method: "POST", body, headers: { "Idempotency-Key": key } });
+      this.retryKey = null; // processed: a new submit is a new basket
+      this.renderResult(body, result);
+    } catch (err) {
+      this.renderFailure(err);
+      if (err instanceof ApiError && err.status && err.status < 500) this.retryKey = null;
+    } finally {
+      this.inflight = null;
+      this.submitButton.disabled = false;
+      this.submitButton.textContent = "Place basket";
+    }
+  }
+
+  // Live progress from the order stream while the batch runs (the response is authoritative).
+  observe(order) {
+    const flight = this.inflight;
+    const match = flight && TAG.exec(order.tag || "");
+    if (!match) return;
+    const [, batchId, , kind] = match;
+    if (flight.batchId && flight.batchId !== batchId.toUpperCase()) return;
+    const legs = flight.body.orders;
+    let index = -1;
+    for (const [i, state] of flight.live) {
+      if (state.leg?.order_id === order.order_id || state.rollback?.order_id === order.order_id) {
+        index = i;
+      }
+    }
+    if (index < 0) {
+      const side = kind.toUpperCase() === "L" ? order.transaction_type
+        : order.transaction_type === "BUY" ? "SELL" : "BUY";
+      index = legs.findIndex((leg, i) => leg.tradingsymbol === order.tradingsymbol
+        && leg.transaction_type === side
+        && (kind.toUpperCase() === "R" || leg.quantity === Number(order.quantity))
+        && !(kind.toUpperCase() === "L" && flight.live.get(i)?.leg));
+    }
+    if (index < 0) return;
+    flight.batchId = batchId.toUpperCase();
+    const state = flight.live.get(index) ?? {};
+    state[kind.toUpperCase() === "L" ? "leg" : "rollback"] = order;
+    flight.live.set(index, state);
+    this.renderProgress();
+  }
+
+  renderProgress() {
+    const flight = this.inflight;
+    if (!flight) return;
+    const rows = flight.body.orders.map((leg, i) => {
+      const live = flight.live.get(i) ?? {};
+      const o = live.leg;
+      const r = live.rollback;
+      return this.row(i, leg, {
+        status: o ? o.status : "working…",
+        filled: o ? `${o.filled_quantity ?? 0} / ${o.quantity}` : "–",
+        orderId: o?.order_id,
+        rollback: r ? `reverse ${r.status} · ${r.filled_quantity ?? 0} filled` : "",
+      });
+    }).join("");
+    this.result.hidden = false;
+    this.result.dataset.status = "working";
+    this.result.innerHTML = `<h3 class="outcome" data-status="working">Placing
+      ${flight.body.orders.length} legs…</h3>${this.table(rows)}`;
+  }
+
+  row(index, sent, { status, filled, orderId, error, rollback, action }) {
+    const statusClass = `s-${String(status || "").toLowerCase().replace(/\s+/g, "-")}`;
+    return `<tr data-leg="${index}" data-status="${esc(status)}">
+      <th scope="row">${index + 1}</th>
+      <td><span class="sym">${esc(sent.tradingsymbol)}</span>
+        <span class="sub">${esc(sent.transaction_type)} ${esc(sent.quantity)}</span></td>
+      <td><span class="status ${esc(statusClass)}">${esc(status)}</span>
+        ${orderId ? `<span class="sub order-id">${esc(orderId)}</span>` : ""}
+        ${error ? `<span class="sub err">${esc(error)}</span>` : ""}</td>
+      <td class="num">${esc(filled)}</td>
+      <td class="rollback" data-action="${esc(action ?? "none")}">${esc(rollback || "–")}</td>
+    </tr>`;
+  }
+
+  table(rows) {
+    return `<div class="table-wrap" tabindex="0" aria-label="Basket legs">
+      <table class="legs-result"><thead><tr><th scope="col">#</th><th scope="col">Leg</th>
+      <th scope="col">Status</th><th scope="col" class="num">Filled @ avg</th>
+      <th scope="col">Rollback</th></tr></thead>
+      <tbody>${rows}</tbody></table></div>`;
+  }
+
+  renderResult(body, result) {
+    const legs = Array.isArray(result.legs) ? result.legs : [];
+    const rows = legs.map((leg) => {
+      const rb = leg.rollback;
+      const acted = rb && rb.action && rb.action !== "none";
+      const rollback = acted
+        ? [rb.action, rb.status, rb.filled !== undefined && rb.filled !== null
+          ? `${rb.filled} filled` : null, rb.order_id].filter(Boolean).join(" · ")
+        : "";
+      const filled = Number(leg.filled_quantity ?? 0);
+      return this.row(Number(leg.index), body.orders[leg.index] ?? {}, {
+        status: leg.status,
+        filled: filled && leg.average_price
+          ? `${filled} @ ${Number(leg.average_price).toFixed(2)}` : String(filled),
+        orderId: leg.order_id,
+        error: leg.error,
+        rollback,
+        action: acted ? rb.action : "none",
+      });
+    }).join("");
+    const status = String(result.status);
+    this.result.hidden = false;
+    this.result.dataset.status = status;
+    this.result.innerHTML = `
+      <h3 class="outcome" data-status="${esc(status)}">${esc(status.replace("_", " "))}</h3>
+      <p class="outcome-text">${esc(OUTCOME_TEXT[status] ?? "")}</p>
+      <dl class="summary">
+        <div><dt>Batch</dt><dd class="batch-id">${esc(result.batch_id)}</dd></div>
+        <div><dt>Legs</dt><dd>${esc(result.succeeded)} of ${esc(result.total_orders)} filled,
+          ${esc(result.failed)} failed</dd></div>
+        <div><dt>Took</dt><dd>${esc(result.duration_ms)} ms</dd></div>
+      </dl>${this.table(rows)}`;
+    this.result.focus({ preventScroll: true });
+  }
+
+  renderFailure(err) {
+    this.result.hidden = false;
+    if (err instanceof ApiError && err.status === 422) {
+      for (const f of err.fields) this.showError(f.path, f.message);
+      this.result.dataset.status = "invalid";
+      this.result.innerHTML = `<h3 class="outcome" data-status="invalid">Not placed</h3>
+        <p class="outcome-text">${esc(err.fields.length || "")} problem(s): fix the
+        marked fields. Nothing was sent to the broker.</p>`;
+      const first = this.form.querySelector('[aria-invalid="true"]');
+      first?.focus();
+      return;
+    }
+    this.result.dataset.status = "error";
+    const maybePlaced = !(err instanceof ApiError) || err.status === 0 || err.status >= 500;
+    this.result.innerHTML = `<h3 class="outcome" data-status="error">Error</h3>
+      <p class="outcome-text">${esc(err.message)}${maybePlaced
+        ? " — submit again to retry the same basket (it will not be placed twice)." : ""}</p>`;
+    this.basketError.textContent = err.message;
+  }
+}
