@@ -131,7 +131,7 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
     from .ws import blueprint as ws_routes
 
     install_log_context()
-    app = OrderDeskApp("orderdesk")
+    app = OrderDeskApp("orderdesk", static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=deps.config.max_body_size,
         BACKGROUND_TASK_SHUTDOWN_TIMEOUT=1,  # we start none; never wait 5 s for nothing

@@ -86,11 +86,16 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() or None
 
 
-def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
-    """No Origin header: not a browser, allowed. Otherwise it must be configured exactly."""
+def origin_allowed(
+    origin: str | None, allowed: Iterable[str], host: str | None = None
+) -> bool:
+    """No Origin header: not a browser, allowed. Otherwise the page must be our own (same
+    origin as the Host it asked, e.g. the built-in page) or configured exactly."""
     if origin is None:
         return True
     origin = origin.strip().rstrip("/").lower()
+    if host and origin.split("://", 1)[-1] == host.strip().lower():
+        return True
     return any(origin == a.strip().rstrip("/").lower() for a in allowed)
 
 

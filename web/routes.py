@@ -29,7 +29,8 @@ def _app() -> Any:
 
 @blueprint.before_app_request
 async def _check_origin() -> None:
-    if not origin_allowed(request.headers.get("Origin"), _app().deps.settings.allowed_origins):
+    allowed = _app().deps.settings.allowed_origins
+    if not origin_allowed(request.headers.get("Origin"), allowed, request.headers.get("Host")):
         raise Forbidden("origin not allowed")
 
 

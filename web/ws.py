@@ -90,7 +90,8 @@ def _error_frame(message: str) -> str:
 @blueprint.before_app_websocket
 async def _check_origin() -> object:
     app = cast("OrderDeskApp", current_app)
-    if not origin_allowed(websocket.headers.get("Origin"), app.deps.settings.allowed_origins):
+    origin, host = websocket.headers.get("Origin"), websocket.headers.get("Host")
+    if not origin_allowed(origin, app.deps.settings.allowed_origins, host):
         log_websocket(websocket, "refused", reason="origin")
         response = jsonify(error_body("forbidden", "origin not allowed"))
         response.status_code = 403
