@@ -16,47 +16,16 @@ import httpx
 import pytest
 import trio
 
-from supervision.service import Running, open_service
-from supervision.settings import load_settings
-
-ADMIN_TOKEN = "admin-secret"
-TOKENS = {"primary": "primary-secret", "secondary": "secondary-secret"}
-
-CONFIG = """
-[server]
-bind = "127.0.0.1:0"
-admin_token = "{admin}"
-
-[database]
-url = "sqlite:///{tmp}/od.db"
-
-[venue]
-bind = "127.0.0.1:0"
-
-[[accounts]]
-id = "primary"
-broker = "paper"
-tokens = [{{ name = "primary-desk", token = "{primary}" }}]
-
-[[accounts]]
-id = "secondary"
-broker = "paper"
-tokens = ["{secondary}"]
-"""
-
-
-def write_config(tmp_path: Path) -> Path:
-    path = tmp_path / "orderdesk.toml"
-    path.write_text(CONFIG.format(tmp=tmp_path, admin=ADMIN_TOKEN, **TOKENS))
-    return path
+from supervision.service import Running
+from tests.fixtures_service import ADMIN as ADMIN_TOKEN
+from tests.fixtures_service import TOKENS, open_test_service
 
 
 @asynccontextmanager
 async def open_admin_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Running]:
-    settings = load_settings(str(write_config(tmp_path)), environ={})
-    async with open_service(settings) as running:
+    async with open_test_service(tmp_path) as running:
         yield running
 
 

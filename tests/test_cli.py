@@ -21,6 +21,7 @@ import trio
 
 from supervision.cli import main
 from supervision.service import Running
+from tests.fixtures_service import write_config
 from tests.test_admin import (
     ADMIN_TOKEN,
     TOKENS,
@@ -30,7 +31,6 @@ from tests.test_admin import (
     open_admin_service,
     upstream_is,
     wait_tree,
-    write_config,
 )
 
 BIN = Path(sys.executable).parent
