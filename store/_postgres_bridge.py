@@ -1,0 +1,72 @@
+"""Reaching asyncpg from Trio: the trio-asyncio loop, the pool's codecs, and `_call`.
+
+Each public method of the Postgres store crosses the bridge exactly once (one asyncio coroutine
+does all the queries of that call, in one transaction where it writes), because a crossing costs
+~40-50 us. The loop is captured at open, so any Trio task of the run can call the store, whichever
+task opened the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+import asyncpg
+import trio_asyncio
+
+from ._util import unwrapped_groups
+from .base import NotFound, StoreError, StoreUnavailable
+
+T = TypeVar("T")
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Pool `init`: jsonb columns come and go as Python values."""
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def current_or_own_loop(stack: AsyncExitStack) -> asyncio.AbstractEventLoop:
+    """The trio-asyncio loop of the caller's context, else one opened on `stack`."""
+    loop = trio_asyncio.current_loop.get()
+    if loop is None:  # the process root normally opens it; a script or test may not have
+        await stack.enter_async_context(unwrapped_groups())
+        loop = await stack.enter_async_context(trio_asyncio.open_loop())
+    return loop
+
+
+class PostgresPart:
+    """Base of the parts of `PostgresStore`: holds the pool and the loop; `_call` crosses."""
+
+    def __init__(self, pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop) -> None:
+        self._pool = pool
+        self._loop = loop
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run the asyncio coroutine function `fn(conn, *args)` on a pooled connection."""
+
+        async def job() -> T:
+            async with self._pool.acquire() as conn:
+                return await fn(conn, *args)
+
+        try:
+            return await trio_asyncio.aio_as_trio(job, loop=self._loop)()
+        except StoreError:
+            raise
+        except asyncio.CancelledError as exc:  # asyncio side torn down, Trio not cancelled
+            raise StoreUnavailable("postgres call cancelled by the asyncio loop") from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"postgres: {exc}") from exc
+        except (OSError, TimeoutError, RuntimeError) as exc:
+            raise StoreUnavailable(f"postgres unavailable: {exc!r}") from exc
+
+    async def _update_one(self, missing: str, sql: str, *args: Any) -> None:
+        """Run an UPDATE that must hit a row; `NotFound(missing)` when it hits none."""
+
+        async def q(conn: asyncpg.Connection) -> None:
+            if await conn.execute(sql, *args) == "UPDATE 0":
+                raise NotFound(missing)
+
+        await self._call(q)

@@ -1,0 +1,102 @@
+"""Postgres: the order-event log and the latest payload per order.
+
+A group-commit round writes every event of the round with one statement per table (unnest, not
+executemany), in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import asyncpg
+
+from ._postgres_bridge import PostgresPart
+from ._rows import event_rows
+from .base import Json, OrderEvent
+from .group_commit import assign_seqs
+
+
+class PostgresEvents(PostgresPart):
+    """`_write_round` for the committer; `last_seq`, `read_events`, `load_orders`."""
+
+    async def _write_round(
+        self, requests: list[tuple[str, Sequence[Json]]], known: dict[str, int]
+    ) -> list[list[int]]:
+        return await self._call(self._write_round_aio, requests, known)
+
+    @staticmethod
+    async def _write_round_aio(
+        conn: asyncpg.Connection, requests: list[tuple[str, Sequence[Json]]], known: dict[str, int]
+    ) -> list[list[int]]:
+        async with conn.transaction():
+            missing = sorted({a for a, _ in requests} - known.keys())
+            if missing:
+                known.update(dict.fromkeys(missing, 0))
+                for row in await conn.fetch(
+                    "SELECT account, max(seq) AS seq FROM order_events"
+                    " WHERE account = ANY($1::text[]) GROUP BY account",
+                    missing,
+                ):
+                    known[row["account"]] = row["seq"]
+            per_request, numbered = assign_seqs(requests, known)
+            events, latest = event_rows(numbered)
+            now = time.time()
+            # one statement per table whatever the round size (unnest, not executemany)
+            await conn.execute(
+                "INSERT INTO order_events (account, seq, order_id, payload, created_at)"
+                " SELECT a, s, o, p, $5 FROM unnest($1::text[], $2::bigint[], $3::text[],"
+                " $4::jsonb[]) AS x(a, s, o, p)",
+                *zip(*events, strict=True),
+                now,
+            )
+            await conn.execute(
+                "INSERT INTO orders (account, order_id, payload, status, tag, seq, updated_at)"
+                " SELECT a, o, p, st, t, s, $7 FROM unnest($1::text[], $2::text[], $3::jsonb[],"
+                " $4::text[], $5::text[], $6::bigint[]) AS x(a, o, p, st, t, s)"
+                " ON CONFLICT (account, order_id) DO UPDATE SET payload = EXCLUDED.payload,"
+                " status = EXCLUDED.status, tag = EXCLUDED.tag, seq = EXCLUDED.seq,"
+                " updated_at = EXCLUDED.updated_at",
+                *zip(*latest, strict=True),
+                now,
+            )
+        return per_request
+
+    async def last_seq(self, account: str) -> int:
+        """Highest committed seq of `account`, 0 if it has none."""
+
+        async def q(conn: asyncpg.Connection) -> int:
+            value = await conn.fetchval(
+                "SELECT max(seq) FROM order_events WHERE account = $1", account
+            )
+            return int(value or 0)
+
+        return await self._call(q)
+
+    async def read_events(
+        self, account: str, after_seq: int, limit: int = 1000
+    ) -> list[OrderEvent]:
+        """Events of `account` with seq > `after_seq`, oldest first (for replay)."""
+
+        async def q(conn: asyncpg.Connection) -> list[OrderEvent]:
+            rows = await conn.fetch(
+                "SELECT seq, order_id, payload FROM order_events"
+                " WHERE account = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                account,
+                after_seq,
+                limit,
+            )
+            return [OrderEvent(account, r["seq"], r["order_id"], r["payload"]) for r in rows]
+
+        return await self._call(q)
+
+    async def load_orders(self, account: str) -> list[Json]:
+        """Latest payload of every order of `account`, in the order they were last updated."""
+
+        async def q(conn: asyncpg.Connection) -> list[Json]:
+            rows = await conn.fetch(
+                "SELECT payload FROM orders WHERE account = $1 ORDER BY seq", account
+            )
+            return [r["payload"] for r in rows]
+
+        return await self._call(q)
