@@ -15,12 +15,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 import trio
 
-from brokers.base import Broker, BrokerError, BrokerUnavailable, Order, TokenExpired, UpstreamLost
+from brokers.base import Broker, BrokerError, Order, TokenExpired, UpstreamLost
 from store import Store
 from supervision.health import HealthEntry
 
@@ -77,6 +78,8 @@ class AccountActor:
         self._subscribers = SubscriberSet()
         self._watchers: dict[str, list[trio.MemorySendChannel[Order]]] = {}
         self._credentials = trio.Event()
+        self._token_generation = 0
+        self._connected = False
         self._random = random.Random()
         self.upstream = UpstreamState()
 
@@ -116,61 +119,87 @@ class AccountActor:
         delay = self._config.reconnect_initial_s
         try:
             while True:
+                generation = self._token_generation
+                self._connected = False
                 try:
                     await self._follow_upstream()
                 except TokenExpired as exc:
                     self._set_upstream("auth_expired", str(exc))
-                    self._credentials = trio.Event()
-                    await self._credentials.wait()
+                    while generation == self._token_generation:  # no new token since we tried
+                        await self._credentials.wait()
                     delay = self._config.reconnect_initial_s
                     continue
-                except (UpstreamLost, BrokerUnavailable) as exc:
-                    self._set_upstream("reconnecting", str(exc))
+                except BrokerError as exc:  # lost, unavailable, rate limited, refused listing
+                    self._set_upstream("reconnecting", f"{type(exc).__name__}: {exc}")
+                if self._connected:
+                    delay = self._config.reconnect_initial_s
                 self.upstream.reconnects += 1
                 await trio.sleep(delay + self._random.uniform(0, self._config.reconnect_jitter_s))
                 delay = min(delay * 2, self._config.reconnect_max_s)
-                if self.upstream.state == "connected":
-                    delay = self._config.reconnect_initial_s
         finally:
-            if self.upstream.state != "auth_expired":
-                self.upstream.state = "stopped"
+            # Crash or stop: subscribers must not keep believing the stream is live.
+            if self.upstream.state == "connected":
+                self._set_upstream("reconnecting", None)
 
     def set_access_token(self, access_token: str) -> None:
         """New credentials: leave auth_expired and reconnect now."""
         set_token = getattr(self.broker, "set_access_token", None)
         if set_token is not None:
             set_token(access_token)
+        self._token_generation += 1
         self._credentials.set()
+        self._credentials = trio.Event()
 
     async def _load(self) -> None:
-        self._book = OrderBook(await self._store.load_orders(self.account))
-        self._seq = await self._store.last_seq(self.account)
-        self._replay.clear()
-        first = max(0, self._seq - self._config.replay_buffer)
-        while first < self._seq:
+        """Book, seq and replay buffer from the store, swapped in at once (no await between)."""
+        today = _trading_day()
+        payloads = [
+            p for p in await self._store.load_orders(self.account)
+            if str(p.get("order_timestamp") or today).startswith(today)
+        ]
+        seq = await self._store.last_seq(self.account)
+        replay: deque[tuple[int, str]] = deque(maxlen=self._config.replay_buffer)
+        missed: list[tuple[int, dict[str, Any], str]] = []
+        first = max(0, seq - self._config.replay_buffer)
+        while first < seq:
             events = await self._store.read_events(self.account, first, limit=1_000)
             if not events:
                 break
             for event in events:
-                self._replay.append((event.seq, self._encode_order(event.seq, event.payload)))
+                message = self._encode_order(event.seq, event.payload)
+                replay.append((event.seq, message))
+                if self._seq < event.seq and len(self._subscribers):
+                    missed.append((event.seq, event.payload, message))
             first = events[-1].seq
+        self._book, self._replay = OrderBook(payloads), replay
+        self._seq = seq
+        # Committed by a run that was cancelled before it fanned them out: send them now.
+        for event_seq, payload, message in missed:
+            self._subscribers.broadcast(message)
+            self._updated(event_seq, payload)
 
     async def _follow_upstream(self) -> None:
         held_send, held_receive = trio.open_memory_channel[Order](self._config.held_frames)
         lost: list[BrokerError] = []
         async with self.broker.open_stream() as stream, trio.open_nursery() as nursery:
             nursery.start_soon(_pump, stream, held_send, lost)
-            await self._reconcile()
-            self._set_upstream("connected", None)
-            async with held_receive:
-                async for order in held_receive:
-                    batch = [order]
-                    while len(batch) < 500:
-                        try:
-                            batch.append(held_receive.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    await self._apply(batch, source="ticker")
+            try:
+                await self._reconcile()
+            except BrokerError as exc:
+                lost.append(exc)
+                nursery.cancel_scope.cancel()
+            else:
+                self._connected = True
+                self._set_upstream("connected", None)
+                async with held_receive:
+                    async for order in held_receive:
+                        batch = [order]
+                        while len(batch) < 500:
+                            try:
+                                batch.append(held_receive.receive_nowait())
+                            except (trio.WouldBlock, trio.EndOfChannel):
+                                break
+                        await self._apply(batch, source="ticker")
         if lost:
             raise lost[0]
         raise UpstreamLost("ticker stream ended")
@@ -191,7 +220,14 @@ class AccountActor:
             self._notify_watchers(order)
         if not accepted:
             return
-        seqs = await self._store.append_events(self.account, [a.payload for _, a in accepted])
+        try:
+            seqs = await self._store.append_events(
+                self.account, [a.payload for _, a in accepted]
+            )
+        except BaseException:
+            self._book.discard()
+            raise
+        self._book.commit()
         # A burst larger than half a subscriber queue (a big reconcile) goes out as one fresh
         # snapshot, so that it cannot close every subscriber as a slow consumer.
         burst = len(accepted) > self._config.subscriber_queue // 2
@@ -201,14 +237,22 @@ class AccountActor:
             self._replay.append((seq, message))
             if not burst:
                 self._subscribers.broadcast(message)
-            if self._on_update is not None:
-                self._on_update(self.account, seq, dict(taken.payload))
+            self._updated(seq, taken.payload)
         if burst:
             self._subscribers.broadcast(self.snapshot_message())
         self.upstream.last_event_at = time.time()
         if self._health is not None:
             self._health.touch()
         self._report()
+
+    def _updated(self, seq: int, payload: Any) -> None:
+        """Metrics and webhooks hear of a committed update; their failure is not ours."""
+        if self._on_update is None:
+            return
+        try:
+            self._on_update(self.account, seq, dict(payload))
+        except Exception:
+            log.exception("on_update hook failed for %s seq %d", self.account, seq)
 
     def _encode_order(
         self, seq: int, payload: Any, *, source: str | None = None, event: str | None = None
@@ -299,6 +343,11 @@ class AccountActor:
                     send.send_nowait(order)
                 except (trio.WouldBlock, trio.ClosedResourceError):
                     log.warning("watcher of %s is not keeping up; dropped an update", key)
+
+
+def _trading_day() -> str:
+    """Today in IST, as Kite's timestamps spell dates: the book holds the day's orders."""
+    return (datetime.now(UTC) + timedelta(hours=5, minutes=30)).strftime("%Y-%m-%d")
 
 
 async def _pump(

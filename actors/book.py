@@ -29,6 +29,10 @@ _SIGNIFICANT = (
 )
 
 
+# Statuses before the exchange has the order; one arriving after any later status is stale.
+_PRE_OPEN = frozenset({"PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING"})
+
+
 @attrs.frozen
 class Accepted:
     """An update the book took: the payload to store and send, and what kind of event it was."""
@@ -39,10 +43,15 @@ class Accepted:
 
 
 class OrderBook:
-    """Latest payload per order_id. Owned by one actor; not shared across tasks."""
+    """Latest payload per order_id. Owned by one actor; not shared across tasks.
+
+    `apply` stages an update; readers (snapshots, the orders route) see it only after `commit`,
+    which the actor calls once the update is stored, so nothing uncommitted is ever shown.
+    """
 
     def __init__(self, payloads: Iterable[Mapping[str, Any]] = ()) -> None:
         self._orders: dict[str, dict[str, Any]] = {}
+        self._staged: dict[str, dict[str, Any]] = {}
         for payload in payloads:
             self._orders[str(payload["order_id"])] = dict(payload)
 
@@ -55,34 +64,56 @@ class OrderBook:
     def payloads(self) -> list[Mapping[str, Any]]:
         return list(self._orders.values())
 
+    def commit(self) -> None:
+        self._orders.update(self._staged)
+        self._staged.clear()
+
+    def discard(self) -> None:
+        self._staged.clear()
+
+    def _latest(self, order_id: str) -> dict[str, Any] | None:
+        staged = self._staged.get(order_id)
+        return staged if staged is not None else self._orders.get(order_id)
+
     def apply(self, order: Order) -> Accepted | None:
-        """Take `order` into the book if it is news; None when it is a duplicate or stale."""
+        """Stage `order` if it is news; None when it is a duplicate or stale."""
         incoming = dict(order.raw) if order.raw else attrs.asdict(order, filter=_no_raw)
         incoming["order_id"] = order.order_id
-        current = self._orders.get(order.order_id)
+        current = self._latest(order.order_id)
         event = None
         if order.status in EVENT_ONLY_STATUSES:
             event = order.status
             incoming["status"] = current["status"] if current else "OPEN"
         if current is not None:
-            if current.get("status") in FINAL_STATUSES:
-                return None
-            if _num(incoming.get("filled_quantity")) < _num(current.get("filled_quantity")):
+            if _stale(current, incoming):
                 return None
             if all(incoming.get(k) == current.get(k) for k in _SIGNIFICANT):
                 return None
             incoming = {**current, **incoming}
-        self._orders[order.order_id] = incoming
+        self._staged[order.order_id] = incoming
         return Accepted(order.order_id, incoming, event)
 
     def changed(self, order: Order) -> bool:
         """Would `order` (from a reconciliation listing) change the book?"""
-        current = self._orders.get(order.order_id)
+        current = self._latest(order.order_id)
         if current is None:
             return True
         if current.get("status") in FINAL_STATUSES:
             return False
         return any(order.raw.get(k) != current.get(k) for k in _SIGNIFICANT)
+
+
+def _stale(current: Mapping[str, Any], incoming: Mapping[str, Any]) -> bool:
+    """Final stays final; fills never go back; nothing older than what the book holds."""
+    if current.get("status") in FINAL_STATUSES:
+        return True
+    if _num(incoming.get("filled_quantity")) < _num(current.get("filled_quantity")):
+        return True
+    if incoming.get("status") in _PRE_OPEN and current.get("status") not in _PRE_OPEN:
+        return True
+    # Kite's timestamps are "YYYY-MM-DD HH:MM:SS": string order is time order.
+    new, old = incoming.get("exchange_update_timestamp"), current.get("exchange_update_timestamp")
+    return bool(new and old and str(new) < str(old))
 
 
 def _no_raw(attribute: attrs.Attribute, _value: object) -> bool:

@@ -46,8 +46,8 @@ STALL_TIMEOUT_S = 3.0  # Kite heartbeats every second: three missed beats mean a
 class KiteSettings:
     """Where and as whom to talk Kite Connect; `access_token` is replaced daily."""
 
-    api_key: str
-    access_token: str
+    api_key: str = attrs.field(repr=False)
+    access_token: str = attrs.field(repr=False)
     rest_url: str = "https://api.kite.trade"
     ticker_url: str = "wss://ws.kite.trade"
     timeout_s: float = 5.0
@@ -79,6 +79,19 @@ _ORDER_FIELDS = tuple(f.name for f in attrs.fields(Order) if f.name != "raw")
 def parse_position(payload: dict[str, Any]) -> Position:
     fields = {f.name: payload[f.name] for f in attrs.fields(Position) if f.name in payload}
     return _converter.structure(fields, Position)
+
+
+def _parse_orders(items: Any) -> list[Order]:
+    """A listing's orders; a row we cannot read is logged and skipped, not fatal."""
+    if not isinstance(items, list):
+        raise BrokerUnavailable(f"expected a list of orders, got {type(items).__name__}")
+    orders = []
+    for item in items:
+        try:
+            orders.append(parse_order(item))
+        except Exception:
+            log.warning("broker listed an order we cannot read: %.200r", item)
+    return orders
 
 
 _INSTRUMENT_FIELDS = tuple(f.name for f in attrs.fields(Instrument))
@@ -164,10 +177,10 @@ class KiteBroker:
         return str(data["order_id"])
 
     async def orders(self) -> list[Order]:
-        return [parse_order(item) for item in await self._call("GET", "/orders")]
+        return _parse_orders(await self._call("GET", "/orders"))
 
     async def order_history(self, order_id: str) -> list[Order]:
-        return [parse_order(item) for item in await self._call("GET", f"/orders/{order_id}")]
+        return _parse_orders(await self._call("GET", f"/orders/{order_id}"))
 
     async def positions(self) -> list[Position]:
         data = await self._call("GET", "/portfolio/positions")
@@ -257,7 +270,11 @@ class KiteOrderStream:
             if not isinstance(frame, dict):
                 continue
             if frame.get("type") == "order" and isinstance(frame.get("data"), dict):
-                return parse_order(frame["data"])
+                try:
+                    return parse_order(frame["data"])
+                except Exception:  # one malformed push must not take the stream down
+                    log.warning("ticker sent an order we cannot read: %.200r", frame["data"])
+                    continue
             if frame.get("type") == "error":
                 log.warning("ticker error: %s", frame.get("data"))
 

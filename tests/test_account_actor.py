@@ -147,3 +147,26 @@ async def test_watch_by_tag_sees_updates_before_place_returns(
                         break
             assert statuses[-1] == "COMPLETE"
             nursery.cancel_scope.cancel()
+
+
+async def test_failed_reconcile_reconnects_instead_of_crashing(
+    venue: VenueAddress, sqlite_store: Store, control: httpx.AsyncClient
+) -> None:
+    settings = KiteSettings("paper", "paper-primary", venue.rest_url, venue.ticker_url,
+                            timeout_s=0.3, stall_timeout_s=2)
+    slow = KiteBroker(settings)
+    try:
+        with trio.fail_after(15):
+            await control.post("/_venue/faults", json={"latency_ms": 600})
+            async with trio.open_nursery() as nursery:
+                actor = AccountActor("primary", slow, sqlite_store, FAST)
+                await nursery.start(actor.run)
+                stream = messages(actor.subscribe())
+                # GET /orders times out during the reconcile: reconnect, not a crash
+                await until(stream, lambda m: m.get("upstream") == "reconnecting")
+                assert "BrokerUnavailable" in (actor.upstream.last_error or "")
+                await control.delete("/_venue/faults")
+                await until(stream, lambda m: m.get("upstream") == "connected")
+                nursery.cancel_scope.cancel()
+    finally:
+        await slow.aclose()

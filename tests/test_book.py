@@ -76,3 +76,29 @@ def test_reconcile_sees_only_changes() -> None:
     assert book.changed(parse_order(order("OPEN", order_id="251127000000002")))
     book.apply(parse_order(order("CANCELLED")))
     assert not book.changed(parse_order(order("OPEN")))
+
+
+def test_pre_open_status_after_open_is_stale() -> None:
+    book = OrderBook([order("OPEN")])
+    assert book.apply(parse_order(order("OPEN PENDING"))) is None
+    assert book.apply(parse_order(order("VALIDATION PENDING"))) is None
+
+
+def test_older_exchange_update_is_stale() -> None:
+    book = OrderBook([order("OPEN", price=101, exchange_update_timestamp="2026-11-27 10:00:05")])
+    older = order("OPEN", price=100, exchange_update_timestamp="2026-11-27 10:00:04")
+    assert book.apply(parse_order(older)) is None
+    newer = order("OPEN", price=102, exchange_update_timestamp="2026-11-27 10:00:06")
+    assert book.apply(parse_order(newer)) is not None
+
+
+def test_staged_updates_are_invisible_until_committed() -> None:
+    book = OrderBook([order("OPEN")])
+    assert book.apply(parse_order(order("COMPLETE", 150))) is not None
+    assert book.get("251127000000001")["status"] == "OPEN"
+    assert book.apply(parse_order(order("COMPLETE", 150))) is None  # rules see what is staged
+    book.commit()
+    assert book.get("251127000000001")["status"] == "COMPLETE"
+    book.apply(parse_order(order("OPEN", order_id="251127000000002")))
+    book.discard()
+    assert book.get("251127000000002") is None
