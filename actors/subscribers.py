@@ -2,12 +2,18 @@
 
 The actor offers each encoded message with `send_nowait`; a subscriber whose queue is full is
 closed as a slow consumer (websocket close 4008) instead of slowing the actor or its peers.
+
+A subscriber whose sender is idle (nothing queued, nothing being written) may take a message
+through `direct` instead: the web front's synchronous write of the frame to its socket, so a
+subscriber that keeps up costs the fan-out one call and no task switch. `direct` returns False
+when it cannot write now; the message is then queued as usual, and everything after it too
+until the sender has caught up and declares itself idle again, so order is kept.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -24,10 +30,13 @@ class Subscription:
         self.account = account
         self.initial = list(initial)
         self.closed_reason: str | None = None
+        self.direct: Callable[[str], bool] | None = None  # set by the web front
+        self.idle = False  # set by the sender when it waits with nothing queued or in flight
         self._send, self.receive = trio.open_memory_channel[str](capacity)
 
     def offer(self, message: str) -> bool:
         """Queue without waiting; False (and closed) when the subscriber is too slow."""
+        self.idle = False
         try:
             self._send.send_nowait(message)
         except trio.WouldBlock:
@@ -62,7 +71,12 @@ class SubscriberSet:
         self._subs.pop(sub.id, None)
 
     def broadcast(self, message: str) -> None:
-        slow = [sub for sub in self._subs.values() if not sub.offer(message)]
+        slow = [
+            sub
+            for sub in self._subs.values()
+            if not (sub.idle and sub.direct is not None and sub.direct(message))
+            and not sub.offer(message)
+        ]
         for sub in slow:
             self._subs.pop(sub.id, None)
 
@@ -72,4 +86,5 @@ class SubscriberSet:
         self._subs.clear()
 
     def max_depth(self) -> int:
-        return max((sub.depth() for sub in self._subs.values()), default=0)
+        # an idle subscriber has nothing queued: only the others are worth asking
+        return max((sub.depth() for sub in self._subs.values() if not sub.idle), default=0)

@@ -2,10 +2,11 @@
 
 Per connection: authenticate (header, single-use `ticket`, or `access_token` query), subscribe to
 the account's actor, send the subscription's initial messages (snapshot or `since` replay, then a
-status), then live messages. One writer per socket: the sender task (the reader's rare replies
-join the subscription's queue). A lagging subscriber gets what is waiting coalesced into
-one frame holding a JSON array, in order. Messages arrive already encoded: nothing is encoded per
-subscriber.
+status), then live messages. One writer of messages per socket: the sender task (replies to what
+the client sends join the subscription's queue); while it has nothing to do, the actor's fan-out
+writes new messages' frames to the socket itself (see `_sender` and web/_frames.py). A lagging
+subscriber gets what is waiting coalesced into one frame holding a JSON array, in order. Messages
+arrive already encoded and each is framed once: nothing is encoded per subscriber.
 
 Close codes: 4400 bad query, 4401 missing/wrong credentials, 4403 another account's credentials,
 4404 unknown account, 4008 slow consumer, 1001 shutdown, 1009 frame too large (hypercorn),
@@ -16,7 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, cast
 
 import trio
@@ -24,13 +28,13 @@ from quart import Blueprint, current_app, jsonify, websocket
 
 from actors.subscribers import SLOW_CONSUMER, Subscription
 
+from ._frames import PARTIAL, REFUSED, DirectSocket, frame_of
 from .auth import Identity, bearer_token, origin_allowed
 from .errors import error_body
 from .middleware import log_websocket
 
 if TYPE_CHECKING:
-    from quart.wrappers import Websocket
-
+    from ._lean import LeanWebsocket as Websocket
     from .app import OrderDeskApp
 
 log = logging.getLogger("web.ws")
@@ -49,6 +53,9 @@ SHUTDOWN = "shutdown"
 _PONG = '{"type":"pong"}'
 _SNAPSHOT_TYPE = '"type":"snapshot"'  # the actor encodes compactly, "type" first
 _SAMPLE_EVERY = 16  # frames between fanout-latency samples
+_FLUSH = ""  # queued by the fan-out after a partial direct write (never a message: all are JSON)
+# Pre-framed writes straight to the socket (web/_frames.py); ORDERDESK_WS_DIRECT=0 turns them off.
+DIRECT_WRITES = os.environ.get("ORDERDESK_WS_DIRECT", "1") != "0"
 
 
 class StreamRegistry:
@@ -162,12 +169,10 @@ async def orders_stream(account_id: str) -> None:
     gauge.inc()
     opened = time.monotonic()
     try:
+        ws.on_message = partial(_on_message, sub)  # before accepting: nothing arrives earlier
         await ws.accept()
         log_websocket(ws, "open", account=account_id, identity=who.name, since=since)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_reader, ws, sub)
-            await _sender(ws, sub, app)
-            nursery.cancel_scope.cancel()
+        await _sender(ws, sub, app)
         code, reason = close_code(sub.closed_reason)
         log_websocket(ws, "close", account=account_id, identity=who.name, code=code)
         await ws.close(code, reason)
@@ -179,15 +184,27 @@ async def orders_stream(account_id: str) -> None:
 
 
 async def _sender(ws: Websocket, sub: Subscription, app: OrderDeskApp) -> None:
-    """The socket's only writer: initial messages, then whatever is queued, coalesced per frame.
+    """The socket's only writer of messages: initial ones, then whatever is queued, coalesced.
 
-    Lean on purpose (one of these runs per subscriber per update): no lock, no encoding, no
-    checkpoint of its own when messages are already waiting (the socket write is one).
+    Where the connection allows it (`web._frames.DirectSocket`) frames are built here once and
+    written under hypercorn's send lock, and while this task waits with nothing queued the
+    actor's fan-out writes each new message's frame to the socket itself (`sub.direct`); the
+    first message it cannot write at once (socket busy or full) and everything after it come
+    through the queue, coalesced, until this task has caught up. Lean on purpose: no encoding
+    per subscriber, and when messages are waiting no checkpoint of its own beyond the write.
     """
     config = app.deps.config
     max_messages, max_bytes = config.max_frame_messages, config.max_frame_bytes
     latency = app.deps.metrics.fanout_latency
-    send = ws.send
+    direct = DirectSocket.open(ws.asgi_send) if DIRECT_WRITES else None
+    if direct is None:
+        send = ws.send
+    else:
+        send_frame = direct.send
+
+        async def send(text: str) -> None:
+            await send_frame(frame_of(text))
+
     initial = sub.initial
     sub.initial = []
     if initial and _SNAPSHOT_TYPE in initial[0][:32]:
@@ -197,53 +214,83 @@ async def _sender(ws: Websocket, sub: Subscription, app: OrderDeskApp) -> None:
         chunk = initial[start : start + max_messages]
         await send(chunk[0] if len(chunk) == 1 else "[" + ",".join(chunk) + "]")
 
+    if direct is not None:
+        sub.direct = _write_now(sub, direct)
     receive, receive_nowait = sub.receive.receive, sub.receive.receive_nowait
     frames = 0
-    while True:
-        try:
-            first = receive_nowait()
-        except trio.WouldBlock:
+    try:
+        while True:
             try:
-                first = await receive()
+                first = receive_nowait()
+            except trio.WouldBlock:
+                sub.idle = direct is not None  # nothing queued, nothing in flight
+                try:
+                    first = await receive()
+                except trio.EndOfChannel:
+                    return
             except trio.EndOfChannel:
                 return
-        except trio.EndOfChannel:
-            return
-        batch = None
-        size = len(first)
-        while size < max_bytes:
-            try:
-                message = receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-            if batch is None:
-                batch = [first]
-            batch.append(message)
-            size += len(message)
-            if len(batch) >= max_messages:
-                break
-        frames += 1
-        if frames % _SAMPLE_EVERY:
-            await send(first if batch is None else "[" + ",".join(batch) + "]")
-        else:
-            started = time.perf_counter()
-            await send(first if batch is None else "[" + ",".join(batch) + "]")
-            latency.observe(time.perf_counter() - started)
+            batch = None
+            size = len(first)
+            while size < max_bytes:
+                try:
+                    message = receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                if batch is None:
+                    batch = [first]
+                batch.append(message)
+                size += len(message)
+                if len(batch) >= max_messages:
+                    break
+            if direct is not None and (batch is not None or first is _FLUSH):
+                # the fan-out's marks that a frame it wrote in part needs finishing: any write
+                # through the send lock finishes it first
+                batch = [m for m in (batch or (first,)) if m is not _FLUSH]
+                if not batch:
+                    await direct.flush()
+                    continue
+                first = batch[0]
+                if len(batch) == 1:
+                    batch = None
+            frames += 1
+            if frames % _SAMPLE_EVERY:
+                await send(first if batch is None else "[" + ",".join(batch) + "]")
+            else:
+                started = time.perf_counter()
+                await send(first if batch is None else "[" + ",".join(batch) + "]")
+                latency.observe(time.perf_counter() - started)
+    finally:
+        sub.idle = False
+        sub.direct = None
 
 
-async def _reader(ws: Websocket, sub: Subscription) -> None:
+def _write_now(sub: Subscription, direct: DirectSocket) -> Callable[[str], bool]:
+    """`sub.direct`: write the message's frame (built once per message) from the fan-out."""
+    try_send = direct.try_send
+
+    def write_now(message: str) -> bool:
+        if sub.closed_reason is not None:
+            return False
+        result = try_send(frame_of(message))
+        if result == PARTIAL:
+            sub.offer(_FLUSH)  # wake the sender: the rest goes out before anything else
+        return result != REFUSED
+
+    return write_now
+
+
+def _on_message(sub: Subscription, message: str | bytes) -> None:
     """Answer `ping`; anything else gets an error frame and the connection stays usable.
 
-    Replies join the subscription's own queue (`sub.offer`), so the sender stays the socket's
-    only writer; a client that floods pings without reading is a slow consumer like any other.
+    Called for each message as it arrives (`LeanWebsocket.on_message`). Replies join the
+    subscription's own queue (`sub.offer`), so the sender stays the socket's only writer of
+    messages; a client that floods pings without reading is a slow consumer like any other.
     """
-    while True:
-        message = await ws.receive()
-        if message == "ping" or message == '{"type":"ping"}':
-            reply = _PONG
-        elif isinstance(message, bytes):
-            reply = _error_frame("binary frames are not supported; send the text 'ping'")
-        else:
-            reply = _error_frame("unsupported message; the only client message is 'ping'")
-        if not sub.offer(reply):
-            return
+    if message == "ping" or message == '{"type":"ping"}':
+        reply = _PONG
+    elif isinstance(message, bytes):
+        reply = _error_frame("binary frames are not supported; send the text 'ping'")
+    else:
+        reply = _error_frame("unsupported message; the only client message is 'ping'")
+    sub.offer(reply)
