@@ -1,7 +1,7 @@
 """The root of the supervision tree: everything `orderdesk serve` runs, in one nursery.
 
 root
-├── store      opened first, closed last (it flushes)
+├── store      opened first, closed last (it flushes); `store-monitor` polls its health
 ├── venue      the embedded paper venue, when [venue] is configured
 ├── accounts   a dynamic supervisor: one AccountActor per account
 ├── batches    the BatchCoordinator (recovers unfinished batches at start)
@@ -9,16 +9,20 @@ root
 └── web        hypercorn serving the Quart-Trio app
 
 Shutdown (SIGINT/SIGTERM, or leaving `open_service`): stop accepting and close websockets with
-1001, give running batches `grace_s` to finish or roll back, cancel the rest, close the store.
+1001; give running batches `grace_s` to finish or roll back (while requests in flight wind
+down); then cancel the batches still running, which conclude (their rollback is shielded) while
+the actors and the store still run; then cancel the rest and close the brokers and the store.
+A second signal ends the process at once; what it cuts short is recovered at the next start.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import math
 import signal
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -37,13 +41,23 @@ from web import Metrics, WebDeps, create_app, serve_web
 from web.orders import orders_blueprint
 from web.page import page_blueprint
 
-from .health import HealthRegistry
-from .settings import AccountSettings, Settings
-from .supervisor import ChildSpec, DynamicSupervisor, open_dynamic_supervisor, supervise
+from .health import ErrorInfo, HealthEntry, HealthRegistry
+from .settings import DEFAULT_SHUTDOWN_GRACE_S, AccountSettings, Settings
+from .supervisor import (
+    ChildSpec,
+    DynamicSupervisor,
+    RestartPolicy,
+    open_dynamic_supervisor,
+    supervise,
+)
 
 log = logging.getLogger("orderdesk")
 
-SHUTDOWN_GRACE_S = 10.0
+SHUTDOWN_GRACE_S = DEFAULT_SHUTDOWN_GRACE_S
+#: How often `store-monitor` asks the store for its health (each check is bounded by the
+#: store's own HEALTH_TIMEOUT_S), so an outage shows in the tree within seconds.
+STORE_CHECK_S = 5.0
+_SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @attrs.frozen
@@ -63,17 +77,31 @@ class Running:
 
 
 async def serve(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Run the service until SIGINT/SIGTERM; a second signal exits at once."""
-    async with open_service(settings) as running:
-        gc.freeze()  # start-up objects leave the collector's scans: no 50 ms pauses in fan-out
-        log.info("orderdesk serving on http://%s", running.web_bind)
-        print(f"orderdesk: serving on http://{running.web_bind}", flush=True)
-        task_status.started(running)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                log.info("signal %s: shutting down", signal.Signals(signum).name)
-                break
-        # Leaving the receiver restores the default handlers: a second signal ends at once.
+    """Run the service until SIGINT/SIGTERM, then shut down gracefully.
+
+    Running batches get `settings.shutdown_grace_s` ([server] shutdown_grace_s). A second
+    signal ends the process at once."""
+    previous: dict[int, Any] = {}
+    try:
+        async with open_service(settings, grace_s=settings.shutdown_grace_s) as running:
+            gc.freeze()  # start-up objects leave the collector's scans: no 50 ms pauses in fan-out
+            log.info("orderdesk serving on http://%s", running.web_bind)
+            print(f"orderdesk: serving on http://{running.web_bind}", flush=True)
+            task_status.started(running)
+            with trio.open_signal_receiver(*_SHUTDOWN_SIGNALS) as signals:
+                signum = await anext(signals)
+            # The OS default from here on: a second signal ends the process at once, whatever
+            # the shutdown waits for (a shielded rollback, a stuck store). A batch cut short
+            # that way stays stored unfinished and is resumed by recovery at the next start.
+            previous = {s: signal.signal(s, signal.SIG_DFL) for s in _SHUTDOWN_SIGNALS}
+            log.info(
+                "signal %s: shutting down (batches get %.1f s; a second signal exits at once)",
+                signal.Signals(signum).name, settings.shutdown_grace_s,
+            )
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 @asynccontextmanager
@@ -83,96 +111,182 @@ async def open_service(
     actor_config: ActorConfig = ActorConfig(),
     batch_config: BatchConfig | None = None,
     webhook_config: WebhookConfig = WebhookConfig(),
-    grace_s: float = SHUTDOWN_GRACE_S,
+    grace_s: float | None = None,
+    actor_policy: RestartPolicy = RestartPolicy(),
+    store_check_s: float = STORE_CHECK_S,
 ) -> AsyncIterator[Running]:
-    """Start the whole tree; leaving the block shuts it down in order."""
-    health = HealthRegistry()
-    metrics = Metrics()
-    shutdown = trio.Event()
+    """Start the whole tree; leaving the block shuts it down in order.
+
+    `grace_s` (default `settings.shutdown_grace_s`) is what running batches get to finish or
+    roll back at shutdown; `actor_policy` is each account actor's restart policy;
+    `store_check_s` how often `store-monitor` checks the store.
+    """
+    grace_s = settings.shutdown_grace_s if grace_s is None else grace_s
     brokers: list[KiteBroker] = []
-    async with open_store(settings.database_url) as store, trio.open_nursery() as root:
+    async with open_store(settings.database_url) as store:
         try:
-            health.register("store", "service").set_state("running")
-            venue = None
-            if settings.venue is not None:
-                venue = await root.start(serve_venue, settings.venue)
-                health.register("venue", "service").set_state("running")
-            dispatcher = WebhookDispatcher(
-                store,
-                {a.id: a.webhooks for a in settings.accounts},
-                webhook_config,
-                on_result=lambda result: metrics.webhook_deliveries.labels(result).inc(),
-            )
-            relay = EventRelay(dispatcher)
-            await root.start(supervise, ChildSpec("webhooks", dispatcher.run), health)
-            await root.start(supervise, ChildSpec("events", relay.run), health)
-
-            def on_update(account: str, seq: int, payload: dict[str, Any]) -> None:
-                metrics.on_update(account, seq, payload)
-                relay.order_updated(account, seq, payload)
-
-            actors: dict[str, AccountActor] = {}
-            tls = ssl.create_default_context()
-            async with open_dynamic_supervisor(health) as accounts:
-                for account in settings.accounts:
-                    broker = KiteBroker(_kite_settings(account, venue), ssl_context=tls)
-                    brokers.append(broker)
-                    name = f"account:{account.id}"
-                    actor = AccountActor(
-                        account.id, broker, store, actor_config,
-                        health=health.register(name, "actor"), on_update=on_update,
-                    )
-                    actors[account.id] = actor
-                    await accounts.start_child(ChildSpec(name, actor.run, kind="actor"))
-                metrics.observe(actors, health)
-
-                def on_batch(event: str, result: dict[str, Any]) -> None:
-                    metrics.batch_orders.labels(event.removeprefix("batch.")).inc()
-                    metrics.batch_duration.observe(float(result.get("duration_ms", 0)) / 1000)
-                    relay.batch_finished(event, result)
-
-                coordinator = BatchCoordinator(
-                    store, actors, batch_config or _batch_config(settings), on_event=on_batch
-                )
-                await root.start(supervise, ChildSpec("batches", coordinator.run), health)
-                deps = WebDeps(
-                    settings, actors, store, health, metrics,
-                    batches=coordinator, supervisor=accounts,
-                )
-                app = create_app(deps, blueprints=[orders_blueprint, page_blueprint])
-                web_done = trio.Event()
-                web_bind = await root.start(
-                    partial(_serve_web, app, settings.bind, shutdown, web_done)
-                )
-                health.register("web", "service").set_state("running")
-                yield Running(
-                    web_bind, venue, actors, store, health, accounts, coordinator, dispatcher,
-                    metrics, shutdown,
-                )
-                shutdown.set()  # hypercorn stops accepting; websockets get 1001
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(deps.config.graceful_timeout_s + 1):
-                        await web_done.wait()
-                    for actor in actors.values():
-                        actor.close_subscribers("shutdown")
-                    left = await coordinator.drain(grace_s)
-                if left:
-                    log.warning("%d batches still running after %.1f s: cancelling", left, grace_s)
-                root.cancel_scope.cancel()
+            async with trio.open_nursery() as root:
+                try:
+                    async with _open_tree(
+                        root, settings, store, brokers, actor_config, batch_config,
+                        webhook_config, actor_policy, store_check_s,
+                    ) as (running, stop):
+                        yield running
+                        await stop(grace_s)
+                finally:
+                    root.cancel_scope.cancel()
         finally:
-            root.cancel_scope.cancel()
+            # Only once the tree is down: batches concluding at shutdown still use them.
             with trio.CancelScope(shield=True):
                 for broker in brokers:
                     await broker.aclose()
 
 
-async def _serve_web(
-    app: Any, bind: str, shutdown: trio.Event, done: trio.Event, *, task_status: Any
+@asynccontextmanager
+async def _open_tree(
+    root: trio.Nursery,
+    settings: Settings,
+    store: Store,
+    brokers: list[KiteBroker],
+    actor_config: ActorConfig,
+    batch_config: BatchConfig | None,
+    webhook_config: WebhookConfig,
+    actor_policy: RestartPolicy,
+    store_check_s: float,
+) -> AsyncIterator[tuple[Running, Callable[[float], Awaitable[None]]]]:
+    """Start every child into `root`; yields the `Running` view and the graceful `stop`."""
+    health = HealthRegistry()
+    metrics = Metrics()
+    shutdown = trio.Event()
+    store_entry = health.register("store", "service")
+    store_entry.set_state("running")
+    await root.start(supervise, ChildSpec(
+        "store-monitor", partial(_monitor_store, store, store_entry, store_check_s)
+    ), health)
+    venue = None
+    if settings.venue is not None:
+        venue = await root.start(serve_venue, settings.venue)
+        health.register("venue", "service").set_state("running")
+    dispatcher = WebhookDispatcher(
+        store,
+        {a.id: a.webhooks for a in settings.accounts},
+        webhook_config,
+        on_result=lambda result: metrics.webhook_deliveries.labels(result).inc(),
+    )
+    relay = EventRelay(dispatcher)
+    await root.start(supervise, ChildSpec("webhooks", dispatcher.run), health)
+    await root.start(supervise, ChildSpec("events", relay.run), health)
+
+    def on_update(account: str, seq: int, payload: dict[str, Any]) -> None:
+        metrics.on_update(account, seq, payload)
+        relay.order_updated(account, seq, payload)
+
+    actors: dict[str, AccountActor] = {}
+    tls = ssl.create_default_context()
+    async with open_dynamic_supervisor(health) as accounts:
+        for account in settings.accounts:
+            broker = KiteBroker(_kite_settings(account, venue), ssl_context=tls)
+            brokers.append(broker)
+            name = f"account:{account.id}"
+            actor = AccountActor(
+                account.id, broker, store, actor_config,
+                health=health.register(name, "actor"), on_update=on_update,
+            )
+            actors[account.id] = actor
+            await accounts.start_child(
+                ChildSpec(name, actor.run, policy=actor_policy, kind="actor")
+            )
+        metrics.observe(actors, health)
+
+        def on_batch(event: str, result: dict[str, Any]) -> None:
+            metrics.batch_orders.labels(event.removeprefix("batch.")).inc()
+            metrics.batch_duration.observe(float(result.get("duration_ms", 0)) / 1000)
+            relay.batch_finished(event, result)
+
+        coordinator = BatchCoordinator(
+            store, actors, batch_config or _batch_config(settings), on_event=on_batch
+        )
+        batches = _Scoped()
+        await root.start(batches.run, partial(supervise, ChildSpec("batches", coordinator.run),
+                                              health))
+        deps = WebDeps(
+            settings, actors, store, health, metrics, batches=coordinator, supervisor=accounts,
+        )
+        app = create_app(deps, blueprints=[orders_blueprint, page_blueprint])
+        web = _Scoped()
+        web_bind = await root.start(
+            web.run, partial(serve_web, app, settings.bind, shutdown_trigger=shutdown.wait)
+        )
+        health.register("web", "service").set_state("running")
+
+        async def stop(grace_s: float) -> None:
+            """Stop accepting, close websockets (1001), give batches `grace_s`, then cancel
+            them: each concludes (a rollback runs shielded) while actors and store still run."""
+            shutdown.set()
+            with trio.CancelScope(shield=True):
+                for actor in actors.values():
+                    actor.close_subscribers("shutdown")
+                async with trio.open_nursery() as closing:
+                    # Requests in flight wind down meanwhile (a batch's POST gets its answer).
+                    closing.start_soon(web.wait, deps.config.graceful_timeout_s + 1)
+                    left = await coordinator.drain(grace_s)
+                    if left:
+                        log.warning("%d batches still running after %.1f s: cancelling",
+                                    left, grace_s)
+                        batches.scope.cancel()
+                        await batches.wait()
+
+        yield Running(
+            web_bind, venue, actors, store, health, accounts, coordinator, dispatcher,
+            metrics, shutdown,
+        ), stop
+
+
+@attrs.define(eq=False)
+class _Scoped:
+    """Runs one child of the root under a cancel scope of its own, so shutdown can stop it
+    (and wait for it) before the rest of the tree."""
+
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+    async def run(self, start: Callable[..., Awaitable[Any]], *, task_status: Any) -> None:
+        try:
+            with self.scope:
+                await start(task_status=task_status)
+        finally:
+            self.done.set()
+
+    async def wait(self, timeout_s: float = math.inf) -> None:
+        with trio.move_on_after(timeout_s):
+            await self.done.wait()
+
+
+async def _monitor_store(
+    store: Store, entry: HealthEntry, interval_s: float, *, task_status: Any
 ) -> None:
-    try:
-        await serve_web(app, bind, shutdown_trigger=shutdown.wait, task_status=task_status)
-    finally:
-        done.set()
+    """Keep the `store` health entry in step with `store.health()`: failed while it does not
+    answer (or answers not ok), running again once it does."""
+    task_status.started()
+    while True:
+        try:
+            report = await store.health()
+        except Exception as exc:  # health() reports rather than raises; be sure of it
+            report = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        depths = {k: v for k, v in report.items() if k.startswith("pending_")}
+        entry.queue_depths = {k: int(v) for k, v in depths.items() if isinstance(v, int)}
+        if report.get("ok"):
+            if entry.state != "running":
+                log.warning("store answers again")
+                entry.set_state("running")
+            else:
+                entry.touch()
+        elif entry.state != "failed":
+            error = str(report.get("error") or "not ok")
+            log.error("store unavailable: %s", error)
+            entry.last_error = ErrorInfo("StoreUnavailable", error, trio.current_time())
+            entry.set_state("failed")
+        await trio.sleep(interval_s)
 
 
 def _batch_config(settings: Settings) -> BatchConfig:

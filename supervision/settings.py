@@ -21,6 +21,8 @@ from brokers.paper import VenueConfig
 
 DEFAULT_BIND = "127.0.0.1:8081"
 DEFAULT_VENUE_BIND = "127.0.0.1:8765"
+#: Seconds running batches get to finish or roll back at SIGTERM/SIGINT before they are cancelled.
+DEFAULT_SHUTDOWN_GRACE_S = 10.0
 
 
 class ConfigError(Exception):
@@ -63,6 +65,7 @@ class Settings:
     accounts: tuple[AccountSettings, ...] = ()
     var_dir: Path = Path("var")
     generated_secrets: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
 
     def account(self, account_id: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.id == account_id), None)
@@ -168,6 +171,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         venue=venue,
         accounts=accounts,
         var_dir=var_dir,
+        shutdown_grace_s=_seconds(server, "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S),
     )
 
 
@@ -176,6 +180,13 @@ def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{key}: must be a table")
     return value
+
+
+def _seconds(table: Mapping[str, Any], key: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"server.{key}: must be a number of seconds >= 0, not {value!r}")
+    return float(value)
 
 
 def _account(index: int, doc: Any, env: Mapping[str, str]) -> AccountSettings:

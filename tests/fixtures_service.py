@@ -1,12 +1,14 @@
 """A whole orderdesk service in the test's process: `open_service` from a temp TOML.
 
 Paper venue embedded on port 0 (rate limit off), SQLite under tmp_path, two paper accounts with
-tokens, the web front on 127.0.0.1:0.
+tokens, the web front on 127.0.0.1:0. Extra TOML lines go into `[server]` (`server_toml`) or an
+account's table (`account_toml={"primary": 'webhooks = [...]'}`); `environ` is what
+`load_settings` reads (secret_env, ...); other keywords go to `open_service`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ CONFIG = """
 [server]
 bind = "127.0.0.1:0"
 admin_token = "{admin}"
+{server_extra}
 
 [database]
 url = "{database}"
@@ -36,24 +39,44 @@ rate_limit_per_s = 0
 id = "primary"
 broker = "paper"
 tokens = [{{ name = "primary-desk", token = "{primary}" }}]
+{primary_extra}
 
 [[accounts]]
 id = "secondary"
 broker = "paper"
 tokens = [{{ name = "secondary-desk", token = "{secondary}" }}]
+{secondary_extra}
 """
 
 
-def write_config(tmp_path: Path, database: str | None = None) -> Path:
+def write_config(
+    tmp_path: Path,
+    database: str | None = None,
+    *,
+    server_toml: str = "",
+    account_toml: Mapping[str, str] | None = None,
+) -> Path:
     path = tmp_path / "orderdesk.toml"
     database = database or f"sqlite:///{tmp_path}/od.db"
-    path.write_text(CONFIG.format(admin=ADMIN, database=database, **TOKENS))
+    extra = {f"{a}_extra": (account_toml or {}).get(a, "") for a in TOKENS}
+    path.write_text(CONFIG.format(
+        admin=ADMIN, database=database, server_extra=server_toml, **extra, **TOKENS
+    ))
     return path
 
 
 @asynccontextmanager
-async def open_test_service(tmp_path: Path, **options: Any) -> AsyncIterator[Running]:
-    settings = load_settings(str(write_config(tmp_path)), environ={})
+async def open_test_service(
+    tmp_path: Path,
+    *,
+    database: str | None = None,
+    server_toml: str = "",
+    account_toml: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **options: Any,
+) -> AsyncIterator[Running]:
+    path = write_config(tmp_path, database, server_toml=server_toml, account_toml=account_toml)
+    settings = load_settings(str(path), environ=environ or {})
     async with open_service(settings, **options) as running:
         yield running
 
