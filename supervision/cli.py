@@ -208,11 +208,13 @@ def _serve(args: argparse.Namespace) -> int:
     import trio_asyncio
 
     from web import install_log_context
+    from web.middleware import RedactingFilter
 
     from .service import serve
 
     install_log_context()  # every log line of a request carries its correlation id
     for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
         ))

@@ -121,8 +121,9 @@ def _generated_secrets(var_dir: Path) -> dict[str, str]:
         "admin_token": secrets.token_urlsafe(24),
         "_new": "1",
     }
-    path.write_text(json.dumps({k: v for k, v in values.items() if k != "_new"}))
-    path.chmod(0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+    with os.fdopen(fd, "w") as file:
+        json.dump({k: v for k, v in values.items() if k != "_new"}, file)
     return values
 
 
@@ -161,6 +162,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     admin_token = env.get("ORDERDESK_ADMIN_TOKEN", str(server.get("admin_token", "")))
     if not admin_token:
         raise ConfigError("server.admin_token: required (or ORDERDESK_ADMIN_TOKEN)")
+    _check_tokens(admin_token, accounts)
     return Settings(
         bind=bind,
         admin_token=admin_token,
@@ -198,12 +200,13 @@ def _account(index: int, doc: Any, env: Mapping[str, str]) -> AccountSettings:
     if broker not in ("paper", "kite"):
         raise ConfigError(f"{where}.broker: must be 'paper' or 'kite', not {broker!r}")
     tokens = tuple(_token(account_id, i, t) for i, t in enumerate(doc.get("tokens", [])))
-    webhooks = tuple(
-        WebhookSettings(url=str(h["url"]), secret=env.get(str(h.get("secret_env", "")), ""))
-        for h in doc.get("webhooks", [])
-    )
+    webhooks = tuple(_webhook(f"{where}.webhooks[{i}]", h, env)
+                     for i, h in enumerate(doc.get("webhooks", [])))
     if broker == "kite":
         api_key = _from_env(env, doc, "api_key_env", f"{where}.api_key_env")
+        if not api_key:
+            raise ConfigError(f"{where}.api_key_env: the variable {doc['api_key_env']} is not set")
+        # A missing access token is not fatal: the actor waits in auth_expired for one.
         access_token = _from_env(env, doc, "access_token_env", f"{where}.access_token_env")
         return AccountSettings(
             id=account_id,
@@ -233,6 +236,33 @@ def _token(account_id: str, index: int, doc: Any) -> ClientToken:
     if isinstance(doc, dict) and isinstance(doc.get("token"), str):
         return ClientToken(str(doc.get("name", f"{account_id}#{index}")), doc["token"])
     raise ConfigError(f"accounts[{account_id}].tokens[{index}]: a string or {{name, token}}")
+
+
+def _webhook(where: str, doc: Any, env: Mapping[str, str]) -> WebhookSettings:
+    if not isinstance(doc, dict) or not isinstance(doc.get("url"), str):
+        raise ConfigError(f"{where}.url: required, an http(s) URL")
+    if not doc["url"].startswith(("http://", "https://")):
+        raise ConfigError(f"{where}.url: must start with http:// or https://")
+    secret_env = doc.get("secret_env")
+    if not isinstance(secret_env, str) or not env.get(secret_env):
+        raise ConfigError(f"{where}.secret_env: required, a set environment variable "
+                          "(webhooks are always signed)")
+    return WebhookSettings(url=doc["url"], secret=env[secret_env])
+
+
+def _check_tokens(admin_token: str, accounts: tuple[AccountSettings, ...]) -> None:
+    """A token names exactly one caller: no token shared between accounts or with the admin."""
+    seen: dict[str, str] = {admin_token: "server.admin_token"}
+    for account in accounts:
+        for token in account.tokens:
+            if not token.value:
+                raise ConfigError(f"accounts[{account.id}].tokens: a token is empty")
+            if token.value in seen:
+                raise ConfigError(
+                    f"accounts[{account.id}].tokens: token {token.name!r} is also "
+                    f"{seen[token.value]}; every token must be unique"
+                )
+            seen[token.value] = f"accounts[{account.id}] {token.name!r}"
 
 
 def _from_env(env: Mapping[str, str], doc: Mapping[str, Any], key: str, where: str) -> str:

@@ -76,3 +76,40 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_settings(str(path), environ={})
+
+
+BASE = "[server]\nadmin_token='admin'\n[venue]\n"
+
+
+@pytest.mark.parametrize(
+    ("accounts", "environ", "message"),
+    [
+        ("[[accounts]]\nid='a'\ntokens=['admin']\n", {}, "also server.admin_token"),
+        ("[[accounts]]\nid='a'\ntokens=['t']\n[[accounts]]\nid='b'\ntokens=['t']\n", {},
+         "every token must be unique"),
+        ("[[accounts]]\nid='a'\nwebhooks=[{secret_env='S'}]\n", {"S": "x"}, r"webhooks\[0\].url"),
+        ("[[accounts]]\nid='a'\nwebhooks=[{url='http://h/x', secret_env='S'}]\n", {},
+         "secret_env"),
+        ("[[accounts]]\nid='k'\nbroker='kite'\napi_key_env='K'\naccess_token_env='T'\n", {},
+         "K is not set"),
+    ],
+)
+def test_conflicts_and_missing_values_are_refused(
+    tmp_path: Path, accounts: str, environ: dict, message: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(BASE + accounts)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(str(path), environ=environ)
+
+
+def test_log_lines_never_carry_query_secrets() -> None:
+    import logging
+
+    from web.middleware import RedactingFilter
+
+    record = logging.LogRecord("trio-websocket", logging.DEBUG, __file__, 1,
+                               "Connecting to %s", ("ws://h/?api_key=p&access_token=s3cret",),
+                               None)
+    RedactingFilter().filter(record)
+    assert "s3cret" not in record.getMessage() and "access_token=***" in record.getMessage()

@@ -25,6 +25,7 @@ __all__ = [
     "current_correlation_id",
     "install_log_context",
     "install_request_hooks",
+    "RedactingFilter",
     "redact_query",
     "redacted_path",
 ]
@@ -91,6 +92,21 @@ def install_log_context() -> None:
 
     record_factory._orderdesk = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(record_factory)
+
+
+_SECRET_IN_TEXT = re.compile(r"((?:access_token|ticket|token)=)[^&\s'\"]+")
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs query secrets from every record, including other libraries' (trio-websocket logs
+    the ticker URL with the broker's access token at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = _SECRET_IN_TEXT.sub(rf"\1{REDACTED}", message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True
 
 
 class CorrelationIdFilter(logging.Filter):
