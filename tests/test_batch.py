@@ -222,6 +222,43 @@ async def test_partial_fill_then_failure_flattens_the_filled_part(desk: Desk) ->
     assert await desk.positions() == {}
 
 
+async def test_a_fill_that_lands_while_its_cancel_is_in_flight_is_flattened(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LIMIT leg misses the deadline; the rollback cancels it, and the market crosses it
+    after the coordinator sent the cancel but before the venue got it. (The venue's `latency_ms`
+    delays answers after processing, so it cannot open this window: the broker's `cancel` does,
+    moving the price first.) The venue refuses the cancel, the leg ends COMPLETE: flattened."""
+    broker = desk.actor.broker
+    real_cancel = broker.cancel
+    crossed: list[str] = []
+
+    async def cancel_overtaken_by_a_fill(order_id: str, **options: Any) -> str:
+        if not crossed:
+            crossed.append(order_id)
+            await desk.ltp(NIFTY_FUT, 19990.0)  # the resting BUY at 20000 fills now
+        return await real_cancel(order_id, **options)
+
+    monkeypatch.setattr(broker, "cancel", cancel_overtaken_by_a_fill)
+    body = {"orders": [leg(BANKNIFTY_FUT, quantity=35),
+                       leg(order_type="LIMIT", price=20000.0)], "timeout_s": 1}
+    with trio.fail_after(15):
+        status, result = await desk.submit(body)
+    assert status == 200 and result["status"] == "rolled_back", result
+    late = result["legs"][1]
+    assert crossed == [late["order_id"]]
+    assert late["status"] == "COMPLETE" and late["filled_quantity"] == 75
+    assert late["rollback"]["action"] == "flattened" and late["rollback"]["filled"] == 75
+    assert result["legs"][0]["rollback"]["action"] == "flattened"
+    assert await desk.positions() == {}
+    orders = await desk.orders()
+    assert all(n == 1 for n in tags(orders).values())
+    venue = {o["tag"]: o for o in orders}
+    assert venue[late["tag"]]["status"] == "COMPLETE"  # the cancel lost the race
+    reverse = venue[f"od{result['batch_id']}1R0"]
+    assert reverse["transaction_type"] == "SELL" and reverse["filled_quantity"] == 75
+
+
 async def test_without_rollback_a_failed_batch_is_partial(desk: Desk) -> None:
     await desk.faults(reject_symbols=[BANKNIFTY_FUT])
     body = {"orders": [leg(), leg(BANKNIFTY_FUT, quantity=35)], "rollback_on_failure": False}

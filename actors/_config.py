@@ -1,0 +1,32 @@
+"""BatchConfig: the batch coordinator's timeouts and limits, built once and passed down."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from .instruments import DEFAULT_FREEZE_LIMITS
+from .validation import SessionHours
+
+
+@attrs.frozen
+class BatchConfig:
+    """Timeouts and limits of the coordinator; small values keep tests fast."""
+
+    place_timeout_s: float = 3.0  # one shielded POST; beyond it the outcome is unknown
+    lookup_timeout_s: float = 5.0  # one GET /orders resolving an unknown outcome
+    poll_interval_s: float = 1.0  # GET /orders/{id} when no push arrives
+    deadline_check_s: float = 0.25  # a last GET /orders/{id} this long before the deadline
+    rollback_timeout_s: float = 15.0
+    cleanup_grace_s: float = 2.0  # cancelling a reverse still open when the rollback times out
+    reverse_attempts: int = 3
+    market_protection: float = -1  # Kite: -1 automatic, 1..100 percent
+    rate_per_s: float = 10.0
+    rate_burst: int | None = None
+    max_timeout_s: float = 60.0
+    session: SessionHours | None = SessionHours()
+    margin_check: bool = True
+    freeze_limits: Mapping[str, int] = attrs.field(factory=lambda: dict(DEFAULT_FREEZE_LIMITS))
+    store_timeout_s: float = 5.0
+    idempotency_wait_s: float = 120.0

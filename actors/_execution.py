@@ -1,0 +1,209 @@
+"""Running one batch: every leg concurrently under one deadline, then success or a rollback.
+
+A leg succeeds only when COMPLETE; its first failure cancels the batch's scope. The rollback runs
+shielded from that cancellation and from shutdown, every leg unwound concurrently within
+`rollback_timeout_s` (plus `cleanup_grace_s` to cancel a reverse still working). The result is
+stored before anyone is told.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from brokers.base import BrokerError, OrderRejected
+from store import Store, StoreError
+
+from ._config import BatchConfig
+from ._orders import Leg, OrderOps, UnknownOutcome
+from ._results import _result
+from .account import AccountActor
+from .instruments import InstrumentCache
+from .ratelimit import Priority, RateLimiter
+from .validation import BatchSpec
+
+log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
+
+EventHook = Callable[[str, dict[str, Any]], None]
+
+
+@attrs.define(eq=False)
+class _Account:
+    """What the coordinator keeps per account: its actor, rate limiter and instrument cache."""
+
+    actor: AccountActor
+    limiter: RateLimiter
+    instruments: InstrumentCache
+    running: dict[str, trio.CancelScope] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class _Job:
+    account: str
+    batch_id: str
+    spec: BatchSpec
+    legs: tuple[Leg, ...]
+
+
+class BatchRunner:
+    """Executes batches and rolls them back for the coordinator (and for recovery); it owns the
+    outcome counters. Batch state lives in the legs of one job, each leg with one owner task."""
+
+    def __init__(
+        self, store: Store, config: BatchConfig, ops: OrderOps, on_event: EventHook | None
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._on_event = on_event
+        self.ops = ops
+        self.counters = {"batches": 0, "rolled_back": 0, "rollback_failed": 0}
+
+    @property
+    def config(self) -> BatchConfig:
+        return self._config
+
+    async def execute(self, ctx: _Account, job: _Job) -> None:
+        """Run one batch to a final, stored result. Shutdown cancels its legs, not its rollback."""
+        started = trio.current_time()
+        deadline = started + job.spec.timeout_s
+        try:
+            await self._place_legs(ctx, job, deadline)
+        except Exception:
+            log.exception("batch %s: placing its legs crashed", job.batch_id)
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    status = await self._conclude(ctx, job, deadline)
+                    await self.finish(job.account, job.batch_id, job.legs, status,
+                                      trio.current_time() - started)
+                except Exception:
+                    log.exception("batch %s: could not conclude; recovery will", job.batch_id)
+
+    async def _place_legs(self, ctx: _Account, job: _Job, deadline: float) -> None:
+        """All legs concurrently under one deadline (hedge_first: BUY legs, then SELL legs)."""
+        with trio.CancelScope(deadline=deadline) as scope:
+            ctx.running[job.batch_id] = scope
+            try:
+                first = [leg for leg in job.legs if job.spec.execution == "parallel"
+                         or leg.request.transaction_type == "BUY"]
+                async with trio.open_nursery() as nursery:
+                    for leg in first:
+                        nursery.start_soon(self._leg, ctx, job.batch_id, leg, scope, deadline)
+                if all(leg.complete for leg in first):
+                    async with trio.open_nursery() as nursery:
+                        for leg in job.legs:
+                            if leg not in first:
+                                nursery.start_soon(
+                                    self._leg, ctx, job.batch_id, leg, scope, deadline
+                                )
+            finally:
+                del ctx.running[job.batch_id]
+
+    async def _conclude(self, ctx: _Account, job: _Job, deadline: float) -> str:
+        # A leg cancelled while its order was working may have filled meanwhile: ask the broker.
+        async with trio.open_nursery() as nursery:
+            for leg in job.legs:
+                if leg.sent and not leg.is_final:
+                    nursery.start_soon(self._settle_view, ctx, job.batch_id, leg)
+        timed_out = trio.current_time() >= deadline
+        for leg in job.legs:
+            if not leg.complete and leg.error is None:
+                if not leg.sent:
+                    leg.error = "not placed: the batch failed first"
+                elif timed_out:
+                    leg.error = "not COMPLETE by the deadline"
+                else:
+                    leg.error = "stopped: another leg failed"
+        if all(leg.complete for leg in job.legs):
+            return "success"
+        if not job.spec.rollback_on_failure:
+            return "partial"
+        return await self.rollback(ctx, job.batch_id, job.legs)
+
+    async def _settle_view(self, ctx: _Account, batch_id: str, leg: Leg) -> None:
+        if leg.order_id is None:
+            try:
+                order = await self.ops.lookup(ctx.actor, leg.tag)
+            except UnknownOutcome:
+                return
+            if order is None:
+                return
+            leg.order_id = order.order_id
+        await self.ops.refresh(ctx.actor, leg)
+        await self.ops.save_leg(batch_id, leg)
+
+    async def _leg(
+        self, ctx: _Account, batch_id: str, leg: Leg, scope: trio.CancelScope, deadline: float
+    ) -> None:
+        try:
+            with ctx.actor.watch(leg.tag) as updates:
+                await self.ops.send(ctx.actor, ctx.limiter, batch_id, leg, Priority.NORMAL,
+                                    deadline)
+                await self.ops.follow(ctx.actor, leg, updates, deadline)
+            if not leg.complete and leg.error is None:
+                leg.error = leg.status_message or f"leg ended {leg.status}"
+        except OrderRejected as exc:
+            leg.status, leg.error = "REJECTED", exc.message
+        except UnknownOutcome as exc:
+            leg.error = str(exc)
+        except (BrokerError, StoreError) as exc:
+            leg.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.ops.save_leg(batch_id, leg)
+        if not leg.complete:
+            scope.cancel()
+
+    async def rollback(self, ctx: _Account, batch_id: str, legs: tuple[Leg, ...]) -> str:
+        """Undo every leg, shielded from the batch's cancellation and from shutdown."""
+        with trio.CancelScope(shield=True):
+            await self.save_batch(batch_id, "rolling_back")
+            deadline = trio.current_time() + self._config.rollback_timeout_s
+            with trio.CancelScope(deadline=deadline + self._config.cleanup_grace_s):
+                async with trio.open_nursery() as nursery:
+                    for leg in legs:
+                        nursery.start_soon(self._unwind, ctx, batch_id, leg, deadline)
+        for leg in legs:
+            if leg.rollback is None or leg.rollback["action"] == "in_progress":
+                leg.rollback = {**(leg.rollback or {}), "action": "failed",
+                                "remaining": max(leg.filled - leg.reverse_filled, 0),
+                                "error": "the rollback ran out of time"}
+        failed = any(leg.rollback and leg.rollback["action"] == "failed" for leg in legs)
+        return "rollback_failed" if failed else "rolled_back"
+
+    async def _unwind(self, ctx: _Account, batch_id: str, leg: Leg, deadline: float) -> None:
+        try:
+            await self.ops.unwind(ctx.actor, ctx.limiter, batch_id, leg, deadline)
+        except Exception as exc:  # one leg's failure must not stop the others' rollback
+            log.exception("rollback of %s failed", leg.tag)
+            leg.rollback = {"action": "failed", "order_id": None, "status": None, "filled": 0,
+                            "remaining": max(leg.filled - leg.reverse_filled, 0),
+                            "error": f"{type(exc).__name__}: {exc}"}
+
+    async def finish(
+        self, account: str, batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float
+    ) -> dict[str, Any]:
+        result = _result(batch_id, legs, status, elapsed)
+        with trio.CancelScope(shield=True):
+            await self.save_batch(batch_id, status, result)
+        self.counters["batches"] += 1
+        if status in ("rolled_back", "rollback_failed"):
+            self.counters[status] += 1
+        if status == "rollback_failed":
+            log.error("batch %s of %s: rollback failed, exposure remains: %s", batch_id, account,
+                      json.dumps(result.get("exposure")))
+        if self._on_event is not None:
+            self._on_event(f"batch.{status}", {"account": account, **result})
+        return result
+
+    async def save_batch(self, batch_id: str, status: str, result: dict | None = None) -> None:
+        try:
+            with trio.fail_after(self._config.store_timeout_s):
+                await self._store.update_batch(batch_id, status=status, result=result)
+        except (StoreError, trio.TooSlowError):
+            log.exception("could not store batch %s as %s", batch_id, status)

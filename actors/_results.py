@@ -1,0 +1,89 @@
+"""What the batch coordinator answers and stores: results, progress, errors, request hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import attrs
+
+from store import BatchRecord, LegRecord
+
+from ._orders import Leg
+from .validation import EXCHANGES, FieldError, InvalidRequest
+
+FINAL = frozenset({"success", "rolled_back", "partial", "rollback_failed"})
+Reply = tuple[int, dict[str, Any]]
+
+
+def _result(batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float) -> dict[str, Any]:
+    succeeded = sum(1 for leg in legs if leg.complete)
+    exposure = [
+        {"index": leg.index, "tradingsymbol": leg.request.tradingsymbol,
+         "exchange": leg.request.exchange, "product": leg.request.product,
+         "transaction_type": leg.request.transaction_type,
+         "quantity": leg.rollback.get("remaining"),
+         "open_order_ids": leg.rollback.get("open_order_ids", [])}
+        for leg in legs
+        if leg.rollback and leg.rollback["action"] == "failed"
+    ]
+    result: dict[str, Any] = {
+        "status": status,
+        "batch_id": batch_id,
+        "total_orders": len(legs),
+        "succeeded": succeeded,
+        "failed": len(legs) - succeeded,
+        "order_ids": [leg.order_id for leg in legs if leg.order_id],
+        "legs": [leg.as_result() for leg in legs],
+        "duration_ms": round(elapsed * 1000, 1),
+    }
+    if exposure:
+        result["exposure"] = exposure
+    return result
+
+
+def _progress(batch: BatchRecord, records: list[LegRecord]) -> dict[str, Any]:
+    legs = [r for r in records if r.kind == "leg"]
+    return {
+        "status": batch.status,
+        "batch_id": batch.batch_id,
+        "total_orders": len(legs),
+        "order_ids": [r.order_id for r in legs if r.order_id],
+        "legs": [
+            {"index": r.index, "order_id": r.order_id, "tag": r.tag, "status": r.status,
+             **{k: r.detail.get(k) for k in ("filled_quantity", "average_price", "error")}}
+            for r in legs
+        ],
+        "duration_ms": round(max(time.time() - batch.created_at, 0.0) * 1000, 1),
+    }
+
+
+def _leg_record(batch_id: str, leg: Leg) -> LegRecord:
+    return LegRecord(batch_id, leg.index, leg.tag, "PENDING", None, attrs.asdict(leg.request), {})
+
+
+def _hash(body: Any) -> str:
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _exchanges(orders: Any) -> list[str]:
+    if not isinstance(orders, list):
+        return []
+    return [o["exchange"] for o in orders if isinstance(o, dict) and o.get("exchange") in EXCHANGES]
+
+
+def _field(path: str, rule: str, message: str) -> FieldError:
+    return FieldError(path, rule, message)
+
+
+def _invalid(exc: InvalidRequest) -> dict[str, Any]:
+    return {**_error("invalid_request", "the request is invalid; nothing was placed"),
+            "fields": [f.as_dict() for f in exc.fields]}
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": code, "message": message}
+
