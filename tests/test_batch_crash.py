@@ -47,7 +47,7 @@ rate_limit_per_s = 0
 [[accounts]]
 id = "primary"
 broker = "paper"
-tokens = ["unused"]
+tokens = ["unused-account-token"]
 """
 
 GATEWAY_TOML = """
