@@ -354,10 +354,13 @@ class BatchCoordinator:
             scope.cancel()
             if batch_id in self._done:
                 waits.append(self._done[batch_id])
-        with trio.move_on_after(self._config.rollback_timeout_s + self._config.cleanup_grace_s):
-            for event in waits:
-                await event.wait()
-        report = await kill_account(self, ctx, account, client)
+        # Shielded as a whole: a client hanging up must not stop a kill switch half way.
+        with trio.CancelScope(shield=True):
+            grace = self._config.rollback_timeout_s + self._config.cleanup_grace_s
+            with trio.move_on_after(grace):
+                for event in waits:
+                    await event.wait()
+            report = await kill_account(self, ctx, account, client)
         return 200, report
 
 
