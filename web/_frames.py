@@ -75,6 +75,17 @@ class FrameCache:
 frame_of = FrameCache()
 
 
+def decline_compression(asgi_send: Any) -> None:
+    """Answer the handshake without permessage-deflate (call before accepting).
+
+    Order messages are a few hundred bytes; compressing each one for each subscriber costs more
+    CPU than it saves bandwidth, and it would keep the connection off the shared-frame path.
+    """
+    ws_stream = getattr(asgi_send, "__self__", None)
+    if type(ws_stream) is WSStream and not ws_stream.handshake.accepted:
+        ws_stream.handshake.extensions = None
+
+
 class DirectSocket:
     __slots__ = ("_fileno", "_lock", "_pending", "_send", "_stream", "_ws")
 

@@ -48,6 +48,7 @@ class WebConfig:
     clock: Callable[[], float] = time.monotonic  # ticket expiry; tests inject their own
     max_frame_messages: int = 256  # a lagging subscriber gets at most this many per frame
     max_frame_bytes: int = 256 * 1024
+    websocket_compression: bool = False  # permessage-deflate for order streams (costs CPU)
 
 
 @attrs.frozen

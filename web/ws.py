@@ -28,7 +28,7 @@ from quart import Blueprint, current_app, jsonify, websocket
 
 from actors.subscribers import SLOW_CONSUMER, Subscription
 
-from ._frames import PARTIAL, REFUSED, DirectSocket, frame_of
+from ._frames import PARTIAL, REFUSED, DirectSocket, decline_compression, frame_of
 from .auth import Identity, bearer_token, origin_allowed
 from .errors import error_body
 from .middleware import log_websocket
@@ -170,6 +170,8 @@ async def orders_stream(account_id: str) -> None:
     opened = time.monotonic()
     try:
         ws.on_message = partial(_on_message, sub)  # before accepting: nothing arrives earlier
+        if not app.deps.config.websocket_compression:
+            decline_compression(ws.asgi_send)
         await ws.accept()
         log_websocket(ws, "open", account=account_id, identity=who.name, since=since)
         await _sender(ws, sub, app)
