@@ -1,10 +1,12 @@
 """Webhook dispatcher: signed JSON POSTs to each account's URLs through the store's outbox.
 
 `emit()` only writes outbox rows (one per configured URL) and wakes the sender, so the account actor
-and the batch coordinator never wait on a receiver. `run()` is the sender: it leases due rows,
-POSTs them with bounded concurrency and acks, reschedules (exponential backoff with jitter) or,
-past `max_age_s`, fails each one. Rows live in the store, so a restart loses nothing: a stopped
-sender hands its in-flight rows back, and a crashed one's leases simply expire.
+and the batch coordinator never wait on a receiver; `emit_many()` writes a whole batch of events
+(and, in the same transaction, how far each account's order events now are in the outbox: the
+webhook cursor `actors/events.py` catches up from) with one store call. `run()` is the sender:
+it leases due rows, POSTs them with bounded concurrency and acks, reschedules (exponential backoff
+with jitter) or, past `max_age_s`, fails each one. Rows live in the store, so a restart loses
+nothing: a stopped sender hands its in-flight rows back, and a crashed one's leases simply expire.
 
 Delivery is at least once and unordered; receivers deduplicate on `X-Orderdesk-Event-Id` and check
 `X-Orderdesk-Signature` with `verify_signature()`.
@@ -77,6 +79,16 @@ class WebhookConfig:
 
 
 @attrs.frozen
+class WebhookEvent:
+    """One event for `emit_many()`; `event_id` is stable across re-emits (receivers dedupe)."""
+
+    account: str
+    event_type: str
+    payload: dict[str, Any]
+    event_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+
+
+@attrs.frozen
 class DispatcherStatistics:
     """Counters since start, trio-style (`statistics()`), for health and debugging."""
 
@@ -142,6 +154,13 @@ class WebhookDispatcher:
                 log.warning("webhook %s of account %s has no secret: unsigned", hook.url, account)
         self._hooks[account] = hooks
 
+    def has_webhooks(self, account: str) -> bool:
+        """Whether `account` has any webhook URL (events of the others are never stored)."""
+        return bool(self._hooks.get(account))
+
+    def accounts_with_webhooks(self) -> list[str]:
+        return [account for account, hooks in self._hooks.items() if hooks]
+
     def statistics(self) -> DispatcherStatistics:
         return DispatcherStatistics(
             in_flight=self._config.concurrency - self._slots.value,
@@ -164,21 +183,44 @@ class WebhookDispatcher:
         Never talks to a receiver. Emitting an event_id again is a no-op per URL, so callers pass
         deterministic ids (`order:<account>:<seq>`) and may re-emit after a crash.
         """
-        if event_type not in EVENT_TYPES:
-            raise ValueError(f"unknown webhook event type {event_type!r}")
-        event_id = event_id or uuid.uuid4().hex
-        hooks = self._hooks.get(account, ())
-        if not hooks:
-            return event_id
-        # The envelope is stored, not rebuilt per attempt: every attempt sends the same body and
-        # created_at is what max_age_s counts from.
-        stored = {"created_at": round(time.time(), 3), "data": payload}
-        _dumps(stored)  # a payload that is not JSON fails here, in the caller, not in the sender
-        await self._store.enqueue_webhooks(
-            [WebhookDelivery(event_id, account, hook.url, event_type, stored) for hook in hooks]
-        )
-        self._wake.set()
-        return event_id
+        event = WebhookEvent(account, event_type, payload, event_id or uuid.uuid4().hex)
+        await self.emit_many([event])
+        return event.event_id
+
+    async def emit_many(
+        self, events: Iterable[WebhookEvent], *, cursors: Mapping[str, int] | None = None
+    ) -> int:
+        """Write every event to the outbox with one store call (durable on return).
+
+        `cursors` (account -> seq: every order event of the account up to seq is now in the
+        outbox) is stored in the same transaction; accounts without webhooks are left out, as
+        are their events. Returns the outbox rows added (re-emitted events add none).
+        """
+        events = list(events)
+        for event in events:  # nothing is written when any event is bad
+            if event.event_type not in EVENT_TYPES:
+                raise ValueError(f"unknown webhook event type {event.event_type!r}")
+        created_at = round(time.time(), 3)
+        deliveries = []
+        for event in events:
+            hooks = self._hooks.get(event.account, ())
+            if not hooks:
+                continue
+            # The envelope is stored, not rebuilt per attempt: every attempt sends the same body
+            # and created_at is what max_age_s counts from.
+            stored = {"created_at": created_at, "data": event.payload}
+            _dumps(stored)  # a payload that is not JSON fails here, in the caller, not the sender
+            deliveries.extend(
+                WebhookDelivery(event.event_id, event.account, hook.url, event.event_type, stored)
+                for hook in hooks
+            )
+        kept = {a: seq for a, seq in (cursors or {}).items() if self.has_webhooks(a)}
+        if not deliveries and not kept:
+            return 0
+        added = await self._store.enqueue_webhooks(deliveries, kept or None)
+        if added:
+            self._wake.set()
+        return added
 
     # ---------------------------------------------------------------------------- sending
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -17,28 +17,63 @@ class PostgresOutbox(PostgresPart):
 
     # ----------------------------------------------------------------------------- webhooks
 
-    async def enqueue_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> int:
-        """Add deliveries to the outbox, skipping (event_id, url) pairs already there."""
+    async def enqueue_webhooks(
+        self, deliveries: Sequence[WebhookDelivery], cursors: Mapping[str, int] | None = None
+    ) -> int:
+        """Add deliveries to the outbox, skipping (event_id, url) pairs already there, and move
+        `cursors` forward in the same transaction; returns the rows added."""
+        cursors = dict(cursors or {})
 
         async def q(conn: asyncpg.Connection) -> int:
             now = time.time()
-            rows = await conn.fetch(
-                "INSERT INTO webhook_outbox (event_id, account, url, event_type, payload,"
-                " next_attempt_at, created_at, updated_at)"
-                " SELECT e, a, u, t, p, $6, $6, $6"
-                " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])"
-                " AS x(e, a, u, t, p)"
-                " ON CONFLICT (event_id, url) DO NOTHING RETURNING id",
-                [d.event_id for d in deliveries],
-                [d.account for d in deliveries],
-                [d.url for d in deliveries],
-                [d.event_type for d in deliveries],
-                [d.payload for d in deliveries],
-                now,
-            )
-            return len(rows)
+            async with conn.transaction():
+                added = await _insert_deliveries(conn, deliveries, now) if deliveries else 0
+                if cursors:
+                    await conn.execute(
+                        "INSERT INTO webhook_cursors (account, seq, updated_at)"
+                        " SELECT a, s, $3 FROM unnest($1::text[], $2::bigint[]) AS x(a, s)"
+                        " ON CONFLICT (account) DO UPDATE"
+                        " SET seq = greatest(webhook_cursors.seq, EXCLUDED.seq),"
+                        " updated_at = EXCLUDED.updated_at",
+                        list(cursors),
+                        list(cursors.values()),
+                        now,
+                    )
+            return added
 
-        return await self._call(q) if deliveries else 0
+        return await self._call(q) if deliveries or cursors else 0
+
+    async def webhook_cursor(self, account: str) -> int:
+        """How far `account`'s order events are in the outbox (0 when it has no cursor)."""
+
+        async def q(conn: asyncpg.Connection) -> int:
+            value = await conn.fetchval(
+                "SELECT seq FROM webhook_cursors WHERE account = $1", account
+            )
+            return int(value or 0)
+
+        return await self._call(q)
+
+    async def start_webhook_cursor(self, account: str, seq: int | None = None) -> int:
+        """`account`'s cursor, created first if it has none: at `seq`, else at its last seq."""
+
+        async def q(conn: asyncpg.Connection) -> int:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO webhook_cursors (account, seq, updated_at)"
+                    " SELECT $1::text, coalesce($2::bigint, (SELECT max(seq) FROM order_events"
+                    "  WHERE account = $1::text), 0), $3::float8"
+                    " ON CONFLICT (account) DO NOTHING",
+                    account,
+                    seq,
+                    time.time(),
+                )
+                value = await conn.fetchval(
+                    "SELECT seq FROM webhook_cursors WHERE account = $1", account
+                )
+            return int(value)
+
+        return await self._call(q)
 
     async def claim_webhooks(self, limit: int, now: float, lease_s: float) -> list[WebhookDelivery]:
         """Lease up to `limit` due deliveries until now+lease_s; claimers never overlap."""
@@ -124,3 +159,24 @@ class PostgresOutbox(PostgresPart):
             return [audit_from_row(r) for r in rows]
 
         return await self._call(q)
+
+
+async def _insert_deliveries(
+    conn: asyncpg.Connection, deliveries: Sequence[WebhookDelivery], now: float
+) -> int:
+    """One statement for every row (unnest); returns how many were new."""
+    rows = await conn.fetch(
+        "INSERT INTO webhook_outbox (event_id, account, url, event_type, payload,"
+        " next_attempt_at, created_at, updated_at)"
+        " SELECT e, a, u, t, p, $6, $6, $6"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])"
+        " AS x(e, a, u, t, p)"
+        " ON CONFLICT (event_id, url) DO NOTHING RETURNING id",
+        [d.event_id for d in deliveries],
+        [d.account for d in deliveries],
+        [d.url for d in deliveries],
+        [d.event_type for d in deliveries],
+        [d.payload for d in deliveries],
+        now,
+    )
+    return len(rows)

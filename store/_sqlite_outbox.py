@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ._rows import audit_from_row, delivery_from_row
 from ._sqlite_jobs import SqlitePart, loads, write_tx
@@ -17,8 +17,12 @@ class SqliteOutbox(SqlitePart):
 
     # ----------------------------------------------------------------------------- webhooks
 
-    async def enqueue_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> int:
-        """Add deliveries to the outbox, skipping (event_id, url) pairs already there."""
+    async def enqueue_webhooks(
+        self, deliveries: Sequence[WebhookDelivery], cursors: Mapping[str, int] | None = None
+    ) -> int:
+        """Add deliveries to the outbox, skipping (event_id, url) pairs already there, and move
+        `cursors` forward in the same transaction; returns the rows added."""
+        cursors = dict(cursors or {})
 
         def q(conn: sqlite3.Connection) -> int:
             now = time.time()
@@ -41,11 +45,49 @@ class SqliteOutbox(SqlitePart):
                             now,
                         ),
                     ).rowcount
+                conn.executemany(
+                    "INSERT INTO webhook_cursors (account, seq, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (account) DO UPDATE SET seq = max(seq, excluded.seq),"
+                    " updated_at = excluded.updated_at",
+                    [(account, seq, now) for account, seq in cursors.items()],
+                )
                 return added
 
             return write_tx(conn, body)
 
-        return await self._run(q) if deliveries else 0
+        return await self._run(q) if deliveries or cursors else 0
+
+    async def webhook_cursor(self, account: str) -> int:
+        """How far `account`'s order events are in the outbox (0 when it has no cursor)."""
+
+        def q(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT seq FROM webhook_cursors WHERE account = ?", (account,)
+            ).fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._run(q)
+
+    async def start_webhook_cursor(self, account: str, seq: int | None = None) -> int:
+        """`account`'s cursor, created first if it has none: at `seq`, else at its last seq."""
+
+        def q(conn: sqlite3.Connection) -> int:
+            def body() -> int:
+                conn.execute(
+                    "INSERT INTO webhook_cursors (account, seq, updated_at)"
+                    " SELECT ?, coalesce(?, (SELECT max(seq) FROM order_events"
+                    "  WHERE account = ?), 0), ?"
+                    " WHERE true ON CONFLICT (account) DO NOTHING",
+                    (account, seq, account, time.time()),
+                )
+                row = conn.execute(
+                    "SELECT seq FROM webhook_cursors WHERE account = ?", (account,)
+                ).fetchone()
+                return int(row[0])
+
+            return write_tx(conn, body)
+
+        return await self._run(q)
 
     async def claim_webhooks(self, limit: int, now: float, lease_s: float) -> list[WebhookDelivery]:
         """Lease up to `limit` due deliveries until now+lease_s; claimers never overlap."""

@@ -2,8 +2,9 @@
 
 sqlite3 blocks, so every call runs as a job on this thread (never on the Trio thread), and one
 thread means one connection and no lock contention inside the process. A caller cancelled while
-its job waits drops it; while it runs, a progress handler aborts the statement and the job's
-transaction rolls back, so cancellation never leaves half a write behind.
+its job is still queued drops it and returns at once (the thread skips it later); while it runs,
+a progress handler aborts the statement and the caller waits for the job's transaction to roll
+back, so cancellation never leaves half a write behind.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class _Job(Generic[T]):
     fn: Callable[[sqlite3.Connection], T]
     done: trio.Event = attrs.field(factory=trio.Event)
     cancelled: bool = False
+    started: bool = False  # the thread took it; `cancelled` and `started` change under `_claim`
     result: T | None = None
     error: BaseException | None = None
 
@@ -38,6 +40,7 @@ class SqliteWorker:
         self._connect = connect
         self._jobs: queue.SimpleQueue[_Job[object] | None] = queue.SimpleQueue()
         self._current: _Job[object] | None = None
+        self._claim = threading.Lock()  # a queued job is either started or cancelled, not both
         self._token = trio.lowlevel.current_trio_token()
         self._stopped = trio.Event()
         self._closed = False
@@ -58,10 +61,13 @@ class SqliteWorker:
             await job.done.wait()
         finally:
             if not job.done.is_set():
-                # skipped if queued; aborted by the progress handler if running
-                job.cancelled = True
-                with trio.move_on_after(5, shield=True):
-                    await job.done.wait()
+                with self._claim:
+                    job.cancelled = True
+                    running = job.started
+                if running:  # aborted by the progress handler; wait for its rollback
+                    with trio.move_on_after(5, shield=True):
+                        await job.done.wait()
+                # else still queued: the thread will skip it, nothing to wait for
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]
@@ -88,7 +94,9 @@ class SqliteWorker:
             failure = StoreUnavailable("store is closed")
         try:
             while (job := self._jobs.get()) is not None:
-                if conn is None or job.cancelled:
+                with self._claim:
+                    job.started = not job.cancelled
+                if conn is None or not job.started:
                     job.error = failure if conn is None else StoreError("cancelled")
                 else:
                     self._current = job

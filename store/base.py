@@ -6,7 +6,7 @@ engine can be swapped by changing the URL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -150,7 +150,15 @@ class Store(Protocol):
     async def unfinished_batches(self) -> list[BatchWithLegs]: ...
     async def purge_idempotency_keys(self, older_than: float) -> int: ...
 
-    async def enqueue_webhooks(self, deliveries: Sequence[WebhookDelivery]) -> int: ...
+    # `cursors`: per account, the seq up to which every order event of it now has its outbox
+    # rows, written in the same transaction as `deliveries` and never moved back. An account's
+    # cursor is 0 until set; `start_webhook_cursor` creates it, at `seq` or else at the
+    # account's last committed seq (its webhooks start now, not with its history).
+    async def enqueue_webhooks(
+        self, deliveries: Sequence[WebhookDelivery], cursors: Mapping[str, int] | None = None
+    ) -> int: ...
+    async def webhook_cursor(self, account: str) -> int: ...
+    async def start_webhook_cursor(self, account: str, seq: int | None = None) -> int: ...
     async def claim_webhooks(
         self, limit: int, now: float, lease_s: float
     ) -> list[WebhookDelivery]: ...

@@ -173,7 +173,7 @@ async def _open_tree(
         webhook_config,
         on_result=lambda result: metrics.webhook_deliveries.labels(result).inc(),
     )
-    relay = EventRelay(dispatcher)
+    relay = EventRelay(dispatcher, store)
     await root.start(supervise, ChildSpec("webhooks", dispatcher.run), health)
     await root.start(supervise, ChildSpec("events", relay.run), health)
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import asyncpg
 import pytest
 import trio
+import trio.testing
 
 from store import Store, StoreError, StoreUnavailable, migrate, open_store
 
@@ -186,11 +187,45 @@ async def test_restart_sees_committed_events_and_continues_seq(store_url: str) -
 
 async def test_migrations_apply_to_empty_and_migrated_database(store_url: str) -> None:
     with trio.fail_after(20):
-        assert await migrate(store_url) == [1]
+        assert await migrate(store_url) == [1, 2]
         assert await migrate(store_url) == []
         async with open_store(store_url) as store:
             assert await store.append_events("acc", [order("1")]) == [1]
         assert await migrate(store_url) == []
+
+
+def _back_to_v1(url: str) -> None:
+    """Undo migration 2 behind the store's back: a database as version 1 left it."""
+    statements = ("DROP TABLE webhook_cursors", "DELETE FROM schema_migrations WHERE version = 2")
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
+        try:
+            for statement in statements:
+                conn.execute(statement)
+        finally:
+            conn.close()
+        return
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+async def test_a_version_1_database_gets_the_webhook_cursors(store_url: str) -> None:
+    with trio.fail_after(20):
+        async with open_store(store_url) as store:
+            assert await store.append_events("acc", [order("1"), order("2")]) == [1, 2]
+        await trio.to_thread.run_sync(_back_to_v1, store_url)
+        assert await migrate(store_url) == [2]
+        async with open_store(store_url) as store:
+            assert await store.start_webhook_cursor("acc") == 2
+            assert await store.read_events("acc", 0) != []  # v1 data untouched
 
 
 async def test_cancel_mid_query_leaves_store_usable(store: Store) -> None:
@@ -285,6 +320,30 @@ async def test_sqlite_relative_path_creates_parent_dirs(
         assert (tmp_path / "var" / "deep" / "orderdesk.db").exists()  # type: ignore[operator]
         async with open_store("sqlite:///:memory:") as memory:
             assert await memory.append_events("acc", [order("1")]) == [1]
+
+
+async def test_sqlite_cancelled_queued_job_is_dropped_at_once(sqlite_url: str) -> None:
+    """A job still waiting for the busy worker thread is dropped on cancel, not waited for
+    (while the job ahead of it runs on); it never runs later either."""
+    ran: list[str] = []
+    with trio.fail_after(20):
+        async with open_store(sqlite_url) as store:
+            blocker_done = trio.Event()
+
+            async def blocker() -> None:
+                await store._sleep_in_db(1)  # type: ignore[attr-defined]
+                blocker_done.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(blocker)
+                await trio.testing.wait_all_tasks_blocked()  # the blocker's job is ahead
+                with trio.move_on_after(0.05) as scope:
+                    await store._run(lambda c: ran.append("queued"))  # type: ignore[attr-defined]
+                assert scope.cancelled_caught
+                assert not blocker_done.is_set(), "waited for the busy thread"
+            assert blocker_done.is_set()
+            assert await store.last_seq("acc") == 0  # the worker goes on serving
+    assert ran == []
 
 
 async def test_store_errors_after_close(sqlite_url: str) -> None:

@@ -13,6 +13,7 @@ from store import (
     LegRecord,
     NotFound,
     Store,
+    StoreError,
     WebhookDelivery,
 )
 
@@ -164,6 +165,38 @@ async def test_concurrent_claims_never_share_a_row(store: Store) -> None:
             for _ in range(4):
                 nursery.start_soon(dispatcher)
     assert len(seen) == 40 and len(set(seen)) == 40
+
+
+async def test_webhook_cursor_moves_with_its_outbox_rows_and_never_back(store: Store) -> None:
+    with trio.fail_after(10):
+        assert await store.webhook_cursor("acc") == 0  # no cursor yet
+        await store.append_events("acc", [{"order_id": str(i)} for i in range(3)])
+        # created at the account's last seq (webhooks start now), then left as it is
+        assert await store.start_webhook_cursor("acc") == 3
+        await store.append_events("acc", [{"order_id": "4"}])
+        assert await store.start_webhook_cursor("acc") == 3
+        assert await store.start_webhook_cursor("acc", 1) == 3
+        assert await store.start_webhook_cursor("new") == 0  # no events: from the start
+        assert await store.start_webhook_cursor("late", 41) == 41
+        assert await store.webhook_cursor("late") == 41
+
+        added = await store.enqueue_webhooks([delivery("order:acc:4")], {"acc": 4, "b": 2})
+        assert added == 1
+        assert (await store.webhook_cursor("acc"), await store.webhook_cursor("b")) == (4, 2)
+        # a stale writer cannot move a cursor back; rows already there are not added again
+        assert await store.enqueue_webhooks([delivery("order:acc:4")], {"acc": 3}) == 0
+        assert await store.webhook_cursor("acc") == 4
+        assert await store.enqueue_webhooks([], {"acc": 9}) == 0  # a cursor alone is written
+        assert await store.webhook_cursor("acc") == 9
+        assert await store.enqueue_webhooks([]) == 0
+        # one transaction: a delivery that cannot be stored leaves the cursor where it was
+        bad = attrs.evolve(delivery("order:acc:10"), payload={"x": object()})
+        with pytest.raises((StoreError, TypeError)):
+            await store.enqueue_webhooks([delivery("order:acc:10", url="https://c"), bad],
+                                         {"acc": 10})
+        assert await store.webhook_cursor("acc") == 9
+        claimed = await store.claim_webhooks(limit=10, now=2e9, lease_s=30)
+        assert [(d.event_id, d.url) for d in claimed] == [("order:acc:4", delivery("x").url)]
 
 
 async def test_audit_round_trip(store: Store) -> None:
