@@ -1,16 +1,24 @@
 """Running one batch: every leg concurrently under one deadline, then success or a rollback.
 
 A leg succeeds only when COMPLETE; its first failure cancels the batch's scope. The rollback runs
-shielded from that cancellation and from shutdown, every leg unwound concurrently within
-`rollback_timeout_s` (plus `cleanup_grace_s` to cancel a reverse still working). The result is
-stored before anyone is told.
+shielded from that cancellation and from the client hanging up, every leg unwound concurrently
+within `rollback_timeout_s` (plus `cleanup_grace_s` to cancel a reverse still working). The result
+is stored before anyone is told.
+
+Shutdown's grace is binding: once it is over, `abort()` cancels every conclusion and rollback
+(their shielded scopes are kept in a registry for that). Each place/cancel call inside stays
+shielded with its own timeout and its outcome is stored, so nothing the broker may have accepted
+is abandoned mid-flight; the batch keeps its unfinished status (`running` or `rolling_back`), no
+final status is written, and recovery at the next start resumes it (reverse orders are found by
+their `R` tags, so nothing is flattened twice).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -30,6 +38,11 @@ from .validation import BatchSpec
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
 
 EventHook = Callable[[str, dict[str, Any]], None]
+
+
+class RollbackAborted(Exception):
+    """Shutdown's grace ran out during a batch's rollback: it stays stored unfinished, for
+    recovery at the next start. Already logged (warning) with what was left."""
 
 
 @attrs.define(eq=False)
@@ -62,13 +75,39 @@ class BatchRunner:
         self._on_event = on_event
         self.ops = ops
         self.counters = {"batches": 0, "rolled_back": 0, "rollback_failed": 0}
+        # The shielded scopes of conclusions and rollbacks in progress: `abort()` cancels them.
+        self._shielded: set[trio.CancelScope] = set()
+        self._aborted = False
+
+    def abort(self) -> int:
+        """Shutdown past its grace: cut every conclusion and rollback short, now and from now
+        on. Calls in flight finish (each is shielded with its own timeout) and are stored; the
+        batches stay unfinished for recovery. How many scopes were cancelled."""
+        self._aborted = True
+        for scope in self._shielded:
+            scope.cancel()
+        return len(self._shielded)
+
+    @contextmanager
+    def _abortable(self) -> Iterator[trio.CancelScope]:
+        """A shielded scope (from the batch's cancellation, the client, shutdown) that `abort()`
+        can still cancel: cancelling a shielded scope directly does cancel what runs in it."""
+        with trio.CancelScope(shield=True) as scope:
+            if self._aborted:
+                scope.cancel()
+            self._shielded.add(scope)
+            try:
+                yield scope
+            finally:
+                self._shielded.discard(scope)
 
     @property
     def config(self) -> BatchConfig:
         return self._config
 
     async def execute(self, ctx: _Account, job: _Job) -> None:
-        """Run one batch to a final, stored result. Shutdown cancels its legs, not its rollback."""
+        """Run one batch to a final, stored result. Cancelling it cuts its legs, not its
+        rollback; only `abort()` (shutdown past its grace) cuts that, leaving it unfinished."""
         started = trio.current_time()
         deadline = started + job.spec.timeout_s
         try:
@@ -76,13 +115,17 @@ class BatchRunner:
         except Exception:
             log.exception("batch %s: placing its legs crashed", job.batch_id)
         finally:
-            with trio.CancelScope(shield=True):
+            with self._abortable() as scope:
                 try:
                     status = await self._conclude(ctx, job, deadline)
                     await self.finish(job.account, job.batch_id, job.legs, status,
                                       trio.current_time() - started)
+                except RollbackAborted:
+                    pass  # logged with what was left
                 except Exception:
                     log.exception("batch %s: could not conclude; recovery will", job.batch_id)
+            if scope.cancelled_caught:  # cut before its rollback began
+                self.log_left(job.batch_id, job.legs, "before its rollback began")
 
     async def _place_legs(self, ctx: _Account, job: _Job, deadline: float) -> None:
         """All legs concurrently under one deadline (hedge_first: BUY legs, then SELL legs)."""
@@ -160,14 +203,21 @@ class BatchRunner:
             scope.cancel()
 
     async def rollback(self, ctx: _Account, batch_id: str, legs: tuple[Leg, ...]) -> str:
-        """Undo every leg, shielded from the batch's cancellation and from shutdown."""
-        with trio.CancelScope(shield=True):
+        """Undo every leg, shielded from the batch's cancellation and the client hanging up.
+
+        Raises RollbackAborted when `abort()` cut it short: no final status is decided, the
+        batch stays stored `rolling_back` (or `running`, if it was cut before that was written).
+        """
+        with self._abortable() as scope:
             await self.save_batch(batch_id, "rolling_back")
             deadline = trio.current_time() + self._config.rollback_timeout_s
             with trio.CancelScope(deadline=deadline + self._config.cleanup_grace_s):
                 async with trio.open_nursery() as nursery:
                     for leg in legs:
                         nursery.start_soon(self._unwind, ctx, batch_id, leg, deadline)
+        if scope.cancelled_caught:
+            self.log_left(batch_id, legs, "during its rollback")
+            raise RollbackAborted(batch_id)
         for leg in legs:
             if leg.rollback is None or leg.rollback["action"] == "in_progress":
                 leg.rollback = {**(leg.rollback or {}), "action": "failed",
@@ -175,6 +225,23 @@ class BatchRunner:
                                 "error": "the rollback ran out of time"}
         failed = any(leg.rollback and leg.rollback["action"] == "failed" for leg in legs)
         return "rollback_failed" if failed else "rolled_back"
+
+    def log_left(self, batch_id: str, legs: tuple[Leg, ...], stage: str) -> None:
+        """A warning naming what a batch cut short by shutdown leaves for recovery."""
+        parts = []
+        for leg in legs:
+            part = f"{leg.tag} order {leg.order_id or '-'} {leg.status} filled {leg.filled}"
+            if leg.reverse_filled:
+                part += f" reversed {leg.reverse_filled}"
+            rb = leg.rollback
+            if rb is not None and rb.get("action") == "in_progress" and rb.get("order_id"):
+                part += f" reverse order {rb['order_id']} working"
+            elif leg.order_id and not leg.is_final:
+                part += " (open)"
+            parts.append(part)
+        log.warning("batch %s: cut short by shutdown %s (the grace is over); it stays stored "
+                    "unfinished and recovery resumes it at the next start. Legs: %s",
+                    batch_id, stage, "; ".join(parts) or "none")
 
     async def _unwind(self, ctx: _Account, batch_id: str, leg: Leg, deadline: float) -> None:
         try:

@@ -304,6 +304,7 @@ class OrderOps:
                     reverse.status, reverse.error = "REJECTED", exc.message
                 except (UnknownOutcome, BrokerError) as exc:
                     reverse.error = str(exc)
+                rb.update(order_id=reverse.order_id, status=reverse.status)  # the one working
                 if reverse.order_id is not None and not reverse.is_final:
                     await self.follow(actor, reverse, updates, deadline)
                     if not reverse.is_final:  # never leave a reverse working unseen

@@ -3,6 +3,8 @@
 All legs COMPLETE (and no rollback begun) → `success`; anything else → rolled back, reverse orders
 of an interrupted rollback counted first so nothing is flattened twice; an order the broker no
 longer lists (a restart on a later day) → `rollback_failed` for manual handling, never guessed.
+A recovery that shutdown cuts short again (RollbackAborted) leaves the batch unfinished as it
+was: the next start resumes it the same way.
 """
 
 from __future__ import annotations

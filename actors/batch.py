@@ -27,7 +27,7 @@ from brokers.base import BrokerError, OrderRejected, OrderRequest
 from store import BatchRecord, IdempotencyConflict, LegRecord, Store, StoreError
 
 from ._config import BatchConfig
-from ._execution import BatchRunner, EventHook, _Account, _Job
+from ._execution import BatchRunner, EventHook, RollbackAborted, _Account, _Job
 from ._orders import Leg, OrderOps, UnknownOutcome, new_batch_id, reverse_request, tag_for
 from ._recovery import recover as recover_batch
 from ._results import (
@@ -187,16 +187,32 @@ class BatchCoordinator:
         return await self.get(account, batch_id)
 
     async def drain(self, grace_s: float) -> int:
-        """Shutdown: refuse new batches, give running ones `grace_s` to finish or roll back.
+        """Shutdown: refuse new batches, give running ones `grace_s` to finish or roll back,
+        then `abort()` whatever is left: the grace is binding.
 
-        Returns how many were still running; cancelling `run` then cuts their legs, and a
-        rollback that cannot finish stays stored unfinished for recovery at the next start.
+        Returns how many were still running (or recovering). They wind down within one
+        shielded call's timeout once `run` is cancelled, and stay stored unfinished for
+        recovery at the next start.
         """
         self._started = False
         with trio.move_on_after(grace_s):
             while self._done:
                 await next(iter(self._done.values())).wait()
-        return len(self._done)
+        left = len(self._done)
+        self.abort()
+        return left
+
+    def abort(self) -> None:
+        """Cut every batch short, now and from now on: legs still being placed are cancelled
+        and every conclusion or rollback (shielded from everything else) is aborted. A place or
+        cancel call in flight finishes within its own timeout and is stored; nothing gets a
+        final status, each batch stays unfinished (logged at warning level with what it left)
+        and recovery resumes it at the next start."""
+        self._started = False
+        for ctx in self._accounts.values():
+            for scope in ctx.running.values():
+                scope.cancel()
+        self._runner.abort()
 
     async def get(self, account: str, batch_id: str) -> Reply:
         """The stored batch: its result when finished, its legs' progress while it runs."""
@@ -286,10 +302,18 @@ class BatchCoordinator:
                 done.set()
 
     async def _recover_logged(self, batch: BatchRecord, records: list[LegRecord]) -> None:
+        # Tracked like a submitted batch: shutdown's drain waits for it, then cuts it short.
+        done = self._done.setdefault(batch.batch_id, trio.Event())
         try:
             await self.recover(batch, records)
+        except RollbackAborted:
+            pass  # shutdown cut it short: logged with what was left, resumed at the next start
         except Exception:
             log.exception("recovery of batch %s failed; it stays unfinished", batch.batch_id)
+        finally:
+            if self._done.get(batch.batch_id) is done:
+                del self._done[batch.batch_id]
+            done.set()
 
     async def recover(self, batch: BatchRecord, records: list[LegRecord]) -> str | None:
         """Reconcile one unfinished batch with the broker by tag: success or rolled back."""

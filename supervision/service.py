@@ -10,8 +10,10 @@ root
 
 Shutdown (SIGINT/SIGTERM, or leaving `open_service`): stop accepting and close websockets with
 1001; give running batches `grace_s` to finish or roll back (while requests in flight wind
-down); then cancel the batches still running, which conclude (their rollback is shielded) while
-the actors and the store still run; then cancel the rest and close the brokers and the store.
+down); the grace is binding: then the batches still running are cut short, legs and rollbacks
+alike (a place/cancel call in flight finishes within its own timeout and is stored), while the
+actors and the store still run, and each stays stored unfinished for recovery at the next start;
+then cancel the rest and close the brokers and the store.
 A second signal ends the process at once; what it cuts short is recovered at the next start.
 """
 
@@ -220,8 +222,8 @@ async def _open_tree(
         health.register("web", "service").set_state("running")
 
         async def stop(grace_s: float) -> None:
-            """Stop accepting, close websockets (1001), give batches `grace_s`, then cancel
-            them: each concludes (a rollback runs shielded) while actors and store still run."""
+            """Stop accepting, close websockets (1001), give batches `grace_s`, then cut them
+            short (`drain` aborts their rollbacks) while actors and store still run."""
             shutdown.set()
             with trio.CancelScope(shield=True):
                 for actor in actors.values():
@@ -231,7 +233,8 @@ async def _open_tree(
                     closing.start_soon(web.wait, deps.config.graceful_timeout_s + 1)
                     left = await coordinator.drain(grace_s)
                     if left:
-                        log.warning("%d batches still running after %.1f s: cancelling",
+                        log.warning("%d batches still running after %.1f s: cut short, "
+                                    "stored unfinished for recovery at the next start",
                                     left, grace_s)
                         batches.scope.cancel()
                         await batches.wait()
