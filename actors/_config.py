@@ -22,11 +22,22 @@ class BatchConfig:
     cleanup_grace_s: float = 2.0  # cancelling a reverse still open when the rollback times out
     reverse_attempts: int = 3
     market_protection: float = -1  # Kite: -1 automatic, 1..100 percent
-    rate_per_s: float = 10.0
-    rate_burst: int | None = None
+    rate_per_s: float = 10.0  # order writes in any sliding second (Kite: 10)
+    rate_burst: int | None = None  # at most this many at once (None: the whole second's worth)
+    rate_margin_s: float = 0.05  # a grant counts this much past its second (the trip to Kite)
     max_timeout_s: float = 60.0
     session: SessionHours | None = SessionHours()
     margin_check: bool = True
     freeze_limits: Mapping[str, int] = attrs.field(factory=lambda: dict(DEFAULT_FREEZE_LIMITS))
     store_timeout_s: float = 5.0
     idempotency_wait_s: float = 120.0
+    # The kill switch waits this long for the account's unfinished batches and recoveries
+    # (None: place + lookup + rollback + cleanup); past it, their symbols are left alone.
+    kill_wait_s: float | None = None
+
+    @property
+    def kill_wait(self) -> float:
+        if self.kill_wait_s is not None:
+            return self.kill_wait_s
+        return (self.place_timeout_s + self.lookup_timeout_s + self.rollback_timeout_s
+                + self.cleanup_grace_s)

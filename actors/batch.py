@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
+import attrs
 import trio
 
 from brokers.base import BrokerError, OrderRejected, OrderRequest
@@ -67,6 +68,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+@attrs.define(eq=False)
+class _Work:
+    """A batch (from submission, or a recovery) or a single order, until it is finished: the
+    kill switch waits for every one of its account's, and leaves their symbols alone if not."""
+
+    account: str
+    symbols: frozenset[tuple[str, str]]  # (exchange, tradingsymbol)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    scope: trio.CancelScope | None = None  # a submitted batch's execution, once it started
+
+    def finish(self) -> None:
+        self.done.set()
+
+
 class BatchCoordinator:
     """One per process; `run()` owns the tasks of every batch, so a client hanging up never
     abandons one. Route handlers call `submit`, `get`, `place_single`, `cancel_order`, `kill`."""
@@ -83,7 +98,9 @@ class BatchCoordinator:
         self._actors = actors
         self._config = config
         self._accounts: dict[str, _Account] = {}
-        self._done: dict[str, trio.Event] = {}
+        self._done: dict[str, _Work] = {}  # batch id -> an unfinished batch or recovery
+        self._singles: dict[str, _Work] = {}  # tag -> a single order being placed
+        self._killing: set[str] = set()  # accounts whose kill switch is running
         self._jobs_send, self._jobs_receive = trio.open_memory_channel[_Job](64)
         self._started = False
         self.ops = OrderOps(store, config)
@@ -112,11 +129,19 @@ class BatchCoordinator:
         if ctx is None or ctx.actor is not actor:
             ctx = _Account(
                 actor,
-                RateLimiter(self._config.rate_per_s, self._config.rate_burst),
+                self._limiter(),
                 InstrumentCache(actor.broker, self._config.freeze_limits),
             )
             self._accounts[account_id] = ctx
         return ctx
+
+    def _limiter(self) -> RateLimiter:
+        return RateLimiter(self._config.rate_per_s, self._config.rate_burst,
+                           margin=self._config.rate_margin_s)
+
+    def killing(self, account_id: str) -> bool:
+        """True while the account's kill switch runs: no new batch or order is accepted."""
+        return account_id in self._killing
 
     def limiter(self, account_id: str) -> RateLimiter | None:
         """The account's order-rate limiter, for any other code that writes orders."""
@@ -129,6 +154,9 @@ class BatchCoordinator:
         """Recover unfinished batches, then run submitted batches until cancelled."""
         async with trio.open_nursery() as nursery:
             for batch, legs in await self._store.unfinished_batches():
+                # Tracked from now, not from when its task first runs: a kill switch (or a
+                # shutdown) right after start must already see it.
+                self._track_recovery(batch, legs)
                 nursery.start_soon(self._recover_logged, batch, legs)
             self._started = True
             task_status.started()
@@ -154,6 +182,8 @@ class BatchCoordinator:
             found = await self._store.find_batch(account, idempotency_key)
             if found is not None:
                 return await self._replay(found[0], request_hash)
+        if account in self._killing:
+            return _kill_running(account)
         try:
             spec = await self._validate(ctx, body)
         except InvalidRequest as exc:
@@ -163,6 +193,8 @@ class BatchCoordinator:
         reply = await self._check_margin(ctx, spec)
         if reply is not None:
             return reply
+        if account in self._killing:  # it began meanwhile; from here to tracked, no checkpoint
+            return _kill_running(account)
         batch_id = new_batch_id()
         legs = tuple(
             Leg(n, tag_for(batch_id, n, "L", 0), self._request(leg, tag_for(batch_id, n, "L", 0)))
@@ -171,19 +203,22 @@ class BatchCoordinator:
         now = time.time()
         record = BatchRecord(batch_id, account, idempotency_key, request_hash, body, "running",
                              None, now, now)
-        done = self._done[batch_id] = trio.Event()
+        work = self._done[batch_id] = _Work(
+            account, frozenset((leg.exchange, leg.tradingsymbol) for leg in spec.legs))
         try:
             with trio.CancelScope(shield=True):  # stored means dispatched
                 await self._store.create_batch(record, [_leg_record(batch_id, leg) for leg in legs])
                 await self._jobs_send.send(_Job(account, batch_id, spec, legs))
         except IdempotencyConflict as exc:
             del self._done[batch_id]
+            work.finish()
             return await self._replay(exc.existing, request_hash)
         except StoreError as exc:
             del self._done[batch_id]
+            work.finish()
             return 503, _error("store_unavailable", str(exc))
         log.info("batch %s of %s by %s: %d legs", batch_id, account, client, len(legs))
-        await done.wait()
+        await work.done.wait()
         return await self.get(account, batch_id)
 
     async def drain(self, grace_s: float) -> int:
@@ -197,7 +232,7 @@ class BatchCoordinator:
         self._started = False
         with trio.move_on_after(grace_s):
             while self._done:
-                await next(iter(self._done.values())).wait()
+                await next(iter(self._done.values())).done.wait()
         left = len(self._done)
         self.abort()
         return left
@@ -229,10 +264,10 @@ class BatchCoordinator:
         if existing.request_hash != request_hash:
             return 409, _error("idempotency_conflict",
                                "this Idempotency-Key was used with a different body")
-        done = self._done.get(existing.batch_id)
+        work = self._done.get(existing.batch_id)
         with trio.move_on_after(self._config.idempotency_wait_s):
-            if done is not None:
-                await done.wait()
+            if work is not None:
+                await work.done.wait()
             while existing.status not in FINAL:
                 await trio.sleep(0.1)  # running in a previous process: recovery finishes it
                 found = await self._store.get_batch(existing.batch_id)
@@ -295,15 +330,28 @@ class BatchCoordinator:
         ctx = self.account(job.account)
         assert ctx is not None
         try:
-            await self._runner.execute(ctx, job)
+            # The kill switch cancels this scope: a batch dispatched but not yet placing (not
+            # in `ctx.running` yet) is stopped as well. Its rollback is shielded from it.
+            with trio.CancelScope() as scope:
+                work = self._done.get(job.batch_id)
+                if work is not None:
+                    work.scope = scope
+                if job.account in self._killing:
+                    scope.cancel()
+                await self._runner.execute(ctx, job)
         finally:
-            done = self._done.pop(job.batch_id, None)
-            if done is not None:
-                done.set()
+            work = self._done.pop(job.batch_id, None)
+            if work is not None:
+                work.finish()
+
+    def _track_recovery(self, batch: BatchRecord, records: list[LegRecord]) -> _Work:
+        # Tracked like a submitted batch: shutdown's drain and the kill switch wait for it.
+        symbols = frozenset((str(r.request.get("exchange")), str(r.request.get("tradingsymbol")))
+                            for r in records)
+        return self._done.setdefault(batch.batch_id, _Work(batch.account, symbols))
 
     async def _recover_logged(self, batch: BatchRecord, records: list[LegRecord]) -> None:
-        # Tracked like a submitted batch: shutdown's drain waits for it, then cuts it short.
-        done = self._done.setdefault(batch.batch_id, trio.Event())
+        done = self._track_recovery(batch, records)
         try:
             await self.recover(batch, records)
         except RollbackAborted:
@@ -313,7 +361,7 @@ class BatchCoordinator:
         finally:
             if self._done.get(batch.batch_id) is done:
                 del self._done[batch.batch_id]
-            done.set()
+            done.finish()
 
     async def recover(self, batch: BatchRecord, records: list[LegRecord]) -> str | None:
         """Reconcile one unfinished batch with the broker by tag: success or rolled back."""
@@ -330,6 +378,8 @@ class BatchCoordinator:
         ctx = self.account(account)
         if ctx is None:
             return 404, _error("unknown_account", f"no account {account!r}")
+        if account in self._killing:
+            return _kill_running(account)
         try:
             exchange = body.get("exchange") if isinstance(body, dict) else None
             await ctx.instruments.load([exchange] if exchange in EXCHANGES else [])
@@ -341,6 +391,9 @@ class BatchCoordinator:
         tag = tag_for(new_batch_id(), 0, "S", 0)
         leg = Leg(0, tag, self._request(spec, tag))
         deadline = trio.current_time() + self._config.place_timeout_s * 3
+        if account in self._killing:  # it began meanwhile; from here to tracked, no checkpoint
+            return _kill_running(account)
+        work = self._singles[tag] = _Work(account, frozenset({(spec.exchange, spec.tradingsymbol)}))
         try:
             await self.ops.send(ctx.actor, ctx.limiter, None, leg, Priority.NORMAL, deadline)
         except OrderRejected as exc:
@@ -349,6 +402,9 @@ class BatchCoordinator:
             return 504, {**_error("unknown_outcome", str(exc)), "tag": tag}
         except BrokerError as exc:
             return 502, {**_error("broker_unavailable", str(exc)), "tag": tag}
+        finally:
+            del self._singles[tag]
+            work.finish()
         log.info("order %s (%s) of %s by %s", leg.order_id, tag, account, client)
         return 200, {"order_id": leg.order_id, "tag": tag}
 
@@ -367,25 +423,49 @@ class BatchCoordinator:
         return 200, {"order_id": order_id}
 
     async def kill(self, account: str, client: str = "") -> Reply:
-        """Stop running batches (they roll back), cancel every open order, flatten positions."""
+        """Stop the account's batches and wait for every unfinished one (and every recovery and
+        single order being placed) to finish, then cancel every open order and flatten every
+        position. New batches and orders of the account are refused (409) meanwhile. A batch
+        still unfinished when the wait runs out is left to finish its own rollback: the kill
+        switch leaves its symbols alone and names it in the report (status "incomplete")."""
         from .kill import kill_account
 
         ctx = self.account(account)
         if ctx is None:
             return 404, _error("unknown_account", f"no account {account!r}")
-        waits = []
-        for batch_id, scope in list(ctx.running.items()):
-            scope.cancel()
-            if batch_id in self._done:
-                waits.append(self._done[batch_id])
-        # Shielded as a whole: a client hanging up must not stop a kill switch half way.
-        with trio.CancelScope(shield=True):
-            grace = self._config.rollback_timeout_s + self._config.cleanup_grace_s
-            with trio.move_on_after(grace):
-                for event in waits:
-                    await event.wait()
-            report = await kill_account(self, ctx, account, client)
+        if account in self._killing:
+            return 409, _error("kill_in_progress",
+                               f"the kill switch of account {account!r} is already running")
+        self._killing.add(account)
+        try:
+            # Shielded as a whole: a client hanging up must not stop a kill switch half way.
+            with trio.CancelScope(shield=True):
+                for scope in list(ctx.running.values()):
+                    scope.cancel()
+                for work in self._unfinished(account).values():
+                    if work.scope is not None:
+                        work.scope.cancel()
+                with trio.move_on_after(self._config.kill_wait):
+                    while unfinished := self._unfinished(account):
+                        await next(iter(unfinished.values())).done.wait()
+                busy = {key: work.symbols for key, work in self._unfinished(account).items()}
+                if busy:
+                    log.error("kill switch of %s: still unfinished after %.1f s, left alone: %s",
+                              account, self._config.kill_wait, sorted(busy))
+                report = await kill_account(self, ctx, account, client, busy=busy)
+        finally:
+            self._killing.discard(account)
         return 200, report
+
+    def _unfinished(self, account: str) -> dict[str, _Work]:
+        """The account's batches, recoveries and single orders not finished yet, by id/tag."""
+        return {key: work for tracked in (self._done, self._singles)
+                for key, work in tracked.items() if work.account == account}
+
+
+def _kill_running(account: str) -> Reply:
+    return 409, _error("kill_in_progress", f"the kill switch of account {account!r} is running: "
+                       "no new orders until it has finished")
 
 
 def _raise_or(value: Any) -> Any:

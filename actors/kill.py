@@ -1,19 +1,36 @@
 """The kill switch: cancel every open order of an account, then flatten every net position.
 
-Runs after the coordinator has stopped the account's running batches (they roll back first), and
-uses the same primitives as a rollback: rate-limited at rollback priority, tagged reverse orders
-(`od` + id + position number + `K` + slice), each followed to its final state.
+Runs after the coordinator has stopped the account's batches and waited for every unfinished one
+(and every recovery) to finish its rollback; the symbols of one still unfinished when that wait
+ran out are left alone (`busy`) and named in the report. It uses the same primitives as a
+rollback: rate-limited at rollback priority, tagged reverse orders (`od` + id + position number +
+`K` + slice), each followed to its final state. Slicing by the freeze quantity needs the
+instrument master; without it each position is flattened by one unsliced order.
+
+The report's status is "done" only when nothing is left: no position, no order still open (a
+cancel or a flattening order not final by the deadline), no symbol left alone, no broker error;
+otherwise "incomplete", naming what is left.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Set
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from brokers.base import BrokerError, Order, OrderRequest, Position
+from brokers.base import (
+    FINAL_STATUSES,
+    BrokerError,
+    BrokerUnavailable,
+    Order,
+    OrderRejected,
+    OrderRequest,
+    Position,
+)
 from store import AuditEntry, StoreError
 
 from .batch import Leg, UnknownOutcome, new_batch_id
@@ -26,13 +43,23 @@ log = logging.getLogger(__name__)
 
 
 async def kill_account(
-    coordinator: BatchCoordinator, ctx: _Account, account: str, client: str
+    coordinator: BatchCoordinator, ctx: _Account, account: str, client: str,
+    *, busy: Mapping[str, Set[tuple[str, str]]] | None = None,
 ) -> dict[str, Any]:
-    """Cancel, flatten, check; the report names what is left, if anything."""
+    """Cancel, flatten, check; the report names what is left, if anything.
+
+    `busy`: batches (or orders) still unfinished, by id, with their (exchange, tradingsymbol):
+    their rollback owns those symbols, so their orders are not cancelled nor their positions
+    flattened here."""
     config = coordinator.config
     deadline = trio.current_time() + config.rollback_timeout_s
+    busy = busy or {}
+    skip = {symbol for symbols in busy.values() for symbol in symbols}
     report: dict[str, Any] = {"account": account, "cancelled": [], "flattened": [],
-                              "remaining": [], "errors": []}
+                              "remaining": [], "open_orders": [], "errors": [], "warnings": [],
+                              "unfinished": sorted(busy),  # batch ids (or single orders' tags)
+                              "skipped": [{"exchange": e, "tradingsymbol": t}
+                                          for e, t in sorted(skip)]}
     with trio.CancelScope(shield=True):
         try:
             listing = await ctx.actor.broker.orders()
@@ -41,15 +68,19 @@ async def kill_account(
             report["errors"].append(f"GET /orders: {exc}")
         async with trio.open_nursery() as nursery:
             for order in listing:
-                if not order.is_final:
+                if not order.is_final and (order.exchange, order.tradingsymbol) not in skip:
                     nursery.start_soon(_cancel, coordinator, ctx, order, deadline, report)
         kill_id = new_batch_id()
         try:
-            positions = [p for p in await ctx.actor.broker.positions() if p.quantity]
-            await ctx.instruments.load({p.exchange for p in positions})
+            positions = [p for p in await ctx.actor.broker.positions()
+                         if p.quantity and (p.exchange, p.tradingsymbol) not in skip]
         except BrokerError as exc:
             positions = []
             report["errors"].append(f"positions: {exc}")
+        try:  # only for slicing by the freeze quantity: without it, one order per position
+            await ctx.instruments.load({p.exchange for p in positions})
+        except BrokerError as exc:
+            report["warnings"].append(f"instrument master: {exc}; positions not sliced")
         async with trio.open_nursery() as nursery:
             for n, position in enumerate(positions):
                 nursery.start_soon(_flatten, coordinator, ctx, kill_id, n, position, deadline,
@@ -63,8 +94,14 @@ async def kill_account(
             {"tradingsymbol": p.tradingsymbol, "exchange": p.exchange, "product": p.product,
              "quantity": p.quantity} for p in left
         ]
-        report["status"] = "done" if not left and not report["errors"] else "incomplete"
-        if report["status"] != "done":
+        report["open_orders"] = (
+            [c["order_id"] for c in report["cancelled"] if c["status"] not in FINAL_STATUSES]
+            + [o["order_id"] for f in report["flattened"] for o in f["orders"]
+               if o["order_id"] and o["status"] not in FINAL_STATUSES]
+        )
+        incomplete = (left or report["errors"] or report["open_orders"] or skip)
+        report["status"] = "incomplete" if incomplete else "done"
+        if incomplete:
             log.error("kill switch of %s left exposure: %s", account, report)
         try:
             await coordinator.store.record_audit(
@@ -79,14 +116,31 @@ async def _cancel(
     coordinator: BatchCoordinator, ctx: _Account, order: Order, deadline: float,
     report: dict[str, Any],
 ) -> None:
+    """Cancel one open order (at its own variety) and follow it to its final state."""
     request = OrderRequest(order.tradingsymbol, order.exchange, order.transaction_type,
-                           order.order_type or "MARKET", order.quantity, order.product)
+                           order.order_type or "MARKET", order.quantity, order.product,
+                           variety=order.variety)
     leg = Leg(0, order.tag or order.order_id, request, order.order_id, sent=True)
     leg.absorb(order)
-    with ctx.actor.watch(order.order_id) as updates:
-        await coordinator.ops.cancel_and_settle(ctx.actor, ctx.limiter, leg, updates, deadline)
+    ops, actor = coordinator.ops, ctx.actor
+    error = None
+    with actor.watch(order.order_id) as updates:
+        await ops.refresh(actor, leg)
+        if not leg.is_final:
+            try:
+                await ops.write(ctx.limiter, Priority.ROLLBACK,
+                                partial(actor.broker.cancel, variety=order.variety),
+                                order.order_id, deadline=deadline)
+            except (OrderRejected, BrokerUnavailable) as exc:
+                # Refused (it completed meanwhile?) or unknown: its final state tells.
+                error = str(exc)
+                log.info("kill: cancel of %s: %s; waiting for its final state",
+                         order.order_id, exc)
+            except BrokerError as exc:
+                error = str(exc)
+            await ops.follow(actor, leg, updates, deadline)
     report["cancelled"].append({"order_id": order.order_id, "status": leg.status,
-                                "filled_quantity": leg.filled})
+                                "filled_quantity": leg.filled, "error": error})
 
 
 async def _flatten(

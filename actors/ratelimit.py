@@ -1,13 +1,18 @@
-"""One order-rate limiter per account: a token bucket with priorities.
+"""One order-rate limiter per account: a sliding window with priorities.
 
-Kite allows 10 order writes per second per account and answers 429 beyond that. Every place,
-modify and cancel of an account (batch legs, single orders, rollbacks, recovery, the kill switch)
-takes a token here first, so legs wait for a token instead of being refused, and a rollback never
-queues behind new risk: waiters are served by priority, then in arrival order.
+Kite allows 10 order writes per second per account, counted over a sliding second, and answers
+429 beyond that (the paper venue enforces the same rule). A token bucket with a burst of 10 and a
+refill of 10/s lets almost twice that through in one second (the burst, then the refill), so the
+limiter keeps the time of every grant instead: at most N grants in any window of one second
+(plus a small margin for the time a request takes to reach the broker). Every place, modify and
+cancel of an account (batch legs, single orders, rollbacks, recovery, the kill switch) takes a
+grant here first, so legs wait for a grant instead of being refused, and a rollback never queues
+behind new risk: waiters are served by priority, then in arrival order.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import heapq
 import itertools
@@ -38,53 +43,107 @@ class _Waiter:
 
 @attrs.frozen
 class RateLimiterStatistics:
-    tokens: float
+    tokens: float  # grants available right now (0 .. burst)
     waiting: int
     granted: int
+    full_in: float = 0.0  # seconds until `burst` grants are available again, if nobody asks
 
 
 class RateLimiter:
-    """`await limiter.acquire(priority)` before each order write; `rate` tokens per second.
+    """`await limiter.acquire(priority)` before each order write.
 
-    No background task: the waiter at the head of the queue sleeps until the next token is due,
+    At most `int(rate * window)` grants (10 at Kite's 10/s) in any sliding `window` seconds,
+    `margin` included: a grant is released `window + margin` seconds after it was given.
+    `burst` (default: the whole window's worth) optionally spreads them out: at most `burst`
+    grants in any `burst / rate` seconds as well (`burst=1`: one grant every 1/rate seconds).
+    A burst above the window's worth cannot be honoured (the broker would refuse it): clamped.
+
+    No background task: the waiter at the head of the queue sleeps until the next grant is due,
     takes it, and wakes the next head. A cancelled waiter leaves the queue cleanly.
     """
 
-    def __init__(self, rate: float = 10.0, burst: int | None = None) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self._rate = rate
-        self._burst = float(burst if burst is not None else max(1, int(rate)))
-        self._tokens = self._burst
-        self._stamp = trio.current_time()
+    def __init__(
+        self, rate: float = 10.0, burst: int | None = None, *, window: float = 1.0,
+        margin: float = 0.0,
+    ) -> None:
+        if rate <= 0 or window <= 0 or margin < 0:
+            raise ValueError("rate and window must be positive, margin not negative")
+        self._limit = max(1, int(rate * window + 1e-9))
+        self._window = window + margin
+        self._burst = self._limit if burst is None else max(1, min(int(burst), self._limit))
+        self._burst_window = self._burst / rate if self._burst < self._limit else self._window
+        self._grants: collections.deque[float] = collections.deque()  # in the window, in order
         self._waiters: list[_Waiter] = []
         self._counter = itertools.count()
         self._granted = 0
 
-    def statistics(self) -> RateLimiterStatistics:
-        self._refill()
-        return RateLimiterStatistics(self._tokens, len(self._waiters), self._granted)
+    @property
+    def limit(self) -> int:
+        """Grants allowed in any one window."""
+        return self._limit
 
-    def _refill(self) -> None:
+    @property
+    def burst(self) -> int:
+        """Grants available at once when nothing was granted lately."""
+        return self._burst
+
+    def statistics(self) -> RateLimiterStatistics:
         now = trio.current_time()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
+        available = self._available(now)
+        return RateLimiterStatistics(float(available), len(self._waiters), self._granted,
+                                     max(0.0, self._full_at() - now))
+
+    def _prune(self, now: float) -> None:
+        # `g + window <= now` is the very expression `_next_free` sleeps until: consistent.
+        while self._grants and self._grants[0] + self._window <= now:
+            self._grants.popleft()
+
+    def _available(self, now: float) -> int:
+        self._prune(now)
+        available = self._limit - len(self._grants)
+        if self._burst < self._limit:
+            recent = 0
+            for stamp in reversed(self._grants):
+                if stamp + self._burst_window <= now:
+                    break
+                recent += 1
+            available = min(available, self._burst - recent)
+        return max(0, available)
+
+    def _next_free(self, now: float) -> float:
+        """When the next grant may be given (`now` if it may be now)."""
+        at = now
+        if len(self._grants) >= self._limit:
+            at = max(at, self._grants[-self._limit] + self._window)
+        if self._burst < self._limit and len(self._grants) >= self._burst:
+            at = max(at, self._grants[-self._burst] + self._burst_window)
+        return at
+
+    def _full_at(self) -> float:
+        """When `burst` grants are available again, if none is given meanwhile."""
+        at = trio.current_time()
+        keep = self._limit - self._burst  # grants that may stay in the window
+        if len(self._grants) > keep:
+            at = max(at, self._grants[len(self._grants) - keep - 1] + self._window)
+        if self._burst < self._limit and self._grants:
+            at = max(at, self._grants[-1] + self._burst_window)
+        return at
 
     def _wake_head(self) -> None:
         if self._waiters:
             self._waiters[0].wakeup.set()
 
     async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
-        """Wait for a token; higher priority waiters overtake lower ones still waiting."""
+        """Wait for a grant; higher priority waiters overtake lower ones still waiting."""
         await trio.lowlevel.checkpoint_if_cancelled()
         me = _Waiter(int(priority), next(self._counter))
         heapq.heappush(self._waiters, me)
         granted = False
         try:
             while True:
-                self._refill()
-                if self._waiters[0] is me and self._tokens >= 1.0 - 1e-9:
-                    self._tokens = max(0.0, self._tokens - 1.0)
+                now = trio.current_time()
+                if self._waiters[0] is me and self._available(now) >= 1:
+                    self._grants.append(now)
                     heapq.heappop(self._waiters)
                     granted = True
                     self._granted += 1
@@ -93,7 +152,7 @@ class RateLimiter:
                     return
                 me.wakeup = trio.Event()
                 if self._waiters[0] is me:
-                    with trio.move_on_after((1.0 - self._tokens) / self._rate):
+                    with trio.move_on_at(self._next_free(now)):
                         await me.wakeup.wait()
                 else:
                     await me.wakeup.wait()

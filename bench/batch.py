@@ -22,12 +22,12 @@ times each, interleaved:
 - `rollback`: an N-leg batch whose last leg's symbol the venue rejects (`reject_symbols`): the
   answer `rolled_back` after the filled legs are flattened.
 
-Rate limiter: the coordinator's per-account limiter runs at production settings, 10 writes/s with
-`BatchConfig.rate_burst = None`, i.e. a burst of int(rate) = 10 tokens. Before every run the bench
-waits until the bucket is full again, so a batch of up to 10 writes never waits for a token: a
-10-leg batch uses the whole burst. A rollback of N legs needs N + (N - 1) writes (or more): past
-10 it is paced by the limiter, and its line says so (`limiter_bound`). `writes` is the number of
-tokens the run took.
+Rate limiter: the coordinator's per-account limiter runs at production settings, at most 10
+writes in any sliding second (Kite's rule) with `BatchConfig.rate_burst = None`, i.e. all 10 may
+go at once. Before every run the bench waits until the window is empty again, so a batch of up to
+10 writes never waits for a grant: a 10-leg batch uses the whole second. A rollback of N legs
+needs N + (N - 1) writes (or more): past 10 it waits for the next second, and its line says so
+(`limiter_bound`). `writes` is the number of grants the run took.
 
 Prints one JSON line per (latency, what, legs) with p50/min/max in ms, then one `targets` line per
 latency: a 10-leg parallel batch within 2 x one leg's round trip + 10 ms (checked against the
@@ -131,9 +131,8 @@ class Bench:
         limiter = self.coordinator.limiter("primary")
         assert limiter is not None
         stats = limiter.statistics()
-        deficit = self.burst - stats.tokens
-        if deficit > 1e-9:
-            await trio.sleep(deficit / self.coordinator.config.rate_per_s + 0.002)
+        if stats.full_in > 0:
+            await trio.sleep(stats.full_in + 0.002)
         stats = limiter.statistics()
         assert stats.tokens >= self.burst - 1e-6 and stats.waiting == 0, stats
         return stats.granted
