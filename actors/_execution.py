@@ -19,6 +19,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import attrs
@@ -165,8 +166,34 @@ class BatchRunner:
         if all(leg.complete for leg in job.legs):
             return "success"
         if not job.spec.rollback_on_failure:
-            return "partial"
-        return await self.rollback(ctx, job.batch_id, job.legs)
+            await self._stop_legs(ctx, job.batch_id, job.legs)
+            return "success" if all(leg.complete for leg in job.legs) else "partial"
+        return await self.rollback(ctx, job.batch_id, job.legs, job.spec.execution)
+
+    async def _stop_legs(self, ctx: _Account, batch_id: str, legs: tuple[Leg, ...]) -> None:
+        """`partial` (no rollback): cancel and settle every leg that is not final and record
+        its final fill; nothing is flattened. A leg whose POST had an unknown outcome is
+        watched by its tag meanwhile; one still working (or not found) is named in its error."""
+        deadline = trio.current_time() + self._config.rollback_timeout_s
+        with trio.CancelScope(deadline=deadline + self._config.cleanup_grace_s):
+            async with trio.open_nursery() as nursery:
+                for leg in legs:
+                    if leg.sent and not leg.is_final:
+                        nursery.start_soon(self._stop_leg, ctx, batch_id, leg, deadline)
+        for leg in legs:
+            if leg.unknown:
+                leg.error = (f"{leg.error or 'placing it failed'}; its outcome is unknown: no "
+                             f"order tagged {leg.tag} appeared, it may still land")
+            elif leg.order_id is not None and not leg.is_final:
+                leg.error = (f"{leg.error or 'failed'}; order {leg.order_id} is still "
+                             f"{leg.status} after its cancel")
+
+    async def _stop_leg(self, ctx: _Account, batch_id: str, leg: Leg, deadline: float) -> None:
+        try:
+            with ctx.actor.watch(leg.tag) as updates:
+                await self.ops.settle(ctx.actor, ctx.limiter, batch_id, leg, updates, deadline)
+        except Exception:  # one leg's failure must not stop the others'
+            log.exception("stopping %s failed", leg.tag)
 
     async def _settle_view(self, ctx: _Account, batch_id: str, leg: Leg) -> None:
         if leg.order_id is None:
@@ -202,8 +229,14 @@ class BatchRunner:
         if not leg.complete:
             scope.cancel()
 
-    async def rollback(self, ctx: _Account, batch_id: str, legs: tuple[Leg, ...]) -> str:
+    async def rollback(
+        self, ctx: _Account, batch_id: str, legs: tuple[Leg, ...], execution: str = "parallel"
+    ) -> str:
         """Undo every leg, shielded from the batch's cancellation and the client hanging up.
+
+        `hedge_first`: SELL legs are unwound first, then BUY legs, so the hedge is not removed
+        while the short is still open; if a SELL leg's rollback fails, the BUY legs are
+        cancelled and settled but their filled quantity is kept (the hedge), and named.
 
         Raises RollbackAborted when `abort()` cut it short: no final status is decided, the
         batch stays stored `rolling_back` (or `running`, if it was cut before that was written).
@@ -212,19 +245,36 @@ class BatchRunner:
             await self.save_batch(batch_id, "rolling_back")
             deadline = trio.current_time() + self._config.rollback_timeout_s
             with trio.CancelScope(deadline=deadline + self._config.cleanup_grace_s):
-                async with trio.open_nursery() as nursery:
-                    for leg in legs:
-                        nursery.start_soon(self._unwind, ctx, batch_id, leg, deadline)
+                if execution == "hedge_first":
+                    sells = [leg for leg in legs if leg.request.transaction_type == "SELL"]
+                    buys = [leg for leg in legs if leg not in sells]
+                    await self._unwind_all(ctx, batch_id, sells, deadline)
+                    hedged_failed = any(_failed(leg) for leg in sells)
+                    await self._unwind_all(ctx, batch_id, buys, deadline,
+                                           flatten=not hedged_failed)
+                else:
+                    await self._unwind_all(ctx, batch_id, list(legs), deadline)
         if scope.cancelled_caught:
             self.log_left(batch_id, legs, "during its rollback")
             raise RollbackAborted(batch_id)
         for leg in legs:
             if leg.rollback is None or leg.rollback["action"] == "in_progress":
-                leg.rollback = {**(leg.rollback or {}), "action": "failed",
-                                "remaining": max(leg.filled - leg.reverse_filled, 0),
-                                "error": "the rollback ran out of time"}
-        failed = any(leg.rollback and leg.rollback["action"] == "failed" for leg in legs)
+                leg.rollback = _cut_short(leg, "the rollback ran out of time")
+                with trio.CancelScope(shield=True):
+                    if leg.reverse is not None:
+                        await self.ops.save_leg(batch_id, leg.reverse)
+                    await self.ops.save_leg(batch_id, leg)
+        failed = any(_failed(leg) for leg in legs)
         return "rollback_failed" if failed else "rolled_back"
+
+    async def _unwind_all(
+        self, ctx: _Account, batch_id: str, legs: list[Leg], deadline: float,
+        *, flatten: bool = True,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            for leg in legs:
+                nursery.start_soon(partial(self._unwind, ctx, batch_id, leg, deadline,
+                                           flatten=flatten))
 
     def log_left(self, batch_id: str, legs: tuple[Leg, ...], stage: str) -> None:
         """A warning naming what a batch cut short by shutdown leaves for recovery."""
@@ -233,24 +283,31 @@ class BatchRunner:
             part = f"{leg.tag} order {leg.order_id or '-'} {leg.status} filled {leg.filled}"
             if leg.reverse_filled:
                 part += f" reversed {leg.reverse_filled}"
-            rb = leg.rollback
-            if rb is not None and rb.get("action") == "in_progress" and rb.get("order_id"):
-                part += f" reverse order {rb['order_id']} working"
+            reverse = leg.reverse
+            if reverse is not None:
+                if reverse.order_id:
+                    part += (f" reverse order {reverse.order_id} working ({reverse.tag} "
+                             f"{reverse.status} filled {reverse.filled})")
+                else:
+                    part += f" reverse {reverse.tag} outcome unknown"
             elif leg.order_id and not leg.is_final:
                 part += " (open)"
+            elif leg.unknown:
+                part += " (outcome unknown)"
             parts.append(part)
         log.warning("batch %s: cut short by shutdown %s (the grace is over); it stays stored "
                     "unfinished and recovery resumes it at the next start. Legs: %s",
                     batch_id, stage, "; ".join(parts) or "none")
 
-    async def _unwind(self, ctx: _Account, batch_id: str, leg: Leg, deadline: float) -> None:
+    async def _unwind(
+        self, ctx: _Account, batch_id: str, leg: Leg, deadline: float, *, flatten: bool = True
+    ) -> None:
         try:
-            await self.ops.unwind(ctx.actor, ctx.limiter, batch_id, leg, deadline)
+            await self.ops.unwind(ctx.actor, ctx.limiter, batch_id, leg, deadline,
+                                  flatten=flatten)
         except Exception as exc:  # one leg's failure must not stop the others' rollback
             log.exception("rollback of %s failed", leg.tag)
-            leg.rollback = {"action": "failed", "order_id": None, "status": None, "filled": 0,
-                            "remaining": max(leg.filled - leg.reverse_filled, 0),
-                            "error": f"{type(exc).__name__}: {exc}"}
+            leg.rollback = _cut_short(leg, f"{type(exc).__name__}: {exc}")
 
     async def finish(
         self, account: str, batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float
@@ -274,3 +331,25 @@ class BatchRunner:
                 await self._store.update_batch(batch_id, status=status, result=result)
         except (StoreError, trio.TooSlowError):
             log.exception("could not store batch %s as %s", batch_id, status)
+
+
+def _failed(leg: Leg) -> bool:
+    return leg.rollback is not None and leg.rollback.get("action") == "failed"
+
+
+def _cut_short(leg: Leg, error: str) -> dict[str, Any]:
+    """The rollback of `leg` as far as it got, failed: the reverse still working counted and
+    named, an order whose outcome is unknown named by its tag."""
+    rb: dict[str, Any] = {"order_id": None, "status": None, **(leg.rollback or {})}
+    rb.update(action="failed", filled=leg.reversed_qty, remaining=leg.exposure, error=error)
+    working = [o.order_id for o in (leg, leg.reverse)
+               if o is not None and o.order_id and not o.is_final]
+    unknown = [o.tag for o in (leg, leg.reverse) if o is not None and o.unknown]
+    if leg.reverse is not None:
+        rb.update(order_id=leg.reverse.order_id, status=leg.reverse.status)
+    if working:
+        rb["open_order_ids"] = working
+    if unknown:
+        rb.update(remaining=None, unknown_tags=unknown, quantity_at_most=leg.exposure
+                  if leg.order_id else leg.request.quantity)
+    return rb

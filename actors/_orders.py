@@ -38,6 +38,9 @@ from .ratelimit import Priority, RateLimiter
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
 
+# Stored leg states that say no POST of the leg went out.
+NOT_SENT = frozenset({"PENDING", "NOT_PLACED"})
+
 T = TypeVar("T")
 
 
@@ -77,18 +80,29 @@ class Leg:
     average_price: float = 0.0
     error: str | None = None
     status_message: str | None = None
-    sent: bool = False  # a POST may have reached the broker
+    sent: bool = False  # a POST may have reached the broker (set once its token is granted)
     rollback: dict[str, Any] | None = None
-    reverse_filled: int = 0
+    reverse_filled: int = 0  # filled by reverse orders that are over (final)
     next_attempt: int = 0
+    # The reverse order of this leg now working (or whose outcome is unknown); its fills count
+    # towards the reversed quantity until it is final and added to `reverse_filled`.
+    reverse: Leg | None = None
 
     @classmethod
     def from_record(cls, record: LegRecord) -> Leg:
         leg = cls(record.index, record.tag, OrderRequest(**record.request), record.order_id)
-        # The broker's listing is the truth after a crash: a stored final state is re-read.
-        leg.status = "PLACED" if record.status in FINAL_STATUSES else record.status
-        leg.sent = record.status != "PENDING"
-        leg.filled = int(record.detail.get("filled_quantity") or 0)
+        detail = record.detail or {}
+        if record.status in FINAL_STATUSES and record.order_id is None:
+            leg.status = record.status  # refused when posted: never reached the book
+        else:
+            # The broker's listing is the truth after a crash: a stored final state is re-read.
+            leg.status = "PLACED" if record.status in FINAL_STATUSES else record.status
+            leg.sent = record.status not in NOT_SENT
+        leg.filled = int(detail.get("filled_quantity") or 0)
+        leg.average_price = float(detail.get("average_price") or 0.0)
+        leg.error = detail.get("error")
+        leg.status_message = detail.get("status_message")
+        leg.rollback = detail.get("rollback")
         return leg
 
     @property
@@ -99,6 +113,20 @@ class Leg:
     def complete(self) -> bool:
         return self.status == "COMPLETE" and self.filled >= self.request.quantity
 
+    @property
+    def unknown(self) -> bool:
+        """Sent, and no order with its tag found (yet): it may still land at the broker."""
+        return self.sent and self.order_id is None and not self.is_final
+
+    @property
+    def reversed_qty(self) -> int:
+        """Filled by reverse orders, the one still working included."""
+        return self.reverse_filled + (self.reverse.filled if self.reverse is not None else 0)
+
+    @property
+    def exposure(self) -> int:
+        return max(self.filled - self.reversed_qty, 0)
+
     def absorb(self, order: Order) -> None:
         """Take a broker update; final states stay final, fills never decrease."""
         if self.is_final:
@@ -108,6 +136,8 @@ class Leg:
         self.filled = max(self.filled, order.filled_quantity)
         self.average_price = order.average_price or self.average_price
         self.status_message = order.status_message or self.status_message
+        if self.complete:
+            self.error = None  # it ended COMPLETE after all: an earlier error is stale
 
     def detail(self) -> dict[str, Any]:
         return {"filled_quantity": self.filled, "average_price": self.average_price,
@@ -154,16 +184,32 @@ class OrderOps:
         self, actor: AccountActor, limiter: RateLimiter, batch_id: str | None, leg: Leg,
         priority: Priority, deadline: float,
     ) -> None:
-        """Place `leg` (written ahead as PLACING); an unknown outcome is resolved by its tag."""
+        """Place `leg` (written ahead as PLACING); an unknown outcome is resolved by its tag.
+
+        `leg.sent` is set only once the rate-limit token is granted and the POST goes out (a
+        leg cancelled while waiting for its token was never sent: NOT_PLACED), and cleared
+        again when the broker answered that it did not take the order (a 429, a rejection).
+        """
         leg.status = "PLACING"
         if batch_id is not None:
             await self.save_leg(batch_id, leg, strict=True)
-        leg.sent = True
+
+        async def post(request: OrderRequest) -> str:
+            leg.sent = True  # the token is granted: from here the POST may reach the broker
+            try:
+                return await actor.broker.place(request)
+            except BrokerUnavailable:
+                raise
+            except BrokerError:
+                leg.sent = False  # answered: the broker did not take it
+                raise
+
         try:
-            order_id = await self.write(limiter, priority, actor.broker.place, leg.request,
-                                        deadline=deadline)
+            order_id = await self.write(limiter, priority, post, leg.request, deadline=deadline)
         except BrokerUnavailable as exc:
             leg.status = "UNKNOWN"
+            if batch_id is not None:
+                await self.save_leg(batch_id, leg)
             order = await self.lookup(actor, leg.tag)
             if order is None:
                 raise UnknownOutcome(
@@ -175,6 +221,9 @@ class OrderOps:
             leg.order_id = order_id
             if leg.status == "PLACING":
                 leg.status = "PLACED"
+        finally:
+            if not leg.sent and leg.status == "PLACING":
+                leg.status = "NOT_PLACED"
         if batch_id is not None:
             await self.save_leg(batch_id, leg)
 
@@ -222,7 +271,8 @@ class OrderOps:
                 continue
             if trio.current_time() >= deadline:
                 return
-            await self.refresh(actor, leg)
+            with trio.move_on_at(deadline):  # a slow poll never carries past the deadline
+                await self.refresh(actor, leg)
             next_poll = trio.current_time() + self._config.poll_interval_s
             if trio.current_time() >= check_at:
                 check_at = math.inf
@@ -232,7 +282,8 @@ class OrderOps:
         updates: trio.MemoryReceiveChannel[Order], deadline: float,
     ) -> None:
         """Cancel an open order and wait for its final state (a fill may win the race)."""
-        await self.refresh(actor, leg)
+        with trio.move_on_at(deadline):
+            await self.refresh(actor, leg)
         if leg.is_final or leg.order_id is None:
             return
         try:
@@ -242,40 +293,102 @@ class OrderOps:
             log.info("cancel of %s: %s; waiting for its final state", leg.order_id, exc)
         await self.follow(actor, leg, updates, deadline)
 
+    async def find_late(
+        self, actor: AccountActor, leg: Leg, updates: trio.MemoryReceiveChannel[Order],
+        until: float,
+    ) -> bool:
+        """A POST whose outcome is unknown may still land: watch the leg's tag (pushes on
+        `updates`, from `actor.watch(leg.tag)`) and look it up (GET /orders) every poll
+        interval until `until`. True when its order was found (absorbed into `leg`)."""
+        while leg.order_id is None:
+            try:
+                order = await self.lookup(actor, leg.tag)
+            except UnknownOutcome as exc:
+                log.warning("%s; still watching %s", exc, leg.tag)
+                order = None
+            if order is None:
+                now = trio.current_time()
+                if now >= until:
+                    return False
+                with trio.move_on_at(min(until, now + self._config.poll_interval_s)):
+                    order = await updates.receive()
+            if order is not None:
+                leg.order_id = order.order_id
+                leg.absorb(order)
+                log.warning("%s landed late at the broker as order %s (%s)", leg.tag,
+                            order.order_id, order.status)
+        return True
+
+    async def settle(
+        self, actor: AccountActor, limiter: RateLimiter, batch_id: str, leg: Leg,
+        updates: trio.MemoryReceiveChannel[Order], deadline: float,
+        find_until: float | None = None,
+    ) -> bool:
+        """Bring a leg to its final state: find it if its outcome is unknown (watching its tag
+        until `find_until`, default `deadline`), cancel it if open and wait for the final state
+        until `deadline`. A leg not found stays `unknown`, one still open at `deadline` stays
+        open: the caller names them. True when the leg was working (a cancel was due)."""
+        if leg.unknown:
+            await self.find_late(actor, leg, updates,
+                                 deadline if find_until is None else find_until)
+        elif leg.order_id is None and leg.status in ("PLACING", "UNKNOWN"):
+            leg.status = "NOT_PLACED"  # no POST went out, or the broker answered it did not
+        working = leg.order_id is not None and not leg.is_final
+        if working:
+            await self.cancel_and_settle(actor, limiter, leg, updates, deadline)
+        await self.save_leg(batch_id, leg)
+        return working
+
     async def unwind(
         self, actor: AccountActor, limiter: RateLimiter, batch_id: str, leg: Leg,
-        deadline: float,
+        deadline: float, *, flatten: bool = True,
     ) -> None:
         """Roll one leg back: cancel it if open, wait for its final state, then flatten the
-        filled quantity with tagged reverse orders. Sets `leg.rollback`."""
+        filled quantity with tagged reverse orders. Sets `leg.rollback`.
+
+        A leg whose POST had an unknown outcome is watched (its tag: pushes and GET /orders)
+        until `deadline - cleanup_grace_s`; found, it is undone like any other, not found, its
+        exposure is unknown and the rollback fails naming its tag, never "none". Reverse
+        orders are followed until that time too, so that cancelling one still working fits in
+        the rollback. `flatten=False` cancels and settles but keeps the filled quantity
+        (a hedge kept because the legs it hedges could not be undone)."""
         # "in_progress" until decided: a rollback cut off by its hard deadline reads as failed.
         rb: dict[str, Any] = {"action": "in_progress", "order_id": None, "status": None,
-                              "filled": 0, "remaining": 0}
+                              "filled": leg.reversed_qty, "remaining": 0}
         leg.rollback = rb
+        follow_until = deadline - self._config.cleanup_grace_s
         with actor.watch(leg.tag) as updates:
-            if leg.order_id is None and leg.sent:
-                try:
-                    order = await self.lookup(actor, leg.tag)
-                except UnknownOutcome as exc:
-                    rb.update(action="failed", remaining=None, error=str(exc))
-                    return
-                if order is not None:
-                    leg.order_id = order.order_id
-                    leg.absorb(order)
-            if leg.order_id is None:
-                leg.status = "NOT_PLACED" if leg.status in ("PLACING", "UNKNOWN") else leg.status
-                rb["action"] = "none"
-                await self.save_leg(batch_id, leg)
-                return
-            cancelled = not leg.is_final
-            if cancelled:
-                await self.cancel_and_settle(actor, limiter, leg, updates, deadline)
-                if not leg.is_final:
-                    rb.update(action="failed", remaining=leg.filled - leg.reverse_filled,
-                              open_order_ids=[leg.order_id],
-                              error="the leg is still open at the rollback deadline")
-                    await self.save_leg(batch_id, leg)
-                    return
+            cancelled = await self.settle(actor, limiter, batch_id, leg, updates, deadline,
+                                          find_until=follow_until)
+        if leg.unknown:
+            rb.update(action="failed", remaining=None, unknown_tags=[leg.tag],
+                      quantity_at_most=leg.request.quantity,
+                      error=f"placing {leg.tag} had an unknown outcome and no order with that "
+                            "tag appeared by the rollback deadline: its exposure is unknown "
+                            "(none or the whole quantity)")
+            await self.save_leg(batch_id, leg)
+            return
+        if leg.order_id is None:
+            rb["action"] = "none"
+            await self.save_leg(batch_id, leg)
+            return
+        if not leg.is_final:
+            working = [leg.order_id]
+            if leg.reverse is not None and leg.reverse.order_id:
+                working.append(leg.reverse.order_id)
+            rb.update(action="failed", filled=leg.reversed_qty, remaining=leg.exposure,
+                      open_order_ids=working,
+                      error="the leg is still open at the rollback deadline")
+            await self.save_leg(batch_id, leg)
+            return
+        if not flatten:
+            rb.update(filled=leg.reversed_qty, remaining=leg.exposure)
+            if leg.exposure > 0:
+                rb.update(action="failed", error="kept: it hedges legs whose rollback failed")
+            else:
+                rb["action"] = "cancelled" if cancelled else "none"
+            await self.save_leg(batch_id, leg)
+            return
         await self._flatten(actor, limiter, batch_id, leg, deadline, rb)
         if rb["action"] == "in_progress":
             rb["action"] = "cancelled" if cancelled else "none"
@@ -285,15 +398,25 @@ class OrderOps:
         self, actor: AccountActor, limiter: RateLimiter, batch_id: str, leg: Leg,
         deadline: float, rb: dict[str, Any],
     ) -> None:
-        exposure = leg.filled - leg.reverse_filled
-        reverse: Leg | None = None
-        while (exposure > 0 and leg.next_attempt < self._config.reverse_attempts
-               and trio.current_time() < deadline):
+        """Reverse orders until the leg's filled quantity is undone. A reverse is followed
+        until `deadline - cleanup_grace_s`, then cancelled and settled by `deadline`; while
+        one is working (or its POST's outcome is unknown) no other is sent, and its fills
+        count as they come (`leg.reverse`), so a rollback cut short still names it."""
+        follow_until = deadline - self._config.cleanup_grace_s
+        last: Leg | None = leg.reverse
+        if leg.reverse is not None:  # found working (recovery): settle it before anything else
+            with actor.watch(leg.reverse.tag) as updates:
+                await self.settle(actor, limiter, batch_id, leg.reverse, updates, deadline)
+            self._close_reverse(leg)
+        while (leg.reverse is None and leg.exposure > 0
+               and leg.next_attempt < self._config.reverse_attempts
+               and trio.current_time() < follow_until):
             attempt = leg.next_attempt
             leg.next_attempt += 1
             tag = f"{leg.tag[:-2]}R{attempt}"
-            request = reverse_request(leg.request, exposure, tag, self._config.market_protection)
-            reverse = Leg(100 * (attempt + 1) + leg.index, tag, request)
+            request = reverse_request(leg.request, leg.exposure, tag,
+                                      self._config.market_protection)
+            reverse = last = leg.reverse = Leg(100 * (attempt + 1) + leg.index, tag, request)
             await self._store.add_leg(LegRecord(batch_id, reverse.index, tag, "PENDING", None,
                                                 attrs.asdict(request), {}, kind="reverse"))
             with actor.watch(tag) as updates:
@@ -304,26 +427,50 @@ class OrderOps:
                     reverse.status, reverse.error = "REJECTED", exc.message
                 except (UnknownOutcome, BrokerError) as exc:
                     reverse.error = str(exc)
+                if reverse.unknown:  # it may still land: never send another meanwhile
+                    await self.find_late(actor, reverse, updates, follow_until)
                 rb.update(order_id=reverse.order_id, status=reverse.status)  # the one working
                 if reverse.order_id is not None and not reverse.is_final:
-                    await self.follow(actor, reverse, updates, deadline)
+                    await self.follow(actor, reverse, updates, follow_until)
                     if not reverse.is_final:  # never leave a reverse working unseen
-                        grace = trio.current_time() + self._config.cleanup_grace_s
-                        await self.cancel_and_settle(actor, limiter, reverse, updates, grace)
+                        await self.cancel_and_settle(actor, limiter, reverse, updates, deadline)
             await self.save_leg(batch_id, reverse)
-            leg.reverse_filled += reverse.filled
-            exposure = leg.filled - leg.reverse_filled
+            self._close_reverse(leg)
             if reverse.status == "REJECTED" or reverse.order_id is None:
                 break
-        rb.update(filled=leg.reverse_filled, remaining=exposure)
-        if reverse is not None:
-            rb.update(order_id=reverse.order_id, status=reverse.status)
-        if exposure > 0:
+        self.reverse_outcome(leg, rb, last)
+
+    @staticmethod
+    def _close_reverse(leg: Leg) -> None:
+        """Count a reverse that is over (final, or never reached the broker)."""
+        reverse = leg.reverse
+        if reverse is not None and (reverse.is_final or not (reverse.sent or reverse.order_id)):
+            leg.reverse_filled += reverse.filled
+            leg.reverse = None
+
+    @staticmethod
+    def reverse_outcome(leg: Leg, rb: dict[str, Any], last: Leg | None = None) -> None:
+        """Decide `rb` from what the reverse orders did: the working one counted and named."""
+        last = leg.reverse or last
+        rb.update(filled=leg.reversed_qty, remaining=leg.exposure)
+        if last is not None:
+            rb.update(order_id=last.order_id, status=last.status)
+        working = leg.reverse
+        if working is not None and working.order_id is None:
+            rb.update(action="failed", remaining=None, unknown_tags=[working.tag],
+                      quantity_at_most=leg.exposure,
+                      error=f"reverse {working.tag} had an unknown outcome and no order with "
+                            "that tag appeared by the rollback deadline: the remaining "
+                            f"exposure is unknown (at most {leg.exposure})")
+        elif working is not None:
+            rb.update(action="failed", open_order_ids=[working.order_id],
+                      error=f"reverse order {working.order_id} ({working.tag}) is still "
+                            f"{working.status} after its cancel, filled {working.filled} of "
+                            f"{working.request.quantity}")
+        elif leg.exposure > 0:
             rb["action"] = "failed"
-            rb["error"] = (reverse.error or reverse.status_message if reverse is not None
-                           else "no time left to flatten")
-            if reverse is not None and reverse.order_id and not reverse.is_final:
-                rb["open_order_ids"] = [reverse.order_id]
+            rb["error"] = ((last.error or last.status_message) if last is not None
+                           else "no time left to flatten") or f"reverse ended {rb['status']}"
         elif leg.reverse_filled:
             rb["action"] = "flattened"
 

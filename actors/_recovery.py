@@ -1,8 +1,10 @@
 """Crash recovery: every unfinished batch reconciled with the broker by tag at start.
 
 All legs COMPLETE (and no rollback begun) → `success`; anything else → rolled back, reverse orders
-of an interrupted rollback counted first so nothing is flattened twice; an order the broker no
-longer lists (a restart on a later day) → `rollback_failed` for manual handling, never guessed.
+of an interrupted rollback counted first so nothing is flattened twice. The broker lists the
+day's orders only: on the same (IST) day a sent leg it does not list never reached it, but for a
+batch created on an earlier day every sent order it does not list is *lost* → `rollback_failed`
+naming each one, for manual handling: positions are never guessed, and nothing is placed.
 A recovery that shutdown cuts short again (RollbackAborted) leaves the batch unfinished as it
 was: the next start resumes it the same way.
 """
@@ -12,57 +14,125 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import trio
 
+from brokers.base import FINAL_STATUSES, Order
 from store import BatchRecord, LegRecord
 
 from ._execution import BatchRunner, _Account
-from ._orders import Leg
+from ._orders import NOT_SENT, Leg
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
+
+IST = timezone(timedelta(hours=5, minutes=30))
+
+
+def ist_day(timestamp: float) -> date:
+    """The trading day (IST) of a Unix time: the broker lists that day's orders only."""
+    return datetime.fromtimestamp(timestamp, IST).date()
+
+
+def _sent(record: LegRecord) -> bool:
+    """Whether a POST of this stored leg may have reached the broker."""
+    refused = record.status in FINAL_STATUSES and record.order_id is None
+    return record.status not in NOT_SENT and not refused
 
 
 async def recover(
     runner: BatchRunner, ctx: _Account, batch: BatchRecord, records: list[LegRecord]
 ) -> str:
-    """Reconcile one unfinished batch with the broker by tag: success or rolled back."""
+    """Reconcile one unfinished batch with the broker by tag: success, rolled back, or (orders
+    the broker no longer lists) rollback_failed naming them."""
     listing = await ctx.actor.broker.orders()
     by_tag = {o.tag: o for o in listing if o.tag}
     listed = {o.order_id for o in listing}
+    stored = {r.index: r for r in records if r.kind == "leg"}
     legs = tuple(Leg.from_record(r) for r in records if r.kind == "leg")
     for leg in legs:
         order = by_tag.get(leg.tag)
         if order is not None:
             leg.sent, leg.order_id = True, order.order_id
             leg.absorb(order)
-    lost = [leg for leg in legs if leg.order_id and leg.order_id not in listed]
     reverses = [r for r in records if r.kind == "reverse"]
+    lost: dict[int, list[str]] = {}
+    if ist_day(batch.created_at) < ist_day(time.time()):
+        # A later day: the broker no longer lists the batch's orders. Not listed is not "not
+        # placed": every order that may have been sent is lost.
+        for record in records:
+            if _sent(record) and record.tag not in by_tag:
+                lost.setdefault(record.index % 100, []).append(record.tag)
+    else:
+        for leg in legs:
+            if leg.order_id and leg.order_id not in listed:
+                lost[leg.index] = [leg.tag]
+            elif leg.unknown:  # the day's listing is complete: it never reached the broker
+                leg.sent, leg.status = False, "NOT_PLACED"
+    execution = batch.request.get("execution") if isinstance(batch.request, dict) else None
     if lost:
-        for leg in lost:
-            leg.error = "the broker no longer lists this order: handle it manually"
-            leg.rollback = {"action": "failed", "order_id": None, "status": None,
-                            "filled": 0, "remaining": None}
+        _report_lost(legs, stored, lost, reverses, by_tag, batch)
         status = "rollback_failed"
     elif batch.status == "running" and not reverses and all(leg.complete for leg in legs):
         status = "success"
     else:
         await _settle_reverses(runner, ctx, legs, reverses, by_tag)
-        status = await runner.rollback(ctx, batch.batch_id, legs)
+        status = await runner.rollback(ctx, batch.batch_id, legs, execution or "parallel")
     elapsed = max(time.time() - batch.created_at, 0.0)
     await runner.finish(batch.account, batch.batch_id, legs, status, elapsed)
     return status
+
+
+def _report_lost(
+    legs: tuple[Leg, ...], stored: Mapping[int, LegRecord], lost: Mapping[int, list[str]],
+    reverses: list[LegRecord], by_tag: Mapping[str, Order], batch: BatchRecord,
+) -> None:
+    """Name every lost order and every leg left as it is: nothing is placed or cancelled."""
+    day = ist_day(batch.created_at).isoformat()
+    for leg in legs:
+        tags = lost.get(leg.index)
+        if tags:
+            if leg.tag in tags:
+                leg.status = stored[leg.index].status  # the last state known: not re-read
+            leg.error = (f"the broker no longer lists {', '.join(tags)} (batch of {day}): its "
+                         "position is not guessed; handle it manually")
+            leg.rollback = {"action": "failed", "order_id": None, "status": None,
+                            "filled": 0, "remaining": None, "unknown_tags": tags,
+                            "quantity_at_most": leg.request.quantity, "error": leg.error}
+            continue
+        if leg.order_id is None:
+            leg.rollback = {"action": "none", "order_id": None, "status": None, "filled": 0,
+                            "remaining": 0}
+            continue
+        reversed_qty = sum(by_tag[r.tag].filled_quantity for r in reverses
+                           if r.index % 100 == leg.index and r.tag in by_tag)
+        working = [o.order_id for o in [by_tag.get(leg.tag)]
+                   + [by_tag.get(r.tag) for r in reverses if r.index % 100 == leg.index]
+                   if o is not None and o.status not in FINAL_STATUSES]
+        remaining = max(leg.filled - reversed_qty, 0)
+        if remaining or working:
+            leg.rollback = {"action": "failed", "order_id": None, "status": None,
+                            "filled": reversed_qty, "remaining": remaining,
+                            "open_order_ids": working,
+                            "error": "not rolled back: other orders of the batch are lost; "
+                                     "handle the batch manually"}
+        else:
+            leg.rollback = {"action": "none", "order_id": None, "status": None,
+                            "filled": reversed_qty, "remaining": 0}
 
 
 async def _settle_reverses(
     runner: BatchRunner, ctx: _Account, legs: tuple[Leg, ...], reverses: list[LegRecord],
     by_tag: Mapping[str, Any],
 ) -> None:
-    """Reverse orders of an interrupted rollback: wait for (or cancel) them, count fills."""
+    """Reverse orders of an interrupted rollback: wait for (or cancel) them, count fills. One
+    still working is kept on its leg (`leg.reverse`): the rollback settles it before it sends
+    any other, and names it if it cannot."""
     deadline = trio.current_time() + runner.config.rollback_timeout_s
+    by_index = {leg.index: leg for leg in legs}
     for record in reverses:
-        leg = legs[record.index % 100]
+        leg = by_index[record.index % 100]
         leg.next_attempt = max(leg.next_attempt, record.index // 100)
         order = by_tag.get(record.tag)
         if order is None:
@@ -74,4 +144,7 @@ async def _settle_reverses(
             with ctx.actor.watch(reverse.tag) as updates:
                 await runner.ops.cancel_and_settle(ctx.actor, ctx.limiter, reverse, updates,
                                                    deadline)
-        leg.reverse_filled += reverse.filled
+        if reverse.is_final or leg.reverse is not None:
+            leg.reverse_filled += reverse.filled
+        else:
+            leg.reverse = reverse

@@ -20,15 +20,8 @@ Reply = tuple[int, dict[str, Any]]
 
 def _result(batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float) -> dict[str, Any]:
     succeeded = sum(1 for leg in legs if leg.complete)
-    exposure = [
-        {"index": leg.index, "tradingsymbol": leg.request.tradingsymbol,
-         "exchange": leg.request.exchange, "product": leg.request.product,
-         "transaction_type": leg.request.transaction_type,
-         "quantity": leg.rollback.get("remaining"),
-         "open_order_ids": leg.rollback.get("open_order_ids", [])}
-        for leg in legs
-        if leg.rollback and leg.rollback["action"] == "failed"
-    ]
+    exposure = [_exposure(leg) for leg in legs
+                if leg.rollback and leg.rollback["action"] == "failed"]
     result: dict[str, Any] = {
         "status": status,
         "batch_id": batch_id,
@@ -42,6 +35,23 @@ def _result(batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float) -
     if exposure:
         result["exposure"] = exposure
     return result
+
+
+def _exposure(leg: Leg) -> dict[str, Any]:
+    """What a leg whose rollback failed leaves: `quantity` is None when it is unknown (an
+    order whose outcome is unknown, or that the broker no longer lists, named in
+    `unknown_tags`, with `quantity_at_most`); orders still working in `open_order_ids`."""
+    rb = leg.rollback or {}
+    item: dict[str, Any] = {
+        "index": leg.index, "tradingsymbol": leg.request.tradingsymbol,
+        "exchange": leg.request.exchange, "product": leg.request.product,
+        "transaction_type": leg.request.transaction_type,
+        "quantity": rb.get("remaining"), "open_order_ids": rb.get("open_order_ids", []),
+    }
+    if rb.get("unknown_tags"):
+        item["unknown_tags"] = rb["unknown_tags"]
+        item["quantity_at_most"] = rb.get("quantity_at_most")
+    return item
 
 
 def _progress(batch: BatchRecord, records: list[LegRecord]) -> dict[str, Any]:
