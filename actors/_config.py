@@ -31,6 +31,11 @@ class BatchConfig:
     freeze_limits: Mapping[str, int] = attrs.field(factory=lambda: dict(DEFAULT_FREEZE_LIMITS))
     store_timeout_s: float = 5.0
     idempotency_wait_s: float = 120.0
+    # A recovery at start that fails (the broker unreachable, the day's token not loaded yet)
+    # is retried after this long, doubling up to the cap, until it succeeds or the coordinator
+    # stops.
+    recovery_retry_initial_s: float = 0.5
+    recovery_retry_max_s: float = 30.0
     # The kill switch waits this long for the account's unfinished batches and recoveries
     # (None: place + lookup + rollback + cleanup); past it, their symbols are left alone.
     kill_wait_s: float | None = None

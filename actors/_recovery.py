@@ -6,7 +6,8 @@ day's orders only: on the same (IST) day a sent leg it does not list never reach
 batch created on an earlier day every sent order it does not list is *lost* → `rollback_failed`
 naming each one, for manual handling: positions are never guessed, and nothing is placed.
 A recovery that shutdown cuts short again (RollbackAborted) leaves the batch unfinished as it
-was: the next start resumes it the same way.
+was: the next start resumes it the same way. One that fails (the broker unreachable, the day's
+token not loaded yet) raises; the coordinator retries it with backoff from what the store holds.
 """
 
 from __future__ import annotations

@@ -15,8 +15,11 @@ batches at start), `_results` (answers and stored results) and `_config` (BatchC
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
@@ -24,7 +27,8 @@ from typing import Any
 import attrs
 import trio
 
-from brokers.base import BrokerError, OrderRejected, OrderRequest
+from brokers.base import BrokerError, Order, OrderRejected, OrderRequest
+from brokers.kite import parse_order
 from store import BatchRecord, IdempotencyConflict, LegRecord, Store, StoreError
 
 from ._config import BatchConfig
@@ -57,15 +61,36 @@ from .validation import (
 __all__ = [
     "BatchConfig",
     "BatchCoordinator",
+    "CoordinatorStatistics",
     "Leg",
     "OrderOps",
     "UnknownOutcome",
     "new_batch_id",
     "reverse_request",
+    "single_tag",
     "tag_for",
 ]
 
 log = logging.getLogger(__name__)
+
+# Single orders placed with an Idempotency-Key remembered by this process (the oldest dropped
+# beyond it); after a restart the account's order book, reconciled with the broker, stands in.
+KEYED_ORDERS_KEPT = 10_000
+
+
+def single_tag(account: str, idempotency_key: str) -> str:
+    """The tag of a single order placed with `idempotency_key`: the same for every retry, so a
+    retry finds the first order by its tag instead of placing another."""
+    digest = hashlib.sha256(f"{account}\n{idempotency_key}".encode()).digest()
+    return tag_for(base64.b32encode(digest).decode().lower()[:10], 0, "S", 0)
+
+
+@attrs.define
+class _Keyed:
+    """A single order placed with an Idempotency-Key by this process."""
+
+    request_hash: str
+    order_id: str | None  # None: its outcome was unknown, and it was not found since
 
 
 @attrs.define(eq=False)
@@ -77,9 +102,22 @@ class _Work:
     symbols: frozenset[tuple[str, str]]  # (exchange, tradingsymbol)
     done: trio.Event = attrs.field(factory=trio.Event)
     scope: trio.CancelScope | None = None  # a submitted batch's execution, once it started
+    recovery: bool = False  # an unfinished batch of an earlier run, being recovered
+    failures: int = 0  # failed recovery attempts
+    retrying: bool = False  # waiting to retry its recovery after a failed attempt
 
     def finish(self) -> None:
         self.done.set()
+
+
+@attrs.frozen
+class CoordinatorStatistics:
+    """What `BatchCoordinator.statistics()` reports (for health and metrics)."""
+
+    batches_running: int  # submitted batches not finished yet
+    recoveries_pending: int  # unfinished batches of an earlier run not recovered yet
+    recoveries_retrying: int  # of those, waiting for a retry after a failed attempt
+    recovery_failures: int  # failed recovery attempts since start
 
 
 class BatchCoordinator:
@@ -100,9 +138,13 @@ class BatchCoordinator:
         self._accounts: dict[str, _Account] = {}
         self._done: dict[str, _Work] = {}  # batch id -> an unfinished batch or recovery
         self._singles: dict[str, _Work] = {}  # tag -> a single order being placed
+        self._keyed: OrderedDict[str, _Keyed] = OrderedDict()  # tag -> keyed single order
         self._killing: set[str] = set()  # accounts whose kill switch is running
         self._jobs_send, self._jobs_receive = trio.open_memory_channel[_Job](64)
         self._started = False
+        self._stopping = False  # drain or abort: failed recoveries are not retried any more
+        self._retry_now = trio.Event()  # wakes recoveries waiting for a retry
+        self._recovery_failures = 0
         self.ops = OrderOps(store, config)
         self._runner = BatchRunner(store, config, self.ops, on_event)
 
@@ -118,6 +160,17 @@ class BatchCoordinator:
     def counters(self) -> dict[str, int]:
         """Batches finished, rolled back and failing to roll back, since start."""
         return self._runner.counters
+
+    def statistics(self) -> CoordinatorStatistics:
+        """Batches running and recoveries pending (a recovery that failed waits for a retry)."""
+        tracked = list(self._done.values())
+        recoveries = [work for work in tracked if work.recovery]
+        return CoordinatorStatistics(
+            batches_running=len(tracked) - len(recoveries),
+            recoveries_pending=len(recoveries),
+            recoveries_retrying=sum(1 for work in recoveries if work.retrying),
+            recovery_failures=self._recovery_failures,
+        )
 
     # -- per account -------------------------------------------------------------------
 
@@ -151,7 +204,8 @@ class BatchCoordinator:
     # -- the actor's life --------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Recover unfinished batches, then run submitted batches until cancelled."""
+        """Recover unfinished batches (a failed recovery is retried with backoff), then run
+        submitted batches until cancelled."""
         async with trio.open_nursery() as nursery:
             for batch, legs in await self._store.unfinished_batches():
                 # Tracked from now, not from when its task first runs: a kill switch (or a
@@ -230,6 +284,7 @@ class BatchCoordinator:
         recovery at the next start.
         """
         self._started = False
+        self._stop_retrying()
         with trio.move_on_after(grace_s):
             while self._done:
                 await next(iter(self._done.values())).done.wait()
@@ -244,6 +299,7 @@ class BatchCoordinator:
         final status, each batch stays unfinished (logged at warning level with what it left)
         and recovery resumes it at the next start."""
         self._started = False
+        self._stop_retrying()
         for ctx in self._accounts.values():
             for scope in ctx.running.values():
                 scope.cancel()
@@ -348,19 +404,62 @@ class BatchCoordinator:
         # Tracked like a submitted batch: shutdown's drain and the kill switch wait for it.
         symbols = frozenset((str(r.request.get("exchange")), str(r.request.get("tradingsymbol")))
                             for r in records)
-        return self._done.setdefault(batch.batch_id, _Work(batch.account, symbols))
+        return self._done.setdefault(batch.batch_id, _Work(batch.account, symbols,
+                                                           recovery=True))
+
+    def retry_recoveries(self) -> None:
+        """Retry every recovery waiting after a failed attempt now (new credentials, say)."""
+        self._retry_now.set()
+        self._retry_now = trio.Event()
+
+    def _stop_retrying(self) -> None:
+        self._stopping = True
+        self.retry_recoveries()  # those waiting give up now: the next start resumes them
 
     async def _recover_logged(self, batch: BatchRecord, records: list[LegRecord]) -> None:
+        """Recover one unfinished batch. A failed attempt (the broker unreachable, the day's
+        token not loaded yet) is logged and retried with exponential backoff until one
+        succeeds or the coordinator stops; each retry starts from what the store holds then,
+        as a restart would, so nothing done by the failed attempt is done twice."""
         done = self._track_recovery(batch, records)
+        batch_id = batch.batch_id
+        delay = self._config.recovery_retry_initial_s
         try:
-            await self.recover(batch, records)
-        except RollbackAborted:
-            pass  # shutdown cut it short: logged with what was left, resumed at the next start
-        except Exception:
-            log.exception("recovery of batch %s failed; it stays unfinished", batch.batch_id)
+            while True:
+                try:
+                    if done.failures:
+                        found = await self._store.get_batch(batch_id)
+                        if found is None or found[0].status in FINAL:
+                            return
+                        batch, records = found
+                    status = await self.recover(batch, records)
+                    if done.failures:
+                        log.info("batch %s recovered (%s) after %d failed attempts", batch_id,
+                                 status, done.failures)
+                    return
+                except RollbackAborted:
+                    return  # shutdown cut it short: logged with what was left
+                except Exception as exc:
+                    done.failures += 1
+                    self._recovery_failures += 1
+                    expected = isinstance(exc, (BrokerError, StoreError, UnknownOutcome))
+                    log.warning("recovery of batch %s failed (attempt %d): %s: %s; %s", batch_id,
+                                done.failures, type(exc).__name__, exc,
+                                "it stays unfinished" if self._stopping
+                                else f"retrying in {delay:.1f} s", exc_info=not expected)
+                if not self._stopping:
+                    done.retrying = True
+                    with trio.move_on_after(delay):
+                        await self._retry_now.wait()
+                    done.retrying = False
+                    delay = min(delay * 2, self._config.recovery_retry_max_s)
+                if self._stopping:
+                    log.warning("batch %s: not recovered before the coordinator stopped; it "
+                                "stays unfinished and the next start resumes it", batch_id)
+                    return
         finally:
-            if self._done.get(batch.batch_id) is done:
-                del self._done[batch.batch_id]
+            if self._done.get(batch_id) is done:
+                del self._done[batch_id]
             done.finish()
 
     async def recover(self, batch: BatchRecord, records: list[LegRecord]) -> str | None:
@@ -373,13 +472,27 @@ class BatchCoordinator:
 
     # -- single orders and the kill switch ---------------------------------------------
 
-    async def place_single(self, account: str, body: Any, client: str = "") -> Reply:
-        """One order, same validation, tagged, never re-posted blindly; no rollback."""
+    async def place_single(
+        self, account: str, body: Any, client: str = "", idempotency_key: str | None = None
+    ) -> Reply:
+        """One order, same validation, tagged, never re-posted blindly; no rollback.
+
+        With an `idempotency_key` the tag comes from (account, key): a retry returns the order
+        the first attempt placed (found by its tag) and places nothing; the same key with
+        another order is 409. An unknown outcome (the POST timed out or failed with a 5xx and
+        no order carries the tag yet) answers 202 with the tag, to be looked up, not retried
+        blindly; with a key, a retry keeps answering so until the order is found."""
         ctx = self.account(account)
         if ctx is None:
             return 404, _error("unknown_account", f"no account {account!r}")
         if account in self._killing:
             return _kill_running(account)
+        request_hash = _hash(body)
+        keyed = single_tag(account, idempotency_key) if idempotency_key else None
+        if keyed is not None:
+            reply = await self._single_replay(ctx, keyed, request_hash, body)
+            if reply is not None:
+                return reply
         try:
             exchange = body.get("exchange") if isinstance(body, dict) else None
             await ctx.instruments.load([exchange] if exchange in EXCHANGES else [])
@@ -388,7 +501,11 @@ class BatchCoordinator:
             return 422, _invalid(exc)
         except BrokerError as exc:
             return 503, _error("broker_unavailable", f"instrument master: {exc}")
-        tag = tag_for(new_batch_id(), 0, "S", 0)
+        while keyed is not None and keyed in self._singles:  # the same key got in meanwhile
+            reply = await self._single_replay(ctx, keyed, request_hash, body)
+            if reply is not None:
+                return reply
+        tag = keyed or tag_for(new_batch_id(), 0, "S", 0)
         leg = Leg(0, tag, self._request(spec, tag))
         deadline = trio.current_time() + self._config.place_timeout_s * 3
         if account in self._killing:  # it began meanwhile; from here to tracked, no checkpoint
@@ -399,14 +516,72 @@ class BatchCoordinator:
         except OrderRejected as exc:
             return 400, _error("rejected", exc.message)
         except UnknownOutcome as exc:
-            return 504, {**_error("unknown_outcome", str(exc)), "tag": tag}
+            log.warning("order %s of %s by %s: unknown outcome: %s", tag, account, client, exc)
+            if keyed is not None:
+                self._remember(tag, request_hash, None)
+            return 202, _unknown(tag, str(exc))
         except BrokerError as exc:
             return 502, {**_error("broker_unavailable", str(exc)), "tag": tag}
+        else:
+            if keyed is not None:
+                self._remember(tag, request_hash, leg.order_id)
         finally:
             del self._singles[tag]
             work.finish()
         log.info("order %s (%s) of %s by %s", leg.order_id, tag, account, client)
         return 200, {"order_id": leg.order_id, "tag": tag}
+
+    async def _single_replay(
+        self, ctx: _Account, tag: str, request_hash: str, body: Any
+    ) -> Reply | None:
+        """A keyed single order placed before: its answer; None when there is none (place it).
+
+        Waits for an attempt with the same key in flight. An order this process placed is
+        answered from memory; otherwise the account's book (reconciled with the broker since
+        the actor connected) tells whether an earlier process placed it; a retry of an unknown
+        outcome, or a book that may be behind (upstream not connected), asks the broker."""
+        work = self._singles.get(tag)
+        if work is not None:
+            with trio.move_on_after(self._config.idempotency_wait_s):
+                await work.done.wait()
+            if not work.done.is_set():
+                return 202, _unknown(tag, "an order with this Idempotency-Key is still being "
+                                          "placed")
+        known = self._keyed.get(tag)
+        if known is not None and known.request_hash != request_hash:
+            return 409, _error("idempotency_conflict",
+                               "this Idempotency-Key was used with a different order")
+        if known is not None and known.order_id is not None:
+            return 200, {"order_id": known.order_id, "tag": tag, "replayed": True}
+        order: Order | None
+        if known is None and ctx.actor.upstream.state == "connected":
+            payload = next((p for p in ctx.actor.orders() if p.get("tag") == tag), None)
+            order = None if payload is None else parse_order(payload)
+        else:
+            try:
+                order = await self.ops.lookup(ctx.actor, tag)
+            except UnknownOutcome as exc:
+                return 503, {**_error("broker_unavailable",
+                                      f"{exc}: an earlier order with this Idempotency-Key "
+                                      "may exist; nothing was placed"), "tag": tag}
+        if order is None:
+            if known is None:
+                return None
+            return 202, _unknown(tag, f"the order with this Idempotency-Key had an unknown "
+                                      f"outcome and the broker lists no order tagged {tag} "
+                                      "yet; nothing was placed again. Look it up by its tag; "
+                                      "once sure it was not placed, use a new key")
+        if not _same_order(body, order):
+            return 409, _error("idempotency_conflict",
+                               "this Idempotency-Key was used with a different order")
+        self._remember(tag, request_hash, order.order_id)
+        return 200, {"order_id": order.order_id, "tag": tag, "replayed": True}
+
+    def _remember(self, tag: str, request_hash: str, order_id: str | None) -> None:
+        self._keyed[tag] = _Keyed(request_hash, order_id)
+        self._keyed.move_to_end(tag)
+        while len(self._keyed) > KEYED_ORDERS_KEPT:
+            self._keyed.popitem(last=False)
 
     async def cancel_order(self, account: str, order_id: str, client: str = "") -> Reply:
         ctx = self.account(account)
@@ -437,6 +612,7 @@ class BatchCoordinator:
             return 409, _error("kill_in_progress",
                                f"the kill switch of account {account!r} is already running")
         self._killing.add(account)
+        self.retry_recoveries()  # a recovery waiting for a retry: now, before the wait runs out
         try:
             # Shielded as a whole: a client hanging up must not stop a kill switch half way.
             with trio.CancelScope(shield=True):
@@ -466,6 +642,20 @@ class BatchCoordinator:
 def _kill_running(account: str) -> Reply:
     return 409, _error("kill_in_progress", f"the kill switch of account {account!r} is running: "
                        "no new orders until it has finished")
+
+
+def _unknown(tag: str, message: str) -> dict[str, Any]:
+    """202: the order may or may not be at the broker: look it up by `tag`, never re-send it."""
+    return {"status": "unknown", "tag": tag, "message": message}
+
+
+def _same_order(body: Any, order: Order) -> bool:
+    """Whether a found order is the one `body` asks for (instrument and side: the broker may
+    have changed the rest, a modified quantity say)."""
+    if not isinstance(body, dict):
+        return False
+    return all(str(body.get(name, "")).upper() == str(getattr(order, name)).upper()
+               for name in ("tradingsymbol", "exchange", "transaction_type"))
 
 
 def _raise_or(value: Any) -> Any:

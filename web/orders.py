@@ -2,7 +2,9 @@
 
 Handlers authenticate, read the body and hand over to the batch coordinator; it owns the work, so
 a client that hangs up never cuts a batch or its rollback short. Every processed batch answers
-200 whatever its status: clients retry 5xx, and a retried batch must never place twice.
+200 whatever its status: clients retry 5xx, and a retried batch must never place twice. A single
+order takes an `Idempotency-Key` too (a retry returns the first order, found by its tag), and an
+unknown outcome answers 202 with the tag to look up, not a 5xx that invites a blind retry.
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ async def get_batch(account_id: str, batch_id: str) -> tuple[Response, int]:
 @orders_blueprint.post("/orders")
 async def place_order(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
+    key = _idempotency_key()
     body = await _json_body()
-    return _reply(await _coordinator().place_single(account_id, body, identity.name))
+    return _reply(await _coordinator().place_single(account_id, body, identity.name, key))
 
 
 @orders_blueprint.delete("/orders/<order_id>")
