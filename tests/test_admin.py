@@ -120,6 +120,7 @@ async def test_actors_reports_the_tree_and_every_account(
             assert primary["restarts"] == 0
             assert set(body["accounts"]) == {"primary", "secondary"}
             assert body["accounts"]["secondary"]["subscribers"] == 0
+            assert body["batches"]["recoveries_pending"] == 0
 
 
 async def test_expired_token_degrades_and_new_credentials_reconnect(

@@ -48,6 +48,12 @@ def _known_actor(account_id: str) -> Any:
     return actor
 
 
+def _batch_statistics(batches: Any) -> dict[str, Any] | None:
+    if batches is None:
+        return None
+    return attrs.asdict(batches.statistics())
+
+
 def _status(actor: Any) -> dict[str, Any]:
     try:
         return dict(actor.status())
@@ -74,6 +80,7 @@ async def actors() -> Response:
         "summary": summary,
         "actors": deps.health.snapshot(),
         "accounts": {aid: _status(actor) for aid, actor in deps.actors.items()},
+        "batches": _batch_statistics(deps.batches),
     })
 
 
@@ -139,6 +146,9 @@ async def credentials(account_id: str) -> Response:
     token = _access_token(await request.get_json(force=True, silent=False))
     was = _status(actor).get("upstream")
     actor.set_access_token(token)
+    batches = current_deps().batches
+    if batches is not None:
+        batches.retry_recoveries()  # a recovery waiting on the old token goes now
     await _audit(account_id, identity.name, "credentials", {"upstream_before": was})
     return jsonify({"account": account_id, "reloaded": True, "upstream_before": was})
 
