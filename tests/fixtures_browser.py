@@ -197,14 +197,29 @@ def _run_browser(executable: str, fn: Callable[..., T], viewport: dict[str, int]
         )
         context.set_default_timeout(UI_TIMEOUT_MS)
         errors: list[str] = []
+        console: list[str] = []
         try:
             page = context.pages[0] if context.pages else context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            result = fn(page)
+            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+            try:
+                result = fn(page)
+            except Exception as exc:  # say what the page showed: a flaky wait is then diagnosable
+                exc.add_note(f"page text: {_page_text(page)}")
+                exc.add_note(f"console (last 20): {console[-20:]}")
+                exc.add_note(f"JavaScript errors: {errors}")
+                raise
         finally:
             context.close()
         assert not errors, f"JavaScript errors on the page: {errors}"
         return result
+
+
+def _page_text(page: Any) -> str:
+    try:
+        return " ".join(page.inner_text("body", timeout=2_000).split())[:3_000]
+    except Exception as exc:  # the page itself may be what broke
+        return f"<unreadable: {exc}>"
 
 
 async def in_browser(
