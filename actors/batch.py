@@ -53,7 +53,6 @@ from .validation import (
     EXCHANGES,
     BatchSpec,
     InvalidRequest,
-    LegSpec,
     validate_batch,
     validate_order,
 )
@@ -370,15 +369,11 @@ class BatchCoordinator:
             return 422, _invalid(InvalidRequest([_field("orders", "margin", message)]))
         return None
 
-    def _request(self, leg: LegSpec, tag: str | None) -> OrderRequest:
+    def _request(self, leg: OrderRequest, tag: str | None) -> OrderRequest:
         protection = leg.market_protection
         if leg.order_type in ("MARKET", "SL-M") and protection is None:
             protection = self._config.market_protection
-        return OrderRequest(
-            leg.tradingsymbol, leg.exchange, leg.transaction_type, leg.order_type, leg.quantity,
-            leg.product, price=leg.price, trigger_price=leg.trigger_price,
-            validity=leg.validity, tag=tag, market_protection=protection,
-        )
+        return attrs.evolve(leg, tag=tag, market_protection=protection)
 
     # -- execution and recovery ----------------------------------------------------------
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from brokers.base import OrderRequest
+
 from .instruments import InstrumentInfo
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30), "IST")
@@ -69,24 +71,8 @@ class SessionHours:
 
 
 @attrs.frozen
-class LegSpec:
-    """One validated order, in Kite's vocabulary; orderdesk adds the tag when it places it."""
-
-    tradingsymbol: str
-    exchange: str
-    transaction_type: str
-    order_type: str
-    quantity: int
-    product: str
-    price: float | None = None
-    trigger_price: float | None = None
-    validity: str = "DAY"
-    market_protection: float | None = None
-
-
-@attrs.frozen
 class BatchSpec:
-    legs: tuple[LegSpec, ...]
+    legs: tuple[OrderRequest, ...]  # validated; orderdesk adds the tag when it places them
     rollback_on_failure: bool = True
     execution: str = "parallel"
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -107,7 +93,7 @@ def validate_batch(
     for key in sorted(set(body) - _BATCH_KEYS):
         errors.append(FieldError(key, "unknown_field", f"unknown field {key!r}"))
     orders = body.get("orders")
-    legs: list[LegSpec] = []
+    legs: list[OrderRequest] = []
     if orders is None:
         errors.append(FieldError("orders", "required", "orders is required"))
     elif not isinstance(orders, list):
@@ -142,7 +128,7 @@ def validate_order(
     *,
     session: SessionHours | None = None,
     now: dt.datetime | None = None,
-) -> LegSpec:
+) -> OrderRequest:
     """One order body (`POST /orders`) with the same rules as a batch leg."""
     errors: list[FieldError] = []
     leg = _check_leg(body, "", lookup, errors)
@@ -167,7 +153,7 @@ def _check_session(
 
 def _check_leg(
     order: Any, prefix: str, lookup: Lookup, errors: list[FieldError]
-) -> LegSpec | None:
+) -> OrderRequest | None:
     if not isinstance(order, dict):
         errors.append(FieldError(prefix.rstrip(".") or "", "type", "an order must be an object"))
         return None
@@ -232,7 +218,7 @@ def _check_leg(
     if len(errors) > before:
         return None
     assert symbol and exchange and side and order_type and product and validity and quantity
-    return LegSpec(
+    return OrderRequest(
         tradingsymbol=symbol.strip(),
         exchange=exchange,
         transaction_type=side,
