@@ -198,7 +198,6 @@ async def _open_tree(
             await accounts.start_child(
                 ChildSpec(name, actor.run, policy=actor_policy, kind="actor")
             )
-        metrics.observe(actors, health)
 
         def on_batch(event: str, result: dict[str, Any]) -> None:
             metrics.batch_orders.labels(event.removeprefix("batch.")).inc()

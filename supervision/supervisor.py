@@ -221,6 +221,9 @@ class DynamicSupervisor:
         if self._children.get(name) is child:
             del self._children[name]
         await self.start_child(child.spec)
+        entry = self._health.get(name)
+        if entry is not None:
+            entry.restarts += 1  # a manual restart counts like a supervised one
 
     async def _cancel(self, name: str) -> _Child:
         child = self._children[name]

@@ -92,8 +92,6 @@ async def restart(account_id: str) -> Response:
     if supervisor is None:
         raise ServiceUnavailable("no account supervisor in this process")
     name = _actor_name(account_id)
-    health = current_deps().health
-    before = entry.restarts if (entry := health.get(name)) is not None else None
     # Shielded: a client hanging up must not cancel a restart half-way (the child would be
     # stopped and never started again). Bounded, so a stuck start cannot hold shutdown forever.
     with trio.CancelScope(shield=True):
@@ -101,9 +99,7 @@ async def restart(account_id: str) -> Response:
             await supervisor.restart_child(name)
     if bound.cancelled_caught:
         raise ServiceUnavailable(f"actor {name} did not become ready in {RESTART_TIMEOUT_S:g}s")
-    entry = health.get(name)
-    if entry is not None and before is not None and entry.restarts == before:
-        entry.restarts += 1  # a manual restart counts (the supervisor counts only crashes)
+    entry = current_deps().health.get(name)
     await _audit(account_id, identity.name, "restart", {"actor": name})
     return jsonify({
         "account": account_id,

@@ -148,19 +148,20 @@ def install_request_hooks(app: Quart) -> None:
         rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
         metrics.http_requests.labels(request.method, rule, str(response.status_code)).inc()
         metrics.http_duration.labels(request.method, rule).observe(elapsed)
+        path, ms = redacted_path(request), elapsed * 1000
         access_log.info(
             "http method=%s path=%s status=%d duration_ms=%.3f correlation_id=%s identity=%s",
             request.method,
-            redacted_path(request),
+            path,
             response.status_code,
-            elapsed * 1000,
+            ms,
             cid,
             g.get("identity_name", "-"),
             extra={
                 "http_method": request.method,
-                "http_path": redacted_path(request),
+                "http_path": path,
                 "http_status": response.status_code,
-                "duration_ms": round(elapsed * 1000, 3),
+                "duration_ms": round(ms, 3),
             },
         )
         return response
