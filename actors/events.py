@@ -171,11 +171,7 @@ class EventRelay:
 
     async def _catch_up(self, account: str) -> bool:
         """Enqueue the next page of `account`'s events after its cursor; True if more follow."""
-        if not self._dispatcher.has_webhooks(account):
-            return False
-        cursor = self._cursors.get(account)
-        if cursor is None:  # webhooks configured after this run started
-            cursor = self._cursors[account] = await self._store.start_webhook_cursor(account)
+        cursor = self._cursors[account]
         stored = await self._store.read_events(account, cursor, self._batch_size)
         if not stored:
             return False
@@ -183,7 +179,7 @@ class EventRelay:
         await self._dispatcher.emit_many(
             [order_event(account, e.seq, e.payload) for e in stored], cursors={account: last}
         )
-        self._cursors[account] = max(self._cursors.get(account, 0), last)
+        self._cursors[account] = last  # read_events returns only seqs after the cursor
         self.caught_up += len(stored)
         return len(stored) == self._batch_size
 
@@ -195,14 +191,9 @@ class EventRelay:
         """
         updates = list(islice(self._orders, self._batch_size))
         batches = list(islice(self._batches, self._batch_size))
-        live = [u for u in updates if self._dispatcher.has_webhooks(u.account)]
-        for account in {u.account for u in live} - self._cursors.keys():
-            # webhooks configured after this run started: they begin with its first update here
-            first = min(u.seq for u in live if u.account == account)
-            self._cursors[account] = await self._store.start_webhook_cursor(account, first - 1)
         events = list(batches)
         cursors: dict[str, int] = {}
-        for update in live:
+        for update in updates:  # only accounts with webhooks are queued: each has a cursor
             account = update.account
             cursor = cursors.get(account, self._cursors[account])
             if account in self._behind or update.seq <= cursor:
@@ -214,8 +205,7 @@ class EventRelay:
             cursors[account] = update.seq
         if events or cursors:
             await self._dispatcher.emit_many(events, cursors=cursors)
-        for account, seq in cursors.items():
-            self._cursors[account] = max(self._cursors[account], seq)
+        self._cursors.update(cursors)  # each only moved forward, one seq at a time
         for _ in updates:
             self._orders.popleft()
         for _ in batches:
