@@ -2,8 +2,9 @@
 
 The venue under test has two accounts (`primary`, `secondary`), no rate limit, and a price
 simulation that never steps on its own (`tick_interval_s` one hour): prices move only through
-`POST /_venue/ltp` and `POST /_venue/step`, so every test is deterministic. The Kite reference
-files are read from `shared/kite-fixtures` beside the repository (CI places `shared/` there).
+`POST /_venue/ltp` and `POST /_venue/step`, so every test is deterministic. What the venue must
+match of Zerodha's reference responses is in `tests/fixtures/kite_schema.json`, derived from them
+by `tests/fixtures/derive_kite_schema.py` (the references themselves stay outside the project).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def kite_http(
 
 # ---- plain helpers ---------------------------------------------------------------------------
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "kite-fixtures"
+KITE_SCHEMA: dict[str, Any] = json.loads(
+    (Path(__file__).parent / "fixtures" / "kite_schema.json").read_text()
+)
 
 _MASTER = builtin_master(dt.datetime.now(IST).date(), {})
 _FUTURES = [i for i in _MASTER.instruments if i.instrument_type == "FUT"]
@@ -66,8 +69,29 @@ NIFTY_PRICE = 24000.0
 NIFTY_CE = NIFTY_FUT.removesuffix("FUT") + "24000CE"
 
 
-def fixture_json(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+def kite_reference(name: str, *path: str) -> dict[str, Any]:
+    """The derived shape of reference response `name` at `path` (keys; `[]` for list items)."""
+    shape: dict[str, Any] = KITE_SCHEMA["responses"][name]
+    for step in path:
+        shape = shape["items"] if step == "[]" else shape["fields"][step]
+    return shape
+
+
+#: Our own rows (not the reference's) in Kite's instruments CSV format: equities on two
+#: exchanges and one BANKNIFTY strike of January 2018 (lot 40).
+_KITE_CSV_ROWS = (
+    "779521,3045,SBIN,STATE BANK OF INDIA,0.0,,0.0,0.05,1,EQ,NSE,NSE",
+    "408065,1594,INFY,INFOSYS,0.0,,0.0,0.05,1,EQ,NSE,NSE",
+    "128028676,500112,SBIN,STATE BANK OF INDIA,0.0,,0.0,0.05,1,EQ,BSE,BSE",
+    "12073986,47164,BANKNIFTY18JAN23500CE,,0.0,2018-01-25,23500.0,0.05,40,CE,NFO-OPT,NFO",
+    "12074242,47165,BANKNIFTY18JAN23500PE,,0.0,2018-01-25,23500.0,0.05,40,PE,NFO-OPT,NFO",
+)
+
+
+def kite_instruments_csv() -> str:
+    """An instruments dump with the reference's header and five rows of our own."""
+    header = ",".join(KITE_SCHEMA["instruments_csv"]["header"])
+    return "\n".join((header, *_KITE_CSV_ROWS)) + "\n"
 
 
 def order_form(**overrides: Any) -> dict[str, Any]:

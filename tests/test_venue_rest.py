@@ -17,6 +17,7 @@ from tests.fixtures_venue import (
     assert_error,
     history,
     kite_http,
+    kite_instruments_csv,
     latest,
     market_form,
     order_form,
@@ -412,14 +413,14 @@ async def test_expired_token_and_new_token(venue, kite, control):
         assert_error(await kite.get("/orders"), 403, "TokenException")
 
 
-async def test_csv_master_from_reference_file(nursery):
-    from tests.fixtures_venue import FIXTURES
-
+async def test_csv_master_from_a_kite_dump(nursery, tmp_path):
+    dump = tmp_path / "instruments.csv"
+    dump.write_text(kite_instruments_csv())
     with trio.fail_after(10):
-        address = await start_venue(nursery, instruments_csv=str(FIXTURES / "instruments_all.csv"))
+        address = await start_venue(nursery, instruments_csv=str(dump))
         async with kite_http(address) as kite:
             lines = (await kite.get("/instruments")).text.splitlines()
-            assert len(lines) == 100
+            assert lines == kite_instruments_csv().splitlines()
             order_id = await place(kite, order_form(
                 exchange="NFO", tradingsymbol="BANKNIFTY18JAN23500CE", quantity=40, price=1.0))
             assert (await latest(kite, order_id))["status"] == "OPEN"

@@ -13,7 +13,7 @@ from brokers.paper.faults import Faults, parse_faults
 from brokers.paper.instruments import builtin_master, last_tuesday, load_csv, monthly_expiries
 from brokers.paper.margins import Leg, basket, leg_margin
 from brokers.paper.prices import PriceBook
-from tests.fixtures_venue import FIXTURES
+from tests.fixtures_venue import kite_instruments_csv
 
 
 @attrs.frozen
@@ -46,9 +46,9 @@ def test_builtin_master():
     assert len(options) == 2 * 21 * 2
 
 
-def test_reference_csv_loads():
-    master = load_csv((FIXTURES / "instruments_all.csv").read_text(), {})
-    assert len(master.instruments) == 99
+def test_kite_csv_loads():
+    master = load_csv(kite_instruments_csv(), {})
+    assert len(master.instruments) == 5
     option = master.get("NFO", "BANKNIFTY18JAN23500CE")
     assert option is not None and option.lot_size == 40 and option.expiry == dt.date(2018, 1, 25)
     assert load_csv(master.to_csv(), {}).instruments == master.instruments
