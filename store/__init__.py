@@ -20,6 +20,7 @@ from .base import (
     OrderEvent,
     Store,
     StoreError,
+    StoreOpenFailed,
     StoreUnavailable,
     WebhookDelivery,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "OrderEvent",
     "Store",
     "StoreError",
+    "StoreOpenFailed",
     "StoreUnavailable",
     "WebhookDelivery",
     "migrate",

@@ -33,6 +33,11 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached, or the store is closed."""
 
 
+class StoreOpenFailed(StoreUnavailable):
+    """The store could not be opened at all: its message is one line naming where (never a
+    password) and why, fit to end a start-up with."""
+
+
 class NotFound(StoreError):
     """An update named a batch or leg that does not exist."""
 

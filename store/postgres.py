@@ -9,9 +9,11 @@ webhook outbox with the audit log (`_postgres_outbox`); what both engines share 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from urllib.parse import urlsplit
 
 import asyncpg
 import trio
@@ -24,10 +26,27 @@ from ._postgres_bridge import current_or_own_loop, init_connection
 from ._postgres_events import PostgresEvents
 from ._postgres_outbox import PostgresOutbox
 from ._util import background
-from .base import Json, StoreUnavailable
+from .base import Json, StoreOpenFailed
 from .group_commit import GroupCommitter
 
 _LOCK_ID = 0x6F72_6465_7264  # advisory lock serialising concurrent migrators
+_CONNECT_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def unreachable(url: str, exc: BaseException) -> StoreOpenFailed:
+    """`cannot reach Postgres at host:port/db: cause`; the URL's user and password stay out."""
+    parts = urlsplit(url)
+    where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
+    return StoreOpenFailed(f"cannot reach Postgres at {where}: {_cause(exc)}")
+
+
+def _cause(exc: BaseException) -> str:
+    """The OS's words for a socket error (asyncio's own text repeats the address)."""
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno).lower()
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
 
 
 async def _migrate(conn: asyncpg.Connection) -> list[int]:
@@ -87,8 +106,8 @@ async def open_postgres(url: str, *, pool_size: int = 10) -> AsyncIterator[Postg
             pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool, loop=loop)(
                 url, min_size=1, max_size=pool_size, init=init_connection
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailable(f"cannot connect to postgres: {exc}") from exc
+        except _CONNECT_ERRORS as exc:
+            raise unreachable(url, exc) from exc
         try:
             store = PostgresStore(pool, loop)
             await store._call(_migrate)
@@ -115,5 +134,5 @@ async def migrate_postgres(url: str) -> list[int]:
 
         try:
             return await trio_asyncio.aio_as_trio(run, loop=loop)()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailable(f"cannot migrate postgres: {exc}") from exc
+        except _CONNECT_ERRORS as exc:
+            raise unreachable(url, exc) from exc

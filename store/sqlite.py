@@ -12,6 +12,8 @@ committer.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +28,7 @@ from ._sqlite_jobs import write_tx
 from ._sqlite_outbox import SqliteOutbox
 from ._sqlite_worker import SqliteWorker
 from ._util import background
-from .base import Json, StoreError, StoreUnavailable
+from .base import Json, StoreError, StoreOpenFailed
 from .group_commit import GroupCommitter
 
 
@@ -109,11 +111,29 @@ def sqlite_path(url: str) -> str:
     return path
 
 
+def _keep_private(path: str) -> None:
+    """Create the database file 0600 (orders and the audit log are nobody else's), and tighten
+    one an older version left readable. SQLite gives its -wal and -shm files the database
+    file's mode when it creates them; tighten any left from before too."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
+
+
 def _worker_for(url: str) -> SqliteWorker:
     path = sqlite_path(url)
     if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _keep_private(path)
+        except OSError as exc:
+            raise _open_failed(path, exc.strerror or str(exc)) from exc
     return SqliteWorker(_connect(path))
+
+
+def _open_failed(path: str, cause: object) -> StoreOpenFailed:
+    return StoreOpenFailed(f"cannot open the SQLite database {path}: {cause}")
 
 
 @asynccontextmanager
@@ -124,9 +144,7 @@ async def open_sqlite(url: str) -> AsyncIterator[SqliteStore]:
         try:
             await worker.run(_migrate)
         except StoreError as exc:
-            raise StoreUnavailable(
-                f"cannot open sqlite database {sqlite_path(url)!r}: {exc}"
-            ) from exc
+            raise _open_failed(sqlite_path(url), exc) from exc
         store = SqliteStore(worker)
         async with background(store._committer.run):
             yield store

@@ -12,6 +12,7 @@ import signal
 
 import attrs
 
+from ._startup import reported_startup_failures, start_listener
 from .settings import Settings, load_settings
 
 log = logging.getLogger("orderdesk")
@@ -46,7 +47,8 @@ def run_serve(args: argparse.Namespace) -> int:
             f"  admin token:             {settings.generated_secrets['admin_token']}",
             flush=True,
         )
-    trio_asyncio.run(serve, settings)
+    with reported_startup_failures():
+        trio_asyncio.run(serve, settings)
     return 0
 
 
@@ -70,7 +72,9 @@ def run_venue(args: argparse.Namespace) -> int:
     async def run() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                address = await nursery.start(serve_venue, config)
+                address = await start_listener(
+                    nursery, "paper venue", config.bind, serve_venue, config
+                )
                 print(f"orderdesk venue: REST {address.rest_url}  ticker {address.ticker_url}",
                       flush=True)
                 async for signum in signals:
@@ -78,7 +82,8 @@ def run_venue(args: argparse.Namespace) -> int:
                     break
                 nursery.cancel_scope.cancel()
 
-    trio.run(run)
+    with reported_startup_failures():
+        trio.run(run)
     return 0
 
 
@@ -88,7 +93,8 @@ def run_migrate(args: argparse.Namespace) -> int:
     from store import migrate
 
     settings = _settings(args)
-    trio_asyncio.run(migrate, settings.database_url)
+    with reported_startup_failures():
+        trio_asyncio.run(migrate, settings.database_url)
     print(f"orderdesk: store migrated ({_redact_url(settings.database_url)})")
     return 0
 

@@ -20,6 +20,7 @@ from typing import Any
 from ._admin_client import DEFAULT_TIMEOUT_S, DEFAULT_URL, EXIT_UNREACHABLE
 from ._operator import run_actors, run_credentials, run_restart, run_status
 from ._serve_commands import run_migrate, run_serve, run_venue
+from ._startup import StartupError
 from .settings import DEFAULT_BIND, DEFAULT_VENUE_BIND, ConfigError
 
 DEFAULT_WATCH_S = 2.0
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except ConfigError as exc:
         print(f"orderdesk: configuration error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except StartupError as exc:  # a busy port, an unreachable store: one line, no traceback
+        print(f"orderdesk: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:  # the servers stop on SIGINT by design; a client was cut short
         return 0 if args.command in ("serve", "venue", "migrate") else 130

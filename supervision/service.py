@@ -43,6 +43,7 @@ from web import Metrics, WebDeps, create_app, serve_web
 from web.orders import orders_blueprint
 from web.page import page_blueprint
 
+from ._startup import start_listener
 from .health import ErrorInfo, HealthEntry, HealthRegistry
 from .settings import DEFAULT_SHUTDOWN_GRACE_S, AccountSettings, Settings
 from .supervisor import (
@@ -167,7 +168,9 @@ async def _open_tree(
     ), health)
     venue = None
     if settings.venue is not None:
-        venue = await root.start(serve_venue, settings.venue)
+        venue = await start_listener(
+            root, "paper venue", settings.venue.bind, serve_venue, settings.venue
+        )
         health.register("venue", "service").set_state("running")
     dispatcher = WebhookDispatcher(
         store,
@@ -215,8 +218,9 @@ async def _open_tree(
         )
         app = create_app(deps, blueprints=[orders_blueprint, page_blueprint])
         web = _Scoped()
-        web_bind = await root.start(
-            web.run, partial(serve_web, app, settings.bind, shutdown_trigger=shutdown.wait)
+        web_bind = await start_listener(
+            root, "web", settings.bind,
+            web.run, partial(serve_web, app, settings.bind, shutdown_trigger=shutdown.wait),
         )
         health.register("web", "service").set_state("running")
 

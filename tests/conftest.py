@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures_store",
     "tests.fixtures_web",
     "tests.fixtures_service",
+    "tests.fixtures_cli",
 ]

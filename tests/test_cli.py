@@ -9,18 +9,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
-import attrs
 import httpx
 import pytest
 import trio
 
 from supervision.cli import main
 from supervision.service import Running
+from tests.fixtures_cli import BIN, ORDERDESK, REPO, Result, cli_env, free_port, orderdesk
 from tests.fixtures_service import write_config
 from tests.test_admin import (
     ADMIN_TOKEN,
@@ -33,51 +31,9 @@ from tests.test_admin import (
     wait_tree,
 )
 
-BIN = Path(sys.executable).parent
-ORDERDESK = BIN / "orderdesk"
-REPO = Path(__file__).resolve().parents[1]
-
-
-@attrs.frozen
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> object:
-        return json.loads(self.stdout)
-
-
-def _env(cwd: Path, **extra: str) -> dict[str, str]:
-    """The environment without any ORDERDESK_* of the caller's, var/ under the test's dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERDESK_")}
-    env.update(ORDERDESK_VAR=str(cwd / "var"), COLUMNS="200", **extra)
-    return env
-
-
-async def orderdesk(
-    cwd: Path, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
-) -> Result:
-    process = await trio.run_process(
-        [str(ORDERDESK), *args],
-        stdin=stdin,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-        cwd=cwd,
-        env=env or _env(cwd),
-    )
-    return Result(process.returncode, process.stdout.decode(), process.stderr.decode())
-
 
 def server(running: Running, token: str = ADMIN_TOKEN) -> tuple[str, ...]:
     return ("--url", f"http://{running.web_bind}", "--token", token)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- status, actors and credentials ---------------------------------------------------------------
@@ -199,7 +155,7 @@ async def test_url_and_token_from_the_environment_or_var_secrets(
 ) -> None:
     with trio.fail_after(30):
         async with open_admin_service(tmp_path, monkeypatch) as running:
-            env = _env(tmp_path, ORDERDESK_URL=f"http://{running.web_bind}",
+            env = cli_env(tmp_path, ORDERDESK_URL=f"http://{running.web_bind}",
                        ORDERDESK_ADMIN_TOKEN=ADMIN_TOKEN)
             result = await orderdesk(tmp_path, "status", env=env)
             assert result.code == 0, result
@@ -208,7 +164,7 @@ async def test_url_and_token_from_the_environment_or_var_secrets(
             (tmp_path / "var" / "secrets.json").write_text(
                 json.dumps({"admin_token": ADMIN_TOKEN, "primary_token": "p"})
             )
-            env = _env(tmp_path, ORDERDESK_URL=running.web_bind)  # scheme added if missing
+            env = cli_env(tmp_path, ORDERDESK_URL=running.web_bind)  # scheme added if missing
             result = await orderdesk(tmp_path, "status", env=env)
             assert result.code == 0, result
 
@@ -256,8 +212,8 @@ async def test_watch_refreshes_until_ctrl_c(
     with trio.fail_after(30):
         async with open_admin_service(tmp_path, monkeypatch) as running:
             for extra, marker, env in (
-                (("--json",), b'"summary"', _env(tmp_path)),
-                ((), b"overall", _env(tmp_path, TTY_COMPATIBLE="1")),  # rich.live redraws
+                (("--json",), b'"summary"', cli_env(tmp_path)),
+                ((), b"overall", cli_env(tmp_path, TTY_COMPATIBLE="1")),  # rich.live redraws
             ):
                 process = await trio.lowlevel.open_process(
                     [str(ORDERDESK), "status", *server(running), "--watch", "0.1", *extra],
@@ -306,7 +262,7 @@ async def test_honcho_start_serves_and_status_exits_0(tmp_path: Path) -> None:
     if not honcho.exists():
         pytest.skip("honcho is not installed (pip install -e '.[test]')")
     port = free_port()
-    env = _env(tmp_path, PORT=str(port), ORDERDESK_CONFIG=str(write_config(tmp_path)),
+    env = cli_env(tmp_path, PORT=str(port), ORDERDESK_CONFIG=str(write_config(tmp_path)),
                PYTHONUNBUFFERED="1")
     log = (tmp_path / "honcho.log").open("wb")
     process = await trio.lowlevel.open_process(
