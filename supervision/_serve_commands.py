@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 
 import attrs
@@ -57,7 +58,10 @@ def run_venue(args: argparse.Namespace) -> int:
 
     from brokers.paper import VenueConfig, serve_venue
 
-    settings = load_settings(args.config) if args.config else None
+    # The venue is the one it serves: ORDERDESK_VENUE_URL (which venue `serve` trades on) is
+    # not for it, so its [venue] table applies even where the variable is exported to both.
+    environ = {k: v for k, v in os.environ.items() if k != "ORDERDESK_VENUE_URL"}
+    settings = load_settings(args.config, environ=environ) if args.config else None
     config = (settings.venue if settings and settings.venue else None) or VenueConfig()
     if settings is not None:
         paper = tuple(a.id for a in settings.accounts if a.broker == "paper")

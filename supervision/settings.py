@@ -98,13 +98,14 @@ def _embedded_defaults(env: Mapping[str, str]) -> Settings:
         tokens=(ClientToken("primary-generated", generated["primary_token"]),),
         access_token="paper-primary",
     )
+    venue_url = _standalone_venue_url(env)
     return Settings(
         bind=bind,
         admin_token=env.get("ORDERDESK_ADMIN_TOKEN", generated["admin_token"]),
         allowed_origins=(f"http://{bind}",),
         database_url=env.get("DATABASE_URL", f"sqlite:///{var_dir}/orderdesk.db"),
-        venue=VenueConfig(bind=DEFAULT_VENUE_BIND, accounts=("primary",)),
-        accounts=(account,),
+        venue=None if venue_url else VenueConfig(bind=DEFAULT_VENUE_BIND, accounts=("primary",)),
+        accounts=(_on_venue(account, venue_url),),
         var_dir=var_dir,
         generated_secrets=generated,
     )
@@ -133,14 +134,17 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     venue_doc = doc.get("venue")
     var_dir = Path(env.get("ORDERDESK_VAR", "var"))
     bind = env.get("ORDERDESK_BIND", str(server.get("bind", DEFAULT_BIND)))
-    accounts = tuple(_account(i, a, env) for i, a in enumerate(doc.get("accounts", [])))
+    venue_url = _standalone_venue_url(env)
+    accounts = tuple(
+        _on_venue(_account(i, a, env), venue_url) for i, a in enumerate(doc.get("accounts", []))
+    )
     if not accounts:
         raise ConfigError("accounts: at least one [[accounts]] table is required")
     ids = [a.id for a in accounts]
     if len(set(ids)) != len(ids):
         raise ConfigError("accounts: account ids must be unique")
     venue = None
-    if venue_doc is not None:
+    if venue_doc is not None and venue_url is None:
         if not isinstance(venue_doc, dict):
             raise ConfigError("venue: must be a table")
         venue = VenueConfig(
@@ -175,6 +179,27 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         var_dir=var_dir,
         shutdown_grace_s=_seconds(server, "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S),
     )
+
+
+def _standalone_venue_url(env: Mapping[str, str]) -> str | None:
+    """ORDERDESK_VENUE_URL: a running `orderdesk venue` that paper accounts trade on instead of
+    an embedded one (the Procfile's `web` sets it to its `venue` process)."""
+    url = env.get("ORDERDESK_VENUE_URL")
+    if not url:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"ORDERDESK_VENUE_URL: must be the http:// URL of `orderdesk venue`, not {url!r}"
+        )
+    return url.rstrip("/")
+
+
+def _on_venue(account: AccountSettings, venue_url: str | None) -> AccountSettings:
+    """A paper account without URLs of its own trades on the standalone venue, if one is set."""
+    if venue_url is None or account.broker != "paper" or account.rest_url is not None:
+        return account
+    ticker = "ws" + venue_url.removeprefix("http")  # http -> ws, https -> wss
+    return attrs.evolve(account, rest_url=venue_url, ticker_url=f"{ticker}/")
 
 
 def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -20,6 +20,7 @@ from supervision.cli import main
 from supervision.service import Running
 from tests.fixtures_cli import BIN, ORDERDESK, REPO, Result, cli_env, free_port, orderdesk
 from tests.fixtures_service import write_config
+from tests.fixtures_venue import NIFTY_FUT, kite_headers
 from tests.test_admin import (
     ADMIN_TOKEN,
     TOKENS,
@@ -257,44 +258,66 @@ def test_help_says_what_each_command_does(
 # -- honcho with the Procfile ---------------------------------------------------------------------
 
 
-async def test_honcho_start_serves_and_status_exits_0(tmp_path: Path) -> None:
+async def test_honcho_web_trades_on_the_procfiles_venue(tmp_path: Path) -> None:
+    """`honcho start`: `web` (whose config also has an embedded [venue]) trades on the `venue`
+    process; an order placed through `web` is in that venue's book. SIGTERM stops both, 0."""
     honcho = BIN / "honcho"
     if not honcho.exists():
         pytest.skip("honcho is not installed (pip install -e '.[test]')")
-    port = free_port()
-    env = cli_env(tmp_path, PORT=str(port), ORDERDESK_CONFIG=str(write_config(tmp_path)),
-               PYTHONUNBUFFERED="1")
+    port, venue_port = free_port(), free_port()
+    env = cli_env(tmp_path, PORT=str(port), VENUE_PORT=str(venue_port),
+                  VENUE_ACCOUNTS="primary,secondary",
+                  ORDERDESK_CONFIG=str(write_config(tmp_path)), PYTHONUNBUFFERED="1")
     log = (tmp_path / "honcho.log").open("wb")
     process = await trio.lowlevel.open_process(
-        [str(honcho), "start", "web"], cwd=REPO, env=env,
+        [str(honcho), "start"], cwd=REPO, env=env,
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     log.close()
+    web = f"http://127.0.0.1:{port}"
     try:
-        with trio.fail_after(15):
-            async with httpx.AsyncClient(timeout=1.0) as http:
-                while True:
-                    try:
-                        if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert process.returncode is None, "honcho exited early"
-                    await trio.sleep(0.1)
-            result = await orderdesk(
-                tmp_path, "status", "--url", f"http://127.0.0.1:{port}", "--token", ADMIN_TOKEN
-            )
+        with trio.fail_after(30):
+            await _wait_healthy(web, process)
+            result = await orderdesk(tmp_path, "status", "--url", web, "--token", ADMIN_TOKEN)
             assert result.code == 0, result
+            async with httpx.AsyncClient(timeout=10) as http:
+                placed = await http.post(
+                    f"{web}/accounts/primary/orders",
+                    headers={"Authorization": f"Bearer {TOKENS['primary']}"},
+                    json={"tradingsymbol": NIFTY_FUT, "exchange": "NFO",
+                          "transaction_type": "BUY", "quantity": 75, "order_type": "MARKET",
+                          "product": "NRML"},
+                )
+                assert placed.status_code == 200, placed.text
+                book = await http.get(f"http://127.0.0.1:{venue_port}/orders",
+                                      headers=kite_headers("primary"))
+            assert placed.json()["order_id"] in {o["order_id"] for o in book.json()["data"]}
     finally:
-        process.send_signal(signal.SIGTERM)  # honcho passes it to `web`, which shuts down
-        with trio.move_on_after(10) as waited:
+        process.send_signal(signal.SIGTERM)  # honcho passes it on; both shut down
+        with trio.move_on_after(15) as waited:
             await process.wait()
         if waited.cancelled_caught:
             os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
     output = (tmp_path / "honcho.log").read_text()
     assert process.returncode == 143, output  # honcho's own code for "stopped by SIGTERM"
-    assert "web.1 stopped (rc=0)" in output, output  # `exec`: orderdesk itself exits 0
+    for name in ("web", "venue"):  # `exec`: orderdesk itself exits 0
+        assert f"{name}.1 stopped (rc=0)" in output, output
+
+
+async def _wait_healthy(web: str, process: trio.Process) -> None:
+    """Until `web` answers /admin/actors with every actor connected to its upstream."""
+    async with httpx.AsyncClient(timeout=1.0) as http:
+        while True:
+            try:
+                answer = await http.get(f"{web}/admin/actors",
+                                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+                if answer.status_code == 200 and answer.json()["ok"]:
+                    return
+            except httpx.TransportError:
+                pass
+            assert process.returncode is None, "honcho exited early"
+            await trio.sleep(0.1)
 
 
 # -- deploy/ --------------------------------------------------------------------------------------

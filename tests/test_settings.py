@@ -113,3 +113,35 @@ def test_log_lines_never_carry_query_secrets() -> None:
                                None)
     RedactingFilter().filter(record)
     assert "s3cret" not in record.getMessage() and "access_token=***" in record.getMessage()
+
+
+def test_a_standalone_venue_url_replaces_the_embedded_venue(tmp_path: Path) -> None:
+    """ORDERDESK_VENUE_URL (the Procfile's `web` sets it): paper accounts without URLs of their
+    own trade on that `orderdesk venue`, and none is embedded, even with a [venue] table."""
+    env = {"ORDERDESK_VAR": str(tmp_path / "var"), "ORDERDESK_VENUE_URL": "http://127.0.0.1:8766/"}
+    settings = load_settings(None, environ=env)
+    assert settings.venue is None
+    [primary] = settings.accounts
+    assert (primary.rest_url, primary.ticker_url) == ("http://127.0.0.1:8766", "ws://127.0.0.1:8766/")
+
+    path = tmp_path / "orderdesk.toml"
+    path.write_text("""
+[server]
+admin_token = "admin-secret"
+[venue]
+bind = "127.0.0.1:0"
+[[accounts]]
+id = "a"
+[[accounts]]
+id = "b"
+rest_url = "http://127.0.0.1:9999"
+ticker_url = "ws://127.0.0.1:9999/"
+""")
+    settings = load_settings(str(path), environ={"ORDERDESK_VENUE_URL": "https://venue.example"})
+    assert settings.venue is None
+    assert [(a.rest_url, a.ticker_url) for a in settings.accounts] == [
+        ("https://venue.example", "wss://venue.example/"),
+        ("http://127.0.0.1:9999", "ws://127.0.0.1:9999/"),  # its own URLs win
+    ]
+    with pytest.raises(ConfigError, match="ORDERDESK_VENUE_URL: must be the http:// URL"):
+        load_settings(str(path), environ={"ORDERDESK_VENUE_URL": "127.0.0.1:8766"})

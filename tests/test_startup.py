@@ -1,9 +1,9 @@
 """Start-up through the real `orderdesk` console script: private files, one-line failures.
 
 The SQLite database and its -wal/-shm files hold orders and the audit log: 0600, as the
-generated secrets are. A start-up that cannot work (Postgres unreachable, a port taken) ends
-with one line naming where and why, and exit 2 as configuration errors do: no traceback, and
-never the database password.
+generated secrets are (tests/test_settings.py). A start-up that cannot work (Postgres
+unreachable, a port taken) ends with one line naming where and why, and exit 2 as configuration
+errors do: no traceback, and never the database password.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import pytest
 import trio
 
 from store import StoreOpenFailed, open_store
-from supervision.settings import load_settings
 from tests.fixtures_cli import Result, free_port, orderdesk, running_orderdesk
 from tests.fixtures_service import write_config
 
@@ -69,11 +68,6 @@ async def test_files_an_older_version_left_readable_are_tightened(tmp_path: Path
         async with open_store(f"sqlite:///{db}"):
             assert oct(mode(db)) == "0o600"
             assert oct(mode(tmp_path / "od.db-wal")) == "0o600"
-
-
-def test_generated_secrets_are_0600(tmp_path: Path) -> None:
-    load_settings(environ={"ORDERDESK_VAR": str(tmp_path / "var")})
-    assert oct(mode(tmp_path / "var" / "secrets.json")) == "0o600"
 
 
 async def test_an_unopenable_sqlite_path_is_one_line(tmp_path: Path) -> None:
