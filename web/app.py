@@ -54,6 +54,7 @@ class WebConfig:
     max_frame_bytes: int = 256 * 1024
     websocket_compression: bool = False  # permessage-deflate for order streams (costs CPU)
     send_timeout_s: float = 10.0  # a peer that takes longer to take one write is dropped
+    request_timeout_s: float = 30.0  # a request's head and body must arrive within this
 
 
 @attrs.frozen
