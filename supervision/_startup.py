@@ -28,8 +28,15 @@ async def start_listener(
     nursery: trio.Nursery, what: str, bind: str, serve: Callable[..., Awaitable[Any]], *args: Any
 ) -> Any:
     """`nursery.start(serve, *args)`, a failure to bind `bind` raised as a `StartupError`."""
-    try:
+    with listen_errors(what, bind):
         return await nursery.start(serve, *args)
+
+
+@contextmanager
+def listen_errors(what: str, bind: str) -> Iterator[None]:
+    """A failure to bind `bind` inside the block, raised as a `StartupError`."""
+    try:
+        yield
     except Exception as exc:
         error = _sole(exc)
         if not isinstance(error, OSError) or not (

@@ -39,11 +39,12 @@ from actors.webhooks import WebhookConfig, WebhookDispatcher
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress, serve_venue
 from store import Store, open_store
-from web import Metrics, WebDeps, create_app, serve_web
+from web import Metrics, WebConfig, WebDeps, create_app
+from web.front import WebFront
 from web.orders import orders_blueprint
 from web.page import page_blueprint
 
-from ._startup import start_listener
+from ._startup import listen_errors, start_listener
 from .health import ErrorInfo, HealthEntry, HealthRegistry
 from .settings import DEFAULT_SHUTDOWN_GRACE_S, AccountSettings, Settings
 from .supervisor import (
@@ -60,6 +61,8 @@ SHUTDOWN_GRACE_S = DEFAULT_SHUTDOWN_GRACE_S
 #: How often `store-monitor` asks the store for its health (each check is bounded by the
 #: store's own HEALTH_TIMEOUT_S), so an outage shows in the tree within seconds.
 STORE_CHECK_S = 5.0
+#: The web front's restarts: quick at first, and it keeps trying (clients are waiting for it).
+WEB_POLICY = RestartPolicy(initial_delay=0.05, max_delay=5.0, max_restarts=30, period=60.0)
 _SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -77,6 +80,7 @@ class Running:
     webhooks: WebhookDispatcher
     metrics: Metrics
     shutdown: trio.Event
+    web: WebFront
 
 
 async def serve(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -117,12 +121,14 @@ async def open_service(
     grace_s: float | None = None,
     actor_policy: RestartPolicy = RestartPolicy(),
     store_check_s: float = STORE_CHECK_S,
+    web_config: WebConfig | None = None,
 ) -> AsyncIterator[Running]:
     """Start the whole tree; leaving the block shuts it down in order.
 
     `grace_s` (default `settings.shutdown_grace_s`) is what running batches get to finish or
     roll back at shutdown; `actor_policy` is each account actor's restart policy;
-    `store_check_s` how often `store-monitor` checks the store.
+    `store_check_s` how often `store-monitor` checks the store; `web_config` the web front's
+    tunables (default: from `settings`).
     """
     grace_s = settings.shutdown_grace_s if grace_s is None else grace_s
     brokers: list[KiteBroker] = []
@@ -133,6 +139,7 @@ async def open_service(
                     async with _open_tree(
                         root, settings, store, brokers, actor_config, batch_config,
                         webhook_config, actor_policy, store_check_s,
+                        web_config or WebConfig(send_timeout_s=settings.send_timeout_s),
                     ) as (running, stop):
                         yield running
                         await stop(grace_s)
@@ -156,6 +163,7 @@ async def _open_tree(
     webhook_config: WebhookConfig,
     actor_policy: RestartPolicy,
     store_check_s: float,
+    web_config: WebConfig,
 ) -> AsyncIterator[tuple[Running, Callable[[float], Awaitable[None]]]]:
     """Start every child into `root`; yields the `Running` view and the graceful `stop`."""
     health = HealthRegistry()
@@ -214,15 +222,22 @@ async def _open_tree(
         await root.start(batches.run, partial(supervise, ChildSpec("batches", coordinator.run),
                                               health))
         deps = WebDeps(
-            settings, actors, store, health, metrics, batches=coordinator, supervisor=accounts,
+            settings, actors, store, health, metrics, web_config, batches=coordinator,
+            supervisor=accounts,
         )
         app = create_app(deps, blueprints=[orders_blueprint, page_blueprint])
+        with listen_errors("web", settings.bind):
+            front = WebFront.bind(app, settings.bind, shutdown)
         web = _Scoped()
-        web_bind = await start_listener(
-            root, "web", settings.bind,
-            web.run, partial(serve_web, app, settings.bind, shutdown_trigger=shutdown.wait),
-        )
-        health.register("web", "service").set_state("running")
+        try:
+            # Restarted on failure (same sockets) while everything else keeps running; a
+            # normal return (shutdown) ends it.
+            await root.start(web.run, partial(supervise, ChildSpec(
+                "web", front.run, restart="transient", policy=WEB_POLICY,
+            ), health))
+        except BaseException:
+            front.close()
+            raise
 
         async def stop(grace_s: float) -> None:
             """Stop accepting, close websockets (1001), give batches `grace_s`, then cut them
@@ -242,10 +257,13 @@ async def _open_tree(
                         batches.scope.cancel()
                         await batches.wait()
 
-        yield Running(
-            web_bind, venue, actors, store, health, accounts, coordinator, dispatcher,
-            metrics, shutdown,
-        ), stop
+        try:
+            yield Running(
+                front.address, venue, actors, store, health, accounts, coordinator, dispatcher,
+                metrics, shutdown, front,
+            ), stop
+        finally:
+            front.close()
 
 
 @attrs.define(eq=False)

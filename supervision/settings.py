@@ -23,6 +23,8 @@ DEFAULT_BIND = "127.0.0.1:8081"
 DEFAULT_VENUE_BIND = "127.0.0.1:8765"
 #: Seconds running batches get to finish or roll back at SIGTERM/SIGINT before they are cancelled.
 DEFAULT_SHUTDOWN_GRACE_S = 10.0
+#: Seconds a client may take to accept one write before its connection is dropped.
+DEFAULT_SEND_TIMEOUT_S = 10.0
 
 
 class ConfigError(Exception):
@@ -66,6 +68,7 @@ class Settings:
     var_dir: Path = Path("var")
     generated_secrets: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
 
     def account(self, account_id: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.id == account_id), None)
@@ -178,6 +181,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         accounts=accounts,
         var_dir=var_dir,
         shutdown_grace_s=_seconds(server, "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S),
+        send_timeout_s=_seconds(server, "send_timeout_s", DEFAULT_SEND_TIMEOUT_S),
     )
 
 

@@ -33,7 +33,8 @@ import trio
 from hypercorn.events import RawData
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import WSStream
-from hypercorn.trio.tcp_server import TCPServer
+
+from ._server import GuardedTCPServer
 
 _SHORT = struct.Struct("!BB").pack
 _MEDIUM = struct.Struct("!BBH").pack
@@ -87,11 +88,11 @@ def decline_compression(asgi_send: Any) -> None:
 
 
 class DirectSocket:
-    __slots__ = ("_fileno", "_lock", "_pending", "_send", "_stream", "_ws")
+    __slots__ = ("_fileno", "_lock", "_pending", "_send", "_tcp", "_ws")
 
-    def __init__(self, tcp: TCPServer, ws_stream: WSStream) -> None:
+    def __init__(self, tcp: GuardedTCPServer, ws_stream: WSStream) -> None:
         self._ws = ws_stream
-        self._stream = tcp.stream
+        self._tcp = tcp
         self._fileno = tcp.stream.socket.fileno
         self._lock: trio.Lock = tcp.send_lock
         self._send = tcp.protocol_send
@@ -108,7 +109,7 @@ class DirectSocket:
         if type(protocol) is not H11Protocol:  # HTTP/2 websockets: frames go in h2 DATA
             return None
         tcp = getattr(protocol.send, "__self__", None)
-        if type(tcp) is not TCPServer or type(tcp.stream) is not trio.SocketStream:  # TLS
+        if type(tcp) is not GuardedTCPServer or type(tcp.stream) is not trio.SocketStream:  # TLS
             return None
         if type(tcp.send_lock) is not trio.Lock:
             return None
@@ -120,7 +121,7 @@ class DirectSocket:
     def try_send(self, frame: bytes) -> int:
         """Write `frame` now if nobody else is writing: TAKEN, PARTIAL (the rest is pending
         until the next holder of the send lock writes it) or REFUSED."""
-        if self._pending is not None or self._lock.locked() or self._ws.closed:
+        if self._pending is not None or self._lock.locked() or self._ws.closed or self._tcp.aborted:
             return REFUSED
         try:
             sent = os.write(self._fileno(), frame)
@@ -146,15 +147,8 @@ class DirectSocket:
     async def _acquire(self) -> None:
         await self._lock.acquire()
         pending, self._pending = self._pending, None
-        if pending is not None:
-            try:
-                with trio.CancelScope(shield=True):
-                    await self._stream.send_all(pending)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the holder's own write meets it too, and hypercorn handles it there
-            except BaseException:
-                self._lock.release()
-                raise
+        if pending is not None and not await self._tcp.write(pending):
+            await self._tcp.abort()  # the holder's own write then finds the connection aborted
 
 
 class _Gate:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, cast
 
 import attrs
 import trio
 from hypercorn.config import Config as HyperConfig
-from hypercorn.trio import serve
+from hypercorn.config import Sockets
 from quart import Blueprint, current_app
 from quart_trio import QuartTrio
 
@@ -24,6 +25,7 @@ from supervision.health import HealthRegistry
 from supervision.settings import Settings
 
 from ._lean import LeanWebsocket, LeanWebsocketConnection
+from ._server import serve_app
 from .auth import Authenticator, TicketBook
 from .errors import install_error_handler
 from .metrics import Metrics
@@ -32,7 +34,9 @@ from .ws import StreamRegistry
 
 log = logging.getLogger("web")
 
-__all__ = ["OrderDeskApp", "WebConfig", "WebDeps", "create_app", "current_deps", "serve_web"]
+__all__ = [
+    "OrderDeskApp", "WebConfig", "WebDeps", "bind_web", "create_app", "current_deps", "serve_web",
+]
 
 
 @attrs.frozen
@@ -49,6 +53,8 @@ class WebConfig:
     max_frame_messages: int = 256  # a lagging subscriber gets at most this many per frame
     max_frame_bytes: int = 256 * 1024
     websocket_compression: bool = False  # permessage-deflate for order streams (costs CPU)
+    send_timeout_s: float = 10.0  # a peer that takes longer to take one write is dropped
+    request_timeout_s: float = 30.0  # a request's head and body must arrive within this
 
 
 @attrs.frozen
@@ -164,20 +170,34 @@ def hypercorn_config(bind: str, config: WebConfig) -> HyperConfig:
     return hc
 
 
+def bind_web(bind: str, config: WebConfig) -> Sockets:
+    """Bind and listen on `bind` once: the web child's restarts serve on the same sockets."""
+    hc = hypercorn_config(bind, config)
+    sockets = hc.create_sockets()
+    for sock in sockets.insecure_sockets:
+        sock.listen(hc.backlog)
+    return sockets
+
+
 async def serve_web(
     app: OrderDeskApp,
-    bind: str,
+    bind: str | Sockets,
     *,
     shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `shutdown_trigger` returns (then shut down gracefully) or until cancelled.
 
+    `bind` is an address to bind (closed again on return) or sockets from `bind_web` (left
+    open: the caller owns them, so a restart keeps the port).
     `task_status.started("host:port")` reports the bound address (the real port for port 0).
     When the trigger fires: no new connections, every websocket is closed with 1001, requests
     in flight get up to `graceful_timeout_s` to finish, and then serving stops at once (without
     waiting out hypercorn's per-connection ping timers, which would cost up to a ping interval).
     """
+    config = app.deps.config
+    owned = isinstance(bind, str)
+    sockets = bind_web(bind, config) if isinstance(bind, str) else bind
     triggered = trio.Event()
 
     async def trigger() -> None:
@@ -188,20 +208,20 @@ async def serve_web(
         app.close_streams("shutdown")
         triggered.set()
 
-    async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
-        await serve(
-            app,
-            hypercorn_config(bind, app.deps.config),
-            shutdown_trigger=trigger,
-            task_status=task_status,
-        )
-
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(run)
-        address = binds[0].split("://", 1)[-1] if binds else bind
-        log.info("web front listening on %s", address)
-        task_status.started(address)
-        await triggered.wait()
-        with trio.move_on_after(app.deps.config.graceful_timeout_s):
-            await app.activity.wait_idle()
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(
+                serve_app, app, hypercorn_config("", config), sockets,
+                send_timeout_s=config.send_timeout_s, shutdown_trigger=trigger,
+            ))
+            address = binds[0].split("://", 1)[-1]
+            log.info("web front listening on %s", address)
+            task_status.started(address)
+            await triggered.wait()
+            with trio.move_on_after(config.graceful_timeout_s):
+                await app.activity.wait_idle()
+            nursery.cancel_scope.cancel()
+    finally:
+        if owned:
+            for sock in sockets.insecure_sockets:
+                sock.close()
