@@ -12,7 +12,13 @@ import signal
 
 import attrs
 
-from .settings import Settings, load_settings
+from .settings import (
+    STANDALONE_VENUE_STATE,
+    Settings,
+    load_settings,
+    var_dir_of,
+    venue_state,
+)
 
 log = logging.getLogger("orderdesk")
 
@@ -56,7 +62,8 @@ def run_venue(args: argparse.Namespace) -> int:
     from brokers.paper import VenueConfig, serve_venue
 
     settings = load_settings(args.config) if args.config else None
-    config = (settings.venue if settings and settings.venue else None) or VenueConfig()
+    config = (settings.venue if settings and settings.venue else None) or VenueConfig(
+        state_file=str(var_dir_of() / STANDALONE_VENUE_STATE))
     if settings is not None:
         paper = tuple(a.id for a in settings.accounts if a.broker == "paper")
         config = attrs.evolve(config, accounts=paper or config.accounts)
@@ -66,6 +73,8 @@ def run_venue(args: argparse.Namespace) -> int:
         config = attrs.evolve(config, bind=args.bind)
     if args.instruments:
         config = attrs.evolve(config, instruments_csv=args.instruments)
+    if args.state:
+        config = attrs.evolve(config, state_file=venue_state(args.state, var_dir_of()))
 
     async def run() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
