@@ -78,7 +78,7 @@ async def test_a_state_file_restores_orders_positions_and_funds(tmp_path: Path) 
     assert before["equity"]["utilised"]["debits"] > 0
     new_id = ids(third)[-1]
     assert ids(third)[:2] == ids(before) and new_id > max(ids(before)), ids(third)
-    saved = json.loads(Path(state).read_text())
+    saved = json.loads(await trio.Path(state).read_text())
     assert saved["last_order_id"] == int(new_id) and len(saved["orders"]) == 3
 
 
@@ -86,10 +86,10 @@ async def test_orders_of_an_earlier_day_are_not_restored_positions_are(tmp_path:
     state = tmp_path / "venue.json"
     with trio.fail_after(20):
         before = await run_venue(str(state), [market_form()])
-        saved = json.loads(state.read_text())
+        saved = json.loads(await trio.Path(state).read_text())
         for order in saved["orders"]:
             order["order_timestamp"] = "2020-01-01 09:15:00"
-        state.write_text(json.dumps(saved))
+        await trio.Path(state).write_text(json.dumps(saved))
         after = await run_venue(str(state), [])
     assert after["orders"] == [] and after["positions"] == before["positions"]
 
