@@ -25,7 +25,7 @@ from brokers.base import Broker, BrokerError, Order, TokenExpired, UpstreamLost
 from store import Store
 from supervision.health import HealthEntry
 
-from .book import Accepted, Conflict, OrderBook
+from .book import Accepted, Conflict, OrderBook, of_day
 from .subscribers import SubscriberSet, Subscription
 
 log = logging.getLogger(__name__)
@@ -154,11 +154,7 @@ class AccountActor:
 
     async def _load(self) -> None:
         """Book, seq and replay buffer from the store, swapped in at once (no await between)."""
-        today = _trading_day()
-        payloads = [
-            p for p in await self._store.load_orders(self.account)
-            if str(p.get("order_timestamp") or today).startswith(today)
-        ]
+        payloads = of_day(await self._store.load_orders(self.account), _trading_day())
         seq = await self._store.last_seq(self.account)
         replay: deque[tuple[int, str]] = deque(maxlen=self._config.replay_buffer)
         missed: list[tuple[int, dict[str, Any], str]] = []

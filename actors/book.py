@@ -130,6 +130,18 @@ class OrderBook:
         return any(order.raw.get(k) != current.get(k) for k in _SIGNIFICANT)
 
 
+def of_day(payloads: Iterable[Mapping[str, Any]], day: str) -> list[Mapping[str, Any]]:
+    """The orders placed on `day` (YYYY-MM-DD, IST: Kite's timestamps). One that states no time
+    is left out too: the broker lists the day's orders, so the reconcile brings it back if it is
+    one of them, and an order of another day never sits in the book under an id reused since."""
+    def day_of(payload: Mapping[str, Any]) -> str:
+        stamp = (payload.get("order_timestamp") or payload.get("exchange_timestamp")
+                 or payload.get("exchange_update_timestamp"))
+        return str(stamp or "")[:10]
+
+    return [p for p in payloads if day_of(p) == day]
+
+
 def _payload(order: Order) -> dict[str, Any]:
     """The broker's own payload of `order` (its fields when it came without one)."""
     payload = dict(order.raw) if order.raw else attrs.asdict(order, filter=_no_raw)
