@@ -127,8 +127,20 @@ class Leg:
     def exposure(self) -> int:
         return max(self.filled - self.reversed_qty, 0)
 
+    def matches(self, order: Order) -> bool:
+        """Is `order` this leg's? Its tag, and its id once the leg knows it: an id alone can
+        name another order (a venue that reused it), and the book may hold that one."""
+        if (order.tag or "") != self.tag:
+            return False
+        return self.order_id is None or order.order_id == self.order_id
+
     def absorb(self, order: Order) -> None:
-        """Take a broker update; final states stay final, fills never decrease."""
+        """Take a broker update of this leg's order (any other is ignored, logged); final
+        states stay final, fills never decrease."""
+        if not self.matches(order):
+            log.warning("leg %s (order %s) ignored an update of order %s tagged %s",
+                        self.tag, self.order_id, order.order_id, order.tag)
+            return
         if self.is_final:
             return
         if order.status not in EVENT_ONLY_STATUSES:

@@ -25,7 +25,7 @@ from brokers.base import Broker, BrokerError, Order, TokenExpired, UpstreamLost
 from store import Store
 from supervision.health import HealthEntry
 
-from .book import Accepted, OrderBook
+from .book import Accepted, Conflict, OrderBook, of_day
 from .subscribers import SubscriberSet, Subscription
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class AccountActor:
         self._connected = False
         self._random = random.Random()
         self.upstream = UpstreamState()
+        self.order_conflicts = 0  # updates refused as another order under a known id
 
     # -- state others read -------------------------------------------------------------
 
@@ -108,6 +109,7 @@ class AccountActor:
             "last_error": self.upstream.last_error,
             "last_event_age_s": None if last is None else round(time.time() - last, 3),
             "max_queue_depth": self._subscribers.max_depth(),
+            "order_conflicts": self.order_conflicts,
         }
 
     # -- the actor's life --------------------------------------------------------------
@@ -152,11 +154,7 @@ class AccountActor:
 
     async def _load(self) -> None:
         """Book, seq and replay buffer from the store, swapped in at once (no await between)."""
-        today = _trading_day()
-        payloads = [
-            p for p in await self._store.load_orders(self.account)
-            if str(p.get("order_timestamp") or today).startswith(today)
-        ]
+        payloads = of_day(await self._store.load_orders(self.account), _trading_day())
         seq = await self._store.last_seq(self.account)
         replay: deque[tuple[int, str]] = deque(maxlen=self._config.replay_buffer)
         missed: list[tuple[int, dict[str, Any], str]] = []
@@ -214,9 +212,12 @@ class AccountActor:
         accepted: list[tuple[Order, Accepted]] = []
         for order in orders:
             taken = self._book.apply(order)
-            if taken is not None:
+            if taken is None:
+                continue
+            if isinstance(taken, Conflict):
+                self._conflict(taken)  # waiters still hear it: legs match by id and tag
+            else:
                 accepted.append((order, taken))
-        for order, _ in accepted:
             self._notify_watchers(order)
         if not accepted:
             return
@@ -244,6 +245,15 @@ class AccountActor:
         if self._health is not None:
             self._health.touch()
         self._report()
+
+    def _conflict(self, conflict: Conflict) -> None:
+        """Counted, logged and shown in health: the account degrades with the reason."""
+        self.order_conflicts += 1
+        log.error("account %s: %s", self.account, conflict.reason)
+        if self._health is not None:
+            self._health.order_conflicts += 1
+            self._health.last_conflict = conflict.reason
+            self._health.touch()
 
     def _updated(self, seq: int, payload: Any) -> None:
         """Metrics and webhooks hear of a committed update; their failure is not ours."""

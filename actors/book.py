@@ -3,6 +3,10 @@
 Kite's pushes can arrive duplicated, late (an OPEN after the COMPLETE) or as the event-only
 status UPDATE (a partial fill, a modify). The book decides what is news; everything else is
 dropped here so that subscribers never see a final order come back to life.
+
+An update is never merged into a different order: one whose order id the book knows but whose
+fixed fields (instrument, side, product, tag, placement time) differ is a `Conflict` (a venue that
+reused an id), not applied; the actor reports it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ _SIGNIFICANT = (
 )
 
 
+# Fields an order keeps for life: a known id with other values is another order.
+FIXED_FIELDS = (
+    "exchange",
+    "tradingsymbol",
+    "transaction_type",
+    "product",
+    "tag",
+    "order_timestamp",
+)
+
 # Statuses before the exchange has the order; one arriving after any later status is stale.
 _PRE_OPEN = frozenset({"PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING"})
 
@@ -40,6 +54,15 @@ class Accepted:
     order_id: str
     payload: Mapping[str, Any]
     event: str | None = None  # "UPDATE" for Kite's event-only pushes
+
+
+@attrs.frozen
+class Conflict:
+    """An update for a known order id whose fixed fields differ from the book's order."""
+
+    order_id: str
+    fields: tuple[str, ...]
+    reason: str  # one line: the order id, and each field with the book's and the update's value
 
 
 class OrderBook:
@@ -75,11 +98,15 @@ class OrderBook:
         staged = self._staged.get(order_id)
         return staged if staged is not None else self._orders.get(order_id)
 
-    def apply(self, order: Order) -> Accepted | None:
-        """Stage `order` if it is news; None when it is a duplicate or stale."""
-        incoming = dict(order.raw) if order.raw else attrs.asdict(order, filter=_no_raw)
-        incoming["order_id"] = order.order_id
+    def apply(self, order: Order) -> Accepted | Conflict | None:
+        """Stage `order` if it is news; None when it is a duplicate or stale, a `Conflict`
+        (nothing staged) when it is another order than the one the book holds under its id."""
+        incoming = _payload(order)
         current = self._latest(order.order_id)
+        if current is not None:
+            conflict = _conflict(order.order_id, current, incoming)
+            if conflict is not None:
+                return conflict
         event = None
         if order.status in EVENT_ONLY_STATUSES:
             event = order.status
@@ -96,11 +123,44 @@ class OrderBook:
     def changed(self, order: Order) -> bool:
         """Would `order` (from a reconciliation listing) change the book?"""
         current = self._latest(order.order_id)
-        if current is None:
-            return True
+        if current is None or _conflict(order.order_id, current, _payload(order)):
+            return True  # a conflict too: `apply` reports it
         if current.get("status") in FINAL_STATUSES:
             return False
         return any(order.raw.get(k) != current.get(k) for k in _SIGNIFICANT)
+
+
+def of_day(payloads: Iterable[Mapping[str, Any]], day: str) -> list[Mapping[str, Any]]:
+    """The orders placed on `day` (YYYY-MM-DD, IST: Kite's timestamps). One that states no time
+    is left out too: the broker lists the day's orders, so the reconcile brings it back if it is
+    one of them, and an order of another day never sits in the book under an id reused since."""
+    def day_of(payload: Mapping[str, Any]) -> str:
+        stamp = (payload.get("order_timestamp") or payload.get("exchange_timestamp")
+                 or payload.get("exchange_update_timestamp"))
+        return str(stamp or "")[:10]
+
+    return [p for p in payloads if day_of(p) == day]
+
+
+def _payload(order: Order) -> dict[str, Any]:
+    """The broker's own payload of `order` (its fields when it came without one)."""
+    payload = dict(order.raw) if order.raw else attrs.asdict(order, filter=_no_raw)
+    payload["order_id"] = order.order_id
+    return payload
+
+
+def _conflict(
+    order_id: str, current: Mapping[str, Any], incoming: Mapping[str, Any]
+) -> Conflict | None:
+    """Fixed fields both sides state (an absent or empty value says nothing) and that differ."""
+    fields = tuple(k for k in FIXED_FIELDS
+                   if current.get(k) and incoming.get(k) and current[k] != incoming[k])
+    if not fields:
+        return None
+    changes = "; ".join(f"{k} {current[k]!r} in the book, {incoming[k]!r} in the update"
+                        for k in fields)
+    return Conflict(order_id, fields, f"order {order_id}: update not applied, it is another "
+                                      f"order than the one the book holds ({changes})")
 
 
 def _stale(current: Mapping[str, Any], incoming: Mapping[str, Any]) -> bool:

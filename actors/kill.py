@@ -120,7 +120,7 @@ async def _cancel(
     request = OrderRequest(order.tradingsymbol, order.exchange, order.transaction_type,
                            order.order_type or "MARKET", order.quantity, order.product,
                            variety=order.variety)
-    leg = Leg(0, order.tag or order.order_id, request, order.order_id, sent=True)
+    leg = Leg(0, order.tag or "", request, order.order_id, sent=True)
     leg.absorb(order)
     ops, actor = coordinator.ops, ctx.actor
     error = None

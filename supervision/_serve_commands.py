@@ -14,7 +14,13 @@ import signal
 import attrs
 
 from ._startup import reported_startup_failures, start_listener
-from .settings import Settings, load_settings
+from .settings import (
+    STANDALONE_VENUE_STATE,
+    Settings,
+    load_settings,
+    var_dir_of,
+    venue_state,
+)
 
 log = logging.getLogger("orderdesk")
 
@@ -62,7 +68,8 @@ def run_venue(args: argparse.Namespace) -> int:
     # not for it, so its [venue] table applies even where the variable is exported to both.
     environ = {k: v for k, v in os.environ.items() if k != "ORDERDESK_VENUE_URL"}
     settings = load_settings(args.config, environ=environ) if args.config else None
-    config = (settings.venue if settings and settings.venue else None) or VenueConfig()
+    config = (settings.venue if settings and settings.venue else None) or VenueConfig(
+        state_file=str(var_dir_of() / STANDALONE_VENUE_STATE))
     if settings is not None:
         paper = tuple(a.id for a in settings.accounts if a.broker == "paper")
         config = attrs.evolve(config, accounts=paper or config.accounts)
@@ -72,6 +79,8 @@ def run_venue(args: argparse.Namespace) -> int:
         config = attrs.evolve(config, bind=args.bind)
     if args.instruments:
         config = attrs.evolve(config, instruments_csv=args.instruments)
+    if args.state:
+        config = attrs.evolve(config, state_file=venue_state(args.state, var_dir_of()))
 
     async def run() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -91,6 +91,11 @@ def _add_server_commands(commands: Any) -> None:
     venue.add_argument("--bind", help=f"HOST:PORT (default {DEFAULT_VENUE_BIND})")
     venue.add_argument("--instruments", help="a Kite instruments CSV to load")
     venue.add_argument(
+        "--state", metavar="FILE",
+        help="where orders, positions and the last order id are kept across restarts, or "
+        "'memory' (default: [venue].state, else $ORDERDESK_VAR/venue-standalone.json)",
+    )
+    venue.add_argument(
         "--accounts", help="comma-separated paper account ids (default: from config)"
     )
     venue.set_defaults(run=run_venue, log_level=logging.INFO)

@@ -60,6 +60,8 @@ class HealthEntry:
     upstream: str | None = None
     subscribers: int = 0
     queue_depths: dict[str, int] = attrs.field(factory=dict)
+    order_conflicts: int = 0
+    last_conflict: str | None = None
 
     def touch(self) -> None:
         """Record that something happened now (cheap: one clock read)."""

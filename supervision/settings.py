@@ -21,6 +21,11 @@ from brokers.paper import VenueConfig
 
 DEFAULT_BIND = "127.0.0.1:8081"
 DEFAULT_VENUE_BIND = "127.0.0.1:8765"
+#: The venue's state files under the var directory: the embedded venue's, a standalone one's.
+VENUE_STATE = "venue.json"
+STANDALONE_VENUE_STATE = "venue-standalone.json"
+#: `[venue] state` / `orderdesk venue --state` value that keeps the venue's state in memory.
+IN_MEMORY = "memory"
 #: Seconds running batches get to finish or roll back at SIGTERM/SIGINT before they are cancelled.
 DEFAULT_SHUTDOWN_GRACE_S = 10.0
 #: Seconds a client may take to accept one write before its connection is dropped.
@@ -92,7 +97,7 @@ def load_settings(
 
 
 def _embedded_defaults(env: Mapping[str, str]) -> Settings:
-    var_dir = Path(env.get("ORDERDESK_VAR", "var"))
+    var_dir = var_dir_of(env)
     generated = _generated_secrets(var_dir)
     bind = env.get("ORDERDESK_BIND", DEFAULT_BIND)
     account = AccountSettings(
@@ -107,7 +112,9 @@ def _embedded_defaults(env: Mapping[str, str]) -> Settings:
         admin_token=env.get("ORDERDESK_ADMIN_TOKEN", generated["admin_token"]),
         allowed_origins=(f"http://{bind}",),
         database_url=env.get("DATABASE_URL", f"sqlite:///{var_dir}/orderdesk.db"),
-        venue=None if venue_url else VenueConfig(bind=DEFAULT_VENUE_BIND, accounts=("primary",)),
+        venue=None if venue_url else VenueConfig(
+            bind=DEFAULT_VENUE_BIND, accounts=("primary",), state_file=str(var_dir / VENUE_STATE)
+        ),
         accounts=(_on_venue(account, venue_url),),
         var_dir=var_dir,
         generated_secrets=generated,
@@ -135,7 +142,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     server = _table(doc, "server")
     database = _table(doc, "database")
     venue_doc = doc.get("venue")
-    var_dir = Path(env.get("ORDERDESK_VAR", "var"))
+    var_dir = var_dir_of(env)
     bind = env.get("ORDERDESK_BIND", str(server.get("bind", DEFAULT_BIND)))
     venue_url = _standalone_venue_url(env)
     accounts = tuple(
@@ -159,6 +166,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
             require_market_protection=bool(venue_doc.get("require_market_protection", True)),
             instruments_csv=venue_doc.get("instruments_csv"),
             freeze_limits=dict(venue_doc.get("freeze_limits", {})),
+            state_file=venue_state(venue_doc.get("state"), var_dir / VENUE_STATE),
         )
     for account in accounts:
         if account.broker == "paper" and account.rest_url is None and venue is None:
@@ -204,6 +212,21 @@ def _on_venue(account: AccountSettings, venue_url: str | None) -> AccountSetting
         return account
     ticker = "ws" + venue_url.removeprefix("http")  # http -> ws, https -> wss
     return attrs.evolve(account, rest_url=venue_url, ticker_url=f"{ticker}/")
+
+
+def venue_state(value: object, default: Path) -> str | None:
+    """The venue's state file from `[venue] state` / `--state`: absent, the default file;
+    "memory", none (state kept in memory only)."""
+    if value is None:
+        return str(default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f'venue.state: a file path or "{IN_MEMORY}", not {value!r}')
+    return None if value == IN_MEMORY else value
+
+
+def var_dir_of(environ: Mapping[str, str] | None = None) -> Path:
+    """The directory of the SQLite default, secrets.json and the venue's state file."""
+    return Path((os.environ if environ is None else environ).get("ORDERDESK_VAR", "var"))
 
 
 def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -136,7 +136,8 @@ def write_config(directory: Path) -> Path:
     path.write_text(
         f'[server]\nbind = "127.0.0.1:0"\nadmin_token = "{ADMIN_TOKEN}"\n\n'
         f'[database]\nurl = "sqlite:///{directory}/od.db"\n\n'
-        f'[venue]\nbind = "127.0.0.1:0"\nseed = 7\nrate_limit_per_s = 0\n' + accounts
+        f'[venue]\nbind = "127.0.0.1:0"\nseed = 7\nrate_limit_per_s = 0\n'
+        'state = "memory"\n' + accounts
     )
     return path
 

@@ -1,9 +1,9 @@
 """A whole orderdesk service in the test's process: `open_service` from a temp TOML.
 
-Paper venue embedded on port 0 (rate limit off), SQLite under tmp_path, two paper accounts with
-tokens, the web front on 127.0.0.1:0. Extra TOML lines go into `[server]` (`server_toml`) or an
-account's table (`account_toml={"primary": 'webhooks = [...]'}`); `environ` is what
-`load_settings` reads (secret_env, ...); other keywords go to `open_service`.
+Paper venue embedded on port 0 (rate limit off, state in memory), SQLite under tmp_path, two paper
+accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into `[server]`
+(`server_toml`) or an account's table (`account_toml={"primary": 'webhooks = [...]'}`);
+`environ` is what `load_settings` reads (secret_env, ...); other keywords go to `open_service`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ url = "{database}"
 [venue]
 bind = "127.0.0.1:0"
 rate_limit_per_s = 0
+state = "memory"
 
 [[accounts]]
 id = "primary"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from actors.subscribers import Subscription
 from brokers.base import OrderRequest
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
+from brokers.paper.config import IST
 from store import Store, open_store
 
 FAST = ActorConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2, reconnect_jitter_s=0.01)
@@ -170,3 +172,28 @@ async def test_failed_reconcile_reconnects_instead_of_crashing(
                 nursery.cancel_scope.cancel()
     finally:
         await slow.aclose()
+
+
+async def test_the_book_at_start_holds_the_ist_trading_day_only(
+    broker: KiteBroker, sqlite_store: Store
+) -> None:
+    now = datetime.now(IST)
+    today, yesterday = f"{now:%Y-%m-%d}", f"{now - timedelta(days=1):%Y-%m-%d}"
+
+    def stored(order_id: str, **stamps: str | None) -> dict:
+        return {"order_id": order_id, "status": "COMPLETE", "tradingsymbol": "NIFTY26DECFUT",
+                "exchange": "NFO", "quantity": 75, "filled_quantity": 75, **stamps}
+
+    await sqlite_store.append_events("primary", [
+        stored("1", order_timestamp=f"{today} 09:15:00"),
+        stored("2", order_timestamp=f"{yesterday} 15:20:00"),
+        stored("3", order_timestamp=None),  # no time stated: not provably today's
+        stored("4", order_timestamp=None, exchange_update_timestamp=f"{today} 09:16:00"),
+    ])
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            actor = await start_actor(nursery, broker, sqlite_store)
+            snapshot = json.loads(actor.subscribe().initial[0])
+            nursery.cancel_scope.cancel()
+    assert sorted(o["order_id"] for o in actor.orders()) == ["1", "4"]
+    assert sorted(o["order_id"] for o in snapshot["orders"]) == ["1", "4"]

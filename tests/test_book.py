@@ -3,7 +3,7 @@
 import attrs
 import pytest
 
-from actors.book import OrderBook
+from actors.book import Accepted, Conflict, OrderBook
 from brokers.kite import parse_order
 
 
@@ -102,3 +102,35 @@ def test_staged_updates_are_invisible_until_committed() -> None:
     book.apply(parse_order(order("OPEN", order_id="251127000000002")))
     book.discard()
     assert book.get("251127000000002") is None
+
+
+@pytest.mark.parametrize(
+    ("field", "other"),
+    [("exchange", "NSE"), ("tradingsymbol", "BANKNIFTY26DECFUT"), ("transaction_type", "SELL"),
+     ("product", "MIS"), ("tag", "odother0001L0"), ("order_timestamp", "2025-11-27 09:20:00")],
+)
+def test_a_known_id_with_other_fixed_fields_is_a_conflict_not_applied(
+    field: str, other: str
+) -> None:
+    fixed = {"transaction_type": "BUY", "product": "NRML", "tag": "odmine00001L0",
+             "order_timestamp": "2025-11-27 09:15:00"}
+    book = OrderBook()
+    assert isinstance(book.apply(parse_order(order("COMPLETE", 150, **fixed))), Accepted)
+    book.commit()
+    update = parse_order(order("OPEN", **{**fixed, field: other}))
+    assert book.changed(update)  # a reconcile passes it on, so that it is reported
+    conflict = book.apply(update)
+    assert isinstance(conflict, Conflict) and conflict.fields == (field,)
+    assert conflict.order_id in conflict.reason and field in conflict.reason
+    book.commit()
+    assert book.get("251127000000001")["status"] == "COMPLETE"
+    assert book.get("251127000000001")[field] == fixed.get(field, "NFO" if field == "exchange"
+                                                           else "NIFTY26DECFUT")
+
+
+def test_a_fixed_field_the_update_leaves_out_is_no_conflict() -> None:
+    book = OrderBook()
+    book.apply(parse_order(order("OPEN", tag="odmine00001L0")))
+    book.commit()
+    taken = book.apply(parse_order(order("COMPLETE", 150, tag=None, exchange="")))
+    assert isinstance(taken, Accepted) and taken.payload["status"] == "COMPLETE"

@@ -145,3 +145,29 @@ ticker_url = "ws://127.0.0.1:9999/"
     ]
     with pytest.raises(ConfigError, match="ORDERDESK_VENUE_URL: must be the http:// URL"):
         load_settings(str(path), environ={"ORDERDESK_VENUE_URL": "127.0.0.1:8766"})
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("", "{var}/venue.json"),  # the default: a file of the venue's own under var/
+        ("state = 'memory'", None),
+        ("state = 'elsewhere/paper.json'", "elsewhere/paper.json"),
+    ],
+)
+def test_venue_state_file(tmp_path: Path, line: str, expected: str | None) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"{BASE}{line}\n[[accounts]]\nid='a'\ntokens=['t']\n")
+    var = tmp_path / "var"
+    settings = load_settings(str(path), environ={"ORDERDESK_VAR": str(var)})
+    assert settings.venue is not None
+    assert settings.venue.state_file == (expected and expected.format(var=var))
+    embedded = load_settings(None, environ={"ORDERDESK_VAR": str(var)})
+    assert embedded.venue is not None and embedded.venue.state_file == f"{var}/venue.json"
+
+
+def test_a_venue_state_that_is_not_a_path_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"{BASE}state = 5\n[[accounts]]\nid='a'\ntokens=['t']\n")
+    with pytest.raises(ConfigError, match=r'venue.state: a file path or "memory"'):
+        load_settings(str(path), environ={})

@@ -122,6 +122,11 @@ class _SourcesCollector(Collector):
             "upstream_reconnects", "Upstream reconnects", labels=["account"]
         )
         restarts = CounterMetricFamily("actor_restarts", "Supervised restarts", labels=["actor"])
+        conflicts = CounterMetricFamily(
+            "orderdesk_order_conflicts",
+            "Order updates not applied: a known order id with other fixed fields (another order)",
+            labels=["account"],
+        )
         for actor in self.actors() if self.actors is not None else ():
             try:
                 status = actor.status()
@@ -130,7 +135,8 @@ class _SourcesCollector(Collector):
             account = str(status.get("account", getattr(actor, "account", "?")))
             connected.add_metric([account], 1.0 if status.get("upstream") == "connected" else 0.0)
             reconnects.add_metric([account], float(status.get("reconnects") or 0))
+            conflicts.add_metric([account], float(status.get("order_conflicts") or 0))
         if self.health is not None:
             for entry in self.health.snapshot():
                 restarts.add_metric([str(entry["name"])], float(entry.get("restarts") or 0))
-        return [connected, reconnects, restarts]
+        return [connected, reconnects, restarts, conflicts]

@@ -48,6 +48,9 @@ class VenueConfig:
         factory=dict, converter=_freeze_map, eq=False, hash=False
     )
     tick_interval_s: float = 1.0
+    #: Where orders, positions and the last order id are kept across restarts (state.py);
+    #: None keeps them in memory only (order ids still never repeat).
+    state_file: str | None = None
 
 
 @attrs.frozen

@@ -42,6 +42,7 @@ from .book import (
 from .config import IST, VenueConfig, parse_clock
 from .errors import VenueError, input_error
 from .faults import Faults
+from .ids import OrderIds
 from .instruments import Instrument, InstrumentMaster
 from .orderform import ModifyRequest, OrderRequest
 from .prices import PriceBook
@@ -86,7 +87,9 @@ class Engine:
         self._publish = publish
         self._orders: dict[str, Order] = {}
         self._positions: dict[tuple[str, str, str], Position] = {}
-        self._seq = 0
+        self.ids = OrderIds()
+        self._timer_seq = 0
+        self._changed = trio.Event()
         self._timers: list[tuple[float, int, str]] = []
         self._wake = trio.Event()
 
@@ -114,6 +117,30 @@ class Engine:
         self._timers.clear()
         self.prices.reset()
         self.session = Session(self.config.session_open, self.config.session_close)
+        self._changed.set()
+
+    # ---- state kept across restarts (state.py saves and loads it) ---------------------------
+
+    async def wait_changed(self) -> None:
+        """Return once orders or positions changed since the last call returned."""
+        await self._changed.wait()
+        self._changed = trio.Event()
+
+    def all_orders(self) -> list[Order]:
+        return list(self._orders.values())
+
+    def all_positions(self) -> list[Position]:
+        return list(self._positions.values())
+
+    def restore(self, orders: Iterable[Order], positions: Iterable[Position], last_id: int) -> None:
+        """Orders and positions of an earlier run; its ids are never handed out again."""
+        self.ids.seen(last_id)
+        for order in orders:
+            self.ids.seen(order.order_id)
+            self._orders[order.order_id] = order
+        for position in positions:
+            self._positions[(position.account, position.instrument.key, position.product)] = (
+                position)
 
     # ---- prices -------------------------------------------------------------------------------
 
@@ -140,10 +167,9 @@ class Engine:
         if (self.config.require_market_protection and req.order_type in ("MARKET", "SL-M")
                 and req.market_protection == 0):
             raise input_error(PROTECTION_MESSAGE)
-        self._seq += 1
         now = dt.datetime.now(IST)
         order = Order(
-            account=account, instrument=instrument, order_id=f"{now:%y%m%d}{self._seq:09d}",
+            account=account, instrument=instrument, order_id=self.ids.next(now),
             order_timestamp=timestamp(now), variety=req.variety, order_type=req.order_type,
             transaction_type=req.transaction_type, validity=req.validity, product=req.product,
             quantity=req.quantity,
@@ -170,7 +196,7 @@ class Engine:
             )
             return order.order_id
         self._record(order, "OPEN PENDING")
-        order.exchange_order_id = f"13{self._seq:014d}"
+        order.exchange_order_id = f"13{int(order.order_id) % 10**14:014d}"
         order.exchange_timestamp = order.exchange_update_timestamp = timestamp()
         self._record(order, TRIGGER_PENDING if order.order_type in ("SL", "SL-M") else OPEN)
         self._match(order, "placement")
@@ -342,6 +368,7 @@ class Engine:
             order.status = status
         snapshot = order.to_kite(status if status == MODIFIED else None)
         order.history.append(snapshot)
+        self._changed.set()
         if status in PUSHED:
             self._publish(order.account, order, status)
 
@@ -390,7 +417,9 @@ class Engine:
         self._fill(order, quantity, price)
 
     def _schedule(self, order: Order, delay: float) -> None:
-        heapq.heappush(self._timers, (trio.current_time() + delay, self._seq, order.order_id))
+        self._timer_seq += 1
+        heapq.heappush(self._timers,
+                       (trio.current_time() + delay, self._timer_seq, order.order_id))
         self._wake.set()
 
     def _fill(self, order: Order, quantity: int, price: float) -> None:

@@ -13,6 +13,7 @@ import hypercorn.trio
 import trio
 from hypercorn.config import Config as HyperConfig
 
+from . import state
 from .accounts import Accounts, RateLimiter
 from .app import create_app
 from .book import Order, postback
@@ -63,6 +64,10 @@ async def serve_venue(
 ) -> None:
     """Run the paper venue until cancelled; `task_status.started(VenueAddress)` once listening."""
     venue = Venue(config, await load_master(config))
+    if config.state_file is not None:
+        saved = await state.load(config.state_file)
+        if saved is not None:
+            state.restore(venue.engine, saved, venue.master)
     app = create_app(venue)
     hyper = HyperConfig()
     hyper.bind = [config.bind]
@@ -70,6 +75,8 @@ async def serve_venue(
     hyper.errorlog = log
     hyper.graceful_timeout = 0.5
     async with trio.open_nursery() as nursery:
+        if config.state_file is not None:
+            nursery.start_soon(state.keep, venue.engine, config.state_file)
         await nursery.start(venue.engine.run)
         binds = await nursery.start(partial(hypercorn.trio.serve, app, hyper, mode="asgi"))
         url = urlsplit(binds[0])
