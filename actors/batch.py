@@ -364,9 +364,19 @@ class BatchCoordinator:
             return 422, _invalid(InvalidRequest([_field("orders", "broker", exc.message)]))
         except BrokerError as exc:
             return 503, _error("broker_unavailable", f"margin check: {exc}")
-        if available is not None and margin.final > available + 1e-6:
+        if available is None:
+            return None
+        if margin.final > available + 1e-6:
             message = f"the basket needs {margin.final:.2f} margin, {available:.2f} is available"
             return 422, _invalid(InvalidRequest([_field("orders", "margin", message)]))
+        if spec.execution == "parallel" and margin.initial > available + 1e-6:
+            # Parallel legs reach the broker in any order and each is margined as it arrives:
+            # a SELL leg ahead of its hedge would be rejected after the others filled.
+            message = (f"the legs need {margin.initial:.2f} margin when each is priced on its "
+                       f"own, {available:.2f} is available: the basket fits only hedged "
+                       f"({margin.final:.2f}); use execution \"hedge_first\" so the BUY legs "
+                       "fill first and the SELL legs get the hedge benefit")
+            return 422, _invalid(InvalidRequest([_field("execution", "margin", message)]))
         return None
 
     def _request(self, leg: OrderRequest, tag: str | None) -> OrderRequest:
