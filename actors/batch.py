@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import trio
 
-from brokers.base import BrokerError, Order, OrderRejected, OrderRequest
+from brokers.base import BrokerError, Order, OrderRejected, OrderRequest, TokenExpired
 from brokers.kite import parse_order
 from store import BatchRecord, IdempotencyConflict, LegRecord, Store, StoreError
 
@@ -237,10 +237,14 @@ class BatchCoordinator:
                 return await self._replay(found[0], request_hash)
         if account in self._killing:
             return _kill_running(account)
+        if _parked(ctx):
+            return _auth_expired(account)
         try:
             spec = await self._validate(ctx, body)
         except InvalidRequest as exc:
             return 422, _invalid(exc)
+        except TokenExpired:
+            return _auth_expired(account)
         except BrokerError as exc:
             return 503, _error("broker_unavailable", f"instrument master: {exc}")
         reply = await self._check_margin(ctx, spec)
@@ -362,6 +366,8 @@ class BatchCoordinator:
                 available = _raise_or(found["funds"])
         except OrderRejected as exc:
             return 422, _invalid(InvalidRequest([_field("orders", "broker", exc.message)]))
+        except TokenExpired:
+            return _auth_expired(ctx.actor.account)
         except BrokerError as exc:
             return 503, _error("broker_unavailable", f"margin check: {exc}")
         if available is None:
@@ -492,6 +498,8 @@ class BatchCoordinator:
             return 404, _error("unknown_account", f"no account {account!r}")
         if account in self._killing:
             return _kill_running(account)
+        if _parked(ctx):
+            return _auth_expired(account)
         request_hash = _hash(body)
         keyed = single_tag(account, idempotency_key) if idempotency_key else None
         if keyed is not None:
@@ -504,6 +512,8 @@ class BatchCoordinator:
             spec = validate_order(body, ctx.instruments.get, session=self._config.session)
         except InvalidRequest as exc:
             return 422, _invalid(exc)
+        except TokenExpired:
+            return _auth_expired(account)
         except BrokerError as exc:
             return 503, _error("broker_unavailable", f"instrument master: {exc}")
         while keyed is not None and keyed in self._singles:  # the same key got in meanwhile
@@ -520,6 +530,8 @@ class BatchCoordinator:
             await self.ops.send(ctx.actor, ctx.limiter, None, leg, Priority.NORMAL, deadline)
         except OrderRejected as exc:
             return 400, _error("rejected", exc.message)
+        except TokenExpired:  # refused by the broker: nothing was placed
+            return _auth_expired(account)
         except UnknownOutcome as exc:
             log.warning("order %s of %s by %s: unknown outcome: %s", tag, account, client, exc)
             if keyed is not None:
@@ -592,11 +604,15 @@ class BatchCoordinator:
         ctx = self.account(account)
         if ctx is None:
             return 404, _error("unknown_account", f"no account {account!r}")
+        if _parked(ctx):
+            return _auth_expired(account)
         try:
             await self.ops.write(ctx.limiter, Priority.NORMAL, ctx.actor.broker.cancel, order_id,
                                  deadline=trio.current_time() + self._config.place_timeout_s)
         except OrderRejected as exc:
             return 400, _error("rejected", exc.message)
+        except TokenExpired:
+            return _auth_expired(account)
         except BrokerError as exc:
             return 502, _error("broker_unavailable", str(exc))
         log.info("cancel %s of %s by %s", order_id, account, client)
@@ -647,6 +663,20 @@ class BatchCoordinator:
 def _kill_running(account: str) -> Reply:
     return 409, _error("kill_in_progress", f"the kill switch of account {account!r} is running: "
                        "no new orders until it has finished")
+
+
+def _parked(ctx: _Account) -> bool:
+    """The account's actor knows the broker refuses its access token."""
+    return ctx.actor.upstream.state == "auth_expired"
+
+
+def _auth_expired(account: str) -> Reply:
+    """409, not 5xx: clients retry a 5xx blindly, and nothing changes until an operator loads
+    the day's token. Not 401 either: the client's own credentials are fine, the broker's are not.
+    409 says the account is in a state that refuses orders (as `kill_in_progress` does)."""
+    return 409, _error("auth_expired", f"the broker refuses the access token of account "
+                       f"{account!r} (expired): nothing was sent. Load the day's token with "
+                       f"`orderdesk credentials {account}`, then retry")
 
 
 def _unknown(tag: str, message: str) -> dict[str, Any]:
