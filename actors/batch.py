@@ -404,9 +404,11 @@ class BatchCoordinator:
                 if work is not None:
                     work.scope = scope
                 if job.account in self._killing:
+                    ctx.killed.add(job.batch_id)
                     scope.cancel()
                 await self._runner.execute(ctx, job)
         finally:
+            ctx.killed.discard(job.batch_id)
             work = self._done.pop(job.batch_id, None)
             if work is not None:
                 work.finish()
@@ -623,7 +625,8 @@ class BatchCoordinator:
         single order being placed) to finish, then cancel every open order and flatten every
         position. New batches and orders of the account are refused (409) meanwhile. A batch
         still unfinished when the wait runs out is left to finish its own rollback: the kill
-        switch leaves its symbols alone and names it in the report (status "incomplete")."""
+        switch leaves its symbols alone and names it in the report (status "incomplete"). The
+        report names the batches it stopped (`stopped_batches`, with their final status)."""
         from .kill import kill_account
 
         ctx = self.account(account)
@@ -637,6 +640,9 @@ class BatchCoordinator:
         try:
             # Shielded as a whole: a client hanging up must not stop a kill switch half way.
             with trio.CancelScope(shield=True):
+                stopped = sorted(key for key, work in self._done.items()
+                                 if work.account == account and not work.recovery)
+                ctx.killed.update(stopped)  # their legs say so, in results and webhooks
                 for scope in list(ctx.running.values()):
                     scope.cancel()
                 for work in self._unfinished(account).values():
@@ -649,7 +655,8 @@ class BatchCoordinator:
                 if busy:
                     log.error("kill switch of %s: still unfinished after %.1f s, left alone: %s",
                               account, self._config.kill_wait, sorted(busy))
-                report = await kill_account(self, ctx, account, client, busy=busy)
+                report = await kill_account(self, ctx, account, client, busy=busy,
+                                            stopped=stopped)
         finally:
             self._killing.discard(account)
         return 200, report
