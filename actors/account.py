@@ -216,8 +216,6 @@ class AccountActor:
             taken = self._book.apply(order)
             if taken is not None:
                 accepted.append((order, taken))
-        for order, _ in accepted:
-            self._notify_watchers(order)
         if not accepted:
             return
         try:
@@ -240,6 +238,11 @@ class AccountActor:
             self._updated(seq, taken.payload)
         if burst:
             self._subscribers.broadcast(self.snapshot_message())
+        # Waiters (the batch coordinator) hear of an update once it is committed and reported:
+        # what a batch concludes from it is then never ahead of the account's seq (its webhook
+        # comes after its legs' updates).
+        for order, _ in accepted:
+            self._notify_watchers(order)
         self.upstream.last_event_at = time.time()
         if self._health is not None:
             self._health.touch()
