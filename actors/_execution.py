@@ -54,6 +54,7 @@ class _Account:
     limiter: RateLimiter
     instruments: InstrumentCache
     running: dict[str, trio.CancelScope] = attrs.field(factory=dict)
+    killed: set[str] = attrs.field(factory=set)  # batches the kill switch stopped, still running
 
 
 @attrs.frozen
@@ -155,9 +156,13 @@ class BatchRunner:
                 if leg.sent and not leg.is_final:
                     nursery.start_soon(self._settle_view, ctx, job.batch_id, leg)
         timed_out = trio.current_time() >= deadline
+        killed = job.batch_id in ctx.killed
         for leg in job.legs:
             if not leg.complete and leg.error is None:
-                if not leg.sent:
+                if killed:
+                    leg.error = ("stopped by the kill switch" if leg.sent
+                                 else "not placed: stopped by the kill switch")
+                elif not leg.sent:
                     leg.error = "not placed: the batch failed first"
                 elif timed_out:
                     leg.error = "not COMPLETE by the deadline"

@@ -215,10 +215,10 @@ class AccountActor:
             if taken is None:
                 continue
             if isinstance(taken, Conflict):
-                self._conflict(taken)  # waiters still hear it: legs match by id and tag
+                self._conflict(taken)
+                self._notify_watchers(order)  # never stored; legs match by id and tag
             else:
                 accepted.append((order, taken))
-            self._notify_watchers(order)
         if not accepted:
             return
         try:
@@ -241,6 +241,11 @@ class AccountActor:
             self._updated(seq, taken.payload)
         if burst:
             self._subscribers.broadcast(self.snapshot_message())
+        # Waiters (the batch coordinator) hear of an update once it is committed and reported:
+        # what a batch concludes from it is then never ahead of the account's seq (its webhook
+        # comes after its legs' updates).
+        for order, _ in accepted:
+            self._notify_watchers(order)
         self.upstream.last_event_at = time.time()
         if self._health is not None:
             self._health.touch()

@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import trio
 
-from brokers.base import BrokerError, Order, OrderRejected, OrderRequest
+from brokers.base import BrokerError, Order, OrderRejected, OrderRequest, TokenExpired
 from brokers.kite import parse_order
 from store import BatchRecord, IdempotencyConflict, LegRecord, Store, StoreError
 
@@ -237,10 +237,14 @@ class BatchCoordinator:
                 return await self._replay(found[0], request_hash)
         if account in self._killing:
             return _kill_running(account)
+        if _parked(ctx):
+            return _auth_expired(account)
         try:
             spec = await self._validate(ctx, body)
         except InvalidRequest as exc:
             return 422, _invalid(exc)
+        except TokenExpired:
+            return _auth_expired(account)
         except BrokerError as exc:
             return 503, _error("broker_unavailable", f"instrument master: {exc}")
         reply = await self._check_margin(ctx, spec)
@@ -362,11 +366,23 @@ class BatchCoordinator:
                 available = _raise_or(found["funds"])
         except OrderRejected as exc:
             return 422, _invalid(InvalidRequest([_field("orders", "broker", exc.message)]))
+        except TokenExpired:
+            return _auth_expired(ctx.actor.account)
         except BrokerError as exc:
             return 503, _error("broker_unavailable", f"margin check: {exc}")
-        if available is not None and margin.final > available + 1e-6:
+        if available is None:
+            return None
+        if margin.final > available + 1e-6:
             message = f"the basket needs {margin.final:.2f} margin, {available:.2f} is available"
             return 422, _invalid(InvalidRequest([_field("orders", "margin", message)]))
+        if spec.execution == "parallel" and margin.initial > available + 1e-6:
+            # Parallel legs reach the broker in any order and each is margined as it arrives:
+            # a SELL leg ahead of its hedge would be rejected after the others filled.
+            message = (f"the legs need {margin.initial:.2f} margin when each is priced on its "
+                       f"own, {available:.2f} is available: the basket fits only hedged "
+                       f"({margin.final:.2f}); use execution \"hedge_first\" so the BUY legs "
+                       "fill first and the SELL legs get the hedge benefit")
+            return 422, _invalid(InvalidRequest([_field("execution", "margin", message)]))
         return None
 
     def _request(self, leg: OrderRequest, tag: str | None) -> OrderRequest:
@@ -388,9 +404,11 @@ class BatchCoordinator:
                 if work is not None:
                     work.scope = scope
                 if job.account in self._killing:
+                    ctx.killed.add(job.batch_id)
                     scope.cancel()
                 await self._runner.execute(ctx, job)
         finally:
+            ctx.killed.discard(job.batch_id)
             work = self._done.pop(job.batch_id, None)
             if work is not None:
                 work.finish()
@@ -482,6 +500,8 @@ class BatchCoordinator:
             return 404, _error("unknown_account", f"no account {account!r}")
         if account in self._killing:
             return _kill_running(account)
+        if _parked(ctx):
+            return _auth_expired(account)
         request_hash = _hash(body)
         keyed = single_tag(account, idempotency_key) if idempotency_key else None
         if keyed is not None:
@@ -494,6 +514,8 @@ class BatchCoordinator:
             spec = validate_order(body, ctx.instruments.get, session=self._config.session)
         except InvalidRequest as exc:
             return 422, _invalid(exc)
+        except TokenExpired:
+            return _auth_expired(account)
         except BrokerError as exc:
             return 503, _error("broker_unavailable", f"instrument master: {exc}")
         while keyed is not None and keyed in self._singles:  # the same key got in meanwhile
@@ -510,6 +532,8 @@ class BatchCoordinator:
             await self.ops.send(ctx.actor, ctx.limiter, None, leg, Priority.NORMAL, deadline)
         except OrderRejected as exc:
             return 400, _error("rejected", exc.message)
+        except TokenExpired:  # refused by the broker: nothing was placed
+            return _auth_expired(account)
         except UnknownOutcome as exc:
             log.warning("order %s of %s by %s: unknown outcome: %s", tag, account, client, exc)
             if keyed is not None:
@@ -582,11 +606,15 @@ class BatchCoordinator:
         ctx = self.account(account)
         if ctx is None:
             return 404, _error("unknown_account", f"no account {account!r}")
+        if _parked(ctx):
+            return _auth_expired(account)
         try:
             await self.ops.write(ctx.limiter, Priority.NORMAL, ctx.actor.broker.cancel, order_id,
                                  deadline=trio.current_time() + self._config.place_timeout_s)
         except OrderRejected as exc:
             return 400, _error("rejected", exc.message)
+        except TokenExpired:
+            return _auth_expired(account)
         except BrokerError as exc:
             return 502, _error("broker_unavailable", str(exc))
         log.info("cancel %s of %s by %s", order_id, account, client)
@@ -597,7 +625,8 @@ class BatchCoordinator:
         single order being placed) to finish, then cancel every open order and flatten every
         position. New batches and orders of the account are refused (409) meanwhile. A batch
         still unfinished when the wait runs out is left to finish its own rollback: the kill
-        switch leaves its symbols alone and names it in the report (status "incomplete")."""
+        switch leaves its symbols alone and names it in the report (status "incomplete"). The
+        report names the batches it stopped (`stopped_batches`, with their final status)."""
         from .kill import kill_account
 
         ctx = self.account(account)
@@ -611,6 +640,9 @@ class BatchCoordinator:
         try:
             # Shielded as a whole: a client hanging up must not stop a kill switch half way.
             with trio.CancelScope(shield=True):
+                stopped = sorted(key for key, work in self._done.items()
+                                 if work.account == account and not work.recovery)
+                ctx.killed.update(stopped)  # their legs say so, in results and webhooks
                 for scope in list(ctx.running.values()):
                     scope.cancel()
                 for work in self._unfinished(account).values():
@@ -623,7 +655,8 @@ class BatchCoordinator:
                 if busy:
                     log.error("kill switch of %s: still unfinished after %.1f s, left alone: %s",
                               account, self._config.kill_wait, sorted(busy))
-                report = await kill_account(self, ctx, account, client, busy=busy)
+                report = await kill_account(self, ctx, account, client, busy=busy,
+                                            stopped=stopped)
         finally:
             self._killing.discard(account)
         return 200, report
@@ -637,6 +670,20 @@ class BatchCoordinator:
 def _kill_running(account: str) -> Reply:
     return 409, _error("kill_in_progress", f"the kill switch of account {account!r} is running: "
                        "no new orders until it has finished")
+
+
+def _parked(ctx: _Account) -> bool:
+    """The account's actor knows the broker refuses its access token."""
+    return ctx.actor.upstream.state == "auth_expired"
+
+
+def _auth_expired(account: str) -> Reply:
+    """409, not 5xx: clients retry a 5xx blindly, and nothing changes until an operator loads
+    the day's token. Not 401 either: the client's own credentials are fine, the broker's are not.
+    409 says the account is in a state that refuses orders (as `kill_in_progress` does)."""
+    return 409, _error("auth_expired", f"the broker refuses the access token of account "
+                       f"{account!r} (expired): nothing was sent. Load the day's token with "
+                       f"`orderdesk credentials {account}`, then retry")
 
 
 def _unknown(tag: str, message: str) -> dict[str, Any]:

@@ -17,12 +17,19 @@ are `order:<account>:<seq>`, so an event enqueued twice is stored (and delivered
 An account without webhooks costs nothing here: its events are neither queued nor read back, and it
 has no cursor. Batch events (`batch.*`) come from the batch coordinator's stored result and have no
 cursor: a full batch queue drops them with an error log (a batch is far rarer than its orders).
+
+Order: an account's order events reach the outbox in seq order (the cursor only moves one seq at a
+time), and a batch event is stamped with the account's seq when it finished (`seq_of`: the
+coordinator hears of an update only once it is committed, so that covers its legs' final
+updates) and held back until the account's cursor has reached it: its outbox row comes after
+theirs, and the dispatcher delivers each account's rows in outbox order.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
@@ -51,9 +58,8 @@ def order_event_id(account: str, seq: int) -> str:
 
 def order_event(account: str, seq: int, payload: dict[str, Any]) -> WebhookEvent:
     """The `order.updated` webhook of one committed order event (live or read back)."""
-    return WebhookEvent(
-        account, ORDER_UPDATED, {"seq": seq, "order": payload}, order_event_id(account, seq)
-    )
+    return WebhookEvent(account, ORDER_UPDATED, {"seq": seq, "order": payload},
+                        order_event_id(account, seq), seq=seq)
 
 
 @attrs.frozen
@@ -85,13 +91,17 @@ class EventRelay:
         capacity: int = 10_000,
         *,
         batch_size: int = 500,
+        seq_of: Callable[[str], int] = lambda account: 0,
     ) -> None:
+        """`seq_of(account)`: the account's last committed seq (its actor's), which stamps
+        batch events (default 0: they are not held back)."""
         if capacity < 1 or batch_size < 1:
             raise ValueError("capacity and batch_size must be >= 1")
         self._dispatcher = dispatcher
         self._store = store
         self._capacity = capacity
         self._batch_size = batch_size
+        self._seq_of = seq_of
         self._orders: deque[_Update] = deque()
         self._batches: deque[WebhookEvent] = deque()
         self._behind: set[str] = set()  # accounts to catch up from their cursor
@@ -130,7 +140,8 @@ class EventRelay:
             self.dropped += 1
             log.error("event relay full: dropped %s %s", webhook_type, event_id)
             return
-        self._batches.append(WebhookEvent(account, webhook_type, result, event_id))
+        self._batches.append(
+            WebhookEvent(account, webhook_type, result, event_id, seq=self._seq_of(account)))
         self._wake.set()
 
     def statistics(self) -> RelayStatistics:
@@ -164,7 +175,7 @@ class EventRelay:
                 self._behind.discard(account)
                 if await self._catch_up(account):
                     self._behind.add(account)  # one page each in turn: no account starves
-            if self._orders or self._batches:
+            if self._orders or self._ready_batches():
                 await self._flush()
             elif not self._behind:
                 await self._wake.wait()
@@ -183,15 +194,23 @@ class EventRelay:
         self.caught_up += len(stored)
         return len(stored) == self._batch_size
 
+    def _ready_batches(self, cursors: dict[str, int] | None = None) -> list[WebhookEvent]:
+        """Queued batch events whose account's order events are in the outbox up to their seq
+        (with `cursors` as they will be after this flush), oldest first."""
+        cursors = cursors or {}
+        ready = [e for e in self._batches
+                 if (e.seq or 0) <= cursors.get(e.account, self._cursors.get(e.account, 0))]
+        return ready[:self._batch_size]
+
     async def _flush(self) -> None:
         """Write the oldest queued events with one store call; dequeue them once it is durable.
 
         An order event extends its account's cursor only if it is the next seq: one at or below
         the cursor is already in the outbox, and one past a gap sends its account to catch up.
+        Batch events go after the order events, once their seq is covered (`_ready_batches`).
         """
         updates = list(islice(self._orders, self._batch_size))
-        batches = list(islice(self._batches, self._batch_size))
-        events = list(batches)
+        events: list[WebhookEvent] = []
         cursors: dict[str, int] = {}
         for update in updates:  # only accounts with webhooks are queued: each has a cursor
             account = update.account
@@ -203,10 +222,12 @@ class EventRelay:
                 continue
             events.append(order_event(account, update.seq, update.payload))
             cursors[account] = update.seq
+        batches = self._ready_batches(cursors)
+        events.extend(batches)
         if events or cursors:
             await self._dispatcher.emit_many(events, cursors=cursors)
         self._cursors.update(cursors)  # each only moved forward, one seq at a time
         for _ in updates:
             self._orders.popleft()
-        for _ in batches:
-            self._batches.popleft()
+        written = {id(event) for event in batches}  # others may have been queued meanwhile
+        self._batches = deque(e for e in self._batches if id(e) not in written)

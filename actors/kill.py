@@ -9,14 +9,16 @@ instrument master; without it each position is flattened by one unsliced order.
 
 The report's status is "done" only when nothing is left: no position, no order still open (a
 cancel or a flattening order not final by the deadline), no symbol left alone, no broker error;
-otherwise "incomplete", naming what is left.
+otherwise "incomplete", naming what is left. When the positions cannot be read afterwards (an
+expired token, say) `remaining` is "unknown" and `remaining_reason` says why: never an empty list
+that would claim nothing is left. `stopped_batches` names the batches the kill switch stopped.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -44,13 +46,13 @@ log = logging.getLogger(__name__)
 
 async def kill_account(
     coordinator: BatchCoordinator, ctx: _Account, account: str, client: str,
-    *, busy: Mapping[str, Set[tuple[str, str]]] | None = None,
+    *, busy: Mapping[str, Set[tuple[str, str]]] | None = None, stopped: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Cancel, flatten, check; the report names what is left, if anything.
 
     `busy`: batches (or orders) still unfinished, by id, with their (exchange, tradingsymbol):
     their rollback owns those symbols, so their orders are not cancelled nor their positions
-    flattened here."""
+    flattened here. `stopped`: the ids of the batches the kill switch stopped."""
     config = coordinator.config
     deadline = trio.current_time() + config.rollback_timeout_s
     busy = busy or {}
@@ -85,21 +87,29 @@ async def kill_account(
             for n, position in enumerate(positions):
                 nursery.start_soon(_flatten, coordinator, ctx, kill_id, n, position, deadline,
                                    report)
+        left: list[Position] | None
         try:
             left = [p for p in await ctx.actor.broker.positions() if p.quantity]
         except BrokerError as exc:
-            left = []
+            left = None
             report["errors"].append(f"positions after: {exc}")
-        report["remaining"] = [
-            {"tradingsymbol": p.tradingsymbol, "exchange": p.exchange, "product": p.product,
-             "quantity": p.quantity} for p in left
+            report["remaining"] = "unknown"
+            report["remaining_reason"] = f"the positions could not be read: {exc}"
+        else:
+            report["remaining"] = [
+                {"tradingsymbol": p.tradingsymbol, "exchange": p.exchange, "product": p.product,
+                 "quantity": p.quantity} for p in left
+            ]
+        report["stopped_batches"] = [
+            {"batch_id": batch_id, "status": await _stored_status(coordinator, batch_id)}
+            for batch_id in stopped
         ]
         report["open_orders"] = (
             [c["order_id"] for c in report["cancelled"] if c["status"] not in FINAL_STATUSES]
             + [o["order_id"] for f in report["flattened"] for o in f["orders"]
                if o["order_id"] and o["status"] not in FINAL_STATUSES]
         )
-        incomplete = (left or report["errors"] or report["open_orders"] or skip)
+        incomplete = (left is None or left or report["errors"] or report["open_orders"] or skip)
         report["status"] = "incomplete" if incomplete else "done"
         if incomplete:
             log.error("kill switch of %s left exposure: %s", account, report)
@@ -110,6 +120,16 @@ async def kill_account(
         except StoreError:
             log.exception("could not audit the kill switch of %s", account)
     return report
+
+
+async def _stored_status(coordinator: BatchCoordinator, batch_id: str) -> str | None:
+    """A stopped batch's status as stored (None when the store cannot tell)."""
+    try:
+        found = await coordinator.store.get_batch(batch_id)
+    except StoreError:
+        log.exception("kill switch: could not read batch %s", batch_id)
+        return None
+    return None if found is None else found[0].status
 
 
 async def _cancel(

@@ -8,8 +8,13 @@ it leases due rows, POSTs them with bounded concurrency and acks, reschedules (e
 with jitter) or, past `max_age_s`, fails each one. Rows live in the store, so a restart loses
 nothing: a stopped sender hands its in-flight rows back, and a crashed one's leases simply expire.
 
-Delivery is at least once and unordered; receivers deduplicate on `X-Orderdesk-Event-Id` and check
-`X-Orderdesk-Signature` with `verify_signature()`.
+Delivery is at least once and, per account and URL, in order: the store hands out only the oldest
+pending row of each (account, URL), so an event is posted only once every earlier one of its
+account to that URL was acknowledged or given up (past `max_age_s`); a failing receiver holds
+back only its own account's later events, other accounts and URLs go on concurrently. The relay
+(`actors/events.py`) writes an account's events in seq order, and every body carries `seq`.
+Receivers deduplicate on `X-Orderdesk-Event-Id` and check `X-Orderdesk-Signature` with
+`verify_signature()`.
 """
 
 from __future__ import annotations
@@ -80,12 +85,16 @@ class WebhookConfig:
 
 @attrs.frozen
 class WebhookEvent:
-    """One event for `emit_many()`; `event_id` is stable across re-emits (receivers dedupe)."""
+    """One event for `emit_many()`; `event_id` is stable across re-emits (receivers dedupe).
+
+    `seq`: the account's order-event seq it belongs after (an order event's own seq; a batch
+    event's is that of its legs' last update), sent in the body so receivers can order events."""
 
     account: str
     event_type: str
     payload: dict[str, Any]
     event_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+    seq: int | None = None
 
 
 @attrs.frozen
@@ -208,7 +217,9 @@ class WebhookDispatcher:
                 continue
             # The envelope is stored, not rebuilt per attempt: every attempt sends the same body
             # and created_at is what max_age_s counts from.
-            stored = {"created_at": created_at, "data": event.payload}
+            stored: dict[str, Any] = {"created_at": created_at, "data": event.payload}
+            if event.seq is not None:
+                stored["seq"] = event.seq
             _dumps(stored)  # a payload that is not JSON fails here, in the caller, not the sender
             deliveries.extend(
                 WebhookDelivery(event.event_id, event.account, hook.url, event.event_type, stored)
@@ -238,7 +249,8 @@ class WebhookDispatcher:
                 await self._slots.acquire()  # wait for a free slot before leasing anything
                 wake = self._wake = trio.Event()
                 free = self._slots.value + 1
-                due = await self._store.claim_webhooks(free, time.time(), self._config.lease_s)
+                due = await self._store.claim_webhooks(free, time.time(), self._config.lease_s,
+                                                       in_order=True)
                 if not due:
                     self._slots.release()
                 for i, delivery in enumerate(due):
@@ -270,6 +282,7 @@ class WebhookDispatcher:
             self._slots.release()
             if not settled:
                 await self._hand_back(delivery)
+            self._wake.set()  # the next row of its (account, URL) may be claimed now
 
     async def _post(self, client: httpx.AsyncClient, delivery: WebhookDelivery) -> str | None:
         """POST once; None when the receiver acknowledged (2xx), else why not."""
@@ -359,12 +372,13 @@ def _created_at(delivery: WebhookDelivery) -> float:
 
 def _body(delivery: WebhookDelivery) -> bytes:
     """The JSON body; the same bytes on every attempt of a delivery."""
-    return _dumps(
-        {
-            "event_id": delivery.event_id,
-            "event_type": delivery.event_type,
-            "account": delivery.account,
-            "created_at": _created_at(delivery),
-            "data": delivery.payload.get("data"),
-        }
-    ).encode()
+    body = {
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "account": delivery.account,
+        "created_at": _created_at(delivery),
+        "data": delivery.payload.get("data"),
+    }
+    if "seq" in delivery.payload:  # every event of the relay has one
+        body["seq"] = delivery.payload["seq"]
+    return _dumps(body).encode()

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from ._postgres_bridge import PostgresPart
-from ._rows import audit_from_row, delivery_from_row
+from ._rows import HEADS_ONLY, audit_from_row, delivery_from_row
 from .base import AuditEntry, WebhookDelivery
 
 
@@ -75,14 +75,19 @@ class PostgresOutbox(PostgresPart):
 
         return await self._call(q)
 
-    async def claim_webhooks(self, limit: int, now: float, lease_s: float) -> list[WebhookDelivery]:
-        """Lease up to `limit` due deliveries until now+lease_s; claimers never overlap."""
+    async def claim_webhooks(
+        self, limit: int, now: float, lease_s: float, *, in_order: bool = False
+    ) -> list[WebhookDelivery]:
+        """Lease up to `limit` due deliveries until now+lease_s; claimers never overlap.
+        `in_order`: only the oldest pending row of each (account, url) is claimable (a head
+        another claimer holds locked is skipped, and the rows after it wait for it)."""
+        heads = HEADS_ONLY if in_order else ""
 
         async def q(conn: asyncpg.Connection) -> list[WebhookDelivery]:
             rows = await conn.fetch(
                 "UPDATE webhook_outbox SET leased_until = $2 + $3, attempts = attempts + 1,"
                 " updated_at = $2 WHERE id IN ("
-                "  SELECT id FROM webhook_outbox WHERE status = 'pending'"
+                f"  SELECT id FROM webhook_outbox WHERE status = 'pending' {heads}"
                 "  AND next_attempt_at <= $2 AND (leased_until IS NULL OR leased_until <= $2)"
                 "  ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)"
                 " RETURNING *",

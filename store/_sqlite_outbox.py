@@ -7,7 +7,7 @@ import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 
-from ._rows import audit_from_row, delivery_from_row
+from ._rows import HEADS_ONLY, audit_from_row, delivery_from_row
 from ._sqlite_jobs import SqlitePart, loads, write_tx
 from .base import AuditEntry, WebhookDelivery
 
@@ -89,15 +89,19 @@ class SqliteOutbox(SqlitePart):
 
         return await self._run(q)
 
-    async def claim_webhooks(self, limit: int, now: float, lease_s: float) -> list[WebhookDelivery]:
-        """Lease up to `limit` due deliveries until now+lease_s; claimers never overlap."""
+    async def claim_webhooks(
+        self, limit: int, now: float, lease_s: float, *, in_order: bool = False
+    ) -> list[WebhookDelivery]:
+        """Lease up to `limit` due deliveries until now+lease_s; claimers never overlap.
+        `in_order`: only the oldest pending row of each (account, url) is claimable."""
+        heads = HEADS_ONLY if in_order else ""
 
         def q(conn: sqlite3.Connection) -> list[WebhookDelivery]:
             def body() -> list[WebhookDelivery]:
                 rows = conn.execute(
                     "UPDATE webhook_outbox SET leased_until = ? + ?, attempts = attempts + 1,"
                     " updated_at = ? WHERE id IN ("
-                    "  SELECT id FROM webhook_outbox WHERE status = 'pending'"
+                    f"  SELECT id FROM webhook_outbox WHERE status = 'pending' {heads}"
                     "  AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)"
                     "  ORDER BY next_attempt_at, id LIMIT ?)"
                     " RETURNING id, event_id, account, url, event_type, payload, attempts",

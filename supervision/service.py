@@ -186,7 +186,9 @@ async def _open_tree(
         webhook_config,
         on_result=lambda result: metrics.webhook_deliveries.labels(result).inc(),
     )
-    relay = EventRelay(dispatcher, store)
+    actors: dict[str, AccountActor] = {}
+    relay = EventRelay(dispatcher, store,
+                       seq_of=lambda account: actors[account].seq if account in actors else 0)
     await root.start(supervise, ChildSpec("webhooks", dispatcher.run), health)
     await root.start(supervise, ChildSpec("events", relay.run), health)
 
@@ -194,7 +196,6 @@ async def _open_tree(
         metrics.on_update(account, seq, payload)
         relay.order_updated(account, seq, payload)
 
-    actors: dict[str, AccountActor] = {}
     tls = ssl.create_default_context()
     async with open_dynamic_supervisor(health) as accounts:
         for account in settings.accounts:

@@ -1,9 +1,10 @@
 """A whole orderdesk service in the test's process: `open_service` from a temp TOML.
 
-Paper venue embedded on port 0 (rate limit off, state in memory), SQLite under tmp_path, two paper
-accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into `[server]`
-(`server_toml`) or an account's table (`account_toml={"primary": 'webhooks = [...]'}`);
-`environ` is what `load_settings` reads (secret_env, ...); other keywords go to `open_service`.
+Paper venue embedded on port 0 (rate limit off, state in memory), SQLite under tmp_path, two
+paper accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into `[server]`
+(`server_toml`), `[venue]` (`venue_toml`: `funds = 500000`, say) or an account's table
+(`account_toml={"primary": 'webhooks = [...]'}`); `environ` is what `load_settings` reads
+(secret_env, ...); other keywords go to `open_service`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ url = "{database}"
 bind = "127.0.0.1:0"
 rate_limit_per_s = 0
 state = "memory"
+{venue_extra}
 
 [[accounts]]
 id = "primary"
@@ -55,13 +57,15 @@ def write_config(
     database: str | None = None,
     *,
     server_toml: str = "",
+    venue_toml: str = "",
     account_toml: Mapping[str, str] | None = None,
 ) -> Path:
     path = tmp_path / "orderdesk.toml"
     database = database or f"sqlite:///{tmp_path}/od.db"
     extra = {f"{a}_extra": (account_toml or {}).get(a, "") for a in TOKENS}
     path.write_text(CONFIG.format(
-        admin=ADMIN, database=database, server_extra=server_toml, **extra, **TOKENS
+        admin=ADMIN, database=database, server_extra=server_toml, venue_extra=venue_toml,
+        **extra, **TOKENS
     ))
     return path
 
@@ -72,11 +76,13 @@ async def open_test_service(
     *,
     database: str | None = None,
     server_toml: str = "",
+    venue_toml: str = "",
     account_toml: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
     **options: Any,
 ) -> AsyncIterator[Running]:
-    path = write_config(tmp_path, database, server_toml=server_toml, account_toml=account_toml)
+    path = write_config(tmp_path, database, server_toml=server_toml, venue_toml=venue_toml,
+                        account_toml=account_toml)
     settings = load_settings(str(path), environ=environ or {})
     async with open_service(settings, **options) as running:
         yield running

@@ -118,8 +118,12 @@ def create_app(venue: Venue) -> QuartTrio:
 
     @app.post("/margins/basket")
     async def basket_margins() -> Response:
-        authenticate()
-        return ok(engine.basket_margins(parse_basket(await json_body())))
+        account = authenticate()
+        consider = request.args.get("consider_positions", "false").strip().lower()
+        if consider not in ("true", "false"):
+            raise input_error("Invalid `consider_positions`: use true or false.")
+        return ok(engine.basket_margins(account, parse_basket(await json_body()),
+                                        consider_positions=consider == "true"))
 
     @app.get("/instruments")
     async def instruments_all() -> Response:

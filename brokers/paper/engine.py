@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import attrs
 import trio
 
 from . import margins
@@ -186,7 +187,7 @@ class Engine:
                          "RMS:Rule: paper venue reject_symbols fault")
             return order.order_id
         required, available = self._order_margin(order), self.available(account)
-        if required > available + 1e-9:
+        if required > available + 1e-9:  # the portfolio's margin after it exceeds the funds
             self._reject(
                 order,
                 f"Insufficient funds. Required margin is {required:.2f} but available margin is "
@@ -279,27 +280,27 @@ class Engine:
         return [p for p in self._positions.values() if p.account == account]
 
     def used_margin(self, account: str) -> margins.MarginParts:
-        total = margins.MarginParts()
-        for p in self.positions(account):
-            if p.net:
-                side = "BUY" if p.net > 0 else "SELL"
-                total += margins.leg_margin(
-                    self._leg(p.instrument, side, abs(p.net), p.average_price, p.product))
-        for o in self.orders(account):
-            if o.status in LIVE_STATES:
-                total += margins.leg_margin(self._order_leg(o))
-        return total
+        """Positions and working orders margined as one portfolio, hedges included (Kite's RMS
+        does so: an order that hedges the positions blocks less, see `margins`)."""
+        return margins.hedged_total(self._portfolio(account))
 
     def available(self, account: str) -> float:
         return self.config.funds - self.used_margin(account).total
 
-    def basket_margins(self, legs: Iterable[OrderRequest]) -> dict[str, Any]:
-        resolved = []
+    def basket_margins(
+        self, account: str, legs: Iterable[OrderRequest], *, consider_positions: bool = False
+    ) -> dict[str, Any]:
+        resolved, opening = [], []
         for req in legs:
             i = self.instrument(req.exchange, req.tradingsymbol)
             price = req.price if req.order_type in ("LIMIT", "SL") and req.price else self.ltp(i)
             resolved.append(self._leg(i, req.transaction_type, req.quantity, price, req.product))
-        return margins.basket(resolved)
+            if consider_positions:
+                opens = self._opening(account, i, req.product, req.transaction_type, req.quantity)
+                opening.append(attrs.evolve(resolved[-1], quantity=opens))
+        if not consider_positions:
+            return margins.basket(resolved)
+        return margins.basket(resolved, held=self._portfolio(account), opening=opening)
 
     # ---- internals ----------------------------------------------------------------------------
 
@@ -312,17 +313,37 @@ class Engine:
             underlying = self.ltp(future) if future is not None else i.strike
         return margins.Leg(i, side, quantity, price, product, underlying)
 
+    def _portfolio(self, account: str) -> list[margins.Leg]:
+        """What the account's margin is computed on: net positions and working orders."""
+        legs = []
+        for p in self.positions(account):
+            if p.net:
+                side = "BUY" if p.net > 0 else "SELL"
+                legs.append(self._leg(p.instrument, side, abs(p.net), p.average_price, p.product))
+        legs.extend(self._order_leg(o) for o in self.orders(account) if o.status in LIVE_STATES)
+        return legs
+
+    def _opening(
+        self, account: str, i: Instrument, product: str, side: str, quantity: int
+    ) -> int:
+        """The part of `quantity` that opens beyond the position it closes (that part is free)."""
+        position = self._positions.get((account, i.key, product))
+        net = position.net if position else 0
+        signed = 1 if side == "BUY" else -1
+        return quantity - (min(quantity, abs(net)) if net * signed < 0 else 0)
+
     def _order_leg(self, order: Order) -> margins.Leg:
         pending = order.quantity - order.filled_quantity
-        position = self._positions.get((order.account, order.instrument.key, order.product))
-        net = position.net if position else 0
-        closing = min(pending, abs(net)) if net * order.signed < 0 else 0
+        opens = self._opening(order.account, order.instrument, order.product,
+                              order.transaction_type, pending)
         price = order.price or self.ltp(order.instrument)
-        return self._leg(order.instrument, order.transaction_type, pending - closing, price,
-                         order.product)
+        return self._leg(order.instrument, order.transaction_type, opens, price, order.product)
 
     def _order_margin(self, order: Order) -> float:
-        return margins.leg_margin(self._order_leg(order)).total
+        """What placing `order` adds to its account's margin (less than its own when it hedges)."""
+        held = self._portfolio(order.account)
+        after = margins.hedged_total([*held, self._order_leg(order)])
+        return after.total - margins.hedged_total(held).total
 
     def _check_session(self) -> None:
         if not self.session.is_open(dt.datetime.now(IST).time().replace(microsecond=0)):

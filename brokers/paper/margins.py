@@ -11,15 +11,23 @@ Per order or position leg, with notional = quantity x price:
 
 The price is the order's limit price when it has one, else the LTP.
 
-An account's `available` margin is `funds` minus the used margin of its open positions (valued as
-above at the average price) and of its open orders (their pending quantity, minus the part that
-only closes an existing position, which needs no margin). Realised P&L does not change funds.
+Hedge benefit: legs are grouped by underlying. Each leg has a delta sign (FUT BUY +, FUT SELL -,
+CE BUY +, CE SELL -, PE BUY -, PE SELL +). In a group with margined quantity M (futures and short
+options) and hedged quantity H = min(quantity with +, quantity with -), span and exposure are
+multiplied by 1 - 0.7 * min(1, H / M). Premiums and equity are unchanged.
 
-Hedge benefit (`final` of `POST /margins/basket`): legs are grouped by underlying. Each leg has a
-delta sign (FUT BUY +, FUT SELL -, CE BUY +, CE SELL -, PE BUY -, PE SELL +). In a group with
-margined quantity M (futures and short options) and hedged quantity H = min(quantity with +,
-quantity with -), span and exposure are multiplied by 1 - 0.7 * min(1, H / M). Premiums and
-equity are unchanged. `consider_positions` is accepted and ignored.
+An account's used margin is that of its portfolio, hedge benefit included, as Kite's RMS
+computes it: its open positions (valued at the average price) and its working orders (their
+pending quantity, minus the part that only closes an existing position, which needs no margin).
+`available` is `funds` minus it; realised P&L does not change funds. A new order needs the
+increase of the portfolio's margin it causes (negative when it hedges), so an order that hedges
+the account's positions gets the benefit, and one that only closes them needs nothing.
+
+`POST /margins/basket` (`basket()`): `final` is the basket's margin with the hedge benefit among
+its legs, `orders[]` each leg alone and `initial` their sum. With `consider_positions=true` the
+account's portfolio (`held`) is counted as well: each figure is then the increase it causes over
+the portfolio's margin, and legs that close positions need none. Without it (the venue's
+default), the basket is priced on its own.
 
 Charges are indicative: ₹20 brokerage per order, STT on the sell side (0.1% of option premium,
 0.02% of futures notional, 0.1% / 0.025% of equity CNC / MIS), exchange and SEBI turnover fees,
@@ -29,7 +37,7 @@ Charges are indicative: ₹20 brokerage per order, STT on the sell side (0.1% of
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -67,6 +75,12 @@ class MarginParts:
         return MarginParts(
             self.span + other.span, self.exposure + other.exposure,
             self.option_premium + other.option_premium, self.var + other.var,
+        )
+
+    def __sub__(self, other: MarginParts) -> MarginParts:
+        return MarginParts(
+            self.span - other.span, self.exposure - other.exposure,
+            self.option_premium - other.option_premium, self.var - other.var,
         )
 
     def scaled_span(self, factor: float) -> MarginParts:
@@ -187,15 +201,23 @@ def _margin_dict(
     }
 
 
-def basket(legs: list[Leg]) -> dict[str, Any]:
-    """The `data` of `POST /margins/basket` (keys as Kite's `basket_margins.json`)."""
-    per_leg = [leg_margin(leg) for leg in legs]
+def basket(
+    legs: Sequence[Leg], *, held: Sequence[Leg] = (), opening: Sequence[Leg] | None = None
+) -> dict[str, Any]:
+    """The `data` of `POST /margins/basket` (keys as Kite's `basket_margins.json`).
+
+    `legs` as ordered (their charges); `opening`: the same legs margined, reduced to what opens
+    beyond the positions they close (default: `legs`); `held`: the account's portfolio, each
+    figure then being the increase over its margin (`consider_positions`)."""
+    margined = list(legs if opening is None else opening)
+    base = hedged_total(held)
+    per_leg = [hedged_total([*held, leg]) - base for leg in margined]
     leg_charges = [charges(leg) for leg in legs]
     initial = sum(per_leg, MarginParts())
     return {
         "initial": _margin_dict(initial, kind="", leg=None, leverage=0, charge=charges()),
-        "final": _margin_dict(hedged_total(legs), kind="", leg=None, leverage=0,
-                              charge=charges()),
+        "final": _margin_dict(hedged_total([*held, *margined]) - base, kind="", leg=None,
+                              leverage=0, charge=charges()),
         "orders": [
             _margin_dict(parts, kind="equity", leg=leg, leverage=1, charge=charge)
             for leg, parts, charge in zip(legs, per_leg, leg_charges, strict=True)

@@ -1,0 +1,120 @@
+"""Margin at the edges, end to end (HTTP → coordinator → Kite adapter → paper venue) on an account
+with 5 lakh of funds, asserting at the venue.
+
+A NIFTY call spread (SELL 150 24000 CE, BUY 150 24500 CE) needs 5.4 lakh naked and 1.6 lakh
+hedged: `hedge_first` gets the hedge benefit at the venue once its BUY leg has filled, `parallel`
+is refused before anything is placed. An exit (BUY 150 against a short of 150 futures) needs no
+margin: the pre-check asks with `consider_positions` and the venue honours it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from tests.fixtures_service import api, open_test_service, venue_control
+from tests.fixtures_venue import NIFTY_CE, NIFTY_FUT, kite_headers
+
+FUNDS = 500_000
+NIFTY_24500_CE = NIFTY_FUT.removesuffix("FUT") + "24500CE"
+
+
+def leg(symbol: str, side: str, quantity: int = 150) -> dict[str, Any]:
+    return {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": side,
+            "quantity": quantity, "order_type": "MARKET", "product": "NRML"}
+
+
+SPREAD = [leg(NIFTY_CE, "SELL"), leg(NIFTY_24500_CE, "BUY")]
+
+
+async def positions(venue: httpx.AsyncClient) -> dict[str, int]:
+    response = await venue.get("/portfolio/positions", headers=kite_headers())
+    assert response.status_code == 200, response.text
+    return {p["tradingsymbol"]: p["quantity"] for p in response.json()["data"]["net"]
+            if p["quantity"]}
+
+
+async def orders(venue: httpx.AsyncClient) -> list[dict[str, Any]]:
+    response = await venue.get("/orders", headers=kite_headers())
+    assert response.status_code == 200, response.text
+    rows: list[dict[str, Any]] = response.json()["data"]
+    return rows
+
+
+async def test_hedge_first_spread_gets_the_hedge_benefit_at_the_venue(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with (open_test_service(tmp_path, venue_toml=f"funds = {FUNDS}") as running,
+                    api(running) as http, venue_control(running) as venue):
+            body = {"orders": SPREAD, "execution": "hedge_first"}
+            response = await http.post("/accounts/primary/batch-orders", json=body)
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "success", response.json()
+            assert await positions(venue) == {NIFTY_CE: -150, NIFTY_24500_CE: 150}
+            margins = (await venue.get("/user/margins", headers=kite_headers())).json()["data"]
+            used = margins["equity"]["utilised"]["debits"]
+            assert 0.3 * 0.15 * 150 * 24000 < used < 0.15 * 150 * 24000  # hedged, not naked
+
+
+async def test_parallel_spread_that_fits_only_hedged_is_refused_before_placing(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(30):
+        async with (open_test_service(tmp_path, venue_toml=f"funds = {FUNDS}") as running,
+                    api(running) as http, venue_control(running) as venue):
+            response = await http.post("/accounts/primary/batch-orders",
+                                       json={"orders": SPREAD, "execution": "parallel"})
+            assert response.status_code == 422, response.text
+            fields = response.json()["fields"]
+            assert [(f["path"], f["rule"]) for f in fields] == [("execution", "margin")]
+            assert "hedge_first" in fields[0]["message"]
+            assert await orders(venue) == []
+
+
+@pytest.mark.parametrize("execution", ["parallel", "hedge_first"])
+async def test_exit_basket_passes_when_margin_is_tight(tmp_path: Path, execution: str) -> None:
+    """Short 150 futures use 4.3 of the 5 lakh; buying them back needs no margin."""
+    with trio.fail_after(30):
+        async with (open_test_service(tmp_path, venue_toml=f"funds = {FUNDS}") as running,
+                    api(running) as http, venue_control(running) as venue):
+            short = await http.post("/accounts/primary/orders", json=leg(NIFTY_FUT, "SELL"))
+            assert short.status_code == 200, short.text
+            assert await positions(venue) == {NIFTY_FUT: -150}
+            body = {"orders": [leg(NIFTY_FUT, "BUY")], "execution": execution}
+            response = await http.post("/accounts/primary/batch-orders", json=body)
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "success", response.json()
+            assert await positions(venue) == {}
+
+
+async def test_venue_basket_margins_consider_positions(tmp_path: Path) -> None:
+    """Kite's `consider_positions`: an exit costs nothing, a hedge costs less than naked."""
+    with trio.fail_after(30):
+        async with (open_test_service(tmp_path, venue_toml=f"funds = {FUNDS}") as running,
+                    api(running) as http, venue_control(running) as venue):
+            bought = await http.post("/accounts/primary/orders", json=leg(NIFTY_24500_CE, "BUY"))
+            assert bought.status_code == 200, bought.text
+            sell = [{**leg(NIFTY_CE, "SELL"), "variety": "regular"}]
+            exit_ = [{**leg(NIFTY_24500_CE, "SELL"), "variety": "regular"}]
+
+            async def basket(body: list[dict[str, Any]], consider: str | None) -> dict[str, Any]:
+                params = {} if consider is None else {"consider_positions": consider}
+                response = await venue.post("/margins/basket", json=body, params=params,
+                                            headers=kite_headers())
+                assert response.status_code == 200, response.text
+                data: dict[str, Any] = response.json()["data"]
+                return data
+
+            naked = 0.15 * 150 * 24000
+            alone = await basket(sell, None)
+            assert alone == await basket(sell, "false")
+            assert alone["final"]["total"] == pytest.approx(naked, rel=0.05)
+            hedged = await basket(sell, "true")
+            assert hedged["final"]["total"] == pytest.approx(0.3 * naked, rel=0.05)
+            assert (await basket(exit_, "true"))["final"]["total"] <= 0
+            bad = await venue.post("/margins/basket", json=sell, headers=kite_headers(),
+                                   params={"consider_positions": "maybe"})
+            assert bad.status_code == 400 and "consider_positions" in bad.json()["message"]
