@@ -39,7 +39,7 @@ from actors.webhooks import WebhookConfig, WebhookDispatcher
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress, serve_venue
 from store import Store, open_store
-from web import Metrics, WebDeps, create_app, serve_web
+from web import Metrics, OrderDeskApp, WebDeps, create_app, serve_web
 from web.orders import orders_blueprint
 from web.page import page_blueprint
 
@@ -76,6 +76,7 @@ class Running:
     webhooks: WebhookDispatcher
     metrics: Metrics
     shutdown: trio.Event
+    app: OrderDeskApp  # the web front (its url_map lists every route)
 
 
 async def serve(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -240,7 +241,7 @@ async def _open_tree(
 
         yield Running(
             web_bind, venue, actors, store, health, accounts, coordinator, dispatcher,
-            metrics, shutdown,
+            metrics, shutdown, app,
         ), stop
 
 

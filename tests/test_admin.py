@@ -170,7 +170,6 @@ BAD_CREDENTIALS = [
     BadCredentials("blank", {"access_token": "   "}, "access_token", "non_empty"),
     BadCredentials("number", {"access_token": 42}, "access_token", "type"),
     BadCredentials("too long", {"access_token": "x" * 257}, "access_token", "max_length"),
-    BadCredentials("not an object", ["tok"], "", "type"),
 ]
 
 

@@ -15,6 +15,7 @@ from quart import Blueprint, Response, jsonify, request
 
 from .app import current_deps
 from .errors import BadRequest, ServiceUnavailable
+from .inputs import json_object
 from .middleware import current_correlation_id
 from .routes import require_account
 
@@ -30,11 +31,6 @@ def _coordinator() -> Any:
     if coordinator is None:
         raise ServiceUnavailable("the batch coordinator is not running")
     return coordinator
-
-
-async def _json_body() -> Any:
-    """The JSON body; bad JSON or another content type is the error handler's 400/415."""
-    return await request.get_json(force=False, silent=False)
 
 
 def _reply(reply: tuple[int, dict[str, Any]]) -> tuple[Response, int]:
@@ -58,7 +54,7 @@ def _idempotency_key() -> str | None:
 async def submit_batch(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
     key = _idempotency_key()
-    body = await _json_body()
+    body = await json_object()
     return _reply(await _coordinator().submit(account_id, body, key, identity.name))
 
 
@@ -72,7 +68,7 @@ async def get_batch(account_id: str, batch_id: str) -> tuple[Response, int]:
 async def place_order(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
     key = _idempotency_key()
-    body = await _json_body()
+    body = await json_object()
     return _reply(await _coordinator().place_single(account_id, body, identity.name, key))
 
 
