@@ -150,3 +150,18 @@ async def test_bad_integer_query_parameters_are_422_naming_them(service: Running
             ok = await http.get("/instruments?q=nifty&limit=2",
                                 headers={"Authorization": f"Bearer {ADMIN}"})
             assert ok.status_code == 200 and len(ok.json()["instruments"]) == 2
+
+
+async def test_an_order_id_that_is_no_broker_id_is_422_not_a_broker_call(
+    service: Running,
+) -> None:
+    """The id goes into the broker's URL: `..` or `1?x=1` would reach other broker routes."""
+    with trio.fail_after(30):
+        async with api(service) as http:
+            for bad in ("%2E%2E", "1%3Fx=1", "1%23frag", "%C3%A9", "x" * 65):
+                response = await http.delete(f"/accounts/primary/orders/{bad}")
+                assert response.status_code == 422, f"{bad}: {response.text}"
+                body = assert_error_shape(response)
+                assert [(f["path"], f["rule"]) for f in body["fields"]] == [("order_id", "format")]
+            unknown = await http.delete("/accounts/primary/orders/999999999")
+            assert unknown.status_code < 500, unknown.text

@@ -121,6 +121,11 @@ def _access_token(body: dict[str, Any]) -> str:
         problem = FieldError("access_token", "type", "access_token must be a string")
     elif not token.strip():
         problem = FieldError("access_token", "non_empty", "access_token must not be empty")
+    elif not (token.isascii() and token.strip().isprintable()):
+        # It goes into the broker's Authorization header: anything else fails every call.
+        problem = FieldError(
+            "access_token", "printable_ascii", "access_token must be printable ASCII"
+        )
     elif len(token) > MAX_ACCESS_TOKEN_LENGTH:
         problem = FieldError(
             "access_token",
