@@ -32,7 +32,7 @@ from supervision.service import Running
 from tests.fixtures_service import ADMIN, TOKENS, api
 from tests.fixtures_web import assert_error_shape
 
-MAX_EXAMPLES = 700
+MAX_EXAMPLES = 1500
 #: 503 error codes the README documents ("Request bodies"); /health answers 503 when degraded.
 DOCUMENTED_503 = frozenset({"unavailable", "broker_unavailable", "store_unavailable"})
 BODY = frozenset({"POST", "PUT", "PATCH"})
