@@ -39,7 +39,7 @@ from actors.webhooks import WebhookConfig, WebhookDispatcher
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress, serve_venue
 from store import Store, open_store
-from web import Metrics, WebConfig, WebDeps, create_app
+from web import Metrics, OrderDeskApp, WebConfig, WebDeps, create_app
 from web.front import WebFront
 from web.orders import orders_blueprint
 from web.page import page_blueprint
@@ -81,6 +81,7 @@ class Running:
     metrics: Metrics
     shutdown: trio.Event
     web: WebFront
+    app: OrderDeskApp  # the web front (its url_map lists every route)
 
 
 async def serve(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -261,7 +262,7 @@ async def _open_tree(
         try:
             yield Running(
                 front.address, venue, actors, store, health, accounts, coordinator, dispatcher,
-                metrics, shutdown, front,
+                metrics, shutdown, front, app,
             ), stop
         finally:
             front.close()

@@ -111,6 +111,19 @@ async def place_market(
     return str(response.json()["data"]["order_id"])
 
 
+def assert_error_shape(response: httpx.Response) -> dict[str, Any]:
+    """The body of an error response, asserting our contract: JSON with `error`, `message`,
+    the request's `correlation_id`, and well-formed `fields` when there are any."""
+    assert response.headers.get("content-type", "").startswith("application/json"), response.text
+    body = response.json()
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert isinstance(body.get("message"), str) and body["message"], body
+    assert body.get("correlation_id") == response.headers.get("X-Correlation-ID"), body
+    for field in body.get("fields", []):
+        assert set(field) == {"path", "rule", "message"}, body
+    return body
+
+
 def frames_to_messages(frame: str | bytes) -> list[dict[str, Any]]:
     """One frame holds one message or, for a lagging subscriber, a JSON array of them."""
     decoded = json.loads(frame)
@@ -300,6 +313,7 @@ __all__ = [
     "TOKENS",
     "Reader",
     "WebStack",
+    "assert_error_shape",
     "bearer",
     "open_bare_app",
     "open_web_stack",

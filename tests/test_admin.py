@@ -169,8 +169,11 @@ BAD_CREDENTIALS = [
     BadCredentials("empty", {"access_token": ""}, "access_token", "non_empty"),
     BadCredentials("blank", {"access_token": "   "}, "access_token", "non_empty"),
     BadCredentials("number", {"access_token": 42}, "access_token", "type"),
+    BadCredentials("not ASCII", {"access_token": "tok\u00e9n"}, "access_token",
+                   "printable_ascii"),
+    BadCredentials("control character", {"access_token": "tok\x01en"}, "access_token",
+                   "printable_ascii"),
     BadCredentials("too long", {"access_token": "x" * 257}, "access_token", "max_length"),
-    BadCredentials("not an object", ["tok"], "", "type"),
 ]
 
 

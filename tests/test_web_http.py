@@ -243,7 +243,9 @@ ERROR_CASES = [
     ErrorCase("bad origin", "GET", "/health", 403, "forbidden",
               headers=(("Origin", "http://evil.example"),)),
     ErrorCase("internal", "GET", "/_test/boom", 500, "internal"),
-    ErrorCase("bad json", "POST", "/_test/echo", 400, "bad_request", content=b"{nope"),
+    ErrorCase("bad json", "POST", "/_test/echo", 400, "invalid_json", content=b"{nope"),
+    ErrorCase("deep json", "POST", "/_test/echo", 400, "invalid_json",
+              content=b"[" * 5000 + b"]" * 5000),
     ErrorCase("too large", "POST", "/_test/echo", 413, "payload_too_large",
               content=b"[" + b"1," * 40_000 + b"1]"),
 ]

@@ -8,9 +8,11 @@ from .errors import (
     FieldError,
     Forbidden,
     InvalidInput,
+    InvalidJson,
     NotFound,
     ServiceUnavailable,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from .metrics import Metrics
 from .middleware import CorrelationIdFilter, current_correlation_id, install_log_context
@@ -25,12 +27,14 @@ __all__ = [
     "Forbidden",
     "Identity",
     "InvalidInput",
+    "InvalidJson",
     "Metrics",
     "NotFound",
     "OrderDeskApp",
     "ServiceUnavailable",
     "TicketBook",
     "Unauthorized",
+    "UnsupportedMediaType",
     "WebConfig",
     "WebDeps",
     "authenticate",

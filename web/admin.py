@@ -20,6 +20,7 @@ from store import AuditEntry
 
 from .app import current_deps
 from .errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
+from .inputs import int_query, json_object
 from .routes import require_admin
 
 __all__ = ["MAX_ACCESS_TOKEN_LENGTH", "admin_blueprint"]
@@ -110,12 +111,8 @@ async def restart(account_id: str) -> Response:
     })
 
 
-def _access_token(body: Any) -> str:
+def _access_token(body: dict[str, Any]) -> str:
     """The `access_token` of the body, or a 422 listing what is wrong with it."""
-    if not isinstance(body, dict):
-        raise InvalidInput(
-            [FieldError("", "type", 'expected a JSON object {"access_token": "..."}')]
-        )
     token = body.get("access_token")
     problem: FieldError | None = None
     if token is None:
@@ -124,6 +121,11 @@ def _access_token(body: Any) -> str:
         problem = FieldError("access_token", "type", "access_token must be a string")
     elif not token.strip():
         problem = FieldError("access_token", "non_empty", "access_token must not be empty")
+    elif not (token.isascii() and token.strip().isprintable()):
+        # It goes into the broker's Authorization header: anything else fails every call.
+        problem = FieldError(
+            "access_token", "printable_ascii", "access_token must be printable ASCII"
+        )
     elif len(token) > MAX_ACCESS_TOKEN_LENGTH:
         problem = FieldError(
             "access_token",
@@ -139,7 +141,7 @@ def _access_token(body: Any) -> str:
 async def credentials(account_id: str) -> Response:
     identity = require_admin()
     actor = _known_actor(account_id)
-    token = _access_token(await request.get_json(force=True, silent=False))
+    token = _access_token(await json_object())
     was = _status(actor).get("upstream")
     actor.set_access_token(token)
     batches = current_deps().batches
@@ -149,25 +151,11 @@ async def credentials(account_id: str) -> Response:
     return jsonify({"account": account_id, "reloaded": True, "upstream_before": was})
 
 
-def _audit_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_AUDIT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_AUDIT_LIMIT:
-        raise InvalidInput([
-            FieldError("limit", "range", f"limit must be an integer from 1 to {MAX_AUDIT_LIMIT}")
-        ])
-    return limit
-
-
 @admin_blueprint.get("/audit")
 async def audit() -> Response:
     require_admin()
     account = request.args.get("account") or None
-    limit = _audit_limit(request.args.get("limit"))
+    limit = int_query("limit", default=DEFAULT_AUDIT_LIMIT, minimum=1, maximum=MAX_AUDIT_LIMIT)
     try:
         with trio.fail_after(STORE_TIMEOUT_S):
             entries = await current_deps().store.list_audit(account, limit)

@@ -28,6 +28,7 @@ from ._lean import LeanWebsocket, LeanWebsocketConnection
 from ._server import serve_app
 from .auth import Authenticator, TicketBook
 from .errors import install_error_handler
+from .inputs import StrictJsonRequest
 from .metrics import Metrics
 from .middleware import install_log_context, install_request_hooks
 from .ws import StreamRegistry
@@ -97,6 +98,7 @@ class Activity:
 class OrderDeskApp(QuartTrio):
     """A QuartTrio app that carries its dependencies and the state the web front owns."""
 
+    request_class = StrictJsonRequest
     websocket_class = LeanWebsocket
     asgi_websocket_class = LeanWebsocketConnection
     deps: WebDeps

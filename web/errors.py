@@ -24,9 +24,11 @@ __all__ = [
     "FieldError",
     "Forbidden",
     "InvalidInput",
+    "InvalidJson",
     "NotFound",
     "ServiceUnavailable",
     "Unauthorized",
+    "UnsupportedMediaType",
     "error_body",
     "install_error_handler",
 ]
@@ -58,6 +60,16 @@ class ApiError(Exception):
 
 class BadRequest(ApiError):
     status, code = 400, "bad_request"
+
+
+class InvalidJson(ApiError):
+    """400: the body is not UTF-8 JSON of the shape the route takes (the message says where)."""
+
+    status, code = 400, "invalid_json"
+
+
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "unsupported_media_type"
 
 
 class Unauthorized(ApiError):

@@ -9,12 +9,14 @@ unknown outcome answers 202 with the tag to look up, not a 5xx that invites a bl
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
 from .app import current_deps
-from .errors import BadRequest, ServiceUnavailable
+from .errors import BadRequest, FieldError, InvalidInput, ServiceUnavailable
+from .inputs import json_object
 from .middleware import current_correlation_id
 from .routes import require_account
 
@@ -23,6 +25,8 @@ __all__ = ["orders_blueprint"]
 orders_blueprint = Blueprint("orders", __name__, url_prefix="/accounts/<account_id>")
 
 MAX_IDEMPOTENCY_KEY = 128
+#: Broker order ids (Kite's are digits); the id goes into the broker's URL, so nothing else.
+ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _coordinator() -> Any:
@@ -30,11 +34,6 @@ def _coordinator() -> Any:
     if coordinator is None:
         raise ServiceUnavailable("the batch coordinator is not running")
     return coordinator
-
-
-async def _json_body() -> Any:
-    """The JSON body; bad JSON or another content type is the error handler's 400/415."""
-    return await request.get_json(force=False, silent=False)
 
 
 def _reply(reply: tuple[int, dict[str, Any]]) -> tuple[Response, int]:
@@ -58,7 +57,7 @@ def _idempotency_key() -> str | None:
 async def submit_batch(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
     key = _idempotency_key()
-    body = await _json_body()
+    body = await json_object()
     return _reply(await _coordinator().submit(account_id, body, key, identity.name))
 
 
@@ -72,13 +71,17 @@ async def get_batch(account_id: str, batch_id: str) -> tuple[Response, int]:
 async def place_order(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
     key = _idempotency_key()
-    body = await _json_body()
+    body = await json_object()
     return _reply(await _coordinator().place_single(account_id, body, identity.name, key))
 
 
 @orders_blueprint.delete("/orders/<order_id>")
 async def cancel_order(account_id: str, order_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
+    if not ORDER_ID.fullmatch(order_id):
+        raise InvalidInput([FieldError(
+            "order_id", "format", "order_id must be 1..64 letters, digits, '-' or '_'"
+        )])
     return _reply(await _coordinator().cancel_order(account_id, order_id, identity.name))
 
 

@@ -27,6 +27,7 @@ from quart import Blueprint, Response, current_app, jsonify, request
 
 from .app import current_deps
 from .errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
+from .inputs import int_query
 from .routes import authenticate
 
 log = logging.getLogger("web.page")
@@ -244,15 +245,6 @@ def _matches(rows: Iterable[InstrumentRow], query: str) -> list[InstrumentRow]:
     return prefix + inside
 
 
-def _limit(default: int) -> int:
-    raw = request.args.get("limit")
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InvalidInput([FieldError("limit", "range", f"an integer from 1 to {MAX_LIMIT}")])
-    return int(raw)
-
-
 @page_blueprint.get("/instruments")
 async def instruments() -> Response:
     """`q` (symbol or name, case-insensitive), `exchange`, `limit` (with `q`, 50 by default)."""
@@ -261,7 +253,7 @@ async def instruments() -> Response:
     exchange = request.args.get("exchange", "").strip().upper()
     if exchange and exchange not in EXCHANGES:
         raise InvalidInput([FieldError("exchange", "enum", f"one of {', '.join(EXCHANGES)}")])
-    limit = _limit(50 if query else 0)
+    limit = int_query("limit", default=50 if query else 0, minimum=1, maximum=MAX_LIMIT)
     requested = request.args.get("account")
     if requested is not None:
         if requested not in accounts:
