@@ -156,6 +156,11 @@ class UpstreamLost(BrokerError):
 class OrderStream(Protocol):
     """Order updates from one live upstream connection; iteration ends by UpstreamLost."""
 
+    @property
+    def last_frame_at(self) -> float:
+        """trio.current_time() of the last frame of any kind (heartbeats too): health reads it."""
+        ...
+
     def __aiter__(self) -> AsyncIterator[Order]: ...
 
 
