@@ -6,7 +6,8 @@ root
 ├── accounts   a dynamic supervisor: one AccountActor per account
 ├── batches    the BatchCoordinator (recovers unfinished batches at start)
 ├── webhooks   the outbox dispatcher, and the relay that feeds it
-└── web        hypercorn serving the Quart-Trio app
+├── web        hypercorn serving the Quart-Trio app
+└── metrics    `GET /metrics` alone on [server] metrics_bind, when configured
 
 Shutdown (SIGINT/SIGTERM, or leaving `open_service`): stop accepting and close websockets with
 1001; give running batches `grace_s` to finish or roll back (while requests in flight wind
@@ -40,6 +41,7 @@ from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress, serve_venue
 from store import Store, open_store
 from web import Metrics, WebDeps, create_app, serve_web
+from web.metrics_server import serve_metrics
 from web.orders import orders_blueprint
 from web.page import page_blueprint
 
@@ -76,6 +78,7 @@ class Running:
     webhooks: WebhookDispatcher
     metrics: Metrics
     shutdown: trio.Event
+    metrics_bind: str | None = None  # the listener of [server] metrics_bind, when configured
 
 
 async def serve(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -219,10 +222,15 @@ async def _open_tree(
             web.run, partial(serve_web, app, settings.bind, shutdown_trigger=shutdown.wait)
         )
         health.register("web", "service").set_state("running")
+        metrics_bind = None
+        if settings.metrics_bind is not None:
+            metrics_bind = await root.start(serve_metrics, metrics, settings.metrics_bind)
+            health.register("metrics", "service").set_state("running")
 
         async def stop(grace_s: float) -> None:
             """Stop accepting, close websockets (1001), give batches `grace_s`, then cut them
             short (`drain` aborts their rollbacks) while actors and store still run."""
+            health.begin_draining()  # /ready says 503 to whoever still asks
             shutdown.set()
             with trio.CancelScope(shield=True):
                 for actor in actors.values():
@@ -240,7 +248,7 @@ async def _open_tree(
 
         yield Running(
             web_bind, venue, actors, store, health, accounts, coordinator, dispatcher,
-            metrics, shutdown,
+            metrics, shutdown, metrics_bind,
         ), stop
 
 

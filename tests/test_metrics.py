@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.account import ActorConfig
 from supervision.service import Running
-from tests.fixtures_service import TOKENS, api, open_test_service, venue_control
+from tests.fixtures_service import METRICS, TOKENS, api, open_test_service, venue_control
 from tests.fixtures_web import Reader
 from tests.test_api_orders import leg, nifty_symbols
 
@@ -24,7 +24,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 async def scrape(running: Running) -> Samples:
-    async with api(running) as http:
+    async with api(running, METRICS) as http:
         response = await http.get("/metrics")
     assert response.status_code == 200, response.text
     return {
