@@ -134,6 +134,8 @@ async def test_store_outage_shows_in_the_tree_and_in_orderdesk_status(
             assert "store-monitor" in {e["name"] for e in body["actors"]}
             code, out = await orderdesk_status(running)
             assert code == 0, out
+            async with api(running, None) as http:
+                assert (await http.get("/ready")).status_code == 200
 
             if database.engine == "sqlite":
                 outage = sqlite_outage(running)
@@ -147,11 +149,16 @@ async def test_store_outage_shows_in_the_tree_and_in_orderdesk_status(
                 assert code == 1, out
                 assert "degraded" in out and "store" in out
                 async with api(running) as http:
-                    health = await http.get("/health")
-                    assert health.status_code == 503 and not health.json()["store"]["ok"]
+                    health = await http.get("/health")  # liveness: the process answers
+                    assert health.status_code == 200 and not health.json()["store"]["ok"]
+                    assert health.json()["status"] == "degraded"
+                    assert "store: failed" in health.json()["reasons"]
+                    assert (await http.get("/ready")).status_code == 503
 
             body = await wait_tree(running, lambda b: entry(b, "store")["state"] == "running")
             assert body["ok"], body["summary"]
+            async with api(running, None) as http:
+                assert (await http.get("/ready")).status_code == 200
             code, out = await orderdesk_status(running)
             assert code == 0, out
 
@@ -227,7 +234,8 @@ async def test_one_account_failing_leaves_the_other_and_the_web_serving(
                 return (body["accounts"]["primary"]["upstream"] == "connected"
                         and second["state"] == failure.expect_state
                         and (failure.expect_upstream in (None, upstream))
-                        and (second["restarts"] >= 4 or failure.name != "crash_loop"))
+                        and (second["restarts"] >= 4 or failure.name != "crash_loop")
+                        and second["degraded"])  # unreachable: within 3 s without a frame
 
             body = await wait_tree(running, settled)
             if failure.name == "crash_loop":
@@ -240,12 +248,14 @@ async def test_one_account_failing_leaves_the_other_and_the_web_serving(
             await primary_streams(running)
             async with api(running) as http:
                 health = await http.get("/health")
-                assert health.status_code in (200, 503), health.text
+                assert health.status_code == 200, health.text
+                assert health.json()["status"] == "degraded"
                 assert health.json()["actors"]["connected"] == 1
-                if failure.name == "crash_loop":
-                    assert health.json()["actors"]["failed"] == ["secondary"]
+                assert health.json()["actors"]["failed"] == int(failure.name == "crash_loop")
+                assert health.json()["accounts"]["primary"]["degraded"] is False
                 ws_status = await http.get("/ws/status")
                 assert ws_status.status_code == 200, ws_status.text
+                assert (await http.get("/ready")).status_code == 200  # one account down: ready
 
 
 async def primary_streams(running: Running) -> None:
