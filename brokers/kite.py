@@ -253,7 +253,7 @@ class KiteOrderStream:
     def __init__(self, ws: trio_websocket.WebSocketConnection, stall_timeout_s: float) -> None:
         self._ws = ws
         self._stall_timeout_s = stall_timeout_s
-        self.last_frame_at = trio.current_time()  # the handshake counts: the socket is alive
+        self.last_frame_at: float | None = None  # trio time of the last frame received
 
     def __aiter__(self) -> KiteOrderStream:
         return self

@@ -41,10 +41,10 @@ class Reason:
 
 
 class FrameSource(Protocol):
-    """A live upstream connection: when it last received a frame (trio clock)."""
+    """A live upstream connection: when it last received a frame (trio clock; None: never)."""
 
     @property
-    def last_frame_at(self) -> float: ...
+    def last_frame_at(self) -> float | None: ...
 
 
 class UpstreamWatch:
@@ -55,7 +55,9 @@ class UpstreamWatch:
         self._reconnects: deque[float] = deque()
         self._unsteady_until: float | None = None
         self._stream: FrameSource | None = None
-        self._last_frame_at = trio.current_time()  # a new actor gets frame_timeout_s to connect
+        # Silence is counted across connections: a ticker that accepts, stays mute and is
+        # reconnected every few seconds stays silent. A new actor gets frame_timeout_s.
+        self._last_frame_at = trio.current_time()
         self._reconcile_error: str | None = None
         self._bad_at: float | None = None  # the last time a reason held
 
@@ -67,9 +69,8 @@ class UpstreamWatch:
 
     def stream_ended(self) -> None:
         """The connection is gone. A stall that ended it counts even if nobody asked."""
-        if self._stream is not None:
-            self._last_frame_at = self._stream.last_frame_at
-            self._stream = None
+        self._last_frame_at = self._last_frame()
+        self._stream = None
         now = trio.current_time()
         if now - self._last_frame_at >= self.policy.frame_timeout_s:
             self._bad_at = now
@@ -135,12 +136,16 @@ class UpstreamWatch:
             else:  # it ended while nobody asked: the recovery counts from its end
                 self._bad_at = max(self._bad_at or until, until)
                 self._unsteady_until = None
-        silent = now - (self._stream.last_frame_at if self._stream else self._last_frame_at)
+        silent = now - self._last_frame()
         if frames and silent >= self.policy.frame_timeout_s:
             found.append(Reason("stalled", f"no frame from the upstream for {silent:.1f} s"))
         if self._reconcile_error is not None:
             found.append(Reason("reconcile_failing", f"reconcile failing: {self._reconcile_error}"))
         return found
+
+    def _last_frame(self) -> float:
+        frame = self._stream.last_frame_at if self._stream is not None else None
+        return self._last_frame_at if frame is None else frame
 
     def _recent(self, now: float) -> int:
         return sum(1 for at in self._reconnects if at > now - self.policy.reconnect_window_s)

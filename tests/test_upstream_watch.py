@@ -20,7 +20,7 @@ POLICY = HealthPolicy()  # the production values: 3 reconnects / 60 s, 3 s silen
 class Connection:
     """A live upstream connection as the watch sees it: when its last frame came."""
 
-    last_frame_at: float = attrs.field(factory=trio.current_time)
+    last_frame_at: float | None = attrs.field(factory=trio.current_time)
 
     def beat(self) -> None:
         self.last_frame_at = trio.current_time()
@@ -79,16 +79,15 @@ async def test_a_stalling_ticker_is_degraded_at_every_sample_until_60_s_steady(
     stalled_at = trio.current_time()
     samples = []
     for _ in range(20):
-        connection = Connection(last_frame_at=trio.current_time())  # the handshake
-        watch.streaming(connection)
+        watch.streaming(Connection(last_frame_at=None))  # accepted, and mute
         for _ in range(6):
             await trio.sleep(0.5)
             if trio.current_time() - stalled_at >= 3:
                 samples.append(codes(entry))
         watch.stream_ended()
         watch.reconnecting()
-    assert samples and all(samples), samples
-    assert {"stalled", "unsteady"} <= set().union(*samples)
+    assert samples and all("stalled" in sample for sample in samples), samples
+    assert "unsteady" in set().union(*samples)
     # Frames again: recovering (still degraded) until 60 s connected with no reason.
     recovered_at = trio.current_time()
     connection = Connection()
