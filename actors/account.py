@@ -24,6 +24,7 @@ import trio
 from brokers.base import Broker, BrokerError, Order, TokenExpired, UpstreamLost
 from store import Store
 from supervision.health import HealthEntry
+from supervision.upstream_watch import HealthPolicy, UpstreamWatch
 
 from .book import Accepted, Conflict, OrderBook, of_day
 from .subscribers import SubscriberSet, Subscription
@@ -41,6 +42,7 @@ class ActorConfig:
     reconnect_max_s: float = 5.0
     reconnect_jitter_s: float = 0.25
     held_frames: int = 10_000
+    health: HealthPolicy = HealthPolicy()  # when the account counts as degraded
 
 
 @attrs.define
@@ -72,6 +74,9 @@ class AccountActor:
         self._config = config
         self._on_update = on_update
         self._health = health
+        self._watch = UpstreamWatch(config.health)
+        if health is not None:
+            health.upstream_watch = self._watch
         self._book = OrderBook()
         self._seq = 0
         self._replay: deque[tuple[int, str]] = deque(maxlen=config.replay_buffer)
@@ -127,8 +132,10 @@ class AccountActor:
                     await self._follow_upstream()
                 except TokenExpired as exc:
                     self._set_upstream("auth_expired", str(exc))
+                    self._watch.fault()
                     while generation == self._token_generation:  # no new token since we tried
                         await self._credentials.wait()
+                    self._watch.fault()  # the recovery counts from the new token
                     delay = self._config.reconnect_initial_s
                     continue
                 except BrokerError as exc:  # lost, unavailable, rate limited, refused listing
@@ -136,6 +143,7 @@ class AccountActor:
                 if self._connected:
                     delay = self._config.reconnect_initial_s
                 self.upstream.reconnects += 1
+                self._watch.reconnecting()
                 await trio.sleep(delay + self._random.uniform(0, self._config.reconnect_jitter_s))
                 delay = min(delay * 2, self._config.reconnect_max_s)
         finally:
@@ -180,13 +188,16 @@ class AccountActor:
         held_send, held_receive = trio.open_memory_channel[Order](self._config.held_frames)
         lost: list[BrokerError] = []
         async with self.broker.open_stream() as stream, trio.open_nursery() as nursery:
-            nursery.start_soon(_pump, stream, held_send, lost)
+            self._watch.streaming(stream)
+            nursery.start_soon(_pump, stream, held_send, lost, self._watch)
             try:
                 await self._reconcile()
             except BrokerError as exc:
+                self._watch.reconcile_failed(f"{type(exc).__name__}: {exc}")
                 lost.append(exc)
                 nursery.cancel_scope.cancel()
             else:
+                self._watch.reconcile_ok()
                 self._connected = True
                 self._set_upstream("connected", None)
                 async with held_receive:
@@ -366,7 +377,10 @@ def _trading_day() -> str:
 
 
 async def _pump(
-    stream: Any, held: trio.MemorySendChannel[Order], lost: list[BrokerError]
+    stream: Any,
+    held: trio.MemorySendChannel[Order],
+    lost: list[BrokerError],
+    watch: UpstreamWatch,
 ) -> None:
     """Ticker frames into the held queue; its end (and why) tells the actor to reconnect."""
     async with held:
@@ -375,3 +389,5 @@ async def _pump(
                 await held.send(order)
         except BrokerError as exc:
             lost.append(exc)
+        finally:
+            watch.stream_ended()

@@ -156,6 +156,12 @@ class UpstreamLost(BrokerError):
 class OrderStream(Protocol):
     """Order updates from one live upstream connection; iteration ends by UpstreamLost."""
 
+    @property
+    def last_frame_at(self) -> float | None:
+        """trio.current_time() of the last frame of any kind (heartbeats too), None before the
+        first: the handshake alone proves nothing (a stalled ticker accepts and stays mute)."""
+        ...
+
     def __aiter__(self) -> AsyncIterator[Order]: ...
 
 

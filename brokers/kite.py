@@ -253,6 +253,7 @@ class KiteOrderStream:
     def __init__(self, ws: trio_websocket.WebSocketConnection, stall_timeout_s: float) -> None:
         self._ws = ws
         self._stall_timeout_s = stall_timeout_s
+        self.last_frame_at: float | None = None  # trio time of the last frame received
 
     def __aiter__(self) -> KiteOrderStream:
         return self
@@ -281,7 +282,9 @@ class KiteOrderStream:
     async def _receive(self) -> str | bytes:
         with trio.move_on_after(self._stall_timeout_s):
             try:
-                return await self._ws.get_message()
+                message = await self._ws.get_message()
+                self.last_frame_at = trio.current_time()
+                return message
             except trio_websocket.ConnectionClosed as exc:
                 reason = exc.reason
                 if reason is not None and reason.code == 1008:

@@ -9,6 +9,7 @@ from .supervisor import (
     open_dynamic_supervisor,
     supervise,
 )
+from .upstream_watch import HealthPolicy, Reason, UpstreamWatch
 
 __all__ = [
     "ChildFailed",
@@ -16,8 +17,11 @@ __all__ = [
     "DynamicSupervisor",
     "ErrorInfo",
     "HealthEntry",
+    "HealthPolicy",
     "HealthRegistry",
+    "Reason",
     "RestartPolicy",
+    "UpstreamWatch",
     "open_dynamic_supervisor",
     "supervise",
 ]

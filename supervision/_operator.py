@@ -136,6 +136,11 @@ def _status_table(url: str, body: dict[str, Any]) -> Any:
         table.add_row(f"  {state}", Text(str(count), style=_state_style(state)))
     degraded = summary.get("degraded") or []
     table.add_row("degraded", Text(", ".join(degraded), style="red") if degraded else "-")
+    for entry in _entries(body):
+        reasons = [str(r.get("message", r)) for r in entry.get("reasons") or []
+                   if isinstance(r, dict)]
+        if reasons:
+            table.add_row(f"  {entry.get('name', '?')}", Text("; ".join(reasons), style="red"))
     accounts = body.get("accounts") or {}
     if accounts:
         upstreams = ", ".join(

@@ -6,7 +6,8 @@ root
 ├── accounts   a dynamic supervisor: one AccountActor per account
 ├── batches    the BatchCoordinator (recovers unfinished batches at start)
 ├── webhooks   the outbox dispatcher, and the relay that feeds it
-└── web        hypercorn serving the Quart-Trio app
+├── web        hypercorn serving the Quart-Trio app
+└── metrics    `GET /metrics` alone on [server] metrics_bind, when configured
 
 Shutdown (SIGINT/SIGTERM, or leaving `open_service`): stop accepting and close websockets with
 1001; give running batches `grace_s` to finish or roll back (while requests in flight wind
@@ -41,6 +42,7 @@ from brokers.paper import VenueAddress, serve_venue
 from store import Store, open_store
 from web import Metrics, OrderDeskApp, WebConfig, WebDeps, create_app
 from web.front import WebFront
+from web.metrics_server import serve_metrics
 from web.orders import orders_blueprint
 from web.page import page_blueprint
 
@@ -82,6 +84,7 @@ class Running:
     shutdown: trio.Event
     web: WebFront
     app: OrderDeskApp  # the web front (its url_map lists every route)
+    metrics_bind: str | None = None  # the listener of [server] metrics_bind, when configured
 
 
 async def serve(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -240,10 +243,18 @@ async def _open_tree(
         except BaseException:
             front.close()
             raise
+        metrics_bind = None
+        if settings.metrics_bind is not None:
+            metrics_bind = await start_listener(
+                root, "metrics", settings.metrics_bind, serve_metrics, metrics,
+                settings.metrics_bind,
+            )
+            health.register("metrics", "service").set_state("running")
 
         async def stop(grace_s: float) -> None:
             """Stop accepting, close websockets (1001), give batches `grace_s`, then cut them
             short (`drain` aborts their rollbacks) while actors and store still run."""
+            health.begin_draining()  # /ready says 503 to whoever still asks
             shutdown.set()
             with trio.CancelScope(shield=True):
                 for actor in actors.values():
@@ -262,7 +273,7 @@ async def _open_tree(
         try:
             yield Running(
                 front.address, venue, actors, store, health, accounts, coordinator, dispatcher,
-                metrics, shutdown, front, app,
+                metrics, shutdown, front, app, metrics_bind,
             ), stop
         finally:
             front.close()

@@ -74,6 +74,10 @@ class Settings:
     generated_secrets: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
+    # Prometheus' read-only credential for /metrics (nothing else); and/or a listener of its
+    # own that serves /metrics alone, without a token (a loopback or private address).
+    metrics_token: str = attrs.field(default="", repr=False)
+    metrics_bind: str | None = None
 
     def account(self, account_id: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.id == account_id), None)
@@ -110,6 +114,7 @@ def _embedded_defaults(env: Mapping[str, str]) -> Settings:
     return Settings(
         bind=bind,
         admin_token=env.get("ORDERDESK_ADMIN_TOKEN", generated["admin_token"]),
+        metrics_token=env.get("ORDERDESK_METRICS_TOKEN", ""),
         allowed_origins=(f"http://{bind}",),
         database_url=env.get("DATABASE_URL", f"sqlite:///{var_dir}/orderdesk.db"),
         venue=None if venue_url else VenueConfig(
@@ -177,10 +182,13 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     admin_token = env.get("ORDERDESK_ADMIN_TOKEN", str(server.get("admin_token", "")))
     if not admin_token:
         raise ConfigError("server.admin_token: required (or ORDERDESK_ADMIN_TOKEN)")
-    _check_tokens(admin_token, accounts)
+    metrics_token = env.get("ORDERDESK_METRICS_TOKEN", str(server.get("metrics_token", "")))
+    _check_tokens(admin_token, accounts, metrics_token)
     return Settings(
         bind=bind,
         admin_token=admin_token,
+        metrics_token=metrics_token,
+        metrics_bind=_metrics_bind(server, bind),
         allowed_origins=tuple(server.get("allowed_origins", (f"http://{bind}",))),
         database_url=env.get(
             "DATABASE_URL", str(database.get("url", f"sqlite:///{var_dir}/orderdesk.db"))
@@ -302,9 +310,28 @@ def _webhook(where: str, doc: Any, env: Mapping[str, str]) -> WebhookSettings:
     return WebhookSettings(url=doc["url"], secret=env[secret_env])
 
 
-def _check_tokens(admin_token: str, accounts: tuple[AccountSettings, ...]) -> None:
-    """A token names exactly one caller: no token shared between accounts or with the admin."""
+def _metrics_bind(server: Mapping[str, Any], bind: str) -> str | None:
+    value = server.get("metrics_bind")
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not host or not port.isdigit():
+        raise ConfigError(f'server.metrics_bind: must be "HOST:PORT", not {value!r}')
+    if value == bind and not value.endswith(":0"):
+        raise ConfigError("server.metrics_bind: must differ from server.bind")
+    return str(value)
+
+
+def _check_tokens(
+    admin_token: str, accounts: tuple[AccountSettings, ...], metrics_token: str = ""
+) -> None:
+    """A token names exactly one caller: no token shared between accounts, the admin and
+    Prometheus (so the metrics token can never be the admin's)."""
     seen: dict[str, str] = {admin_token: "server.admin_token"}
+    if metrics_token == admin_token:
+        raise ConfigError("server.metrics_token: must not be the admin token")
+    if metrics_token:
+        seen[metrics_token] = "server.metrics_token"
     for account in accounts:
         for token in account.tokens:
             if not token.value:

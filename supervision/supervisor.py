@@ -216,7 +216,8 @@ class DynamicSupervisor:
             self._health.unregister(name)
 
     async def restart_child(self, name: str) -> None:
-        """Cancel one child (running or failed) and start it afresh with a new restart window."""
+        """Cancel one child (running or failed) and start it afresh with a new restart window;
+        order conflicts it had no longer stand."""
         child = await self._cancel(name)
         if self._children.get(name) is child:
             del self._children[name]
@@ -224,6 +225,7 @@ class DynamicSupervisor:
         entry = self._health.get(name)
         if entry is not None:
             entry.restarts += 1  # a manual restart counts like a supervised one
+            entry.clear_conflicts()  # it reloaded its book and reconciled with the broker
 
     async def _cancel(self, name: str) -> _Child:
         child = self._children[name]

@@ -21,12 +21,14 @@ from supervision.service import Running, open_service
 from supervision.settings import load_settings
 
 ADMIN = "admin-secret"
+METRICS = "metrics-secret"  # Prometheus' own token: /metrics and nothing else
 TOKENS = {"primary": "primary-secret", "secondary": "secondary-secret"}
 
 CONFIG = """
 [server]
 bind = "127.0.0.1:0"
 admin_token = "{admin}"
+metrics_token = "{metrics}"
 {server_extra}
 
 [database]
@@ -64,8 +66,8 @@ def write_config(
     database = database or f"sqlite:///{tmp_path}/od.db"
     extra = {f"{a}_extra": (account_toml or {}).get(a, "") for a in TOKENS}
     path.write_text(CONFIG.format(
-        admin=ADMIN, database=database, server_extra=server_toml, venue_extra=venue_toml,
-        **extra, **TOKENS
+        admin=ADMIN, metrics=METRICS, database=database, server_extra=server_toml,
+        venue_extra=venue_toml, **extra, **TOKENS
     ))
     return path
 
@@ -91,6 +93,14 @@ async def open_test_service(
 def api(running: Running, token: str | None = TOKENS["primary"]) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.AsyncClient(base_url=f"http://{running.web_bind}", headers=headers, timeout=30)
+
+
+async def scrape_metrics(running: Running) -> str:
+    """`/metrics` as Prometheus reads it, with the metrics token."""
+    async with api(running, METRICS) as http:
+        response = await http.get("/metrics")
+    assert response.status_code == 200, response.text
+    return response.text
 
 
 def venue_control(running: Running) -> httpx.AsyncClient:

@@ -32,6 +32,7 @@ from tests.fixtures_venue import kite_headers, start_venue
 from web import Metrics, OrderDeskApp, WebConfig, WebDeps, create_app, serve_web
 
 ADMIN_TOKEN = "admin-secret"
+METRICS_TOKEN = "metrics-secret"  # Prometheus' own: /metrics and nothing else
 ALLOWED_ORIGIN = "http://good.example"
 TOKENS = {"primary": "primary-secret", "secondary": "secondary-secret"}
 
@@ -197,6 +198,7 @@ async def open_web_stack(
         settings = Settings(
             bind="127.0.0.1:0",
             admin_token=ADMIN_TOKEN,
+            metrics_token=METRICS_TOKEN,
             allowed_origins=(ALLOWED_ORIGIN,),
             database_url=url,
             accounts=tuple(
@@ -272,6 +274,7 @@ async def open_bare_app(
     settings = Settings(
         bind="127.0.0.1:0",
         admin_token=ADMIN_TOKEN,
+        metrics_token=METRICS_TOKEN,
         allowed_origins=(ALLOWED_ORIGIN,),
         accounts=tuple(
             AccountSettings(id=a, broker="paper", tokens=(ClientToken(f"{a}-client", TOKENS[a]),))

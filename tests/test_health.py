@@ -12,7 +12,7 @@ import trio
 from supervision import HealthRegistry
 
 SNAPSHOT_KEYS = {
-    "name", "kind", "state", "degraded", "restarts", "window_restarts", "last_error",
+    "name", "kind", "state", "degraded", "reasons", "restarts", "window_restarts", "last_error",
     "last_event_at", "last_event_age_s", "started_at", "uptime_s", "upstream", "subscribers",
     "queue_depths",
 }  # fmt: skip

@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import trio
 import trio_websocket
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.account import ActorConfig
 from supervision.service import Running
-from tests.fixtures_service import TOKENS, api, open_test_service, venue_control
+from tests.fixtures_service import METRICS, TOKENS, api, open_test_service, venue_control
 from tests.fixtures_web import Reader
 from tests.test_api_orders import leg, nifty_symbols
 
@@ -24,7 +25,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 async def scrape(running: Running) -> Samples:
-    async with api(running) as http:
+    async with api(running, METRICS) as http:
         response = await http.get("/metrics")
     assert response.status_code == 200, response.text
     return {
@@ -101,3 +102,27 @@ async def test_metrics_move_with_orders_batches_websockets_and_reconnects(
                 and value(s, "upstream_connected", account=a) == 1
                 for a in ("primary", "secondary")
             ))
+
+
+async def test_metrics_bind_serves_metrics_alone_without_a_token(tmp_path: Any) -> None:
+    """`[server] metrics_bind`: a listener of its own for Prometheus, `/metrics` and nothing
+    else, no token; the main bind still wants the metrics_token."""
+    with trio.fail_after(30):
+        async with open_test_service(
+            tmp_path, server_toml='metrics_bind = "127.0.0.1:0"'
+        ) as running:
+            assert running.metrics_bind is not None
+            assert running.metrics_bind != running.web_bind
+            async with httpx.AsyncClient(
+                base_url=f"http://{running.metrics_bind}", timeout=10
+            ) as http:
+                response = await http.get("/metrics")
+                assert response.status_code == 200, response.text
+                assert response.headers["content-type"].startswith("text/plain")
+                assert 'upstream_connected{account="primary"}' in response.text
+                for path in ("/health", "/accounts/primary/orders", "/admin/actors", "/"):
+                    other = await http.get(path)
+                    assert other.status_code == 404, (path, other.text)
+                    assert other.json()["error"] == "not_found"
+            async with api(running, None) as main:
+                assert (await main.get("/metrics")).status_code == 401

@@ -23,9 +23,10 @@ import trio
 import trio_asyncio
 import trio_websocket
 
-from actors.account import AccountActor
+from actors.account import AccountActor, ActorConfig
 from supervision.service import Running
 from supervision.supervisor import RestartPolicy
+from supervision.upstream_watch import HealthPolicy
 from tests.fixtures_service import ADMIN, TOKENS, api, open_test_service, venue_control
 from tests.fixtures_web import Reader
 from tests.test_api_orders import leg, nifty_symbols
@@ -134,6 +135,8 @@ async def test_store_outage_shows_in_the_tree_and_in_orderdesk_status(
             assert "store-monitor" in {e["name"] for e in body["actors"]}
             code, out = await orderdesk_status(running)
             assert code == 0, out
+            async with api(running, None) as http:
+                assert (await http.get("/ready")).status_code == 200
 
             if database.engine == "sqlite":
                 outage = sqlite_outage(running)
@@ -147,11 +150,16 @@ async def test_store_outage_shows_in_the_tree_and_in_orderdesk_status(
                 assert code == 1, out
                 assert "degraded" in out and "store" in out
                 async with api(running) as http:
-                    health = await http.get("/health")
-                    assert health.status_code == 503 and not health.json()["store"]["ok"]
+                    health = await http.get("/health")  # liveness: the process answers
+                    assert health.status_code == 200 and not health.json()["store"]["ok"]
+                    assert health.json()["status"] == "degraded"
+                    assert "store: failed" in health.json()["reasons"]
+                    assert (await http.get("/ready")).status_code == 503
 
             body = await wait_tree(running, lambda b: entry(b, "store")["state"] == "running")
             assert body["ok"], body["summary"]
+            async with api(running, None) as http:
+                assert (await http.get("/ready")).status_code == 200
             code, out = await orderdesk_status(running)
             assert code == 0, out
 
@@ -227,7 +235,8 @@ async def test_one_account_failing_leaves_the_other_and_the_web_serving(
                 return (body["accounts"]["primary"]["upstream"] == "connected"
                         and second["state"] == failure.expect_state
                         and (failure.expect_upstream in (None, upstream))
-                        and (second["restarts"] >= 4 or failure.name != "crash_loop"))
+                        and (second["restarts"] >= 4 or failure.name != "crash_loop")
+                        and second["degraded"])  # unreachable: within 3 s without a frame
 
             body = await wait_tree(running, settled)
             if failure.name == "crash_loop":
@@ -240,12 +249,14 @@ async def test_one_account_failing_leaves_the_other_and_the_web_serving(
             await primary_streams(running)
             async with api(running) as http:
                 health = await http.get("/health")
-                assert health.status_code in (200, 503), health.text
+                assert health.status_code == 200, health.text
+                assert health.json()["status"] == "degraded"
                 assert health.json()["actors"]["connected"] == 1
-                if failure.name == "crash_loop":
-                    assert health.json()["actors"]["failed"] == ["secondary"]
+                assert health.json()["actors"]["failed"] == int(failure.name == "crash_loop")
+                assert health.json()["accounts"]["primary"]["degraded"] is False
                 ws_status = await http.get("/ws/status")
                 assert ws_status.status_code == 200, ws_status.text
+                assert (await http.get("/ready")).status_code == 200  # one account down: ready
 
 
 async def primary_streams(running: Running) -> None:
@@ -267,3 +278,69 @@ async def primary_streams(running: Running) -> None:
             and m["order"]["status"] == "COMPLETE"
         )
         assert update["seq"] >= 1
+
+
+# -- a stalled ticker ------------------------------------------------------------------------
+
+#: Production's 3 reconnects / 60 s and 3 s without a frame; recovery shrunk from 60 s.
+STALL_RECOVERY_S = 2.0
+STALL_SAMPLES = 5
+
+
+async def test_a_stalled_ticker_degrades_status_and_health_but_not_readiness(
+    tmp_path: Path,
+) -> None:
+    """The venue's ticker sends nothing (no frames, no heartbeats): every `orderdesk status`
+    sample exits 1 while it stays stalled, `/health` (200) says degraded and why, `/ready`
+    stays 200; once frames flow again the accounts are ok after the recovery period."""
+    config = ActorConfig(health=HealthPolicy(recovery_s=STALL_RECOVERY_S))
+    with trio.fail_after(90):
+        async with (
+            open_test_service(tmp_path, actor_config=config) as running,
+            venue_control(running) as venue,
+            api(running, None) as anonymous,
+            api(running, ADMIN) as admin,
+        ):
+            await wait_tree(running, lambda b: b["ok"])
+            code, out = await orderdesk_status(running)
+            assert code == 0, out
+
+            stalled = await venue.post("/_venue/faults", json={"stall_ticker": True})
+            assert stalled.status_code == 200, stalled.text
+            body = await wait_tree(running, lambda b: "stalled" in reason_codes(b, "primary"))
+            assert "account:primary" in body["summary"]["degraded"]
+            codes = set()
+            for _ in range(STALL_SAMPLES):  # across several stall-and-reconnect cycles
+                code, out = await orderdesk_status(running)
+                assert code == 1, out
+                assert "degraded" in out and "account:primary" in out
+                codes |= reason_codes(await tree(running), "primary")
+
+                health = await anonymous.get("/health")
+                assert health.status_code == 200, health.text
+                assert health.json()["status"] == "degraded"
+                assert any(line.startswith("2 accounts: ") for line in health.json()["reasons"])
+                assert "primary" not in health.text  # no account names without a token
+                assert (await anonymous.get("/ready")).status_code == 200
+
+                told = (await admin.get("/health")).json()
+                assert told["accounts"]["primary"]["degraded"] is True
+                assert any(line.startswith("account:primary: ") for line in told["reasons"])
+            assert codes <= {"stalled", "unsteady"} and "stalled" in codes
+
+            for path in ("/ws/status", "/accounts/health/status"):
+                async with api(running) as own:
+                    (view,) = (await own.get(path)).json()["accounts"]
+                assert view["account"] == "primary" and view["degraded"] is True, view
+
+            cleared = await venue.delete("/_venue/faults")
+            assert cleared.status_code == 200, cleared.text
+            flowing_at = trio.current_time()
+            await wait_tree(running, lambda b: b["ok"], limit_s=70)
+            assert trio.current_time() - flowing_at >= STALL_RECOVERY_S
+            code, out = await orderdesk_status(running)
+            assert code == 0, out
+
+
+def reason_codes(body: dict[str, Any], account: str) -> set[str]:
+    return {r["code"] for r in entry(body, f"account:{account}")["reasons"]}

@@ -17,7 +17,7 @@ import trio
 
 from actors.webhooks import WebhookConfig, verify_signature
 from supervision.service import Running
-from tests.fixtures_service import api, open_test_service, venue_control
+from tests.fixtures_service import api, open_test_service, scrape_metrics, venue_control
 from tests.test_api_orders import leg, nifty_symbols
 from tests.test_webhooks import Received, Receiver
 
@@ -122,8 +122,7 @@ async def test_signed_order_and_batch_events_reach_the_receiver(tmp_path: Path) 
                 assert order["order"]["tag"] and order["seq"] >= 1
                 result = next(verified(r)["data"] for r in events["batch.completed"])
                 assert result["status"] == "success" and result["account"] == "primary"
-                async with api(running) as http:
-                    metrics = (await http.get("/metrics")).text
+                metrics = await scrape_metrics(running)
                 assert 'webhook_deliveries_total{result="delivered"}' in metrics
             nursery.cancel_scope.cancel()
     # only the account with webhooks has them: secondary's events were never posted
@@ -137,13 +136,12 @@ async def test_a_receiver_down_at_first_gets_every_event_once_it_is_up(tmp_path:
             tmp_path, account_toml=hooks_for(receiver), environ=ENVIRON, webhook_config=FAST
         ) as running:
             completed, rolled_back = await run_batches(running)
-            async with api(running) as http:
-                with trio.fail_after(10):
-                    while True:  # the sender tried, failed, and scheduled a retry
-                        metrics = (await http.get("/metrics")).text
-                        if 'webhook_deliveries_total{result="retry"}' in metrics:
-                            break
-                        await trio.sleep(0.05)
+            with trio.fail_after(10):
+                while True:  # the sender tried, failed, and scheduled a retry
+                    metrics = await scrape_metrics(running)
+                    if 'webhook_deliveries_total{result="retry"}' in metrics:
+                        break
+                    await trio.sleep(0.05)
             assert receiver.requests == []
             async with trio.open_nursery() as nursery:
                 await nursery.start(receiver.serve)

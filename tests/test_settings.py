@@ -92,6 +92,10 @@ BASE = "[server]\nadmin_token='admin'\n[venue]\n"
          "secret_env"),
         ("[[accounts]]\nid='k'\nbroker='kite'\napi_key_env='K'\naccess_token_env='T'\n", {},
          "K is not set"),
+        ("[[accounts]]\nid='a'\n", {"ORDERDESK_METRICS_TOKEN": "admin"},
+         "metrics_token: must not be the admin token"),
+        ("[[accounts]]\nid='a'\ntokens=['m']\n", {"ORDERDESK_METRICS_TOKEN": "m"},
+         "also server.metrics_token"),
     ],
 )
 def test_conflicts_and_missing_values_are_refused(
@@ -101,6 +105,18 @@ def test_conflicts_and_missing_values_are_refused(
     path.write_text(BASE + accounts)
     with pytest.raises(ConfigError, match=message):
         load_settings(str(path), environ=environ)
+
+
+def test_metrics_token_and_bind(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    server = "[server]\nadmin_token='admin'\nmetrics_token='scrape'\n"
+    path.write_text(server + "metrics_bind='127.0.0.1:9100'\n[venue]\n[[accounts]]\nid='a'\n")
+    settings = load_settings(str(path), environ={})
+    assert (settings.metrics_token, settings.metrics_bind) == ("scrape", "127.0.0.1:9100")
+    assert "scrape" not in repr(settings)
+    path.write_text(server + "metrics_bind='9100'\n[venue]\n[[accounts]]\nid='a'\n")
+    with pytest.raises(ConfigError, match='server.metrics_bind: must be "HOST:PORT"'):
+        load_settings(str(path), environ={})
 
 
 def test_log_lines_never_carry_query_secrets() -> None:

@@ -22,6 +22,7 @@ from actors.subscribers import Subscription
 from tests.fixtures_web import (
     ADMIN_TOKEN,
     ALLOWED_ORIGIN,
+    METRICS_TOKEN,
     TOKENS,
     Reader,
     WebStack,
@@ -133,12 +134,13 @@ def _assert_error(response: httpx.Response, status: int, code: str) -> dict[str,
 
 async def test_health_and_status_routes(web_stack: WebStack) -> None:
     with trio.fail_after(10):
-        async with web_stack.http() as http:
+        async with web_stack.http(ADMIN_TOKEN) as http:
             health = await http.get("/health")
             assert health.status_code == 200
             body = health.json()
             assert body["status"] == "ok" and body["store"]["ok"] is True
-            assert body["actors"]["total"] == 2 and body["actors"]["connected"] == 2
+            assert body["reasons"] == []
+            assert body["actors"] == {"total": 2, "connected": 2, "degraded": 0, "failed": 0}
 
             accounts = (await http.get("/accounts/health/status")).json()["accounts"]
             assert {a["account"]: a["healthy"] for a in accounts} == {
@@ -147,7 +149,8 @@ async def test_health_and_status_routes(web_stack: WebStack) -> None:
 
             status = (await http.get("/ws/status")).json()
             primary = next(a for a in status["accounts"] if a["account"] == "primary")
-            for key in ("upstream", "subscribers", "seq", "last_event_age_s", "restarts"):
+            for key in ("upstream", "subscribers", "seq", "last_event_age_s", "restarts",
+                        "degraded", "reasons"):
                 assert key in primary
             assert primary["upstream"] == "connected" and primary["subscribers"] == 0
 
@@ -168,33 +171,94 @@ async def test_orders_route_returns_the_actor_book(web_stack: WebStack) -> None:
             assert (await admin.get("/accounts/secondary/orders")).json()["orders"] == []
 
 
-async def test_health_is_503_when_the_store_is_down_or_an_actor_failed() -> None:
+async def test_health_stays_200_and_says_degraded_with_reasons() -> None:
     with trio.fail_after(10):
         actors = {"primary": StubActor("primary")}
-        async with open_bare_app(actors, StubStore(fail=True)) as stack, stack.http() as http:
+        async with open_bare_app(actors, StubStore(fail=True)) as stack:
+            async with stack.http() as anonymous:
+                response = await anonymous.get("/health")
+                assert response.status_code == 200
+                assert response.json()["status"] == "degraded"
+                assert response.json()["reasons"] == ["store: unavailable"]
+                assert "database is down" not in response.text  # hosts are the admin's business
+            async with stack.http(ADMIN_TOKEN) as admin:
+                response = await admin.get("/health")
+                assert response.status_code == 200
+                assert "database is down" in response.json()["store"]["error"]
+        async with open_bare_app(actors, StubStore()) as stack, stack.http(ADMIN_TOKEN) as http:
+            assert (await http.get("/health")).json()["status"] == "ok"
+            entry = stack.health.register("account:primary", "actor")
+            entry.record_error(RuntimeError("boom"))
+            entry.set_state("failed")
             response = await http.get("/health")
-            assert response.status_code == 503
-            assert response.json()["status"] == "degraded"
-            assert "database is down" in response.json()["store"]["error"]
+            assert response.status_code == 200
+            body = response.json()
+            assert body["actors"]["failed"] == 1
+            assert body["reasons"] == ["account:primary: failed: RuntimeError: boom"]
+            assert body["accounts"]["primary"]["reasons"][0]["code"] == "failed"
+
+
+@attrs.frozen
+class ReadyCase:
+    name: str
+    store: str | None  # the store entry's state; None: not registered yet
+    actors: tuple[str, ...]  # each account entry's state ("-": not registered)
+    ever_ready: bool = True
+    draining: bool = False
+    ready: bool = True
+
+
+READY_CASES = [
+    ReadyCase("nothing yet", None, ("-", "-"), ready=False),
+    ReadyCase("store open, one actor still starting", "running", ("running", "starting"),
+              ever_ready=False, ready=False),
+    ReadyCase("everything started", "running", ("running", "running")),
+    ReadyCase("an actor failed: still ready", "running", ("failed", "running")),
+    ReadyCase("an actor in backoff before it was ever ready", "running", ("backoff", "running"),
+              ever_ready=False),
+    ReadyCase("an actor restarting", "running", ("starting", "running")),
+    ReadyCase("the store is down", "failed", ("running", "running"), ready=False),
+    ReadyCase("draining", "running", ("running", "running"), draining=True, ready=False),
+]
+
+
+@pytest.mark.parametrize("case", READY_CASES, ids=lambda c: c.name)
+async def test_ready(case: ReadyCase) -> None:
+    actors = {"primary": StubActor("primary"), "secondary": StubActor("secondary")}
+    with trio.fail_after(10):
         async with open_bare_app(actors, StubStore()) as stack, stack.http() as http:
-            assert (await http.get("/health")).status_code == 200
-            stack.health.register("account:primary", "actor").set_state("failed")
-            response = await http.get("/health")
-            assert response.status_code == 503
-            assert response.json()["actors"]["failed"] == ["primary"]
+            if case.store is not None:
+                stack.health.register("store").set_state(case.store)
+            for account, state in zip(actors, case.actors, strict=True):
+                if state == "-":
+                    continue
+                entry = stack.health.register(f"account:{account}", "actor")
+                if case.ever_ready:
+                    entry.set_state("running")
+                entry.set_state(state)
+                entry.upstream = "auth_expired"  # an account's health never counts
+            if case.draining:
+                stack.health.begin_draining()
+            response = await http.get("/ready")
+            assert response.status_code == (200 if case.ready else 503), response.text
+            assert response.json()["ready"] is case.ready
+            assert "primary" not in response.text and "secondary" not in response.text
+            if not case.ready:
+                assert response.json()["error"] == "not_ready" and response.json()["reasons"]
 
 
 async def test_ws_status_never_500s() -> None:
     actors = {"primary": StubActor("primary", broken=True), "secondary": StubActor("secondary")}
     with trio.fail_after(10):
-        async with open_bare_app(actors, StubStore()) as stack, stack.http() as http:
+        async with open_bare_app(actors, StubStore()) as stack, stack.http(ADMIN_TOKEN) as http:
             response = await http.get("/ws/status")
             assert response.status_code == 200
             by_account = {a["account"]: a for a in response.json()["accounts"]}
             assert "status exploded" in by_account["primary"]["error"]
             assert by_account["secondary"]["upstream"] == "connected"
             assert (await http.get("/accounts/health/status")).status_code == 200
-            assert (await http.get("/metrics")).status_code == 200
+            metrics = await http.get("/metrics", headers=bearer(METRICS_TOKEN))
+            assert metrics.status_code == 200
 
 
 async def test_queued_messages_are_coalesced_into_one_array_frame() -> None:
@@ -360,7 +424,7 @@ async def test_metrics_render_route_labels(web_stack: WebStack) -> None:
         async with web_stack.http(TOKENS["primary"]) as http:
             await http.get("/accounts/primary/orders")
             await http.get("/no/such/thing")
-            text = (await http.get("/metrics")).text
+            text = (await http.get("/metrics", headers=bearer(METRICS_TOKEN))).text
     assert (
         'http_requests_total{method="GET",route="/accounts/<account_id>/orders",status="200"} 1.0'
         in text

@@ -18,9 +18,11 @@ from actors.account import ActorConfig
 from tests.fixtures_web import (
     ADMIN_TOKEN,
     ALLOWED_ORIGIN,
+    METRICS_TOKEN,
     TOKENS,
     Reader,
     WebStack,
+    bearer,
     open_web_stack,
     place_market,
 )
@@ -373,10 +375,11 @@ async def test_connection_gauge_and_status(web_stack: WebStack) -> None:
             readers = [Reader(await web_stack.connect(nursery)) for _ in range(2)]
             for reader in readers:
                 await _snapshot(reader)
-            status = (await http.get("/ws/status")).json()
-            primary = next(a for a in status["accounts"] if a["account"] == "primary")
+            status = (await http.get("/ws/status", headers=bearer(TOKENS["primary"]))).json()
+            (primary,) = status["accounts"]
+            assert primary["account"] == "primary" and status["connections"] == 2
             assert primary["subscribers"] == 2 and primary["upstream"] == "connected"
-            metrics = (await http.get("/metrics")).text
+            metrics = (await http.get("/metrics", headers=bearer(METRICS_TOKEN))).text
             assert 'websocket_connections{account="primary"} 2.0' in metrics
             await readers[0].ws.aclose()
             await readers[1].ws.aclose()
@@ -384,7 +387,7 @@ async def test_connection_gauge_and_status(web_stack: WebStack) -> None:
         # handlers finish when the peers' close handshakes are done
         with trio.fail_after(5):
             await web_stack.app.activity.wait_idle()
-        text = (await _get(web_stack, "/metrics")).text
+        text = (await _get(web_stack, "/metrics", headers=bearer(METRICS_TOKEN))).text
         assert 'websocket_connections{account="primary"} 0.0' in text
         assert "websocket_connection_duration_seconds_count 2.0" in text
 

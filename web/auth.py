@@ -64,6 +64,13 @@ class Authenticator:
                 if token.value:
                     entries.append((_digest(token.value), Identity(token.name, account.id)))
         self._entries = tuple(entries)
+        # Prometheus' token reads /metrics and nothing else: it is no Identity.
+        self._metrics = _digest(settings.metrics_token) if settings.metrics_token else None
+
+    def is_metrics_token(self, token: str | None) -> bool:
+        if not token or self._metrics is None:
+            return False
+        return hmac.compare_digest(_digest(token), self._metrics)
 
     def identify(self, token: str | None) -> Identity | None:
         if not token:

@@ -25,8 +25,16 @@ function rows(body) {
     upstream: a.upstream ?? "",
     subscribers: a.subscribers ?? "",
     last_event_age_s: a.last_event_age_s,
-    last_error: a.last_error ?? "",
+    degraded: Boolean(a.degraded),
+    why: (a.reasons ?? []).map((r) => r.message ?? r.code).join("; "),
+    last_error: errorText(a.last_error),
   }));
+}
+
+function errorText(error) {
+  if (!error) return "";
+  if (typeof error !== "object") return String(error);
+  return `${error.type ?? "Error"}: ${error.message ?? ""}`;
 }
 
 function summaryText(summary) {
@@ -95,8 +103,9 @@ export class HealthView {
       const tr = document.createElement("tr");
       tr.dataset.name = a.name;
       tr.dataset.state = a.state;
+      tr.dataset.degraded = String(a.degraded);
       const cells = [a.name, a.kind, a.state, a.restarts, a.upstream, a.subscribers,
-        age(a.last_event_age_s), a.last_error];
+        age(a.last_event_age_s), a.why, a.last_error];
       cells.forEach((value, i) => {
         const cell = document.createElement(i === 0 ? "th" : "td");
         if (i === 0) cell.scope = "row";
