@@ -17,7 +17,7 @@ from brokers.paper import VenueAddress
 from brokers.paper.config import IST
 from store import open_store
 from supervision.service import Running
-from tests.fixtures_service import api, open_test_service
+from tests.fixtures_service import api, open_test_service, scrape_metrics
 from tests.fixtures_venue import BANKNIFTY_FUT, kite_http, latest, market_form, place
 
 
@@ -51,7 +51,7 @@ async def test_a_conflicting_update_is_refused_counted_and_shown_in_health(
             await conflicts_seen(running)
             async with api(running) as http:
                 orders = (await http.get("/accounts/primary/orders")).json()["orders"]
-                metrics = (await http.get("/metrics")).text
+            metrics = await scrape_metrics(running)
             entry = running.health.get("account:primary")
 
     assert entry is not None
