@@ -46,6 +46,7 @@ from ._results import (
     _leg_record,
     _progress,
 )
+from ._writes import StoreWrites
 from .account import AccountActor
 from .instruments import InstrumentCache
 from .ratelimit import Priority, RateLimiter
@@ -104,6 +105,7 @@ class _Work:
     recovery: bool = False  # an unfinished batch of an earlier run, being recovered
     failures: int = 0  # failed recovery attempts
     retrying: bool = False  # waiting to retry its recovery after a failed attempt
+    result: dict[str, Any] | None = None  # the outcome it reached (None: cut short)
 
     def finish(self) -> None:
         self.done.set()
@@ -144,8 +146,9 @@ class BatchCoordinator:
         self._stopping = False  # drain or abort: failed recoveries are not retried any more
         self._retry_now = trio.Event()  # wakes recoveries waiting for a retry
         self._recovery_failures = 0
-        self.ops = OrderOps(store, config)
-        self._runner = BatchRunner(store, config, self.ops, on_event)
+        self._writes = StoreWrites(config.store_timeout_s, retry_max_s=config.store_retry_max_s)
+        self.ops = OrderOps(store, config, self._writes)
+        self._runner = BatchRunner(store, config, self.ops, self._writes, on_event)
 
     @property
     def config(self) -> BatchConfig:
@@ -206,6 +209,7 @@ class BatchCoordinator:
         """Recover unfinished batches (a failed recovery is retried with backoff), then run
         submitted batches until cancelled."""
         async with trio.open_nursery() as nursery:
+            await nursery.start(self._writes.run)
             for batch, legs in await self._store.unfinished_batches():
                 # Tracked from now, not from when its task first runs: a kill switch (or a
                 # shutdown) right after start must already see it.
@@ -276,6 +280,8 @@ class BatchCoordinator:
             return 503, _error("store_unavailable", str(exc))
         log.info("batch %s of %s by %s: %d legs", batch_id, account, client, len(legs))
         await work.done.wait()
+        if work.result is not None:  # the outcome reached, whether or not it is stored yet
+            return 200, work.result
         return await self.get(account, batch_id)
 
     async def drain(self, grace_s: float) -> int:
@@ -291,6 +297,7 @@ class BatchCoordinator:
         with trio.move_on_after(grace_s):
             while self._done:
                 await next(iter(self._done.values())).done.wait()
+            await self._writes.idle()  # final statuses stored, while the grace lasts
         left = len(self._done)
         self.abort()
         return left
@@ -309,7 +316,11 @@ class BatchCoordinator:
         self._runner.abort()
 
     async def get(self, account: str, batch_id: str) -> Reply:
-        """The stored batch: its result when finished, its legs' progress while it runs."""
+        """The batch's result when finished (from memory until its final status is stored),
+        its stored legs' progress while it runs."""
+        unstored = self._runner.unstored(account, batch_id)
+        if unstored is not None:
+            return 200, unstored
         found = await self._store.get_batch(batch_id)
         if found is None or found[0].account != account:
             return 404, _error("not_found", f"no batch {batch_id!r}")
@@ -327,7 +338,8 @@ class BatchCoordinator:
         with trio.move_on_after(self._config.idempotency_wait_s):
             if work is not None:
                 await work.done.wait()
-            while existing.status not in FINAL:
+            while (existing.status not in FINAL
+                   and self._runner.unstored(existing.account, existing.batch_id) is None):
                 await trio.sleep(0.1)  # running in a previous process: recovery finishes it
                 found = await self._store.get_batch(existing.batch_id)
                 if found is None:
@@ -406,7 +418,9 @@ class BatchCoordinator:
                 if job.account in self._killing:
                     ctx.killed.add(job.batch_id)
                     scope.cancel()
-                await self._runner.execute(ctx, job)
+                result = await self._runner.execute(ctx, job)
+            if work is not None:
+                work.result = result
         finally:
             ctx.killed.discard(job.batch_id)
             work = self._done.pop(job.batch_id, None)
