@@ -35,6 +35,8 @@ class BatchConfig:
     store_timeout_s: float = 5.0
     store_retry_max_s: float = 1.0
     reverse_write_ahead_s: float = 0.5
+    # Admission: an account's batches in flight (more are refused with 503 `overloaded`).
+    max_batches_per_account: int = 50
     idempotency_wait_s: float = 120.0
     # A recovery at start that fails (the broker unreachable, the day's token not loaded yet)
     # is retried after this long, doubling up to the cap, until it succeeds or the coordinator

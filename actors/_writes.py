@@ -54,6 +54,12 @@ class StoreWrites:
         self._wake = trio.Event()
         self._idle = trio.Event()
         self._idle.set()
+        self._latency_s = 0.0  # moving average of one write attempt
+
+    @property
+    def latency_s(self) -> float:
+        """Recent duration of one write attempt (a moving average; failed attempts count)."""
+        return self._latency_s
 
     def pending(self) -> int:
         """Rows whose latest state is not stored yet."""
@@ -135,5 +141,7 @@ class StoreWrites:
             self._idle.set()
 
     def _latency(self, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        self._latency_s += (elapsed - self._latency_s) * 0.2
         if self._on_latency is not None:
-            self._on_latency(time.perf_counter() - started)
+            self._on_latency(elapsed)

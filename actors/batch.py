@@ -31,6 +31,7 @@ from brokers.base import BrokerError, Order, OrderRejected, OrderRequest, TokenE
 from brokers.kite import parse_order
 from store import BatchRecord, IdempotencyConflict, LegRecord, Store, StoreError
 
+from ._admission import Load, admit
 from ._config import BatchConfig
 from ._execution import BatchRunner, EventHook, RollbackAborted, _Account, _Job
 from ._orders import Leg, OrderOps, UnknownOutcome, new_batch_id, reverse_request, tag_for
@@ -46,7 +47,7 @@ from ._results import (
     _leg_record,
     _progress,
 )
-from ._writes import StoreWrites
+from ._writes import LatencyHook, StoreWrites
 from .account import AccountActor
 from .instruments import InstrumentCache
 from .ratelimit import Priority, RateLimiter
@@ -106,6 +107,7 @@ class _Work:
     failures: int = 0  # failed recovery attempts
     retrying: bool = False  # waiting to retry its recovery after a failed attempt
     result: dict[str, Any] | None = None  # the outcome it reached (None: cut short)
+    legs: tuple[Leg, ...] = ()  # a submitted batch's
 
     def finish(self) -> None:
         self.done.set()
@@ -132,8 +134,13 @@ class BatchCoordinator:
         config: BatchConfig = BatchConfig(),
         *,
         on_event: EventHook | None = None,
+        on_store_write: LatencyHook | None = None,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_store_write`: the duration of each store write attempt of a batch;
+        `on_refused`: the reason of each batch refused by admission control."""
         self._store = store
+        self._on_refused = on_refused
         self._actors = actors
         self._config = config
         self._accounts: dict[str, _Account] = {}
@@ -146,7 +153,8 @@ class BatchCoordinator:
         self._stopping = False  # drain or abort: failed recoveries are not retried any more
         self._retry_now = trio.Event()  # wakes recoveries waiting for a retry
         self._recovery_failures = 0
-        self._writes = StoreWrites(config.store_timeout_s, retry_max_s=config.store_retry_max_s)
+        self._writes = StoreWrites(config.store_timeout_s, retry_max_s=config.store_retry_max_s,
+                                   on_latency=on_store_write)
         self.ops = OrderOps(store, config, self._writes)
         self._runner = BatchRunner(store, config, self.ops, self._writes, on_event)
 
@@ -256,6 +264,14 @@ class BatchCoordinator:
             return reply
         if account in self._killing:  # it began meanwhile; from here to tracked, no checkpoint
             return _kill_running(account)
+        refusal = admit(self._config, self._load(ctx, account), len(spec.legs), spec.timeout_s)
+        if refusal is not None:
+            if self._on_refused is not None:
+                self._on_refused(refusal.reason)
+            log.warning("batch of %s by %s refused (%s): %s", account, client, refusal.reason,
+                        refusal.message)
+            return 503, {**_error("overloaded", refusal.message), "reason": refusal.reason,
+                         "retry_after_s": refusal.retry_after_s}
         batch_id = new_batch_id()
         legs = tuple(
             Leg(n, tag_for(batch_id, n, "L", 0), self._request(leg, tag_for(batch_id, n, "L", 0)))
@@ -265,7 +281,8 @@ class BatchCoordinator:
         record = BatchRecord(batch_id, account, idempotency_key, request_hash, body, "running",
                              None, now, now)
         work = self._done[batch_id] = _Work(
-            account, frozenset((leg.exchange, leg.tradingsymbol) for leg in spec.legs))
+            account, frozenset((leg.exchange, leg.tradingsymbol) for leg in spec.legs),
+            legs=legs)
         try:
             with trio.CancelScope(shield=True):  # stored means dispatched
                 await self._store.create_batch(record, [_leg_record(batch_id, leg) for leg in legs])
@@ -283,6 +300,14 @@ class BatchCoordinator:
         if work.result is not None:  # the outcome reached, whether or not it is stored yet
             return 200, work.result
         return await self.get(account, batch_id)
+
+    def _load(self, ctx: _Account, account: str) -> Load:
+        """What is ahead of a new batch of `account`: for admission control."""
+        works = [work for work in self._done.values() if work.account == account]
+        unsent = sum(1 for work in works for leg in work.legs
+                     if not leg.sent and leg.status in ("PENDING", "PLACING"))
+        return Load(len(works), unsent + ctx.limiter.statistics().waiting,
+                    self._writes.latency_s)
 
     async def drain(self, grace_s: float) -> int:
         """Shutdown: refuse new batches, give running ones `grace_s` to finish or roll back,
