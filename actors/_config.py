@@ -29,7 +29,14 @@ class BatchConfig:
     session: SessionHours | None = SessionHours()
     margin_check: bool = True
     freeze_limits: Mapping[str, int] = attrs.field(factory=lambda: dict(DEFAULT_FREEZE_LIMITS))
+    # One store write attempt; a write that fails or times out is retried (backoff up to
+    # `store_retry_max_s`) until stored. A leg's write-ahead waits this long before the leg
+    # fails unplaced; a reverse order's waits `reverse_write_ahead_s` at most, then goes out.
     store_timeout_s: float = 5.0
+    store_retry_max_s: float = 1.0
+    reverse_write_ahead_s: float = 0.5
+    # Admission: an account's batches in flight (more are refused with 503 `overloaded`).
+    max_batches_per_account: int = 50
     idempotency_wait_s: float = 120.0
     # A recovery at start that fails (the broker unreachable, the day's token not loaded yet)
     # is retried after this long, doubling up to the cap, until it succeeds or the coordinator

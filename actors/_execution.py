@@ -2,8 +2,10 @@
 
 A leg succeeds only when COMPLETE; its first failure cancels the batch's scope. The rollback runs
 shielded from that cancellation and from the client hanging up, every leg unwound concurrently
-within `rollback_timeout_s` (plus `cleanup_grace_s` to cancel a reverse still working). The result
-is stored before anyone is told.
+within `rollback_timeout_s` (plus `cleanup_grace_s` to cancel a reverse still working). The final
+status is written through `StoreWrites` (retried until stored) and waited for up to
+`store_timeout_s`; the answer is the outcome the batch reached, from memory, never read back
+from a store that may be behind (`unstored` holds it until the write lands).
 
 Shutdown's grace is binding: once it is over, `abort()` cancels every conclusion and rollback
 (their shielded scopes are kept in a registry for that). Each place/cancel call inside stays
@@ -31,6 +33,7 @@ from store import Store, StoreError
 from ._config import BatchConfig
 from ._orders import Leg, OrderOps, UnknownOutcome
 from ._results import _result
+from ._writes import StoreWrites
 from .account import AccountActor
 from .instruments import InstrumentCache
 from .ratelimit import Priority, RateLimiter
@@ -70,12 +73,16 @@ class BatchRunner:
     outcome counters. Batch state lives in the legs of one job, each leg with one owner task."""
 
     def __init__(
-        self, store: Store, config: BatchConfig, ops: OrderOps, on_event: EventHook | None
+        self, store: Store, config: BatchConfig, ops: OrderOps, writes: StoreWrites,
+        on_event: EventHook | None,
     ) -> None:
         self._store = store
         self._config = config
         self._on_event = on_event
         self.ops = ops
+        self._writes = writes
+        # Finished batches whose final status is not stored yet: account and result, by id.
+        self._unstored: dict[str, tuple[str, dict[str, Any]]] = {}
         self.counters = {"batches": 0, "rolled_back": 0, "rollback_failed": 0}
         # The shielded scopes of conclusions and rollbacks in progress: `abort()` cancels them.
         self._shielded: set[trio.CancelScope] = set()
@@ -107,9 +114,16 @@ class BatchRunner:
     def config(self) -> BatchConfig:
         return self._config
 
-    async def execute(self, ctx: _Account, job: _Job) -> None:
-        """Run one batch to a final, stored result. Cancelling it cuts its legs, not its
-        rollback; only `abort()` (shutdown past its grace) cuts that, leaving it unfinished."""
+    def unstored(self, account: str, batch_id: str) -> dict[str, Any] | None:
+        """The result of a finished batch of `account` whose final status is not stored yet."""
+        found = self._unstored.get(batch_id)
+        return found[1] if found is not None and found[0] == account else None
+
+    async def execute(self, ctx: _Account, job: _Job) -> dict[str, Any] | None:
+        """Run one batch to a final result (None: cut short, or it crashed; recovery finishes
+        it). Cancelling it cuts its legs, not its rollback; only `abort()` (shutdown past its
+        grace) cuts that, leaving it unfinished."""
+        result = None
         started = trio.current_time()
         deadline = started + job.spec.timeout_s
         try:
@@ -120,14 +134,15 @@ class BatchRunner:
             with self._abortable() as scope:
                 try:
                     status = await self._conclude(ctx, job, deadline)
-                    await self.finish(job.account, job.batch_id, job.legs, status,
-                                      trio.current_time() - started)
+                    result = await self.finish(job.account, job.batch_id, job.legs, status,
+                                               trio.current_time() - started)
                 except RollbackAborted:
                     pass  # logged with what was left
                 except Exception:
                     log.exception("batch %s: could not conclude; recovery will", job.batch_id)
             if scope.cancelled_caught:  # cut before its rollback began
                 self.log_left(job.batch_id, job.legs, "before its rollback began")
+        return result
 
     async def _place_legs(self, ctx: _Account, job: _Job, deadline: float) -> None:
         """All legs concurrently under one deadline (hedge_first: BUY legs, then SELL legs)."""
@@ -318,8 +333,12 @@ class BatchRunner:
         self, account: str, batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float
     ) -> dict[str, Any]:
         result = _result(batch_id, legs, status, elapsed)
+        self._unstored[batch_id] = (account, result)
         with trio.CancelScope(shield=True):
-            await self.save_batch(batch_id, status, result)
+            if not await self.save_batch(batch_id, status, result,
+                                         bound=self._config.store_timeout_s):
+                log.warning("batch %s: its final status %s is not stored yet (the store is "
+                            "slow); retried until it is", batch_id, status)
         self.counters["batches"] += 1
         if status in ("rolled_back", "rollback_failed"):
             self.counters[status] += 1
@@ -330,12 +349,17 @@ class BatchRunner:
             self._on_event(f"batch.{status}", {"account": account, **result})
         return result
 
-    async def save_batch(self, batch_id: str, status: str, result: dict | None = None) -> None:
-        try:
-            with trio.fail_after(self._config.store_timeout_s):
-                await self._store.update_batch(batch_id, status=status, result=result)
-        except (StoreError, trio.TooSlowError):
-            log.exception("could not store batch %s as %s", batch_id, status)
+    async def save_batch(
+        self, batch_id: str, status: str, result: dict | None = None, *, bound: float = 0.0
+    ) -> bool:
+        """Write the batch's status, retried until stored; True when stored within `bound`."""
+
+        async def write() -> None:
+            await self._store.update_batch(batch_id, status=status, result=result)
+            if result is not None:
+                self._unstored.pop(batch_id, None)
+
+        return await self._writes.write((batch_id, None), write, bound)
 
 
 def _failed(leg: Leg) -> bool:

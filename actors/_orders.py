@@ -10,6 +10,7 @@ filled quantity with tagged reverse orders.
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 import math
 import secrets
@@ -30,9 +31,10 @@ from brokers.base import (
     RateLimited,
 )
 from brokers.kite import parse_order
-from store import LegRecord, Store, StoreError
+from store import LegRecord, NotFound, Store, StoreError
 
 from ._config import BatchConfig
+from ._writes import StoreWrites, Write
 from .account import AccountActor
 from .ratelimit import Priority, RateLimiter
 
@@ -56,6 +58,22 @@ def new_batch_id() -> str:
 def tag_for(batch_id: str, index: int, kind: str, attempt: int) -> str:
     """`od` + batch id + leg number + L (leg) / R (reverse) / S (single) + retry digit."""
     return f"od{batch_id}{index}{kind}{attempt}"
+
+
+def reverse_tag(leg_tag: str, attempt: int) -> str:
+    """The tag of a leg's `attempt`th reverse order: derived from the leg's own tag, so recovery
+    finds a reverse at the broker by its tag even when its row was never stored."""
+    return f"{reverse_prefix(leg_tag)}{attempt}"
+
+
+def reverse_prefix(leg_tag: str) -> str:
+    """What every reverse tag of a leg starts with (legs are numbered 0..9: one digit)."""
+    return f"{leg_tag[:-2]}R"
+
+
+def reverse_index(leg_index: int, attempt: int) -> int:
+    """The stored index of a reverse order: 100 x (attempt + 1) + the leg's index."""
+    return 100 * (attempt + 1) + leg_index
 
 
 def reverse_request(
@@ -108,6 +126,10 @@ class Leg:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def is_reverse(self) -> bool:
+        return self.index >= 100
 
     @property
     def complete(self) -> bool:
@@ -166,9 +188,10 @@ class Leg:
 class OrderOps:
     """Place, follow, cancel and flatten single orders: rate-limited, shielded, looked up by tag."""
 
-    def __init__(self, store: Store, config: BatchConfig) -> None:
+    def __init__(self, store: Store, config: BatchConfig, writes: StoreWrites) -> None:
         self._store = store
         self._config = config
+        self._writes = writes
 
     async def write(
         self, limiter: RateLimiter, priority: Priority, call: Callable[..., Awaitable[T]],
@@ -204,7 +227,7 @@ class OrderOps:
         """
         leg.status = "PLACING"
         if batch_id is not None:
-            await self.save_leg(batch_id, leg, strict=True)
+            await self._write_ahead(batch_id, leg)
 
         async def post(request: OrderRequest) -> str:
             leg.sent = True  # the token is granted: from here the POST may reach the broker
@@ -425,12 +448,10 @@ class OrderOps:
                and trio.current_time() < follow_until):
             attempt = leg.next_attempt
             leg.next_attempt += 1
-            tag = f"{leg.tag[:-2]}R{attempt}"
+            tag = reverse_tag(leg.tag, attempt)
             request = reverse_request(leg.request, leg.exposure, tag,
                                       self._config.market_protection)
-            reverse = last = leg.reverse = Leg(100 * (attempt + 1) + leg.index, tag, request)
-            await self._store.add_leg(LegRecord(batch_id, reverse.index, tag, "PENDING", None,
-                                                attrs.asdict(request), {}, kind="reverse"))
+            reverse = last = leg.reverse = Leg(reverse_index(leg.index, attempt), tag, request)
             with actor.watch(tag) as updates:
                 try:
                     await self.send(actor, limiter, batch_id, reverse, Priority.ROLLBACK,
@@ -486,13 +507,41 @@ class OrderOps:
         elif leg.reverse_filled:
             rb["action"] = "flattened"
 
-    async def save_leg(self, batch_id: str, leg: Leg, *, strict: bool = False) -> None:
-        """Write the leg's state, shielded; `strict` (write-ahead) raises if the store fails."""
-        try:
-            with trio.CancelScope(shield=True), trio.fail_after(self._config.store_timeout_s):
-                await self._store.update_leg(batch_id, leg.index, status=leg.status,
-                                             order_id=leg.order_id, detail=leg.detail())
-        except (StoreError, trio.TooSlowError) as exc:
-            if strict:
-                raise StoreError(f"could not write leg {leg.tag} ahead: {exc!r}") from exc
-            log.exception("could not store leg %s", leg.tag)
+    async def _write_ahead(self, batch_id: str, leg: Leg) -> None:
+        """Store PLACING before the POST. A leg of the batch waits up to `store_timeout_s`, else
+        StoreError: nothing is placed. A reverse order waits `reverse_write_ahead_s` at most,
+        then goes out anyway: undoing exposure never waits on the store; its row keeps being
+        retried, and recovery finds the order at the broker by its tag meanwhile."""
+        if not leg.is_reverse:
+            if not await self.save_leg(batch_id, leg, bound=self._config.store_timeout_s):
+                raise StoreError(f"could not write leg {leg.tag} ahead within "
+                                 f"{self._config.store_timeout_s} s: not placed")
+        elif not await self.save_leg(batch_id, leg, bound=self._config.reverse_write_ahead_s):
+            log.warning("reverse %s goes out before its row is stored (the store is slow); the "
+                        "write is retried until stored, recovery finds it by its tag", leg.tag)
+
+    async def save_leg(self, batch_id: str, leg: Leg, *, bound: float = 0.0) -> bool:
+        """Write the leg's state as it is now, retried until stored (a later state supersedes
+        it); True when stored within `bound` seconds."""
+        return await self._writes.write((batch_id, leg.index), self._leg_write(batch_id, leg),
+                                        bound)
+
+    def _leg_write(self, batch_id: str, leg: Leg) -> Write:
+        status, order_id, detail = leg.status, leg.order_id, copy.deepcopy(leg.detail())
+
+        async def update() -> None:
+            await self._store.update_leg(batch_id, leg.index, status=status, order_id=order_id,
+                                         detail=detail)
+
+        if not leg.is_reverse:
+            return update
+        record = LegRecord(batch_id, leg.index, leg.tag, status, order_id,
+                           attrs.asdict(leg.request), detail, kind="reverse")
+
+        async def upsert() -> None:  # a reverse's first write creates its row
+            try:
+                await update()
+            except NotFound:
+                await self._store.add_leg(record)
+
+        return upsert

@@ -1,7 +1,9 @@
 """Crash recovery: every unfinished batch reconciled with the broker by tag at start.
 
 All legs COMPLETE (and no rollback begun) → `success`; anything else → rolled back, reverse orders
-of an interrupted rollback counted first so nothing is flattened twice. The broker lists the
+of an interrupted rollback counted first so nothing is flattened twice. Reverse orders are found
+at the broker by their tags (derived from their leg's), also those whose row was never stored:
+a rollback places a reverse without waiting on a slow store. The broker lists the
 day's orders only: on the same (IST) day a sent leg it does not list never reached it, but for a
 batch created on an earlier day every sent order it does not list is *lost* → `rollback_failed`
 naming each one, for manual handling: positions are never guessed, and nothing is placed.
@@ -18,13 +20,14 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+import attrs
 import trio
 
 from brokers.base import FINAL_STATUSES, Order
 from store import BatchRecord, LegRecord
 
 from ._execution import BatchRunner, _Account
-from ._orders import NOT_SENT, Leg
+from ._orders import NOT_SENT, Leg, reverse_index, reverse_prefix, reverse_request
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
 
@@ -58,6 +61,8 @@ async def recover(
             leg.sent, leg.order_id = True, order.order_id
             leg.absorb(order)
     reverses = [r for r in records if r.kind == "reverse"]
+    reverses += _unstored_reverses(batch.batch_id, legs, reverses, listing,
+                                   runner.config.market_protection)
     lost: dict[int, list[str]] = {}
     if ist_day(batch.created_at) < ist_day(time.time()):
         # A later day: the broker no longer lists the batch's orders. Not listed is not "not
@@ -78,11 +83,35 @@ async def recover(
     elif batch.status == "running" and not reverses and all(leg.complete for leg in legs):
         status = "success"
     else:
-        await _settle_reverses(runner, ctx, legs, reverses, by_tag)
+        await _settle_reverses(runner, ctx, batch.batch_id, legs, reverses, by_tag)
         status = await runner.rollback(ctx, batch.batch_id, legs, execution or "parallel")
     elapsed = max(time.time() - batch.created_at, 0.0)
     await runner.finish(batch.account, batch.batch_id, legs, status, elapsed)
     return status
+
+
+def _unstored_reverses(
+    batch_id: str, legs: tuple[Leg, ...], reverses: list[LegRecord], listing: list[Order],
+    protection: float,
+) -> list[LegRecord]:
+    """Reverse orders the broker lists for these legs (by tag) with no stored row: their rows,
+    rebuilt from the leg and the broker's order."""
+    stored = {r.tag for r in reverses}
+    found = []
+    for leg in legs:
+        prefix = reverse_prefix(leg.tag)
+        for order in listing:
+            tag = order.tag or ""
+            if not tag.startswith(prefix) or tag in stored or not tag[len(prefix):].isdigit():
+                continue
+            stored.add(tag)
+            request = reverse_request(leg.request, order.quantity, tag, protection)
+            index = reverse_index(leg.index, int(tag[len(prefix):]))
+            found.append(LegRecord(batch_id, index, tag, order.status, order.order_id,
+                                   attrs.asdict(request), {}, kind="reverse"))
+            log.warning("reverse %s (order %s) found at the broker with no stored row", tag,
+                        order.order_id)
+    return found
 
 
 def _report_lost(
@@ -124,8 +153,8 @@ def _report_lost(
 
 
 async def _settle_reverses(
-    runner: BatchRunner, ctx: _Account, legs: tuple[Leg, ...], reverses: list[LegRecord],
-    by_tag: Mapping[str, Any],
+    runner: BatchRunner, ctx: _Account, batch_id: str, legs: tuple[Leg, ...],
+    reverses: list[LegRecord], by_tag: Mapping[str, Any],
 ) -> None:
     """Reverse orders of an interrupted rollback: wait for (or cancel) them, count fills. One
     still working is kept on its leg (`leg.reverse`): the rollback settles it before it sends
@@ -145,6 +174,7 @@ async def _settle_reverses(
             with ctx.actor.watch(reverse.tag) as updates:
                 await runner.ops.cancel_and_settle(ctx.actor, ctx.limiter, reverse, updates,
                                                    deadline)
+        await runner.ops.save_leg(batch_id, reverse)  # its row too, if it was never stored
         if reverse.is_final or leg.reverse is not None:
             leg.reverse_filled += reverse.filled
         else:

@@ -31,6 +31,7 @@ from brokers.base import BrokerError, Order, OrderRejected, OrderRequest, TokenE
 from brokers.kite import parse_order
 from store import BatchRecord, IdempotencyConflict, LegRecord, Store, StoreError
 
+from ._admission import Load, admit
 from ._config import BatchConfig
 from ._execution import BatchRunner, EventHook, RollbackAborted, _Account, _Job
 from ._orders import Leg, OrderOps, UnknownOutcome, new_batch_id, reverse_request, tag_for
@@ -46,6 +47,7 @@ from ._results import (
     _leg_record,
     _progress,
 )
+from ._writes import LatencyHook, StoreWrites
 from .account import AccountActor
 from .instruments import InstrumentCache
 from .ratelimit import Priority, RateLimiter
@@ -104,6 +106,8 @@ class _Work:
     recovery: bool = False  # an unfinished batch of an earlier run, being recovered
     failures: int = 0  # failed recovery attempts
     retrying: bool = False  # waiting to retry its recovery after a failed attempt
+    result: dict[str, Any] | None = None  # the outcome it reached (None: cut short)
+    legs: tuple[Leg, ...] = ()  # a submitted batch's
 
     def finish(self) -> None:
         self.done.set()
@@ -130,8 +134,13 @@ class BatchCoordinator:
         config: BatchConfig = BatchConfig(),
         *,
         on_event: EventHook | None = None,
+        on_store_write: LatencyHook | None = None,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_store_write`: the duration of each store write attempt of a batch;
+        `on_refused`: the reason of each batch refused by admission control."""
         self._store = store
+        self._on_refused = on_refused
         self._actors = actors
         self._config = config
         self._accounts: dict[str, _Account] = {}
@@ -144,8 +153,10 @@ class BatchCoordinator:
         self._stopping = False  # drain or abort: failed recoveries are not retried any more
         self._retry_now = trio.Event()  # wakes recoveries waiting for a retry
         self._recovery_failures = 0
-        self.ops = OrderOps(store, config)
-        self._runner = BatchRunner(store, config, self.ops, on_event)
+        self._writes = StoreWrites(config.store_timeout_s, retry_max_s=config.store_retry_max_s,
+                                   on_latency=on_store_write)
+        self.ops = OrderOps(store, config, self._writes)
+        self._runner = BatchRunner(store, config, self.ops, self._writes, on_event)
 
     @property
     def config(self) -> BatchConfig:
@@ -206,6 +217,7 @@ class BatchCoordinator:
         """Recover unfinished batches (a failed recovery is retried with backoff), then run
         submitted batches until cancelled."""
         async with trio.open_nursery() as nursery:
+            await nursery.start(self._writes.run)
             for batch, legs in await self._store.unfinished_batches():
                 # Tracked from now, not from when its task first runs: a kill switch (or a
                 # shutdown) right after start must already see it.
@@ -252,6 +264,14 @@ class BatchCoordinator:
             return reply
         if account in self._killing:  # it began meanwhile; from here to tracked, no checkpoint
             return _kill_running(account)
+        refusal = admit(self._config, self._load(ctx, account), len(spec.legs), spec.timeout_s)
+        if refusal is not None:
+            if self._on_refused is not None:
+                self._on_refused(refusal.reason)
+            log.warning("batch of %s by %s refused (%s): %s", account, client, refusal.reason,
+                        refusal.message)
+            return 503, {**_error("overloaded", refusal.message), "reason": refusal.reason,
+                         "retry_after_s": refusal.retry_after_s}
         batch_id = new_batch_id()
         legs = tuple(
             Leg(n, tag_for(batch_id, n, "L", 0), self._request(leg, tag_for(batch_id, n, "L", 0)))
@@ -261,7 +281,8 @@ class BatchCoordinator:
         record = BatchRecord(batch_id, account, idempotency_key, request_hash, body, "running",
                              None, now, now)
         work = self._done[batch_id] = _Work(
-            account, frozenset((leg.exchange, leg.tradingsymbol) for leg in spec.legs))
+            account, frozenset((leg.exchange, leg.tradingsymbol) for leg in spec.legs),
+            legs=legs)
         try:
             with trio.CancelScope(shield=True):  # stored means dispatched
                 await self._store.create_batch(record, [_leg_record(batch_id, leg) for leg in legs])
@@ -276,7 +297,17 @@ class BatchCoordinator:
             return 503, _error("store_unavailable", str(exc))
         log.info("batch %s of %s by %s: %d legs", batch_id, account, client, len(legs))
         await work.done.wait()
+        if work.result is not None:  # the outcome reached, whether or not it is stored yet
+            return 200, work.result
         return await self.get(account, batch_id)
+
+    def _load(self, ctx: _Account, account: str) -> Load:
+        """What is ahead of a new batch of `account`: for admission control."""
+        works = [work for work in self._done.values() if work.account == account]
+        unsent = sum(1 for work in works for leg in work.legs
+                     if not leg.sent and leg.status in ("PENDING", "PLACING"))
+        return Load(len(works), unsent + ctx.limiter.statistics().waiting,
+                    self._writes.latency_s)
 
     async def drain(self, grace_s: float) -> int:
         """Shutdown: refuse new batches, give running ones `grace_s` to finish or roll back,
@@ -291,6 +322,7 @@ class BatchCoordinator:
         with trio.move_on_after(grace_s):
             while self._done:
                 await next(iter(self._done.values())).done.wait()
+            await self._writes.idle()  # final statuses stored, while the grace lasts
         left = len(self._done)
         self.abort()
         return left
@@ -309,7 +341,11 @@ class BatchCoordinator:
         self._runner.abort()
 
     async def get(self, account: str, batch_id: str) -> Reply:
-        """The stored batch: its result when finished, its legs' progress while it runs."""
+        """The batch's result when finished (from memory until its final status is stored),
+        its stored legs' progress while it runs."""
+        unstored = self._runner.unstored(account, batch_id)
+        if unstored is not None:
+            return 200, unstored
         found = await self._store.get_batch(batch_id)
         if found is None or found[0].account != account:
             return 404, _error("not_found", f"no batch {batch_id!r}")
@@ -327,7 +363,8 @@ class BatchCoordinator:
         with trio.move_on_after(self._config.idempotency_wait_s):
             if work is not None:
                 await work.done.wait()
-            while existing.status not in FINAL:
+            while (existing.status not in FINAL
+                   and self._runner.unstored(existing.account, existing.batch_id) is None):
                 await trio.sleep(0.1)  # running in a previous process: recovery finishes it
                 found = await self._store.get_batch(existing.batch_id)
                 if found is None:
@@ -406,7 +443,9 @@ class BatchCoordinator:
                 if job.account in self._killing:
                     ctx.killed.add(job.batch_id)
                     scope.cancel()
-                await self._runner.execute(ctx, job)
+                result = await self._runner.execute(ctx, job)
+            if work is not None:
+                work.result = result
         finally:
             ctx.killed.discard(job.batch_id)
             work = self._done.pop(job.batch_id, None)

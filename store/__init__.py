@@ -57,8 +57,9 @@ def _engine(url: str) -> str:
 
 
 @asynccontextmanager
-async def open_store(url: str) -> AsyncIterator[Store]:
-    """Open the store for `url`, apply pending migrations, close it on exit.
+async def open_store(url: str, *, pool_size: int = 10) -> AsyncIterator[Store]:
+    """Open the store for `url`, apply pending migrations, close it on exit (`pool_size`:
+    Postgres connections; SQLite has one writer thread).
 
     Postgres needs a trio-asyncio loop; the one open in the caller's context is used (the process
     root opens it), otherwise the store opens its own for its lifetime.
@@ -66,7 +67,7 @@ async def open_store(url: str) -> AsyncIterator[Store]:
     if _engine(url) == "postgres":
         from .postgres import open_postgres
 
-        async with open_postgres(url) as pg:
+        async with open_postgres(url, pool_size=pool_size) as pg:
             yield pg
     else:
         from .sqlite import open_sqlite

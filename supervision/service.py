@@ -136,7 +136,7 @@ async def open_service(
     """
     grace_s = settings.shutdown_grace_s if grace_s is None else grace_s
     brokers: list[KiteBroker] = []
-    async with open_store(settings.database_url) as store:
+    async with open_store(settings.database_url, pool_size=settings.pool_size) as store:
         try:
             async with trio.open_nursery() as root:
                 try:
@@ -221,7 +221,9 @@ async def _open_tree(
             relay.batch_finished(event, result)
 
         coordinator = BatchCoordinator(
-            store, actors, batch_config or _batch_config(settings), on_event=on_batch
+            store, actors, batch_config or _batch_config(settings), on_event=on_batch,
+            on_store_write=metrics.store_write_duration.observe,
+            on_refused=lambda reason: metrics.batches_refused.labels(reason).inc(),
         )
         batches = _Scoped()
         await root.start(batches.run, partial(supervise, ChildSpec("batches", coordinator.run),
@@ -328,9 +330,10 @@ async def _monitor_store(
 
 def _batch_config(settings: Settings) -> BatchConfig:
     """Paper accounts follow the venue's own hours; real ones NSE's session."""
+    config = BatchConfig(store_timeout_s=settings.store_timeout_s)
     if all(a.broker == "paper" for a in settings.accounts):
-        return BatchConfig(session=None)
-    return BatchConfig()
+        return attrs.evolve(config, session=None)
+    return config
 
 
 def _kite_settings(account: AccountSettings, venue: VenueAddress | None) -> KiteSettings:

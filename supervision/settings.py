@@ -30,6 +30,10 @@ IN_MEMORY = "memory"
 DEFAULT_SHUTDOWN_GRACE_S = 10.0
 #: Seconds a client may take to accept one write before its connection is dropped.
 DEFAULT_SEND_TIMEOUT_S = 10.0
+#: Postgres connections in the pool ([database] pool_size).
+DEFAULT_POOL_SIZE = 10
+#: One store write attempt of a batch ([database] store_timeout_s); failed ones are retried.
+DEFAULT_STORE_TIMEOUT_S = 5.0
 
 
 class ConfigError(Exception):
@@ -68,6 +72,8 @@ class Settings:
     admin_token: str = attrs.field(default="", repr=False)
     allowed_origins: tuple[str, ...] = ()
     database_url: str = "sqlite:///var/orderdesk.db"
+    pool_size: int = DEFAULT_POOL_SIZE
+    store_timeout_s: float = DEFAULT_STORE_TIMEOUT_S
     venue: VenueConfig | None = None
     accounts: tuple[AccountSettings, ...] = ()
     var_dir: Path = Path("var")
@@ -193,6 +199,9 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         database_url=env.get(
             "DATABASE_URL", str(database.get("url", f"sqlite:///{var_dir}/orderdesk.db"))
         ),
+        pool_size=_pool_size(database),
+        store_timeout_s=_seconds(database, "store_timeout_s", DEFAULT_STORE_TIMEOUT_S,
+                                 "database", minimum=0.001),
         venue=venue,
         accounts=accounts,
         var_dir=var_dir,
@@ -244,11 +253,22 @@ def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-def _seconds(table: Mapping[str, Any], key: str, default: float) -> float:
+def _seconds(
+    table: Mapping[str, Any], key: str, default: float, where: str = "server",
+    *, minimum: float = 0.0,
+) -> float:
     value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigError(f"server.{key}: must be a number of seconds >= 0, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= minimum:
+        rule = ">= 0" if minimum == 0 else "> 0"
+        raise ConfigError(f"{where}.{key}: must be a number of seconds {rule}, not {value!r}")
     return float(value)
+
+
+def _pool_size(database: Mapping[str, Any]) -> int:
+    value = database.get("pool_size", DEFAULT_POOL_SIZE)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise ConfigError(f"database.pool_size: must be an integer 1..1000, not {value!r}")
+    return value
 
 
 def _account(index: int, doc: Any, env: Mapping[str, str]) -> AccountSettings:

@@ -28,10 +28,12 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import pytest
+import trio
 import trio_asyncio
 
 from store import Store, open_store
@@ -122,3 +124,17 @@ async def store(aio_loop: Any, store_url: str) -> AsyncIterator[Store]:
     """An open, migrated, empty store on each engine, inside the trio-asyncio loop."""
     async with open_store(store_url) as opened:
         yield opened
+
+
+@asynccontextmanager
+async def locked_tables(url: str, *tables: str) -> AsyncIterator[None]:
+    """A slow store on purpose: another connection holds `tables` in ACCESS EXCLUSIVE mode
+    (every read and write of them waits) until the block exits. Needs the trio-asyncio loop."""
+    conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(url)
+    try:
+        await trio_asyncio.aio_as_trio(conn.execute)(
+            f"BEGIN; LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        with trio.CancelScope(shield=True):  # closing aborts the transaction: the lock is gone
+            await trio_asyncio.aio_as_trio(conn.close)()

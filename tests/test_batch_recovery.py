@@ -132,6 +132,34 @@ async def test_an_interrupted_rollback_never_flattens_twice(
             assert len(await desk.orders()) == 2
 
 
+async def test_a_reverse_placed_before_its_row_was_stored_is_found_by_its_tag(
+    venue: VenueAddress, sqlite_url: str
+) -> None:
+    """A slow store: the rollback placed its reverse after the bound on its write-ahead, and
+    the process died before the row was stored. Recovery finds it at the venue by its tag
+    (derived from the leg's), counts it, stores its row and places nothing more."""
+    legs = [("BUY", "COMPLETE"), ("SELL", "REJECTED")]
+    batch_id, leg_tags = await crashed_batch(sqlite_url, "crash-4", legs, "rolling_back")
+    reverse_tag = f"od{batch_id}0R0"
+    with trio.fail_after(20):
+        await place_at_venue(venue, "BUY", leg_tags[0])
+        reverse_id = await place_at_venue(venue, "SELL", reverse_tag)  # no row for it
+        async with open_desk(venue, sqlite_url) as desk:
+            result = await resume(desk, "crash-4", legs)
+            assert result["status"] == "rolled_back", result
+            rollback = result["legs"][0]["rollback"]
+            assert (rollback["action"], rollback["filled"], rollback["remaining"]) == (
+                "flattened", 75, 0)
+            assert await desk.positions() == {}
+            assert len(await desk.orders()) == 2  # nothing flattened twice
+            await desk.coordinator.drain(5)  # the rows written in the background are stored
+            found = await desk.store.get_batch(batch_id)
+            assert found is not None
+            [row] = [r for r in found[1] if r.kind == "reverse"]
+            assert (row.index, row.tag, row.order_id, row.status) == (
+                100, reverse_tag, reverse_id, "COMPLETE")
+
+
 async def test_kill_switch_cancels_open_orders_and_flattens_positions(desk: Desk) -> None:
     with trio.fail_after(20):
         for form in (market_form(quantity=150),

@@ -81,6 +81,16 @@ class Metrics:
         self.batch_duration = Histogram(
             "batch_duration_seconds", "Batch duration", buckets=_BATCH_BUCKETS, registry=r
         )
+        self.store_write_duration = Histogram(
+            "store_write_duration_seconds",
+            "One store write attempt of a batch (legs, reverse orders, status); failed included",
+            buckets=(*_LATENCY_BUCKETS, 5.0, 10.0),
+            registry=r,
+        )
+        self.batches_refused = Counter(
+            "batches_refused_total", "Batches refused before anything was placed (503 "
+            "overloaded), by reason", ["reason"], registry=r,
+        )
         self.webhook_deliveries = Counter(
             "webhook_deliveries_total", "Webhook delivery attempts", ["result"], registry=r
         )

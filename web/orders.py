@@ -40,7 +40,10 @@ def _reply(reply: tuple[int, dict[str, Any]]) -> tuple[Response, int]:
     status, body = reply
     if status >= 400:
         body = {**body, "correlation_id": current_correlation_id()}
-    return jsonify(body), status
+    response = jsonify(body)
+    if status == 503 and "retry_after_s" in body:  # overloaded: when to try again
+        response.headers["Retry-After"] = str(body["retry_after_s"])
+    return response, status
 
 
 def _idempotency_key() -> str | None:
