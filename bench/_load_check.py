@@ -100,14 +100,17 @@ def _signed(leg: dict[str, Any], quantity: int) -> int:
     return quantity if leg["transaction_type"] == "BUY" else -quantity
 
 
-def expected_positions(answers: Iterable[Answer]) -> tuple[dict[tuple[str, str], int], int]:
-    """Net quantity per (account, symbol) the answers imply, and how many answers left an
+def expected_positions(
+    answers: Iterable[Answer],
+) -> tuple[dict[tuple[str, str], int], list[str]]:
+    """Net quantity per (account, symbol) the answers imply, and the answers that left an
     unknown quantity (a `rollback_failed` naming none, or a batch never answered)."""
     net: dict[tuple[str, str], int] = defaultdict(int)
-    unknown = 0
+    unknown = []
     for a in answers:
-        if a.http != 200:
-            unknown += a.http is None  # a refusal or an error with a body placed nothing
+        if a.http is None:
+            unknown.append(f"{a.account}: a batch never answered")
+        if a.http != 200:  # a refusal or an error with a body placed nothing
             continue
         status = a.body["status"]
         if status in ("success", "partial"):
@@ -116,10 +119,16 @@ def expected_positions(answers: Iterable[Answer]) -> tuple[dict[tuple[str, str],
         elif status == "rollback_failed":
             for item in a.body.get("exposure", []):
                 if item["quantity"] is None:
-                    unknown += 1
+                    unknown.append(f"{a.account} {a.body['batch_id']} {item['tradingsymbol']}: "
+                                   f"{_leg_error(a.body, item['index'])}")
                     continue
                 net[(a.account, item["tradingsymbol"])] += _signed(item, item["quantity"])
     return {k: v for k, v in net.items() if v}, unknown
+
+
+async def _leg_error(body: dict[str, Any], index: int) -> str:
+    leg = body["legs"][index]
+    return str((leg.get("rollback") or {}).get("error") or leg.get("error"))
 
 
 async def venue_state(
@@ -167,7 +176,7 @@ def reconcile(
                                     f"({row['status']}) belongs to no answered batch")
             if row["status"] not in FINAL_ORDER:
                 miss("working_order", f"{account} order {row['order_id']} still {row['status']}")
-    for _ in range(unknown):
-        miss("unknown_exposure", "an answer left its exposure unknown")
+    for text in unknown:
+        miss("unknown_exposure", text)
     return {"mismatches": sum(kinds.values()), "mismatch_kinds": dict(kinds),
             "mismatch_examples": examples}

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/load.py [--engine sqlite|postgres] [--accounts 50] [--rate 20]
         [--seconds 15] [--find-sustainable [--steps 10,20,40,60,80,120] [--p99-bound-ms 2500]]
-        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--seed 1]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--seed 1] [--keep-logs DIR]
 
 Starts the paper venue (`orderdesk venue`, its own process; every Kite REST answer held back
 20 ms with `POST /_venue/faults {"latency_ms": 20}`; no venue order-rate limit, funds without
@@ -200,7 +200,7 @@ async def main_async(args: argparse.Namespace, database_url: str | None) -> None
     engine = "postgres" if database_url else "sqlite"
     accounts = [f"acct{n:03d}" for n in range(args.accounts)]
     with tempfile.TemporaryDirectory() as tmp:
-        async with open_stack(Path(tmp), accounts, database_url) as stack:
+        async with open_stack(Path(args.keep_logs or tmp), accounts, database_url) as stack:
             if not args.find_sustainable:
                 await run_once(stack, engine, args.rate, args.seconds, args.seed)
                 return
@@ -242,11 +242,15 @@ def main() -> None:
     parser.add_argument("--find-sustainable", action="store_true")
     parser.add_argument("--steps", type=_floats, default=[10, 20, 40, 60, 80, 120])
     parser.add_argument("--p99-bound-ms", type=float, default=2500.0)
+    parser.add_argument("--keep-logs", metavar="DIR",
+                        help="write the processes' configs and logs here (default: a temp dir)")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="the server where the throwaway database is made")
     args = parser.parse_args()
     if not 1 <= args.accounts <= 500 or not 0 < args.rate <= 1000 or not 0 < args.seconds <= 60:
         parser.error("--accounts 1..500, --rate 0..1000, --seconds 0..60")
+    if args.keep_logs:
+        Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING)
     started = time.monotonic()
     if args.engine == "sqlite":
