@@ -19,13 +19,17 @@ One JSON line per run: `engine`, `accounts`, `offered_per_s`, `held_per_s` (batc
 200 per second from the first send to the last answer), `p50_ms`/`p99_ms` (from each batch's
 scheduled send to its answer, so a bench that falls behind counts against the server),
 `statuses` (batch status, or `http_<code>:<error>`), `refused` (503 `overloaded`, by
-`refused_reasons`), `mismatches` (with kinds and examples), `gaps` (seq gaps seen by the
+`refused_reasons`), `mismatches` (with kinds and examples), `unknown_exposure` (legs a
+`rollback_failed` answer named with an unknown quantity: the venue may hold up to
+`quantity_at_most` of each, which is then no mismatch), `gaps` (seq gaps seen by the
 subscribers), `subscribers_closed`, `subscribers_behind`. Runs on one stack add up: every check
 covers everything placed since the stack started.
 
 `--find-sustainable` steps the rate up through `--steps` until a run's p99 exceeds
-`--p99-bound-ms`, a batch is refused, or less than 90 % of the offered rate is held; prints a
-`sustainable` line with the last rate that passed, then runs at twice that rate.
+`--p99-bound-ms`, a batch is refused, or less than 80 % of the offered rate is held (the last
+answers' own latency counts in `held_per_s`, so a short run holds a little less than offered
+even when it keeps up); prints a `sustainable` line with the last rate that passed, then runs
+at twice that rate.
 
 Everything is loopback, bounded in count (rate x seconds batches a run) and time, and stops by
 itself. The machine is small and shared: the venue, orderdesk and this client share its cores,
@@ -193,7 +197,7 @@ async def run_once(stack: Stack, engine: str, rate: float, seconds: float, seed:
 
 def passes(line: dict[str, Any], p99_bound_ms: float) -> bool:
     return (line["p99_ms"] <= p99_bound_ms and line["refused"] == 0
-            and line["held_per_s"] >= 0.9 * line["offered_per_s"])
+            and line["held_per_s"] >= 0.8 * line["offered_per_s"])
 
 
 async def main_async(args: argparse.Namespace, database_url: str | None) -> None:

@@ -43,7 +43,7 @@ def _check(line: dict[str, Any]) -> None:
     assert kinds["reject"] + kinds["timeout"] > 0 and kinds["plain"] > 0, kinds
     assert line["statuses"] == {
         "success": kinds["plain"], "rolled_back": kinds["reject"] + kinds["timeout"]}
-    assert line["refused"] == 0
+    assert line["refused"] == 0 and line["unknown_exposure"] == 0
     assert line["venue_orders"] > 0
 
 
