@@ -39,7 +39,6 @@ so figures vary from run to run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import secrets
@@ -53,7 +52,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import attrs
 import httpx
 import trio
@@ -69,6 +67,7 @@ from _fanout_stack import (  # noqa: E402
 )
 from _load_check import Answer, Subscriber, reconcile, venue_state  # noqa: E402
 from _load_mix import Planned, Universe, schedule, universe_from_csv  # noqa: E402
+from _pg import throwaway_database  # noqa: E402
 
 VENUE_LATENCY_MS = 20
 DRAIN_S = 90.0  # after the last send, answers get this long
@@ -221,17 +220,6 @@ async def main_async(args: argparse.Namespace, database_url: str | None) -> None
                 await run_once(stack, engine, 2 * sustainable, args.seconds, args.seed + 1)
 
 
-def _admin(server: str, statement: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(server, timeout=5)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 def _floats(text: str) -> list[float]:
     return [float(part) for part in text.split(",") if part]
 
@@ -260,12 +248,8 @@ def main() -> None:
     if args.engine == "sqlite":
         trio.run(main_async, args, None)
     else:
-        name = f"orderdesk_load_{secrets.token_hex(4)}"
-        _admin(args.postgres, f'CREATE DATABASE "{name}"')
-        try:
-            trio.run(main_async, args, f"{args.postgres.rpartition('/')[0]}/{name}")
-        finally:
-            _admin(args.postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with throwaway_database(args.postgres, "orderdesk_load") as url:
+            trio.run(main_async, args, url)
     print(json.dumps({"bench": "done", "seconds": round(time.monotonic() - started, 1)}),
           flush=True)
 
