@@ -341,9 +341,12 @@ def _kite_settings(account: AccountSettings, venue: VenueAddress | None) -> Kite
     ticker_url = account.ticker_url or (venue.ticker_url if venue else None)
     if rest_url is None or ticker_url is None:
         raise RuntimeError(f"account {account.id}: no rest_url/ticker_url and no venue")
+    login_url = account.login_url or (
+        f"{rest_url}/connect/login" if account.broker == "paper" else None)
     return KiteSettings(
         api_key=account.api_key,
         access_token=account.access_token,
         rest_url=rest_url,
         ticker_url=ticker_url,
+        **({"login_url": login_url} if login_url else {}),
     )

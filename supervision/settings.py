@@ -61,8 +61,13 @@ class AccountSettings:
     tokens: tuple[ClientToken, ...] = ()
     api_key: str = attrs.field(default="paper", repr=False)
     access_token: str = attrs.field(default="", repr=False)
+    # The daily login: the app's secret ("" for a kite account without api_secret_env: no
+    # login route) and, when set, the only Kite user the callback accepts.
+    api_secret: str = attrs.field(default="paper", repr=False)
+    user_id: str | None = None
     rest_url: str | None = None  # None: the embedded venue
     ticker_url: str | None = None
+    login_url: str | None = None  # None: Kite's, or the venue's stand-in for a paper account
     webhooks: tuple[WebhookSettings, ...] = ()
 
 
@@ -115,6 +120,7 @@ def _embedded_defaults(env: Mapping[str, str]) -> Settings:
         broker="paper",
         tokens=(ClientToken("primary-generated", generated["primary_token"]),),
         access_token="paper-primary",
+        user_id="primary",
     )
     venue_url = _standalone_venue_url(env)
     return Settings(
@@ -294,8 +300,11 @@ def _account(index: int, doc: Any, env: Mapping[str, str]) -> AccountSettings:
             tokens=tokens,
             api_key=api_key,
             access_token=access_token,
+            api_secret=_api_secret(env, doc, where),
+            user_id=_optional_str(doc, "user_id", where),
             rest_url=str(doc.get("rest_url", "https://api.kite.trade")),
             ticker_url=str(doc.get("ticker_url", "wss://ws.kite.trade")),
+            login_url=_optional_str(doc, "login_url", where),
             webhooks=webhooks,
         )
     return AccountSettings(
@@ -304,10 +313,31 @@ def _account(index: int, doc: Any, env: Mapping[str, str]) -> AccountSettings:
         tokens=tokens,
         api_key="paper",
         access_token=f"paper-{account_id}",
+        user_id=account_id,
         rest_url=doc.get("rest_url"),
         ticker_url=doc.get("ticker_url"),
+        login_url=_optional_str(doc, "login_url", where),
         webhooks=webhooks,
     )
+
+
+def _api_secret(env: Mapping[str, str], doc: Mapping[str, Any], where: str) -> str:
+    """The Kite app's secret, from the variable `api_secret_env` names ("" without one)."""
+    if "api_secret_env" not in doc:
+        return ""
+    secret = _from_env(env, doc, "api_secret_env", f"{where}.api_secret_env")
+    if not secret:
+        raise ConfigError(
+            f"{where}.api_secret_env: the variable {doc['api_secret_env']} is not set"
+        )
+    return secret
+
+
+def _optional_str(doc: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = doc.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"{where}.{key}: must be a non-empty string, not {value!r}")
+    return value
 
 
 def _token(account_id: str, index: int, doc: Any) -> ClientToken:
