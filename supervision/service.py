@@ -329,8 +329,12 @@ async def _monitor_store(
 
 
 def _batch_config(settings: Settings) -> BatchConfig:
-    """Paper accounts follow the venue's own hours; real ones NSE's session."""
-    config = BatchConfig(store_timeout_s=settings.store_timeout_s)
+    """A [calendar] table applies to every account; without one, paper accounts follow the
+    venue's own hours and real ones each exchange's default session."""
+    config = BatchConfig(store_timeout_s=settings.store_timeout_s,
+                         instrument_refresh=settings.instrument_refresh)
+    if settings.calendar is not None:
+        return attrs.evolve(config, session=settings.calendar)
     if all(a.broker == "paper" for a in settings.accounts):
         return attrs.evolve(config, session=None)
     return config
