@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 import attrs
 
+from .calendar import DEFAULT_INSTRUMENT_REFRESH, TradingCalendar
 from .instruments import DEFAULT_FREEZE_LIMITS
-from .validation import SessionHours
 
 
 @attrs.frozen
@@ -26,7 +27,9 @@ class BatchConfig:
     rate_burst: int | None = None  # at most this many at once (None: the whole second's worth)
     rate_margin_s: float = 0.05  # a grant counts this much past its second (the trip to Kite)
     max_timeout_s: float = 60.0
-    session: SessionHours | None = SessionHours()
+    # Each exchange's hours, weekends and holidays (None: always open, the paper default).
+    session: TradingCalendar | None = TradingCalendar()
+    instrument_refresh: dt.time = DEFAULT_INSTRUMENT_REFRESH  # IST; the master reloads then
     margin_check: bool = True
     freeze_limits: Mapping[str, int] = attrs.field(factory=lambda: dict(DEFAULT_FREEZE_LIMITS))
     # One store write attempt; a write that fails or times out is retried (backoff up to

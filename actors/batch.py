@@ -193,7 +193,8 @@ class BatchCoordinator:
             ctx = _Account(
                 actor,
                 self._limiter(),
-                InstrumentCache(actor.broker, self._config.freeze_limits),
+                InstrumentCache(actor.broker, self._config.freeze_limits,
+                                self._config.instrument_refresh),
             )
             self._accounts[account_id] = ctx
         return ctx

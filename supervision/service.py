@@ -329,8 +329,12 @@ async def _monitor_store(
 
 
 def _batch_config(settings: Settings) -> BatchConfig:
-    """Paper accounts follow the venue's own hours; real ones NSE's session."""
-    config = BatchConfig(store_timeout_s=settings.store_timeout_s)
+    """A [calendar] table applies to every account; without one, paper accounts follow the
+    venue's own hours and real ones each exchange's default session."""
+    config = BatchConfig(store_timeout_s=settings.store_timeout_s,
+                         instrument_refresh=settings.instrument_refresh)
+    if settings.calendar is not None:
+        return attrs.evolve(config, session=settings.calendar)
     if all(a.broker == "paper" for a in settings.accounts):
         return attrs.evolve(config, session=None)
     return config
@@ -341,9 +345,12 @@ def _kite_settings(account: AccountSettings, venue: VenueAddress | None) -> Kite
     ticker_url = account.ticker_url or (venue.ticker_url if venue else None)
     if rest_url is None or ticker_url is None:
         raise RuntimeError(f"account {account.id}: no rest_url/ticker_url and no venue")
+    login_url = account.login_url or (
+        f"{rest_url}/connect/login" if account.broker == "paper" else None)
     return KiteSettings(
         api_key=account.api_key,
         access_token=account.access_token,
         rest_url=rest_url,
         ticker_url=ticker_url,
+        **({"login_url": login_url} if login_url else {}),
     )

@@ -3,7 +3,8 @@
 Paper venue embedded on port 0 (rate limit off, state in memory), SQLite under tmp_path, two
 paper accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into `[server]`
 (`server_toml`), `[venue]` (`venue_toml`: `funds = 500000`, say) or an account's table
-(`account_toml={"primary": 'webhooks = [...]'}`); `environ` is what `load_settings` reads
+(`account_toml={"primary": 'webhooks = [...]'}`), top-level tables after the accounts
+(`extra_toml`: `[calendar]`); `environ` is what `load_settings` reads
 (secret_env, ...); other keywords go to `open_service`.
 """
 
@@ -51,6 +52,7 @@ id = "secondary"
 broker = "paper"
 tokens = [{{ name = "secondary-desk", token = "{secondary}" }}]
 {secondary_extra}
+{extra_toml}
 """
 
 
@@ -61,13 +63,14 @@ def write_config(
     server_toml: str = "",
     venue_toml: str = "",
     account_toml: Mapping[str, str] | None = None,
+    extra_toml: str = "",
 ) -> Path:
     path = tmp_path / "orderdesk.toml"
     database = database or f"sqlite:///{tmp_path}/od.db"
     extra = {f"{a}_extra": (account_toml or {}).get(a, "") for a in TOKENS}
     path.write_text(CONFIG.format(
         admin=ADMIN, metrics=METRICS, database=database, server_extra=server_toml,
-        venue_extra=venue_toml, **extra, **TOKENS
+        venue_extra=venue_toml, extra_toml=extra_toml, **extra, **TOKENS
     ))
     return path
 
@@ -81,10 +84,11 @@ async def open_test_service(
     venue_toml: str = "",
     account_toml: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    extra_toml: str = "",
     **options: Any,
 ) -> AsyncIterator[Running]:
     path = write_config(tmp_path, database, server_toml=server_toml, venue_toml=venue_toml,
-                        account_toml=account_toml)
+                        account_toml=account_toml, extra_toml=extra_toml)
     settings = load_settings(str(path), environ=environ or {})
     async with open_service(settings, **options) as running:
         yield running

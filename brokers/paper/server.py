@@ -21,6 +21,7 @@ from .config import IST, VenueAddress, VenueConfig
 from .engine import Engine
 from .faults import Faults
 from .instruments import InstrumentMaster, builtin_master, load_csv
+from .login import RequestTokens
 from .ticker import TickerHub
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Venue:
         self.faults = Faults()
         self.hub = TickerHub()
         self.accounts = Accounts(config.accounts)
+        self.request_tokens = RequestTokens()
         self.limiter = RateLimiter(config.rate_limit_per_s)
         self.engine = Engine(config, master, self.faults, self._publish)
 
@@ -49,6 +51,7 @@ class Venue:
         self.faults.clear()
         self.hub.stalled = False
         self.accounts.reset()
+        self.request_tokens.reset()
         self.limiter.reset()
 
 
