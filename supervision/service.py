@@ -330,7 +330,8 @@ async def _monitor_store(
 
 def _batch_config(settings: Settings) -> BatchConfig:
     """Paper accounts follow the venue's own hours; real ones NSE's session."""
-    config = BatchConfig(store_timeout_s=settings.store_timeout_s)
+    config = BatchConfig(store_timeout_s=settings.store_timeout_s,
+                         unhedged_parallel=settings.unhedged_parallel)
     if all(a.broker == "paper" for a in settings.accounts):
         return attrs.evolve(config, session=None)
     return config

@@ -34,6 +34,8 @@ DEFAULT_SEND_TIMEOUT_S = 10.0
 DEFAULT_POOL_SIZE = 10
 #: One store write attempt of a batch ([database] store_timeout_s); failed ones are retried.
 DEFAULT_STORE_TIMEOUT_S = 5.0
+#: `[batches] unhedged_parallel`: what a `parallel` basket that fits only hedged gets.
+UNHEDGED_PARALLEL = ("hedge_first", "refuse")
 
 
 class ConfigError(Exception):
@@ -84,6 +86,7 @@ class Settings:
     # own that serves /metrics alone, without a token (a loopback or private address).
     metrics_token: str = attrs.field(default="", repr=False)
     metrics_bind: str | None = None
+    unhedged_parallel: str = UNHEDGED_PARALLEL[0]
 
     def account(self, account_id: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.id == account_id), None)
@@ -152,6 +155,7 @@ def _generated_secrets(var_dir: Path) -> dict[str, str]:
 def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     server = _table(doc, "server")
     database = _table(doc, "database")
+    batches = _table(doc, "batches")
     venue_doc = doc.get("venue")
     var_dir = var_dir_of(env)
     bind = env.get("ORDERDESK_BIND", str(server.get("bind", DEFAULT_BIND)))
@@ -207,6 +211,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         var_dir=var_dir,
         shutdown_grace_s=_seconds(server, "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S),
         send_timeout_s=_seconds(server, "send_timeout_s", DEFAULT_SEND_TIMEOUT_S),
+        unhedged_parallel=_unhedged_parallel(batches),
     )
 
 
@@ -262,6 +267,14 @@ def _seconds(
         rule = ">= 0" if minimum == 0 else "> 0"
         raise ConfigError(f"{where}.{key}: must be a number of seconds {rule}, not {value!r}")
     return float(value)
+
+
+def _unhedged_parallel(batches: Mapping[str, Any]) -> str:
+    value = batches.get("unhedged_parallel", UNHEDGED_PARALLEL[0])
+    if value not in UNHEDGED_PARALLEL:
+        raise ConfigError(f'batches.unhedged_parallel: must be "hedge_first" or "refuse", '
+                          f"not {value!r}")
+    return str(value)
 
 
 def _pool_size(database: Mapping[str, Any]) -> int:
