@@ -69,6 +69,27 @@ class AccountSettings:
 
 
 @attrs.frozen
+class TickerSettings:
+    """`[ticker]`: when a silent ticker socket is dead, how reconnects back off, how often a
+    working order is reconciled. None: the default (Kite's clients' figures)."""
+
+    stall_timeout_s: float | None = None  # default 5 s
+    reconnect_initial_s: float | None = None  # default 2 s, plus up to reconnect_jitter_s
+    reconnect_max_s: float | None = None  # default 60 s
+    reconnect_jitter_s: float | None = None  # default 3 s
+    reconcile_interval_s: float | None = None  # default 20 s
+
+    def given(self) -> dict[str, float]:
+        """The keys the file sets."""
+        return {k: v for k, v in attrs.asdict(self).items() if v is not None}
+
+
+#: Fewest seconds between two periodic reconciles (`[ticker] reconcile_interval_s`): each is a
+#: GET /orders, counted against Kite's read limits.
+MIN_RECONCILE_INTERVAL_S = 15.0
+
+
+@attrs.frozen
 class Settings:
     bind: str = DEFAULT_BIND
     admin_token: str = attrs.field(default="", repr=False)
@@ -87,6 +108,7 @@ class Settings:
     metrics_token: str = attrs.field(default="", repr=False)
     metrics_bind: str | None = None
     unhedged_parallel: str = UNHEDGED_PARALLEL[0]
+    ticker: TickerSettings = TickerSettings()
 
     def account(self, account_id: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.id == account_id), None)
@@ -212,6 +234,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         shutdown_grace_s=_seconds(server, "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S),
         send_timeout_s=_seconds(server, "send_timeout_s", DEFAULT_SEND_TIMEOUT_S),
         unhedged_parallel=_unhedged_parallel(batches),
+        ticker=_ticker(_table(doc, "ticker")),
     )
 
 
@@ -267,6 +290,27 @@ def _seconds(
         rule = ">= 0" if minimum == 0 else "> 0"
         raise ConfigError(f"{where}.{key}: must be a number of seconds {rule}, not {value!r}")
     return float(value)
+
+
+def _ticker(table: Mapping[str, Any]) -> TickerSettings:
+    names = {f.name for f in attrs.fields(TickerSettings)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"ticker.{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    ticker = TickerSettings(**{
+        name: _seconds(table, name, 0.0, "ticker",
+                       minimum=0.0 if name == "reconnect_jitter_s" else 0.001)
+        for name in names if name in table})
+    initial, top = ticker.reconnect_initial_s, ticker.reconnect_max_s
+    if initial is not None and top is not None and top < initial:
+        raise ConfigError(f"ticker.reconnect_max_s: must be at least reconnect_initial_s "
+                          f"({initial:g}), not {top:g}")
+    interval = ticker.reconcile_interval_s
+    if interval is not None and interval < MIN_RECONCILE_INTERVAL_S:
+        raise ConfigError(f"ticker.reconcile_interval_s: must be at least "
+                          f"{MIN_RECONCILE_INTERVAL_S:g} s (each is a GET /orders within Kite's "
+                          f"read limits), not {interval:g}")
+    return ticker
 
 
 def _unhedged_parallel(batches: Mapping[str, Any]) -> str:
