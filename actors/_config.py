@@ -31,6 +31,10 @@ class BatchConfig:
     session: TradingCalendar | None = TradingCalendar()
     instrument_refresh: dt.time = DEFAULT_INSTRUMENT_REFRESH  # IST; the master reloads then
     margin_check: bool = True
+    # A `parallel` basket whose legs do not fit priced one by one but fit hedged:
+    # "hedge_first" runs it hedge-first (no SELL before every BUY is COMPLETE), "refuse" answers
+    # 422 before placing anything.
+    unhedged_parallel: str = "hedge_first"
     freeze_limits: Mapping[str, int] = attrs.field(factory=lambda: dict(DEFAULT_FREEZE_LIMITS))
     # One store write attempt; a write that fails or times out is retried (backoff up to
     # `store_retry_max_s`) until stored. A leg's write-ahead waits this long before the leg

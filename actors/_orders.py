@@ -259,6 +259,8 @@ class OrderOps:
         finally:
             if not leg.sent and leg.status == "PLACING":
                 leg.status = "NOT_PLACED"
+        if leg.order_id is not None:
+            actor.expect(leg.order_id)  # followed even if the ticker loses its pushes
         if batch_id is not None:
             await self.save_leg(batch_id, leg)
 

@@ -65,6 +65,9 @@ class BatchSpec:
     rollback_on_failure: bool = True
     execution: str = "parallel"
     timeout_s: float = DEFAULT_TIMEOUT_S
+    # Why the coordinator runs it otherwise than asked (a `parallel` basket that fits only
+    # hedged runs hedge-first); None: as asked.
+    execution_reason: str | None = None
 
 
 def validate_batch(

@@ -40,7 +40,8 @@ from .base import (
 
 log = logging.getLogger(__name__)
 
-STALL_TIMEOUT_S = 3.0  # Kite heartbeats every second: three missed beats mean a dead socket.
+# Kite heartbeats every second; its own clients call a socket silent for 5 s dead.
+STALL_TIMEOUT_S = 5.0
 
 
 @attrs.frozen

@@ -42,6 +42,8 @@ DEFAULT_SEND_TIMEOUT_S = 10.0
 DEFAULT_POOL_SIZE = 10
 #: One store write attempt of a batch ([database] store_timeout_s); failed ones are retried.
 DEFAULT_STORE_TIMEOUT_S = 5.0
+#: `[batches] unhedged_parallel`: what a `parallel` basket that fits only hedged gets.
+UNHEDGED_PARALLEL = ("hedge_first", "refuse")
 
 
 class ConfigError(Exception):
@@ -80,6 +82,27 @@ class AccountSettings:
 
 
 @attrs.frozen
+class TickerSettings:
+    """`[ticker]`: when a silent ticker socket is dead, how reconnects back off, how often a
+    working order is reconciled. None: the default (Kite's clients' figures)."""
+
+    stall_timeout_s: float | None = None  # default 5 s
+    reconnect_initial_s: float | None = None  # default 2 s, plus up to reconnect_jitter_s
+    reconnect_max_s: float | None = None  # default 60 s
+    reconnect_jitter_s: float | None = None  # default 3 s
+    reconcile_interval_s: float | None = None  # default 20 s
+
+    def given(self) -> dict[str, float]:
+        """The keys the file sets."""
+        return {k: v for k, v in attrs.asdict(self).items() if v is not None}
+
+
+#: Fewest seconds between two periodic reconciles (`[ticker] reconcile_interval_s`): each is a
+#: GET /orders, counted against Kite's read limits.
+MIN_RECONCILE_INTERVAL_S = 15.0
+
+
+@attrs.frozen
 class Settings:
     bind: str = DEFAULT_BIND
     admin_token: str = attrs.field(default="", repr=False)
@@ -101,6 +124,8 @@ class Settings:
     # paper accounts the venue's own; a table applies to every account.
     calendar: TradingCalendar | None = None
     instrument_refresh: dt.time = DEFAULT_INSTRUMENT_REFRESH
+    unhedged_parallel: str = UNHEDGED_PARALLEL[0]
+    ticker: TickerSettings = TickerSettings()
 
     def account(self, account_id: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.id == account_id), None)
@@ -170,6 +195,7 @@ def _generated_secrets(var_dir: Path) -> dict[str, str]:
 def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     server = _table(doc, "server")
     database = _table(doc, "database")
+    batches = _table(doc, "batches")
     venue_doc = doc.get("venue")
     var_dir = var_dir_of(env)
     bind = env.get("ORDERDESK_BIND", str(server.get("bind", DEFAULT_BIND)))
@@ -228,6 +254,8 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         var_dir=var_dir,
         shutdown_grace_s=_seconds(server, "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S),
         send_timeout_s=_seconds(server, "send_timeout_s", DEFAULT_SEND_TIMEOUT_S),
+        unhedged_parallel=_unhedged_parallel(batches),
+        ticker=_ticker(_table(doc, "ticker")),
     )
 
 
@@ -322,6 +350,35 @@ def _calendar(table: Mapping[str, Any]) -> TradingCalendar:
         except ValueError:
             raise ConfigError(f'{where}: must be "HH:MM-HH:MM" (IST), not {value!r}') from None
     return TradingCalendar(hours, days)
+
+
+def _ticker(table: Mapping[str, Any]) -> TickerSettings:
+    names = {f.name for f in attrs.fields(TickerSettings)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"ticker.{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    ticker = TickerSettings(**{
+        name: _seconds(table, name, 0.0, "ticker",
+                       minimum=0.0 if name == "reconnect_jitter_s" else 0.001)
+        for name in names if name in table})
+    initial, top = ticker.reconnect_initial_s, ticker.reconnect_max_s
+    if initial is not None and top is not None and top < initial:
+        raise ConfigError(f"ticker.reconnect_max_s: must be at least reconnect_initial_s "
+                          f"({initial:g}), not {top:g}")
+    interval = ticker.reconcile_interval_s
+    if interval is not None and interval < MIN_RECONCILE_INTERVAL_S:
+        raise ConfigError(f"ticker.reconcile_interval_s: must be at least "
+                          f"{MIN_RECONCILE_INTERVAL_S:g} s (each is a GET /orders within Kite's "
+                          f"read limits), not {interval:g}")
+    return ticker
+
+
+def _unhedged_parallel(batches: Mapping[str, Any]) -> str:
+    value = batches.get("unhedged_parallel", UNHEDGED_PARALLEL[0])
+    if value not in UNHEDGED_PARALLEL:
+        raise ConfigError(f'batches.unhedged_parallel: must be "hedge_first" or "refuse", '
+                          f"not {value!r}")
+    return str(value)
 
 
 def _pool_size(database: Mapping[str, Any]) -> int:

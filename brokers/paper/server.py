@@ -41,6 +41,8 @@ class Venue:
         self.engine = Engine(config, master, self.faults, self._publish)
 
     def _publish(self, account: str, order: Order, status: str) -> None:
+        if self.faults.drops_order_frame():
+            return  # lost on the way, the socket kept open (fault: drop_order_frames_ratio)
         frame = {"type": "order", "data": postback(order.to_kite(status))}
         frame["data"]["meta"] = {"emitted_at": time.time()}  # bench/fanout.py: emit-to-receive
         self.hub.publish(account, json.dumps(frame))
