@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 import attrs
 
+from .calendar import DEFAULT_INSTRUMENT_REFRESH, TradingCalendar
 from .instruments import DEFAULT_FREEZE_LIMITS
-from .validation import SessionHours
 
 
 @attrs.frozen
@@ -20,14 +21,29 @@ class BatchConfig:
     deadline_check_s: float = 0.25  # a last GET /orders/{id} this long before the deadline
     rollback_timeout_s: float = 15.0
     cleanup_grace_s: float = 2.0  # cancelling a reverse still open when the rollback times out
-    reverse_attempts: int = 3
+    reverse_attempts: int = 3  # reverse orders of one leg that may fill nothing
     market_protection: float = -1  # Kite: -1 automatic, 1..100 percent
+    # A reverse where MARKET is refused (or after one was): a LIMIT this many ticks through the
+    # LTP, never further than `limit_band_pct` percent from it (the exchange's band refuses
+    # that). A reverse still working after `reprice_interval_s` is re-priced by modify, each
+    # time `limit_offset_ticks` further, at most `modify_limit_per_order` times (Kite: 25).
+    limit_offset_ticks: int = 2
+    limit_band_pct: float = 2.0
+    reprice_interval_s: float = 1.0
+    modify_limit_per_order: int = 25
+    cancel_retry_s: float = 0.25  # a refused cancel ("being processed") is retried this often
     rate_per_s: float = 10.0  # order writes in any sliding second (Kite: 10)
     rate_burst: int | None = None  # at most this many at once (None: the whole second's worth)
     rate_margin_s: float = 0.05  # a grant counts this much past its second (the trip to Kite)
     max_timeout_s: float = 60.0
-    session: SessionHours | None = SessionHours()
+    # Each exchange's hours, weekends and holidays (None: always open, the paper default).
+    session: TradingCalendar | None = TradingCalendar()
+    instrument_refresh: dt.time = DEFAULT_INSTRUMENT_REFRESH  # IST; the master reloads then
     margin_check: bool = True
+    # A `parallel` basket whose legs do not fit priced one by one but fit hedged:
+    # "hedge_first" runs it hedge-first (no SELL before every BUY is COMPLETE), "refuse" answers
+    # 422 before placing anything.
+    unhedged_parallel: str = "hedge_first"
     freeze_limits: Mapping[str, int] = attrs.field(factory=lambda: dict(DEFAULT_FREEZE_LIMITS))
     # One store write attempt; a write that fails or times out is retried (backoff up to
     # `store_retry_max_s`) until stored. A leg's write-ahead waits this long before the leg

@@ -32,7 +32,7 @@ from store import Store, StoreError
 
 from ._config import BatchConfig
 from ._orders import Leg, OrderOps, UnknownOutcome
-from ._results import _result
+from ._results import Plan, _result
 from ._writes import StoreWrites
 from .account import AccountActor
 from .instruments import InstrumentCache
@@ -135,7 +135,9 @@ class BatchRunner:
                 try:
                     status = await self._conclude(ctx, job, deadline)
                     result = await self.finish(job.account, job.batch_id, job.legs, status,
-                                               trio.current_time() - started)
+                                               trio.current_time() - started,
+                                               Plan(job.spec.execution,
+                                                    job.spec.execution_reason))
                 except RollbackAborted:
                     pass  # logged with what was left
                 except Exception:
@@ -324,15 +326,16 @@ class BatchRunner:
     ) -> None:
         try:
             await self.ops.unwind(ctx.actor, ctx.limiter, batch_id, leg, deadline,
-                                  flatten=flatten)
+                                  flatten=flatten, instruments=ctx.instruments)
         except Exception as exc:  # one leg's failure must not stop the others' rollback
             log.exception("rollback of %s failed", leg.tag)
             leg.rollback = _cut_short(leg, f"{type(exc).__name__}: {exc}")
 
     async def finish(
-        self, account: str, batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float
+        self, account: str, batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float,
+        plan: Plan,
     ) -> dict[str, Any]:
-        result = _result(batch_id, legs, status, elapsed)
+        result = _result(batch_id, legs, status, elapsed, plan)
         self._unstored[batch_id] = (account, result)
         with trio.CancelScope(shield=True):
             if not await self.save_batch(batch_id, status, result,

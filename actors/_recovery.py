@@ -28,6 +28,7 @@ from store import BatchRecord, LegRecord
 
 from ._execution import BatchRunner, _Account
 from ._orders import NOT_SENT, Leg, reverse_index, reverse_prefix, reverse_request
+from ._results import Plan
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
 
@@ -76,7 +77,7 @@ async def recover(
                 lost[leg.index] = [leg.tag]
             elif leg.unknown:  # the day's listing is complete: it never reached the broker
                 leg.sent, leg.status = False, "NOT_PLACED"
-    execution = batch.request.get("execution") if isinstance(batch.request, dict) else None
+    plan = Plan.of_request(batch.request)
     if lost:
         _report_lost(legs, stored, lost, reverses, by_tag, batch)
         status = "rollback_failed"
@@ -84,9 +85,9 @@ async def recover(
         status = "success"
     else:
         await _settle_reverses(runner, ctx, batch.batch_id, legs, reverses, by_tag)
-        status = await runner.rollback(ctx, batch.batch_id, legs, execution or "parallel")
+        status = await runner.rollback(ctx, batch.batch_id, legs, plan.execution)
     elapsed = max(time.time() - batch.created_at, 0.0)
-    await runner.finish(batch.account, batch.batch_id, legs, status, elapsed)
+    await runner.finish(batch.account, batch.batch_id, legs, status, elapsed, plan)
     return status
 
 

@@ -18,7 +18,9 @@ FINAL = frozenset({"success", "rolled_back", "partial", "rollback_failed"})
 Reply = tuple[int, dict[str, Any]]
 
 
-def _result(batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float) -> dict[str, Any]:
+def _result(
+    batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float, plan: Plan,
+) -> dict[str, Any]:
     succeeded = sum(1 for leg in legs if leg.complete)
     exposure = [_exposure(leg) for leg in legs
                 if leg.rollback and leg.rollback["action"] == "failed"]
@@ -31,10 +33,32 @@ def _result(batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float) -
         "order_ids": [leg.order_id for leg in legs if leg.order_id],
         "legs": [leg.as_result() for leg in legs],
         "duration_ms": round(elapsed * 1000, 1),
+        **plan.as_result(),
     }
     if exposure:
         result["exposure"] = exposure
     return result
+
+
+@attrs.frozen
+class Plan:
+    """How a batch's legs run: `parallel` or `hedge_first`, and why when not as asked."""
+
+    execution: str = "parallel"
+    reason: str | None = None
+
+    @classmethod
+    def of_request(cls, request: Any) -> Plan:
+        """The plan of a stored batch (its body as run)."""
+        if not isinstance(request, dict):
+            return cls()
+        return cls(str(request.get("execution") or "parallel"), request.get("execution_reason"))
+
+    def as_result(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"execution": self.execution}
+        if self.reason is not None:
+            found["execution_reason"] = self.reason
+        return found
 
 
 def _exposure(leg: Leg) -> dict[str, Any]:
@@ -67,6 +91,7 @@ def _progress(batch: BatchRecord, records: list[LegRecord]) -> dict[str, Any]:
             for r in legs
         ],
         "duration_ms": round(max(time.time() - batch.created_at, 0.0) * 1000, 1),
+        **Plan.of_request(batch.request).as_result(),
     }
 
 

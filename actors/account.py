@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import trio
 
-from brokers.base import Broker, BrokerError, Order, TokenExpired, UpstreamLost
+from brokers.base import FINAL_STATUSES, Broker, BrokerError, Order, TokenExpired, UpstreamLost
 from store import Store
 from supervision.health import HealthEntry
 from supervision.upstream_watch import HealthPolicy, UpstreamWatch
@@ -38,9 +38,13 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 class ActorConfig:
     replay_buffer: int = 10_000
     subscriber_queue: int = 1_000
-    reconnect_initial_s: float = 0.1
-    reconnect_max_s: float = 5.0
-    reconnect_jitter_s: float = 0.25
+    # Kite's own clients: the first reconnect after 2-5 s, backing off to 60 s.
+    reconnect_initial_s: float = 2.0
+    reconnect_max_s: float = 60.0
+    reconnect_jitter_s: float = 3.0
+    # While an order is working, GET /orders this often: Kite never replays a lost push, and
+    # a socket that stays open (heartbeats flowing) gives no other sign of one.
+    reconcile_interval_s: float = 20.0
     held_frames: int = 10_000
     health: HealthPolicy = HealthPolicy()  # when the account counts as degraded
 
@@ -82,6 +86,7 @@ class AccountActor:
         self._replay: deque[tuple[int, str]] = deque(maxlen=config.replay_buffer)
         self._subscribers = SubscriberSet()
         self._watchers: dict[str, list[trio.MemorySendChannel[Order]]] = {}
+        self._expected: set[str] = set()  # placed here, not final in the book yet
         self._credentials = trio.Event()
         self._token_generation = 0
         self._connected = False
@@ -200,22 +205,65 @@ class AccountActor:
                 self._watch.reconcile_ok()
                 self._connected = True
                 self._set_upstream("connected", None)
-                async with held_receive:
-                    async for order in held_receive:
-                        batch = [order]
-                        while len(batch) < 500:
-                            try:
-                                batch.append(held_receive.receive_nowait())
-                            except (trio.WouldBlock, trio.EndOfChannel):
-                                break
-                        await self._apply(batch, source="ticker")
+                await self._follow_frames(held_receive)
         if lost:
             raise lost[0]
         raise UpstreamLost("ticker stream ended")
 
+    async def _follow_frames(self, held: trio.MemoryReceiveChannel[Order]) -> None:
+        """Apply ticker frames as they come and, while an order is working, reconcile every
+        `reconcile_interval_s`: in this one task, so updates get their seq one at a time, and
+        a push the ticker lost is found without a reconnect."""
+        interval = self._config.reconcile_interval_s
+        reconcile_at = trio.current_time() + interval
+        async with held:
+            while True:
+                order = None
+                with trio.move_on_at(reconcile_at):
+                    try:
+                        order = await held.receive()
+                    except trio.EndOfChannel:
+                        return
+                if order is None:
+                    reconcile_at = trio.current_time() + interval
+                    if self._working():
+                        await self._reconcile_while_connected()
+                    continue
+                batch = [order]
+                while len(batch) < 500:
+                    try:
+                        batch.append(held.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await self._apply(batch, source="ticker")
+
+    async def _reconcile_while_connected(self) -> None:
+        """A periodic reconcile; failing one (a busy broker) waits for the next period."""
+        try:
+            await self._reconcile()
+        except TokenExpired:
+            raise
+        except BrokerError as exc:
+            log.warning("account %s: periodic reconcile failed: %s: %s", self.account,
+                        type(exc).__name__, exc)
+
     async def _reconcile(self) -> None:
+        expected = set(self._expected)
         listing = await self.broker.orders()
         await self._apply([o for o in listing if self._book.changed(o)], source="reconcile")
+        # Placed but not listed by the broker (an earlier day's): nothing left to follow.
+        self._expected -= expected - {o.order_id for o in listing}
+
+    def expect(self, order_id: str) -> None:
+        """An order placed for this account: followed by the periodic reconcile until the book
+        shows it final, even if the ticker never pushes a word of it."""
+        if not _final(self._book.get(order_id)):
+            self._expected.add(order_id)
+
+    def _working(self) -> bool:
+        """Whether any order may still change: one not final in the book, or expected."""
+        self._expected = {oid for oid in self._expected if not _final(self._book.get(oid))}
+        return bool(self._expected) or not all(_final(p) for p in self._book.payloads())
 
     # -- the update path ---------------------------------------------------------------
 
@@ -369,6 +417,10 @@ class AccountActor:
                     send.send_nowait(order)
                 except (trio.WouldBlock, trio.ClosedResourceError):
                     log.warning("watcher of %s is not keeping up; dropped an update", key)
+
+
+def _final(payload: Mapping[str, Any] | None) -> bool:
+    return payload is not None and payload.get("status") in FINAL_STATUSES
 
 
 def _trading_day() -> str:

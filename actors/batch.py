@@ -193,7 +193,8 @@ class BatchCoordinator:
             ctx = _Account(
                 actor,
                 self._limiter(),
-                InstrumentCache(actor.broker, self._config.freeze_limits),
+                InstrumentCache(actor.broker, self._config.freeze_limits,
+                                self._config.instrument_refresh),
             )
             self._accounts[account_id] = ctx
         return ctx
@@ -259,9 +260,10 @@ class BatchCoordinator:
             return _auth_expired(account)
         except BrokerError as exc:
             return 503, _error("broker_unavailable", f"instrument master: {exc}")
-        reply = await self._check_margin(ctx, spec)
-        if reply is not None:
-            return reply
+        checked = await self._check_margin(ctx, spec)
+        if not isinstance(checked, BatchSpec):
+            return checked
+        spec = checked
         if account in self._killing:  # it began meanwhile; from here to tracked, no checkpoint
             return _kill_running(account)
         refusal = admit(self._config, self._load(ctx, account), len(spec.legs), spec.timeout_s)
@@ -278,8 +280,8 @@ class BatchCoordinator:
             for n, leg in enumerate(spec.legs)
         )
         now = time.time()
-        record = BatchRecord(batch_id, account, idempotency_key, request_hash, body, "running",
-                             None, now, now)
+        record = BatchRecord(batch_id, account, idempotency_key, request_hash,
+                             _as_run(body, spec), "running", None, now, now)
         work = self._done[batch_id] = _Work(
             account, frozenset((leg.exchange, leg.tradingsymbol) for leg in spec.legs),
             legs=legs)
@@ -378,9 +380,10 @@ class BatchCoordinator:
         return validate_batch(body, ctx.instruments.get, session=self._config.session,
                               max_timeout_s=self._config.max_timeout_s)
 
-    async def _check_margin(self, ctx: _Account, spec: BatchSpec) -> Reply | None:
+    async def _check_margin(self, ctx: _Account, spec: BatchSpec) -> Reply | BatchSpec:
+        """The batch to run (`spec`, or hedge-first when it fits only hedged), or the refusal."""
         if not self._config.margin_check:
-            return None
+            return spec
         requests = [self._request(leg, None) for leg in spec.legs]
         broker = ctx.actor.broker
         found: dict[str, Any] = {}
@@ -408,19 +411,24 @@ class BatchCoordinator:
         except BrokerError as exc:
             return 503, _error("broker_unavailable", f"margin check: {exc}")
         if available is None:
-            return None
+            return spec
         if margin.final > available + 1e-6:
             message = f"the basket needs {margin.final:.2f} margin, {available:.2f} is available"
             return 422, _invalid(InvalidRequest([_field("orders", "margin", message)]))
         if spec.execution == "parallel" and margin.initial > available + 1e-6:
             # Parallel legs reach the broker in any order and each is margined as it arrives:
             # a SELL leg ahead of its hedge would be rejected after the others filled.
-            message = (f"the legs need {margin.initial:.2f} margin when each is priced on its "
-                       f"own, {available:.2f} is available: the basket fits only hedged "
-                       f"({margin.final:.2f}); use execution \"hedge_first\" so the BUY legs "
-                       "fill first and the SELL legs get the hedge benefit")
+            shortfall = (f"the legs need {margin.initial:.2f} margin when each is priced on "
+                         f"its own, {available:.2f} is available: the basket fits only hedged "
+                         f"({margin.final:.2f})")
+            if self._config.unhedged_parallel == "hedge_first":
+                return attrs.evolve(spec, execution="hedge_first", execution_reason=(
+                    f"{shortfall}; run hedge-first: the SELL legs are sent only once every "
+                    "BUY leg is COMPLETE, so they get the hedge benefit"))
+            message = (f"{shortfall}; use execution \"hedge_first\" so the BUY legs fill first "
+                       "and the SELL legs get the hedge benefit")
             return 422, _invalid(InvalidRequest([_field("execution", "margin", message)]))
-        return None
+        return spec
 
     def _request(self, leg: OrderRequest, tag: str | None) -> OrderRequest:
         protection = leg.market_protection
@@ -704,6 +712,14 @@ class BatchCoordinator:
         """The account's batches, recoveries and single orders not finished yet, by id/tag."""
         return {key: work for tracked in (self._done, self._singles)
                 for key, work in tracked.items() if work.account == account}
+
+
+def _as_run(body: Any, spec: BatchSpec) -> Any:
+    """The body stored with a batch: as sent, or with the execution it runs with when the
+    coordinator chose another (recovery unwinds it in that order)."""
+    if spec.execution_reason is None or not isinstance(body, dict):
+        return body
+    return {**body, "execution": spec.execution, "execution_reason": spec.execution_reason}
 
 
 def _kill_running(account: str) -> Reply:

@@ -3,16 +3,24 @@
 Validation must answer "known instrument? lot? tick? freeze?" for every leg before anything is
 sent, without one `GET /instruments` per request. Kite's dump carries no freeze quantity, so
 freeze limits come from configuration, keyed by the underlying's name (NIFTY, BANKNIFTY).
+
+Lot and freeze sizes change overnight, and Kite publishes the day's dump early in the morning:
+a master loaded before the day's refresh instant (08:30 IST by default) is stale from then on,
+and the first validation after it loads the new one (one GET per exchange, one loader at a
+time), so no order after 08:30 is checked against yesterday's lots.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 import trio
 
 from brokers.base import Broker, Instrument
+
+from .calendar import DEFAULT_INSTRUMENT_REFRESH, IST, last_refresh
 
 #: NSE's published freeze quantities (units) for the index derivatives the desk trades.
 DEFAULT_FREEZE_LIMITS: Mapping[str, int] = {"NIFTY": 1800, "BANKNIFTY": 600}
@@ -31,19 +39,27 @@ class InstrumentInfo:
     last_price: float = 0.0
 
 
+def wall_clock() -> dt.datetime:
+    return dt.datetime.now(IST)
+
+
 class InstrumentCache:
-    """Loads an exchange's master on first use and again after `max_age_s`; one loader at a time."""
+    """Loads an exchange's master on first use and again once the day's refresh instant
+    (`refresh_at`, IST) has passed since it was loaded; one loader at a time. `clock` gives
+    the wall-clock time (tests drive it from the Trio clock)."""
 
     def __init__(
         self,
         broker: Broker,
         freeze_limits: Mapping[str, int] = DEFAULT_FREEZE_LIMITS,
-        max_age_s: float = 6 * 3600.0,
+        refresh_at: dt.time = DEFAULT_INSTRUMENT_REFRESH,
+        clock: Callable[[], dt.datetime] = wall_clock,
     ) -> None:
         self._broker = broker
         self._freeze = dict(freeze_limits)
-        self._max_age_s = max_age_s
-        self._by_exchange: dict[str, tuple[float, dict[str, InstrumentInfo]]] = {}
+        self._refresh_at = refresh_at
+        self._clock = clock
+        self._by_exchange: dict[str, tuple[dt.datetime, dict[str, InstrumentInfo]]] = {}
         self._lock = trio.Lock()
 
     async def load(self, exchanges: Iterable[str]) -> None:
@@ -51,11 +67,12 @@ class InstrumentCache:
         async with self._lock:
             for exchange in sorted(set(exchanges)):
                 loaded = self._by_exchange.get(exchange)
-                if loaded is not None and trio.current_time() - loaded[0] < self._max_age_s:
+                now = self._clock()
+                if loaded is not None and loaded[0] >= last_refresh(now, self._refresh_at):
                     continue
                 rows = await self._broker.instruments(exchange)
                 self._by_exchange[exchange] = (
-                    trio.current_time(),
+                    now,
                     {r.tradingsymbol: self._info(r) for r in rows if r.exchange == exchange},
                 )
 

@@ -8,6 +8,7 @@ nowhere else.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -39,7 +40,8 @@ from .base import (
 
 log = logging.getLogger(__name__)
 
-STALL_TIMEOUT_S = 3.0  # Kite heartbeats every second: three missed beats mean a dead socket.
+# Kite heartbeats every second; its own clients call a socket silent for 5 s dead.
+STALL_TIMEOUT_S = 5.0
 
 
 @attrs.frozen
@@ -50,8 +52,23 @@ class KiteSettings:
     access_token: str = attrs.field(repr=False)
     rest_url: str = "https://api.kite.trade"
     ticker_url: str = "wss://ws.kite.trade"
+    #: Where the user signs in each morning (the paper venue has a stand-in).
+    login_url: str = "https://kite.zerodha.com/connect/login"
     timeout_s: float = 5.0
     stall_timeout_s: float = STALL_TIMEOUT_S
+
+
+@attrs.frozen
+class KiteSession:
+    """What the login exchange yields: the day's access token and whose it is."""
+
+    user_id: str
+    access_token: str = attrs.field(repr=False)
+
+
+def session_checksum(api_key: str, request_token: str, api_secret: str) -> str:
+    """Kite's checksum of the login exchange: hex SHA-256(api_key + request_token + api_secret)."""
+    return hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
 
 
 def _make_converter() -> cattrs.Converter:
@@ -146,9 +163,30 @@ class KiteBroker:
         s = self._settings
         return {"Authorization": f"token {s.api_key}:{s.access_token}"}
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def login_url(self, **extra: str) -> str:
+        """The sign-in page for this account's app (`extra`: the paper venue's stand-in needs
+        `user_id` and `redirect_url`; Kite takes the app's registered redirect URL)."""
+        query = {"v": "3", "api_key": self._settings.api_key, **extra}
+        return f"{self._settings.login_url}?{urlencode(query)}"
+
+    async def exchange_request_token(self, request_token: str, api_secret: str) -> KiteSession:
+        """`POST /session/token`: the login's single-use request token for the day's access
+        token (TokenExpired when Kite refuses the token or the checksum). Nothing changes here:
+        the caller loads the token with `set_access_token` once it accepts the session."""
+        form = {
+            "api_key": self._settings.api_key,
+            "request_token": request_token,
+            "checksum": session_checksum(self._settings.api_key, request_token, api_secret),
+        }
+        data = await self._call("POST", "/session/token", data=form, auth=False)
+        if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
+            raise BrokerUnavailable("the session answer carries no access_token")
+        return KiteSession(str(data.get("user_id", "")), data["access_token"])
+
+    async def _call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
+        headers = self._auth() if auth else {}
         try:
-            response = await self._client.request(method, path, headers=self._auth(), **kwargs)
+            response = await self._client.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException as exc:
             raise BrokerUnavailable(f"{method} {path} timed out: outcome unknown") from exc
         except httpx.HTTPError as exc:

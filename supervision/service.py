@@ -48,7 +48,7 @@ from web.page import page_blueprint
 
 from ._startup import listen_errors, start_listener
 from .health import ErrorInfo, HealthEntry, HealthRegistry
-from .settings import DEFAULT_SHUTDOWN_GRACE_S, AccountSettings, Settings
+from .settings import DEFAULT_SHUTDOWN_GRACE_S, AccountSettings, Settings, TickerSettings
 from .supervisor import (
     ChildSpec,
     DynamicSupervisor,
@@ -119,7 +119,7 @@ async def serve(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> 
 async def open_service(
     settings: Settings,
     *,
-    actor_config: ActorConfig = ActorConfig(),
+    actor_config: ActorConfig | None = None,
     batch_config: BatchConfig | None = None,
     webhook_config: WebhookConfig = WebhookConfig(),
     grace_s: float | None = None,
@@ -141,7 +141,8 @@ async def open_service(
             async with trio.open_nursery() as root:
                 try:
                     async with _open_tree(
-                        root, settings, store, brokers, actor_config, batch_config,
+                        root, settings, store, brokers, actor_config or _actor_config(settings),
+                        batch_config,
                         webhook_config, actor_policy, store_check_s,
                         web_config or WebConfig(send_timeout_s=settings.send_timeout_s),
                     ) as (running, stop):
@@ -203,7 +204,7 @@ async def _open_tree(
     tls = ssl.create_default_context()
     async with open_dynamic_supervisor(health) as accounts:
         for account in settings.accounts:
-            broker = KiteBroker(_kite_settings(account, venue), ssl_context=tls)
+            broker = KiteBroker(_kite_settings(account, venue, settings.ticker), ssl_context=tls)
             brokers.append(broker)
             name = f"account:{account.id}"
             actor = AccountActor(
@@ -329,21 +330,41 @@ async def _monitor_store(
 
 
 def _batch_config(settings: Settings) -> BatchConfig:
-    """Paper accounts follow the venue's own hours; real ones NSE's session."""
-    config = BatchConfig(store_timeout_s=settings.store_timeout_s)
+    """A [calendar] table applies to every account; without one, paper accounts follow the
+    venue's own hours and real ones each exchange's default session."""
+    config = BatchConfig(store_timeout_s=settings.store_timeout_s,
+                         instrument_refresh=settings.instrument_refresh,
+                         unhedged_parallel=settings.unhedged_parallel)
+    if settings.calendar is not None:
+        return attrs.evolve(config, session=settings.calendar)
     if all(a.broker == "paper" for a in settings.accounts):
         return attrs.evolve(config, session=None)
     return config
 
 
-def _kite_settings(account: AccountSettings, venue: VenueAddress | None) -> KiteSettings:
+def _actor_config(settings: Settings) -> ActorConfig:
+    """`[ticker]`'s reconnect backoff and reconcile period; the rest of ActorConfig's defaults."""
+    given = settings.ticker.given()
+    given.pop("stall_timeout_s", None)  # the adapter's (`_kite_settings`)
+    return attrs.evolve(ActorConfig(), **given)
+
+
+def _kite_settings(
+    account: AccountSettings, venue: VenueAddress | None, ticker: TickerSettings
+) -> KiteSettings:
     rest_url = account.rest_url or (venue.rest_url if venue else None)
     ticker_url = account.ticker_url or (venue.ticker_url if venue else None)
     if rest_url is None or ticker_url is None:
         raise RuntimeError(f"account {account.id}: no rest_url/ticker_url and no venue")
-    return KiteSettings(
+    login_url = account.login_url or (
+        f"{rest_url}/connect/login" if account.broker == "paper" else None)
+    settings = KiteSettings(
         api_key=account.api_key,
         access_token=account.access_token,
         rest_url=rest_url,
         ticker_url=ticker_url,
+        **({"login_url": login_url} if login_url else {}),
     )
+    if ticker.stall_timeout_s is None:
+        return settings
+    return attrs.evolve(settings, stall_timeout_s=ticker.stall_timeout_s)

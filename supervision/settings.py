@@ -7,6 +7,7 @@ when first generated) so a fresh checkout serves with no set-up.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
@@ -17,6 +18,13 @@ from typing import Any
 
 import attrs
 
+from actors.calendar import (
+    DEFAULT_INSTRUMENT_REFRESH,
+    EXCHANGES_WITH_SESSIONS,
+    SessionHours,
+    TradingCalendar,
+    parse_holidays,
+)
 from brokers.paper import VenueConfig
 
 DEFAULT_BIND = "127.0.0.1:8081"
@@ -34,6 +42,8 @@ DEFAULT_SEND_TIMEOUT_S = 10.0
 DEFAULT_POOL_SIZE = 10
 #: One store write attempt of a batch ([database] store_timeout_s); failed ones are retried.
 DEFAULT_STORE_TIMEOUT_S = 5.0
+#: `[batches] unhedged_parallel`: what a `parallel` basket that fits only hedged gets.
+UNHEDGED_PARALLEL = ("hedge_first", "refuse")
 
 
 class ConfigError(Exception):
@@ -61,9 +71,35 @@ class AccountSettings:
     tokens: tuple[ClientToken, ...] = ()
     api_key: str = attrs.field(default="paper", repr=False)
     access_token: str = attrs.field(default="", repr=False)
+    # The daily login: the app's secret ("" for a kite account without api_secret_env: no
+    # login route) and, when set, the only Kite user the callback accepts.
+    api_secret: str = attrs.field(default="paper", repr=False)
+    user_id: str | None = None
     rest_url: str | None = None  # None: the embedded venue
     ticker_url: str | None = None
+    login_url: str | None = None  # None: Kite's, or the venue's stand-in for a paper account
     webhooks: tuple[WebhookSettings, ...] = ()
+
+
+@attrs.frozen
+class TickerSettings:
+    """`[ticker]`: when a silent ticker socket is dead, how reconnects back off, how often a
+    working order is reconciled. None: the default (Kite's clients' figures)."""
+
+    stall_timeout_s: float | None = None  # default 5 s
+    reconnect_initial_s: float | None = None  # default 2 s, plus up to reconnect_jitter_s
+    reconnect_max_s: float | None = None  # default 60 s
+    reconnect_jitter_s: float | None = None  # default 3 s
+    reconcile_interval_s: float | None = None  # default 20 s
+
+    def given(self) -> dict[str, float]:
+        """The keys the file sets."""
+        return {k: v for k, v in attrs.asdict(self).items() if v is not None}
+
+
+#: Fewest seconds between two periodic reconciles (`[ticker] reconcile_interval_s`): each is a
+#: GET /orders, counted against Kite's read limits.
+MIN_RECONCILE_INTERVAL_S = 15.0
 
 
 @attrs.frozen
@@ -84,6 +120,12 @@ class Settings:
     # own that serves /metrics alone, without a token (a loopback or private address).
     metrics_token: str = attrs.field(default="", repr=False)
     metrics_bind: str | None = None
+    # [calendar]: None (no table) means real accounts follow the default exchange hours and
+    # paper accounts the venue's own; a table applies to every account.
+    calendar: TradingCalendar | None = None
+    instrument_refresh: dt.time = DEFAULT_INSTRUMENT_REFRESH
+    unhedged_parallel: str = UNHEDGED_PARALLEL[0]
+    ticker: TickerSettings = TickerSettings()
 
     def account(self, account_id: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.id == account_id), None)
@@ -115,6 +157,7 @@ def _embedded_defaults(env: Mapping[str, str]) -> Settings:
         broker="paper",
         tokens=(ClientToken("primary-generated", generated["primary_token"]),),
         access_token="paper-primary",
+        user_id="primary",
     )
     venue_url = _standalone_venue_url(env)
     return Settings(
@@ -152,6 +195,7 @@ def _generated_secrets(var_dir: Path) -> dict[str, str]:
 def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     server = _table(doc, "server")
     database = _table(doc, "database")
+    batches = _table(doc, "batches")
     venue_doc = doc.get("venue")
     var_dir = var_dir_of(env)
     bind = env.get("ORDERDESK_BIND", str(server.get("bind", DEFAULT_BIND)))
@@ -190,7 +234,10 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         raise ConfigError("server.admin_token: required (or ORDERDESK_ADMIN_TOKEN)")
     metrics_token = env.get("ORDERDESK_METRICS_TOKEN", str(server.get("metrics_token", "")))
     _check_tokens(admin_token, accounts, metrics_token)
+    calendar_doc = _table(doc, "calendar")
     return Settings(
+        calendar=_calendar(calendar_doc) if "calendar" in doc else None,
+        instrument_refresh=_clock(calendar_doc, "instrument_refresh", DEFAULT_INSTRUMENT_REFRESH),
         bind=bind,
         admin_token=admin_token,
         metrics_token=metrics_token,
@@ -207,6 +254,8 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         var_dir=var_dir,
         shutdown_grace_s=_seconds(server, "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S),
         send_timeout_s=_seconds(server, "send_timeout_s", DEFAULT_SEND_TIMEOUT_S),
+        unhedged_parallel=_unhedged_parallel(batches),
+        ticker=_ticker(_table(doc, "ticker")),
     )
 
 
@@ -264,6 +313,74 @@ def _seconds(
     return float(value)
 
 
+def _clock(table: Mapping[str, Any], key: str, default: dt.time) -> dt.time:
+    value = table.get(key, default)
+    if isinstance(value, dt.time):  # TOML's own local time (08:30:00)
+        return value
+    try:
+        if isinstance(value, str):
+            return dt.time.fromisoformat(value)
+    except ValueError:
+        pass
+    raise ConfigError(f'calendar.{key}: must be a time "HH:MM" (IST), not {value!r}')
+
+
+def _calendar(table: Mapping[str, Any]) -> TradingCalendar:
+    """`[calendar] holidays = ["2026-12-25"]`, `sessions = { MCX = "09:00-23:55" }`."""
+    holidays = table.get("holidays", [])
+    if not isinstance(holidays, list):
+        raise ConfigError("calendar.holidays: must be a list of dates YYYY-MM-DD")
+    try:
+        days = parse_holidays(holidays, "calendar.holidays")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    sessions = table.get("sessions", {})
+    if not isinstance(sessions, dict):
+        raise ConfigError('calendar.sessions: must be a table { EXCHANGE = "HH:MM-HH:MM" }')
+    hours = {}
+    for exchange, value in sessions.items():
+        where = f"calendar.sessions.{exchange}"
+        if exchange not in EXCHANGES_WITH_SESSIONS:
+            raise ConfigError(f"{where}: unknown exchange (one of "
+                              f"{', '.join(sorted(EXCHANGES_WITH_SESSIONS))})")
+        opens, _, closes = str(value).partition("-")
+        try:
+            hours[exchange] = SessionHours(dt.time.fromisoformat(opens),
+                                           dt.time.fromisoformat(closes))
+        except ValueError:
+            raise ConfigError(f'{where}: must be "HH:MM-HH:MM" (IST), not {value!r}') from None
+    return TradingCalendar(hours, days)
+
+
+def _ticker(table: Mapping[str, Any]) -> TickerSettings:
+    names = {f.name for f in attrs.fields(TickerSettings)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"ticker.{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    ticker = TickerSettings(**{
+        name: _seconds(table, name, 0.0, "ticker",
+                       minimum=0.0 if name == "reconnect_jitter_s" else 0.001)
+        for name in names if name in table})
+    initial, top = ticker.reconnect_initial_s, ticker.reconnect_max_s
+    if initial is not None and top is not None and top < initial:
+        raise ConfigError(f"ticker.reconnect_max_s: must be at least reconnect_initial_s "
+                          f"({initial:g}), not {top:g}")
+    interval = ticker.reconcile_interval_s
+    if interval is not None and interval < MIN_RECONCILE_INTERVAL_S:
+        raise ConfigError(f"ticker.reconcile_interval_s: must be at least "
+                          f"{MIN_RECONCILE_INTERVAL_S:g} s (each is a GET /orders within Kite's "
+                          f"read limits), not {interval:g}")
+    return ticker
+
+
+def _unhedged_parallel(batches: Mapping[str, Any]) -> str:
+    value = batches.get("unhedged_parallel", UNHEDGED_PARALLEL[0])
+    if value not in UNHEDGED_PARALLEL:
+        raise ConfigError(f'batches.unhedged_parallel: must be "hedge_first" or "refuse", '
+                          f"not {value!r}")
+    return str(value)
+
+
 def _pool_size(database: Mapping[str, Any]) -> int:
     value = database.get("pool_size", DEFAULT_POOL_SIZE)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
@@ -294,8 +411,11 @@ def _account(index: int, doc: Any, env: Mapping[str, str]) -> AccountSettings:
             tokens=tokens,
             api_key=api_key,
             access_token=access_token,
+            api_secret=_api_secret(env, doc, where),
+            user_id=_optional_str(doc, "user_id", where),
             rest_url=str(doc.get("rest_url", "https://api.kite.trade")),
             ticker_url=str(doc.get("ticker_url", "wss://ws.kite.trade")),
+            login_url=_optional_str(doc, "login_url", where),
             webhooks=webhooks,
         )
     return AccountSettings(
@@ -304,10 +424,31 @@ def _account(index: int, doc: Any, env: Mapping[str, str]) -> AccountSettings:
         tokens=tokens,
         api_key="paper",
         access_token=f"paper-{account_id}",
+        user_id=account_id,
         rest_url=doc.get("rest_url"),
         ticker_url=doc.get("ticker_url"),
+        login_url=_optional_str(doc, "login_url", where),
         webhooks=webhooks,
     )
+
+
+def _api_secret(env: Mapping[str, str], doc: Mapping[str, Any], where: str) -> str:
+    """The Kite app's secret, from the variable `api_secret_env` names ("" without one)."""
+    if "api_secret_env" not in doc:
+        return ""
+    secret = _from_env(env, doc, "api_secret_env", f"{where}.api_secret_env")
+    if not secret:
+        raise ConfigError(
+            f"{where}.api_secret_env: the variable {doc['api_secret_env']} is not set"
+        )
+    return secret
+
+
+def _optional_str(doc: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = doc.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"{where}.{key}: must be a non-empty string, not {value!r}")
+    return value
 
 
 def _token(account_id: str, index: int, doc: Any) -> ClientToken:

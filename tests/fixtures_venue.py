@@ -9,7 +9,9 @@ by `tests/fixtures/derive_kite_schema.py` (the references themselves stay outsid
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,9 +23,11 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection
 
+from brokers.base import Instrument
+from brokers.kite import parse_instrument
 from brokers.paper import VenueAddress, VenueConfig, serve_venue
 from brokers.paper.config import IST
-from brokers.paper.instruments import builtin_master
+from brokers.paper.instruments import InstrumentMaster, builtin_master
 
 TEST_CONFIG = VenueConfig(
     bind="127.0.0.1:0",
@@ -157,6 +161,22 @@ async def next_order(ws: WebSocketConnection) -> dict[str, Any]:
 
 def ticker_url(rest_or_ticker: str, account: str = "primary", token: str | None = None) -> str:
     return f"{rest_or_ticker}?api_key=paper&access_token={token or f'paper-{account}'}"
+
+
+@attrs.define
+class MasterBroker:
+    """The venue's instrument master in-process, read the way `KiteBroker.instruments` reads
+    its CSV: for tests on `autojump_clock`, which cannot wait on real sockets. Swap `master`
+    to publish a new day's dump; `fetches` counts the loads."""
+
+    master: InstrumentMaster
+    fetches: int = 0
+
+    async def instruments(self, exchange: str | None = None) -> list[Instrument]:
+        self.fetches += 1
+        await trio.lowlevel.checkpoint()
+        rows = csv.DictReader(io.StringIO(self.master.to_csv(exchange)))
+        return [parse_instrument(row) for row in rows]
 
 
 # ---- fixtures --------------------------------------------------------------------------------

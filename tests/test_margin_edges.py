@@ -2,8 +2,10 @@
 with 5 lakh of funds, asserting at the venue.
 
 A NIFTY call spread (SELL 150 24000 CE, BUY 150 24500 CE) needs 5.4 lakh naked and 1.6 lakh
-hedged: `hedge_first` gets the hedge benefit at the venue once its BUY leg has filled, `parallel`
-is refused before anything is placed. An exit (BUY 150 against a short of 150 futures) needs no
+hedged: `hedge_first` gets the hedge benefit at the venue once its BUY leg has filled. A
+`parallel` basket that fits only hedged (an iron condor: 10.8 lakh naked, 3.3 lakh hedged) runs
+hedge-first by default, or is refused before anything is placed with `[batches]
+unhedged_parallel = "refuse"`. An exit (BUY 150 against a short of 150 futures) needs no
 margin: the pre-check asks with `consider_positions` and the venue honours it.
 """
 
@@ -29,6 +31,10 @@ def leg(symbol: str, side: str, quantity: int = 150) -> dict[str, Any]:
 
 
 SPREAD = [leg(NIFTY_CE, "SELL"), leg(NIFTY_24500_CE, "BUY")]
+NIFTY_STEM = NIFTY_FUT.removesuffix("FUT")
+# BUY far OTM CE, SELL nearer CE, BUY far OTM PE, SELL nearer PE: every short has its hedge.
+IRON_CONDOR = [leg(f"{NIFTY_STEM}24400CE", "BUY"), leg(f"{NIFTY_STEM}24200CE", "SELL"),
+               leg(f"{NIFTY_STEM}23600PE", "BUY"), leg(f"{NIFTY_STEM}23800PE", "SELL")]
 
 
 async def positions(venue: httpx.AsyncClient) -> dict[str, int]:
@@ -59,11 +65,46 @@ async def test_hedge_first_spread_gets_the_hedge_benefit_at_the_venue(tmp_path: 
             assert 0.3 * 0.15 * 150 * 24000 < used < 0.15 * 150 * 24000  # hedged, not naked
 
 
-async def test_parallel_spread_that_fits_only_hedged_is_refused_before_placing(
+async def test_parallel_iron_condor_that_fits_only_hedged_runs_hedge_first(
+    tmp_path: Path,
+) -> None:
+    """Funds between its hedged (final) and naked (initial) margin: no leg rejected by the
+    venue's RMS, no rollback, and the result says it ran hedge-first."""
+    with trio.fail_after(30):
+        async with (open_test_service(tmp_path, venue_toml=f"funds = {FUNDS}") as running,
+                    api(running) as http, venue_control(running) as venue):
+            condor = [{**order, "variety": "regular"} for order in IRON_CONDOR]
+            margin = await venue.post("/margins/basket", json=condor, headers=kite_headers(),
+                                      params={"consider_positions": "true"})
+            assert margin.status_code == 200, margin.text
+            needs = margin.json()["data"]
+            assert needs["final"]["total"] < FUNDS < needs["initial"]["total"]
+            response = await http.post("/accounts/primary/batch-orders",
+                                       json={"orders": IRON_CONDOR, "execution": "parallel"})
+            assert response.status_code == 200, response.text
+            result = response.json()
+            assert result["status"] == "success", result
+            assert result["execution"] == "hedge_first"
+            assert "hedge" in result["execution_reason"]
+            assert all(leg["rollback"] is None for leg in result["legs"]), result["legs"]
+            placed = await orders(venue)
+            assert sorted(o["status"] for o in placed) == ["COMPLETE"] * 4
+            buys = [int(o["order_id"]) for o in placed if o["transaction_type"] == "BUY"]
+            sells = [int(o["order_id"]) for o in placed if o["transaction_type"] == "SELL"]
+            assert max(buys) < min(sells)  # no short reached the venue before its hedges
+            assert await positions(venue) == {
+                o["tradingsymbol"]: o["quantity"] * (1 if o["transaction_type"] == "BUY" else -1)
+                for o in IRON_CONDOR}
+            stored = await http.get(f"/accounts/primary/batch-orders/{result['batch_id']}")
+            assert stored.json()["execution"] == "hedge_first"
+
+
+async def test_parallel_spread_that_fits_only_hedged_is_refused_when_configured(
     tmp_path: Path,
 ) -> None:
     with trio.fail_after(30):
-        async with (open_test_service(tmp_path, venue_toml=f"funds = {FUNDS}") as running,
+        async with (open_test_service(tmp_path, venue_toml=f"funds = {FUNDS}",
+                                      batches_toml='unhedged_parallel = "refuse"') as running,
                     api(running) as http, venue_control(running) as venue):
             response = await http.post("/accounts/primary/batch-orders",
                                        json={"orders": SPREAD, "execution": "parallel"})

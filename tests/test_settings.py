@@ -61,6 +61,9 @@ tokens = ["live-secret"]
     assert "tok-9f3a" not in repr(live)
 
 
+PAPER = "[server]\nadmin_token='a'\n[[accounts]]\nid='x'\nrest_url='http://h'\nticker_url='ws://h'\n"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -69,6 +72,11 @@ tokens = ["live-secret"]
         ("[server]\nadmin_token='a'\n[[accounts]]\nid='x'\n", "rest_url"),
         ("[[accounts]]\nid='x'\nrest_url='http://h'\nticker_url='ws://h'\n", "admin_token"),
         ("not toml [", "not valid TOML"),
+        (f"{PAPER}[batches]\nunhedged_parallel='maybe'\n", "batches.unhedged_parallel"),
+        (f"{PAPER}[ticker]\nstall_timeout_s=0\n", r"ticker.stall_timeout_s: .* > 0"),
+        (f"{PAPER}[ticker]\nreconcile_interval_s=5\n", "reconcile_interval_s: must be at least 15"),
+        (f"{PAPER}[ticker]\nreconnect_initial_s=5\nreconnect_max_s=1\n", "reconnect_max_s"),
+        (f"{PAPER}[ticker]\nstall_s=5\n", "ticker.stall_s: unknown key"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -76,6 +84,19 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_settings(str(path), environ={})
+
+
+def test_batches_and_ticker_tables(tmp_path: Path) -> None:
+    path = tmp_path / "orderdesk.toml"
+    path.write_text(PAPER)
+    default = load_settings(str(path), environ={})
+    assert default.unhedged_parallel == "hedge_first" and default.ticker.given() == {}
+    path.write_text(PAPER + "[batches]\nunhedged_parallel='refuse'\n[ticker]\n"
+                    "stall_timeout_s=8\nreconnect_initial_s=1\nreconcile_interval_s=30\n")
+    settings = load_settings(str(path), environ={})
+    assert settings.unhedged_parallel == "refuse"
+    assert settings.ticker.given() == {"stall_timeout_s": 8.0, "reconnect_initial_s": 1.0,
+                                       "reconcile_interval_s": 30.0}
 
 
 BASE = "[server]\nadmin_token='admin'\n[venue]\n"

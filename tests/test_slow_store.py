@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pytest
 import trio
 
 from store import FINAL_BATCH_STATUSES
@@ -43,8 +44,13 @@ async def _stored_final(desk: Desk, batch_id: str) -> tuple[Any, list[Any]]:
         await trio.sleep(0.05)
 
 
+@pytest.mark.parametrize("tables", [
+    ("batches", "batch_legs"),
+    ("batches", "batch_legs", "order_events"),  # the account's update log too: legs then see
+    # their fills by polling the broker, not through committed updates
+])
 async def test_a_rollback_under_a_locked_store_flattens_and_answers_its_outcome(
-    nursery: trio.Nursery, aio_loop: Any, pg_url: str
+    nursery: trio.Nursery, aio_loop: Any, pg_url: str, tables: tuple[str, ...]
 ) -> None:
     venue = await start_venue(nursery)
     replies: list[tuple[int, dict[str, Any]]] = []
@@ -61,7 +67,7 @@ async def test_a_rollback_under_a_locked_store_flattens_and_answers_its_outcome(
 
             desk.nursery.start_soon(submit)
             await _placed(desk)
-            async with locked_tables(pg_url, "batches", "batch_legs"):
+            async with locked_tables(pg_url, *tables):
                 assert not answered.is_set()  # the lock is taken before the rollback begins
                 with trio.fail_after(10):  # main waited on the lock for the reverse's row
                     await answered.wait()

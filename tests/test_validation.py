@@ -12,7 +12,7 @@ from actors.instruments import InstrumentInfo
 from actors.validation import (
     IST,
     InvalidRequest,
-    SessionHours,
+    TradingCalendar,
     validate_batch,
     validate_order,
 )
@@ -169,11 +169,12 @@ def test_batch_options_pass_through() -> None:
 def test_session_hours(when: dt.datetime, is_open: bool) -> None:
     body = {"orders": [leg()]}
     if is_open:
-        validate_batch(body, lookup, session=SessionHours(), now=when)
+        validate_batch(body, lookup, session=TradingCalendar(), now=when)
     else:
         with pytest.raises(InvalidRequest) as info:
-            validate_batch(body, lookup, session=SessionHours(), now=when)
-        assert [(f.path, f.rule) for f in info.value.fields] == [("orders", "session")]
+            validate_batch(body, lookup, session=TradingCalendar(), now=when)
+        assert [(f.path, f.rule) for f in info.value.fields] == [
+            ("orders[0].exchange", "session")]
 
 
 def test_single_order_paths_have_no_prefix() -> None:

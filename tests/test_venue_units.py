@@ -102,6 +102,18 @@ def test_fault_parsing_and_nth_order():
             parse_faults(bad)
 
 
+def test_dropped_order_frames_are_the_ratio_spread_evenly():
+    faults = Faults()
+    parse_faults({"drop_order_frames_ratio": 0.3}).apply(faults)
+    dropped = [faults.drops_order_frame() for _ in range(20)]
+    assert sum(dropped) == 6 and not any(map(min, zip(dropped, dropped[1:], strict=False)))
+    faults.clear()
+    assert not any(faults.drops_order_frame() for _ in range(10))
+    for bad in (1, -0.1, "0.3", True, float("nan")):
+        with pytest.raises(VenueError, match="drop_order_frames_ratio"):
+            parse_faults({"drop_order_frames_ratio": bad})
+
+
 def test_config_checks_session_times():
     with pytest.raises(ValueError):
         VenueConfig(session_open="9:15")

@@ -9,16 +9,14 @@ token's *name* (never its value); a store that cannot take the entry does not st
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import attrs
 import trio
 from quart import Blueprint, Response, jsonify, request
 
-from store import AuditEntry
-
 from .app import current_deps
+from .credentials import load_access_token, record_audit
 from .errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
 from .inputs import int_query, json_object
 from .routes import require_admin
@@ -34,7 +32,6 @@ MAX_AUDIT_LIMIT = 1000
 DEFAULT_AUDIT_LIMIT = 100
 #: A restart waits for the actor to be ready again (it reloads its book from the store).
 RESTART_TIMEOUT_S = 30.0
-AUDIT_TIMEOUT_S = 2.0
 STORE_TIMEOUT_S = 5.0
 
 
@@ -60,15 +57,6 @@ def _status(actor: Any) -> dict[str, Any]:
         return dict(actor.status())
     except Exception as exc:  # one misbehaving actor shows up as data, never as a 500
         return {"upstream": "unknown", "error": f"{type(exc).__name__}: {exc}"}
-
-
-async def _audit(account: str, who: str, action: str, detail: dict[str, Any]) -> None:
-    entry = AuditEntry(account, who, action, None, detail, time.time())
-    try:
-        with trio.fail_after(AUDIT_TIMEOUT_S):
-            await current_deps().store.record_audit(entry)
-    except Exception as exc:  # TooSlowError included
-        log.warning("audit entry %s/%s not recorded: %s", account, action, exc)
 
 
 @admin_blueprint.get("/actors")
@@ -101,7 +89,7 @@ async def restart(account_id: str) -> Response:
     if bound.cancelled_caught:
         raise ServiceUnavailable(f"actor {name} did not become ready in {RESTART_TIMEOUT_S:g}s")
     entry = current_deps().health.get(name)
-    await _audit(account_id, identity.name, "restart", {"actor": name})
+    await record_audit(account_id, identity.name, "restart", {"actor": name})
     return jsonify({
         "account": account_id,
         "actor": name,
@@ -142,12 +130,8 @@ async def credentials(account_id: str) -> Response:
     identity = require_admin()
     actor = _known_actor(account_id)
     token = _access_token(await json_object())
-    was = _status(actor).get("upstream")
-    actor.set_access_token(token)
-    batches = current_deps().batches
-    if batches is not None:
-        batches.retry_recoveries()  # a recovery waiting on the old token goes now
-    await _audit(account_id, identity.name, "credentials", {"upstream_before": was})
+    was = await load_access_token(account_id, actor, token, who=identity.name,
+                                  action="credentials")
     return jsonify({"account": account_id, "reloaded": True, "upstream_before": was})
 
 

@@ -136,6 +136,7 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
     A blueprint passed in that is already part of the defaults (by name) is not added twice.
     """
     from .admin import admin_blueprint
+    from .kite_login import kite_login_blueprint
     from .routes import blueprint as http_routes
     from .status import status_blueprint
     from .ws import blueprint as ws_routes
@@ -155,7 +156,8 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
     deps.metrics.observe(deps.actors, deps.health)
     install_request_hooks(app)
     install_error_handler(app)
-    for bp in (http_routes, status_blueprint, ws_routes, admin_blueprint, *blueprints):
+    for bp in (http_routes, status_blueprint, ws_routes, admin_blueprint, kite_login_blueprint,
+               *blueprints):
         if bp.name not in app.blueprints:
             app.register_blueprint(bp)
     return app

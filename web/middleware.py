@@ -32,7 +32,7 @@ __all__ = [
 
 CORRELATION_HEADER = "X-Correlation-ID"
 PROCESS_TIME_HEADER = "X-Process-Time"
-SECRET_PARAMS = frozenset({"access_token", "ticket", "token", "api_key"})
+SECRET_PARAMS = frozenset({"access_token", "ticket", "token", "api_key", "request_token"})
 REDACTED = "***"
 
 _correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar(

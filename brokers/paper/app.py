@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from . import ticker
 from .control import add_control_routes
 from .errors import VenueError, error_envelope, general_error, input_error
+from .login import add_login_routes
 from .orderform import check_variety, parse_basket, parse_modify, parse_place
 from .responses import form_body, json_body, json_response, ok
 
@@ -152,6 +153,7 @@ def create_app(venue: Venue) -> QuartTrio:
         return None
 
     add_control_routes(app, venue)
+    add_login_routes(app, venue)
     return app
 
 

@@ -40,6 +40,8 @@ class VenueConfig:
     accounts: tuple[str, ...] = attrs.field(default=("primary",), converter=tuple)
     funds: float = 10_000_000.0
     rate_limit_per_s: int | None = 10
+    #: The app's secret of the login exchange (`POST /session/token` checks the checksum).
+    api_secret: str = attrs.field(default="paper", repr=False)
     require_market_protection: bool = True
     session_open: str = attrs.field(default="00:00", validator=_check_clock)
     session_close: str = attrs.field(default="23:59:59", validator=_check_clock)

@@ -21,6 +21,7 @@ from .config import IST, VenueAddress, VenueConfig
 from .engine import Engine
 from .faults import Faults
 from .instruments import InstrumentMaster, builtin_master, load_csv
+from .login import RequestTokens
 from .ticker import TickerHub
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,13 @@ class Venue:
         self.faults = Faults()
         self.hub = TickerHub()
         self.accounts = Accounts(config.accounts)
+        self.request_tokens = RequestTokens()
         self.limiter = RateLimiter(config.rate_limit_per_s)
         self.engine = Engine(config, master, self.faults, self._publish)
 
     def _publish(self, account: str, order: Order, status: str) -> None:
+        if self.faults.drops_order_frame():
+            return  # lost on the way, the socket kept open (fault: drop_order_frames_ratio)
         frame = {"type": "order", "data": postback(order.to_kite(status))}
         frame["data"]["meta"] = {"emitted_at": time.time()}  # bench/fanout.py: emit-to-receive
         self.hub.publish(account, json.dumps(frame))
@@ -49,6 +53,7 @@ class Venue:
         self.faults.clear()
         self.hub.stalled = False
         self.accounts.reset()
+        self.request_tokens.reset()
         self.limiter.reset()
 
 

@@ -13,6 +13,7 @@ import attrs
 import trio
 
 HEARTBEAT_S = 1.0
+STALL_CHECK_S = 0.05  # while stalled: how soon a beat goes out once the stall is cleared
 HEARTBEAT = b"\x00"
 QUEUE_SIZE = 256
 
@@ -84,7 +85,8 @@ async def pump(
     send_text: Callable[[str], Awaitable[None]],
     send_bytes: Callable[[bytes], Awaitable[None]],
 ) -> None:
-    """The one writer of a socket: frames in order, a heartbeat each second; returns at close."""
+    """The one writer of a socket: frames in order, a heartbeat each second (the one due during a
+    stall goes out when it is cleared, as a stalled link delivers it late); returns at close."""
     next_beat = trio.current_time() + HEARTBEAT_S
     while True:
         frame: str | None = None
@@ -97,6 +99,8 @@ async def pump(
             if not hub.stalled:
                 await send_text(frame)
             continue
+        if hub.stalled:  # a beat is due: it goes out as soon as the stall is cleared
+            next_beat = trio.current_time() + STALL_CHECK_S
+            continue
         next_beat = trio.current_time() + HEARTBEAT_S
-        if not hub.stalled:
-            await send_bytes(HEARTBEAT)
+        await send_bytes(HEARTBEAT)

@@ -1,0 +1,53 @@
+"""Loading a new broker access token into a running account, and the audit entries of operator
+actions: `PUT /admin/accounts/{id}/credentials` and the daily login's callback do the same."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import trio
+
+from store import AuditEntry
+
+from .app import current_deps
+
+__all__ = ["load_access_token", "record_audit"]
+
+log = logging.getLogger("web.credentials")
+
+AUDIT_TIMEOUT_S = 2.0
+
+
+async def record_audit(account: str, who: str, action: str, detail: dict[str, Any]) -> None:
+    """Write one audit entry; a store that cannot take it does not stop the operation."""
+    entry = AuditEntry(account, who, action, None, detail, time.time())
+    try:
+        with trio.fail_after(AUDIT_TIMEOUT_S):
+            await current_deps().store.record_audit(entry)
+    except Exception as exc:  # TooSlowError included
+        log.warning("audit entry %s/%s not recorded: %s", account, action, exc)
+
+
+def upstream_of(actor: Any) -> Any:
+    """The actor's upstream state, or "unknown" when its status cannot be read."""
+    try:
+        return dict(actor.status()).get("upstream")
+    except Exception:  # a misbehaving actor must not stop a credential load
+        return "unknown"
+
+
+async def load_access_token(
+    account_id: str, actor: Any, token: str, *, who: str, action: str,
+    detail: dict[str, Any] | None = None,
+) -> Any:
+    """Hand `token` to the account's actor (it leaves auth_expired and reconnects now), let a
+    recovery waiting on the old token go, and audit it; returns the upstream state before."""
+    was = upstream_of(actor)
+    actor.set_access_token(token)
+    batches = current_deps().batches
+    if batches is not None:
+        batches.retry_recoveries()  # a recovery waiting on the old token goes now
+    await record_audit(account_id, who, action, {"upstream_before": was, **(detail or {})})
+    return was
