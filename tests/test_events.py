@@ -189,7 +189,13 @@ async def test_the_queue_drains_in_batches_one_store_write_each(store: Store) ->
     with trio.fail_after(20):
         async with relaying(relay):
             await commit(store, "acc", 1, 1, relay)
-            await until(cursor_at(store, "acc", 1))  # start-up catch-up done
+            await until(cursor_at(store, "acc", 1))
+
+            async def caught_up_with_nothing_queued() -> bool:  # the start-up catch-up is over
+                stats = relay.statistics()
+                return stats.behind == 0 and stats.queued_orders == 0
+
+            await until(caught_up_with_nothing_queued)
             counting.enqueued.clear()
             caught_up = relay.statistics().caught_up
             await commit(store, "acc", 2, 100, relay)  # reported before the relay runs again
