@@ -36,7 +36,8 @@ from store import LegRecord, NotFound, Store, StoreError
 from ._config import BatchConfig
 from ._writes import StoreWrites, Write
 from .account import AccountActor
-from .ratelimit import Priority, RateLimiter
+from .budget import OrderBudget
+from .ratelimit import Priority
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
 
@@ -194,7 +195,7 @@ class OrderOps:
         self._writes = writes
 
     async def write(
-        self, limiter: RateLimiter, priority: Priority, call: Callable[..., Awaitable[T]],
+        self, limiter: OrderBudget, priority: Priority, call: Callable[..., Awaitable[T]],
         *args: Any, deadline: float,
     ) -> T:
         """One order write: wait for a token, then a shielded call with its own timeout.
@@ -216,7 +217,7 @@ class OrderOps:
             delay = min(delay * 2, 1.0)
 
     async def send(
-        self, actor: AccountActor, limiter: RateLimiter, batch_id: str | None, leg: Leg,
+        self, actor: AccountActor, limiter: OrderBudget, batch_id: str | None, leg: Leg,
         priority: Priority, deadline: float,
     ) -> None:
         """Place `leg` (written ahead as PLACING); an unknown outcome is resolved by its tag.
@@ -273,17 +274,20 @@ class OrderOps:
         return found[-1] if found else None
 
     async def refresh(self, actor: AccountActor, leg: Leg) -> None:
-        """GET /orders/{id}: Kite pushes nothing for a bare placement, and pushes can be lost."""
+        """Read the leg's order: Kite pushes nothing for a bare placement, and pushes can be
+        lost. From the account's shared `GET /orders` (one in flight serves every leg that
+        asks meanwhile), not one `GET /orders/{id}` per leg: reads are budgeted too."""
         if leg.order_id is None:
             return
         try:
             with trio.fail_after(self._config.lookup_timeout_s):
-                history = await actor.broker.order_history(leg.order_id)
+                listing = await actor.broker.orders()
         except (BrokerError, trio.TooSlowError) as exc:
-            log.warning("order history of %s: %r", leg.order_id, exc)
+            log.warning("order listing for %s: %r", leg.order_id, exc)
             return
-        if history:
-            leg.absorb(history[-1])
+        found = [o for o in listing if o.order_id == leg.order_id]
+        if found:
+            leg.absorb(found[-1])
 
     async def follow(
         self, actor: AccountActor, leg: Leg, updates: trio.MemoryReceiveChannel[Order],
@@ -313,7 +317,7 @@ class OrderOps:
                 check_at = math.inf
 
     async def cancel_and_settle(
-        self, actor: AccountActor, limiter: RateLimiter, leg: Leg,
+        self, actor: AccountActor, limiter: OrderBudget, leg: Leg,
         updates: trio.MemoryReceiveChannel[Order], deadline: float,
     ) -> None:
         """Cancel an open order and wait for its final state (a fill may win the race)."""
@@ -355,7 +359,7 @@ class OrderOps:
         return True
 
     async def settle(
-        self, actor: AccountActor, limiter: RateLimiter, batch_id: str, leg: Leg,
+        self, actor: AccountActor, limiter: OrderBudget, batch_id: str, leg: Leg,
         updates: trio.MemoryReceiveChannel[Order], deadline: float,
         find_until: float | None = None,
     ) -> bool:
@@ -375,7 +379,7 @@ class OrderOps:
         return working
 
     async def unwind(
-        self, actor: AccountActor, limiter: RateLimiter, batch_id: str, leg: Leg,
+        self, actor: AccountActor, limiter: OrderBudget, batch_id: str, leg: Leg,
         deadline: float, *, flatten: bool = True,
     ) -> None:
         """Roll one leg back: cancel it if open, wait for its final state, then flatten the
@@ -430,7 +434,7 @@ class OrderOps:
         await self.save_leg(batch_id, leg)
 
     async def _flatten(
-        self, actor: AccountActor, limiter: RateLimiter, batch_id: str, leg: Leg,
+        self, actor: AccountActor, limiter: OrderBudget, batch_id: str, leg: Leg,
         deadline: float, rb: dict[str, Any],
     ) -> None:
         """Reverse orders until the leg's filled quantity is undone. A reverse is followed
