@@ -273,15 +273,16 @@ class OrderOps:
         found = [o for o in listing if o.tag == tag]
         return found[-1] if found else None
 
-    async def refresh(self, actor: AccountActor, leg: Leg) -> None:
+    async def refresh(self, actor: AccountActor, leg: Leg, max_age_s: float = 0.0) -> None:
         """Read the leg's order: Kite pushes nothing for a bare placement, and pushes can be
         lost. From the account's shared `GET /orders` (one in flight serves every leg that
-        asks meanwhile), not one `GET /orders/{id}` per leg: reads are budgeted too."""
+        asks meanwhile; a routine poll takes one up to `max_age_s` old), not one
+        `GET /orders/{id}` per leg: reads are budgeted too."""
         if leg.order_id is None:
             return
         try:
             with trio.fail_after(self._config.lookup_timeout_s):
-                listing = await actor.broker.orders()
+                listing = await actor.broker.orders(max_age_s=max_age_s)
         except (BrokerError, trio.TooSlowError) as exc:
             log.warning("order listing for %s: %r", leg.order_id, exc)
             return
@@ -310,8 +311,10 @@ class OrderOps:
                 continue
             if trio.current_time() >= deadline:
                 return
+            routine = trio.current_time() < check_at  # the deadline check reads afresh
             with trio.move_on_at(deadline):  # a slow poll never carries past the deadline
-                await self.refresh(actor, leg)
+                await self.refresh(actor, leg,
+                                   self._config.poll_interval_s / 2 if routine else 0.0)
             next_poll = trio.current_time() + self._config.poll_interval_s
             if trio.current_time() >= check_at:
                 check_at = math.inf

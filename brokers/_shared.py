@@ -4,7 +4,9 @@ Kite allows about 10 reads a second per user, and the whole order listing answer
 question a caller has (a leg's state, a tag's order, a reconciliation). So callers share it:
 whoever asks while a listing is in flight waits for it to end and then shares the *next* one,
 which starts after they asked and so sees everything they expect to see. However many legs,
-lookups and reconciliations ask at once, at most one listing is in flight and one queued.
+lookups and reconciliations ask at once, at most one listing is in flight and one queued. A
+caller that can live with a slightly older answer (a leg's routine poll) says how old
+(`max_age_s`) and gets the latest listing that started within it, if there is one.
 """
 
 from __future__ import annotations
@@ -35,9 +37,14 @@ class SharedCall(Generic[T]):
         self._fetch = fetch
         self._running: _Call[T] | None = None
         self._next: _Call[T] | None = None  # not started yet: everyone asking now joins it
+        self._last: tuple[float, T] | None = None  # the latest result, with when it started
         self.calls = 0  # fetches started (for tests and figures)
 
-    async def get(self) -> T:
+    async def get(self, max_age_s: float = 0.0) -> T:
+        """A result of a call that started after this call, or at most `max_age_s` before."""
+        last = self._last
+        if last is not None and last[0] >= trio.current_time() - max_age_s and max_age_s > 0:
+            return last[1]
         if self._next is None:
             self._next = _Call()
         call = self._next
@@ -55,9 +62,11 @@ class SharedCall(Generic[T]):
             self._next = None
         self._running = call
         self.calls += 1
+        started = trio.current_time()
         try:
             call.result = await self._fetch()
             call.finished = True
+            self._last = (started, call.result)
         except BrokerError as exc:
             call.error, call.finished = exc, True
         finally:

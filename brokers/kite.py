@@ -186,9 +186,10 @@ class KiteBroker:
         data = await self._call("DELETE", f"/orders/{variety}/{order_id}")
         return str(data["order_id"])
 
-    async def orders(self) -> list[Order]:
-        """GET /orders, one in flight: callers asking meanwhile share the next one."""
-        return await self._listing.get()
+    async def orders(self, *, max_age_s: float = 0.0) -> list[Order]:
+        """GET /orders, one in flight: callers asking meanwhile share the next one; with
+        `max_age_s`, a listing that started at most that long ago serves as well."""
+        return await self._listing.get(max_age_s)
 
     @property
     def listings(self) -> int:

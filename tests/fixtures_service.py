@@ -2,7 +2,8 @@
 
 Paper venue embedded on port 0 (rate limit off, state in memory), SQLite under tmp_path, two
 paper accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into `[server]`
-(`server_toml`), `[venue]` (`venue_toml`: `funds = 500000`, say) or an account's table
+(`server_toml`), `[venue]` (`venue_toml`: `funds = 500000`, say), `[limits]` (`limits_toml`),
+or an account's table
 (`account_toml={"primary": 'webhooks = [...]'}`); `environ` is what `load_settings` reads
 (secret_env, ...); other keywords go to `open_service`.
 """
@@ -40,6 +41,9 @@ rate_limit_per_s = 0
 state = "memory"
 {venue_extra}
 
+[limits]
+{limits_extra}
+
 [[accounts]]
 id = "primary"
 broker = "paper"
@@ -61,13 +65,14 @@ def write_config(
     server_toml: str = "",
     venue_toml: str = "",
     account_toml: Mapping[str, str] | None = None,
+    limits_toml: str = "",
 ) -> Path:
     path = tmp_path / "orderdesk.toml"
     database = database or f"sqlite:///{tmp_path}/od.db"
     extra = {f"{a}_extra": (account_toml or {}).get(a, "") for a in TOKENS}
     path.write_text(CONFIG.format(
         admin=ADMIN, metrics=METRICS, database=database, server_extra=server_toml,
-        venue_extra=venue_toml, **extra, **TOKENS
+        venue_extra=venue_toml, limits_extra=limits_toml, **extra, **TOKENS
     ))
     return path
 
@@ -80,11 +85,12 @@ async def open_test_service(
     server_toml: str = "",
     venue_toml: str = "",
     account_toml: Mapping[str, str] | None = None,
+    limits_toml: str = "",
     environ: Mapping[str, str] | None = None,
     **options: Any,
 ) -> AsyncIterator[Running]:
     path = write_config(tmp_path, database, server_toml=server_toml, venue_toml=venue_toml,
-                        account_toml=account_toml)
+                        account_toml=account_toml, limits_toml=limits_toml)
     settings = load_settings(str(path), environ=environ or {})
     async with open_service(settings, **options) as running:
         yield running
