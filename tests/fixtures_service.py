@@ -1,7 +1,7 @@
 """A whole orderdesk service in the test's process: `open_service` from a temp TOML.
 
-Paper venue embedded on port 0 (rate limit off, state in memory), SQLite under tmp_path, two
-paper accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into `[server]`
+Paper venue embedded on port 0 (order and read limits off, state in memory), SQLite under
+tmp_path, two paper accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into `[server]`
 (`server_toml`), `[venue]` (`venue_toml`: `funds = 500000`, say), `[limits]` (`limits_toml`),
 or an account's table
 (`account_toml={"primary": 'webhooks = [...]'}`); `environ` is what `load_settings` reads
@@ -67,6 +67,11 @@ def write_config(
     account_toml: Mapping[str, str] | None = None,
     limits_toml: str = "",
 ) -> Path:
+    # The venue's limits beyond the per-second one are Kite's by default; off here unless a
+    # test sets them (tests read the venue directly, as the same account).
+    for key in ("rate_limit_per_minute", "rate_limit_per_day", "read_limit_per_s"):
+        if key not in venue_toml:
+            venue_toml += f"\n{key} = 0"
     path = tmp_path / "orderdesk.toml"
     database = database or f"sqlite:///{tmp_path}/od.db"
     extra = {f"{a}_extra": (account_toml or {}).get(a, "") for a in TOKENS}
