@@ -1,11 +1,10 @@
 """A whole orderdesk service in the test's process: `open_service` from a temp TOML.
 
 Paper venue embedded on port 0 (order and read limits off, state in memory), SQLite under
-tmp_path, two paper accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into `[server]`
-(`server_toml`), `[venue]` (`venue_toml`: `funds = 500000`, say), `[limits]` (`limits_toml`),
-or an account's table
-(`account_toml={"primary": 'webhooks = [...]'}`); `environ` is what `load_settings` reads
-(secret_env, ...); other keywords go to `open_service`.
+tmp_path, two paper accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into
+`[server]` (`server_toml`), `[venue]` (`venue_toml`: `funds = 500000`, say), `[limits]`
+(`limits_toml`) or an account's table (`account_toml={"primary": 'webhooks = [...]'}`);
+`environ` is what `load_settings` reads (secret_env, ...); other keywords go to `open_service`.
 """
 
 from __future__ import annotations
