@@ -5,6 +5,10 @@ when it cannot start within its deadline: its account already has `max_batches_p
 batches in flight, or the orders queued ahead of it at the account's order-rate budget, plus the
 store's recent write latency, would take longer than its `timeout_s` to send. Refusing up front
 beats a batch that places some legs, misses its deadline and must roll them back.
+
+A batch whose legs (with the writes queued ahead of them) do not fit the account's minute or
+day budget, less the reserve kept for rollbacks, is refused the same way with reason and error
+`order_budget`, `Retry-After` saying when they would fit.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import math
 import attrs
 
 from ._config import BatchConfig
+from .budget import BudgetRoom
 
 
 @attrs.frozen
@@ -23,11 +28,12 @@ class Load:
     batches: int  # the account's batches in flight (running, dispatched or recovering)
     orders: int  # order writes queued ahead: legs not sent yet, writes waiting for a token
     store_latency_s: float  # recent duration of one store write
+    budget: BudgetRoom | None = None  # the minute and day budget for these writes and the legs
 
 
 @attrs.frozen
 class Refusal:
-    reason: str  # "batches_in_flight", "order_rate", "store_latency"
+    reason: str  # "batches_in_flight", "order_budget", "order_rate", "store_latency"
     message: str
     retry_after_s: int
 
@@ -39,6 +45,10 @@ def admit(config: BatchConfig, load: Load, legs: int, timeout_s: float) -> Refus
                        f"the account has {load.batches} batches in flight (at most "
                        f"{config.max_batches_per_account}): retry later",
                        _seconds(load.orders / config.rate_per_s))
+    if load.budget is not None:
+        refusal = _over_budget(config, load.budget, load.orders, legs)
+        if refusal is not None:
+            return refusal
     burst = config.rate_burst or math.floor(config.rate_per_s + 1e-9)
     sending_s = max(0, load.orders + legs - burst) / config.rate_per_s
     # Two writes before the first POST: the batch (write-ahead), then its leg's PLACING.
@@ -55,6 +65,26 @@ def admit(config: BatchConfig, load: Load, legs: int, timeout_s: float) -> Refus
     return Refusal(reason, f"the batch cannot start within its timeout_s of {timeout_s:g} s: "
                            f"{why}; nothing was placed, retry later",
                    _seconds(sending_s + store_s - timeout_s))
+
+
+def _over_budget(config: BatchConfig, room: BudgetRoom, ahead: int, legs: int) -> Refusal | None:
+    """Refused when the legs and the writes queued ahead do not fit the minute or the day."""
+    kept = f"{config.rate_reserve} kept for rollbacks"
+    if room.writes > room.day:
+        return Refusal("order_budget",
+                       f"the day's order budget ({config.rate_per_day} writes, {kept}) has room "
+                       f"for {room.day:g} more and {ahead} are queued ahead of its {legs} legs: "
+                       "nothing was placed; the budget starts again at midnight IST",
+                       _seconds(room.day_ends_in_s))
+    if room.minute_wait_s > 0:
+        when = ("never fits one minute" if math.isinf(room.minute_wait_s)
+                else f"fits in {room.minute_wait_s:.1f} s")
+        return Refusal("order_budget",
+                       f"the minute's order budget ({config.rate_per_minute} writes, {kept}) "
+                       f"has room for {room.minute:g} more and {ahead} are queued ahead of its "
+                       f"{legs} legs: nothing was placed, the batch {when}",
+                       _seconds(min(room.minute_wait_s, 60.0)))
+    return None
 
 
 def _seconds(value: float) -> int:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from .budget import BudgetLimits
 from .calendar import DEFAULT_INSTRUMENT_REFRESH, TradingCalendar
 from .instruments import DEFAULT_FREEZE_LIMITS
 
@@ -35,6 +36,11 @@ class BatchConfig:
     rate_per_s: float = 10.0  # order writes in any sliding second (Kite: 10)
     rate_burst: int | None = None  # at most this many at once (None: the whole second's worth)
     rate_margin_s: float = 0.05  # a grant counts this much past its second (the trip to Kite)
+    # Kite's minute and day budgets (None: no limit), less a reserve of each that only
+    # rollbacks and the kill switch may spend (budget.py); a batch that does not fit is refused.
+    rate_per_minute: int | None = 200
+    rate_per_day: int | None = 3000
+    rate_reserve: int = 20
     max_timeout_s: float = 60.0
     # Each exchange's hours, weekends and holidays (None: always open, the paper default).
     session: TradingCalendar | None = TradingCalendar()
@@ -62,6 +68,12 @@ class BatchConfig:
     # The kill switch waits this long for the account's unfinished batches and recoveries
     # (None: place + lookup + rollback + cleanup); past it, their symbols are left alone.
     kill_wait_s: float | None = None
+
+    @property
+    def budget(self) -> BudgetLimits:
+        """The per-account order budget these figures describe."""
+        return BudgetLimits(self.rate_per_s, self.rate_burst, self.rate_margin_s,
+                            self.rate_per_minute, self.rate_per_day, self.rate_reserve)
 
     @property
     def kill_wait(self) -> float:

@@ -35,8 +35,9 @@ from ._orders import Leg, OrderOps, UnknownOutcome
 from ._results import Plan, _result
 from ._writes import StoreWrites
 from .account import AccountActor
+from .budget import OrderBudget
 from .instruments import InstrumentCache
-from .ratelimit import Priority, RateLimiter
+from .ratelimit import Priority
 from .validation import BatchSpec
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
@@ -51,10 +52,10 @@ class RollbackAborted(Exception):
 
 @attrs.define(eq=False)
 class _Account:
-    """What the coordinator keeps per account: its actor, rate limiter and instrument cache."""
+    """What the coordinator keeps per account: its actor, order budget and instrument cache."""
 
     actor: AccountActor
-    limiter: RateLimiter
+    limiter: OrderBudget
     instruments: InstrumentCache
     running: dict[str, trio.CancelScope] = attrs.field(factory=dict)
     killed: set[str] = attrs.field(factory=set)  # batches the kill switch stopped, still running

@@ -40,8 +40,9 @@ from ._config import BatchConfig
 from ._reverse import ReverseMarket
 from ._writes import StoreWrites, Write
 from .account import AccountActor
+from .budget import OrderBudget
 from .instruments import InstrumentCache
-from .ratelimit import Priority, RateLimiter
+from .ratelimit import Priority
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
 
@@ -201,7 +202,7 @@ class OrderOps:
         self._writes = writes
 
     async def write(
-        self, limiter: RateLimiter, priority: Priority, call: Callable[..., Awaitable[T]],
+        self, limiter: OrderBudget, priority: Priority, call: Callable[..., Awaitable[T]],
         *args: Any, deadline: float,
     ) -> T:
         """One order write: wait for a token, then a shielded call with its own timeout.
@@ -223,7 +224,7 @@ class OrderOps:
             delay = min(delay * 2, 1.0)
 
     async def send(
-        self, actor: AccountActor, limiter: RateLimiter, batch_id: str | None, leg: Leg,
+        self, actor: AccountActor, limiter: OrderBudget, batch_id: str | None, leg: Leg,
         priority: Priority, deadline: float,
     ) -> None:
         """Place `leg` (written ahead as PLACING); an unknown outcome is resolved by its tag.
@@ -281,18 +282,22 @@ class OrderOps:
         found = [o for o in listing if o.tag == tag]
         return found[-1] if found else None
 
-    async def refresh(self, actor: AccountActor, leg: Leg) -> None:
-        """GET /orders/{id}: Kite pushes nothing for a bare placement, and pushes can be lost."""
+    async def refresh(self, actor: AccountActor, leg: Leg, max_age_s: float = 0.0) -> None:
+        """Read the leg's order: Kite pushes nothing for a bare placement, and pushes can be
+        lost. From the account's shared `GET /orders` (one in flight serves every leg that
+        asks meanwhile; a routine poll takes one up to `max_age_s` old), not one
+        `GET /orders/{id}` per leg: reads are budgeted too."""
         if leg.order_id is None:
             return
         try:
             with trio.fail_after(self._config.lookup_timeout_s):
-                history = await actor.broker.order_history(leg.order_id)
+                listing = await actor.broker.orders(max_age_s=max_age_s)
         except (BrokerError, trio.TooSlowError) as exc:
-            log.warning("order history of %s: %r", leg.order_id, exc)
+            log.warning("order listing for %s: %r", leg.order_id, exc)
             return
-        if history:
-            leg.absorb(history[-1])
+        found = [o for o in listing if o.order_id == leg.order_id]
+        if found:
+            leg.absorb(found[-1])
 
     async def follow(
         self, actor: AccountActor, leg: Leg, updates: trio.MemoryReceiveChannel[Order],
@@ -315,14 +320,16 @@ class OrderOps:
                 continue
             if trio.current_time() >= deadline:
                 return
+            routine = trio.current_time() < check_at  # the deadline check reads afresh
             with trio.move_on_at(deadline):  # a slow poll never carries past the deadline
-                await self.refresh(actor, leg)
+                await self.refresh(actor, leg,
+                                   self._config.poll_interval_s / 2 if routine else 0.0)
             next_poll = trio.current_time() + self._config.poll_interval_s
             if trio.current_time() >= check_at:
                 check_at = math.inf
 
     async def cancel_and_settle(
-        self, actor: AccountActor, limiter: RateLimiter, leg: Leg,
+        self, actor: AccountActor, limiter: OrderBudget, leg: Leg,
         updates: trio.MemoryReceiveChannel[Order], deadline: float,
     ) -> str | None:
         """Cancel an open order (at its variety) and wait for its final state (a fill may win
@@ -377,7 +384,7 @@ class OrderOps:
         return True
 
     async def settle(
-        self, actor: AccountActor, limiter: RateLimiter, batch_id: str | None, leg: Leg,
+        self, actor: AccountActor, limiter: OrderBudget, batch_id: str | None, leg: Leg,
         updates: trio.MemoryReceiveChannel[Order], deadline: float,
         find_until: float | None = None,
     ) -> bool:
@@ -397,7 +404,7 @@ class OrderOps:
         return working
 
     async def unwind(
-        self, actor: AccountActor, limiter: RateLimiter, batch_id: str, leg: Leg,
+        self, actor: AccountActor, limiter: OrderBudget, batch_id: str, leg: Leg,
         deadline: float, *, flatten: bool = True, instruments: InstrumentCache | None = None,
     ) -> None:
         """Roll one leg back: cancel it if open, wait for its final state, then flatten the

@@ -23,8 +23,9 @@ import trio
 from brokers.base import BrokerError, Order, OrderRequest
 
 from ._config import BatchConfig
+from .budget import OrderBudget
 from .instruments import InstrumentCache, InstrumentInfo
-from .ratelimit import Priority, RateLimiter
+from .ratelimit import Priority
 
 if TYPE_CHECKING:
     from ._orders import Leg, OrderOps
@@ -47,7 +48,7 @@ class ReverseMarket:
     """What a reverse order needs of its market: slices, marketable prices, re-pricing."""
 
     def __init__(
-        self, actor: AccountActor, limiter: RateLimiter, instruments: InstrumentCache | None,
+        self, actor: AccountActor, limiter: OrderBudget, instruments: InstrumentCache | None,
         config: BatchConfig,
     ) -> None:
         self._actor = actor

@@ -21,7 +21,15 @@ from typing import Any
 import attrs
 import trio
 
-from brokers.base import FINAL_STATUSES, Broker, BrokerError, Order, TokenExpired, UpstreamLost
+from brokers.base import (
+    FINAL_STATUSES,
+    Broker,
+    BrokerError,
+    Order,
+    RateLimited,
+    TokenExpired,
+    UpstreamLost,
+)
 from store import Store
 from supervision.health import HealthEntry
 from supervision.upstream_watch import HealthPolicy, UpstreamWatch
@@ -196,7 +204,7 @@ class AccountActor:
             self._watch.streaming(stream)
             nursery.start_soon(_pump, stream, held_send, lost, self._watch)
             try:
-                await self._reconcile()
+                await self._reconcile_within_budget()
             except BrokerError as exc:
                 self._watch.reconcile_failed(f"{type(exc).__name__}: {exc}")
                 lost.append(exc)
@@ -246,6 +254,20 @@ class AccountActor:
         except BrokerError as exc:
             log.warning("account %s: periodic reconcile failed: %s: %s", self.account,
                         type(exc).__name__, exc)
+
+    async def _reconcile_within_budget(self) -> None:
+        """Reconcile; a listing refused with 429 (the read budget spent elsewhere) is retried
+        with backoff, the ticker kept open (its frames are held meanwhile), instead of tearing
+        the connection down and reconnecting, which would only read more."""
+        delay = self._config.reconnect_initial_s
+        while True:
+            try:
+                return await self._reconcile()
+            except RateLimited as exc:
+                log.info("reconcile of %s refused (%s): retrying in %.2f s", self.account,
+                         exc, delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, self._config.reconnect_max_s)
 
     async def _reconcile(self) -> None:
         expected = set(self._expected)

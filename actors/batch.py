@@ -49,8 +49,9 @@ from ._results import (
 )
 from ._writes import LatencyHook, StoreWrites
 from .account import AccountActor
+from .budget import OrderBudget
 from .instruments import InstrumentCache
-from .ratelimit import Priority, RateLimiter
+from .ratelimit import Priority
 from .validation import (
     EXCHANGES,
     BatchSpec,
@@ -192,23 +193,19 @@ class BatchCoordinator:
         if ctx is None or ctx.actor is not actor:
             ctx = _Account(
                 actor,
-                self._limiter(),
+                OrderBudget(self._config.budget),
                 InstrumentCache(actor.broker, self._config.freeze_limits,
                                 self._config.instrument_refresh),
             )
             self._accounts[account_id] = ctx
         return ctx
 
-    def _limiter(self) -> RateLimiter:
-        return RateLimiter(self._config.rate_per_s, self._config.rate_burst,
-                           margin=self._config.rate_margin_s)
-
     def killing(self, account_id: str) -> bool:
         """True while the account's kill switch runs: no new batch or order is accepted."""
         return account_id in self._killing
 
-    def limiter(self, account_id: str) -> RateLimiter | None:
-        """The account's order-rate limiter, for any other code that writes orders."""
+    def limiter(self, account_id: str) -> OrderBudget | None:
+        """The account's order budget, for any other code that writes orders."""
         ctx = self.account(account_id)
         return None if ctx is None else ctx.limiter
 
@@ -266,13 +263,15 @@ class BatchCoordinator:
         spec = checked
         if account in self._killing:  # it began meanwhile; from here to tracked, no checkpoint
             return _kill_running(account)
-        refusal = admit(self._config, self._load(ctx, account), len(spec.legs), spec.timeout_s)
+        refusal = admit(self._config, self._load(ctx, account, len(spec.legs)), len(spec.legs),
+                        spec.timeout_s)
         if refusal is not None:
             if self._on_refused is not None:
                 self._on_refused(refusal.reason)
             log.warning("batch of %s by %s refused (%s): %s", account, client, refusal.reason,
                         refusal.message)
-            return 503, {**_error("overloaded", refusal.message), "reason": refusal.reason,
+            code = "order_budget" if refusal.reason == "order_budget" else "overloaded"
+            return 503, {**_error(code, refusal.message), "reason": refusal.reason,
                          "retry_after_s": refusal.retry_after_s}
         batch_id = new_batch_id()
         legs = tuple(
@@ -303,13 +302,13 @@ class BatchCoordinator:
             return 200, work.result
         return await self.get(account, batch_id)
 
-    def _load(self, ctx: _Account, account: str) -> Load:
-        """What is ahead of a new batch of `account`: for admission control."""
+    def _load(self, ctx: _Account, account: str, legs: int) -> Load:
+        """What is ahead of a new batch of `legs` legs of `account`: for admission control."""
         works = [work for work in self._done.values() if work.account == account]
         unsent = sum(1 for work in works for leg in work.legs
                      if not leg.sent and leg.status in ("PENDING", "PLACING"))
-        return Load(len(works), unsent + ctx.limiter.statistics().waiting,
-                    self._writes.latency_s)
+        ahead = unsent + ctx.limiter.statistics().waiting
+        return Load(len(works), ahead, self._writes.latency_s, ctx.limiter.room(ahead + legs))
 
     async def drain(self, grace_s: float) -> int:
         """Shutdown: refuse new batches, give running ones `grace_s` to finish or roll back,

@@ -121,7 +121,9 @@ async def open_venue(work: Path, accounts: Sequence[str]) -> AsyncIterator[str]:
         f'[server]\nadmin_token = "{ADMIN_TOKEN}"\n\n'
         f'[venue]\nbind = "127.0.0.1:{port}"\nseed = 1\nfunds = 1e15\n'
         # TOML has no null and 0 is refused: "no limit" is a limit no workload reaches.
-        "rate_limit_per_s = 1000000\nstate = \"memory\"\n\n" + _accounts_toml(accounts, None)
+        "rate_limit_per_s = 1000000\nstate = \"memory\"\n"
+        "rate_limit_per_minute = 0\nrate_limit_per_day = 0\nread_limit_per_s = 0\n\n"
+        + _accounts_toml(accounts, None)
     )
     rest = f"http://127.0.0.1:{port}"
     args = [ORDERDESK, "venue", "--config", str(config)]

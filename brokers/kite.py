@@ -13,7 +13,7 @@ import io
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +24,7 @@ import httpx
 import trio
 import trio_websocket
 
+from ._shared import SharedCall
 from .base import (
     BasketMargin,
     BrokerError,
@@ -141,9 +142,16 @@ def error_from_response(status: int, body: Any) -> BrokerError:
 class KiteBroker:
     """One account at a Kite-compatible venue. Owns its HTTP client; close with `aclose()`."""
 
-    def __init__(self, settings: KiteSettings, *, ssl_context: ssl.SSLContext | None = None):
-        """`ssl_context`: share one across accounts (each default context costs ~1 MB)."""
+    def __init__(
+        self, settings: KiteSettings, *, ssl_context: ssl.SSLContext | None = None,
+        before_read: Callable[[], Awaitable[None]] | None = None,
+    ):
+        """`ssl_context`: share one across accounts (each default context costs ~1 MB);
+        `before_read`: awaited before each read (GET, basket margins): the account's read
+        budget (Kite: about 10 a second per user)."""
         self._settings = settings
+        self._before_read = before_read
+        self._listing = SharedCall(self._list_orders)
         self._client = httpx.AsyncClient(
             base_url=settings.rest_url,
             timeout=settings.timeout_s,
@@ -184,6 +192,8 @@ class KiteBroker:
         return KiteSession(str(data.get("user_id", "")), data["access_token"])
 
     async def _call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
+        if self._before_read is not None and (method == "GET" or path == "/margins/basket"):
+            await self._before_read()
         headers = self._auth() if auth else {}
         try:
             response = await self._client.request(method, path, headers=headers, **kwargs)
@@ -214,7 +224,17 @@ class KiteBroker:
         data = await self._call("DELETE", f"/orders/{variety}/{order_id}")
         return str(data["order_id"])
 
-    async def orders(self) -> list[Order]:
+    async def orders(self, *, max_age_s: float = 0.0) -> list[Order]:
+        """GET /orders, one in flight: callers asking meanwhile share the next one; with
+        `max_age_s`, a listing that started at most that long ago serves as well."""
+        return await self._listing.get(max_age_s)
+
+    @property
+    def listings(self) -> int:
+        """GET /orders calls made (however many callers they served)."""
+        return self._listing.calls
+
+    async def _list_orders(self) -> list[Order]:
         return _parse_orders(await self._call("GET", "/orders"))
 
     async def order_history(self, order_id: str) -> list[Order]:
@@ -241,6 +261,8 @@ class KiteBroker:
     async def instruments(self, exchange: str | None = None) -> list[Instrument]:
         """Kite's instrument master (CSV, not the JSON envelope)."""
         path = f"/instruments/{exchange}" if exchange else "/instruments"
+        if self._before_read is not None:
+            await self._before_read()
         try:
             response = await self._client.get(path, headers=self._auth())
         except httpx.HTTPError as exc:

@@ -36,6 +36,7 @@ import trio
 from actors.account import AccountActor, ActorConfig
 from actors.batch import BatchConfig, BatchCoordinator
 from actors.events import EventRelay
+from actors.ratelimit import RateLimiter
 from actors.webhooks import WebhookConfig, WebhookDispatcher
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress, serve_venue
@@ -204,7 +205,11 @@ async def _open_tree(
     tls = ssl.create_default_context()
     async with open_dynamic_supervisor(health) as accounts:
         for account in settings.accounts:
-            broker = KiteBroker(_kite_settings(account, venue, settings.ticker), ssl_context=tls)
+            reads = settings.limits.reads_per_s
+            broker = KiteBroker(
+                _kite_settings(account, venue, settings.ticker), ssl_context=tls,
+                before_read=RateLimiter(reads).acquire if reads else None,
+            )
             brokers.append(broker)
             name = f"account:{account.id}"
             actor = AccountActor(
@@ -330,11 +335,16 @@ async def _monitor_store(
 
 
 def _batch_config(settings: Settings) -> BatchConfig:
-    """A [calendar] table applies to every account; without one, paper accounts follow the
-    venue's own hours and real ones each exchange's default session."""
-    config = BatchConfig(store_timeout_s=settings.store_timeout_s,
-                         instrument_refresh=settings.instrument_refresh,
-                         unhedged_parallel=settings.unhedged_parallel)
+    """`[limits]` as the order budget. A [calendar] table applies to every account; without
+    one, paper accounts follow the venue's own hours and real ones each exchange's default
+    session."""
+    limits = settings.limits
+    config = BatchConfig(
+        store_timeout_s=settings.store_timeout_s, rate_per_s=limits.orders_per_s,
+        rate_per_minute=limits.orders_per_minute, rate_per_day=limits.orders_per_day,
+        rate_reserve=limits.reserve, instrument_refresh=settings.instrument_refresh,
+        unhedged_parallel=settings.unhedged_parallel,
+    )
     if settings.calendar is not None:
         return attrs.evolve(config, session=settings.calendar)
     if all(a.broker == "paper" for a in settings.accounts):

@@ -103,6 +103,17 @@ MIN_RECONCILE_INTERVAL_S = 15.0
 
 
 @attrs.frozen
+class LimitSettings:
+    """`[limits]`: Kite's per-user budgets, kept per account (0 turns a limit off)."""
+
+    orders_per_s: int = 10
+    orders_per_minute: int | None = 200
+    orders_per_day: int | None = 3000
+    reserve: int = 20  # of each minute and day: only rollbacks and the kill switch spend it
+    reads_per_s: int | None = 10
+
+
+@attrs.frozen
 class Settings:
     bind: str = DEFAULT_BIND
     admin_token: str = attrs.field(default="", repr=False)
@@ -111,6 +122,7 @@ class Settings:
     pool_size: int = DEFAULT_POOL_SIZE
     store_timeout_s: float = DEFAULT_STORE_TIMEOUT_S
     venue: VenueConfig | None = None
+    limits: LimitSettings = LimitSettings()
     accounts: tuple[AccountSettings, ...] = ()
     var_dir: Path = Path("var")
     generated_secrets: Mapping[str, str] = attrs.field(factory=dict, repr=False)
@@ -167,7 +179,8 @@ def _embedded_defaults(env: Mapping[str, str]) -> Settings:
         allowed_origins=(f"http://{bind}",),
         database_url=env.get("DATABASE_URL", f"sqlite:///{var_dir}/orderdesk.db"),
         venue=None if venue_url else VenueConfig(
-            bind=DEFAULT_VENUE_BIND, accounts=("primary",), state_file=str(var_dir / VENUE_STATE)
+            bind=DEFAULT_VENUE_BIND, accounts=("primary",), state_file=str(var_dir / VENUE_STATE),
+            **_venue_limits({}),
         ),
         accounts=(_on_venue(account, venue_url),),
         var_dir=var_dir,
@@ -218,6 +231,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
             accounts=tuple(a.id for a in accounts if a.broker == "paper"),
             funds=float(venue_doc.get("funds", 10_000_000.0)),
             rate_limit_per_s=int(venue_doc.get("rate_limit_per_s", 10)) or None,  # 0: off
+            **_venue_limits(venue_doc),
             require_market_protection=bool(venue_doc.get("require_market_protection", True)),
             instruments_csv=venue_doc.get("instruments_csv"),
             freeze_limits=dict(venue_doc.get("freeze_limits", {})),
@@ -250,6 +264,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         store_timeout_s=_seconds(database, "store_timeout_s", DEFAULT_STORE_TIMEOUT_S,
                                  "database", minimum=0.001),
         venue=venue,
+        limits=_limits(_table(doc, "limits")),
         accounts=accounts,
         var_dir=var_dir,
         shutdown_grace_s=_seconds(server, "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S),
@@ -379,6 +394,48 @@ def _unhedged_parallel(batches: Mapping[str, Any]) -> str:
         raise ConfigError(f'batches.unhedged_parallel: must be "hedge_first" or "refuse", '
                           f"not {value!r}")
     return str(value)
+
+
+#: Kite's figures, the venue's defaults: what a paper account meets is what a real one would.
+VENUE_LIMITS = {"rate_limit_per_minute": 200, "rate_limit_per_day": 3000,
+                "modifications_per_order": 25, "read_limit_per_s": 10}
+
+
+def _count(table: Mapping[str, Any], key: str, default: int | None, where: str) -> int | None:
+    """A whole number >= 0 from `table` (0: off, None)."""
+    value = table.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}.{key}: must be a whole number >= 0 (0: off), not {value!r}")
+    return value or None
+
+
+def _venue_limits(venue: Mapping[str, Any]) -> dict[str, int | None]:
+    return {key: _count(venue, key, default, "venue") for key, default in VENUE_LIMITS.items()}
+
+
+def _limits(table: Mapping[str, Any]) -> LimitSettings:
+    defaults = LimitSettings()
+    unknown = set(table) - {f.name for f in attrs.fields(LimitSettings)}
+    if unknown:
+        raise ConfigError(f"limits.{sorted(unknown)[0]}: not a known limit")
+    per_s = _count(table, "orders_per_s", defaults.orders_per_s, "limits")
+    if per_s is None:
+        raise ConfigError("limits.orders_per_s: must be a whole number >= 1")
+    limits = LimitSettings(
+        orders_per_s=per_s,
+        orders_per_minute=_count(table, "orders_per_minute", defaults.orders_per_minute, "limits"),
+        orders_per_day=_count(table, "orders_per_day", defaults.orders_per_day, "limits"),
+        reserve=_count(table, "reserve", defaults.reserve, "limits") or 0,
+        reads_per_s=_count(table, "reads_per_s", defaults.reads_per_s, "limits"),
+    )
+    for key in ("orders_per_minute", "orders_per_day"):
+        limit = getattr(limits, key)
+        if limit is not None and limits.reserve >= limit:
+            raise ConfigError(f"limits.reserve: must be below limits.{key} ({limit}), "
+                              f"not {limits.reserve}")
+    return limits
 
 
 def _pool_size(database: Mapping[str, Any]) -> int:

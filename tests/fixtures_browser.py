@@ -137,7 +137,7 @@ def write_config(directory: Path) -> Path:
         f'[server]\nbind = "127.0.0.1:0"\nadmin_token = "{ADMIN_TOKEN}"\n\n'
         f'[database]\nurl = "sqlite:///{directory}/od.db"\n\n'
         f'[venue]\nbind = "127.0.0.1:0"\nseed = 7\nrate_limit_per_s = 0\n'
-        'state = "memory"\n' + accounts
+        'read_limit_per_s = 0\nstate = "memory"\n' + accounts
     )
     return path
 

@@ -1,11 +1,12 @@
 """A whole orderdesk service in the test's process: `open_service` from a temp TOML.
 
-Paper venue embedded on port 0 (rate limit off, state in memory), SQLite under tmp_path, two
-paper accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into `[server]`
-(`server_toml`), `[venue]` (`venue_toml`: `funds = 500000`, say), `[batches]` (`batches_toml`)
-or an account's table (`account_toml={"primary": 'webhooks = [...]'}`), top-level tables
-after the accounts (`extra_toml`: `[calendar]`); `environ` is what `load_settings` reads
-(secret_env, ...); other keywords go to `open_service`.
+Paper venue embedded on port 0 (order and read limits off, state in memory), SQLite under
+tmp_path, two paper accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into
+`[server]` (`server_toml`), `[venue]` (`venue_toml`: `funds = 500000`, say), `[batches]`
+(`batches_toml`), `[limits]` (`limits_toml`) or an account's table
+(`account_toml={"primary": 'webhooks = [...]'}`), top-level tables after the accounts
+(`extra_toml`: `[calendar]`); `environ` is what `load_settings` reads (secret_env, ...); other
+keywords go to `open_service`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ rate_limit_per_s = 0
 state = "memory"
 {venue_extra}
 
+[limits]
+{limits_extra}
+
 [[accounts]]
 id = "primary"
 broker = "paper"
@@ -68,14 +72,20 @@ def write_config(
     account_toml: Mapping[str, str] | None = None,
     extra_toml: str = "",
     batches_toml: str = "",
+    limits_toml: str = "",
 ) -> Path:
+    # The venue's limits beyond the per-second one are Kite's by default; off here unless a
+    # test sets them (tests read the venue directly, as the same account).
+    for key in ("rate_limit_per_minute", "rate_limit_per_day", "read_limit_per_s"):
+        if key not in venue_toml:
+            venue_toml += f"\n{key} = 0"
     path = tmp_path / "orderdesk.toml"
     database = database or f"sqlite:///{tmp_path}/od.db"
     extra = {f"{a}_extra": (account_toml or {}).get(a, "") for a in TOKENS}
     path.write_text(CONFIG.format(
         admin=ADMIN, metrics=METRICS, database=database, server_extra=server_toml,
-        venue_extra=venue_toml, batches_extra=batches_toml, extra_toml=extra_toml, **extra,
-        **TOKENS
+        venue_extra=venue_toml, batches_extra=batches_toml, limits_extra=limits_toml,
+        extra_toml=extra_toml, **extra, **TOKENS
     ))
     return path
 
@@ -89,13 +99,14 @@ async def open_test_service(
     venue_toml: str = "",
     account_toml: Mapping[str, str] | None = None,
     batches_toml: str = "",
+    limits_toml: str = "",
     environ: Mapping[str, str] | None = None,
     extra_toml: str = "",
     **options: Any,
 ) -> AsyncIterator[Running]:
     path = write_config(tmp_path, database, server_toml=server_toml, venue_toml=venue_toml,
                         account_toml=account_toml, batches_toml=batches_toml,
-                        extra_toml=extra_toml)
+                        limits_toml=limits_toml, extra_toml=extra_toml)
     settings = load_settings(str(path), environ=environ or {})
     async with open_service(settings, **options) as running:
         yield running

@@ -43,6 +43,7 @@ admin_token = "unused"
 
 [venue]
 rate_limit_per_s = 0
+read_limit_per_s = 0
 
 [[accounts]]
 id = "primary"

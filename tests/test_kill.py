@@ -199,8 +199,8 @@ async def test_kill_cancels_at_the_orders_variety(
     real_orders, real_cancel = broker.orders, broker.cancel
     asked: list[tuple[str, str]] = []
 
-    async def orders() -> list[Order]:
-        return [attrs.evolve(o, variety="co") for o in await real_orders()]
+    async def orders(*, max_age_s: float = 0.0) -> list[Order]:
+        return [attrs.evolve(o, variety="co") for o in await real_orders(max_age_s=max_age_s)]
 
     async def cancel(order_id: str, *, variety: str = "regular") -> str:
         asked.append((order_id, variety))

@@ -1,4 +1,4 @@
-"""Credentials and order-rate limits of the venue's accounts.
+"""Credentials of the venue's accounts (their request limits: limits.py).
 
 api_key is `paper` for all; account `<id>` starts with access token `paper-<id>`. Expiring a token
 leaves the account with none until `issue()` hands out `paper-<id>-<n>` (the previous token then
@@ -7,11 +7,7 @@ stops working). A token of an id the venue was not configured with is refused li
 
 from __future__ import annotations
 
-import collections
-
-import trio
-
-from .errors import VenueError, input_error, rate_limited, token_error
+from .errors import VenueError, token_error
 
 API_KEY = "paper"
 KITE_VERSION = "3"
@@ -60,29 +56,3 @@ class Accounts:
         if account is None:
             raise token_error()
         return account
-
-
-class RateLimiter:
-    """At most `per_second` order requests per account in any sliding second (None: no limit)."""
-
-    def __init__(self, per_second: int | None) -> None:
-        if per_second is not None and per_second < 1:
-            raise input_error("rate_limit_per_s must be positive or None")
-        self._limit = per_second
-        self._seen: dict[str, collections.deque[float]] = collections.defaultdict(
-            collections.deque
-        )
-
-    def reset(self) -> None:
-        self._seen.clear()
-
-    def check(self, account: str) -> None:
-        if self._limit is None:
-            return
-        now = trio.current_time()
-        seen = self._seen[account]
-        while seen and seen[0] <= now - 1.0:
-            seen.popleft()
-        if len(seen) >= self._limit:
-            raise rate_limited()
-        seen.append(now)

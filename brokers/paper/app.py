@@ -30,6 +30,12 @@ def create_app(venue: Venue) -> QuartTrio:
         return accounts.authenticate(request.headers.get("Authorization"),
                                      request.headers.get("X-Kite-Version"))
 
+    def reader() -> str:
+        """The account of a read (GET, basket margins): counted against its read limit."""
+        account = authenticate()
+        venue.limits.check_read(account)
+        return account
+
     @app.errorhandler(VenueError)
     async def venue_error(error: VenueError) -> Response:
         return json_response(error.envelope(), error.status)
@@ -57,7 +63,7 @@ def create_app(venue: Venue) -> QuartTrio:
     @app.post("/orders/<variety>")
     async def place_order(variety: str) -> Response:
         account = authenticate()
-        venue.limiter.check(account)
+        venue.limits.check_write(account)
         if venue.faults.count_order():
             raise general_error("Order placement failed at the venue (fault: fail_nth_order); "
                                 "no order was created.")
@@ -67,33 +73,36 @@ def create_app(venue: Venue) -> QuartTrio:
     @app.put("/orders/<variety>/<order_id>")
     async def modify_order(variety: str, order_id: str) -> Response:
         account = authenticate()
-        venue.limiter.check(account)
+        venue.limits.check_modify(order_id)
+        venue.limits.check_write(account)
         check_variety(variety)
-        return ok({"order_id": engine.modify(account, order_id, parse_modify(await form_body()))})
+        modified = engine.modify(account, order_id, parse_modify(await form_body()))
+        venue.limits.count_modify(order_id)
+        return ok({"order_id": modified})
 
     @app.delete("/orders/<variety>/<order_id>")
     async def cancel_order(variety: str, order_id: str) -> Response:
         account = authenticate()
-        venue.limiter.check(account)
+        venue.limits.check_write(account)
         check_variety(variety)
         return ok({"order_id": engine.cancel(account, order_id)})
 
     @app.get("/orders")
     async def list_orders() -> Response:
-        return ok([o.to_kite() for o in engine.orders(authenticate())])
+        return ok([o.to_kite() for o in engine.orders(reader())])
 
     @app.get("/orders/<order_id>")
     async def order_history(order_id: str) -> Response:
-        return ok(engine.order(authenticate(), order_id).history)
+        return ok(engine.order(reader(), order_id).history)
 
     @app.get("/portfolio/positions")
     async def positions() -> Response:
-        rows = [p.to_kite(engine.ltp(p.instrument)) for p in engine.positions(authenticate())]
+        rows = [p.to_kite(engine.ltp(p.instrument)) for p in engine.positions(reader())]
         return ok({"net": rows, "day": rows})
 
     @app.get("/quote/ltp")
     async def ltp() -> Response:
-        authenticate()
+        reader()
         keys = request.args.getlist("i")
         if not keys:
             raise input_error("No instruments given: use ?i=EXCHANGE:TRADINGSYMBOL.")
@@ -107,19 +116,19 @@ def create_app(venue: Venue) -> QuartTrio:
 
     @app.get("/user/margins")
     async def user_margins() -> Response:
-        equity = _equity_margins(venue, authenticate())
+        equity = _equity_margins(venue, reader())
         return ok({"equity": equity, "commodity": _equity_margins(venue, None)})
 
     @app.get("/user/margins/<segment>")
     async def user_margins_segment(segment: str) -> Response:
-        account = authenticate()
+        account = reader()
         if segment not in ("equity", "commodity"):
             raise input_error("Invalid segment: use equity or commodity.")
         return ok(_equity_margins(venue, account if segment == "equity" else None))
 
     @app.post("/margins/basket")
     async def basket_margins() -> Response:
-        account = authenticate()
+        account = reader()
         consider = request.args.get("consider_positions", "false").strip().lower()
         if consider not in ("true", "false"):
             raise input_error("Invalid `consider_positions`: use true or false.")

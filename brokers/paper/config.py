@@ -42,6 +42,12 @@ class VenueConfig:
     rate_limit_per_s: int | None = 10
     #: The app's secret of the login exchange (`POST /session/token` checks the checksum).
     api_secret: str = attrs.field(default="paper", repr=False)
+    # Kite's other limits per user (limits.py); None: off. `orderdesk.toml`'s [venue] defaults
+    # to Kite's figures: 200 a minute, 3,000 a day, 25 modifications, 10 reads a second.
+    rate_limit_per_minute: int | None = None
+    rate_limit_per_day: int | None = None
+    modifications_per_order: int | None = None
+    read_limit_per_s: int | None = None
     require_market_protection: bool = True
     session_open: str = attrs.field(default="00:00", validator=_check_clock)
     session_close: str = attrs.field(default="23:59:59", validator=_check_clock)

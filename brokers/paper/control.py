@@ -5,7 +5,8 @@ Answers use Kite's envelope. `POST /_venue/ltp` `{"NFO:SYMBOL": price}` sets pri
 `GET|POST|DELETE /_venue/faults` (see `faults.py`); `POST /_venue/accounts/<id>/expire` and
 `/token` (-> `{"access_token": "paper-<id>-<n>"}`); `POST /_venue/session`
 `{"open": "HH:MM", "close": "HH:MM"}` or `{"closed": true|false}`; `POST /_venue/reset`;
-`POST /_venue/fill/<order_id>` fills a partially filled order's remainder.
+`POST /_venue/fill/<order_id>` fills a partially filled order's remainder; `GET /_venue/limits`
+-> `{"refused": {limit: count}}`, the requests refused with 429 since start (or reset).
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ def add_control_routes(app: QuartTrio, venue: Venue) -> None:
             engine.session.open, engine.session.close = opens, closes
             engine.session.closed = bool(closed)
         return ok(engine.session.public())
+
+    @app.get("/_venue/limits")
+    async def limits() -> Response:
+        return ok(venue.limits.public())
 
     @app.post("/_venue/reset")
     async def reset() -> Response:

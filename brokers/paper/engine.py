@@ -447,6 +447,8 @@ class Engine:
             self._record(order, OPEN)
         if order.status != OPEN or (order.hold_remainder and event in ("placement", "timer")):
             return
+        if event == "price" and self._delayed(order):
+            return  # fill_delay_ms holds it until its timer, whatever the price does meanwhile
         limit = order.order_type in ("LIMIT", "SL")
         if limit and event != "manual" and not (ltp <= order.price if buy else ltp >= order.price):
             return

@@ -6,7 +6,8 @@
   request was processed: a client that times out has still had its order accepted.
 - `fail_nth_order`: the Nth `POST /orders/...` from now (counted across the venue, every account,
   after authentication) answers 500 GeneralException and creates no order; then the fault clears.
-- `fill_delay_ms`: a fill that would happen at placement waits this long (the order stays OPEN).
+- `fill_delay_ms`: a fill that would happen at placement waits this long (the order stays OPEN,
+  whatever the simulated price does meanwhile).
 - `partial_fill_ratio`: the first fill of an order takes this fraction of its quantity, rounded
   down to the lot (at least one lot; if that is the whole order it fills fully), pushed as an
   UPDATE frame; the remainder stays OPEN and fills at the next price event that finds it

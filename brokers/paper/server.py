@@ -14,13 +14,14 @@ import trio
 from hypercorn.config import Config as HyperConfig
 
 from . import state
-from .accounts import Accounts, RateLimiter
+from .accounts import Accounts
 from .app import create_app
 from .book import Order, postback
 from .config import IST, VenueAddress, VenueConfig
 from .engine import Engine
 from .faults import Faults
 from .instruments import InstrumentMaster, builtin_master, load_csv
+from .limits import RequestLimits
 from .login import RequestTokens
 from .ticker import TickerHub
 
@@ -37,7 +38,12 @@ class Venue:
         self.hub = TickerHub()
         self.accounts = Accounts(config.accounts)
         self.request_tokens = RequestTokens()
-        self.limiter = RateLimiter(config.rate_limit_per_s)
+        self.limits = RequestLimits(
+            writes_per_s=config.rate_limit_per_s, writes_per_minute=config.rate_limit_per_minute,
+            writes_per_day=config.rate_limit_per_day,
+            modifications_per_order=config.modifications_per_order,
+            reads_per_s=config.read_limit_per_s,
+        )
         self.engine = Engine(config, master, self.faults, self._publish)
 
     def _publish(self, account: str, order: Order, status: str) -> None:
@@ -54,7 +60,7 @@ class Venue:
         self.hub.stalled = False
         self.accounts.reset()
         self.request_tokens.reset()
-        self.limiter.reset()
+        self.limits.reset()
 
 
 async def load_master(config: VenueConfig) -> InstrumentMaster:
