@@ -266,8 +266,8 @@ async def websocket_streams(rec: Recorder) -> None:
         await ws.until(_type("snapshot"))
         await ws.until(_type("status"))
     ticket = await rec.http("ticket", "POST", "/accounts/primary/ws-ticket", token=PRIMARY)
-    path = f"{stream}?ticket={ticket.json()['ticket']}"
-    async with rec.websocket("ticket: snapshot", path) as ws:
+    used = f"{stream}?ticket={ticket.json()['ticket']}"
+    async with rec.websocket("ticket: snapshot", used) as ws:
         await ws.until(_type("snapshot"))
     async with rec.websocket("access_token query", f"{stream}?access_token={PRIMARY}") as ws:
         await ws.until(_type("snapshot"))
@@ -275,7 +275,7 @@ async def websocket_streams(rec: Recorder) -> None:
         ("4400 since", f"{stream}?since=abc", PRIMARY),
         ("4401 no token", stream, None),
         ("4401 wrong token", stream, "nope"),
-        ("4401 ticket used", path, None),
+        ("4401 ticket used", used, None),
         ("4403 another account", stream, SECONDARY),
         ("4404 unknown account", "/ws/orders/nobody", PRIMARY),
     ):
@@ -283,8 +283,8 @@ async def websocket_streams(rec: Recorder) -> None:
             await ws.closed()
     other = await rec.http("ticket: secondary", "POST", "/accounts/secondary/ws-ticket",
                            token=SECONDARY)
-    path = f"{stream}?ticket={other.json()['ticket']}"
-    async with rec.websocket("refused: 4403 ticket of another account", path) as ws:
+    foreign = f"{stream}?ticket={other.json()['ticket']}"
+    async with rec.websocket("refused: 4403 ticket of another account", foreign) as ws:
         await ws.closed()
 
 
