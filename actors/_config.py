@@ -21,8 +21,17 @@ class BatchConfig:
     deadline_check_s: float = 0.25  # a last GET /orders/{id} this long before the deadline
     rollback_timeout_s: float = 15.0
     cleanup_grace_s: float = 2.0  # cancelling a reverse still open when the rollback times out
-    reverse_attempts: int = 3
+    reverse_attempts: int = 3  # reverse orders of one leg that may fill nothing
     market_protection: float = -1  # Kite: -1 automatic, 1..100 percent
+    # A reverse where MARKET is refused (or after one was): a LIMIT this many ticks through the
+    # LTP, never further than `limit_band_pct` percent from it (the exchange's band refuses
+    # that). A reverse still working after `reprice_interval_s` is re-priced by modify, each
+    # time `limit_offset_ticks` further, at most `modify_limit_per_order` times (Kite: 25).
+    limit_offset_ticks: int = 2
+    limit_band_pct: float = 2.0
+    reprice_interval_s: float = 1.0
+    modify_limit_per_order: int = 25
+    cancel_retry_s: float = 0.25  # a refused cancel ("being processed") is retried this often
     rate_per_s: float = 10.0  # order writes in any sliding second (Kite: 10)
     rate_burst: int | None = None  # at most this many at once (None: the whole second's worth)
     rate_margin_s: float = 0.05  # a grant counts this much past its second (the trip to Kite)

@@ -326,7 +326,7 @@ class BatchRunner:
     ) -> None:
         try:
             await self.ops.unwind(ctx.actor, ctx.limiter, batch_id, leg, deadline,
-                                  flatten=flatten)
+                                  flatten=flatten, instruments=ctx.instruments)
         except Exception as exc:  # one leg's failure must not stop the others' rollback
             log.exception("rollback of %s failed", leg.tag)
             leg.rollback = _cut_short(leg, f"{type(exc).__name__}: {exc}")

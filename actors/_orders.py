@@ -4,7 +4,9 @@ Placing is never blind: each place call takes a rate-limit token, then runs shie
 timeout; a call that timed out or failed with a 5xx is an unknown outcome, resolved by looking its
 tag up (`GET /orders`), never by re-posting. Following an order absorbs pushes and polls when they
 are silent. Undoing one (`unwind`) cancels it if open, waits for its final state and flattens the
-filled quantity with tagged reverse orders.
+filled quantity with tagged reverse orders (sliced by the freeze quantity; a marketable LIMIT
+re-priced by modify where MARKET is refused or rests: `_reverse.py`). A cancel the broker
+refuses while the order is still working ("being processed") is retried until the deadline.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import math
 import secrets
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import attrs
@@ -34,8 +37,10 @@ from brokers.kite import parse_order
 from store import LegRecord, NotFound, Store, StoreError
 
 from ._config import BatchConfig
+from ._reverse import ReverseMarket
 from ._writes import StoreWrites, Write
 from .account import AccountActor
+from .instruments import InstrumentCache
 from .ratelimit import Priority, RateLimiter
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
@@ -102,6 +107,7 @@ class Leg:
     rollback: dict[str, Any] | None = None
     reverse_filled: int = 0  # filled by reverse orders that are over (final)
     next_attempt: int = 0
+    modifications: int = 0  # modify calls asked for this order (re-pricing a reverse)
     # The reverse order of this leg now working (or whose outcome is unknown); its fills count
     # towards the reversed quantity until it is final and added to `reverse_filled`.
     reverse: Leg | None = None
@@ -121,6 +127,7 @@ class Leg:
         leg.error = detail.get("error")
         leg.status_message = detail.get("status_message")
         leg.rollback = detail.get("rollback")
+        leg.modifications = int(detail.get("modifications") or 0)
         return leg
 
     @property
@@ -176,7 +183,7 @@ class Leg:
     def detail(self) -> dict[str, Any]:
         return {"filled_quantity": self.filled, "average_price": self.average_price,
                 "error": self.error, "status_message": self.status_message,
-                "rollback": self.rollback}
+                "rollback": self.rollback, "modifications": self.modifications}
 
     def as_result(self) -> dict[str, Any]:
         return {"index": self.index, "order_id": self.order_id, "tag": self.tag,
@@ -317,18 +324,31 @@ class OrderOps:
     async def cancel_and_settle(
         self, actor: AccountActor, limiter: RateLimiter, leg: Leg,
         updates: trio.MemoryReceiveChannel[Order], deadline: float,
-    ) -> None:
-        """Cancel an open order and wait for its final state (a fill may win the race)."""
+    ) -> str | None:
+        """Cancel an open order (at its variety) and wait for its final state (a fill may win
+        the race). A refused or unanswered cancel is asked again every `cancel_retry_s` while
+        the order is still working (Kite refuses one while the order "is being processed").
+        Returns the last refusal, None when the cancel went through or was not needed."""
         with trio.move_on_at(deadline):
             await self.refresh(actor, leg)
-        if leg.is_final or leg.order_id is None:
-            return
-        try:
-            await self.write(limiter, Priority.ROLLBACK, actor.broker.cancel, leg.order_id,
-                             deadline=deadline)
-        except (OrderRejected, BrokerUnavailable) as exc:
-            log.info("cancel of %s: %s; waiting for its final state", leg.order_id, exc)
+        error = None
+        cancel = partial(actor.broker.cancel, variety=leg.request.variety)
+        while not leg.is_final and leg.order_id is not None:
+            try:
+                await self.write(limiter, Priority.ROLLBACK, cancel, leg.order_id,
+                                 deadline=deadline)
+            except (OrderRejected, BrokerUnavailable) as exc:
+                error = str(exc)
+                log.info("cancel of %s: %s; waiting for its final state", leg.order_id, exc)
+                retry_at = trio.current_time() + self._config.cancel_retry_s
+                if retry_at < deadline:
+                    await self.follow(actor, leg, updates, retry_at)
+                    continue
+            else:
+                error = None
+            break
         await self.follow(actor, leg, updates, deadline)
+        return error
 
     async def find_late(
         self, actor: AccountActor, leg: Leg, updates: trio.MemoryReceiveChannel[Order],
@@ -357,7 +377,7 @@ class OrderOps:
         return True
 
     async def settle(
-        self, actor: AccountActor, limiter: RateLimiter, batch_id: str, leg: Leg,
+        self, actor: AccountActor, limiter: RateLimiter, batch_id: str | None, leg: Leg,
         updates: trio.MemoryReceiveChannel[Order], deadline: float,
         find_until: float | None = None,
     ) -> bool:
@@ -378,7 +398,7 @@ class OrderOps:
 
     async def unwind(
         self, actor: AccountActor, limiter: RateLimiter, batch_id: str, leg: Leg,
-        deadline: float, *, flatten: bool = True,
+        deadline: float, *, flatten: bool = True, instruments: InstrumentCache | None = None,
     ) -> None:
         """Roll one leg back: cancel it if open, wait for its final state, then flatten the
         filled quantity with tagged reverse orders. Sets `leg.rollback`.
@@ -388,7 +408,8 @@ class OrderOps:
         exposure is unknown and the rollback fails naming its tag, never "none". Reverse
         orders are followed until that time too, so that cancelling one still working fits in
         the rollback. `flatten=False` cancels and settles but keeps the filled quantity
-        (a hedge kept because the legs it hedges could not be undone)."""
+        (a hedge kept because the legs it hedges could not be undone). `instruments` gives
+        reverse orders their tick size and freeze quantity."""
         # "in_progress" until decided: a rollback cut off by its hard deadline reads as failed.
         rb: dict[str, Any] = {"action": "in_progress", "order_id": None, "status": None,
                               "filled": leg.reversed_qty, "remaining": 0}
@@ -426,51 +447,80 @@ class OrderOps:
                 rb["action"] = "cancelled" if cancelled else "none"
             await self.save_leg(batch_id, leg)
             return
-        await self._flatten(actor, limiter, batch_id, leg, deadline, rb)
+        market = ReverseMarket(actor, limiter, instruments, self._config)
+        await self.flatten(actor, market, batch_id, leg, deadline, rb)
         if rb["action"] == "in_progress":
             rb["action"] = "cancelled" if cancelled else "none"
         await self.save_leg(batch_id, leg)
 
-    async def _flatten(
-        self, actor: AccountActor, limiter: RateLimiter, batch_id: str, leg: Leg,
-        deadline: float, rb: dict[str, Any],
+    async def flatten(
+        self, actor: AccountActor, market: ReverseMarket, batch_id: str | None, leg: Leg,
+        deadline: float, rb: dict[str, Any], *, tag_of: Callable[[int], str] | None = None,
+        on_reverse: Callable[[Leg], None] | None = None,
     ) -> None:
-        """Reverse orders until the leg's filled quantity is undone. A reverse is followed
-        until `deadline - cleanup_grace_s`, then cancelled and settled by `deadline`; while
-        one is working (or its POST's outcome is unknown) no other is sent, and its fills
-        count as they come (`leg.reverse`), so a rollback cut short still names it."""
+        """Reverse orders until the leg's filled quantity is undone, one at a time, each at
+        most the freeze quantity. A reverse is a MARKET order with protection; once one was
+        refused at its POST, a marketable LIMIT. A working reverse is followed (and re-priced, see
+        `ReverseMarket.chase`) until `deadline - cleanup_grace_s`, then cancelled and settled
+        by `deadline`; while one is working (or its POST's outcome is unknown) no other is
+        sent, and its fills count as they come (`leg.reverse`), so a rollback cut short still
+        names it. Up to `reverse_attempts` reverses may fill nothing.
+
+        The kill switch flattens a position through here as a leg that filled the position
+        (`batch_id` None: nothing stored), with tags of its own (`tag_of(attempt)`);
+        `on_reverse` sees each reverse once it is over."""
+        limiter = market.limiter
         follow_until = deadline - self._config.cleanup_grace_s
         last: Leg | None = leg.reverse
         if leg.reverse is not None:  # found working (recovery): settle it before anything else
             with actor.watch(leg.reverse.tag) as updates:
                 await self.settle(actor, limiter, batch_id, leg.reverse, updates, deadline)
             self._close_reverse(leg)
+        failures, as_limit = 0, False
         while (leg.reverse is None and leg.exposure > 0
-               and leg.next_attempt < self._config.reverse_attempts
+               and failures < self._config.reverse_attempts
                and trio.current_time() < follow_until):
             attempt = leg.next_attempt
             leg.next_attempt += 1
-            tag = reverse_tag(leg.tag, attempt)
+            tag = tag_of(attempt) if tag_of is not None else reverse_tag(leg.tag, attempt)
             request = reverse_request(leg.request, leg.exposure, tag,
                                       self._config.market_protection)
+            request = attrs.evolve(request, quantity=min(leg.exposure,
+                                                         await market.slice_size(request)))
             reverse = last = leg.reverse = Leg(reverse_index(leg.index, attempt), tag, request)
             with actor.watch(tag) as updates:
                 try:
+                    if as_limit:
+                        reverse.request = await market.as_limit(
+                            request, self._config.limit_offset_ticks)
                     await self.send(actor, limiter, batch_id, reverse, Priority.ROLLBACK,
                                     deadline)
                 except OrderRejected as exc:
                     reverse.status, reverse.error = "REJECTED", exc.message
                 except (UnknownOutcome, BrokerError) as exc:
                     reverse.error = str(exc)
+                    if not reverse.sent:
+                        reverse.status = "NOT_PLACED"
                 if reverse.unknown:  # it may still land: never send another meanwhile
                     await self.find_late(actor, reverse, updates, follow_until)
                 rb.update(order_id=reverse.order_id, status=reverse.status)  # the one working
                 if reverse.order_id is not None and not reverse.is_final:
-                    await self.follow(actor, reverse, updates, follow_until)
+                    await market.chase(self, reverse, updates, follow_until)
                     if not reverse.is_final:  # never leave a reverse working unseen
                         await self.cancel_and_settle(actor, limiter, reverse, updates, deadline)
             await self.save_leg(batch_id, reverse)
+            if reverse.modifications:  # re-priced: how often (Kite allows 25 per order)
+                rb["modifications"] = rb.get("modifications", 0) + reverse.modifications
+            if on_reverse is not None:
+                on_reverse(reverse)
             self._close_reverse(leg)
+            failures += reverse.filled == 0
+            if (reverse.status == "REJECTED" and reverse.order_id is None
+                    and reverse.request.order_type == "MARKET"):
+                # Refused at the POST (no trades, a stock option): a LIMIT from now on. One
+                # the broker took and then rejected (margin, RMS) is final, as before.
+                as_limit = True
+                continue
             if reverse.status == "REJECTED" or reverse.order_id is None:
                 break
         self.reverse_outcome(leg, rb, last)
@@ -522,9 +572,11 @@ class OrderOps:
             log.warning("reverse %s goes out before its row is stored (the store is slow); the "
                         "write is retried until stored, recovery finds it by its tag", leg.tag)
 
-    async def save_leg(self, batch_id: str, leg: Leg, *, bound: float = 0.0) -> bool:
+    async def save_leg(self, batch_id: str | None, leg: Leg, *, bound: float = 0.0) -> bool:
         """Write the leg's state as it is now, retried until stored (a later state supersedes
-        it); True when stored within `bound` seconds."""
+        it); True when stored within `bound` seconds. Nothing to store without a batch."""
+        if batch_id is None:
+            return True
         return await self._writes.write((batch_id, leg.index), self._leg_write(batch_id, leg),
                                         bound)
 

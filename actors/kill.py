@@ -2,10 +2,11 @@
 
 Runs after the coordinator has stopped the account's batches and waited for every unfinished one
 (and every recovery) to finish its rollback; the symbols of one still unfinished when that wait
-ran out are left alone (`busy`) and named in the report. It uses the same primitives as a
-rollback: rate-limited at rollback priority, tagged reverse orders (`od` + id + position number +
-`K` + slice), each followed to its final state. Slicing by the freeze quantity needs the
-instrument master; without it each position is flattened by one unsliced order.
+ran out are left alone (`busy`) and named in the report. Each position is flattened by the
+rollback's own unwind (`OrderOps.flatten`): rate-limited at rollback priority, tagged reverse
+orders (`od` + id + position number + `K` + attempt) sliced by the freeze quantity, a marketable
+LIMIT re-priced by modify where MARKET is refused or rests, each followed to its final state.
+Slicing needs the instrument master; without it each position goes out as one order.
 
 The report's status is "done" only when nothing is left: no position, no order still open (a
 cancel or a flattening order not final by the deadline), no symbol left alone, no broker error;
@@ -19,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence, Set
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -27,16 +27,14 @@ import trio
 from brokers.base import (
     FINAL_STATUSES,
     BrokerError,
-    BrokerUnavailable,
     Order,
-    OrderRejected,
     OrderRequest,
     Position,
 )
 from store import AuditEntry, StoreError
 
-from .batch import Leg, UnknownOutcome, new_batch_id
-from .ratelimit import Priority
+from ._reverse import ReverseMarket
+from .batch import Leg, new_batch_id
 
 if TYPE_CHECKING:
     from .batch import BatchCoordinator, _Account
@@ -142,23 +140,12 @@ async def _cancel(
                            variety=order.variety)
     leg = Leg(0, order.tag or "", request, order.order_id, sent=True)
     leg.absorb(order)
-    ops, actor = coordinator.ops, ctx.actor
-    error = None
-    with actor.watch(order.order_id) as updates:
-        await ops.refresh(actor, leg)
-        if not leg.is_final:
-            try:
-                await ops.write(ctx.limiter, Priority.ROLLBACK,
-                                partial(actor.broker.cancel, variety=order.variety),
-                                order.order_id, deadline=deadline)
-            except (OrderRejected, BrokerUnavailable) as exc:
-                # Refused (it completed meanwhile?) or unknown: its final state tells.
-                error = str(exc)
-                log.info("kill: cancel of %s: %s; waiting for its final state",
-                         order.order_id, exc)
-            except BrokerError as exc:
-                error = str(exc)
-            await ops.follow(actor, leg, updates, deadline)
+    with ctx.actor.watch(order.order_id) as updates:
+        try:
+            error = await coordinator.ops.cancel_and_settle(ctx.actor, ctx.limiter, leg,
+                                                            updates, deadline)
+        except BrokerError as exc:
+            error = str(exc)
     report["cancelled"].append({"order_id": order.order_id, "status": leg.status,
                                 "filled_quantity": leg.filled, "error": error})
 
@@ -167,38 +154,27 @@ async def _flatten(
     coordinator: BatchCoordinator, ctx: _Account, kill_id: str, n: int, position: Position,
     deadline: float, report: dict[str, Any],
 ) -> None:
-    side = "SELL" if position.quantity > 0 else "BUY"
-    remaining = abs(position.quantity)
-    info = ctx.instruments.get(position.exchange, position.tradingsymbol)
-    size = remaining
-    if info is not None and info.freeze_quantity:
-        size = max(info.lot_size, info.freeze_quantity // info.lot_size * info.lot_size)
+    """The rollback's unwind (`OrderOps.flatten`) of a leg that bought (or sold) the position:
+    sliced by the freeze quantity, a marketable LIMIT where MARKET is refused, re-priced."""
+    side = "BUY" if position.quantity > 0 else "SELL"
+    quantity = abs(position.quantity)
+    request = OrderRequest(position.tradingsymbol, position.exchange, side, "MARKET",
+                           quantity, position.product)
+    held = Leg(n, f"od{kill_id}{n:02d}K", request, status="COMPLETE", filled=quantity)
     done: dict[str, Any] = {"tradingsymbol": position.tradingsymbol,
                             "exchange": position.exchange, "product": position.product,
                             "quantity": position.quantity, "orders": []}
     report["flattened"].append(done)
-    part = 0
-    while remaining > 0 and part < 10:
-        tag = f"od{kill_id}{n:02d}K{part}"
-        request = OrderRequest(position.tradingsymbol, position.exchange, side, "MARKET",
-                               min(size, remaining), position.product, tag=tag,
-                               market_protection=coordinator.config.market_protection)
-        leg = Leg(part, tag, request)
-        part += 1
-        with ctx.actor.watch(tag) as updates:
-            try:
-                await coordinator.ops.send(ctx.actor, ctx.limiter, None, leg, Priority.ROLLBACK,
-                                           deadline)
-                await coordinator.ops.follow(ctx.actor, leg, updates, deadline)
-                if not leg.is_final:
-                    await coordinator.ops.cancel_and_settle(
-                        ctx.actor, ctx.limiter, leg, updates,
-                        trio.current_time() + coordinator.config.cleanup_grace_s,
-                    )
-            except (BrokerError, UnknownOutcome) as exc:
-                leg.error = str(exc)
-        done["orders"].append({"order_id": leg.order_id, "tag": tag, "status": leg.status,
-                               "filled_quantity": leg.filled, "error": leg.error})
-        remaining -= leg.filled
-        if leg.filled == 0:
-            break
+
+    def record(reverse: Leg) -> None:
+        done["orders"].append({"order_id": reverse.order_id, "tag": reverse.tag,
+                               "status": reverse.status, "filled_quantity": reverse.filled,
+                               "order_type": reverse.request.order_type,
+                               "modifications": reverse.modifications,
+                               "error": reverse.error})
+
+    market = ReverseMarket(ctx.actor, ctx.limiter, ctx.instruments, coordinator.config)
+    rb: dict[str, Any] = {}
+    await coordinator.ops.flatten(ctx.actor, market, None, held, deadline, rb,
+                                  tag_of=lambda attempt: f"od{kill_id}{n:02d}K{attempt}",
+                                  on_reverse=record)

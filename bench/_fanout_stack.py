@@ -53,6 +53,7 @@ class Target:
     subscriber: Callable[[str], Subscriber]
     pid: int | None
     has_seq: bool
+    http_url: str | None = None  # its HTTP API, where it has one
 
 
 def free_port() -> int:
@@ -131,14 +132,16 @@ async def open_venue(work: Path, accounts: Sequence[str]) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def open_orderdesk(
-    work: Path, venue_rest: str, accounts: Sequence[str]
+    work: Path, venue_rest: str, accounts: Sequence[str], database_url: str | None = None
 ) -> AsyncIterator[Target]:
-    """`orderdesk serve` on a fresh SQLite file, one paper account per id, against the venue."""
+    """`orderdesk serve`, one paper account per id, against the venue; its store at
+    `database_url` (default: a fresh SQLite file)."""
     port = free_port()
     config = work / f"orderdesk-{port}.toml"
+    database_url = database_url or f"sqlite:///{work}/orderdesk-{port}.db"
     config.write_text(
         f'[server]\nbind = "127.0.0.1:{port}"\nadmin_token = "{ADMIN_TOKEN}"\n\n'
-        f'[database]\nurl = "sqlite:///{work}/orderdesk-{port}.db"\n\n'
+        f'[database]\nurl = "{database_url}"\n\n'
         + _accounts_toml(accounts, venue_rest)
     )
     base = f"http://127.0.0.1:{port}"
@@ -161,7 +164,7 @@ async def open_orderdesk(
         lambda: _http_ok(f"{base}/health", all_connected),
         env={"ORDERDESK_VAR": str(work / "var")},
     ) as proc:
-        yield Target("orderdesk", subscriber, proc.pid, has_seq=True)
+        yield Target("orderdesk", subscriber, proc.pid, has_seq=True, http_url=base)
 
 
 @asynccontextmanager

@@ -12,7 +12,6 @@ Postgres runs in its own throwaway database (created on the server of --postgres
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import secrets
 import statistics
@@ -21,12 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
 import attrs
 import trio
 import trio_asyncio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # ahead of bench/: the package
+
+from _pg import throwaway_database  # noqa: E402
 
 from store import Store, open_store  # noqa: E402
 
@@ -93,17 +93,6 @@ async def bench(url: str) -> None:
             print(json.dumps(await run_scenario(store, scenario, run_id)), flush=True)
 
 
-def _admin(server: str, statement: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(server, timeout=5)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
@@ -117,12 +106,8 @@ def main() -> None:
 
     if args.skip_postgres:
         return
-    name = f"orderdesk_bench_{secrets.token_hex(4)}"
-    _admin(args.postgres, f'CREATE DATABASE "{name}"')
-    try:
-        trio.run(bench, f"{args.postgres.rpartition('/')[0]}/{name}")
-    finally:
-        _admin(args.postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(args.postgres, "orderdesk_bench") as url:
+        trio.run(bench, url)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class Order:
     cancelled_quantity: int = 0
     fills: int = 0
     hold_remainder: bool = False  # a partial fill's remainder waits for a price event
+    rests_at_edge: bool = False  # a protected MARKET resting at its band edge (liquidity.py)
     history: list[dict[str, Any]] = attrs.field(factory=list)
 
     @property

@@ -13,6 +13,9 @@ Matching rules:
   SELL: LTP <= trigger), then go OPEN (pushed) and behave as LIMIT / MARKET.
 - IOC orders not filled at placement are cancelled. TTL is treated as DAY.
 - Faults (`faults.py`) may delay or split fills; a modification is not margin-checked again.
+- Kite's refusals on thin contracts (MARKET refused, price band, protected MARKET resting at its
+  band edge, cancels refused while "being processed") and the limit of 25 modifications per
+  order are in `liquidity.py`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import margins
+from . import liquidity, margins
 from .book import (
     CANCELLED,
     COMPLETE,
@@ -93,6 +96,7 @@ class Engine:
         self._changed = trio.Event()
         self._timers: list[tuple[float, int, str]] = []
         self._wake = trio.Event()
+        self._touched: dict[str, float] = {}  # order id -> trio time of placement / last modify
 
     # ---- the clock: price steps and delayed fills -------------------------------------------
 
@@ -116,6 +120,7 @@ class Engine:
         self._orders.clear()
         self._positions.clear()
         self._timers.clear()
+        self._touched.clear()
         self.prices.reset()
         self.session = Session(self.config.session_open, self.config.session_close)
         self._changed.set()
@@ -168,6 +173,8 @@ class Engine:
         if (self.config.require_market_protection and req.order_type in ("MARKET", "SL-M")
                 and req.market_protection == 0):
             raise input_error(PROTECTION_MESSAGE)
+        liquidity.check_market(self.faults, instrument, req.order_type)
+        liquidity.check_band(self.faults, self.ltp(instrument), req.order_type, req.price)
         now = dt.datetime.now(IST)
         order = Order(
             account=account, instrument=instrument, order_id=self.ids.next(now),
@@ -180,6 +187,8 @@ class Engine:
             disclosed_quantity=req.disclosed_quantity,
         )
         self._orders[order.order_id] = order
+        self._touched[order.order_id] = trio.current_time()
+        self._rest_if_protected(order)
         self._record(order, "PUT ORDER REQ RECEIVED")
         self._record(order, "VALIDATION PENDING")
         if self.faults.rejects(instrument.exchange, instrument.tradingsymbol):
@@ -208,6 +217,7 @@ class Engine:
     def modify(self, account: str, order_id: str, req: ModifyRequest) -> str:
         order = self._live_order(account, order_id, "modified")
         self._check_session()
+        liquidity.check_modifications(order.history)
         order_type = req.order_type or order.order_type
         quantity = req.quantity if req.quantity is not None else order.quantity
         price = req.price if req.price is not None else order.price
@@ -223,6 +233,8 @@ class Engine:
         if (self.config.require_market_protection and order_type in ("MARKET", "SL-M")
                 and protection == 0):
             raise input_error(PROTECTION_MESSAGE)
+        liquidity.check_market(self.faults, order.instrument, order_type)
+        liquidity.check_band(self.faults, self.ltp(order.instrument), order_type, price)
         was_waiting = order.status == TRIGGER_PENDING or order.order_type not in ("SL", "SL-M")
         self._record(order, "MODIFY VALIDATION PENDING")
         self._record(order, "MODIFY PENDING")
@@ -234,6 +246,8 @@ class Engine:
         if req.disclosed_quantity is not None:
             order.disclosed_quantity = req.disclosed_quantity
         order.modified = True
+        self._touched[order.order_id] = trio.current_time()
+        self._rest_if_protected(order)
         order.exchange_update_timestamp = timestamp()
         self._record(order, MODIFIED)
         stop = order.order_type in ("SL", "SL-M")
@@ -244,6 +258,7 @@ class Engine:
 
     def cancel(self, account: str, order_id: str) -> str:
         order = self._live_order(account, order_id, "cancelled")
+        liquidity.check_cancel(self.faults, self._touched.get(order_id), trio.current_time())
         self._cancel(order)
         return order.order_id
 
@@ -404,6 +419,16 @@ class Engine:
         order.exchange_update_timestamp = timestamp()
         self._record(order, CANCELLED)
 
+    def _rest_if_protected(self, order: Order) -> None:
+        """`rest_protected_market`: a protected MARKET order becomes a LIMIT at its band edge."""
+        edge = None
+        if order.order_type == "MARKET":
+            edge = liquidity.resting_price(self.faults, order.instrument, order.transaction_type,
+                                           self.ltp(order.instrument), order.market_protection)
+        order.rests_at_edge = edge is not None
+        if edge is not None:
+            order.price = edge
+
     def _delayed(self, order: Order) -> bool:
         return any(order_id == order.order_id for _, _, order_id in self._timers)
 
@@ -425,10 +450,14 @@ class Engine:
         limit = order.order_type in ("LIMIT", "SL")
         if limit and event != "manual" and not (ltp <= order.price if buy else ltp >= order.price):
             return
+        if (order.rests_at_edge and event != "manual"
+                and not liquidity.reached(order.transaction_type, ltp, order.price)):
+            return
         if event == "placement" and self.faults.fill_delay_ms:
             self._schedule(order, self.faults.fill_delay_ms / 1000)
             return
-        price = order.price if limit and event in ("price", "manual") else ltp
+        at_limit = (limit or order.rests_at_edge) and event in ("price", "manual")
+        price = order.price if at_limit else ltp
         remaining = order.quantity - order.filled_quantity
         quantity = remaining
         ratio = self.faults.partial_fill_ratio

@@ -18,6 +18,17 @@
 - `drop_ticker`: an action, not a state: closes every ticker socket once (code 1011).
 - `stall_ticker`: ticker sockets, existing and new, send nothing (no frames, no heartbeats) and
   stay open until cleared; order frames produced meanwhile are discarded, as on a dead link.
+
+Kite's refusals on thin contracts (see `liquidity.py`):
+
+- `reject_market_symbols`: a MARKET (or SL-M) order for these symbols is refused at the POST with
+  Kite's message for contracts with no trades ("... Try placing a LIMIT order.").
+- `rest_protected_market`: a MARKET order with market protection finds nobody at the LTP: it
+  becomes a LIMIT at the edge of its protection band and rests until the LTP reaches that edge.
+- `cancel_refused_ms`: a cancel within this many ms of the order's placement (or its last
+  modification) is refused, "being processed".
+- `price_band_pct`: a LIMIT or SL price more than this many percent from the LTP is refused with
+  Kite's circuit-limit message (0: no band).
 """
 
 from __future__ import annotations
@@ -32,7 +43,8 @@ from .errors import input_error
 
 _KNOWN = frozenset({
     "reject_symbols", "latency_ms", "fail_nth_order", "fill_delay_ms", "partial_fill_ratio",
-    "drop_ticker", "stall_ticker", "drop_order_frames_ratio",
+    "drop_ticker", "stall_ticker", "drop_order_frames_ratio", "reject_market_symbols",
+    "rest_protected_market", "cancel_refused_ms", "price_band_pct",
 })
 
 
@@ -45,6 +57,10 @@ class Faults:
     partial_fill_ratio: float = 0.0
     stall_ticker: bool = False
     drop_order_frames_ratio: float = 0.0
+    reject_market_symbols: frozenset[str] = frozenset()
+    rest_protected_market: bool = False
+    cancel_refused_ms: int = 0
+    price_band_pct: float = 0.0
     orders_seen: int = 0  # POSTs counted since fail_nth_order was set
     frames_seen: int = 0  # order frames counted since drop_order_frames_ratio was set
 
@@ -54,6 +70,9 @@ class Faults:
 
     def rejects(self, exchange: str, tradingsymbol: str) -> bool:
         return bool({tradingsymbol, f"{exchange}:{tradingsymbol}"} & self.reject_symbols)
+
+    def rejects_market(self, exchange: str, tradingsymbol: str) -> bool:
+        return bool({tradingsymbol, f"{exchange}:{tradingsymbol}"} & self.reject_market_symbols)
 
     def count_order(self) -> bool:
         """Count one order POST; True when this is the one to fail."""
@@ -84,6 +103,10 @@ class Faults:
             "partial_fill_ratio": self.partial_fill_ratio,
             "stall_ticker": self.stall_ticker,
             "drop_order_frames_ratio": self.drop_order_frames_ratio,
+            "reject_market_symbols": sorted(self.reject_market_symbols),
+            "rest_protected_market": self.rest_protected_market,
+            "cancel_refused_ms": self.cancel_refused_ms,
+            "price_band_pct": self.price_band_pct,
         }
 
 
@@ -99,10 +122,15 @@ class FaultUpdate:
     drop_ticker: bool = False
     stall_ticker: bool | None = None
     drop_order_frames_ratio: float | None = None
+    reject_market_symbols: frozenset[str] | None = None
+    rest_protected_market: bool | None = None
+    cancel_refused_ms: int | None = None
+    price_band_pct: float | None = None
 
     def apply(self, faults: Faults) -> None:
         for name in ("reject_symbols", "latency_ms", "fill_delay_ms", "partial_fill_ratio",
-                     "stall_ticker"):
+                     "stall_ticker", "reject_market_symbols", "rest_protected_market",
+                     "cancel_refused_ms", "price_band_pct"):
             value = getattr(self, name)
             if value is not None:
                 setattr(faults, name, value)
@@ -120,13 +148,18 @@ def parse_faults(body: Any) -> FaultUpdate:
     unknown = set(body) - _KNOWN
     if unknown:
         raise input_error(f"Unknown faults: {sorted(map(str, unknown))}.")
-    symbols = body.get("reject_symbols")
-    if symbols is not None and (
-        not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols)
-    ):
-        raise input_error("`reject_symbols` must be a list of symbols.")
+    symbols = _symbols(body, "reject_symbols")
+    market_symbols = _symbols(body, "reject_market_symbols")
+    band = body.get("price_band_pct")
+    if band is not None and (not _is_number(band) or not math.isfinite(band)
+                             or not 0 <= band <= 100):
+        raise input_error("`price_band_pct` must be a number from 0 to 100.")
     return FaultUpdate(
-        reject_symbols=frozenset(symbols) if symbols is not None else None,
+        reject_symbols=symbols,
+        reject_market_symbols=market_symbols,
+        rest_protected_market=_flag(body, "rest_protected_market"),
+        cancel_refused_ms=_millis(body, "cancel_refused_ms"),
+        price_band_pct=float(band) if band is not None else None,
         latency_ms=_millis(body, "latency_ms"),
         fail_nth_order=_millis(body, "fail_nth_order"),
         fill_delay_ms=_millis(body, "fill_delay_ms"),
@@ -135,6 +168,15 @@ def parse_faults(body: Any) -> FaultUpdate:
         stall_ticker=_flag(body, "stall_ticker"),
         drop_order_frames_ratio=_ratio(body, "drop_order_frames_ratio"),
     )
+
+
+def _symbols(body: Mapping[str, Any], name: str) -> frozenset[str] | None:
+    symbols = body.get(name)
+    if symbols is None:
+        return None
+    if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+        raise input_error(f"`{name}` must be a list of symbols.")
+    return frozenset(symbols)
 
 
 def _is_number(value: Any) -> bool:
