@@ -8,20 +8,19 @@ from collections.abc import Sequence
 import asyncpg
 
 from ._postgres_bridge import PostgresPart
-from ._rows import LEG_COLUMNS, batch_from_row, leg_from_row, leg_values
+from ._rows import batch_from_row, leg_from_row, leg_values
+from ._sql import BATCH_BY_ID, BATCH_BY_KEY, INSERT_BATCH, INSERT_LEG
 from .base import (
     FINAL_BATCH_STATUSES,
     BatchRecord,
     BatchWithLegs,
     IdempotencyConflict,
-    Json,
     LegRecord,
     NotFound,
     StoreError,
 )
 
 _FINAL = sorted(FINAL_BATCH_STATUSES)
-_INSERT_LEG = f"INSERT INTO batch_legs ({LEG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 
 async def _batches_with_legs(
@@ -39,7 +38,7 @@ async def _batches_with_legs(
 
 
 class PostgresBatches(PostgresPart):
-    """The batch methods of the `Store`."""
+    """The batch methods of the `Store` (the updates are `SharedQueries`)."""
 
     async def create_batch(self, batch: BatchRecord, legs: Sequence[LegRecord]) -> None:
         """Write the batch and its legs; `IdempotencyConflict` if its key is already taken."""
@@ -47,10 +46,7 @@ class PostgresBatches(PostgresPart):
         async def q(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
                 inserted = await conn.fetchval(
-                    "INSERT INTO batches (batch_id, account, idempotency_key, request_hash,"
-                    " request, status, result, created_at, updated_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                    " ON CONFLICT (account, idempotency_key) DO NOTHING RETURNING batch_id",
+                    INSERT_BATCH.postgres,
                     batch.batch_id,
                     batch.account,
                     batch.idempotency_key,
@@ -63,61 +59,24 @@ class PostgresBatches(PostgresPart):
                 )
                 if inserted is None:
                     row = await conn.fetchrow(
-                        "SELECT * FROM batches WHERE account = $1 AND idempotency_key = $2",
-                        batch.account,
-                        batch.idempotency_key,
+                        BATCH_BY_KEY.postgres, batch.account, batch.idempotency_key
                     )
                     if row is None:  # purged between the two statements: let the caller retry
                         raise StoreError("idempotency conflict with a batch that vanished")
                     [(existing, existing_legs)] = await _batches_with_legs(conn, [row])
                     raise IdempotencyConflict(existing, existing_legs)
                 await conn.executemany(
-                    _INSERT_LEG, [leg_values(leg, batch.created_at) for leg in legs]
+                    INSERT_LEG.postgres, [leg_values(leg, batch.created_at) for leg in legs]
                 )
 
         await self._call(q)
-
-    async def update_batch(self, batch_id: str, *, status: str, result: Json | None = None) -> None:
-        """Set the batch status (and result, when given)."""
-        await self._update_one(
-            f"no batch {batch_id}",
-            "UPDATE batches SET status = $2, result = coalesce($3, result), updated_at = $4"
-            " WHERE batch_id = $1",
-            batch_id,
-            status,
-            result,
-            time.time(),
-        )
-
-    async def update_leg(
-        self,
-        batch_id: str,
-        index: int,
-        *,
-        status: str,
-        order_id: str | None = None,
-        detail: Json | None = None,
-    ) -> None:
-        """Set a leg's status; order_id/detail are kept when not given (detail is replaced)."""
-        await self._update_one(
-            f"no leg {index} in batch {batch_id}",
-            "UPDATE batch_legs SET status = $3, order_id = coalesce($4, order_id),"
-            " detail = coalesce($5, detail), updated_at = $6"
-            " WHERE batch_id = $1 AND idx = $2",
-            batch_id,
-            index,
-            status,
-            order_id,
-            detail,
-            time.time(),
-        )
 
     async def add_leg(self, leg: LegRecord) -> None:
         """Add a leg to an existing batch (a reverse or retry order, with its own index/tag)."""
 
         async def q(conn: asyncpg.Connection) -> None:
             try:
-                await conn.execute(_INSERT_LEG, *leg_values(leg, time.time()))
+                await conn.execute(INSERT_LEG.postgres, *leg_values(leg, time.time()))
             except asyncpg.ForeignKeyViolationError as exc:
                 raise NotFound(f"no batch {leg.batch_id}") from exc
 
@@ -127,7 +86,7 @@ class PostgresBatches(PostgresPart):
         """The batch and its legs (by index), or None."""
 
         async def q(conn: asyncpg.Connection) -> BatchWithLegs | None:
-            row = await conn.fetchrow("SELECT * FROM batches WHERE batch_id = $1", batch_id)
+            row = await conn.fetchrow(BATCH_BY_ID.postgres, batch_id)
             found = await _batches_with_legs(conn, [row] if row else [])
             return found[0] if found else None
 
@@ -137,11 +96,7 @@ class PostgresBatches(PostgresPart):
         """The batch that holds this idempotency key, or None."""
 
         async def q(conn: asyncpg.Connection) -> BatchWithLegs | None:
-            row = await conn.fetchrow(
-                "SELECT * FROM batches WHERE account = $1 AND idempotency_key = $2",
-                account,
-                idempotency_key,
-            )
+            row = await conn.fetchrow(BATCH_BY_KEY.postgres, account, idempotency_key)
             found = await _batches_with_legs(conn, [row] if row else [])
             return found[0] if found else None
 

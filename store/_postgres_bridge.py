@@ -17,8 +17,11 @@ from typing import Any, TypeVar
 import asyncpg
 import trio_asyncio
 
+from ._rows import Row
+from ._shared_queries import SharedQueries
+from ._sql import Statement
 from ._util import unwrapped_groups
-from .base import NotFound, StoreError, StoreUnavailable
+from .base import Json, NotFound, StoreError, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -37,8 +40,9 @@ async def current_or_own_loop(stack: AsyncExitStack) -> asyncio.AbstractEventLoo
     return loop
 
 
-class PostgresPart:
-    """Base of the parts of `PostgresStore`: holds the pool and the loop; `_call` crosses."""
+class PostgresPart(SharedQueries):
+    """Base of the parts of `PostgresStore`: holds the pool and the loop; `_call` crosses.
+    Its primitives for `SharedQueries` cross once per statement."""
 
     def __init__(self, pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop) -> None:
         self._pool = pool
@@ -62,11 +66,35 @@ class PostgresPart:
         except (OSError, TimeoutError, RuntimeError) as exc:
             raise StoreUnavailable(f"postgres unavailable: {exc!r}") from exc
 
-    async def _update_one(self, missing: str, sql: str, *args: Any) -> None:
-        """Run an UPDATE that must hit a row; `NotFound(missing)` when it hits none."""
+    @staticmethod
+    def _encode(value: Json | None) -> Any:
+        return value  # the pool's jsonb codec encodes
 
+    @staticmethod
+    def _decode(value: Any) -> Any:
+        return value  # the pool's jsonb codec decoded it
+
+    async def _execute(self, statement: Statement, *args: Any) -> None:
         async def q(conn: asyncpg.Connection) -> None:
-            if await conn.execute(sql, *args) == "UPDATE 0":
+            await conn.execute(statement.postgres, *args)
+
+        await self._call(q)
+
+    async def _fetch(self, statement: Statement, *args: Any) -> list[Row]:
+        async def q(conn: asyncpg.Connection) -> list[Row]:
+            return list(await conn.fetch(statement.postgres, *args))
+
+        return await self._call(q)
+
+    async def _fetch_value(self, statement: Statement, *args: Any) -> Any:
+        async def q(conn: asyncpg.Connection) -> Any:
+            return await conn.fetchval(statement.postgres, *args)
+
+        return await self._call(q)
+
+    async def _update_one(self, missing: str, statement: Statement, *args: Any) -> None:
+        async def q(conn: asyncpg.Connection) -> None:
+            if await conn.execute(statement.postgres, *args) == "UPDATE 0":
                 raise NotFound(missing)
 
         await self._call(q)

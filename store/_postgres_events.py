@@ -13,12 +13,13 @@ import asyncpg
 
 from ._postgres_bridge import PostgresPart
 from ._rows import event_rows
-from .base import Json, OrderEvent
+from ._sql import ORDERS_UPSERT_TAIL
+from .base import Json
 from .group_commit import assign_seqs
 
 
 class PostgresEvents(PostgresPart):
-    """`_write_round` for the committer; `last_seq`, `read_events`, `load_orders`."""
+    """`_write_round` for the committer (the event reads are `SharedQueries`)."""
 
     async def _write_round(
         self, requests: list[tuple[str, Sequence[Json]]], known: dict[str, int]
@@ -54,49 +55,8 @@ class PostgresEvents(PostgresPart):
                 "INSERT INTO orders (account, order_id, payload, status, tag, seq, updated_at)"
                 " SELECT a, o, p, st, t, s, $7 FROM unnest($1::text[], $2::text[], $3::jsonb[],"
                 " $4::text[], $5::text[], $6::bigint[]) AS x(a, o, p, st, t, s)"
-                " ON CONFLICT (account, order_id) DO UPDATE SET payload = EXCLUDED.payload,"
-                " status = EXCLUDED.status, tag = EXCLUDED.tag, seq = EXCLUDED.seq,"
-                " updated_at = EXCLUDED.updated_at",
+                + ORDERS_UPSERT_TAIL,
                 *zip(*latest, strict=True),
                 now,
             )
         return per_request
-
-    async def last_seq(self, account: str) -> int:
-        """Highest committed seq of `account`, 0 if it has none."""
-
-        async def q(conn: asyncpg.Connection) -> int:
-            value = await conn.fetchval(
-                "SELECT max(seq) FROM order_events WHERE account = $1", account
-            )
-            return int(value or 0)
-
-        return await self._call(q)
-
-    async def read_events(
-        self, account: str, after_seq: int, limit: int = 1000
-    ) -> list[OrderEvent]:
-        """Events of `account` with seq > `after_seq`, oldest first (for replay)."""
-
-        async def q(conn: asyncpg.Connection) -> list[OrderEvent]:
-            rows = await conn.fetch(
-                "SELECT seq, order_id, payload FROM order_events"
-                " WHERE account = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                account,
-                after_seq,
-                limit,
-            )
-            return [OrderEvent(account, r["seq"], r["order_id"], r["payload"]) for r in rows]
-
-        return await self._call(q)
-
-    async def load_orders(self, account: str) -> list[Json]:
-        """Latest payload of every order of `account`, in the order they were last updated."""
-
-        async def q(conn: asyncpg.Connection) -> list[Json]:
-            rows = await conn.fetch(
-                "SELECT payload FROM orders WHERE account = $1 ORDER BY seq", account
-            )
-            return [r["payload"] for r in rows]
-
-        return await self._call(q)

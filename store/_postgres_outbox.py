@@ -1,4 +1,5 @@
-"""Postgres: the webhook outbox (leased claims, FOR UPDATE SKIP LOCKED) and the audit log."""
+"""Postgres: the webhook outbox (bulk insert, leased claims with FOR UPDATE SKIP LOCKED).
+The cursor reads, acks and the audit log are `SharedQueries`."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from ._postgres_bridge import PostgresPart
-from ._rows import HEADS_ONLY, audit_from_row, delivery_from_row
-from .base import AuditEntry, WebhookDelivery
+from ._rows import delivery_from_row
+from ._sql import HEADS_ONLY, START_WEBHOOK_CURSOR, WEBHOOK_CURSOR
+from .base import WebhookDelivery
 
 
 class PostgresOutbox(PostgresPart):
-    """The webhook and audit methods of the `Store`."""
+    """The webhook methods of the `Store` where Postgres has its own way."""
 
     # ----------------------------------------------------------------------------- webhooks
 
@@ -43,34 +45,13 @@ class PostgresOutbox(PostgresPart):
 
         return await self._call(q) if deliveries or cursors else 0
 
-    async def webhook_cursor(self, account: str) -> int:
-        """How far `account`'s order events are in the outbox (0 when it has no cursor)."""
-
-        async def q(conn: asyncpg.Connection) -> int:
-            value = await conn.fetchval(
-                "SELECT seq FROM webhook_cursors WHERE account = $1", account
-            )
-            return int(value or 0)
-
-        return await self._call(q)
-
     async def start_webhook_cursor(self, account: str, seq: int | None = None) -> int:
         """`account`'s cursor, created first if it has none: at `seq`, else at its last seq."""
 
         async def q(conn: asyncpg.Connection) -> int:
             async with conn.transaction():
-                await conn.execute(
-                    "INSERT INTO webhook_cursors (account, seq, updated_at)"
-                    " SELECT $1::text, coalesce($2::bigint, (SELECT max(seq) FROM order_events"
-                    "  WHERE account = $1::text), 0), $3::float8"
-                    " ON CONFLICT (account) DO NOTHING",
-                    account,
-                    seq,
-                    time.time(),
-                )
-                value = await conn.fetchval(
-                    "SELECT seq FROM webhook_cursors WHERE account = $1", account
-                )
+                await conn.execute(START_WEBHOOK_CURSOR.postgres, account, seq, time.time())
+                value = await conn.fetchval(WEBHOOK_CURSOR.postgres, account)
             return int(value)
 
         return await self._call(q)
@@ -96,72 +77,6 @@ class PostgresOutbox(PostgresPart):
                 lease_s,
             )
             return sorted((delivery_from_row(r) for r in rows), key=lambda d: d.id or 0)
-
-        return await self._call(q)
-
-    async def ack_webhook(self, id: int) -> None:
-        """Mark a delivery as delivered."""
-        await self._update_one(
-            f"no webhook delivery {id}",
-            "UPDATE webhook_outbox SET status = 'delivered', leased_until = NULL,"
-            " updated_at = $2 WHERE id = $1",
-            id,
-            time.time(),
-        )
-
-    async def retry_webhook(self, id: int, next_attempt_at: float, error: str) -> None:
-        """Release a delivery to be tried again at `next_attempt_at`."""
-        await self._update_one(
-            f"no webhook delivery {id}",
-            "UPDATE webhook_outbox SET status = 'pending', leased_until = NULL,"
-            " next_attempt_at = $2, last_error = $3, updated_at = $4 WHERE id = $1",
-            id,
-            next_attempt_at,
-            error,
-            time.time(),
-        )
-
-    async def fail_webhook(self, id: int, error: str) -> None:
-        """Give up on a delivery for good."""
-        await self._update_one(
-            f"no webhook delivery {id}",
-            "UPDATE webhook_outbox SET status = 'failed', leased_until = NULL,"
-            " last_error = $2, updated_at = $3 WHERE id = $1",
-            id,
-            error,
-            time.time(),
-        )
-
-    # -------------------------------------------------------------------------------- audit
-
-    async def record_audit(self, entry: AuditEntry) -> None:
-        """Append one audit entry."""
-
-        async def q(conn: asyncpg.Connection) -> None:
-            await conn.execute(
-                "INSERT INTO audit_log (account, actor_name, action, order_id, detail, at)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
-                entry.account,
-                entry.actor_name,
-                entry.action,
-                entry.order_id,
-                entry.detail,
-                entry.at,
-            )
-
-        await self._call(q)
-
-    async def list_audit(self, account: str | None, limit: int = 100) -> list[AuditEntry]:
-        """Newest first; all accounts when `account` is None."""
-
-        async def q(conn: asyncpg.Connection) -> list[AuditEntry]:
-            rows = await conn.fetch(
-                "SELECT * FROM audit_log WHERE $1::text IS NULL OR account = $1"
-                " ORDER BY id DESC LIMIT $2",
-                account,
-                limit,
-            )
-            return [audit_from_row(r) for r in rows]
 
         return await self._call(q)
 

@@ -13,11 +13,6 @@ from .base import AuditEntry, BatchRecord, Json, LegRecord, WebhookDelivery, ord
 
 Codec = Callable[[Any], Any]
 
-#: The condition that makes a webhook claim in order: a row is claimable only while it is the
-#: oldest pending row of its (account, url), the same SQL for both engines.
-HEADS_ONLY = ("AND id IN (SELECT min(id) FROM webhook_outbox WHERE status = 'pending'"
-              " GROUP BY account, url)")
-
 
 class Row(Protocol):
     """An `asyncpg.Record` or a `sqlite3.Row`."""

@@ -6,21 +6,20 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from ._rows import LEG_COLUMNS, batch_from_row, leg_from_row, leg_values
+from ._rows import batch_from_row, leg_from_row, leg_values
+from ._sql import BATCH_BY_ID, BATCH_BY_KEY, INSERT_BATCH, INSERT_LEG
 from ._sqlite_jobs import SqlitePart, dumps, loads, write_tx
 from .base import (
     FINAL_BATCH_STATUSES,
     BatchRecord,
     BatchWithLegs,
     IdempotencyConflict,
-    Json,
     LegRecord,
     NotFound,
 )
 
 _FINAL = sorted(FINAL_BATCH_STATUSES)
 _FINAL_IN = "(" + ", ".join("?" * len(_FINAL)) + ")"
-_INSERT_LEG = f"INSERT INTO batch_legs ({LEG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _with_legs(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[BatchWithLegs]:
@@ -34,18 +33,15 @@ def _with_legs(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[BatchW
 
 
 class SqliteBatches(SqlitePart):
-    """The batch methods of the `Store`."""
+    """The batch methods of the `Store` (the updates are `SharedQueries`)."""
 
     async def create_batch(self, batch: BatchRecord, legs: Sequence[LegRecord]) -> None:
         """Write the batch and its legs; `IdempotencyConflict` if its key is already taken."""
 
         def q(conn: sqlite3.Connection) -> None:
             def body() -> None:
-                cur = conn.execute(
-                    "INSERT INTO batches (batch_id, account, idempotency_key, request_hash,"
-                    " request, status, result, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (account, idempotency_key) DO NOTHING",
+                inserted = conn.execute(
+                    INSERT_BATCH.sqlite,
                     (
                         batch.batch_id,
                         batch.account,
@@ -57,54 +53,27 @@ class SqliteBatches(SqlitePart):
                         batch.created_at,
                         batch.updated_at,
                     ),
-                )
-                if cur.rowcount == 0:
+                ).fetchall()
+                if not inserted:
                     row = conn.execute(
-                        "SELECT * FROM batches WHERE account = ? AND idempotency_key = ?",
-                        (batch.account, batch.idempotency_key),
+                        BATCH_BY_KEY.sqlite, (batch.account, batch.idempotency_key)
                     ).fetchone()
                     [(existing, existing_legs)] = _with_legs(conn, [row])
                     raise IdempotencyConflict(existing, existing_legs)
                 conn.executemany(
-                    _INSERT_LEG, [leg_values(leg, batch.created_at, dumps) for leg in legs]
+                    INSERT_LEG.sqlite, [leg_values(leg, batch.created_at, dumps) for leg in legs]
                 )
 
             write_tx(conn, body)
 
         await self._run(q)
 
-    async def update_batch(self, batch_id: str, *, status: str, result: Json | None = None) -> None:
-        """Set the batch status (and result, when given)."""
-        await self._update_one(
-            f"no batch {batch_id}",
-            "UPDATE batches SET status = ?, result = coalesce(?, result), updated_at = ?"
-            " WHERE batch_id = ?",
-            (status, dumps(result), time.time(), batch_id),
-        )
-
-    async def update_leg(
-        self,
-        batch_id: str,
-        index: int,
-        *,
-        status: str,
-        order_id: str | None = None,
-        detail: Json | None = None,
-    ) -> None:
-        """Set a leg's status; order_id/detail are kept when not given (detail is replaced)."""
-        await self._update_one(
-            f"no leg {index} in batch {batch_id}",
-            "UPDATE batch_legs SET status = ?, order_id = coalesce(?, order_id),"
-            " detail = coalesce(?, detail), updated_at = ? WHERE batch_id = ? AND idx = ?",
-            (status, order_id, dumps(detail), time.time(), batch_id, index),
-        )
-
     async def add_leg(self, leg: LegRecord) -> None:
         """Add a leg to an existing batch (a reverse or retry order, with its own index/tag)."""
 
         def q(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute(_INSERT_LEG, leg_values(leg, time.time(), dumps))
+                conn.execute(INSERT_LEG.sqlite, leg_values(leg, time.time(), dumps))
             except sqlite3.IntegrityError as exc:
                 if "FOREIGN KEY" in str(exc):
                     raise NotFound(f"no batch {leg.batch_id}") from exc
@@ -116,7 +85,7 @@ class SqliteBatches(SqlitePart):
         """The batch and its legs (by index), or None."""
 
         def q(conn: sqlite3.Connection) -> BatchWithLegs | None:
-            rows = conn.execute("SELECT * FROM batches WHERE batch_id = ?", (batch_id,)).fetchall()
+            rows = conn.execute(BATCH_BY_ID.sqlite, (batch_id,)).fetchall()
             found = _with_legs(conn, rows)
             return found[0] if found else None
 
@@ -126,10 +95,7 @@ class SqliteBatches(SqlitePart):
         """The batch that holds this idempotency key, or None."""
 
         def q(conn: sqlite3.Connection) -> BatchWithLegs | None:
-            rows = conn.execute(
-                "SELECT * FROM batches WHERE account = ? AND idempotency_key = ?",
-                (account, idempotency_key),
-            ).fetchall()
+            rows = conn.execute(BATCH_BY_KEY.sqlite, (account, idempotency_key)).fetchall()
             found = _with_legs(conn, rows)
             return found[0] if found else None
 

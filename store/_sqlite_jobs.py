@@ -8,6 +8,9 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ._rows import Row
+from ._shared_queries import SharedQueries
+from ._sql import Statement
 from ._sqlite_worker import SqliteWorker
 from .base import Json, NotFound
 
@@ -36,8 +39,9 @@ def write_tx(conn: sqlite3.Connection, fn: Callable[[], T]) -> T:
             conn.execute("ROLLBACK")
 
 
-class SqlitePart:
-    """Base of the parts of `SqliteStore`: holds the worker, runs jobs on it."""
+class SqlitePart(SharedQueries):
+    """Base of the parts of `SqliteStore`: holds the worker, runs jobs on it. Its primitives
+    for `SharedQueries` run each statement as one job (autocommit, outside `write_tx`)."""
 
     def __init__(self, worker: SqliteWorker) -> None:
         self._worker = worker
@@ -45,11 +49,28 @@ class SqlitePart:
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._worker.run(fn)
 
-    async def _update_one(self, missing: str, sql: str, params: tuple[Any, ...]) -> None:
-        """Run an UPDATE that must hit a row; `NotFound(missing)` when it hits none."""
+    _encode = staticmethod(dumps)
+    _decode = staticmethod(loads)
 
+    async def _execute(self, statement: Statement, *args: Any) -> None:
         def q(conn: sqlite3.Connection) -> None:
-            if conn.execute(sql, params).rowcount == 0:
+            conn.execute(statement.sqlite, args)
+
+        await self._run(q)
+
+    async def _fetch(self, statement: Statement, *args: Any) -> list[Row]:
+        return await self._run(lambda c: c.execute(statement.sqlite, args).fetchall())
+
+    async def _fetch_value(self, statement: Statement, *args: Any) -> Any:
+        def q(conn: sqlite3.Connection) -> Any:
+            row = conn.execute(statement.sqlite, args).fetchone()
+            return None if row is None else row[0]
+
+        return await self._run(q)
+
+    async def _update_one(self, missing: str, statement: Statement, *args: Any) -> None:
+        def q(conn: sqlite3.Connection) -> None:
+            if conn.execute(statement.sqlite, args).rowcount == 0:
                 raise NotFound(missing)
 
         await self._run(q)

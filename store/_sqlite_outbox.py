@@ -1,4 +1,5 @@
-"""SQLite: the webhook outbox (leased claims, one writer so no overlap) and the audit log."""
+"""SQLite: the webhook outbox (leased claims, one writer so no overlap). The cursor reads,
+acks and the audit log are `SharedQueries`."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 
-from ._rows import HEADS_ONLY, audit_from_row, delivery_from_row
+from ._rows import delivery_from_row
+from ._sql import HEADS_ONLY, START_WEBHOOK_CURSOR, WEBHOOK_CURSOR
 from ._sqlite_jobs import SqlitePart, loads, write_tx
-from .base import AuditEntry, WebhookDelivery
+from .base import WebhookDelivery
 
 
 class SqliteOutbox(SqlitePart):
-    """The webhook and audit methods of the `Store`."""
+    """The webhook methods of the `Store` where SQLite has its own way."""
 
     # ----------------------------------------------------------------------------- webhooks
 
@@ -57,32 +59,13 @@ class SqliteOutbox(SqlitePart):
 
         return await self._run(q) if deliveries or cursors else 0
 
-    async def webhook_cursor(self, account: str) -> int:
-        """How far `account`'s order events are in the outbox (0 when it has no cursor)."""
-
-        def q(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT seq FROM webhook_cursors WHERE account = ?", (account,)
-            ).fetchone()
-            return 0 if row is None else int(row[0])
-
-        return await self._run(q)
-
     async def start_webhook_cursor(self, account: str, seq: int | None = None) -> int:
         """`account`'s cursor, created first if it has none: at `seq`, else at its last seq."""
 
         def q(conn: sqlite3.Connection) -> int:
             def body() -> int:
-                conn.execute(
-                    "INSERT INTO webhook_cursors (account, seq, updated_at)"
-                    " SELECT ?, coalesce(?, (SELECT max(seq) FROM order_events"
-                    "  WHERE account = ?), 0), ?"
-                    " WHERE true ON CONFLICT (account) DO NOTHING",
-                    (account, seq, account, time.time()),
-                )
-                row = conn.execute(
-                    "SELECT seq FROM webhook_cursors WHERE account = ?", (account,)
-                ).fetchone()
+                conn.execute(START_WEBHOOK_CURSOR.sqlite, (account, seq, time.time()))
+                row = conn.execute(WEBHOOK_CURSOR.sqlite, (account,)).fetchone()
                 return int(row[0])
 
             return write_tx(conn, body)
@@ -110,64 +93,5 @@ class SqliteOutbox(SqlitePart):
                 return [delivery_from_row(r, loads) for r in rows]
 
             return sorted(write_tx(conn, body), key=lambda d: d.id or 0)
-
-        return await self._run(q)
-
-    async def ack_webhook(self, id: int) -> None:
-        """Mark a delivery as delivered."""
-        await self._update_one(
-            f"no webhook delivery {id}",
-            "UPDATE webhook_outbox SET status = 'delivered', leased_until = NULL,"
-            " updated_at = ? WHERE id = ?",
-            (time.time(), id),
-        )
-
-    async def retry_webhook(self, id: int, next_attempt_at: float, error: str) -> None:
-        """Release a delivery to be tried again at `next_attempt_at`."""
-        await self._update_one(
-            f"no webhook delivery {id}",
-            "UPDATE webhook_outbox SET status = 'pending', leased_until = NULL,"
-            " next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
-            (next_attempt_at, error, time.time(), id),
-        )
-
-    async def fail_webhook(self, id: int, error: str) -> None:
-        """Give up on a delivery for good."""
-        await self._update_one(
-            f"no webhook delivery {id}",
-            "UPDATE webhook_outbox SET status = 'failed', leased_until = NULL,"
-            " last_error = ?, updated_at = ? WHERE id = ?",
-            (error, time.time(), id),
-        )
-
-    # -------------------------------------------------------------------------------- audit
-
-    async def record_audit(self, entry: AuditEntry) -> None:
-        """Append one audit entry."""
-        await self._run(
-            lambda c: c.execute(
-                "INSERT INTO audit_log (account, actor_name, action, order_id, detail, at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    entry.account,
-                    entry.actor_name,
-                    entry.action,
-                    entry.order_id,
-                    json.dumps(entry.detail),
-                    entry.at,
-                ),
-            )
-        )
-
-    async def list_audit(self, account: str | None, limit: int = 100) -> list[AuditEntry]:
-        """Newest first; all accounts when `account` is None."""
-
-        def q(conn: sqlite3.Connection) -> list[AuditEntry]:
-            rows = conn.execute(
-                "SELECT account, actor_name, action, order_id, detail, at FROM audit_log"
-                " WHERE ? IS NULL OR account = ? ORDER BY id DESC LIMIT ?",
-                (account, account, limit),
-            )
-            return [audit_from_row(r, loads) for r in rows]
 
         return await self._run(q)

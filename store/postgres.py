@@ -19,7 +19,7 @@ import asyncpg
 import trio
 import trio_asyncio
 
-from . import _migrations
+from . import _migrations, _sql
 from ._engine_base import Engine
 from ._postgres_batches import PostgresBatches
 from ._postgres_bridge import current_or_own_loop, init_connection
@@ -60,10 +60,7 @@ async def _migrate(conn: asyncpg.Connection) -> list[int]:
                 continue
             await conn.execute(migration.sql)
             await conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                migration.version,
-                migration.name,
-                time.time(),
+                _sql.RECORD_MIGRATION.postgres, migration.version, migration.name, time.time()
             )
             applied.append(migration.version)
     return applied

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from . import _migrations
+from . import _migrations, _sql
 from ._engine_base import Engine
 from ._sqlite_batches import SqliteBatches
 from ._sqlite_events import SqliteEvents
@@ -43,8 +43,7 @@ def _migrate(conn: sqlite3.Connection) -> list[int]:
             for statement in _split(migration.sql):
                 conn.execute(statement)
             conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (migration.version, migration.name, time.time()),
+                _sql.RECORD_MIGRATION.sqlite, (migration.version, migration.name, time.time())
             )
             applied.append(migration.version)
         return applied
