@@ -163,7 +163,15 @@ def load_settings(
 def _embedded_defaults(env: Mapping[str, str]) -> Settings:
     var_dir = var_dir_of(env)
     generated = _generated_secrets(var_dir)
-    bind = env.get("ORDERDESK_BIND", DEFAULT_BIND)
+    given = _env_overrides(
+        env,
+        _Overridable(
+            bind=DEFAULT_BIND,
+            admin_token=generated["admin_token"],
+            metrics_token="",
+            database_url=_default_database(var_dir),
+        ),
+    )
     account = AccountSettings(
         id="primary",
         broker="paper",
@@ -173,11 +181,11 @@ def _embedded_defaults(env: Mapping[str, str]) -> Settings:
     )
     venue_url = _standalone_venue_url(env)
     return Settings(
-        bind=bind,
-        admin_token=env.get("ORDERDESK_ADMIN_TOKEN", generated["admin_token"]),
-        metrics_token=env.get("ORDERDESK_METRICS_TOKEN", ""),
-        allowed_origins=(f"http://{bind}",),
-        database_url=env.get("DATABASE_URL", f"sqlite:///{var_dir}/orderdesk.db"),
+        bind=given.bind,
+        admin_token=given.admin_token,
+        metrics_token=given.metrics_token,
+        allowed_origins=(f"http://{given.bind}",),
+        database_url=given.database_url,
         venue=None if venue_url else VenueConfig(
             bind=DEFAULT_VENUE_BIND, accounts=("primary",), state_file=str(var_dir / VENUE_STATE),
             **_venue_limits({}),
@@ -186,6 +194,37 @@ def _embedded_defaults(env: Mapping[str, str]) -> Settings:
         var_dir=var_dir,
         generated_secrets=generated,
     )
+
+
+@attrs.frozen
+class _Overridable:
+    """The settings an environment variable overrides, with or without a file."""
+
+    bind: str
+    admin_token: str
+    metrics_token: str
+    database_url: str
+
+
+#: Which environment variable overrides which `_Overridable` field.
+_ENV_OVERRIDES = {
+    "bind": "ORDERDESK_BIND",
+    "admin_token": "ORDERDESK_ADMIN_TOKEN",
+    "metrics_token": "ORDERDESK_METRICS_TOKEN",
+    "database_url": "DATABASE_URL",
+}
+
+
+def _env_overrides(env: Mapping[str, str], given: _Overridable) -> _Overridable:
+    """`given` (the file's values, or the embedded defaults) with each field whose environment
+    variable is set taken from it: the one place the overrides are applied."""
+    return attrs.evolve(
+        given, **{field: env[name] for field, name in _ENV_OVERRIDES.items() if name in env}
+    )
+
+
+def _default_database(var_dir: Path) -> str:
+    return f"sqlite:///{var_dir}/orderdesk.db"
 
 
 def _generated_secrets(var_dir: Path) -> dict[str, str]:
@@ -211,7 +250,16 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     batches = _table(doc, "batches")
     venue_doc = doc.get("venue")
     var_dir = var_dir_of(env)
-    bind = env.get("ORDERDESK_BIND", str(server.get("bind", DEFAULT_BIND)))
+    given = _env_overrides(
+        env,
+        _Overridable(
+            bind=str(server.get("bind", DEFAULT_BIND)),
+            admin_token=str(server.get("admin_token", "")),
+            metrics_token=str(server.get("metrics_token", "")),
+            database_url=str(database.get("url", _default_database(var_dir))),
+        ),
+    )
+    bind = given.bind
     venue_url = _standalone_venue_url(env)
     accounts = tuple(
         _on_venue(_account(i, a, env), venue_url) for i, a in enumerate(doc.get("accounts", []))
@@ -243,10 +291,10 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
                 f"accounts[{account.id}].rest_url: a paper account needs [venue] "
                 "or the rest_url/ticker_url of a standalone `orderdesk venue`"
             )
-    admin_token = env.get("ORDERDESK_ADMIN_TOKEN", str(server.get("admin_token", "")))
+    admin_token = given.admin_token
     if not admin_token:
         raise ConfigError("server.admin_token: required (or ORDERDESK_ADMIN_TOKEN)")
-    metrics_token = env.get("ORDERDESK_METRICS_TOKEN", str(server.get("metrics_token", "")))
+    metrics_token = given.metrics_token
     _check_tokens(admin_token, accounts, metrics_token)
     calendar_doc = _table(doc, "calendar")
     return Settings(
@@ -257,9 +305,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         metrics_token=metrics_token,
         metrics_bind=_metrics_bind(server, bind),
         allowed_origins=tuple(server.get("allowed_origins", (f"http://{bind}",))),
-        database_url=env.get(
-            "DATABASE_URL", str(database.get("url", f"sqlite:///{var_dir}/orderdesk.db"))
-        ),
+        database_url=given.database_url,
         pool_size=_pool_size(database),
         store_timeout_s=_seconds(database, "store_timeout_s", DEFAULT_STORE_TIMEOUT_S,
                                  "database", minimum=0.001),

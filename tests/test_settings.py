@@ -208,3 +208,33 @@ def test_a_venue_state_that_is_not_a_path_is_refused(tmp_path: Path) -> None:
     path.write_text(f"{BASE}state = 5\n[[accounts]]\nid='a'\ntokens=['t']\n")
     with pytest.raises(ConfigError, match=r'venue.state: a file path or "memory"'):
         load_settings(str(path), environ={})
+
+
+_OVERRIDES = {
+    "ORDERDESK_BIND": ("bind", "127.0.0.1:9555"),
+    "ORDERDESK_ADMIN_TOKEN": ("admin_token", "admin-from-env"),
+    "ORDERDESK_METRICS_TOKEN": ("metrics_token", "metrics-from-env"),
+    "DATABASE_URL": ("database_url", "postgresql://postgres@127.0.0.1/from-env"),
+}
+
+
+@pytest.mark.parametrize("with_file", [False, True], ids=["no-file", "file"])
+@pytest.mark.parametrize("variable", sorted(_OVERRIDES))
+def test_each_environment_override_applies_with_and_without_a_file(
+    tmp_path: Path, variable: str, with_file: bool
+) -> None:
+    path = tmp_path / "orderdesk.toml"
+    path.write_text(
+        '[server]\nbind = "127.0.0.1:9000"\nadmin_token = "admin-secret"\n'
+        'metrics_token = "metrics-secret"\n[database]\nurl = "sqlite:///x.db"\n'
+        '[venue]\nbind = "127.0.0.1:0"\n[[accounts]]\nid = "primary"\nbroker = "paper"\n'
+        'tokens = ["primary-secret"]\n'
+    )
+    field, value = _OVERRIDES[variable]
+    env = {"ORDERDESK_VAR": str(tmp_path / "var")}
+    before = load_settings(str(path) if with_file else None, environ=env)
+    after = load_settings(str(path) if with_file else None, environ={**env, variable: value})
+    assert getattr(before, field) != value
+    assert getattr(after, field) == value
+    if field == "bind" and not with_file:  # the embedded origin follows the bind
+        assert after.allowed_origins == (f"http://{value}",)
