@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 import asyncpg
@@ -41,24 +42,20 @@ def _arity(statement: Statement) -> int:
 async def test_every_shared_statement_is_valid_on_both_engines(
     aio_loop: Any, store_url: str
 ) -> None:
-    assert len(SHARED) >= 15, SHARED
+    statements = [getattr(_sql, name) for name in SHARED]
+    assert len(statements) >= 15, SHARED
     await migrate(store_url)
     if store_url.startswith("sqlite:///"):
-        conn = sqlite3.connect(store_url[len("sqlite:///") :])
-        try:
-            for name in SHARED:
-                statement = getattr(_sql, name)
-                conn.execute("EXPLAIN " + statement.sqlite, (None,) * _arity(statement))
-        finally:
-            conn.close()
+        with closing(sqlite3.connect(store_url[len("sqlite:///") :])) as lite:
+            for s in statements:  # EXPLAIN compiles the statement without running it
+                lite.execute("EXPLAIN " + s.sqlite, (None,) * _arity(s))
         return
 
     async def prepare_all() -> None:
-        conn = await asyncpg.connect(store_url)
+        pg = await asyncpg.connect(store_url)
         try:
-            for name in SHARED:
-                await conn.prepare(getattr(_sql, name).postgres)
+            [await pg.prepare(s.postgres) for s in statements]
         finally:
-            await conn.close()
+            await pg.close()
 
     await trio_asyncio.aio_as_trio(prepare_all)()
