@@ -164,6 +164,10 @@ def error_response(exc: BaseException) -> Response:
             response.headers["Allow"] = ", ".join(sorted(allowed))
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="orderdesk"'
+    if status == 413:
+        # The body was refused unread: what is left of it would be parsed as the next request
+        # on this connection. Closing it is the only safe end (RFC 9110 §15.5.14).
+        response.headers["Connection"] = "close"
     return response
 
 
