@@ -1,18 +1,23 @@
 """CORS over real HTTP: a front-end on another origin listed in `allowed_origins` may call the
 API (preflight answered, headers on every answer, errors included); any other origin gets no
-CORS header at all."""
+CORS header at all. The last test does it from a page in Chromium on a second origin."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
 
 from supervision.service import Running
+from tests.fixtures_browser import TOKENS as BROWSER_TOKENS
+from tests.fixtures_browser import chromium, in_browser, open_desk, serve_page
 from tests.fixtures_service import api, open_test_service
+
+__all__ = ["chromium"]  # the fixture
 
 FRONT = "http://front.example:3000"
 OTHER = "http://evil.example:3000"
@@ -89,3 +94,49 @@ async def test_another_origin_gets_no_cors_header(cors_service: Running) -> None
                 assert response.status_code == 403 and cors_headers(response) == {}
             plain = await http.get("/accounts/primary/orders")  # no Origin: not a browser
             assert plain.status_code == 200 and cors_headers(plain) == {}
+
+
+# -- a real browser on a second origin ----------------------------------------------------
+
+_CALL = """async ([base, token]) => {
+    const reply = async (response) => ({
+        status: response.status, cid: response.headers.get("X-Correlation-ID"),
+        body: await response.json()});
+    try {
+        const orders = await fetch(base + "/accounts/primary/orders",
+                                   {headers: {Authorization: "Bearer " + token}});
+        const invalid = await fetch(base + "/accounts/primary/batch-orders", {
+            method: "POST", body: JSON.stringify({orders: []}),
+            headers: {Authorization: "Bearer " + token, "Content-Type": "application/json",
+                      "Idempotency-Key": "cors-1"}});
+        return {orders: await reply(orders), invalid: await reply(invalid)};
+    } catch (error) {
+        return {blocked: String(error)};
+    }
+}"""
+
+
+async def test_a_page_on_an_allowed_origin_calls_the_api_in_chromium(
+    tmp_path: Path, chromium: str,  # noqa: F811
+) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await serve_page(nursery, "<!doctype html><title>front</title><p>front-end</p>")
+        front = f"http://127.0.0.1:{port}"
+        async with open_desk(tmp_path, allowed_origins=(front,)) as desk:
+            token = BROWSER_TOKENS["primary"]
+
+            def scenario(page: Any) -> tuple[dict, dict]:
+                page.goto(front + "/")
+                allowed = page.evaluate(_CALL, [desk.base_url, token])
+                page.goto(f"http://localhost:{port}/")  # another origin, same page
+                return allowed, page.evaluate(_CALL, [desk.base_url, token])
+
+            with trio.fail_after(60):
+                allowed, other = await in_browser(chromium, scenario)
+        nursery.cancel_scope.cancel()
+    assert allowed["orders"]["status"] == 200 and "orders" in allowed["orders"]["body"]
+    assert allowed["orders"]["cid"]  # an exposed header the page can read
+    assert allowed["invalid"]["status"] == 422
+    assert allowed["invalid"]["body"]["fields"][0]["path"] == "orders"
+    assert allowed["invalid"]["cid"] == allowed["invalid"]["body"]["correlation_id"]
+    assert "blocked" in other, other  # the browser refused: no CORS header for that origin
