@@ -74,45 +74,29 @@ def test_kites_two_formats_parse() -> None:
     assert parse("SBIN") is None and parse("NIFTY25N3124000CE") is None  # 31 November
 
 
-async def test_an_expired_monthly_option_names_the_nearest_strikes(
-    cache: InstrumentCache,
+EXPIRED = {  # a monthly option: the nearest strikes; a future: the next futures; a weekly
+    # option: its day, and only its own type
+    "NIFTY25NOV24000CE": "expired in Nov 2025; current NIFTY CE contracts: "
+                         "NIFTY25D0923900CE, NIFTY25D0924000CE, NIFTY25D0924100CE",
+    "NIFTY25NOVFUT": "expired in Nov 2025; current NIFTY FUT contracts: "
+                     "NIFTY25DECFUT, NIFTY26JANFUT",
+    "NIFTY25N1124000PE": "expired on 11 Nov 2025; current NIFTY PE contracts: "
+                         "NIFTY25D0924000PE",
+    "FINNIFTY25NOVFUT": "expired in Nov 2025; no FINNIFTY FUT contract is listed now",
+}
+
+
+@pytest.mark.parametrize("symbol", list(EXPIRED))
+async def test_an_expired_contract_names_the_current_ones(
+    cache: InstrumentCache, symbol: str
 ) -> None:
-    assert refusal(cache, "NIFTY25NOV24000CE") == (
-        "expired_instrument",
-        "NFO:NIFTY25NOV24000CE expired in Nov 2025; current NIFTY CE contracts: "
-        "NIFTY25D0923900CE, NIFTY25D0924000CE, NIFTY25D0924100CE",
-    )
-
-
-async def test_an_expired_future_names_the_next_futures(cache: InstrumentCache) -> None:
-    assert refusal(cache, "NIFTY25NOVFUT") == (
-        "expired_instrument",
-        "NFO:NIFTY25NOVFUT expired in Nov 2025; current NIFTY FUT contracts: "
-        "NIFTY25DECFUT, NIFTY26JANFUT",
-    )
-
-
-async def test_an_expired_weekly_names_its_day_and_the_same_type(
-    cache: InstrumentCache,
-) -> None:
-    assert refusal(cache, "NIFTY25N1124000PE") == (
-        "expired_instrument",
-        "NFO:NIFTY25N1124000PE expired on 11 Nov 2025; current NIFTY PE contracts: "
-        "NIFTY25D0924000PE",
-    )
+    assert refusal(cache, symbol) == ("expired_instrument", f"NFO:{symbol} {EXPIRED[symbol]}")
 
 
 async def test_a_wrong_strike_of_a_live_series_is_only_unknown(cache: InstrumentCache) -> None:
     for symbol in ("NIFTY25DEC99999CE", "NIFTY25D0999999CE", "NOSUCH", "NIFTY27JANFUT"):
         assert refusal(cache, symbol) == (
             "unknown_instrument", f"NFO:{symbol} is not a known instrument")
-
-
-async def test_an_underlying_with_no_current_contracts_says_so(cache: InstrumentCache) -> None:
-    assert refusal(cache, "FINNIFTY25NOVFUT") == (
-        "expired_instrument",
-        "NFO:FINNIFTY25NOVFUT expired in Nov 2025; no FINNIFTY FUT contract is listed now",
-    )
 
 
 def test_the_lot_message_names_the_valid_quantities() -> None:
