@@ -377,7 +377,8 @@ class BatchCoordinator:
         orders = body.get("orders") if isinstance(body, dict) else None
         await ctx.instruments.load(_exchanges(orders))
         return validate_batch(body, ctx.instruments.get, session=self._config.session,
-                              max_timeout_s=self._config.max_timeout_s)
+                              max_timeout_s=self._config.max_timeout_s,
+                              contracts=ctx.instruments.contracts)
 
     async def _check_margin(self, ctx: _Account, spec: BatchSpec) -> Reply | BatchSpec:
         """The batch to run (`spec`, or hedge-first when it fits only hedged), or the refusal."""
@@ -557,7 +558,8 @@ class BatchCoordinator:
         try:
             exchange = body.get("exchange") if isinstance(body, dict) else None
             await ctx.instruments.load([exchange] if exchange in EXCHANGES else [])
-            spec = validate_order(body, ctx.instruments.get, session=self._config.session)
+            spec = validate_order(body, ctx.instruments.get, session=self._config.session,
+                                  contracts=ctx.instruments.contracts)
         except InvalidRequest as exc:
             return 422, _invalid(exc)
         except TokenExpired:

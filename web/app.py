@@ -27,6 +27,7 @@ from supervision.settings import Settings
 from ._lean import LeanWebsocket, LeanWebsocketConnection
 from ._server import serve_app
 from .auth import Authenticator, TicketBook
+from .cors import install_cors
 from .errors import install_error_handler
 from .inputs import StrictJsonRequest
 from .metrics import Metrics
@@ -155,6 +156,7 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
     app.activity = Activity()
     deps.metrics.observe(deps.actors, deps.health)
     install_request_hooks(app)
+    install_cors(app)  # before the blueprints: a preflight is answered before the Origin check
     install_error_handler(app)
     for bp in (http_routes, status_blueprint, ws_routes, admin_blueprint, kite_login_blueprint,
                *blueprints):
