@@ -12,10 +12,9 @@ import attrs
 from store import BatchRecord, LegRecord
 
 from ._orders import Leg
-from .validation import EXCHANGES, FieldError, InvalidRequest
+from .validation import EXCHANGES
 
 FINAL = frozenset({"success", "rolled_back", "partial", "rollback_failed"})
-Reply = tuple[int, dict[str, Any]]
 
 
 def _result(
@@ -120,17 +119,3 @@ def _exchanges(orders: Any) -> list[str]:
     if not isinstance(orders, list):
         return []
     return [o["exchange"] for o in orders if isinstance(o, dict) and o.get("exchange") in EXCHANGES]
-
-
-def _field(path: str, rule: str, message: str) -> FieldError:
-    return FieldError(path, rule, message)
-
-
-def _invalid(exc: InvalidRequest) -> dict[str, Any]:
-    return {**_error("invalid_request", "the request is invalid; nothing was placed"),
-            "fields": [f.as_dict() for f in exc.fields]}
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"error": code, "message": message}
-

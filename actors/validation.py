@@ -17,6 +17,7 @@ import attrs
 from brokers.base import OrderRequest
 
 from .calendar import IST, TradingCalendar
+from .errors import FieldError, InvalidRequest
 from .instruments import InstrumentInfo
 from .symbols import Contracts, expired_message
 
@@ -40,24 +41,6 @@ _LEG_KEYS = frozenset({
 _BATCH_KEYS = frozenset({"orders", "rollback_on_failure", "execution", "timeout_s"})
 
 Lookup = Callable[[str, str], InstrumentInfo | None]
-
-
-@attrs.frozen
-class FieldError:
-    path: str
-    rule: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"path": self.path, "rule": self.rule, "message": self.message}
-
-
-class InvalidRequest(Exception):
-    """The body breaks one or more rules; nothing was sent."""
-
-    def __init__(self, fields: list[FieldError]) -> None:
-        super().__init__("; ".join(f"{f.path}: {f.message}" for f in fields))
-        self.fields = fields
 
 
 @attrs.frozen

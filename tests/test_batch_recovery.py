@@ -25,6 +25,7 @@ from tests.fixtures_venue import (
     order_form,
     start_venue,
 )
+from tests.fixtures_web import replied
 from tests.test_batch import Desk, desk, leg, open_desk, tags
 
 __all__ = ["desk"]  # the fixture, shared with test_batch
@@ -169,7 +170,7 @@ async def test_kill_switch_cancels_open_orders_and_flattens_positions(desk: Desk
             response = await desk.kite.post("/orders/regular", data=form)
             assert response.status_code == 200, response.text
         assert await desk.positions() == {NIFTY_FUT: 150, BANKNIFTY_FUT: -35}
-        status, report = await desk.coordinator.kill("primary", "test")
+        status, report = await replied(desk.coordinator.kill("primary", "test"))
     assert status == 200 and report["status"] == "done", report
     assert len(report["cancelled"]) == 1 and report["cancelled"][0]["status"] == "CANCELLED"
     assert {f["tradingsymbol"] for f in report["flattened"]} == {NIFTY_FUT, BANKNIFTY_FUT}

@@ -14,6 +14,8 @@ import attrs
 from quart import Quart, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from actors.errors import FieldError
+
 from .middleware import current_correlation_id, redacted_path
 
 log = logging.getLogger("web.errors")
@@ -32,15 +34,6 @@ __all__ = [
     "error_body",
     "install_error_handler",
 ]
-
-
-@attrs.frozen
-class FieldError:
-    """One problem with the input: where (`orders[2].quantity`), which rule, and why."""
-
-    path: str
-    rule: str
-    message: str
 
 
 class ApiError(Exception):
