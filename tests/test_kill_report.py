@@ -144,17 +144,18 @@ SLOW_POLL = attrs.evolve(BatchConfig(), session=None, poll_interval_s=60.0)
 async def test_a_stopped_batch_that_filled_succeeds_and_the_report_names_its_flattening(
     tmp_path: Path,
 ) -> None:
-    """The batch's leg filled at the venue, but its push was lost: the batch has not seen it
-    when the kill stops it. It concludes `success` (the broker says COMPLETE), and the kill
+    """The batch's leg filled at the venue, but its push was lost (a stalled ticker, not yet
+    taken for dead): the batch has not seen the fill when the kill stops it. It concludes `success` (the broker says COMPLETE), and the kill
     then flattens the position: the report names the batch under `flattened` and the position
     under the batch's entry; the batch itself stays `success` (it did fill)."""
     results: list[dict[str, Any]] = []
     with trio.fail_after(30):
         async with (
-            open_test_service(tmp_path, batch_config=SLOW_POLL) as running,
+            open_test_service(tmp_path, batch_config=SLOW_POLL,
+                              extra_toml="[ticker]\nstall_timeout_s = 60") as running,
             api(running) as http, venue_control(running) as venue,
         ):
-            lost = await venue.post("/_venue/faults", json={"drop_order_frames_ratio": 1.0})
+            lost = await venue.post("/_venue/faults", json={"stall_ticker": True})
             assert lost.status_code == 200, lost.text
             async with trio.open_nursery() as nursery:
 
