@@ -145,9 +145,10 @@ async def test_a_stopped_batch_that_filled_succeeds_and_the_report_names_its_fla
     tmp_path: Path,
 ) -> None:
     """The batch's leg filled at the venue, but its push was lost (a stalled ticker, not yet
-    taken for dead): the batch has not seen the fill when the kill stops it. It concludes `success` (the broker says COMPLETE), and the kill
-    then flattens the position: the report names the batch under `flattened` and the position
-    under the batch's entry; the batch itself stays `success` (it did fill)."""
+    taken for dead): the batch has not seen the fill when the kill stops it. It concludes
+    `success` (the broker says COMPLETE), and the kill then flattens the position: the report
+    names the batch under `flattened` and the position under the batch's entry; the batch
+    itself stays `success` (it did fill)."""
     results: list[dict[str, Any]] = []
     with trio.fail_after(30):
         async with (
