@@ -679,8 +679,8 @@ class BatchCoordinator:
         try:
             # Shielded as a whole: a client hanging up must not stop a kill switch half way.
             with trio.CancelScope(shield=True):
-                stopped = sorted(key for key, work in self._done.items()
-                                 if work.account == account and not work.recovery)
+                stopped = {key: work for key, work in self._done.items()
+                           if work.account == account and not work.recovery}
                 ctx.killed.update(stopped)  # their legs say so, in results and webhooks
                 for scope in list(ctx.running.values()):
                     scope.cancel()
