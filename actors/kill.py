@@ -43,6 +43,7 @@ from store import AuditEntry, StoreError
 
 from ._reverse import ReverseMarket
 from .batch import Leg, new_batch_id
+from .errors import BatchNotFound
 
 if TYPE_CHECKING:
     from .batch import BatchCoordinator, _Account, _Work
@@ -155,8 +156,8 @@ async def _final_status(
     if work.result is not None:
         return str(work.result["status"])
     try:
-        _, answer = await coordinator.get(account, batch_id)
-    except StoreError:
+        answer = await coordinator.get(account, batch_id)
+    except (StoreError, BatchNotFound):
         log.exception("kill switch: could not read batch %s", batch_id)
         return None
     return answer.get("status")
