@@ -1,7 +1,9 @@
 """Crash recovery: every unfinished batch reconciled with the broker by tag at start.
 
 All legs COMPLETE (and no rollback begun) → `success`; anything else → rolled back, reverse orders
-of an interrupted rollback counted first so nothing is flattened twice. Reverse orders are found
+of an interrupted rollback counted first so nothing is flattened twice. Where the broker lists
+fewer fills on a leg than the store holds, the broker is the truth (only what it says is filled
+is flattened) and the disagreement is a conflict in the account's health. Reverse orders are found
 at the broker by their tags (derived from their leg's), also those whose row was never stored:
 a rollback places a reverse without waiting on a slow store. The broker lists the
 day's orders only: on the same (IST) day a sent leg it does not list never reached it, but for a
@@ -60,6 +62,7 @@ async def recover(
         order = by_tag.get(leg.tag)
         if order is not None:
             leg.sent, leg.order_id = True, order.order_id
+            _broker_fills_rule(ctx, batch.batch_id, leg, order)
             leg.absorb(order)
     reverses = [r for r in records if r.kind == "reverse"]
     reverses += _unstored_reverses(batch.batch_id, legs, reverses, listing,
@@ -89,6 +92,19 @@ async def recover(
     elapsed = max(time.time() - batch.created_at, 0.0)
     await runner.finish(batch.account, batch.batch_id, legs, status, elapsed, plan)
     return status
+
+
+def _broker_fills_rule(ctx: _Account, batch_id: str, leg: Leg, order: Order) -> None:
+    """The broker lists fewer fills than the store holds for this leg: the broker is the truth
+    (what it says is filled is what gets flattened), and the disagreement is a conflict in the
+    account's health for the operator to look into."""
+    if order.filled_quantity >= leg.filled:
+        return
+    ctx.actor.report_conflict(
+        f"batch {batch_id} leg {leg.index} ({leg.tag}, order {order.order_id}): the broker "
+        f"lists {order.filled_quantity} filled, the store held {leg.filled}; recovery follows "
+        "the broker")
+    leg.filled = order.filled_quantity
 
 
 def _unstored_reverses(

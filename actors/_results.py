@@ -12,16 +12,18 @@ import attrs
 from store import BatchRecord, LegRecord
 
 from ._orders import Leg
-from .validation import EXCHANGES, FieldError, InvalidRequest
+from .validation import EXCHANGES
 
 FINAL = frozenset({"success", "rolled_back", "partial", "rollback_failed"})
-Reply = tuple[int, dict[str, Any]]
 
 
 def _result(
     batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float, plan: Plan,
 ) -> dict[str, Any]:
-    succeeded = sum(1 for leg in legs if leg.complete)
+    """The batch's answer. `succeeded` counts the legs whose fills are still held (a leg
+    rolled back is not one), `failed` the legs that did not fill (rejected, cancelled,
+    unfilled); `order_ids` are the legs' broker orders in leg order, never reverse orders."""
+    succeeded = sum(1 for leg in legs if _held(leg))
     exposure = [_exposure(leg) for leg in legs
                 if leg.rollback and leg.rollback["action"] == "failed"]
     result: dict[str, Any] = {
@@ -29,7 +31,7 @@ def _result(
         "batch_id": batch_id,
         "total_orders": len(legs),
         "succeeded": succeeded,
-        "failed": len(legs) - succeeded,
+        "failed": sum(1 for leg in legs if not leg.complete),
         "order_ids": [leg.order_id for leg in legs if leg.order_id],
         "legs": [leg.as_result() for leg in legs],
         "duration_ms": round(elapsed * 1000, 1),
@@ -38,6 +40,15 @@ def _result(
     if exposure:
         result["exposure"] = exposure
     return result
+
+
+def _held(leg: Leg) -> bool:
+    """Did the leg fill, and does its fill stay held? It does when no rollback touched it, or
+    when its rollback failed leaving exposure (a `remaining` of None: unknown, so held)."""
+    if not leg.complete or leg.is_reverse:
+        return False
+    rollback = leg.rollback
+    return rollback is None or (rollback["action"] == "failed" and rollback.get("remaining") != 0)
 
 
 @attrs.frozen
@@ -108,17 +119,3 @@ def _exchanges(orders: Any) -> list[str]:
     if not isinstance(orders, list):
         return []
     return [o["exchange"] for o in orders if isinstance(o, dict) and o.get("exchange") in EXCHANGES]
-
-
-def _field(path: str, rule: str, message: str) -> FieldError:
-    return FieldError(path, rule, message)
-
-
-def _invalid(exc: InvalidRequest) -> dict[str, Any]:
-    return {**_error("invalid_request", "the request is invalid; nothing was placed"),
-            "fields": [f.as_dict() for f in exc.fields]}
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"error": code, "message": message}
-

@@ -333,12 +333,16 @@ class AccountActor:
         self._report()
 
     def _conflict(self, conflict: Conflict) -> None:
-        """Counted, logged and shown in health: the account degrades with the reason."""
+        self.report_conflict(conflict.reason)
+
+    def report_conflict(self, reason: str) -> None:
+        """A disagreement with the broker (one line): counted, logged and shown in health; the
+        account degrades with the reason until the operator restarts it."""
         self.order_conflicts += 1
-        log.error("account %s: %s", self.account, conflict.reason)
+        log.error("account %s: %s", self.account, reason)
         if self._health is not None:
             self._health.order_conflicts += 1
-            self._health.last_conflict = conflict.reason
+            self._health.last_conflict = reason
             self._health.touch()
 
     def _updated(self, seq: int, payload: Any) -> None:

@@ -29,36 +29,37 @@ import trio
 
 from brokers.base import BrokerError, Order, OrderRejected, OrderRequest, TokenExpired
 from brokers.kite import parse_order
-from store import BatchRecord, IdempotencyConflict, LegRecord, Store, StoreError
+from store import BatchRecord, LegRecord, Store, StoreError
+from store import IdempotencyConflict as KeyStoredBefore
 
 from ._admission import Load, admit
 from ._config import BatchConfig
 from ._execution import BatchRunner, EventHook, RollbackAborted, _Account, _Job
 from ._orders import Leg, OrderOps, UnknownOutcome, new_batch_id, reverse_request, tag_for
 from ._recovery import recover as recover_batch
-from ._results import (
-    FINAL,
-    Reply,
-    _error,
-    _exchanges,
-    _field,
-    _hash,
-    _invalid,
-    _leg_record,
-    _progress,
-)
+from ._results import FINAL, _exchanges, _hash, _leg_record, _progress
 from ._writes import LatencyHook, StoreWrites
 from .account import AccountActor
 from .budget import OrderBudget
-from .instruments import InstrumentCache
-from .ratelimit import Priority
-from .validation import (
-    EXCHANGES,
-    BatchSpec,
+from .errors import (
+    AuthExpired,
+    BatchNotFound,
+    BrokerCallFailed,
+    BrokerUnavailable,
+    FieldError,
+    IdempotencyConflict,
     InvalidRequest,
-    validate_batch,
-    validate_order,
+    KillRunning,
+    Overloaded,
+    Rejected,
+    StoreUnavailable,
+    Unavailable,
+    UnknownAccount,
 )
+from .instruments import InstrumentCache
+from .outcomes import CancelRequested, OrderOutcomeUnknown, OrderPlaced
+from .ratelimit import Priority
+from .validation import EXCHANGES, BatchSpec, validate_batch, validate_order
 
 __all__ = [
     "BatchConfig",
@@ -233,36 +234,32 @@ class BatchCoordinator:
 
     async def submit(
         self, account: str, body: Any, idempotency_key: str | None, client: str = ""
-    ) -> Reply:
-        """Validate, pre-check margin, persist and execute a batch; the result as (status, dict)."""
+    ) -> dict[str, Any]:
+        """Validate, pre-check margin, persist and execute a batch: its result, whatever its
+        status; a batch refused before anything was placed raises a `CoordinatorError`."""
         ctx = self.account(account)
         if ctx is None:
-            return 404, _error("unknown_account", f"no account {account!r}")
+            raise UnknownAccount(account)
         if not self._started:
-            return 503, _error("unavailable", "the batch coordinator is not running")
+            raise Unavailable("the batch coordinator is not running")
         request_hash = _hash(body)
         if idempotency_key:
             found = await self._store.find_batch(account, idempotency_key)
             if found is not None:
                 return await self._replay(found[0], request_hash)
         if account in self._killing:
-            return _kill_running(account)
+            raise _kill_running(account)
         if _parked(ctx):
-            return _auth_expired(account)
+            raise AuthExpired(account)
         try:
             spec = await self._validate(ctx, body)
-        except InvalidRequest as exc:
-            return 422, _invalid(exc)
-        except TokenExpired:
-            return _auth_expired(account)
+        except TokenExpired as exc:
+            raise AuthExpired(account) from exc
         except BrokerError as exc:
-            return 503, _error("broker_unavailable", f"instrument master: {exc}")
-        checked = await self._check_margin(ctx, spec)
-        if not isinstance(checked, BatchSpec):
-            return checked
-        spec = checked
+            raise BrokerUnavailable(f"instrument master: {exc}") from exc
+        spec = await self._check_margin(ctx, spec)
         if account in self._killing:  # it began meanwhile; from here to tracked, no checkpoint
-            return _kill_running(account)
+            raise _kill_running(account)
         refusal = admit(self._config, self._load(ctx, account, len(spec.legs)), len(spec.legs),
                         spec.timeout_s)
         if refusal is not None:
@@ -270,9 +267,7 @@ class BatchCoordinator:
                 self._on_refused(refusal.reason)
             log.warning("batch of %s by %s refused (%s): %s", account, client, refusal.reason,
                         refusal.message)
-            code = "order_budget" if refusal.reason == "order_budget" else "overloaded"
-            return 503, {**_error(code, refusal.message), "reason": refusal.reason,
-                         "retry_after_s": refusal.retry_after_s}
+            raise Overloaded(refusal.reason, refusal.message, refusal.retry_after_s)
         batch_id = new_batch_id()
         legs = tuple(
             Leg(n, tag_for(batch_id, n, "L", 0), self._request(leg, tag_for(batch_id, n, "L", 0)))
@@ -288,18 +283,18 @@ class BatchCoordinator:
             with trio.CancelScope(shield=True):  # stored means dispatched
                 await self._store.create_batch(record, [_leg_record(batch_id, leg) for leg in legs])
                 await self._jobs_send.send(_Job(account, batch_id, spec, legs))
-        except IdempotencyConflict as exc:
+        except KeyStoredBefore as exc:
             del self._done[batch_id]
             work.finish()
             return await self._replay(exc.existing, request_hash)
         except StoreError as exc:
             del self._done[batch_id]
             work.finish()
-            return 503, _error("store_unavailable", str(exc))
+            raise StoreUnavailable(str(exc)) from exc
         log.info("batch %s of %s by %s: %d legs", batch_id, account, client, len(legs))
         await work.done.wait()
         if work.result is not None:  # the outcome reached, whether or not it is stored yet
-            return 200, work.result
+            return work.result
         return await self.get(account, batch_id)
 
     def _load(self, ctx: _Account, account: str, legs: int) -> Load:
@@ -341,25 +336,24 @@ class BatchCoordinator:
                 scope.cancel()
         self._runner.abort()
 
-    async def get(self, account: str, batch_id: str) -> Reply:
+    async def get(self, account: str, batch_id: str) -> dict[str, Any]:
         """The batch's result when finished (from memory until its final status is stored),
         its stored legs' progress while it runs."""
         unstored = self._runner.unstored(account, batch_id)
         if unstored is not None:
-            return 200, unstored
+            return unstored
         found = await self._store.get_batch(batch_id)
         if found is None or found[0].account != account:
-            return 404, _error("not_found", f"no batch {batch_id!r}")
+            raise BatchNotFound(batch_id)
         batch, legs = found
         if batch.status in FINAL and batch.result is not None:
-            return 200, batch.result
-        return 200, _progress(batch, legs)
+            return batch.result
+        return _progress(batch, legs)
 
-    async def _replay(self, existing: BatchRecord, request_hash: str) -> Reply:
+    async def _replay(self, existing: BatchRecord, request_hash: str) -> dict[str, Any]:
         """The same key again: the stored result (waiting while it runs); another body: 409."""
         if existing.request_hash != request_hash:
-            return 409, _error("idempotency_conflict",
-                               "this Idempotency-Key was used with a different body")
+            raise IdempotencyConflict("this Idempotency-Key was used with a different body")
         work = self._done.get(existing.batch_id)
         with trio.move_on_after(self._config.idempotency_wait_s):
             if work is not None:
@@ -377,9 +371,10 @@ class BatchCoordinator:
         orders = body.get("orders") if isinstance(body, dict) else None
         await ctx.instruments.load(_exchanges(orders))
         return validate_batch(body, ctx.instruments.get, session=self._config.session,
-                              max_timeout_s=self._config.max_timeout_s)
+                              max_timeout_s=self._config.max_timeout_s,
+                              contracts=ctx.instruments.contracts)
 
-    async def _check_margin(self, ctx: _Account, spec: BatchSpec) -> Reply | BatchSpec:
+    async def _check_margin(self, ctx: _Account, spec: BatchSpec) -> BatchSpec:
         """The batch to run (`spec`, or hedge-first when it fits only hedged), or the refusal."""
         if not self._config.margin_check:
             return spec
@@ -404,16 +399,16 @@ class BatchCoordinator:
             if available is None and "funds" in found:
                 available = _raise_or(found["funds"])
         except OrderRejected as exc:
-            return 422, _invalid(InvalidRequest([_field("orders", "broker", exc.message)]))
-        except TokenExpired:
-            return _auth_expired(ctx.actor.account)
+            raise InvalidRequest([FieldError("orders", "broker", exc.message)]) from exc
+        except TokenExpired as exc:
+            raise AuthExpired(ctx.actor.account) from exc
         except BrokerError as exc:
-            return 503, _error("broker_unavailable", f"margin check: {exc}")
+            raise BrokerUnavailable(f"margin check: {exc}") from exc
         if available is None:
             return spec
         if margin.final > available + 1e-6:
             message = f"the basket needs {margin.final:.2f} margin, {available:.2f} is available"
-            return 422, _invalid(InvalidRequest([_field("orders", "margin", message)]))
+            raise InvalidRequest([FieldError("orders", "margin", message)])
         if spec.execution == "parallel" and margin.initial > available + 1e-6:
             # Parallel legs reach the broker in any order and each is margined as it arrives:
             # a SELL leg ahead of its hedge would be rejected after the others filled.
@@ -426,7 +421,7 @@ class BatchCoordinator:
                     "BUY leg is COMPLETE, so they get the hedge benefit"))
             message = (f"{shortfall}; use execution \"hedge_first\" so the BUY legs fill first "
                        "and the SELL legs get the hedge benefit")
-            return 422, _invalid(InvalidRequest([_field("execution", "margin", message)]))
+            raise InvalidRequest([FieldError("execution", "margin", message)])
         return spec
 
     def _request(self, leg: OrderRequest, tag: str | None) -> OrderRequest:
@@ -533,21 +528,22 @@ class BatchCoordinator:
 
     async def place_single(
         self, account: str, body: Any, client: str = "", idempotency_key: str | None = None
-    ) -> Reply:
+    ) -> OrderPlaced | OrderOutcomeUnknown:
         """One order, same validation, tagged, never re-posted blindly; no rollback.
 
         With an `idempotency_key` the tag comes from (account, key): a retry returns the order
         the first attempt placed (found by its tag) and places nothing; the same key with
-        another order is 409. An unknown outcome (the POST timed out or failed with a 5xx and
-        no order carries the tag yet) answers 202 with the tag, to be looked up, not retried
-        blindly; with a key, a retry keeps answering so until the order is found."""
+        another order is an IdempotencyConflict. An unknown outcome (the POST timed out or
+        failed with a 5xx and no order carries the tag yet) answers OrderOutcomeUnknown with the
+        tag, to be looked up, not retried blindly; with a key, a retry keeps answering so until
+        the order is found."""
         ctx = self.account(account)
         if ctx is None:
-            return 404, _error("unknown_account", f"no account {account!r}")
+            raise UnknownAccount(account)
         if account in self._killing:
-            return _kill_running(account)
+            raise _kill_running(account)
         if _parked(ctx):
-            return _auth_expired(account)
+            raise AuthExpired(account)
         request_hash = _hash(body)
         keyed = single_tag(account, idempotency_key) if idempotency_key else None
         if keyed is not None:
@@ -557,13 +553,12 @@ class BatchCoordinator:
         try:
             exchange = body.get("exchange") if isinstance(body, dict) else None
             await ctx.instruments.load([exchange] if exchange in EXCHANGES else [])
-            spec = validate_order(body, ctx.instruments.get, session=self._config.session)
-        except InvalidRequest as exc:
-            return 422, _invalid(exc)
-        except TokenExpired:
-            return _auth_expired(account)
+            spec = validate_order(body, ctx.instruments.get, session=self._config.session,
+                                  contracts=ctx.instruments.contracts)
+        except TokenExpired as exc:
+            raise AuthExpired(account) from exc
         except BrokerError as exc:
-            return 503, _error("broker_unavailable", f"instrument master: {exc}")
+            raise BrokerUnavailable(f"instrument master: {exc}") from exc
         while keyed is not None and keyed in self._singles:  # the same key got in meanwhile
             reply = await self._single_replay(ctx, keyed, request_hash, body)
             if reply is not None:
@@ -572,21 +567,21 @@ class BatchCoordinator:
         leg = Leg(0, tag, self._request(spec, tag))
         deadline = trio.current_time() + self._config.place_timeout_s * 3
         if account in self._killing:  # it began meanwhile; from here to tracked, no checkpoint
-            return _kill_running(account)
+            raise _kill_running(account)
         work = self._singles[tag] = _Work(account, frozenset({(spec.exchange, spec.tradingsymbol)}))
         try:
             await self.ops.send(ctx.actor, ctx.limiter, None, leg, Priority.NORMAL, deadline)
         except OrderRejected as exc:
-            return 400, _error("rejected", exc.message)
-        except TokenExpired:  # refused by the broker: nothing was placed
-            return _auth_expired(account)
+            raise Rejected(exc.message) from exc
+        except TokenExpired as exc:  # refused by the broker: nothing was placed
+            raise AuthExpired(account) from exc
         except UnknownOutcome as exc:
             log.warning("order %s of %s by %s: unknown outcome: %s", tag, account, client, exc)
             if keyed is not None:
                 self._remember(tag, request_hash, None)
-            return 202, _unknown(tag, str(exc))
+            return OrderOutcomeUnknown(tag, str(exc))
         except BrokerError as exc:
-            return 502, {**_error("broker_unavailable", str(exc)), "tag": tag}
+            raise BrokerCallFailed(str(exc), tag) from exc
         else:
             if keyed is not None:
                 self._remember(tag, request_hash, leg.order_id)
@@ -594,11 +589,11 @@ class BatchCoordinator:
             del self._singles[tag]
             work.finish()
         log.info("order %s (%s) of %s by %s", leg.order_id, tag, account, client)
-        return 200, {"order_id": leg.order_id, "tag": tag}
+        return OrderPlaced(leg.order_id, tag)
 
     async def _single_replay(
         self, ctx: _Account, tag: str, request_hash: str, body: Any
-    ) -> Reply | None:
+    ) -> OrderPlaced | OrderOutcomeUnknown | None:
         """A keyed single order placed before: its answer; None when there is none (place it).
 
         Waits for an attempt with the same key in flight. An order this process placed is
@@ -610,14 +605,13 @@ class BatchCoordinator:
             with trio.move_on_after(self._config.idempotency_wait_s):
                 await work.done.wait()
             if not work.done.is_set():
-                return 202, _unknown(tag, "an order with this Idempotency-Key is still being "
-                                          "placed")
+                return OrderOutcomeUnknown(tag, "an order with this Idempotency-Key is still "
+                                                "being placed")
         known = self._keyed.get(tag)
         if known is not None and known.request_hash != request_hash:
-            return 409, _error("idempotency_conflict",
-                               "this Idempotency-Key was used with a different order")
+            raise IdempotencyConflict("this Idempotency-Key was used with a different order")
         if known is not None and known.order_id is not None:
-            return 200, {"order_id": known.order_id, "tag": tag, "replayed": True}
+            return OrderPlaced(known.order_id, tag, replayed=True)
         order: Order | None
         if known is None and ctx.actor.upstream.state == "connected":
             payload = next((p for p in ctx.actor.orders() if p.get("tag") == tag), None)
@@ -626,21 +620,19 @@ class BatchCoordinator:
             try:
                 order = await self.ops.lookup(ctx.actor, tag)
             except UnknownOutcome as exc:
-                return 503, {**_error("broker_unavailable",
-                                      f"{exc}: an earlier order with this Idempotency-Key "
-                                      "may exist; nothing was placed"), "tag": tag}
+                raise BrokerUnavailable(f"{exc}: an earlier order with this Idempotency-Key "
+                                        "may exist; nothing was placed", tag) from exc
         if order is None:
             if known is None:
                 return None
-            return 202, _unknown(tag, f"the order with this Idempotency-Key had an unknown "
+            return OrderOutcomeUnknown(tag, f"the order with this Idempotency-Key had an unknown "
                                       f"outcome and the broker lists no order tagged {tag} "
                                       "yet; nothing was placed again. Look it up by its tag; "
                                       "once sure it was not placed, use a new key")
         if not _same_order(body, order):
-            return 409, _error("idempotency_conflict",
-                               "this Idempotency-Key was used with a different order")
+            raise IdempotencyConflict("this Idempotency-Key was used with a different order")
         self._remember(tag, request_hash, order.order_id)
-        return 200, {"order_id": order.order_id, "tag": tag, "replayed": True}
+        return OrderPlaced(order.order_id, tag, replayed=True)
 
     def _remember(self, tag: str, request_hash: str, order_id: str | None) -> None:
         self._keyed[tag] = _Keyed(request_hash, order_id)
@@ -648,28 +640,30 @@ class BatchCoordinator:
         while len(self._keyed) > KEYED_ORDERS_KEPT:
             self._keyed.popitem(last=False)
 
-    async def cancel_order(self, account: str, order_id: str, client: str = "") -> Reply:
+    async def cancel_order(
+        self, account: str, order_id: str, client: str = ""
+    ) -> CancelRequested:
         ctx = self.account(account)
         if ctx is None:
-            return 404, _error("unknown_account", f"no account {account!r}")
+            raise UnknownAccount(account)
         if _parked(ctx):
-            return _auth_expired(account)
+            raise AuthExpired(account)
         try:
             await self.ops.write(ctx.limiter, Priority.NORMAL, ctx.actor.broker.cancel, order_id,
                                  deadline=trio.current_time() + self._config.place_timeout_s)
         except OrderRejected as exc:
-            return 400, _error("rejected", exc.message)
-        except TokenExpired:
-            return _auth_expired(account)
+            raise Rejected(exc.message) from exc
+        except TokenExpired as exc:
+            raise AuthExpired(account) from exc
         except BrokerError as exc:
-            return 502, _error("broker_unavailable", str(exc))
+            raise BrokerCallFailed(str(exc)) from exc
         log.info("cancel %s of %s by %s", order_id, account, client)
-        return 200, {"order_id": order_id}
+        return CancelRequested(order_id)
 
-    async def kill(self, account: str, client: str = "") -> Reply:
+    async def kill(self, account: str, client: str = "") -> dict[str, Any]:
         """Stop the account's batches and wait for every unfinished one (and every recovery and
         single order being placed) to finish, then cancel every open order and flatten every
-        position. New batches and orders of the account are refused (409) meanwhile. A batch
+        position. New batches and orders of the account are refused (KillRunning) meanwhile. A batch
         still unfinished when the wait runs out is left to finish its own rollback: the kill
         switch leaves its symbols alone and names it in the report (status "incomplete"). The
         report names the batches it stopped (`stopped_batches`, with their final status)."""
@@ -677,17 +671,16 @@ class BatchCoordinator:
 
         ctx = self.account(account)
         if ctx is None:
-            return 404, _error("unknown_account", f"no account {account!r}")
+            raise UnknownAccount(account)
         if account in self._killing:
-            return 409, _error("kill_in_progress",
-                               f"the kill switch of account {account!r} is already running")
+            raise KillRunning(f"the kill switch of account {account!r} is already running")
         self._killing.add(account)
         self.retry_recoveries()  # a recovery waiting for a retry: now, before the wait runs out
         try:
             # Shielded as a whole: a client hanging up must not stop a kill switch half way.
             with trio.CancelScope(shield=True):
-                stopped = sorted(key for key, work in self._done.items()
-                                 if work.account == account and not work.recovery)
+                stopped = {key: work for key, work in self._done.items()
+                           if work.account == account and not work.recovery}
                 ctx.killed.update(stopped)  # their legs say so, in results and webhooks
                 for scope in list(ctx.running.values()):
                     scope.cancel()
@@ -705,7 +698,7 @@ class BatchCoordinator:
                                             stopped=stopped)
         finally:
             self._killing.discard(account)
-        return 200, report
+        return report
 
     def _unfinished(self, account: str) -> dict[str, _Work]:
         """The account's batches, recoveries and single orders not finished yet, by id/tag."""
@@ -721,28 +714,14 @@ def _as_run(body: Any, spec: BatchSpec) -> Any:
     return {**body, "execution": spec.execution, "execution_reason": spec.execution_reason}
 
 
-def _kill_running(account: str) -> Reply:
-    return 409, _error("kill_in_progress", f"the kill switch of account {account!r} is running: "
-                       "no new orders until it has finished")
+def _kill_running(account: str) -> KillRunning:
+    return KillRunning(f"the kill switch of account {account!r} is running: no new orders "
+                       "until it has finished")
 
 
 def _parked(ctx: _Account) -> bool:
     """The account's actor knows the broker refuses its access token."""
     return ctx.actor.upstream.state == "auth_expired"
-
-
-def _auth_expired(account: str) -> Reply:
-    """409, not 5xx: clients retry a 5xx blindly, and nothing changes until an operator loads
-    the day's token. Not 401 either: the client's own credentials are fine, the broker's are not.
-    409 says the account is in a state that refuses orders (as `kill_in_progress` does)."""
-    return 409, _error("auth_expired", f"the broker refuses the access token of account "
-                       f"{account!r} (expired): nothing was sent. Load the day's token with "
-                       f"`orderdesk credentials {account}`, then retry")
-
-
-def _unknown(tag: str, message: str) -> dict[str, Any]:
-    """202: the order may or may not be at the broker: look it up by `tag`, never re-send it."""
-    return {"status": "unknown", "tag": tag, "message": message}
 
 
 def _same_order(body: Any, order: Order) -> bool:

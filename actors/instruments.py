@@ -37,6 +37,9 @@ class InstrumentInfo:
     name: str = ""
     freeze_quantity: int | None = None
     last_price: float = 0.0
+    instrument_type: str = ""  # EQ, FUT, CE, PE
+    expiry: dt.date | None = None
+    strike: float = 0.0
 
 
 def wall_clock() -> dt.datetime:
@@ -81,6 +84,14 @@ class InstrumentCache:
         loaded = self._by_exchange.get(exchange)
         return None if loaded is None else loaded[1].get(tradingsymbol)
 
+    def contracts(self, exchange: str, name: str, instrument_type: str) -> list[InstrumentInfo]:
+        """The loaded contracts of one underlying and type (FUT, CE, PE), by expiry and strike:
+        what an error about an expired contract names instead."""
+        loaded = self._by_exchange.get(exchange)
+        found = [i for i in (loaded[1].values() if loaded else ())
+                 if i.name == name and i.instrument_type == instrument_type]
+        return sorted(found, key=lambda i: (i.expiry or dt.date.min, i.strike))
+
     def _info(self, row: Instrument) -> InstrumentInfo:
         return InstrumentInfo(
             exchange=row.exchange,
@@ -90,4 +101,15 @@ class InstrumentCache:
             name=row.name,
             freeze_quantity=self._freeze.get(row.name) if row.segment != row.exchange else None,
             last_price=row.last_price,
+            instrument_type=row.instrument_type,
+            expiry=_date(row.expiry),
+            strike=row.strike,
         )
+
+
+def _date(text: str) -> dt.date | None:
+    """A master's expiry (`2025-11-25`; empty for equities)."""
+    try:
+        return dt.date.fromisoformat(text[:10]) if text else None
+    except ValueError:
+        return None

@@ -12,14 +12,22 @@ The report's status is "done" only when nothing is left: no position, no order s
 cancel or a flattening order not final by the deadline), no symbol left alone, no broker error;
 otherwise "incomplete", naming what is left. When the positions cannot be read afterwards (an
 expired token, say) `remaining` is "unknown" and `remaining_reason` says why: never an empty list
-that would claim nothing is left. `stopped_batches` names the batches the kill switch stopped.
+that would claim nothing is left.
+
+`stopped_batches` names the batches the kill switch stopped, each with the final status it
+reached, taken from the coordinator's memory (the store may lag behind it: a slow store must not
+make the report say `running` for a batch that has rolled back). A stopped batch can still reach
+`success` (its legs filled before their cancel landed) or leave fills (`partial`, a failed
+rollback): the kill then flattens those positions, and the report says so on both sides, the
+batch's entry naming the positions (`flattened`) and each flattened position naming the batches
+(`batches`). The batch itself keeps its status: it did succeed, the kill closed it afterwards.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -35,22 +43,25 @@ from store import AuditEntry, StoreError
 
 from ._reverse import ReverseMarket
 from .batch import Leg, new_batch_id
+from .errors import BatchNotFound
 
 if TYPE_CHECKING:
-    from .batch import BatchCoordinator, _Account
+    from .batch import BatchCoordinator, _Account, _Work
 
 log = logging.getLogger(__name__)
 
 
 async def kill_account(
     coordinator: BatchCoordinator, ctx: _Account, account: str, client: str,
-    *, busy: Mapping[str, Set[tuple[str, str]]] | None = None, stopped: Sequence[str] = (),
+    *, busy: Mapping[str, Set[tuple[str, str]]] | None = None,
+    stopped: Mapping[str, _Work] | None = None,
 ) -> dict[str, Any]:
     """Cancel, flatten, check; the report names what is left, if anything.
 
     `busy`: batches (or orders) still unfinished, by id, with their (exchange, tradingsymbol):
     their rollback owns those symbols, so their orders are not cancelled nor their positions
-    flattened here. `stopped`: the ids of the batches the kill switch stopped."""
+    flattened here. `stopped`: the batches the kill switch stopped, by id (finished by now,
+    but for those in `busy`)."""
     config = coordinator.config
     deadline = trio.current_time() + config.rollback_timeout_s
     busy = busy or {}
@@ -98,10 +109,8 @@ async def kill_account(
                 {"tradingsymbol": p.tradingsymbol, "exchange": p.exchange, "product": p.product,
                  "quantity": p.quantity} for p in left
             ]
-        report["stopped_batches"] = [
-            {"batch_id": batch_id, "status": await _stored_status(coordinator, batch_id)}
-            for batch_id in stopped
-        ]
+        report["stopped_batches"] = await _stopped_batches(coordinator, account, stopped or {},
+                                                           report["flattened"])
         report["open_orders"] = (
             [c["order_id"] for c in report["cancelled"] if c["status"] not in FINAL_STATUSES]
             + [o["order_id"] for f in report["flattened"] for o in f["orders"]
@@ -120,14 +129,38 @@ async def kill_account(
     return report
 
 
-async def _stored_status(coordinator: BatchCoordinator, batch_id: str) -> str | None:
-    """A stopped batch's status as stored (None when the store cannot tell)."""
+async def _stopped_batches(
+    coordinator: BatchCoordinator, account: str, stopped: Mapping[str, _Work],
+    flattened: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Each stopped batch with the status it reached and the positions of its fills that the
+    kill flattened; each flattened position gets the ids of those batches (`batches`)."""
+    entries = []
+    by_symbol = {(f["exchange"], f["tradingsymbol"]): f for f in flattened}
+    for batch_id, work in sorted(stopped.items()):
+        left = sorted({(leg.request.exchange, leg.request.tradingsymbol)
+                       for leg in work.legs if leg.exposure > 0} & by_symbol.keys())
+        for symbol in left:
+            by_symbol[symbol]["batches"].append(batch_id)
+        entries.append({"batch_id": batch_id,
+                        "status": await _final_status(coordinator, account, batch_id, work),
+                        "flattened": [{"exchange": e, "tradingsymbol": t} for e, t in left]})
+    return entries
+
+
+async def _final_status(
+    coordinator: BatchCoordinator, account: str, batch_id: str, work: _Work,
+) -> str | None:
+    """The status the batch reached, as it reached it; for one cut short or still unfinished,
+    what `GET .../batch-orders/{id}` answers (None when the store cannot tell)."""
+    if work.result is not None:
+        return str(work.result["status"])
     try:
-        found = await coordinator.store.get_batch(batch_id)
-    except StoreError:
+        answer = await coordinator.get(account, batch_id)
+    except (StoreError, BatchNotFound):
         log.exception("kill switch: could not read batch %s", batch_id)
         return None
-    return None if found is None else found[0].status
+    return answer.get("status")
 
 
 async def _cancel(
@@ -163,7 +196,8 @@ async def _flatten(
     held = Leg(n, f"od{kill_id}{n:02d}K", request, status="COMPLETE", filled=quantity)
     done: dict[str, Any] = {"tradingsymbol": position.tradingsymbol,
                             "exchange": position.exchange, "product": position.product,
-                            "quantity": position.quantity, "orders": []}
+                            "quantity": position.quantity, "orders": [],
+                            "batches": []}  # the stopped batches whose fills it held
     report["flattened"].append(done)
 
     def record(reverse: Leg) -> None:

@@ -17,7 +17,9 @@ import attrs
 from brokers.base import OrderRequest
 
 from .calendar import IST, TradingCalendar
+from .errors import FieldError, InvalidRequest
 from .instruments import InstrumentInfo
+from .symbols import Contracts, expired_message
 
 __all__ = ["IST", "BatchSpec", "FieldError", "InvalidRequest", "TradingCalendar",
            "validate_batch", "validate_order"]
@@ -42,24 +44,6 @@ Lookup = Callable[[str, str], InstrumentInfo | None]
 
 
 @attrs.frozen
-class FieldError:
-    path: str
-    rule: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"path": self.path, "rule": self.rule, "message": self.message}
-
-
-class InvalidRequest(Exception):
-    """The body breaks one or more rules; nothing was sent."""
-
-    def __init__(self, fields: list[FieldError]) -> None:
-        super().__init__("; ".join(f"{f.path}: {f.message}" for f in fields))
-        self.fields = fields
-
-
-@attrs.frozen
 class BatchSpec:
     legs: tuple[OrderRequest, ...]  # validated; orderdesk adds the tag when it places them
     rollback_on_failure: bool = True
@@ -77,11 +61,13 @@ def validate_batch(
     session: TradingCalendar | None = None,
     now: dt.datetime | None = None,
     max_timeout_s: float = MAX_TIMEOUT_S,
+    contracts: Contracts | None = None,
 ) -> BatchSpec:
     """The batch body as a `BatchSpec`, or InvalidRequest naming every problem.
 
     `session`: the trading calendar each leg's exchange must be open in at `now` (None:
-    always open, as the paper venue is by default)."""
+    always open, as the paper venue is by default). `contracts`: the master's current
+    contracts, named when a symbol is an expired one."""
     errors: list[FieldError] = []
     if not isinstance(body, dict):
         raise InvalidRequest([FieldError("", "type", "the body must be a JSON object")])
@@ -97,7 +83,7 @@ def validate_batch(
         errors.append(FieldError("orders", "count", f"a batch has 1 to {MAX_LEGS} orders"))
     else:
         for n, order in enumerate(orders):
-            leg = _check_leg(order, f"orders[{n}].", lookup, errors)
+            leg = _check_leg(order, f"orders[{n}].", Master(lookup, contracts, now), errors)
             _check_session(session, now, order, f"orders[{n}].", errors)
             if leg is not None:
                 legs.append(leg)
@@ -123,10 +109,11 @@ def validate_order(
     *,
     session: TradingCalendar | None = None,
     now: dt.datetime | None = None,
+    contracts: Contracts | None = None,
 ) -> OrderRequest:
     """One order body (`POST /orders`) with the same rules as a batch leg."""
     errors: list[FieldError] = []
-    leg = _check_leg(body, "", lookup, errors)
+    leg = _check_leg(body, "", Master(lookup, contracts, now), errors)
     _check_session(session, now, body, "", errors)
     if errors or leg is None:
         raise InvalidRequest(errors)
@@ -146,8 +133,42 @@ def _check_session(
         errors.append(FieldError(prefix + "exchange", closed.rule, closed.message))
 
 
+@attrs.frozen
+class Master:
+    """What a leg is checked against: the instrument master, and (to explain an unknown
+    symbol) its current contracts as of `now`."""
+
+    lookup: Lookup
+    contracts: Contracts | None = None
+    now: dt.datetime | None = None
+
+    def unknown(self, exchange: str, symbol: str) -> FieldError:
+        """The error of a symbol not in the master: `expired_instrument` (naming the current
+        contracts) when it names an expired contract, else `unknown_instrument`."""
+        if self.contracts is not None:
+            today = (self.now or dt.datetime.now(IST)).astimezone(IST).date()
+            expired = expired_message(exchange, symbol, today, self.contracts)
+            if expired is not None:
+                return FieldError("tradingsymbol", "expired_instrument", expired)
+        return FieldError("tradingsymbol", "unknown_instrument",
+                          f"{exchange}:{symbol} is not a known instrument")
+
+
+def lot_message(quantity: int, lot_size: int, freeze_quantity: int | None) -> str:
+    """Why `quantity` is refused, with the valid quantities on either side of it (within the
+    freeze quantity): nothing is rounded for the client."""
+    lots = quantity // lot_size
+    options = [n * lot_size for n in (lots, lots + 1) if n >= 1
+               and (freeze_quantity is None or n * lot_size <= freeze_quantity)]
+    text = f"quantity {quantity} is not a multiple of the lot size {lot_size}"
+    if not options:
+        return text
+    named = [f"{q} ({q // lot_size} lot{'s' if q // lot_size > 1 else ''})" for q in options]
+    return f"{text}: use {' or '.join(named)}"
+
+
 def _check_leg(
-    order: Any, prefix: str, lookup: Lookup, errors: list[FieldError]
+    order: Any, prefix: str, master: Master, errors: list[FieldError]
 ) -> OrderRequest | None:
     if not isinstance(order, dict):
         errors.append(FieldError(prefix.rstrip(".") or "", "type", "an order must be an object"))
@@ -188,13 +209,14 @@ def _check_leg(
     else:
         quantity = int(quantity)
 
-    info = lookup(exchange, symbol) if exchange and symbol else None
+    info = master.lookup(exchange, symbol) if exchange and symbol else None
     if exchange and symbol and info is None:
-        err("tradingsymbol", "unknown_instrument", f"{exchange}:{symbol} is not a known instrument")
+        unknown = master.unknown(exchange, symbol.strip())
+        err(unknown.path, unknown.rule, unknown.message)
     if info is not None and quantity is not None:
         if quantity % info.lot_size:
             err("quantity", "lot_multiple",
-                f"quantity must be a multiple of the lot ({info.lot_size})")
+                lot_message(quantity, info.lot_size, info.freeze_quantity))
         if info.freeze_quantity is not None and quantity > info.freeze_quantity:
             err("quantity", "freeze_limit",
                 f"quantity above the freeze quantity ({info.freeze_quantity})")

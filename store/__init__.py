@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from ._lock import StoreInUse, exclusive_store
 from .base import (
     FINAL_BATCH_STATUSES,
     AuditEntry,
@@ -36,9 +37,11 @@ __all__ = [
     "OrderEvent",
     "Store",
     "StoreError",
+    "StoreInUse",
     "StoreOpenFailed",
     "StoreUnavailable",
     "WebhookDelivery",
+    "exclusive_store",
     "migrate",
     "open_store",
 ]

@@ -35,6 +35,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def run_serve(args: argparse.Namespace) -> int:
     import trio_asyncio
 
+    from store import exclusive_store
     from web import install_log_context
     from web.middleware import RedactingFilter
 
@@ -54,7 +55,7 @@ def run_serve(args: argparse.Namespace) -> int:
             f"  admin token:             {settings.generated_secrets['admin_token']}",
             flush=True,
         )
-    with reported_startup_failures():
+    with reported_startup_failures(), exclusive_store(settings.database_url):
         trio_asyncio.run(serve, settings)
     return 0
 

@@ -145,7 +145,7 @@ async def open_service(
                         root, settings, store, brokers, actor_config or _actor_config(settings),
                         batch_config,
                         webhook_config, actor_policy, store_check_s,
-                        web_config or WebConfig(send_timeout_s=settings.send_timeout_s),
+                        web_config or _web_config(settings, grace_s),
                     ) as (running, stop):
                         yield running
                         await stop(grace_s)
@@ -332,6 +332,13 @@ async def _monitor_store(
             entry.last_error = ErrorInfo("StoreUnavailable", error, trio.current_time())
             entry.set_state("failed")
         await trio.sleep(interval_s)
+
+
+def _web_config(settings: Settings, grace_s: float) -> WebConfig:
+    """Requests in flight at shutdown get as long as the batches they wait for (a batch that
+    finishes within its grace is answered), and at least hypercorn's usual 3 s."""
+    return WebConfig(send_timeout_s=settings.send_timeout_s,
+                     graceful_timeout_s=max(3.0, grace_s + 1))
 
 
 def _batch_config(settings: Settings) -> BatchConfig:

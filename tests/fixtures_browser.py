@@ -126,15 +126,18 @@ class DeskClient:
         self.venue.delete("/_venue/faults")
 
 
-def write_config(directory: Path) -> Path:
-    """Ports 0: the page is served by orderdesk itself, and its own origin always passes."""
+def write_config(directory: Path, allowed_origins: tuple[str, ...] = ()) -> Path:
+    """Ports 0: the page is served by orderdesk itself, and its own origin always passes;
+    `allowed_origins` adds other origins (a front-end of its own, for CORS)."""
     accounts = "".join(
         f'\n[[accounts]]\nid = "{a}"\nbroker = "paper"\ntokens = ["{t}"]\n'
         for a, t in TOKENS.items()
     )
     path = directory / "orderdesk.toml"
+    origins = ", ".join(f'"{o}"' for o in allowed_origins)
+    extra = f"allowed_origins = [{origins}]\n" if allowed_origins else ""
     path.write_text(
-        f'[server]\nbind = "127.0.0.1:0"\nadmin_token = "{ADMIN_TOKEN}"\n\n'
+        f'[server]\nbind = "127.0.0.1:0"\nadmin_token = "{ADMIN_TOKEN}"\n{extra}\n'
         f'[database]\nurl = "sqlite:///{directory}/od.db"\n\n'
         f'[venue]\nbind = "127.0.0.1:0"\nseed = 7\nrate_limit_per_s = 0\n'
         'read_limit_per_s = 0\nstate = "memory"\n' + accounts
@@ -143,9 +146,11 @@ def write_config(directory: Path) -> Path:
 
 
 @asynccontextmanager
-async def open_desk(tmp_path: Path) -> AsyncIterator[Desk]:
+async def open_desk(
+    tmp_path: Path, allowed_origins: tuple[str, ...] = ()
+) -> AsyncIterator[Desk]:
     """The service as `orderdesk serve` runs it, on loopback."""
-    settings = load_settings(str(write_config(tmp_path)), environ={})
+    settings = load_settings(str(write_config(tmp_path, allowed_origins)), environ={})
     async with open_service(settings) as running:
         with trio.fail_after(15):
             for actor in running.actors.values():
@@ -153,6 +158,28 @@ async def open_desk(tmp_path: Path) -> AsyncIterator[Desk]:
         assert running.venue is not None
         yield Desk(f"http://{running.web_bind}", running.venue.rest_url, running)
 
+
+
+async def serve_page(nursery: trio.Nursery, html: str) -> int:
+    """A front-end of its own on another port (another origin): every GET answers `html`.
+    Returns the port; it serves until `nursery` closes."""
+    body = html.encode()
+    head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+
+    async def answer(stream: trio.SocketStream) -> None:
+        received = b""
+        with trio.move_on_after(10):
+            while b"\r\n\r\n" not in received and len(received) < 65536:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                received += chunk
+            await stream.send_all(head + body)
+        await stream.aclose()
+
+    listeners = await nursery.start(partial(trio.serve_tcp, answer, 0, host="127.0.0.1"))
+    return int(listeners[0].socket.getsockname()[1])
 
 
 @contextmanager
@@ -262,5 +289,6 @@ __all__ = [
     "in_browser",
     "open_desk",
     "screenshot",
+    "serve_page",
     "sign_in",
 ]

@@ -2,8 +2,8 @@
 
 Paper venue embedded on port 0 (order and read limits off, state in memory), SQLite under
 tmp_path, two paper accounts with tokens, the web front on 127.0.0.1:0. Extra TOML lines go into
-`[server]` (`server_toml`), `[venue]` (`venue_toml`: `funds = 500000`, say), `[batches]`
-(`batches_toml`), `[limits]` (`limits_toml`) or an account's table
+`[server]` (`server_toml`), `[database]` (`database_toml`), `[venue]` (`venue_toml`: `funds =
+500000`, say), `[batches]` (`batches_toml`), `[limits]` (`limits_toml`) or an account's table
 (`account_toml={"primary": 'webhooks = [...]'}`), top-level tables after the accounts
 (`extra_toml`: `[calendar]`); `environ` is what `load_settings` reads (secret_env, ...); other
 keywords go to `open_service`.
@@ -35,6 +35,7 @@ metrics_token = "{metrics}"
 
 [database]
 url = "{database}"
+{database_extra}
 
 [batches]
 {batches_extra}
@@ -73,6 +74,7 @@ def write_config(
     extra_toml: str = "",
     batches_toml: str = "",
     limits_toml: str = "",
+    database_toml: str = "",
 ) -> Path:
     # The venue's limits beyond the per-second one are Kite's by default; off here unless a
     # test sets them (tests read the venue directly, as the same account).
@@ -84,6 +86,7 @@ def write_config(
     extra = {f"{a}_extra": (account_toml or {}).get(a, "") for a in TOKENS}
     path.write_text(CONFIG.format(
         admin=ADMIN, metrics=METRICS, database=database, server_extra=server_toml,
+        database_extra=database_toml,
         venue_extra=venue_toml, batches_extra=batches_toml, limits_extra=limits_toml,
         extra_toml=extra_toml, **extra, **TOKENS
     ))
@@ -102,11 +105,13 @@ async def open_test_service(
     limits_toml: str = "",
     environ: Mapping[str, str] | None = None,
     extra_toml: str = "",
+    database_toml: str = "",
     **options: Any,
 ) -> AsyncIterator[Running]:
     path = write_config(tmp_path, database, server_toml=server_toml, venue_toml=venue_toml,
                         account_toml=account_toml, batches_toml=batches_toml,
-                        limits_toml=limits_toml, extra_toml=extra_toml)
+                        limits_toml=limits_toml, extra_toml=extra_toml,
+                        database_toml=database_toml)
     settings = load_settings(str(path), environ=environ or {})
     async with open_service(settings, **options) as running:
         yield running

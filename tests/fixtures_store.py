@@ -127,13 +127,17 @@ async def store(aio_loop: Any, store_url: str) -> AsyncIterator[Store]:
 
 
 @asynccontextmanager
-async def locked_tables(url: str, *tables: str) -> AsyncIterator[None]:
-    """A slow store on purpose: another connection holds `tables` in ACCESS EXCLUSIVE mode
-    (every read and write of them waits) until the block exits. Needs the trio-asyncio loop."""
+async def locked_tables(
+    url: str, *tables: str, mode: str = "ACCESS EXCLUSIVE"
+) -> AsyncIterator[None]:
+    """A slow store on purpose: another connection holds `tables` in `mode` until the block
+    exits: ACCESS EXCLUSIVE, every read and write of them waits; EXCLUSIVE, writes wait while
+    reads go on seeing the last committed rows (a store that lags). Needs the trio-asyncio
+    loop."""
     conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(url)
     try:
         await trio_asyncio.aio_as_trio(conn.execute)(
-            f"BEGIN; LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+            f"BEGIN; LOCK TABLE {', '.join(tables)} IN {mode} MODE")
         yield
     finally:
         with trio.CancelScope(shield=True):  # closing aborts the transaction: the lock is gone

@@ -9,7 +9,7 @@ Leaving it shuts the web front down gracefully (sockets get 1001) and stops ever
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import trio_websocket
 from quart import Blueprint
 
 from actors.account import AccountActor, ActorConfig
+from actors.errors import CoordinatorError
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import open_store
@@ -30,11 +31,24 @@ from supervision.health import HealthRegistry
 from supervision.settings import AccountSettings, ClientToken, Settings
 from tests.fixtures_venue import kite_headers, start_venue
 from web import Metrics, OrderDeskApp, WebConfig, WebDeps, create_app, serve_web
+from web.converter import make_converter
+from web.replies import answer, refusal
 
 ADMIN_TOKEN = "admin-secret"
 METRICS_TOKEN = "metrics-secret"  # Prometheus' own: /metrics and nothing else
 ALLOWED_ORIGIN = "http://good.example"
 TOKENS = {"primary": "primary-secret", "secondary": "secondary-secret"}
+
+
+async def replied(call: Awaitable[object]) -> tuple[int, Any]:
+    """A coordinator call as its route answers it: (status, body), the body without the
+    correlation id; so tests that call the coordinator directly assert what a client sees."""
+    converter = make_converter()
+    try:
+        value = await call
+    except CoordinatorError as exc:
+        return refusal(converter, exc)
+    return answer(converter, value)
 
 
 def bearer(token: str) -> dict[str, str]:

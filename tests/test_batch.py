@@ -24,6 +24,7 @@ from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import Store, open_store
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, kite_http, start_venue
+from tests.fixtures_web import replied
 
 FAST_ACTOR = ActorConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2, reconnect_jitter_s=0.01)
 FAST = BatchConfig(
@@ -44,7 +45,7 @@ class Desk:
     nursery: trio.Nursery
 
     async def submit(self, body: dict[str, Any], key: str | None = None) -> tuple[int, dict]:
-        return await self.coordinator.submit("primary", body, key, "test")
+        return await replied(self.coordinator.submit("primary", body, key, "test"))
 
     async def orders(self) -> list[dict[str, Any]]:
         response = await self.kite.get("/orders")
@@ -142,7 +143,7 @@ async def test_all_legs_fill_is_success(desk: Desk) -> None:
     venue_orders = await desk.orders()
     assert sorted(o["order_id"] for o in venue_orders) == sorted(result["order_ids"])
     assert all(n == 1 for n in tags(venue_orders).values())
-    assert (await desk.coordinator.get("primary", result["batch_id"])) == (200, result)
+    assert (await replied(desk.coordinator.get("primary", result["batch_id"]))) == (200, result)
     stored = await desk.store.get_batch(result["batch_id"])
     assert stored is not None and stored[0].status == "success"
     assert [r.status for r in stored[1]] == ["COMPLETE"] * 4
@@ -379,15 +380,16 @@ async def test_hedge_first_places_sells_only_after_every_buy_completes(desk: Des
 
 async def test_single_order_and_cancel(desk: Desk) -> None:
     with trio.fail_after(10):
-        status, placed = await desk.coordinator.place_single(
-            "primary", leg(order_type="LIMIT", price=20000.0), "test")
+        status, placed = await replied(desk.coordinator.place_single(
+            "primary", leg(order_type="LIMIT", price=20000.0), "test"))
         assert status == 200 and placed["tag"].startswith("od")
         assert (await desk.orders())[0]["tag"] == placed["tag"]
-        status, _ = await desk.coordinator.cancel_order("primary", placed["order_id"], "test")
+        status, _ = await replied(
+            desk.coordinator.cancel_order("primary", placed["order_id"], "test"))
         assert status == 200
         assert (await desk.orders())[0]["status"] == "CANCELLED"
-        status, again = await desk.coordinator.cancel_order("primary", placed["order_id"])
+        status, again = await replied(desk.coordinator.cancel_order("primary", placed["order_id"]))
         assert status == 400 and again["error"] == "rejected"
-        status, bad = await desk.coordinator.place_single("primary", leg(quantity=1))
+        status, bad = await replied(desk.coordinator.place_single("primary", leg(quantity=1)))
         assert status == 422 and bad["fields"][0]["path"] == "quantity"
-        assert (await desk.coordinator.submit("nobody", {}, None))[0] == 404
+        assert (await replied(desk.coordinator.submit("nobody", {}, None)))[0] == 404

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import attrs
+import pytest
 import trio
 
 from actors.batch import new_batch_id, tag_for
@@ -25,6 +26,7 @@ from tests.fixtures_venue import (
     order_form,
     start_venue,
 )
+from tests.fixtures_web import replied
 from tests.test_batch import Desk, desk, leg, open_desk, tags
 
 __all__ = ["desk"]  # the fixture, shared with test_batch
@@ -37,9 +39,10 @@ def _request(side: str, symbol: str = NIFTY_FUT, quantity: int = 75, tag: str = 
 
 async def crashed_batch(
     url: str, key: str, legs: list[tuple[str, str]], status: str = "running",
-    reverses: list[LegRecord] | None = None,
+    reverses: list[LegRecord] | None = None, filled: dict[int, int] | None = None,
 ) -> tuple[str, list[str]]:
-    """Store an unfinished batch as a crash left it; `legs` is (side, leg status) per leg."""
+    """Store an unfinished batch as a crash left it; `legs` is (side, leg status) per leg,
+    `filled` the filled quantity stored per leg index."""
     batch_id = new_batch_id()
     leg_tags = [tag_for(batch_id, n, "L", 0) for n in range(len(legs))]
     body: dict[str, Any] = {"orders": [leg(side=side) for side, _ in legs]}
@@ -49,7 +52,8 @@ async def crashed_batch(
 
         await store.create_batch(
             BatchRecord(batch_id, "primary", key, _hash(body), body, "running", None, now, now),
-            [LegRecord(batch_id, n, leg_tags[n], state, None, _request(side, tag=leg_tags[n]))
+            [LegRecord(batch_id, n, leg_tags[n], state, None, _request(side, tag=leg_tags[n]),
+                       {"filled_quantity": (filled or {}).get(n, 0)})
              for n, (side, state) in enumerate(legs)],
         )
         for record in reverses or []:
@@ -132,6 +136,35 @@ async def test_an_interrupted_rollback_never_flattens_twice(
             assert len(await desk.orders()) == 2
 
 
+async def test_fewer_fills_at_the_broker_than_stored_follow_the_broker_as_a_conflict(
+    venue: VenueAddress, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The red team's case: the store held 75 filled on a leg stopped mid-rollback, the broker
+    (a venue that lost the fill) lists it OPEN with none. Nothing is flattened that the broker
+    does not say is filled, and the account's health names the disagreement."""
+    legs = [("BUY", "OPEN"), ("SELL", "REJECTED")]
+    batch_id, leg_tags = await crashed_batch(sqlite_url, "crash-5", legs, "rolling_back",
+                                             filled={0: 75})
+    with trio.fail_after(20):
+        async with kite_http(venue) as kite:  # resting: OPEN, nothing filled
+            response = await kite.post("/orders/regular", data=order_form(tag=leg_tags[0]))
+            assert response.status_code == 200, response.text
+            order_id = response.json()["data"]["order_id"]
+        async with open_desk(venue, sqlite_url) as desk:
+            result = await resume(desk, "crash-5", legs)
+            assert result["status"] == "rolled_back", result
+            first = result["legs"][0]
+            assert (first["status"], first["filled_quantity"]) == ("CANCELLED", 0), first
+            assert first["rollback"]["action"] != "flattened", first
+            assert await desk.positions() == {}
+            assert set(tags(await desk.orders())) == {leg_tags[0]}  # no reverse order
+            assert desk.actor.order_conflicts == 1
+    assert [r.getMessage() for r in caplog.records if f"batch {batch_id} leg 0" in r.getMessage()
+            ] == [f"account primary: batch {batch_id} leg 0 ({leg_tags[0]}, order "
+                  f"{order_id}): the broker lists 0 filled, the store held 75; "
+                  "recovery follows the broker"]
+
+
 async def test_a_reverse_placed_before_its_row_was_stored_is_found_by_its_tag(
     venue: VenueAddress, sqlite_url: str
 ) -> None:
@@ -169,7 +202,7 @@ async def test_kill_switch_cancels_open_orders_and_flattens_positions(desk: Desk
             response = await desk.kite.post("/orders/regular", data=form)
             assert response.status_code == 200, response.text
         assert await desk.positions() == {NIFTY_FUT: 150, BANKNIFTY_FUT: -35}
-        status, report = await desk.coordinator.kill("primary", "test")
+        status, report = await replied(desk.coordinator.kill("primary", "test"))
     assert status == 200 and report["status"] == "done", report
     assert len(report["cancelled"]) == 1 and report["cancelled"][0]["status"] == "CANCELLED"
     assert {f["tradingsymbol"] for f in report["flattened"]} == {NIFTY_FUT, BANKNIFTY_FUT}

@@ -11,6 +11,7 @@ import json
 import socket
 from pathlib import Path
 
+import httpx
 import psutil
 import trio
 
@@ -59,7 +60,30 @@ async def test_oversized_body_is_refused_before_it_is_read(tmp_path: Path) -> No
         with trio.fail_after(5):
             answer = await _answer(stream)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        # the rest of the body is never read as a next request: the server closes
+        assert b"connection: close" in answer.lower()
+        with trio.fail_after(5):
+            try:
+                while await stream.receive_some(65536):
+                    pass
+            except trio.BrokenResourceError:
+                pass  # a reset (unread bytes at close) is a close too
         await stream.aclose()
+
+
+async def test_the_next_request_after_a_413_is_answered(tmp_path: Path) -> None:
+    """A client that keeps its connection alive after a 413 (httpx, as most do) gets its next
+    request answered: the server said `Connection: close`, so the client reconnects."""
+    async with open_test_service(tmp_path, web_config=WEB) as running:
+        async with httpx.AsyncClient(base_url=f"http://{running.web_bind}", timeout=10,
+                                     headers={"Authorization": f"Bearer {TOKENS['primary']}"}
+                                     ) as http:
+            for _ in range(10):
+                big = await http.post("/accounts/primary/batch-orders",
+                                      content=b"{" + b" " * 2_000_000 + b"}",
+                                      headers={"Content-Type": "application/json"})
+                assert big.status_code == 413
+                assert (await http.get("/health")).status_code == 200
 
 
 async def test_a_client_that_never_reads_is_dropped_after_the_send_deadline(

@@ -19,6 +19,7 @@ import trio.testing
 from brokers.base import BrokerUnavailable, Order, OrderRejected
 from brokers.paper import VenueAddress
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, market_form, order_form
+from tests.fixtures_web import replied
 from tests.test_batch import FAST, Desk, desk, leg, open_desk, tags
 from tests.test_batch_recovery import crashed_batch, place_at_venue, resume
 
@@ -83,14 +84,15 @@ async def test_kill_waits_for_a_batch_rolling_back_and_flattens_once(
         killed: list[tuple[int, dict]] = []
 
         async def kill() -> None:
-            killed.append(await desk.coordinator.kill("primary", "test"))
+            killed.append(await replied(desk.coordinator.kill("primary", "test")))
 
         async with trio.open_nursery() as inner:
             inner.start_soon(kill)
             await trio.testing.wait_all_tasks_blocked()  # it is waiting for the rollback
             assert desk.coordinator.killing("primary") and not killed
             refused.append(await desk.submit({"orders": [leg(NIFTY_CE)]}))
-            refused.append(await desk.coordinator.place_single("primary", leg(NIFTY_CE), "t"))
+            refused.append(
+                await replied(desk.coordinator.place_single("primary", leg(NIFTY_CE), "t")))
         [(status, report)] = killed
         assert not desk.coordinator.killing("primary")
         assert results and results[0][1]["status"] == "rolled_back", results
@@ -123,7 +125,7 @@ async def test_kill_that_cannot_wait_leaves_the_batch_symbols_alone(
             reverse = await start_rolling_back(desk, nursery, results, fill_delay_ms=2000,
                                                finished=finished)
             batch_id = reverse["tag"][2:12]
-            status, report = await desk.coordinator.kill("primary", "test")
+            status, report = await replied(desk.coordinator.kill("primary", "test"))
             assert status == 200 and report["status"] == "incomplete", report
             assert report["unfinished"] == [batch_id]
             assert report["skipped"] == [{"exchange": "NFO", "tradingsymbol": NIFTY_FUT}]
@@ -150,7 +152,7 @@ async def test_an_instrument_master_failure_still_flattens_every_position(
         await place(desk, market_form(tradingsymbol=BANKNIFTY_FUT, quantity=35,
                                       transaction_type="SELL"))
         assert await desk.positions() == {NIFTY_FUT: 150, BANKNIFTY_FUT: -35}
-        status, report = await desk.coordinator.kill("primary", "test")
+        status, report = await replied(desk.coordinator.kill("primary", "test"))
         assert await desk.positions() == {}
     assert status == 200 and report["status"] == "done", report
     assert report["warnings"] and "instrument master" in report["warnings"][0]
@@ -164,7 +166,7 @@ async def test_a_known_master_slices_by_the_freeze_quantity(desk: Desk) -> None:
         await place(desk, market_form(quantity=975))
         await place(desk, market_form(quantity=900))
         assert await desk.positions() == {NIFTY_FUT: 1875}
-        status, report = await desk.coordinator.kill("primary", "test")
+        status, report = await replied(desk.coordinator.kill("primary", "test"))
         assert await desk.positions() == {}
     assert status == 200 and report["status"] == "done", report
     [flattened] = report["flattened"]
@@ -182,7 +184,7 @@ async def test_an_order_the_kill_could_not_cancel_makes_it_incomplete(
         monkeypatch.setattr(desk.actor.broker, "cancel", refuse)
         with trio.fail_after(20):
             order_id = await place(desk, order_form())  # a LIMIT BUY resting OPEN
-            status, report = await desk.coordinator.kill("primary", "test")
+            status, report = await replied(desk.coordinator.kill("primary", "test"))
             venue_orders = {o["order_id"]: o["status"] for o in await desk.orders()}
     assert venue_orders == {order_id: "OPEN"}
     assert status == 200 and report["status"] == "incomplete", report
@@ -210,7 +212,7 @@ async def test_kill_cancels_at_the_orders_variety(
     monkeypatch.setattr(broker, "cancel", cancel)
     with trio.fail_after(20):
         order_id = await place(desk, order_form())
-        status, report = await desk.coordinator.kill("primary", "test")
+        status, report = await replied(desk.coordinator.kill("primary", "test"))
         venue_orders = {o["order_id"]: o["status"] for o in await desk.orders()}
     assert asked == [(order_id, "co")]
     assert venue_orders == {order_id: "CANCELLED"}
@@ -226,13 +228,13 @@ async def test_a_second_kill_while_one_runs_is_409(
         first: list[tuple[int, dict]] = []
 
         async def kill() -> None:
-            first.append(await desk.coordinator.kill("primary", "one"))
+            first.append(await replied(desk.coordinator.kill("primary", "one")))
 
         async with trio.open_nursery() as inner:
             inner.start_soon(kill)
             await trio.testing.wait_all_tasks_blocked()
             assert desk.coordinator.killing("primary")
-            second = await desk.coordinator.kill("primary", "two")
+            second = await replied(desk.coordinator.kill("primary", "two"))
         assert second[0] == 409 and second[1]["error"] == "kill_in_progress"
         assert first[0][0] == 200 and first[0][1]["status"] == "done", first
         assert await desk.positions() == {}
@@ -250,7 +252,7 @@ async def test_kill_waits_for_a_recovery_at_start(venue: VenueAddress, sqlite_ur
             response = await control.post("/_venue/faults", json={"fill_delay_ms": 1500})
             assert response.status_code == 200, response.text
         async with open_desk(venue, sqlite_url) as desk:  # the restart: recovery is running
-            status, report = await desk.coordinator.kill("primary", "test")
+            status, report = await replied(desk.coordinator.kill("primary", "test"))
             assert status == 200 and report["status"] == "done", report
             assert report["flattened"] == [] and report["cancelled"] == []
             assert (await resume(desk, "crash-kill", legs))["status"] == "rolled_back"

@@ -19,6 +19,7 @@ import trio
 from store import FINAL_BATCH_STATUSES
 from tests.fixtures_store import locked_tables
 from tests.fixtures_venue import BANKNIFTY_FUT, start_venue
+from tests.fixtures_web import replied
 from tests.test_batch import FAST, Desk, leg, open_desk
 
 SLOW_STORE = attrs.evolve(FAST, store_timeout_s=0.3, reverse_write_ahead_s=0.2,
@@ -79,7 +80,8 @@ async def test_a_rollback_under_a_locked_store_flattens_and_answers_its_outcome(
                 assert limit["rollback"]["action"] == "cancelled", limit
                 assert await desk.positions() == {}  # flat while the store is still locked
                 # Asked meanwhile, the batch answers its outcome from memory, not `running`.
-                assert await desk.coordinator.get("primary", result["batch_id"]) == (200, result)
+                stored = await replied(desk.coordinator.get("primary", result["batch_id"]))
+                assert stored == (200, result)
             batch, records = await _stored_final(desk, result["batch_id"])
             assert batch.status == "rolled_back" and batch.result == result
             reverse = next(r for r in records if r.kind == "reverse")

@@ -145,3 +145,24 @@ async def test_standalone_venue_port_taken(tmp_path: Path) -> None:
         result,
         f"orderdesk: cannot listen on 127.0.0.1:{port} (paper venue): address already in use",
     )
+
+
+# -- one store, one gateway -----------------------------------------------------------------------
+
+
+async def test_a_second_serve_on_the_same_store_exits_and_a_killed_one_frees_it(
+    tmp_path: Path,
+) -> None:
+    config = str(write_config(tmp_path))
+    with trio.fail_after(60):
+        async with running_orderdesk(tmp_path, "serve", "--config", config) as first:
+            result = await orderdesk(tmp_path, "serve", "--config", config,
+                                     "--bind", f"127.0.0.1:{free_port()}")
+            assert_one_line_failure(
+                result, f"orderdesk: the store {tmp_path}/od.db is in use by another orderdesk "
+                        f"(pid {first.pid})")
+            first.kill()  # kill -9: the kernel drops the lock, the lock file stays
+            await first.wait()
+        assert (tmp_path / "od.db.lock").exists()  # noqa: ASYNC240 (a stat, local)
+        async with running_orderdesk(tmp_path, "serve", "--config", config) as second:
+            assert second.returncode is None

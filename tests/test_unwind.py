@@ -19,6 +19,7 @@ import trio
 from actors.batch import BatchConfig
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, kite_http, market_form
+from tests.fixtures_web import replied
 from tests.test_batch import FAST, Desk, desk, leg, open_desk
 from tests.test_kill import place
 
@@ -146,7 +147,7 @@ async def test_the_kill_switch_flattens_a_thin_position_in_limit_slices(desk: De
                                           market_protection=None))
         assert await desk.positions() == {NIFTY_CE: 3600}
         await desk.faults(**THIN)
-        status, report = await desk.coordinator.kill("primary", "test")
+        status, report = await replied(desk.coordinator.kill("primary", "test"))
         assert await desk.positions() == {}
     assert status == 200 and report["status"] == "done", report
     [flattened] = report["flattened"]

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, cast
 
 import attrs
+import cattrs
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.config import Sockets
@@ -27,10 +28,13 @@ from supervision.settings import Settings
 from ._lean import LeanWebsocket, LeanWebsocketConnection
 from ._server import serve_app
 from .auth import Authenticator, TicketBook
+from .converter import make_converter
+from .cors import install_cors
 from .errors import install_error_handler
 from .inputs import StrictJsonRequest
 from .metrics import Metrics
 from .middleware import install_log_context, install_request_hooks
+from .replies import install_refusal_handler
 from .ws import StreamRegistry
 
 log = logging.getLogger("web")
@@ -106,6 +110,7 @@ class OrderDeskApp(QuartTrio):
     tickets: TicketBook
     streams: StreamRegistry
     activity: Activity
+    converter: cattrs.Converter
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -153,9 +158,12 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
     app.tickets = TicketBook(deps.config.ticket_ttl_s, clock=deps.config.clock)
     app.streams = StreamRegistry()
     app.activity = Activity()
+    app.converter = make_converter()
     deps.metrics.observe(deps.actors, deps.health)
     install_request_hooks(app)
+    install_cors(app)  # before the blueprints: a preflight is answered before the Origin check
     install_error_handler(app)
+    install_refusal_handler(app, app.converter)
     for bp in (http_routes, status_blueprint, ws_routes, admin_blueprint, kite_login_blueprint,
                *blueprints):
         if bp.name not in app.blueprints:

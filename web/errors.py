@@ -14,6 +14,8 @@ import attrs
 from quart import Quart, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from actors.errors import FieldError
+
 from .middleware import current_correlation_id, redacted_path
 
 log = logging.getLogger("web.errors")
@@ -32,15 +34,6 @@ __all__ = [
     "error_body",
     "install_error_handler",
 ]
-
-
-@attrs.frozen
-class FieldError:
-    """One problem with the input: where (`orders[2].quantity`), which rule, and why."""
-
-    path: str
-    rule: str
-    message: str
 
 
 class ApiError(Exception):
@@ -164,6 +157,10 @@ def error_response(exc: BaseException) -> Response:
             response.headers["Allow"] = ", ".join(sorted(allowed))
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="orderdesk"'
+    if status == 413:
+        # The body was refused unread: what is left of it would be parsed as the next request
+        # on this connection. Closing it is the only safe end (RFC 9110 §15.5.14).
+        response.headers["Connection"] = "close"
     return response
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from .app import current_deps
+from .app import current_deps, current_web
 from .errors import BadRequest, FieldError, InvalidInput, ServiceUnavailable
 from .inputs import json_object
-from .middleware import current_correlation_id
+from .replies import answer
 from .routes import require_account
 
 __all__ = ["orders_blueprint"]
@@ -36,14 +36,11 @@ def _coordinator() -> Any:
     return coordinator
 
 
-def _reply(reply: tuple[int, dict[str, Any]]) -> tuple[Response, int]:
-    status, body = reply
-    if status >= 400:
-        body = {**body, "correlation_id": current_correlation_id()}
-    response = jsonify(body)
-    if status == 503 and "retry_after_s" in body:  # overloaded: when to try again
-        response.headers["Retry-After"] = str(body["retry_after_s"])
-    return response, status
+def _reply(value: object) -> tuple[Response, int]:
+    """A result as its status and JSON (a refusal raised instead leaves through
+    `replies.install_refusal_handler`)."""
+    status, body = answer(current_web().converter, value)
+    return jsonify(body), status
 
 
 def _idempotency_key() -> str | None:

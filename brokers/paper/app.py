@@ -55,7 +55,8 @@ def create_app(venue: Venue) -> QuartTrio:
                              500)
 
     @app.after_request
-    async def add_latency(response: Response) -> Response:
+    async def before_answering(response: Response) -> Response:
+        await venue.durable()  # nothing is answered before what it reports is on disk
         if venue.faults.latency_ms and not request.path.startswith("/_venue"):
             await trio.sleep(venue.faults.latency_ms / 1000)
         return response

@@ -60,6 +60,17 @@ PROTECTION_MESSAGE = (
 )
 
 
+@attrs.frozen
+class Changes:
+    """Orders and positions changed up to engine version `version` (live objects: serialise
+    them before the next await). `reset`: everything went, save the whole state."""
+
+    version: int
+    reset: bool
+    orders: list[Order]
+    positions: list[Position]
+
+
 def timestamp(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(IST)).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -94,6 +105,11 @@ class Engine:
         self.ids = OrderIds()
         self._timer_seq = 0
         self._changed = trio.Event()
+        #: Grows at every change of orders or positions: the state keeper saves up to a version.
+        self.version = 0
+        self._dirty_orders: set[str] = set()
+        self._dirty_positions: set[tuple[str, str, str]] = set()
+        self._reset_pending = False
         self._timers: list[tuple[float, int, str]] = []
         self._wake = trio.Event()
         self._touched: dict[str, float] = {}  # order id -> trio time of placement / last modify
@@ -123,7 +139,8 @@ class Engine:
         self._touched.clear()
         self.prices.reset()
         self.session = Session(self.config.session_open, self.config.session_close)
-        self._changed.set()
+        self._reset_pending = True
+        self._touch()
 
     # ---- state kept across restarts (state.py saves and loads it) ---------------------------
 
@@ -131,6 +148,20 @@ class Engine:
         """Return once orders or positions changed since the last call returned."""
         await self._changed.wait()
         self._changed = trio.Event()
+
+    def take_changes(self) -> Changes:
+        """What changed since the last call (a reset: everything), as of `version`."""
+        changes = Changes(
+            self.version, self._reset_pending,
+            [self._orders[i] for i in sorted(self._dirty_orders) if i in self._orders],
+            [self._positions[k] for k in sorted(self._dirty_positions) if k in self._positions],
+        )
+        self._dirty_orders, self._dirty_positions, self._reset_pending = set(), set(), False
+        return changes
+
+    def _touch(self) -> None:
+        self.version += 1
+        self._changed.set()
 
     def all_orders(self) -> list[Order]:
         return list(self._orders.values())
@@ -404,7 +435,8 @@ class Engine:
             order.status = status
         snapshot = order.to_kite(status if status == MODIFIED else None)
         order.history.append(snapshot)
-        self._changed.set()
+        self._dirty_orders.add(order.order_id)
+        self._touch()
         if status in PUSHED:
             self._publish(order.account, order, status)
 
@@ -487,6 +519,7 @@ class Engine:
                                 close_price=self.prices.close(order.instrument))
             self._positions[key] = position
         position.add_fill(order.transaction_type, quantity, price)
+        self._dirty_positions.add(key)
         if filled >= order.quantity:
             order.hold_remainder = False
             self._record(order, COMPLETE)

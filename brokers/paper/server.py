@@ -21,6 +21,7 @@ from .config import IST, VenueAddress, VenueConfig
 from .engine import Engine
 from .faults import Faults
 from .instruments import InstrumentMaster, builtin_master, load_csv
+from .keeper import StateKeeper
 from .limits import RequestLimits
 from .login import RequestTokens
 from .ticker import TickerHub
@@ -45,13 +46,24 @@ class Venue:
             reads_per_s=config.read_limit_per_s,
         )
         self.engine = Engine(config, master, self.faults, self._publish)
+        #: With a state file, frames and answers wait until what they report is on disk.
+        self.keeper = (StateKeeper(self.engine, config.state_file, self.hub.publish)
+                       if config.state_file is not None else None)
 
     def _publish(self, account: str, order: Order, status: str) -> None:
         if self.faults.drops_order_frame():
             return  # lost on the way, the socket kept open (fault: drop_order_frames_ratio)
         frame = {"type": "order", "data": postback(order.to_kite(status))}
         frame["data"]["meta"] = {"emitted_at": time.time()}  # bench/fanout.py: emit-to-receive
-        self.hub.publish(account, json.dumps(frame))
+        if self.keeper is not None:
+            self.keeper.emit(account, json.dumps(frame))
+        else:
+            self.hub.publish(account, json.dumps(frame))
+
+    async def durable(self) -> None:
+        """Return once every change so far is saved (at once without a state file)."""
+        if self.keeper is not None:
+            await self.keeper.durable()
 
     def reset(self) -> None:
         """Fresh state: no orders or positions, no faults, initial prices, tokens and hours."""
@@ -75,10 +87,12 @@ async def serve_venue(
 ) -> None:
     """Run the paper venue until cancelled; `task_status.started(VenueAddress)` once listening."""
     venue = Venue(config, await load_master(config))
+    seq = 0
     if config.state_file is not None:
         saved = await state.load(config.state_file)
         if saved is not None:
             state.restore(venue.engine, saved, venue.master)
+            seq = int(saved["seq"])
     app = create_app(venue)
     hyper = HyperConfig()
     hyper.bind = [config.bind]
@@ -86,8 +100,8 @@ async def serve_venue(
     hyper.errorlog = log
     hyper.graceful_timeout = 0.5
     async with trio.open_nursery() as nursery:
-        if config.state_file is not None:
-            nursery.start_soon(state.keep, venue.engine, config.state_file)
+        if venue.keeper is not None:
+            await nursery.start(venue.keeper.run, seq)
         await nursery.start(venue.engine.run)
         binds = await nursery.start(partial(hypercorn.trio.serve, app, hyper, mode="asgi"))
         url = urlsplit(binds[0])
