@@ -21,6 +21,7 @@ import pytest
 
 from supervision.service import Running, open_service
 from supervision.settings import load_settings
+from tests.fixtures_web import wait_upstream
 
 ADMIN = "admin-secret"
 METRICS = "metrics-secret"  # Prometheus' own token: /metrics and nothing else
@@ -133,6 +134,14 @@ async def scrape_metrics(running: Running) -> str:
 def venue_control(running: Running) -> httpx.AsyncClient:
     assert running.venue is not None
     return httpx.AsyncClient(base_url=running.venue.rest_url, timeout=10)
+
+
+async def expire_token(running: Running, account: str = "primary") -> None:
+    """The venue expires the account's access token; back once its actor is `auth_expired`."""
+    async with venue_control(running) as venue:
+        expired = await venue.post(f"/_venue/accounts/{account}/expire")
+        assert expired.status_code == 200, expired.text
+    await wait_upstream(running.actors[account], "auth_expired")
 
 
 @pytest.fixture

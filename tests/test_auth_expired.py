@@ -10,9 +10,8 @@ import httpx
 import trio
 
 from supervision.service import Running
-from tests.fixtures_service import TOKENS, api, venue_control
+from tests.fixtures_service import TOKENS, api, expire_token, venue_control
 from tests.fixtures_venue import NIFTY_FUT, kite_headers
-from tests.fixtures_web import wait_upstream
 
 ORDER = {"tradingsymbol": NIFTY_FUT, "exchange": "NFO", "transaction_type": "BUY",
          "quantity": 75, "order_type": "MARKET", "product": "NRML"}
@@ -25,9 +24,7 @@ async def test_every_order_route_refuses_while_the_token_is_expired(service: Run
             # would get as far as the broker's margin check.
             placed = await http.post("/accounts/primary/orders", json=ORDER)
             assert placed.status_code == 200, placed.text
-            expired = await venue.post("/_venue/accounts/primary/expire")
-            assert expired.status_code == 200, expired.text
-            await wait_upstream(service.actors["primary"], "auth_expired")
+            await expire_token(service)
 
             answers: dict[str, httpx.Response] = {
                 "order": await http.post("/accounts/primary/orders", json=ORDER),

@@ -16,10 +16,9 @@ import trio
 from actors.batch import BatchConfig
 from store import FINAL_BATCH_STATUSES
 from supervision.service import Running
-from tests.fixtures_service import api, open_test_service, venue_control
+from tests.fixtures_service import api, expire_token, open_test_service, venue_control
 from tests.fixtures_store import locked_tables
 from tests.fixtures_venue import NIFTY_CE, NIFTY_FUT, kite_headers
-from tests.fixtures_web import wait_upstream
 
 MARKET = {"tradingsymbol": NIFTY_FUT, "exchange": "NFO", "transaction_type": "BUY",
           "quantity": 75, "order_type": "MARKET", "product": "NRML"}
@@ -75,12 +74,10 @@ async def test_kill_says_remaining_unknown_when_positions_cannot_be_read(
     service: Running,
 ) -> None:
     with trio.fail_after(30):
-        async with api(service) as http, venue_control(service) as venue:
+        async with api(service) as http:
             placed = await http.post("/accounts/primary/orders", json=MARKET)
             assert placed.status_code == 200, placed.text
-            expired = await venue.post("/_venue/accounts/primary/expire")
-            assert expired.status_code == 200, expired.text
-            await wait_upstream(service.actors["primary"], "auth_expired")
+            await expire_token(service)
             kill = await http.post("/accounts/primary/kill")
     assert kill.status_code == 200, kill.text
     report: dict[str, Any] = kill.json()

@@ -17,7 +17,7 @@ from brokers.kite import session_checksum
 from brokers.paper import VenueAddress
 from supervision.service import Running
 from supervision.settings import ConfigError, load_settings
-from tests.fixtures_service import ADMIN, api, open_test_service, venue_control
+from tests.fixtures_service import ADMIN, api, expire_token, open_test_service
 from tests.fixtures_venue import NIFTY_FUT, kite_headers
 from tests.fixtures_web import wait_upstream
 
@@ -86,16 +86,9 @@ async def test_official_client_generates_a_session(venue: VenueAddress) -> None:
     assert out["orders"] == []
 
 
-async def _expire(running: Running, account: str = "primary") -> None:
-    async with venue_control(running) as venue:
-        expired = await venue.post(f"/_venue/accounts/{account}/expire")
-        assert expired.status_code == 200, expired.text
-    await wait_upstream(running.actors[account], "auth_expired")
-
-
 async def test_login_callback_brings_the_account_back_without_a_paste(service: Running) -> None:
     with trio.fail_after(40):
-        await _expire(service)
+        await expire_token(service)
         async with httpx.AsyncClient(base_url=f"http://{service.web_bind}", timeout=10,
                                      follow_redirects=True) as browser:
             # The operator's browser: gateway -> venue's login page -> gateway's callback.
@@ -136,7 +129,7 @@ async def test_a_bad_callback_leaves_the_account_parked(
     service: Running, query: dict[str, str], status: int, error: str
 ) -> None:
     with trio.fail_after(30):
-        await _expire(service)
+        await expire_token(service)
         async with api(service, None) as http:
             answer = await http.get("/accounts/primary/kite/callback", params=query)
         assert answer.status_code == status, answer.text
@@ -148,7 +141,7 @@ async def test_a_bad_callback_leaves_the_account_parked(
 async def test_another_users_login_is_refused(service: Running) -> None:
     """A login-CSRF: secondary's request token delivered to primary's callback."""
     with trio.fail_after(30):
-        await _expire(service)
+        await expire_token(service)
         assert service.venue is not None
         callback = f"http://{service.web_bind}/accounts/primary/kite/callback"
         token = await _request_token(service.venue.rest_url, "secondary", callback)
