@@ -5,7 +5,8 @@ costs tens of microseconds of Python and several Trio checkpoints. A server→cl
 is just a header and the UTF-8 payload (servers never mask), so the frame is built once per
 message and the same bytes object goes to every subscriber that receives that message.
 
-`DirectSocket` reaches hypercorn's `TCPServer` for one HTTP/1.1 websocket connection (plain TCP,
+`DirectSocket` reaches the connection's `GuardedTCPServer` (web/_server.py, hypercorn's
+`TCPServer` with a bounded send path) for one HTTP/1.1 websocket connection (plain TCP,
 no TLS, no permessage-deflate offered: anything else returns None and the caller keeps the
 normal path) and writes frames two ways:
 
@@ -13,8 +14,8 @@ normal path) and writes frames two ways:
   nothing else is writing to the socket. No task switch at all when the kernel takes the whole
   frame (the usual case: the subscriber keeps up). If it takes part of it, the rest is *pending*
   and must reach the socket before any other byte.
-- `send(frame)`, async: hypercorn's own `protocol_send(RawData(...))` (its send lock, shielded
-  `send_all`, and its handling of a broken connection).
+- `send(frame)`, async: the server's own `protocol_send(RawData(...))` (its send lock, a
+  shielded write with the send deadline, and aborting the connection when it fails).
 
 Every writer of the socket goes through hypercorn's `send_lock`; `DirectSocket` replaces that
 attribute with a `_Gate` over the same lock that, once acquired, writes out the pending bytes
