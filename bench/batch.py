@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _fanout_stack import open_venue  # noqa: E402
 
-from actors.batch import BatchCoordinator, Leg, new_batch_id, tag_for  # noqa: E402
+from actors.orders import BatchCoordinator, Leg, new_batch_id, tag_for  # noqa: E402
 from actors.ratelimit import Priority  # noqa: E402
 from brokers.base import OrderRequest  # noqa: E402
 from brokers.paper.config import IST  # noqa: E402

@@ -190,4 +190,9 @@ class Broker(Protocol):
 
     def open_stream(self) -> AbstractAsyncContextManager[OrderStream]: ...
 
+    def parse_order(self, payload: dict[str, Any]) -> Order:
+        """An order payload as this venue spells it (the account's book keeps those) as an
+        `Order`: the actors never parse a venue's wire format themselves."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -303,6 +303,10 @@ class KiteBroker:
         except (OSError, trio_websocket.HandshakeError) as exc:
             raise UpstreamLost(f"ticker unreachable: {exc!r}") from exc
 
+    def parse_order(self, payload: dict[str, Any]) -> Order:
+        """A Kite order payload (REST or ticker; the account's book keeps them) as an `Order`."""
+        return parse_order(payload)
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

@@ -1,6 +1,14 @@
 """Supervision tree and health registry of one orderdesk process."""
 
-from .health import ErrorInfo, HealthEntry, HealthRegistry
+from actors.health import (
+    ErrorInfo,
+    HealthEntry,
+    HealthPolicy,
+    HealthRegistry,
+    Reason,
+    UpstreamWatch,
+)
+
 from .supervisor import (
     ChildFailed,
     ChildSpec,
@@ -9,7 +17,6 @@ from .supervisor import (
     open_dynamic_supervisor,
     supervise,
 )
-from .upstream_watch import HealthPolicy, Reason, UpstreamWatch
 
 __all__ = [
     "ChildFailed",

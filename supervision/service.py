@@ -34,10 +34,10 @@ import attrs
 import trio
 
 from actors.account import AccountActor, ActorConfig
-from actors.batch import BatchConfig, BatchCoordinator
-from actors.events import EventRelay
+from actors.health import ErrorInfo, HealthEntry, HealthRegistry
+from actors.orders import BatchConfig, BatchCoordinator
 from actors.ratelimit import RateLimiter
-from actors.webhooks import WebhookConfig, WebhookDispatcher
+from actors.webhooks import EventRelay, WebhookConfig, WebhookDispatcher
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress, serve_venue
 from store import Store, open_store
@@ -48,7 +48,6 @@ from web.orders import orders_blueprint
 from web.page import page_blueprint
 
 from ._startup import listen_errors, start_listener
-from .health import ErrorInfo, HealthEntry, HealthRegistry
 from .settings import DEFAULT_SHUTDOWN_GRACE_S, AccountSettings, Settings, TickerSettings
 from .supervisor import (
     ChildSpec,

@@ -20,7 +20,7 @@ from typing import Literal
 import attrs
 import trio
 
-from .health import HealthEntry, HealthRegistry
+from actors.health import HealthEntry, HealthRegistry
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from quart import Blueprint
 
 from actors.account import AccountActor, ActorConfig
 from actors.errors import CoordinatorError
+from actors.health import HealthRegistry
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import open_store
-from supervision.health import HealthRegistry
 from supervision.settings import AccountSettings, ClientToken, Settings
 from tests.fixtures_venue import kite_headers, start_venue
 from web import Metrics, OrderDeskApp, WebConfig, WebDeps, create_app, serve_web

@@ -20,7 +20,7 @@ import attrs
 import httpx
 import trio
 
-from actors.batch import BatchConfig
+from actors.orders import BatchConfig
 from brokers.paper.instruments import builtin_master
 from supervision.service import Running
 from tests.fixtures_service import ADMIN, METRICS, TOKENS, open_test_service, venue_control

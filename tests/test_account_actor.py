@@ -14,8 +14,7 @@ import httpx
 import pytest
 import trio
 
-from actors.account import AccountActor, ActorConfig
-from actors.subscribers import Subscription
+from actors.account import AccountActor, ActorConfig, Subscription
 from brokers.base import OrderRequest
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress

@@ -17,8 +17,8 @@ import pytest
 import trio
 
 from actors.account import ActorConfig
+from actors.health import HealthPolicy
 from supervision.service import Running
-from supervision.upstream_watch import HealthPolicy
 from tests.fixtures_service import ADMIN as ADMIN_TOKEN
 from tests.fixtures_service import TOKENS, open_test_service
 

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import trio
 
-from actors.batch import BatchConfig
+from actors.orders import BatchConfig
 from brokers.paper import VenueAddress
 from tests.fixtures_service import api, open_test_service, scrape_metrics, venue_control
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, start_venue

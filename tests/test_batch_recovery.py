@@ -14,7 +14,7 @@ import attrs
 import pytest
 import trio
 
-from actors.batch import new_batch_id, tag_for
+from actors.orders import new_batch_id, tag_for
 from brokers.base import OrderRequest
 from brokers.paper import VenueAddress
 from store import BatchRecord, LegRecord, open_store
@@ -48,7 +48,7 @@ async def crashed_batch(
     body: dict[str, Any] = {"orders": [leg(side=side) for side, _ in legs]}
     async with open_store(url) as store:
         now = time.time()
-        from actors.batch import _hash
+        from actors.orders.results import _hash
 
         await store.create_batch(
             BatchRecord(batch_id, "primary", key, _hash(body), body, "running", None, now, now),

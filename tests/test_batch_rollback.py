@@ -18,7 +18,7 @@ import attrs
 import pytest
 import trio
 
-from actors.batch import new_batch_id, tag_for
+from actors.orders import new_batch_id, tag_for
 from brokers.base import BrokerUnavailable, OrderRequest
 from brokers.paper import VenueAddress
 from store import BatchRecord, LegRecord, open_store

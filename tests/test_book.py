@@ -3,7 +3,7 @@
 import attrs
 import pytest
 
-from actors.book import Accepted, Conflict, OrderBook
+from actors.account import Accepted, Conflict, OrderBook
 from brokers.kite import parse_order
 
 

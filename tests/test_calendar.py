@@ -14,7 +14,7 @@ import trio
 
 from actors.calendar import IST, SessionHours, TradingCalendar, last_refresh
 from actors.instruments import InstrumentCache, InstrumentInfo
-from actors.validation import InvalidRequest, validate_order
+from actors.orders.validation import InvalidRequest, validate_order
 from brokers.paper.instruments import InstrumentMaster, builtin_master
 from supervision.settings import ConfigError, load_settings
 from tests.fixtures_service import TOKENS, api, open_test_service

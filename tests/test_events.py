@@ -20,8 +20,7 @@ import attrs
 import pytest
 import trio
 
-from actors.events import EventRelay, order_event
-from actors.webhooks import WebhookDispatcher
+from actors.webhooks import EventRelay, WebhookDispatcher, order_event
 from store import Store, WebhookDelivery, open_store
 from supervision.service import Running
 from supervision.settings import WebhookSettings

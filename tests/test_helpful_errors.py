@@ -14,8 +14,8 @@ import pytest
 import trio
 
 from actors.instruments import InstrumentCache
+from actors.orders.validation import IST, InvalidRequest, lot_message, validate_order
 from actors.symbols import parse
-from actors.validation import IST, InvalidRequest, lot_message, validate_order
 from brokers.paper.instruments import builtin_master, load_csv
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import NIFTY_FUT, MasterBroker, kite_headers

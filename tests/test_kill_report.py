@@ -13,7 +13,7 @@ import attrs
 import httpx
 import trio
 
-from actors.batch import BatchConfig
+from actors.orders import BatchConfig
 from store import FINAL_BATCH_STATUSES
 from supervision.service import Running
 from tests.fixtures_service import api, expire_token, open_test_service, venue_control

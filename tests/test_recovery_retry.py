@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from actors.account import AccountActor
-from actors.batch import BatchConfig, BatchCoordinator
+from actors.orders import BatchConfig, BatchCoordinator
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import Store, open_store

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import trio
 
-from actors.batch import BatchConfig
+from actors.orders import BatchConfig
 from supervision.service import Running
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT, kite_headers

@@ -24,9 +24,9 @@ import trio_asyncio
 import trio_websocket
 
 from actors.account import AccountActor, ActorConfig
+from actors.health import HealthPolicy
 from supervision.service import Running
 from supervision.supervisor import RestartPolicy
-from supervision.upstream_watch import HealthPolicy
 from tests.fixtures_service import ADMIN, TOKENS, api, open_test_service, venue_control
 from tests.fixtures_web import Reader
 from tests.test_api_orders import leg, nifty_symbols

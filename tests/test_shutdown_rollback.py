@@ -24,7 +24,7 @@ import httpx
 import pytest
 import trio
 
-from actors.batch import BatchConfig
+from actors.orders import BatchConfig
 from brokers.paper import VenueAddress
 from store import open_store
 from supervision.service import Running

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from actors.batch import BatchConfig, single_tag
+from actors.orders import BatchConfig, single_tag
 from brokers.paper import VenueAddress
 from supervision.service import Running
 from tests.fixtures_service import api, open_test_service, venue_control

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from actors.batch import BatchCoordinator
 from actors.errors import (
     BatchNotFound,
     CoordinatorError,
@@ -17,6 +16,7 @@ from actors.errors import (
     InvalidRequest,
     UnknownAccount,
 )
+from actors.orders import BatchCoordinator
 from store import open_store
 from web.converter import make_converter
 from web.replies import STATUS, refusal

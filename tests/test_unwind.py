@@ -16,7 +16,7 @@ import attrs
 import httpx
 import trio
 
-from actors.batch import BatchConfig
+from actors.orders import BatchConfig
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, kite_http, market_form
 from tests.fixtures_web import replied

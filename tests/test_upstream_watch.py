@@ -9,9 +9,8 @@ import attrs
 import pytest
 import trio
 
+from actors.health import HealthEntry, HealthPolicy, UpstreamWatch
 from supervision import HealthRegistry
-from supervision.health import HealthEntry
-from supervision.upstream_watch import HealthPolicy, UpstreamWatch
 
 POLICY = HealthPolicy()  # the production values: 3 reconnects / 60 s, 3 s silent, 60 s recovery
 

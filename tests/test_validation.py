@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from actors.instruments import InstrumentInfo
-from actors.validation import (
+from actors.orders.validation import (
     IST,
     InvalidRequest,
     TradingCalendar,

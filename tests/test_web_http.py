@@ -17,8 +17,7 @@ import pytest
 import trio
 from quart import Blueprint, request
 
-from actors.account import UpstreamState
-from actors.subscribers import Subscription
+from actors.account import Subscription, UpstreamState
 from tests.fixtures_web import (
     ADMIN_TOKEN,
     ALLOWED_ORIGIN,

@@ -22,7 +22,7 @@ from quart import Blueprint, current_app
 from quart_trio import QuartTrio
 
 from actors.account import AccountActor
-from supervision.health import HealthRegistry
+from actors.health import HealthRegistry
 from supervision.settings import Settings
 
 from ._lean import LeanWebsocket, LeanWebsocketConnection

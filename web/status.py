@@ -22,7 +22,7 @@ import attrs
 import trio
 from quart import Blueprint, Response, jsonify, request
 
-from supervision.upstream_watch import Reason
+from actors.health import Reason
 
 from .app import current_deps, current_web
 from .auth import Identity, bearer_token

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, cast
 import trio
 from quart import Blueprint, current_app, jsonify, websocket
 
-from actors.subscribers import SLOW_CONSUMER, Subscription
+from actors.account import SLOW_CONSUMER, Subscription
 
 from ._frames import PARTIAL, REFUSED, DirectSocket, decline_compression, frame_of
 from .auth import Identity, bearer_token, origin_allowed

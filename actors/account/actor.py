@@ -31,9 +31,8 @@ from brokers.base import (
     UpstreamLost,
 )
 from store import Store
-from supervision.health import HealthEntry
-from supervision.upstream_watch import HealthPolicy, UpstreamWatch
 
+from ..health import HealthEntry, HealthPolicy, UpstreamWatch
 from .book import Accepted, Conflict, OrderBook, of_day
 from .subscribers import SubscriberSet, Subscription
 

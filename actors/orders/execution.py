@@ -30,15 +30,15 @@ import trio
 from brokers.base import BrokerError, OrderRejected
 from store import Store, StoreError
 
-from ._config import BatchConfig
-from ._orders import Leg, OrderOps, UnknownOutcome
-from ._results import Plan, _result
-from ._writes import StoreWrites
-from .account import AccountActor
-from .budget import OrderBudget
-from .instruments import InstrumentCache
-from .ratelimit import Priority
+from ..account import AccountActor
+from ..budget import OrderBudget
+from ..instruments import InstrumentCache
+from ..ratelimit import Priority
+from .config import BatchConfig
+from .placing import Leg, OrderOps, UnknownOutcome
+from .results import Plan, _result
 from .validation import BatchSpec
+from .writes import StoreWrites
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
 

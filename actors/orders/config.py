@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import attrs
 
-from .budget import BudgetLimits
-from .calendar import DEFAULT_INSTRUMENT_REFRESH, TradingCalendar
-from .instruments import DEFAULT_FREEZE_LIMITS
+from ..budget import BudgetLimits
+from ..calendar import DEFAULT_INSTRUMENT_REFRESH, TradingCalendar
+from ..instruments import DEFAULT_FREEZE_LIMITS
 
 
 @attrs.frozen

@@ -41,12 +41,12 @@ from brokers.base import (
 )
 from store import AuditEntry, StoreError
 
-from ._reverse import ReverseMarket
-from .batch import Leg, new_batch_id
-from .errors import BatchNotFound
+from ..errors import BatchNotFound
+from .coordinator import Leg, new_batch_id
+from .reverse import ReverseMarket
 
 if TYPE_CHECKING:
-    from .batch import BatchCoordinator, _Account, _Work
+    from .coordinator import BatchCoordinator, _Account, _Work
 
 log = logging.getLogger(__name__)
 

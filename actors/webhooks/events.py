@@ -38,7 +38,7 @@ import trio
 
 from store import Store
 
-from .webhooks import WebhookDispatcher, WebhookEvent
+from .dispatcher import WebhookDispatcher, WebhookEvent
 
 log = logging.getLogger(__name__)
 

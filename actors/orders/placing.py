@@ -33,16 +33,15 @@ from brokers.base import (
     OrderRequest,
     RateLimited,
 )
-from brokers.kite import parse_order
 from store import LegRecord, NotFound, Store, StoreError
 
-from ._config import BatchConfig
-from ._reverse import ReverseMarket
-from ._writes import StoreWrites, Write
-from .account import AccountActor
-from .budget import OrderBudget
-from .instruments import InstrumentCache
-from .ratelimit import Priority
+from ..account import AccountActor
+from ..budget import OrderBudget
+from ..instruments import InstrumentCache
+from ..ratelimit import Priority
+from .config import BatchConfig
+from .reverse import ReverseMarket
+from .writes import StoreWrites, Write
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
 
@@ -307,7 +306,7 @@ class OrderOps:
         and once more just before the deadline."""
         payload = actor.order(leg.order_id) if leg.order_id else None
         if payload is not None:
-            leg.absorb(parse_order(payload))
+            leg.absorb(actor.broker.parse_order(payload))
         check_at = deadline - self._config.deadline_check_s
         next_poll = trio.current_time() + self._config.poll_interval_s
         while not leg.is_final:

@@ -28,20 +28,12 @@ import attrs
 import trio
 
 from brokers.base import BrokerError, Order, OrderRejected, OrderRequest, TokenExpired
-from brokers.kite import parse_order
 from store import BatchRecord, LegRecord, Store, StoreError
 from store import IdempotencyConflict as KeyStoredBefore
 
-from ._admission import Load, admit
-from ._config import BatchConfig
-from ._execution import BatchRunner, EventHook, RollbackAborted, _Account, _Job
-from ._orders import Leg, OrderOps, UnknownOutcome, new_batch_id, reverse_request, tag_for
-from ._recovery import recover as recover_batch
-from ._results import FINAL, _exchanges, _hash, _leg_record, _progress
-from ._writes import LatencyHook, StoreWrites
-from .account import AccountActor
-from .budget import OrderBudget
-from .errors import (
+from ..account import AccountActor
+from ..budget import OrderBudget
+from ..errors import (
     AuthExpired,
     BatchNotFound,
     BrokerCallFailed,
@@ -56,10 +48,17 @@ from .errors import (
     Unavailable,
     UnknownAccount,
 )
-from .instruments import InstrumentCache
-from .outcomes import CancelRequested, OrderOutcomeUnknown, OrderPlaced
-from .ratelimit import Priority
+from ..instruments import InstrumentCache
+from ..outcomes import CancelRequested, OrderOutcomeUnknown, OrderPlaced
+from ..ratelimit import Priority
+from .admission import Load, admit
+from .config import BatchConfig
+from .execution import BatchRunner, EventHook, RollbackAborted, _Account, _Job
+from .placing import Leg, OrderOps, UnknownOutcome, new_batch_id, reverse_request, tag_for
+from .recovery import recover as recover_batch
+from .results import FINAL, _exchanges, _hash, _leg_record, _progress
 from .validation import EXCHANGES, BatchSpec, validate_batch, validate_order
+from .writes import LatencyHook, StoreWrites
 
 __all__ = [
     "BatchConfig",
@@ -615,7 +614,7 @@ class BatchCoordinator:
         order: Order | None
         if known is None and ctx.actor.upstream.state == "connected":
             payload = next((p for p in ctx.actor.orders() if p.get("tag") == tag), None)
-            order = None if payload is None else parse_order(payload)
+            order = None if payload is None else ctx.actor.broker.parse_order(payload)
         else:
             try:
                 order = await self.ops.lookup(ctx.actor, tag)

@@ -17,8 +17,8 @@ import math
 
 import attrs
 
-from ._config import BatchConfig
-from .budget import BudgetRoom
+from ..budget import BudgetRoom
+from .config import BatchConfig
 
 
 @attrs.frozen

@@ -16,10 +16,10 @@ import attrs
 
 from brokers.base import OrderRequest
 
-from .calendar import IST, TradingCalendar
-from .errors import FieldError, InvalidRequest
-from .instruments import InstrumentInfo
-from .symbols import Contracts, expired_message
+from ..calendar import IST, TradingCalendar
+from ..errors import FieldError, InvalidRequest
+from ..instruments import InstrumentInfo
+from ..symbols import Contracts, expired_message
 
 __all__ = ["IST", "BatchSpec", "FieldError", "InvalidRequest", "TradingCalendar",
            "validate_batch", "validate_order"]

@@ -22,14 +22,14 @@ import trio
 
 from brokers.base import BrokerError, Order, OrderRequest
 
-from ._config import BatchConfig
-from .budget import OrderBudget
-from .instruments import InstrumentCache, InstrumentInfo
-from .ratelimit import Priority
+from ..budget import OrderBudget
+from ..instruments import InstrumentCache, InstrumentInfo
+from ..ratelimit import Priority
+from .config import BatchConfig
 
 if TYPE_CHECKING:
-    from ._orders import Leg, OrderOps
-    from .account import AccountActor
+    from ..account import AccountActor
+    from .placing import Leg, OrderOps
 
 log = logging.getLogger("actors.batch")
 

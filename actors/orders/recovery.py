@@ -28,9 +28,9 @@ import trio
 from brokers.base import FINAL_STATUSES, Order
 from store import BatchRecord, LegRecord
 
-from ._execution import BatchRunner, _Account
-from ._orders import NOT_SENT, Leg, reverse_index, reverse_prefix, reverse_request
-from ._results import Plan
+from .execution import BatchRunner, _Account
+from .placing import NOT_SENT, Leg, reverse_index, reverse_prefix, reverse_request
+from .results import Plan
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
 

@@ -1,0 +1,17 @@
+"""One account: its upstream order stream, order book, seq and websocket subscribers."""
+
+from .actor import AccountActor, ActorConfig, UpstreamState
+from .book import Accepted, Conflict, OrderBook
+from .subscribers import SLOW_CONSUMER, SubscriberSet, Subscription
+
+__all__ = [
+    "SLOW_CONSUMER",
+    "Accepted",
+    "AccountActor",
+    "ActorConfig",
+    "Conflict",
+    "OrderBook",
+    "SubscriberSet",
+    "Subscription",
+    "UpstreamState",
+]
