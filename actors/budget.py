@@ -23,9 +23,9 @@ import trio
 
 from brokers.base import BrokerError
 
+from .calendar import IST
 from .ratelimit import Priority, RateLimiter, RateLimiterStatistics
 
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30), "IST")
 MINUTE_S = 60.0
 
 

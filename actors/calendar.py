@@ -15,6 +15,16 @@ import attrs
 
 #: India has had no daylight saving since 1945: a fixed offset is exact.
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30), "IST")
+
+
+def trading_day(timestamp: float | None = None) -> dt.date:
+    """The trading day (IST) of a Unix time, now by default: Kite's timestamps spell IST dates
+    and the broker lists that day's orders only."""
+    if timestamp is None:
+        return dt.datetime.now(IST).date()
+    return dt.datetime.fromtimestamp(timestamp, IST).date()
+
+
 #: When the day's instrument master is loaded (lot and freeze sizes change overnight).
 DEFAULT_INSTRUMENT_REFRESH = dt.time(8, 30)
 

@@ -18,6 +18,13 @@ FINAL_STATUSES = frozenset({"COMPLETE", "CANCELLED", "REJECTED"})
 EVENT_ONLY_STATUSES = frozenset({"UPDATE"})
 
 
+def stays_final(status: object) -> bool:
+    """THE final-status rule: an order whose status is final takes no later update (the
+    account's book drops it, a batch leg ignores it). A venue may deliver a stale OPEN after
+    the COMPLETE, and what is done at the exchange never comes undone."""
+    return status in FINAL_STATUSES
+
+
 @attrs.frozen
 class OrderRequest:
     """A new order, in Kite's vocabulary (quantity in units, a multiple of the lot)."""
@@ -81,7 +88,7 @@ class Order:
 
     @property
     def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
+        return stays_final(self.status)
 
 
 @attrs.frozen

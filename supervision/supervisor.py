@@ -10,7 +10,6 @@ registry and `supervise` returns, so it never takes its siblings (or the web fro
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +19,7 @@ from typing import Literal
 import attrs
 import trio
 
+from actors.backoff import backoff_delay
 from actors.health import HealthEntry, HealthRegistry
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,8 @@ class RestartPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait before restart number `attempt` (0-based) since the last healthy run."""
-        try:
-            base = self.initial_delay * self.multiplier**attempt
-        except OverflowError:
-            base = math.inf
         jitter = rng.uniform(0, self.jitter) if self.jitter else 0.0
-        return min(base, self.max_delay) + jitter
+        return backoff_delay(attempt, self.initial_delay, self.max_delay, self.multiplier) + jitter
 
 
 @attrs.frozen

@@ -15,23 +15,24 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 import trio
 
 from brokers.base import (
-    FINAL_STATUSES,
     Broker,
     BrokerError,
     Order,
     RateLimited,
     TokenExpired,
     UpstreamLost,
+    stays_final,
 )
 from store import Store
 
+from ..backoff import Backoff
+from ..calendar import trading_day
 from ..health import HealthEntry, HealthPolicy, UpstreamWatch
 from .book import Accepted, Conflict, OrderBook, of_day
 from .subscribers import SubscriberSet, Subscription
@@ -135,7 +136,7 @@ class AccountActor:
         """Load the book and seq from the store, then follow the upstream until cancelled."""
         await self._load()
         task_status.started()
-        delay = self._config.reconnect_initial_s
+        backoff = self._reconnect_backoff()
         try:
             while True:
                 generation = self._token_generation
@@ -148,16 +149,16 @@ class AccountActor:
                     while generation == self._token_generation:  # no new token since we tried
                         await self._credentials.wait()
                     self._watch.fault()  # the recovery counts from the new token
-                    delay = self._config.reconnect_initial_s
+                    backoff.reset()
                     continue
                 except BrokerError as exc:  # lost, unavailable, rate limited, refused listing
                     self._set_upstream("reconnecting", f"{type(exc).__name__}: {exc}")
                 if self._connected:
-                    delay = self._config.reconnect_initial_s
+                    backoff.reset()
                 self.upstream.reconnects += 1
                 self._watch.reconnecting()
-                await trio.sleep(delay + self._random.uniform(0, self._config.reconnect_jitter_s))
-                delay = min(delay * 2, self._config.reconnect_max_s)
+                jitter = self._random.uniform(0, self._config.reconnect_jitter_s)
+                await trio.sleep(backoff.next() + jitter)
         finally:
             # Crash or stop: subscribers must not keep believing the stream is live.
             if self.upstream.state == "connected":
@@ -174,7 +175,7 @@ class AccountActor:
 
     async def _load(self) -> None:
         """Book, seq and replay buffer from the store, swapped in at once (no await between)."""
-        payloads = of_day(await self._store.load_orders(self.account), _trading_day())
+        payloads = of_day(await self._store.load_orders(self.account), trading_day().isoformat())
         seq = await self._store.last_seq(self.account)
         replay: deque[tuple[int, str]] = deque(maxlen=self._config.replay_buffer)
         missed: list[tuple[int, dict[str, Any], str]] = []
@@ -258,15 +259,17 @@ class AccountActor:
         """Reconcile; a listing refused with 429 (the read budget spent elsewhere) is retried
         with backoff, the ticker kept open (its frames are held meanwhile), instead of tearing
         the connection down and reconnecting, which would only read more."""
-        delay = self._config.reconnect_initial_s
+        backoff = self._reconnect_backoff()
         while True:
             try:
                 return await self._reconcile()
             except RateLimited as exc:
                 log.info("reconcile of %s refused (%s): retrying in %.2f s", self.account,
-                         exc, delay)
-            await trio.sleep(delay)
-            delay = min(delay * 2, self._config.reconnect_max_s)
+                         exc, backoff.peek())
+            await trio.sleep(backoff.next())
+
+    def _reconnect_backoff(self) -> Backoff:
+        return Backoff(self._config.reconnect_initial_s, self._config.reconnect_max_s)
 
     async def _reconcile(self) -> None:
         expected = set(self._expected)
@@ -445,12 +448,7 @@ class AccountActor:
 
 
 def _final(payload: Mapping[str, Any] | None) -> bool:
-    return payload is not None and payload.get("status") in FINAL_STATUSES
-
-
-def _trading_day() -> str:
-    """Today in IST, as Kite's timestamps spell dates: the book holds the day's orders."""
-    return (datetime.now(UTC) + timedelta(hours=5, minutes=30)).strftime("%Y-%m-%d")
+    return payload is not None and stays_final(payload.get("status"))
 
 
 async def _pump(

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from brokers.base import EVENT_ONLY_STATUSES, FINAL_STATUSES, Order
+from brokers.base import EVENT_ONLY_STATUSES, Order, stays_final
 
 # Fields whose change makes an update news; timestamps alone do not.
 _SIGNIFICANT = (
@@ -125,7 +125,7 @@ class OrderBook:
         current = self._latest(order.order_id)
         if current is None or _conflict(order.order_id, current, _payload(order)):
             return True  # a conflict too: `apply` reports it
-        if current.get("status") in FINAL_STATUSES:
+        if stays_final(current.get("status")):
             return False
         return any(order.raw.get(k) != current.get(k) for k in _SIGNIFICANT)
 
@@ -164,8 +164,9 @@ def _conflict(
 
 
 def _stale(current: Mapping[str, Any], incoming: Mapping[str, Any]) -> bool:
-    """Final stays final; fills never go back; nothing older than what the book holds."""
-    if current.get("status") in FINAL_STATUSES:
+    """Final stays final (`stays_final`); fills never go back; nothing older than what the
+    book holds."""
+    if stays_final(current.get("status")):
         return True
     if _num(incoming.get("filled_quantity")) < _num(current.get("filled_quantity")):
         return True

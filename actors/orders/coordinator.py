@@ -32,6 +32,7 @@ from store import BatchRecord, LegRecord, Store, StoreError
 from store import IdempotencyConflict as KeyStoredBefore
 
 from ..account import AccountActor
+from ..backoff import Backoff
 from ..budget import OrderBudget
 from ..errors import (
     AuthExpired,
@@ -476,7 +477,8 @@ class BatchCoordinator:
         as a restart would, so nothing done by the failed attempt is done twice."""
         done = self._track_recovery(batch, records)
         batch_id = batch.batch_id
-        delay = self._config.recovery_retry_initial_s
+        backoff = Backoff(self._config.recovery_retry_initial_s,
+                          self._config.recovery_retry_max_s)
         try:
             while True:
                 try:
@@ -499,13 +501,13 @@ class BatchCoordinator:
                     log.warning("recovery of batch %s failed (attempt %d): %s: %s; %s", batch_id,
                                 done.failures, type(exc).__name__, exc,
                                 "it stays unfinished" if self._stopping
-                                else f"retrying in {delay:.1f} s", exc_info=not expected)
+                                else f"retrying in {backoff.peek():.1f} s",
+                                exc_info=not expected)
                 if not self._stopping:
                     done.retrying = True
-                    with trio.move_on_after(delay):
+                    with trio.move_on_after(backoff.next()):
                         await self._retry_now.wait()
                     done.retrying = False
-                    delay = min(delay * 2, self._config.recovery_retry_max_s)
                 if self._stopping:
                     log.warning("batch %s: not recovered before the coordinator stopped; it "
                                 "stays unfinished and the next start resumes it", batch_id)

@@ -32,10 +32,12 @@ from brokers.base import (
     OrderRejected,
     OrderRequest,
     RateLimited,
+    stays_final,
 )
 from store import LegRecord, NotFound, Store, StoreError
 
 from ..account import AccountActor
+from ..backoff import Backoff
 from ..budget import OrderBudget
 from ..instruments import InstrumentCache
 from ..ratelimit import Priority
@@ -132,7 +134,7 @@ class Leg:
 
     @property
     def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
+        return stays_final(self.status)
 
     @property
     def is_reverse(self) -> bool:
@@ -165,7 +167,7 @@ class Leg:
 
     def absorb(self, order: Order) -> None:
         """Take a broker update of this leg's order (any other is ignored, logged); final
-        states stay final, fills never decrease."""
+        states stay final (`stays_final`), fills never decrease."""
         if not self.matches(order):
             log.warning("leg %s (order %s) ignored an update of order %s tagged %s",
                         self.tag, self.order_id, order.order_id, order.tag)
@@ -208,19 +210,18 @@ class OrderOps:
 
         A 429 means not processed: retried until `deadline`. A timeout is BrokerUnavailable.
         """
-        delay = 0.05
+        backoff = Backoff(0.05, 1.0)
         while True:
             await limiter.acquire(priority)
             try:
                 with trio.CancelScope(shield=True), trio.fail_after(self._config.place_timeout_s):
                     return await call(*args)
             except RateLimited:
-                if trio.current_time() + delay >= deadline:
+                if trio.current_time() + backoff.peek() >= deadline:
                     raise
             except trio.TooSlowError as exc:
                 raise BrokerUnavailable("the call timed out: outcome unknown") from exc
-            await trio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            await trio.sleep(backoff.next())
 
     async def send(
         self, actor: AccountActor, limiter: OrderBudget, batch_id: str | None, leg: Leg,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import attrs
@@ -28,19 +27,12 @@ import trio
 from brokers.base import FINAL_STATUSES, Order
 from store import BatchRecord, LegRecord
 
+from ..calendar import trading_day
 from .execution import BatchRunner, _Account
 from .placing import NOT_SENT, Leg, reverse_index, reverse_prefix, reverse_request
 from .results import Plan
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
-
-IST = timezone(timedelta(hours=5, minutes=30))
-
-
-def ist_day(timestamp: float) -> date:
-    """The trading day (IST) of a Unix time: the broker lists that day's orders only."""
-    return datetime.fromtimestamp(timestamp, IST).date()
-
 
 def _sent(record: LegRecord) -> bool:
     """Whether a POST of this stored leg may have reached the broker."""
@@ -68,7 +60,7 @@ async def recover(
     reverses += _unstored_reverses(batch.batch_id, legs, reverses, listing,
                                    runner.config.market_protection)
     lost: dict[int, list[str]] = {}
-    if ist_day(batch.created_at) < ist_day(time.time()):
+    if trading_day(batch.created_at) < trading_day(time.time()):
         # A later day: the broker no longer lists the batch's orders. Not listed is not "not
         # placed": every order that may have been sent is lost.
         for record in records:
@@ -136,7 +128,7 @@ def _report_lost(
     reverses: list[LegRecord], by_tag: Mapping[str, Order], batch: BatchRecord,
 ) -> None:
     """Name every lost order and every leg left as it is: nothing is placed or cancelled."""
-    day = ist_day(batch.created_at).isoformat()
+    day = trading_day(batch.created_at).isoformat()
     for leg in legs:
         tags = lost.get(leg.index)
         if tags:

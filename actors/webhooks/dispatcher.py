@@ -37,6 +37,8 @@ import trio
 from store import Store, StoreError, WebhookDelivery
 from supervision.settings import WebhookSettings
 
+from ..backoff import backoff_delay
+
 log = logging.getLogger(__name__)
 
 EVENT_TYPES: frozenset[str] = frozenset(
@@ -79,7 +81,7 @@ class WebhookConfig:
 
     def backoff(self, attempts: int) -> float:
         """Delay before attempt `attempts + 1`: exponential from the first failure, capped."""
-        base = min(self.max_backoff_s, self.initial_backoff_s * 2 ** max(attempts - 1, 0))
+        base = backoff_delay(max(attempts - 1, 0), self.initial_backoff_s, self.max_backoff_s)
         return base * (1 + random.random() * self.jitter)
 
 
