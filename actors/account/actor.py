@@ -37,7 +37,7 @@ from ..health import HealthEntry, HealthPolicy, UpstreamWatch
 from .book import Accepted, Conflict, OrderBook, of_day
 from .subscribers import SubscriberSet, Subscription
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("actors.account")  # its name before the move: log configs name it
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 

@@ -1,9 +1,10 @@
 """Orders: multi-leg batches placed as one unit (or rolled back), single orders, crash recovery
-and the kill switch. `BatchCoordinator` is the one entry point; see ARCHITECTURE.md."""
+and the kill switch. `BatchCoordinator` is the one entry point; ARCHITECTURE.md walks the path."""
 
 from .config import BatchConfig
-from .coordinator import BatchCoordinator, CoordinatorStatistics, single_tag
-from .placing import Leg, OrderOps, UnknownOutcome, new_batch_id, reverse_request, tag_for
+from .coordinator import BatchCoordinator, CoordinatorStatistics
+from .legs import Leg, new_batch_id, reverse_request, single_tag, tag_for
+from .placing import OrderOps, UnknownOutcome
 
 __all__ = [
     "BatchConfig",

@@ -21,23 +21,20 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
-import attrs
 import trio
 
 from brokers.base import BrokerError, OrderRejected
 from store import Store, StoreError
 
-from ..account import AccountActor
-from ..budget import OrderBudget
-from ..instruments import InstrumentCache
 from ..ratelimit import Priority
+from .accounts import AccountContext, Job
 from .config import BatchConfig
-from .placing import Leg, OrderOps, UnknownOutcome
+from .legs import Leg
+from .placing import OrderOps, UnknownOutcome
 from .results import Plan, _result
-from .validation import BatchSpec
+from .rollback import Rollback, cut_short, failed
 from .writes import StoreWrites
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
@@ -50,37 +47,19 @@ class RollbackAborted(Exception):
     recovery at the next start. Already logged (warning) with what was left."""
 
 
-@attrs.define(eq=False)
-class _Account:
-    """What the coordinator keeps per account: its actor, order budget and instrument cache."""
-
-    actor: AccountActor
-    limiter: OrderBudget
-    instruments: InstrumentCache
-    running: dict[str, trio.CancelScope] = attrs.field(factory=dict)
-    killed: set[str] = attrs.field(factory=set)  # batches the kill switch stopped, still running
-
-
-@attrs.frozen
-class _Job:
-    account: str
-    batch_id: str
-    spec: BatchSpec
-    legs: tuple[Leg, ...]
-
-
 class BatchRunner:
     """Executes batches and rolls them back for the coordinator (and for recovery); it owns the
     outcome counters. Batch state lives in the legs of one job, each leg with one owner task."""
 
     def __init__(
-        self, store: Store, config: BatchConfig, ops: OrderOps, writes: StoreWrites,
-        on_event: EventHook | None,
+        self, store: Store, config: BatchConfig, ops: OrderOps, rollback: Rollback,
+        writes: StoreWrites, on_event: EventHook | None,
     ) -> None:
         self._store = store
         self._config = config
         self._on_event = on_event
         self.ops = ops
+        self._rollback = rollback
         self._writes = writes
         # Finished batches whose final status is not stored yet: account and result, by id.
         self._unstored: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -120,7 +99,7 @@ class BatchRunner:
         found = self._unstored.get(batch_id)
         return found[1] if found is not None and found[0] == account else None
 
-    async def execute(self, ctx: _Account, job: _Job) -> dict[str, Any] | None:
+    async def execute(self, ctx: AccountContext, job: Job) -> dict[str, Any] | None:
         """Run one batch to a final result (None: cut short, or it crashed; recovery finishes
         it). Cancelling it cuts its legs, not its rollback; only `abort()` (shutdown past its
         grace) cuts that, leaving it unfinished."""
@@ -147,7 +126,7 @@ class BatchRunner:
                 self.log_left(job.batch_id, job.legs, "before its rollback began")
         return result
 
-    async def _place_legs(self, ctx: _Account, job: _Job, deadline: float) -> None:
+    async def _place_legs(self, ctx: AccountContext, job: Job, deadline: float) -> None:
         """All legs concurrently under one deadline (hedge_first: BUY legs, then SELL legs)."""
         with trio.CancelScope(deadline=deadline) as scope:
             ctx.running[job.batch_id] = scope
@@ -167,7 +146,7 @@ class BatchRunner:
             finally:
                 del ctx.running[job.batch_id]
 
-    async def _conclude(self, ctx: _Account, job: _Job, deadline: float) -> str:
+    async def _conclude(self, ctx: AccountContext, job: Job, deadline: float) -> str:
         # A leg cancelled while its order was working may have filled meanwhile: ask the broker.
         async with trio.open_nursery() as nursery:
             for leg in job.legs:
@@ -193,7 +172,7 @@ class BatchRunner:
             return "success" if all(leg.complete for leg in job.legs) else "partial"
         return await self.rollback(ctx, job.batch_id, job.legs, job.spec.execution)
 
-    async def _stop_legs(self, ctx: _Account, batch_id: str, legs: tuple[Leg, ...]) -> None:
+    async def _stop_legs(self, ctx: AccountContext, batch_id: str, legs: tuple[Leg, ...]) -> None:
         """`partial` (no rollback): cancel and settle every leg that is not final and record
         its final fill; nothing is flattened. A leg whose POST had an unknown outcome is
         watched by its tag meanwhile; one still working (or not found) is named in its error."""
@@ -211,14 +190,16 @@ class BatchRunner:
                 leg.error = (f"{leg.error or 'failed'}; order {leg.order_id} is still "
                              f"{leg.status} after its cancel")
 
-    async def _stop_leg(self, ctx: _Account, batch_id: str, leg: Leg, deadline: float) -> None:
+    async def _stop_leg(
+        self, ctx: AccountContext, batch_id: str, leg: Leg, deadline: float
+    ) -> None:
         try:
             with ctx.actor.watch(leg.tag) as updates:
                 await self.ops.settle(ctx.actor, ctx.limiter, batch_id, leg, updates, deadline)
         except Exception:  # one leg's failure must not stop the others'
             log.exception("stopping %s failed", leg.tag)
 
-    async def _settle_view(self, ctx: _Account, batch_id: str, leg: Leg) -> None:
+    async def _settle_view(self, ctx: AccountContext, batch_id: str, leg: Leg) -> None:
         if leg.order_id is None:
             try:
                 order = await self.ops.lookup(ctx.actor, leg.tag)
@@ -231,7 +212,7 @@ class BatchRunner:
         await self.ops.save_leg(batch_id, leg)
 
     async def _leg(
-        self, ctx: _Account, batch_id: str, leg: Leg, scope: trio.CancelScope, deadline: float
+        self, ctx: AccountContext, batch_id: str, leg: Leg, scope: trio.CancelScope, deadline: float
     ) -> None:
         try:
             with ctx.actor.watch(leg.tag) as updates:
@@ -253,7 +234,8 @@ class BatchRunner:
             scope.cancel()
 
     async def rollback(
-        self, ctx: _Account, batch_id: str, legs: tuple[Leg, ...], execution: str = "parallel"
+        self, ctx: AccountContext, batch_id: str, legs: tuple[Leg, ...],
+        execution: str = "parallel",
     ) -> str:
         """Undo every leg, shielded from the batch's cancellation and the client hanging up.
 
@@ -271,33 +253,23 @@ class BatchRunner:
                 if execution == "hedge_first":
                     sells = [leg for leg in legs if leg.request.transaction_type == "SELL"]
                     buys = [leg for leg in legs if leg not in sells]
-                    await self._unwind_all(ctx, batch_id, sells, deadline)
-                    hedged_failed = any(_failed(leg) for leg in sells)
-                    await self._unwind_all(ctx, batch_id, buys, deadline,
-                                           flatten=not hedged_failed)
+                    await self._rollback.unwind_all(ctx, batch_id, sells, deadline)
+                    hedged_failed = any(failed(leg) for leg in sells)
+                    await self._rollback.unwind_all(ctx, batch_id, buys, deadline,
+                                                    flatten=not hedged_failed)
                 else:
-                    await self._unwind_all(ctx, batch_id, list(legs), deadline)
+                    await self._rollback.unwind_all(ctx, batch_id, list(legs), deadline)
         if scope.cancelled_caught:
             self.log_left(batch_id, legs, "during its rollback")
             raise RollbackAborted(batch_id)
         for leg in legs:
             if leg.rollback is None or leg.rollback["action"] == "in_progress":
-                leg.rollback = _cut_short(leg, "the rollback ran out of time")
+                leg.rollback = cut_short(leg, "the rollback ran out of time")
                 with trio.CancelScope(shield=True):
                     if leg.reverse is not None:
                         await self.ops.save_leg(batch_id, leg.reverse)
                     await self.ops.save_leg(batch_id, leg)
-        failed = any(_failed(leg) for leg in legs)
-        return "rollback_failed" if failed else "rolled_back"
-
-    async def _unwind_all(
-        self, ctx: _Account, batch_id: str, legs: list[Leg], deadline: float,
-        *, flatten: bool = True,
-    ) -> None:
-        async with trio.open_nursery() as nursery:
-            for leg in legs:
-                nursery.start_soon(partial(self._unwind, ctx, batch_id, leg, deadline,
-                                           flatten=flatten))
+        return "rollback_failed" if any(failed(leg) for leg in legs) else "rolled_back"
 
     def log_left(self, batch_id: str, legs: tuple[Leg, ...], stage: str) -> None:
         """A warning naming what a batch cut short by shutdown leaves for recovery."""
@@ -321,16 +293,6 @@ class BatchRunner:
         log.warning("batch %s: cut short by shutdown %s (the grace is over); it stays stored "
                     "unfinished and recovery resumes it at the next start. Legs: %s",
                     batch_id, stage, "; ".join(parts) or "none")
-
-    async def _unwind(
-        self, ctx: _Account, batch_id: str, leg: Leg, deadline: float, *, flatten: bool = True
-    ) -> None:
-        try:
-            await self.ops.unwind(ctx.actor, ctx.limiter, batch_id, leg, deadline,
-                                  flatten=flatten, instruments=ctx.instruments)
-        except Exception as exc:  # one leg's failure must not stop the others' rollback
-            log.exception("rollback of %s failed", leg.tag)
-            leg.rollback = _cut_short(leg, f"{type(exc).__name__}: {exc}")
 
     async def finish(
         self, account: str, batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float,
@@ -365,24 +327,3 @@ class BatchRunner:
 
         return await self._writes.write((batch_id, None), write, bound)
 
-
-def _failed(leg: Leg) -> bool:
-    return leg.rollback is not None and leg.rollback.get("action") == "failed"
-
-
-def _cut_short(leg: Leg, error: str) -> dict[str, Any]:
-    """The rollback of `leg` as far as it got, failed: the reverse still working counted and
-    named, an order whose outcome is unknown named by its tag."""
-    rb: dict[str, Any] = {"order_id": None, "status": None, **(leg.rollback or {})}
-    rb.update(action="failed", filled=leg.reversed_qty, remaining=leg.exposure, error=error)
-    working = [o.order_id for o in (leg, leg.reverse)
-               if o is not None and o.order_id and not o.is_final]
-    unknown = [o.tag for o in (leg, leg.reverse) if o is not None and o.unknown]
-    if leg.reverse is not None:
-        rb.update(order_id=leg.reverse.order_id, status=leg.reverse.status)
-    if working:
-        rb["open_order_ids"] = working
-    if unknown:
-        rb.update(remaining=None, unknown_tags=unknown, quantity_at_most=leg.exposure
-                  if leg.order_id else leg.request.quantity)
-    return rb

@@ -1,10 +1,11 @@
 """The kill switch: cancel every open order of an account, then flatten every net position.
 
-Runs after the coordinator has stopped the account's batches and waited for every unfinished one
-(and every recovery) to finish its rollback; the symbols of one still unfinished when that wait
+`KillSwitch.kill` first stops the account's batches and waits for every unfinished one (and
+every recovery and single order being placed) to finish its rollback, refusing new ones
+meanwhile; the symbols of one still unfinished when that wait
 ran out are left alone (`busy`) and named in the report. Each position is flattened by the
-rollback's own unwind (`OrderOps.flatten`): rate-limited at rollback priority, tagged reverse
-orders (`od` + id + position number + `K` + attempt) sliced by the freeze quantity, a marketable
+rollback's own flatten (`Rollback.flatten_position`): rate-limited at rollback priority, tagged
+reverse orders (`legs.kill_tag`) sliced by the freeze quantity, a marketable
 LIMIT re-priced by modify where MARKET is refused or rests, each followed to its final state.
 Slicing needs the instrument master; without it each position goes out as one order.
 
@@ -27,8 +28,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Set
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, Set
+from typing import Any
 
 import trio
 
@@ -39,22 +40,80 @@ from brokers.base import (
     OrderRequest,
     Position,
 )
-from store import AuditEntry, StoreError
+from store import AuditEntry, Store, StoreError
 
-from ..errors import BatchNotFound
-from .coordinator import Leg, new_batch_id
-from .reverse import ReverseMarket
+from ..errors import BatchNotFound, KillRunning, UnknownAccount
+from .accounts import AccountContext, Accounts, Work
+from .config import BatchConfig
+from .legs import Leg, new_batch_id
+from .rollback import Rollback
 
-if TYPE_CHECKING:
-    from .coordinator import BatchCoordinator, _Account, _Work
+log = logging.getLogger("actors.kill")
 
-log = logging.getLogger(__name__)
+ReadBatch = Callable[[str, str], Awaitable[dict[str, Any]]]
+
+
+class KillSwitch:
+    """The kill switch of every account; what it needs of the rest of the order path is given
+    to it, it never reaches into the coordinator."""
+
+    def __init__(
+        self, accounts: Accounts, rollback: Rollback, store: Store, config: BatchConfig,
+        *, get: ReadBatch, retry_recoveries: Callable[[], None],
+    ) -> None:
+        """`get`: a batch's answer (the coordinator's `get`); `retry_recoveries`: wakes the
+        recoveries waiting for a retry."""
+        self.accounts = accounts
+        self.rollback = rollback
+        self.ops = rollback.ops
+        self.store = store
+        self.config = config
+        self.get = get
+        self._retry_recoveries = retry_recoveries
+
+    async def kill(self, account: str, client: str = "") -> dict[str, Any]:
+        """Stop the account's batches and wait for every unfinished one (and every recovery and
+        single order being placed) to finish, then cancel every open order and flatten every
+        position. New batches and orders of the account are refused (KillRunning) meanwhile. A
+        batch still unfinished when the wait runs out is left to finish its own rollback: the
+        kill switch leaves its symbols alone and names it in the report (status "incomplete").
+        The report names the batches it stopped (`stopped_batches`, with their final status)."""
+        accounts = self.accounts
+        ctx = accounts.context(account)
+        if ctx is None:
+            raise UnknownAccount(account)
+        if account in accounts.killing:
+            raise KillRunning(f"the kill switch of account {account!r} is already running")
+        accounts.killing.add(account)
+        self._retry_recoveries()  # a recovery waiting for a retry: now, before the wait ends
+        try:
+            # Shielded as a whole: a client hanging up must not stop a kill switch half way.
+            with trio.CancelScope(shield=True):
+                stopped = {key: work for key, work in accounts.batches.items()
+                           if work.account == account and not work.recovery}
+                ctx.killed.update(stopped)  # their legs say so, in results and webhooks
+                for scope in list(ctx.running.values()):
+                    scope.cancel()
+                for work in accounts.unfinished(account).values():
+                    if work.scope is not None:
+                        work.scope.cancel()
+                with trio.move_on_after(self.config.kill_wait):
+                    while unfinished := accounts.unfinished(account):
+                        await next(iter(unfinished.values())).done.wait()
+                busy = {key: work.symbols for key, work in accounts.unfinished(account).items()}
+                if busy:
+                    log.error("kill switch of %s: still unfinished after %.1f s, left alone: %s",
+                              account, self.config.kill_wait, sorted(busy))
+                return await kill_account(self, ctx, account, client, busy=busy,
+                                          stopped=stopped)
+        finally:
+            accounts.killing.discard(account)
 
 
 async def kill_account(
-    coordinator: BatchCoordinator, ctx: _Account, account: str, client: str,
+    switch: KillSwitch, ctx: AccountContext, account: str, client: str,
     *, busy: Mapping[str, Set[tuple[str, str]]] | None = None,
-    stopped: Mapping[str, _Work] | None = None,
+    stopped: Mapping[str, Work] | None = None,
 ) -> dict[str, Any]:
     """Cancel, flatten, check; the report names what is left, if anything.
 
@@ -62,7 +121,7 @@ async def kill_account(
     their rollback owns those symbols, so their orders are not cancelled nor their positions
     flattened here. `stopped`: the batches the kill switch stopped, by id (finished by now,
     but for those in `busy`)."""
-    config = coordinator.config
+    config = switch.config
     deadline = trio.current_time() + config.rollback_timeout_s
     busy = busy or {}
     skip = {symbol for symbols in busy.values() for symbol in symbols}
@@ -80,7 +139,7 @@ async def kill_account(
         async with trio.open_nursery() as nursery:
             for order in listing:
                 if not order.is_final and (order.exchange, order.tradingsymbol) not in skip:
-                    nursery.start_soon(_cancel, coordinator, ctx, order, deadline, report)
+                    nursery.start_soon(_cancel, switch, ctx, order, deadline, report)
         kill_id = new_batch_id()
         try:
             positions = [p for p in await ctx.actor.broker.positions()
@@ -94,7 +153,7 @@ async def kill_account(
             report["warnings"].append(f"instrument master: {exc}; positions not sliced")
         async with trio.open_nursery() as nursery:
             for n, position in enumerate(positions):
-                nursery.start_soon(_flatten, coordinator, ctx, kill_id, n, position, deadline,
+                nursery.start_soon(_flatten, switch, ctx, kill_id, n, position, deadline,
                                    report)
         left: list[Position] | None
         try:
@@ -109,7 +168,7 @@ async def kill_account(
                 {"tradingsymbol": p.tradingsymbol, "exchange": p.exchange, "product": p.product,
                  "quantity": p.quantity} for p in left
             ]
-        report["stopped_batches"] = await _stopped_batches(coordinator, account, stopped or {},
+        report["stopped_batches"] = await _stopped_batches(switch, account, stopped or {},
                                                            report["flattened"])
         report["open_orders"] = (
             [c["order_id"] for c in report["cancelled"] if c["status"] not in FINAL_STATUSES]
@@ -121,7 +180,7 @@ async def kill_account(
         if incomplete:
             log.error("kill switch of %s left exposure: %s", account, report)
         try:
-            await coordinator.store.record_audit(
+            await switch.store.record_audit(
                 AuditEntry(account, client or "unknown", "kill", None, report, time.time())
             )
         except StoreError:
@@ -130,7 +189,7 @@ async def kill_account(
 
 
 async def _stopped_batches(
-    coordinator: BatchCoordinator, account: str, stopped: Mapping[str, _Work],
+    switch: KillSwitch, account: str, stopped: Mapping[str, Work],
     flattened: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """Each stopped batch with the status it reached and the positions of its fills that the
@@ -143,20 +202,20 @@ async def _stopped_batches(
         for symbol in left:
             by_symbol[symbol]["batches"].append(batch_id)
         entries.append({"batch_id": batch_id,
-                        "status": await _final_status(coordinator, account, batch_id, work),
+                        "status": await _final_status(switch, account, batch_id, work),
                         "flattened": [{"exchange": e, "tradingsymbol": t} for e, t in left]})
     return entries
 
 
 async def _final_status(
-    coordinator: BatchCoordinator, account: str, batch_id: str, work: _Work,
+    switch: KillSwitch, account: str, batch_id: str, work: Work,
 ) -> str | None:
     """The status the batch reached, as it reached it; for one cut short or still unfinished,
     what `GET .../batch-orders/{id}` answers (None when the store cannot tell)."""
     if work.result is not None:
         return str(work.result["status"])
     try:
-        answer = await coordinator.get(account, batch_id)
+        answer = await switch.get(account, batch_id)
     except (StoreError, BatchNotFound):
         log.exception("kill switch: could not read batch %s", batch_id)
         return None
@@ -164,7 +223,7 @@ async def _final_status(
 
 
 async def _cancel(
-    coordinator: BatchCoordinator, ctx: _Account, order: Order, deadline: float,
+    switch: KillSwitch, ctx: AccountContext, order: Order, deadline: float,
     report: dict[str, Any],
 ) -> None:
     """Cancel one open order (at its own variety) and follow it to its final state."""
@@ -175,7 +234,7 @@ async def _cancel(
     leg.absorb(order)
     with ctx.actor.watch(order.order_id) as updates:
         try:
-            error = await coordinator.ops.cancel_and_settle(ctx.actor, ctx.limiter, leg,
+            error = await switch.ops.cancel_and_settle(ctx.actor, ctx.limiter, leg,
                                                             updates, deadline)
         except BrokerError as exc:
             error = str(exc)
@@ -184,16 +243,11 @@ async def _cancel(
 
 
 async def _flatten(
-    coordinator: BatchCoordinator, ctx: _Account, kill_id: str, n: int, position: Position,
+    switch: KillSwitch, ctx: AccountContext, kill_id: str, n: int, position: Position,
     deadline: float, report: dict[str, Any],
 ) -> None:
-    """The rollback's unwind (`OrderOps.flatten`) of a leg that bought (or sold) the position:
-    sliced by the freeze quantity, a marketable LIMIT where MARKET is refused, re-priced."""
-    side = "BUY" if position.quantity > 0 else "SELL"
-    quantity = abs(position.quantity)
-    request = OrderRequest(position.tradingsymbol, position.exchange, side, "MARKET",
-                           quantity, position.product)
-    held = Leg(n, f"od{kill_id}{n:02d}K", request, status="COMPLETE", filled=quantity)
+    """The rollback's flatten (`Rollback.flatten_position`) of the position, named in the
+    report with every order it sent."""
     done: dict[str, Any] = {"tradingsymbol": position.tradingsymbol,
                             "exchange": position.exchange, "product": position.product,
                             "quantity": position.quantity, "orders": [],
@@ -207,8 +261,4 @@ async def _flatten(
                                "modifications": reverse.modifications,
                                "error": reverse.error})
 
-    market = ReverseMarket(ctx.actor, ctx.limiter, ctx.instruments, coordinator.config)
-    rb: dict[str, Any] = {}
-    await coordinator.ops.flatten(ctx.actor, market, None, held, deadline, rb,
-                                  tag_of=lambda attempt: f"od{kill_id}{n:02d}K{attempt}",
-                                  on_reverse=record)
+    await switch.rollback.flatten_position(ctx, kill_id, n, position, deadline, record)

@@ -24,13 +24,17 @@ from typing import Any
 import attrs
 import trio
 
-from brokers.base import FINAL_STATUSES, Order
-from store import BatchRecord, LegRecord
+from brokers.base import FINAL_STATUSES, BrokerError, Order
+from store import BatchRecord, LegRecord, Store, StoreError
 
+from ..backoff import Backoff
 from ..calendar import trading_day
-from .execution import BatchRunner, _Account
-from .placing import NOT_SENT, Leg, reverse_index, reverse_prefix, reverse_request
-from .results import Plan
+from .accounts import AccountContext, Accounts, Work
+from .config import BatchConfig
+from .execution import BatchRunner, RollbackAborted
+from .legs import NOT_SENT, Leg, reverse_index, reverse_of, reverse_prefix, reverse_request
+from .placing import UnknownOutcome
+from .results import FINAL, Plan
 
 log = logging.getLogger("actors.batch")  # the coordinator's log, as before the split
 
@@ -41,7 +45,7 @@ def _sent(record: LegRecord) -> bool:
 
 
 async def recover(
-    runner: BatchRunner, ctx: _Account, batch: BatchRecord, records: list[LegRecord]
+    runner: BatchRunner, ctx: AccountContext, batch: BatchRecord, records: list[LegRecord]
 ) -> str:
     """Reconcile one unfinished batch with the broker by tag: success, rolled back, or (orders
     the broker no longer lists) rollback_failed naming them."""
@@ -65,7 +69,7 @@ async def recover(
         # placed": every order that may have been sent is lost.
         for record in records:
             if _sent(record) and record.tag not in by_tag:
-                lost.setdefault(record.index % 100, []).append(record.tag)
+                lost.setdefault(reverse_of(record.index)[0], []).append(record.tag)
     else:
         for leg in legs:
             if leg.order_id and leg.order_id not in listed:
@@ -86,7 +90,7 @@ async def recover(
     return status
 
 
-def _broker_fills_rule(ctx: _Account, batch_id: str, leg: Leg, order: Order) -> None:
+def _broker_fills_rule(ctx: AccountContext, batch_id: str, leg: Leg, order: Order) -> None:
     """The broker lists fewer fills than the store holds for this leg: the broker is the truth
     (what it says is filled is what gets flattened), and the disagreement is a conflict in the
     account's health for the operator to look into."""
@@ -144,10 +148,9 @@ def _report_lost(
             leg.rollback = {"action": "none", "order_id": None, "status": None, "filled": 0,
                             "remaining": 0}
             continue
-        reversed_qty = sum(by_tag[r.tag].filled_quantity for r in reverses
-                           if r.index % 100 == leg.index and r.tag in by_tag)
-        working = [o.order_id for o in [by_tag.get(leg.tag)]
-                   + [by_tag.get(r.tag) for r in reverses if r.index % 100 == leg.index]
+        own = [r for r in reverses if reverse_of(r.index)[0] == leg.index]
+        reversed_qty = sum(by_tag[r.tag].filled_quantity for r in own if r.tag in by_tag)
+        working = [o.order_id for o in [by_tag.get(leg.tag)] + [by_tag.get(r.tag) for r in own]
                    if o is not None and o.status not in FINAL_STATUSES]
         remaining = max(leg.filled - reversed_qty, 0)
         if remaining or working:
@@ -162,7 +165,7 @@ def _report_lost(
 
 
 async def _settle_reverses(
-    runner: BatchRunner, ctx: _Account, batch_id: str, legs: tuple[Leg, ...],
+    runner: BatchRunner, ctx: AccountContext, batch_id: str, legs: tuple[Leg, ...],
     reverses: list[LegRecord], by_tag: Mapping[str, Any],
 ) -> None:
     """Reverse orders of an interrupted rollback: wait for (or cancel) them, count fills. One
@@ -171,8 +174,9 @@ async def _settle_reverses(
     deadline = trio.current_time() + runner.config.rollback_timeout_s
     by_index = {leg.index: leg for leg in legs}
     for record in reverses:
-        leg = by_index[record.index % 100]
-        leg.next_attempt = max(leg.next_attempt, record.index // 100)
+        leg_index, attempt = reverse_of(record.index)
+        leg = by_index[leg_index]
+        leg.next_attempt = max(leg.next_attempt, attempt + 1)
         order = by_tag.get(record.tag)
         if order is None:
             continue
@@ -188,3 +192,91 @@ async def _settle_reverses(
             leg.reverse_filled += reverse.filled
         else:
             leg.reverse = reverse
+
+
+class Recoveries:
+    """The unfinished batches of earlier runs, each recovered in its own task; a failed attempt
+    is retried with backoff until one succeeds or the coordinator stops."""
+
+    def __init__(
+        self, store: Store, accounts: Accounts, runner: BatchRunner, config: BatchConfig
+    ) -> None:
+        self._store = store
+        self._accounts = accounts
+        self._runner = runner
+        self._config = config
+        self.stopping = False  # drain or abort: failed recoveries are not retried any more
+        self.failures = 0  # failed recovery attempts since start
+        self._retry_now = trio.Event()  # wakes recoveries waiting for a retry
+
+    def track(self, batch: BatchRecord, records: list[LegRecord]) -> Work:
+        # Tracked like a submitted batch: shutdown's drain and the kill switch wait for it.
+        symbols = frozenset((str(r.request.get("exchange")), str(r.request.get("tradingsymbol")))
+                            for r in records)
+        return self._accounts.batches.setdefault(batch.batch_id,
+                                                 Work(batch.account, symbols, recovery=True))
+
+    def retry_now(self) -> None:
+        """Retry every recovery waiting after a failed attempt now (new credentials, say)."""
+        self._retry_now.set()
+        self._retry_now = trio.Event()
+
+    def stop(self) -> None:
+        """No more retries: those waiting give up now, the next start resumes them."""
+        self.stopping = True
+        self.retry_now()
+
+    async def recover_logged(self, batch: BatchRecord, records: list[LegRecord]) -> None:
+        """Recover one unfinished batch. A failed attempt (the broker unreachable, the day's
+        token not loaded yet) is logged and retried with exponential backoff until one
+        succeeds or the coordinator stops; each retry starts from what the store holds then,
+        as a restart would, so nothing done by the failed attempt is done twice."""
+        done = self.track(batch, records)
+        batch_id = batch.batch_id
+        backoff = Backoff(self._config.recovery_retry_initial_s,
+                          self._config.recovery_retry_max_s)
+        try:
+            while True:
+                try:
+                    if done.failures:
+                        found = await self._store.get_batch(batch_id)
+                        if found is None or found[0].status in FINAL:
+                            return
+                        batch, records = found
+                    status = await self._recover(batch, records)
+                    if done.failures:
+                        log.info("batch %s recovered (%s) after %d failed attempts", batch_id,
+                                 status, done.failures)
+                    return
+                except RollbackAborted:
+                    return  # shutdown cut it short: logged with what was left
+                except Exception as exc:
+                    done.failures += 1
+                    self.failures += 1
+                    expected = isinstance(exc, (BrokerError, StoreError, UnknownOutcome))
+                    log.warning("recovery of batch %s failed (attempt %d): %s: %s; %s", batch_id,
+                                done.failures, type(exc).__name__, exc,
+                                "it stays unfinished" if self.stopping
+                                else f"retrying in {backoff.peek():.1f} s",
+                                exc_info=not expected)
+                if not self.stopping:
+                    done.retrying = True
+                    with trio.move_on_after(backoff.next()):
+                        await self._retry_now.wait()
+                    done.retrying = False
+                if self.stopping:
+                    log.warning("batch %s: not recovered before the coordinator stopped; it "
+                                "stays unfinished and the next start resumes it", batch_id)
+                    return
+        finally:
+            if self._accounts.batches.get(batch_id) is done:
+                del self._accounts.batches[batch_id]
+            done.finish()
+
+    async def _recover(self, batch: BatchRecord, records: list[LegRecord]) -> str | None:
+        """Reconcile one unfinished batch with the broker by tag: success or rolled back."""
+        ctx = self._accounts.context(batch.account)
+        if ctx is None:
+            log.error("batch %s: account %s is not configured", batch.batch_id, batch.account)
+            return None
+        return await recover(self._runner, ctx, batch, records)

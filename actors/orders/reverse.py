@@ -15,21 +15,19 @@ from __future__ import annotations
 import logging
 import math
 from functools import partial
-from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
 from brokers.base import BrokerError, Order, OrderRequest
 
+from ..account import AccountActor
 from ..budget import OrderBudget
 from ..instruments import InstrumentCache, InstrumentInfo
 from ..ratelimit import Priority
 from .config import BatchConfig
-
-if TYPE_CHECKING:
-    from ..account import AccountActor
-    from .placing import Leg, OrderOps
+from .legs import Leg
+from .placing import OrderOps
 
 log = logging.getLogger("actors.batch")
 

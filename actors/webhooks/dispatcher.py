@@ -39,7 +39,7 @@ from supervision.settings import WebhookSettings
 
 from ..backoff import backoff_delay
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("actors.webhooks")  # its name before the move
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {"order.updated", "batch.completed", "batch.rolled_back", "batch.rollback_failed"}

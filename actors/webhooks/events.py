@@ -40,7 +40,7 @@ from store import Store
 
 from .dispatcher import WebhookDispatcher, WebhookEvent
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("actors.events")  # its name before the move
 
 BATCH_EVENTS = {
     "batch.success": "batch.completed",

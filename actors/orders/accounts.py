@@ -1,0 +1,116 @@
+"""The per-account context the order path shares, and the work in flight.
+
+The coordinator, single orders, recovery and the kill switch each take an `Accounts`: the
+account's actor, order budget and instrument cache (`AccountContext`), and every batch, recovery
+and single order not finished yet (`Work`), which shutdown and the kill switch wait for. Nobody
+reaches into another part's fields: this is what they share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from ..account import AccountActor
+from ..budget import OrderBudget
+from ..errors import AuthExpired, KillRunning
+from ..instruments import InstrumentCache
+from .config import BatchConfig
+from .legs import Leg
+from .validation import BatchSpec
+
+__all__ = ["AccountContext", "Accounts", "Job", "Work"]
+
+
+@attrs.define(eq=False)
+class AccountContext:
+    """What the order path keeps per account: its actor, order budget and instrument cache."""
+
+    actor: AccountActor
+    limiter: OrderBudget
+    instruments: InstrumentCache
+    running: dict[str, trio.CancelScope] = attrs.field(factory=dict)
+    killed: set[str] = attrs.field(factory=set)  # batches the kill switch stopped, still running
+
+    @property
+    def parked(self) -> bool:
+        """The account's actor knows the broker refuses its access token."""
+        return self.actor.upstream.state == "auth_expired"
+
+
+@attrs.frozen
+class Job:
+    """A stored batch, dispatched to run."""
+
+    account: str
+    batch_id: str
+    spec: BatchSpec
+    legs: tuple[Leg, ...]
+
+
+@attrs.define(eq=False)
+class Work:
+    """A batch (from submission, or a recovery) or a single order, until it is finished: the
+    kill switch waits for every one of its account's, and leaves their symbols alone if not."""
+
+    account: str
+    symbols: frozenset[tuple[str, str]]  # (exchange, tradingsymbol)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    scope: trio.CancelScope | None = None  # a submitted batch's execution, once it started
+    recovery: bool = False  # an unfinished batch of an earlier run, being recovered
+    failures: int = 0  # failed recovery attempts
+    retrying: bool = False  # waiting to retry its recovery after a failed attempt
+    result: dict[str, Any] | None = None  # the outcome it reached (None: cut short)
+    legs: tuple[Leg, ...] = ()  # a submitted batch's
+
+    def finish(self) -> None:
+        self.done.set()
+
+
+class Accounts:
+    """The configured accounts' contexts (made on first use, remade when an actor is replaced)
+    and the work in flight, by account."""
+
+    def __init__(self, actors: Mapping[str, AccountActor], config: BatchConfig) -> None:
+        self._actors = actors
+        self._config = config
+        self._contexts: dict[str, AccountContext] = {}
+        self.batches: dict[str, Work] = {}  # batch id -> an unfinished batch or recovery
+        self.singles: dict[str, Work] = {}  # tag -> a single order being placed
+        self.killing: set[str] = set()  # accounts whose kill switch is running
+
+    def context(self, account_id: str) -> AccountContext | None:
+        """The account's context; None when the account is not configured."""
+        actor = self._actors.get(account_id)
+        if actor is None:
+            return None
+        ctx = self._contexts.get(account_id)
+        if ctx is None or ctx.actor is not actor:
+            ctx = AccountContext(
+                actor,
+                OrderBudget(self._config.budget),
+                InstrumentCache(actor.broker, self._config.freeze_limits,
+                                self._config.instrument_refresh),
+            )
+            self._contexts[account_id] = ctx
+        return ctx
+
+    def contexts(self) -> list[AccountContext]:
+        return list(self._contexts.values())
+
+    def unfinished(self, account: str) -> dict[str, Work]:
+        """The account's batches, recoveries and single orders not finished yet, by id/tag."""
+        return {key: work for tracked in (self.batches, self.singles)
+                for key, work in tracked.items() if work.account == account}
+
+    def check_open(self, account: str, ctx: AccountContext | None = None) -> None:
+        """Refuse a new batch or order: the account's kill switch runs (KillRunning), or (with
+        its `ctx`) its token is refused (AuthExpired)."""
+        if account in self.killing:
+            raise KillRunning(f"the kill switch of account {account!r} is running: no new "
+                              "orders until it has finished")
+        if ctx is not None and ctx.parked:
+            raise AuthExpired(account)

@@ -1,0 +1,96 @@
+"""Before a batch is stored: its body validated against the instrument master and the trading
+calendar, and its margin checked with the broker (which may run it hedge-first, or refuse it)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+
+from brokers.base import BrokerError, OrderRejected, TokenExpired
+
+from ..errors import AuthExpired, BrokerUnavailable, FieldError, InvalidRequest
+from .accounts import AccountContext
+from .config import BatchConfig
+from .legs import placed_request
+from .results import _exchanges
+from .validation import BatchSpec, validate_batch
+
+__all__ = ["PreTrade"]
+
+
+class PreTrade:
+    """The checks a batch passes before anything is stored or placed."""
+
+    def __init__(self, config: BatchConfig) -> None:
+        self._config = config
+
+    async def validate(self, ctx: AccountContext, body: Any) -> BatchSpec:
+        """The batch body as a spec, checked against the account's instrument master (loaded
+        for the exchanges it names) and the trading calendar: InvalidRequest naming every
+        problem otherwise."""
+        orders = body.get("orders") if isinstance(body, dict) else None
+        await ctx.instruments.load(_exchanges(orders))
+        return validate_batch(body, ctx.instruments.get, session=self._config.session,
+                              max_timeout_s=self._config.max_timeout_s,
+                              contracts=ctx.instruments.contracts)
+
+    async def check_margin(self, ctx: AccountContext, spec: BatchSpec) -> BatchSpec:
+        """The batch to run (`spec`, or hedge-first when it fits only hedged), or the refusal."""
+        if not self._config.margin_check:
+            return spec
+        requests = [placed_request(leg, None, self._config.market_protection)
+                    for leg in spec.legs]
+        broker = ctx.actor.broker
+        found: dict[str, Any] = {}
+
+        async def ask(name: str, call: Callable[[], Awaitable[Any]]) -> None:
+            try:
+                found[name] = await call()
+            except BrokerError as exc:
+                found[name] = exc
+
+        # Both questions at once: a batch waits one round trip for its margin check, not two.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, "margin", partial(broker.basket_margins, requests))
+            if hasattr(broker, "available_funds"):
+                nursery.start_soon(ask, "funds", broker.available_funds)
+        try:
+            margin = _raise_or(found["margin"])
+            available = margin.available
+            if available is None and "funds" in found:
+                available = _raise_or(found["funds"])
+        except OrderRejected as exc:
+            raise InvalidRequest([FieldError("orders", "broker", exc.message)]) from exc
+        except TokenExpired as exc:
+            raise AuthExpired(ctx.actor.account) from exc
+        except BrokerError as exc:
+            raise BrokerUnavailable(f"margin check: {exc}") from exc
+        if available is None:
+            return spec
+        if margin.final > available + 1e-6:
+            message = f"the basket needs {margin.final:.2f} margin, {available:.2f} is available"
+            raise InvalidRequest([FieldError("orders", "margin", message)])
+        if spec.execution == "parallel" and margin.initial > available + 1e-6:
+            # Parallel legs reach the broker in any order and each is margined as it arrives:
+            # a SELL leg ahead of its hedge would be rejected after the others filled.
+            shortfall = (f"the legs need {margin.initial:.2f} margin when each is priced on "
+                         f"its own, {available:.2f} is available: the basket fits only hedged "
+                         f"({margin.final:.2f})")
+            if self._config.unhedged_parallel == "hedge_first":
+                return attrs.evolve(spec, execution="hedge_first", execution_reason=(
+                    f"{shortfall}; run hedge-first: the SELL legs are sent only once every "
+                    "BUY leg is COMPLETE, so they get the hedge benefit"))
+            message = (f"{shortfall}; use execution \"hedge_first\" so the BUY legs fill first "
+                       "and the SELL legs get the hedge benefit")
+            raise InvalidRequest([FieldError("execution", "margin", message)])
+        return spec
+
+
+def _raise_or(value: Any) -> Any:
+    if isinstance(value, BrokerError):
+        raise value
+    return value
