@@ -18,6 +18,7 @@ from ..account import AccountActor
 from ..budget import OrderBudget
 from ..errors import AuthExpired, KillRunning
 from ..instruments import InstrumentCache
+from .admission import Load
 from .config import BatchConfig
 from .legs import Leg
 from .validation import BatchSpec
@@ -105,6 +106,14 @@ class Accounts:
         """The account's batches, recoveries and single orders not finished yet, by id/tag."""
         return {key: work for tracked in (self.batches, self.singles)
                 for key, work in tracked.items() if work.account == account}
+
+    def load(self, ctx: AccountContext, account: str, legs: int, store_latency_s: float) -> Load:
+        """What is ahead of a new batch of `legs` legs of `account`: for admission control."""
+        works = [work for work in self.batches.values() if work.account == account]
+        unsent = sum(1 for work in works for leg in work.legs
+                     if not leg.sent and leg.status in ("PENDING", "PLACING"))
+        ahead = unsent + ctx.limiter.statistics().waiting
+        return Load(len(works), ahead, store_latency_s, ctx.limiter.room(ahead + legs))
 
     def check_open(self, account: str, ctx: AccountContext | None = None) -> None:
         """Refuse a new batch or order: the account's kill switch runs (KillRunning), or (with

@@ -31,9 +31,14 @@ class PreTrade:
     async def validate(self, ctx: AccountContext, body: Any) -> BatchSpec:
         """The batch body as a spec, checked against the account's instrument master (loaded
         for the exchanges it names) and the trading calendar: InvalidRequest naming every
-        problem otherwise."""
+        problem otherwise; AuthExpired or BrokerUnavailable when the master cannot be read."""
         orders = body.get("orders") if isinstance(body, dict) else None
-        await ctx.instruments.load(_exchanges(orders))
+        try:
+            await ctx.instruments.load(_exchanges(orders))
+        except TokenExpired as exc:
+            raise AuthExpired(ctx.actor.account) from exc
+        except BrokerError as exc:
+            raise BrokerUnavailable(f"instrument master: {exc}") from exc
         return validate_batch(body, ctx.instruments.get, session=self._config.session,
                               max_timeout_s=self._config.max_timeout_s,
                               contracts=ctx.instruments.contracts)

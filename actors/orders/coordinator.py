@@ -24,16 +24,13 @@ from typing import Any
 import attrs
 import trio
 
-from brokers.base import BrokerError, TokenExpired
 from store import BatchRecord, Store, StoreError
 from store import IdempotencyConflict as KeyStoredBefore
 
 from ..account import AccountActor
 from ..budget import OrderBudget
 from ..errors import (
-    AuthExpired,
     BatchNotFound,
-    BrokerUnavailable,
     IdempotencyConflict,
     Overloaded,
     StoreUnavailable,
@@ -41,13 +38,13 @@ from ..errors import (
     UnknownAccount,
 )
 from ..outcomes import CancelRequested, OrderOutcomeUnknown, OrderPlaced
-from .accounts import AccountContext, Accounts, Job, Work
-from .admission import Load, admit
+from .accounts import Accounts, Job, Work
+from .admission import admit
 from .checks import PreTrade
 from .config import BatchConfig
 from .execution import BatchRunner, EventHook
 from .kill import KillSwitch
-from .legs import Leg, new_batch_id, placed_request, tag_for
+from .legs import batch_legs, new_batch_id
 from .placing import OrderOps
 from .recovery import Recoveries
 from .results import FINAL, _hash, _leg_record, _progress
@@ -128,9 +125,6 @@ class BatchCoordinator:
             recovery_failures=self._recoveries.failures,
         )
 
-    def account(self, account_id: str) -> AccountContext | None:
-        return self._accounts.context(account_id)
-
     def killing(self, account_id: str) -> bool:
         """True while the account's kill switch runs: no new batch or order is accepted."""
         return account_id in self._accounts.killing
@@ -160,7 +154,7 @@ class BatchCoordinator:
             task_status.started()
             try:
                 async for job in self._jobs_receive:
-                    nursery.start_soon(self._execute, job)
+                    nursery.start_soon(self._runner.execute_tracked, self._accounts, job)
             finally:
                 self._started = False
 
@@ -182,16 +176,10 @@ class BatchCoordinator:
             if found is not None:
                 return await self._replay(found[0], request_hash)
         self._accounts.check_open(account, ctx)
-        try:
-            spec = await self._checks.validate(ctx, body)
-        except TokenExpired as exc:
-            raise AuthExpired(account) from exc
-        except BrokerError as exc:
-            raise BrokerUnavailable(f"instrument master: {exc}") from exc
-        spec = await self._checks.check_margin(ctx, spec)
+        spec = await self._checks.check_margin(ctx, await self._checks.validate(ctx, body))
         self._accounts.check_open(account)  # it began meanwhile? From here to tracked, no await
-        refusal = admit(self._config, self._load(ctx, account, len(spec.legs)), len(spec.legs),
-                        spec.timeout_s)
+        load = self._accounts.load(ctx, account, len(spec.legs), self._writes.latency_s)
+        refusal = admit(self._config, load, len(spec.legs), spec.timeout_s)
         if refusal is not None:
             if self._on_refused is not None:
                 self._on_refused(refusal.reason)
@@ -199,12 +187,7 @@ class BatchCoordinator:
                         refusal.message)
             raise Overloaded(refusal.reason, refusal.message, refusal.retry_after_s)
         batch_id = new_batch_id()
-        protection = self._config.market_protection
-        legs = tuple(
-            Leg(n, tag_for(batch_id, n, "L", 0),
-                placed_request(leg, tag_for(batch_id, n, "L", 0), protection))
-            for n, leg in enumerate(spec.legs)
-        )
+        legs = batch_legs(batch_id, spec.legs, self._config.market_protection)
         now = time.time()
         record = BatchRecord(batch_id, account, idempotency_key, request_hash,
                              _as_run(body, spec), "running", None, now, now)
@@ -228,14 +211,6 @@ class BatchCoordinator:
         if work.result is not None:  # the outcome reached, whether or not it is stored yet
             return work.result
         return await self.get(account, batch_id)
-
-    def _load(self, ctx: AccountContext, account: str, legs: int) -> Load:
-        """What is ahead of a new batch of `legs` legs of `account`: for admission control."""
-        works = [work for work in self._accounts.batches.values() if work.account == account]
-        unsent = sum(1 for work in works for leg in work.legs
-                     if not leg.sent and leg.status in ("PENDING", "PLACING"))
-        ahead = unsent + ctx.limiter.statistics().waiting
-        return Load(len(works), ahead, self._writes.latency_s, ctx.limiter.room(ahead + legs))
 
     async def drain(self, grace_s: float) -> int:
         """Shutdown: refuse new batches, give running ones `grace_s` to finish or roll back,
@@ -298,30 +273,6 @@ class BatchCoordinator:
                     break
                 existing = found[0]
         return await self.get(existing.account, existing.batch_id)
-
-    # -- execution ---------------------------------------------------------------------
-
-    async def _execute(self, job: Job) -> None:
-        ctx = self._accounts.context(job.account)
-        assert ctx is not None
-        try:
-            # The kill switch cancels this scope: a batch dispatched but not yet placing (not
-            # in `ctx.running` yet) is stopped as well. Its rollback is shielded from it.
-            with trio.CancelScope() as scope:
-                work = self._accounts.batches.get(job.batch_id)
-                if work is not None:
-                    work.scope = scope
-                if job.account in self._accounts.killing:
-                    ctx.killed.add(job.batch_id)
-                    scope.cancel()
-                result = await self._runner.execute(ctx, job)
-            if work is not None:
-                work.result = result
-        finally:
-            ctx.killed.discard(job.batch_id)
-            work = self._accounts.batches.pop(job.batch_id, None)
-            if work is not None:
-                work.finish()
 
     # -- single orders and the kill switch ---------------------------------------------
 

@@ -29,7 +29,7 @@ from brokers.base import BrokerError, OrderRejected
 from store import Store, StoreError
 
 from ..ratelimit import Priority
-from .accounts import AccountContext, Job
+from .accounts import AccountContext, Accounts, Job
 from .config import BatchConfig
 from .legs import Leg
 from .placing import OrderOps, UnknownOutcome
@@ -98,6 +98,30 @@ class BatchRunner:
         """The result of a finished batch of `account` whose final status is not stored yet."""
         found = self._unstored.get(batch_id)
         return found[1] if found is not None and found[0] == account else None
+
+    async def execute_tracked(self, accounts: Accounts, job: Job) -> None:
+        """`execute` a submitted batch as tracked work: the kill switch can stop it before it
+        places anything, and its `Work` gets the result and is finished."""
+        ctx = accounts.context(job.account)
+        assert ctx is not None
+        try:
+            # The kill switch cancels this scope: a batch dispatched but not yet placing (not
+            # in `ctx.running` yet) is stopped as well. Its rollback is shielded from it.
+            with trio.CancelScope() as scope:
+                work = accounts.batches.get(job.batch_id)
+                if work is not None:
+                    work.scope = scope
+                if job.account in accounts.killing:
+                    ctx.killed.add(job.batch_id)
+                    scope.cancel()
+                result = await self.execute(ctx, job)
+            if work is not None:
+                work.result = result
+        finally:
+            ctx.killed.discard(job.batch_id)
+            work = accounts.batches.pop(job.batch_id, None)
+            if work is not None:
+                work.finish()
 
     async def execute(self, ctx: AccountContext, job: Job) -> dict[str, Any] | None:
         """Run one batch to a final result (None: cut short, or it crashed; recovery finishes

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import logging
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -36,6 +37,7 @@ from store import LegRecord
 __all__ = [
     "NOT_SENT",
     "Leg",
+    "batch_legs",
     "kill_tag",
     "new_batch_id",
     "placed_request",
@@ -111,6 +113,15 @@ def placed_request(request: OrderRequest, tag: str | None, protection: float) ->
     if request.order_type in ("MARKET", "SL-M") and own is None:
         own = protection
     return attrs.evolve(request, tag=tag, market_protection=own)
+
+
+def batch_legs(
+    batch_id: str, requests: Sequence[OrderRequest], protection: float
+) -> tuple[Leg, ...]:
+    """A new batch's legs, numbered from 0 and tagged `tag_for(batch_id, n, "L", 0)`."""
+    return tuple(Leg(n, tag_for(batch_id, n, "L", 0),
+                     placed_request(request, tag_for(batch_id, n, "L", 0), protection))
+                 for n, request in enumerate(requests))
 
 
 def reverse_request(
