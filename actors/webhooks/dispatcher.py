@@ -3,7 +3,7 @@
 `emit()` only writes outbox rows (one per configured URL) and wakes the sender, so the account actor
 and the batch coordinator never wait on a receiver; `emit_many()` writes a whole batch of events
 (and, in the same transaction, how far each account's order events now are in the outbox: the
-webhook cursor `actors/events.py` catches up from) with one store call. `run()` is the sender:
+webhook cursor `events.py` catches up from) with one store call. `run()` is the sender:
 it leases due rows, POSTs them with bounded concurrency and acks, reschedules (exponential backoff
 with jitter) or, past `max_age_s`, fails each one. Rows live in the store, so a restart loses
 nothing: a stopped sender hands its in-flight rows back, and a crashed one's leases simply expire.
@@ -12,7 +12,7 @@ Delivery is at least once and, per account and URL, in order: the store hands ou
 pending row of each (account, URL), so an event is posted only once every earlier one of its
 account to that URL was acknowledged or given up (past `max_age_s`); a failing receiver holds
 back only its own account's later events, other accounts and URLs go on concurrently. The relay
-(`actors/events.py`) writes an account's events in seq order, and every body carries `seq`.
+(`events.py`) writes an account's events in seq order, and every body carries `seq`.
 Receivers deduplicate on `X-Orderdesk-Event-Id` and check `X-Orderdesk-Signature` with
 `verify_signature()`.
 """
