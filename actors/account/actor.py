@@ -8,13 +8,12 @@ client has seen is never reused after a crash. After every (re)connect the actor
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import attrs
@@ -33,28 +32,14 @@ from store import Store
 
 from ..backoff import Backoff
 from ..calendar import trading_day
-from ..health import HealthEntry, HealthPolicy, UpstreamWatch
+from ..health import HealthEntry, UpstreamWatch
 from .book import Accepted, Conflict, OrderBook, of_day
+from .config import ActorConfig
+from .frames import order_frame, snapshot_frame, status_frame
 from .subscribers import SubscriberSet, Subscription
+from .watchers import Watchers
 
 log = logging.getLogger("actors.account")  # its name before the move: log configs name it
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-@attrs.frozen
-class ActorConfig:
-    replay_buffer: int = 10_000
-    subscriber_queue: int = 1_000
-    # Kite's own clients: the first reconnect after 2-5 s, backing off to 60 s.
-    reconnect_initial_s: float = 2.0
-    reconnect_max_s: float = 60.0
-    reconnect_jitter_s: float = 3.0
-    # While an order is working, GET /orders this often: Kite never replays a lost push, and
-    # a socket that stays open (heartbeats flowing) gives no other sign of one.
-    reconcile_interval_s: float = 20.0
-    held_frames: int = 10_000
-    health: HealthPolicy = HealthPolicy()  # when the account counts as degraded
 
 
 @attrs.define
@@ -93,7 +78,7 @@ class AccountActor:
         self._seq = 0
         self._replay: deque[tuple[int, str]] = deque(maxlen=config.replay_buffer)
         self._subscribers = SubscriberSet()
-        self._watchers: dict[str, list[trio.MemorySendChannel[Order]]] = {}
+        self._watchers = Watchers()
         self._expected: set[str] = set()  # placed here, not final in the book yet
         self._credentials = trio.Event()
         self._token_generation = 0
@@ -185,7 +170,7 @@ class AccountActor:
             if not events:
                 break
             for event in events:
-                message = self._encode_order(event.seq, event.payload)
+                message = order_frame(self.account, event.seq, event.payload)
                 replay.append((event.seq, message))
                 if self._seq < event.seq and len(self._subscribers):
                     missed.append((event.seq, event.payload, message))
@@ -299,7 +284,7 @@ class AccountActor:
                 continue
             if isinstance(taken, Conflict):
                 self._conflict(taken)
-                self._notify_watchers(order)  # never stored; legs match by id and tag
+                self._watchers.notify(order)  # never stored; legs match by id and tag
             else:
                 accepted.append((order, taken))
         if not accepted:
@@ -317,7 +302,8 @@ class AccountActor:
         burst = len(accepted) > self._config.subscriber_queue // 2
         for seq, (_, taken) in zip(seqs, accepted, strict=True):
             self._seq = seq
-            message = self._encode_order(seq, taken.payload, source=source, event=taken.event)
+            message = order_frame(self.account, seq, taken.payload, source=source,
+                                  event=taken.event)
             self._replay.append((seq, message))
             if not burst:
                 self._subscribers.broadcast(message)
@@ -328,7 +314,7 @@ class AccountActor:
         # what a batch concludes from it is then never ahead of the account's seq (its webhook
         # comes after its legs' updates).
         for order, _ in accepted:
-            self._notify_watchers(order)
+            self._watchers.notify(order)
         self.upstream.last_event_at = time.time()
         if self._health is not None:
             self._health.touch()
@@ -356,17 +342,6 @@ class AccountActor:
         except Exception:
             log.exception("on_update hook failed for %s seq %d", self.account, seq)
 
-    def _encode_order(
-        self, seq: int, payload: Any, *, source: str | None = None, event: str | None = None
-    ) -> str:
-        message: dict[str, Any] = {"type": "order", "account": self.account, "seq": seq}
-        if source is not None:
-            message["source"] = source
-        if event is not None:
-            message["event"] = event
-        message["order"] = payload
-        return _dumps(message)
-
     def _report(self) -> None:
         if self._health is not None:
             self._health.upstream = self.upstream.state
@@ -376,9 +351,7 @@ class AccountActor:
     def _set_upstream(self, state: str, error: str | None) -> None:
         if state != self.upstream.state:
             self.upstream.state = state
-            self._subscribers.broadcast(
-                _dumps({"type": "status", "account": self.account, "upstream": state})
-            )
+            self._subscribers.broadcast(status_frame(self.account, state))
         if error is not None:
             self.upstream.last_error = error
             log.warning("account %s upstream %s: %s", self.account, state, error)
@@ -394,9 +367,7 @@ class AccountActor:
             initial = [message for seq, message in self._replay if seq > since]
         else:
             initial = [self.snapshot_message()]
-        initial.append(
-            _dumps({"type": "status", "account": self.account, "upstream": self.upstream.state})
-        )
+        initial.append(status_frame(self.account, self.upstream.state))
         sub = Subscription(self.account, initial, self._config.subscriber_queue)
         self._subscribers.add(sub)
         self._report()
@@ -411,40 +382,16 @@ class AccountActor:
         self._subscribers.close_all(reason)
 
     def snapshot_message(self) -> str:
-        return _dumps(
-            {
-                "type": "snapshot",
-                "account": self.account,
-                "seq": self._seq,
-                "upstream": self.upstream.state,
-                "orders": self._book.payloads(),
-            }
-        )
+        return snapshot_frame(self.account, self._seq, self.upstream.state,
+                              self._book.payloads())
 
     # -- in-process waiters (the batch coordinator) ------------------------------------
 
-    @contextmanager
-    def watch(self, key: str, capacity: int = 256) -> Iterator[trio.MemoryReceiveChannel[Order]]:
+    def watch(
+        self, key: str, capacity: int = 256
+    ) -> AbstractContextManager[trio.MemoryReceiveChannel[Order]]:
         """Updates for an order_id or a tag, from now on; register before placing the order."""
-        send, receive = trio.open_memory_channel[Order](capacity)
-        self._watchers.setdefault(key, []).append(send)
-        try:
-            yield receive
-        finally:
-            channels = self._watchers.get(key, [])
-            if send in channels:
-                channels.remove(send)
-            if not channels:
-                self._watchers.pop(key, None)
-            send.close()
-
-    def _notify_watchers(self, order: Order) -> None:
-        for key in (order.order_id, order.tag):
-            for send in self._watchers.get(key or "", ()):
-                try:
-                    send.send_nowait(order)
-                except (trio.WouldBlock, trio.ClosedResourceError):
-                    log.warning("watcher of %s is not keeping up; dropped an update", key)
+        return self._watchers.watch(key, capacity)
 
 
 def _final(payload: Mapping[str, Any] | None) -> bool:

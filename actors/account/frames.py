@@ -1,0 +1,39 @@
+"""The frames an account actor sends its subscribers, each encoded once for all of them.
+
+`order` carries one committed update and its seq (`source`: ticker or reconcile; `event`: an
+event-only status such as UPDATE); `snapshot` the whole book at a seq; `status` the upstream's
+state. Compact JSON, non-ASCII kept as is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["order_frame", "snapshot_frame", "status_frame"]
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def order_frame(
+    account: str, seq: int, payload: Any, *, source: str | None = None, event: str | None = None
+) -> str:
+    message: dict[str, Any] = {"type": "order", "account": account, "seq": seq}
+    if source is not None:
+        message["source"] = source
+    if event is not None:
+        message["event"] = event
+    message["order"] = payload
+    return _dumps(message)
+
+
+def status_frame(account: str, upstream: str) -> str:
+    return _dumps({"type": "status", "account": account, "upstream": upstream})
+
+
+def snapshot_frame(
+    account: str, seq: int, upstream: str, orders: Sequence[Mapping[str, Any]]
+) -> str:
+    return _dumps({"type": "snapshot", "account": account, "seq": seq, "upstream": upstream,
+                   "orders": orders})
