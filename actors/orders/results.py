@@ -11,7 +11,7 @@ import attrs
 
 from store import BatchRecord, LegRecord
 
-from .placing import Leg
+from .legs import Leg
 from .validation import EXCHANGES
 
 FINAL = frozenset({"success", "rolled_back", "partial", "rollback_failed"})
