@@ -24,6 +24,7 @@ __all__ = [
     "ADMIN",
     "Authenticator",
     "Identity",
+    "Ticket",
     "TicketBook",
     "bearer_token",
     "origin_allowed",
@@ -72,6 +73,17 @@ class Authenticator:
             return False
         return hmac.compare_digest(_digest(token), self._metrics)
 
+    def rotate(self, identity: Identity, token: str) -> bool:
+        """Give `identity`'s token a new value: the old one is refused from now on. False (and
+        nothing changed) when no token stands for `identity` or the value is already in use."""
+        if identity.admin or all(i != identity for _, i in self._entries):
+            return False
+        if self.identify(token) not in (None, identity) or self.is_metrics_token(token):
+            return False
+        digest = _digest(token)
+        self._entries = tuple((digest if i == identity else d, i) for d, i in self._entries)
+        return True
+
     def identify(self, token: str | None) -> Identity | None:
         if not token:
             return None
@@ -107,10 +119,14 @@ def origin_allowed(
 
 
 @attrs.frozen
-class _Ticket:
+class Ticket:
+    """What a ticket stands for: who, for which account, and the browser session (if any)
+    that asked for it, so that ending the session closes the socket the ticket opened."""
+
     identity: Identity
     account: str
     expires_at: float
+    session: str | None = attrs.field(default=None, repr=False)
 
 
 class TicketBook:
@@ -126,26 +142,31 @@ class TicketBook:
         self.ttl_s = ttl_s
         self._clock = clock
         self._max = max_tickets
-        self._tickets: OrderedDict[str, _Ticket] = OrderedDict()
+        self._tickets: OrderedDict[str, Ticket] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._tickets)
 
-    def issue(self, identity: Identity, account: str) -> str:
+    def issue(self, identity: Identity, account: str, session: str | None = None) -> str:
         now = self._clock()
         self._purge(now)
         while len(self._tickets) >= self._max:
             self._tickets.popitem(last=False)
         ticket = secrets.token_urlsafe(24)
-        self._tickets[ticket] = _Ticket(identity, account, now + self.ttl_s)
+        self._tickets[ticket] = Ticket(identity, account, now + self.ttl_s, session)
         return ticket
 
-    def redeem(self, ticket: str) -> tuple[Identity, str] | None:
-        """(identity, account it was issued for), once; None if unknown, used or expired."""
+    def redeem(self, ticket: str) -> Ticket | None:
+        """What the ticket stands for, once; None if unknown, used or expired."""
         entry = self._tickets.pop(ticket, None)
         if entry is None or self._clock() >= entry.expires_at:
             return None
-        return entry.identity, entry.account
+        return entry
+
+    def drop_for(self, identity: Identity) -> None:
+        """A rotated token: the tickets issued to it are void."""
+        for ticket in [t for t, e in self._tickets.items() if e.identity == identity]:
+            del self._tickets[ticket]
 
     def _purge(self, now: float) -> None:
         while self._tickets:
