@@ -39,6 +39,7 @@ def _app() -> Any:
 
 def _with_cookie(value: str, max_age: int) -> Response:
     response = Response(b"", status=204, headers={"Cache-Control": "no-store"})
+    del response.headers["Content-Type"]  # no body, no type
     tls = is_tls(request)
     response.set_cookie(cookie_name(tls), value, max_age=max_age, path="/", secure=tls,
                         httponly=True, samesite="Strict")
