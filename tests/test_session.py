@@ -134,8 +134,8 @@ async def test_the_cookie_opens_the_order_stream_from_our_page(web_stack: WebSta
                 assert (await reader.next())["type"] == "snapshot"
                 await ws.send_message("ping")
                 await reader.until(lambda m: m["type"] == "pong")
-                order_id = await place_market(web_stack.venue)
-                await reader.until(lambda m: m.get("order", {}).get("order_id") == order_id)
+                placed = await place_market(web_stack.venue)
+                await reader.until(lambda m, o=placed: m.get("order", {}).get("order_id") == o)
             nursery.cancel_scope.cancel()
 
 
@@ -143,11 +143,10 @@ async def test_the_cookie_opens_the_order_stream_from_our_page(web_stack: WebSta
 async def test_the_cookie_needs_an_allowed_origin(web_stack: WebStack, origin: str | None) -> None:
     with trio.fail_after(10):
         session = await sign_in(web_stack)
+        sent = [(k.encode(), v.encode()) for k, v in cookie_headers(session, origin)]
         with pytest.raises(trio_websocket.ConnectionRejected) as info:
-            async with trio_websocket.open_websocket_url(
-                web_stack.ws_url("primary"),
-                extra_headers=[(k.encode(), v.encode()) for k, v in cookie_headers(session, origin)],
-            ):
+            async with trio_websocket.open_websocket_url(web_stack.ws_url("primary"),
+                                                         extra_headers=sent):
                 pass  # pragma: no cover - refused before this
         assert info.value.status_code == 403
         async with web_stack.http() as http:
