@@ -205,6 +205,21 @@ async def test_sign_out_ends_the_session_and_closes_its_sockets(web_stack: WebSt
             nursery.cancel_scope.cancel()
 
 
+async def test_a_ticket_of_an_ended_session_opens_no_socket(web_stack: WebStack) -> None:
+    with trio.fail_after(10):
+        session = await sign_in(web_stack)
+        headers = dict(cookie_headers(session, own_origin(web_stack)))
+        async with trio.open_nursery() as nursery, web_stack.http() as http:
+            ticket = (await http.post("/accounts/primary/ws-ticket", headers=headers)).json()
+            out = await http.delete("/session", headers={**headers, **bearer(TOKENS["primary"])})
+            assert out.status_code == 204
+            late = await web_stack.connect(nursery, token=None,
+                                           query=f"ticket={ticket['ticket']}")
+            reason = await closed_with(late)
+            assert (reason.code, reason.reason) == (4401, SESSION_ENDED)
+            nursery.cancel_scope.cancel()
+
+
 async def test_sign_out_leaves_another_callers_session(web_stack: WebStack) -> None:
     with trio.fail_after(10):
         session = await sign_in(web_stack, TOKENS["primary"])

@@ -76,11 +76,8 @@ class SessionBook:
 
     def get(self, session_id: str) -> Session | None:
         """The live session of that id; None when unknown, ended or expired."""
-        session = self._sessions.get(session_id)
-        if session is not None and self._clock() >= session.expires_at:
-            self._end(session_id)
-            return None
-        return session
+        self._purge(self._clock())  # expired sessions end here, closing their sockets
+        return self._sessions.get(session_id)
 
     def attach(self, session_id: str, socket: Closable) -> bool:
         """Track a socket the session opened; False (socket not tracked) if it has ended."""

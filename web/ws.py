@@ -121,6 +121,8 @@ def _authenticate(app: OrderDeskApp, account_id: str) -> tuple[int, str] | Calle
         return CLOSE_UNAUTHORIZED, exc.message
     if caller.ticket_account not in (None, account_id):
         return CLOSE_FORBIDDEN, "ticket was issued for another account"
+    if caller.session is not None and app.sessions.get(caller.session) is None:
+        return CLOSE_UNAUTHORIZED, SESSION_ENDED  # a ticket of a session that ended since
     if account_id not in app.deps.actors:
         return CLOSE_NOT_FOUND, "unknown account"
     if not caller.identity.may_access(account_id):
