@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import attrs
 
 from supervision.settings import Settings
+
+from .expiring import ExpiringBook
 
 __all__ = [
     "ADMIN",
@@ -125,7 +125,6 @@ class Ticket:
 
     identity: Identity
     account: str
-    expires_at: float
     session: str | None = attrs.field(default=None, repr=False)
 
 
@@ -139,38 +138,22 @@ class TicketBook:
         clock: Callable[[], float] = time.monotonic,
         max_tickets: int = 10_000,
     ) -> None:
-        self.ttl_s = ttl_s
-        self._clock = clock
-        self._max = max_tickets
-        self._tickets: OrderedDict[str, Ticket] = OrderedDict()
+        self._book = ExpiringBook[Ticket](ttl_s, clock=clock, max_entries=max_tickets)
+
+    @property
+    def ttl_s(self) -> float:
+        return self._book.ttl_s
 
     def __len__(self) -> int:
-        return len(self._tickets)
+        return len(self._book)
 
     def issue(self, identity: Identity, account: str, session: str | None = None) -> str:
-        now = self._clock()
-        self._purge(now)
-        while len(self._tickets) >= self._max:
-            self._tickets.popitem(last=False)
-        ticket = secrets.token_urlsafe(24)
-        self._tickets[ticket] = Ticket(identity, account, now + self.ttl_s, session)
-        return ticket
+        return self._book.add(Ticket(identity, account, session))
 
     def redeem(self, ticket: str) -> Ticket | None:
         """What the ticket stands for, once; None if unknown, used or expired."""
-        entry = self._tickets.pop(ticket, None)
-        if entry is None or self._clock() >= entry.expires_at:
-            return None
-        return entry
+        return self._book.pop(ticket)
 
     def drop_for(self, identity: Identity) -> None:
         """A rotated token: the tickets issued to it are void."""
-        for ticket in [t for t, e in self._tickets.items() if e.identity == identity]:
-            del self._tickets[ticket]
-
-    def _purge(self, now: float) -> None:
-        while self._tickets:
-            first = next(iter(self._tickets.values()))
-            if first.expires_at > now:
-                break
-            self._tickets.popitem(last=False)
+        self._book.drop_if(lambda t: t.identity == identity)

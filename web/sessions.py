@@ -10,15 +10,14 @@ ends every session: the page signs in again with its token.
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
 import attrs
 
 from .auth import Identity
+from .expiring import ExpiringBook
 
 __all__ = ["SESSION_ENDED", "Closable", "Session", "SessionBook", "cookie_name"]
 
@@ -43,11 +42,10 @@ class Closable(Protocol):
 class Session:
     id: str = attrs.field(repr=False)
     identity: Identity
-    expires_at: float
 
 
 class SessionBook:
-    """The live sessions of one app, oldest first; expired ones are dropped as we go."""
+    """The live sessions of one app and the sockets each opened."""
 
     def __init__(
         self,
@@ -56,28 +54,27 @@ class SessionBook:
         clock: Callable[[], float] = time.monotonic,
         max_sessions: int = 10_000,
     ) -> None:
-        self.ttl_s = ttl_s
-        self._clock = clock
-        self._max = max_sessions
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._book = ExpiringBook[Identity](
+            ttl_s, clock=clock, max_entries=max_sessions, id_bytes=32,
+            on_drop=lambda session_id, _: self._close_sockets(session_id),
+        )
         self._sockets: dict[str, set[Closable]] = {}
 
+    @property
+    def ttl_s(self) -> float:
+        return self._book.ttl_s
+
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self._book)
 
     def open(self, identity: Identity) -> Session:
-        now = self._clock()
-        self._purge(now)
-        while len(self._sessions) >= self._max:
-            self._end(next(iter(self._sessions)))
-        session = Session(secrets.token_urlsafe(32), identity, now + self.ttl_s)
-        self._sessions[session.id] = session
-        return session
+        return Session(self._book.add(identity), identity)
 
     def get(self, session_id: str) -> Session | None:
-        """The live session of that id; None when unknown, ended or expired."""
-        self._purge(self._clock())  # expired sessions end here, closing their sockets
-        return self._sessions.get(session_id)
+        """The live session of that id; None when unknown, ended or expired (expired sessions
+        end here, closing their sockets)."""
+        identity = self._book.get(session_id)
+        return None if identity is None else Session(session_id, identity)
 
     def attach(self, session_id: str, socket: Closable) -> bool:
         """Track a socket the session opened; False (socket not tracked) if it has ended."""
@@ -91,26 +88,18 @@ class SessionBook:
         if sockets is not None:
             sockets.discard(socket)
 
-    def end(self, session_id: str) -> Session | None:
-        """Sign-out: the session is gone and its sockets are closed; the session, if it was."""
-        return self._end(session_id)
+    def end(self, session_id: str) -> None:
+        """Sign-out: the session is gone and its sockets are closed."""
+        self._book.pop(session_id)
+        self._close_sockets(session_id)
 
     def end_for(self, identity: Identity) -> int:
         """A rotated token: every session opened with it ends. How many did."""
-        ended = [sid for sid, s in self._sessions.items() if s.identity == identity]
-        for sid in ended:
-            self._end(sid)
+        ended = self._book.drop_if(lambda i: i == identity)
+        for session_id in ended:
+            self._close_sockets(session_id)
         return len(ended)
 
-    def _end(self, session_id: str) -> Session | None:
-        session = self._sessions.pop(session_id, None)
+    def _close_sockets(self, session_id: str) -> None:
         for socket in self._sockets.pop(session_id, ()):
             socket.close(SESSION_ENDED)
-        return session
-
-    def _purge(self, now: float) -> None:
-        while self._sessions:  # one lifetime for all: the oldest expires first
-            first = next(iter(self._sessions.values()))
-            if first.expires_at > now:
-                break
-            self._end(first.id)
