@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trio
 import trio_websocket
+from quart import request
 
 from supervision.settings import ConfigError, load_settings
 from tests.fixtures_web import (
@@ -29,8 +30,10 @@ from tests.fixtures_web import (
 )
 from web import WebConfig
 from web.auth import Identity
+from web.callers import cookie_of
 from web.orders import orders_blueprint
 from web.sessions import SESSION_ENDED, SessionBook, cookie_name
+from web.signin import sign_in as sign_in_view
 
 pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
 
@@ -282,3 +285,23 @@ async def test_sign_in_replaces_the_previous_session(web_stack: WebStack) -> Non
             second = await http.post("/session", headers={"Cookie": f"{COOKIE}={first}"})
         assert second.cookies[COOKIE] != first
         assert web_stack.app.sessions.get(first) is None
+
+
+async def test_over_tls_the_cookie_is_host_prefixed_and_secure(web_stack: WebStack) -> None:
+    """hypercorn serving TLS (or a proxy it trusts) makes the scheme https: the same route
+    then sets `__Host-orderdesk_session` with `Secure`, and reads only that name back."""
+    app = web_stack.app
+    async with app.test_request_context("/session", method="POST", scheme="https",
+                                        headers=bearer(TOKENS["primary"])):
+        response = await sign_in_view()
+    header = response.headers["Set-Cookie"]
+    assert header.startswith("__Host-orderdesk_session=")
+    for attribute in ("Secure", "HttpOnly", "Path=/", "SameSite=Strict"):
+        assert attribute in header
+    session_id = header.split(";")[0].split("=", 1)[1]
+    assert app.sessions.get(session_id) is not None
+    for scheme, cookie, found in (("https", "__Host-orderdesk_session", True),
+                                  ("https", COOKIE, False), ("http", COOKIE, True)):
+        async with app.test_request_context("/", scheme=scheme,
+                                            headers={"Cookie": f"{cookie}={session_id}"}):
+            assert (cookie_of(request) == session_id) is found, (scheme, cookie)
