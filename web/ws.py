@@ -1,13 +1,14 @@
 """`WS /ws/orders/{account_id}`: one account's order updates, live.
 
 Per connection: authenticate (header, single-use `ticket`, `access_token` query, or the session
-cookie from an allowed Origin: web/callers.py), subscribe to
-the account's actor, send the subscription's initial messages (snapshot or `since` replay, then a
-status), then live messages. One writer of messages per socket: the sender task (replies to what
-the client sends join the subscription's queue); while it has nothing to do, the actor's fan-out
-writes new messages' frames to the socket itself (see `_sender` and web/_frames.py). A lagging
-subscriber gets what is waiting coalesced into one frame holding a JSON array, in order. Messages
-arrive already encoded and each is framed once: nothing is encoded per subscriber.
+cookie from an allowed Origin: web/callers.py), subscribe to the account's actor, send the
+subscription's initial messages (snapshot or `since` replay, then a status), then live messages.
+One writer of messages per socket: the sender task (replies to what the client sends join the
+subscription's queue); while it has nothing to do, the actor's fan-out writes new messages'
+frames to the socket itself (see `_sender` and web/_frames.py; `WebConfig.direct_writes=False`
+turns that off). A lagging subscriber gets what is waiting coalesced into one frame holding a
+JSON array, in order. Messages arrive already encoded and each is framed once: nothing is
+encoded per subscriber.
 
 Close codes: 4400 bad query, 4401 missing/wrong credentials, or the browser session that opened
 the socket ended (sign-out, its token rotated, expiry), 4403 another account's credentials,
