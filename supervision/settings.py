@@ -38,6 +38,8 @@ IN_MEMORY = "memory"
 DEFAULT_SHUTDOWN_GRACE_S = 10.0
 #: Seconds a client may take to accept one write before its connection is dropped.
 DEFAULT_SEND_TIMEOUT_S = 10.0
+#: Seconds a browser session (the session cookie set by signing in on the page) lasts.
+DEFAULT_SESSION_TTL_S = 8 * 3600.0
 #: Postgres connections in the pool ([database] pool_size).
 DEFAULT_POOL_SIZE = 10
 #: One store write attempt of a batch ([database] store_timeout_s); failed ones are retried.
@@ -128,6 +130,7 @@ class Settings:
     generated_secrets: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
+    session_ttl_s: float = DEFAULT_SESSION_TTL_S
     # Prometheus' read-only credential for /metrics (nothing else); and/or a listener of its
     # own that serves /metrics alone, without a token (a loopback or private address).
     metrics_token: str = attrs.field(default="", repr=False)
@@ -315,6 +318,7 @@ def _from_document(doc: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         var_dir=var_dir,
         shutdown_grace_s=_seconds(server, "shutdown_grace_s", DEFAULT_SHUTDOWN_GRACE_S),
         send_timeout_s=_seconds(server, "send_timeout_s", DEFAULT_SEND_TIMEOUT_S),
+        session_ttl_s=_seconds(server, "session_ttl_s", DEFAULT_SESSION_TTL_S, minimum=0.001),
         unhedged_parallel=_unhedged_parallel(batches),
         ticker=_ticker(_table(doc, "ticker")),
     )

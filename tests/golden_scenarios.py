@@ -123,6 +123,29 @@ async def account_routes(rec: Recorder) -> None:
     await rec.http("page: static 404", "GET", "/static/nope.js")
     await rec.http("page: 403 foreign origin", "GET", "/",
                    headers={"Origin": "http://evil.example"})
+    await session_routes(rec)
+
+
+async def session_routes(rec: Recorder) -> None:
+    """Sign-in sets the session cookie (the recorder's client keeps it), which only the ticket
+    route and the order stream take, from an allowed Origin."""
+    own = {"Origin": f"http://{rec.running.web_bind}"}
+    await rec.http("session: sign in", "POST", "/session", token=PRIMARY)
+    await rec.http("session: 401 no token", "POST", "/session")
+    await rec.http("session: 405 GET", "GET", "/session", token=PRIMARY)
+    await rec.http("ws-ticket: session cookie", "POST", "/accounts/primary/ws-ticket",
+                   headers=own)
+    await rec.http("ws-ticket: 403 session cookie without Origin", "POST",
+                   "/accounts/primary/ws-ticket")
+    await rec.http("ws-ticket: 403 session cookie of another account", "POST",
+                   "/accounts/secondary/ws-ticket", headers=own)
+    await rec.http("orders: 401 session cookie alone", "GET", "/accounts/primary/orders",
+                   headers=own)
+    await rec.http("session: 401 sign out without token", "DELETE", "/session")
+    await rec.http("session: sign out", "DELETE", "/session", token=PRIMARY)
+    rec.cookies.set("orderdesk_session", "signed-out-or-made-up")
+    await rec.http("ws-ticket: 401 unknown session", "POST", "/accounts/primary/ws-ticket",
+                   headers=own)
 
 
 async def order_routes(rec: Recorder) -> None:
@@ -216,6 +239,19 @@ async def admin_routes(rec: Recorder) -> None:
     await rec.http("audit: 422 limit", "GET", "/admin/audit?limit=0", token=ADMIN)
     await rec.http("audit: 403 account token", "GET", "/admin/audit", token=PRIMARY)
     await kite_login(rec)
+    await token_rotation(rec)
+
+
+async def token_rotation(rec: Recorder) -> None:
+    tokens = "/admin/accounts/secondary/tokens"
+    await rec.http("token rotation: 403 account token", "PUT", f"{tokens}/secondary-desk",
+                   token=SECONDARY)
+    await rec.http("token rotation: 404 unknown token", "PUT", f"{tokens}/nobody", token=ADMIN)
+    await rec.http("token rotation: 404 unknown account", "PUT",
+                   "/admin/accounts/nobody/tokens/secondary-desk", token=ADMIN)
+    await rec.http("token rotation", "PUT", f"{tokens}/secondary-desk", token=ADMIN)
+    await rec.http("token rotation: 401 the old token", "GET", "/accounts/secondary/orders",
+                   token=SECONDARY)
 
 
 async def kite_login(rec: Recorder) -> None:

@@ -207,6 +207,27 @@ async def test_credentials_refused_exit_1(
             assert too_long.code == 1 and "at most 256" in too_long.stderr, too_long
 
 
+async def test_rotate_token_prints_the_new_value_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(30):
+        async with open_admin_service(tmp_path, monkeypatch) as running:
+            result = await orderdesk(tmp_path, "rotate-token", "primary", "primary-desk",
+                                     *server(running))
+            assert result.code == 0, result
+            new = result.stdout.strip()
+            assert new and "\n" not in new and "rotated" in result.stderr
+            base = f"http://{running.web_bind}/accounts/primary/orders"
+            async with httpx.AsyncClient() as http:
+                old = await http.get(base, headers={"Authorization": f"Bearer {TOKENS['primary']}"})
+                assert old.status_code == 401
+                fresh = await http.get(base, headers={"Authorization": f"Bearer {new}"})
+                assert fresh.status_code == 200
+            unknown = await orderdesk(tmp_path, "rotate-token", "primary", "nobody",
+                                      *server(running))
+            assert unknown.code == 1 and "no token named" in unknown.stderr, unknown
+
+
 async def test_watch_refreshes_until_ctrl_c(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,7 +260,8 @@ async def test_watch_refreshes_until_ctrl_c(
 
 
 @pytest.mark.parametrize(
-    "command", ["serve", "venue", "migrate", "status", "actors", "restart", "credentials"]
+    "command",
+    ["serve", "venue", "migrate", "status", "actors", "restart", "credentials", "rotate-token"],
 )
 def test_help_says_what_each_command_does(
     command: str, capsys: pytest.CaptureFixture[str]
@@ -249,7 +271,7 @@ def test_help_says_what_each_command_does(
     assert exited.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert text.startswith(f"usage: orderdesk {command}")
-    if command in ("status", "actors", "restart", "credentials"):
+    if command in ("status", "actors", "restart", "credentials", "rotate-token"):
         for needle in ("--url", "ORDERDESK_URL", "http://127.0.0.1:8081", "--token",
                        "ORDERDESK_ADMIN_TOKEN", "Exit status: 0"):
             assert needle in text, (command, needle)
