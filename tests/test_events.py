@@ -21,10 +21,10 @@ import pytest
 import trio
 
 from actors.events import EventRelay, order_event
+from actors.settings import WebhookSettings
 from actors.webhooks import WebhookDispatcher
 from store import Store, WebhookDelivery, open_store
 from supervision.service import Running
-from supervision.settings import WebhookSettings
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.test_api_orders import leg, nifty_symbols
 from tests.test_service_webhooks import ENVIRON, PortReceiver, free_port, hooks_for

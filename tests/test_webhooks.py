@@ -20,6 +20,7 @@ import h11
 import pytest
 import trio
 
+from actors.settings import WebhookSettings
 from actors.webhooks import (
     WebhookConfig,
     WebhookDispatcher,
@@ -27,7 +28,6 @@ from actors.webhooks import (
     verify_signature,
 )
 from store import Store, WebhookDelivery
-from supervision.settings import WebhookSettings
 
 SECRET = "s3cret"
 FAST = WebhookConfig(

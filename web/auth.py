@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
-from supervision.settings import Settings
+from web.settings import Settings
 
 __all__ = [
     "ADMIN",
