@@ -15,9 +15,10 @@ import trio
 
 from actors.batch import BatchConfig
 from brokers.paper import VenueAddress
+from tests.fixtures_desk import FAST, FAST_ACTOR, Desk, open_desk
+from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, scrape_metrics, venue_control
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, start_venue
-from tests.test_batch import FAST, FAST_ACTOR, Desk, leg, open_desk
 
 KITE = {"X-Kite-Version": "3", "Authorization": "token paper:paper-primary"}
 

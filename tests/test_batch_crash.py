@@ -29,6 +29,7 @@ import attrs
 import httpx
 import trio
 
+from tests.fixtures_orders import leg
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT, kite_headers
 
 ORDERDESK = Path(sys.executable).with_name("orderdesk")
@@ -244,11 +245,6 @@ async def recovered(api: httpx.AsyncClient, batch_id: str) -> dict[str, Any]:
 
     result: dict[str, Any] = await until(probe, "recovery")
     return result
-
-
-def leg(symbol: str, side: str, quantity: int, **extra: Any) -> dict[str, Any]:
-    return {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": side,
-            "quantity": quantity, "order_type": "MARKET", "product": "NRML", **extra}
 
 
 def new_stack(tmp_path: Path) -> Stack:

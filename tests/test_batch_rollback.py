@@ -22,11 +22,10 @@ from actors.batch import new_batch_id, tag_for
 from brokers.base import BrokerUnavailable, OrderRequest
 from brokers.paper import VenueAddress
 from store import BatchRecord, LegRecord, open_store
+from tests.fixtures_desk import FAST, Desk, open_desk
+from tests.fixtures_orders import leg, tags
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, start_venue
 from tests.fixtures_web import replied
-from tests.test_batch import FAST, Desk, desk, leg, open_desk, tags
-
-__all__ = ["desk"]  # the fixture, shared with test_batch
 
 Place = Callable[[OrderRequest], Awaitable[str]]
 

@@ -18,10 +18,7 @@ import trio
 
 from supervision.cli import main
 from supervision.service import Running
-from tests.fixtures_cli import BIN, ORDERDESK, REPO, Result, cli_env, free_port, orderdesk
-from tests.fixtures_service import write_config
-from tests.fixtures_venue import NIFTY_FUT, kite_headers
-from tests.test_admin import (
+from tests.fixtures_admin import (
     ADMIN_TOKEN,
     TOKENS,
     actor_entry,
@@ -31,6 +28,9 @@ from tests.test_admin import (
     upstream_is,
     wait_tree,
 )
+from tests.fixtures_cli import BIN, ORDERDESK, REPO, Result, cli_env, free_port, orderdesk
+from tests.fixtures_service import write_config
+from tests.fixtures_venue import NIFTY_FUT, kite_headers
 
 
 def server(running: Running, token: str = ADMIN_TOKEN) -> tuple[str, ...]:

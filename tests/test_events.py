@@ -25,11 +25,11 @@ from actors.settings import WebhookSettings
 from actors.webhooks import WebhookDispatcher
 from store import Store, WebhookDelivery, open_store
 from supervision.service import Running
+from tests.fixtures_cli import free_port
+from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, venue_control
-from tests.test_api_orders import leg, nifty_symbols
-from tests.test_service_webhooks import ENVIRON, PortReceiver, free_port, hooks_for
-from tests.test_service_webhooks import FAST as SERVICE_FAST
-from tests.test_webhooks import FAST, Receiver
+from tests.fixtures_venue import nifty_symbols
+from tests.fixtures_webhooks import ENVIRON, FAST, SERVICE_FAST, PortReceiver, Receiver, hooks_for
 
 URL = "https://hook.invalid/a"  # no sender runs where tests read the outbox
 

@@ -15,9 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.account import ActorConfig
 from supervision.service import Running
+from tests.fixtures_orders import leg
 from tests.fixtures_service import METRICS, TOKENS, api, open_test_service, venue_control
+from tests.fixtures_venue import nifty_symbols
 from tests.fixtures_web import Reader
-from tests.test_api_orders import leg, nifty_symbols
 
 FAST_ACTOR = ActorConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2, reconnect_jitter_s=0.01)
 

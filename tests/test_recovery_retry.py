@@ -21,10 +21,10 @@ from actors.batch import BatchConfig, BatchCoordinator
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import Store, open_store
+from tests.fixtures_desk import FAST, FAST_ACTOR, crashed_batch, place_at_venue
+from tests.fixtures_orders import leg
 from tests.fixtures_venue import kite_http
 from tests.fixtures_web import replied
-from tests.test_batch import FAST, FAST_ACTOR, leg
-from tests.test_batch_recovery import crashed_batch, place_at_venue
 
 RETRY = attrs.evolve(FAST, recovery_retry_initial_s=0.05, recovery_retry_max_s=0.2)
 LEGS = [("BUY", "PLACED"), ("SELL", "PLACING")]

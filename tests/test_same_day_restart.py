@@ -18,15 +18,11 @@ import trio
 
 from actors.batch import BatchConfig
 from supervision.service import Running
+from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT, kite_headers
 
 BATCHES = BatchConfig(session=None, poll_interval_s=0.2, rollback_timeout_s=10.0)
-
-
-def leg(symbol: str, side: str, quantity: int, **extra: Any) -> dict[str, Any]:
-    return {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": side,
-            "quantity": quantity, "order_type": "MARKET", "product": "NRML", **extra}
 
 
 async def connected(running: Running) -> None:

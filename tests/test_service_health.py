@@ -27,9 +27,10 @@ from actors.account import AccountActor, ActorConfig
 from supervision.service import Running
 from supervision.supervisor import RestartPolicy
 from supervision.upstream_watch import HealthPolicy
+from tests.fixtures_orders import leg
 from tests.fixtures_service import ADMIN, TOKENS, api, open_test_service, venue_control
+from tests.fixtures_venue import nifty_symbols
 from tests.fixtures_web import Reader
-from tests.test_api_orders import leg, nifty_symbols
 
 ORDERDESK = str(Path(sys.executable).parent / "orderdesk")
 FAST_CHECK_S = 0.05

@@ -28,9 +28,10 @@ from actors.batch import BatchConfig
 from brokers.paper import VenueAddress
 from store import open_store
 from supervision.service import Running
+from tests.fixtures_desk import connected
+from tests.fixtures_orders import leg, tags
 from tests.fixtures_service import api, open_test_service
 from tests.fixtures_venue import BANKNIFTY_FUT, kite_http
-from tests.test_batch import connected, leg, tags
 
 BATCHES = BatchConfig(
     place_timeout_s=2.0, lookup_timeout_s=3.0, poll_interval_s=0.2, deadline_check_s=0.1,

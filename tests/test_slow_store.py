@@ -17,10 +17,11 @@ import pytest
 import trio
 
 from store import FINAL_BATCH_STATUSES
+from tests.fixtures_desk import FAST, Desk, open_desk
+from tests.fixtures_orders import leg
 from tests.fixtures_store import locked_tables
 from tests.fixtures_venue import BANKNIFTY_FUT, start_venue
 from tests.fixtures_web import replied
-from tests.test_batch import FAST, Desk, leg, open_desk
 
 SLOW_STORE = attrs.evolve(FAST, store_timeout_s=0.3, reverse_write_ahead_s=0.2,
                           store_retry_max_s=0.2)
