@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-import trio
 
 from actors.account import ActorConfig
 from supervision.service import Running
 from supervision.upstream_watch import HealthPolicy
 from tests.fixtures_service import ADMIN as ADMIN_TOKEN
 from tests.fixtures_service import TOKENS, open_test_service
+from tests.fixtures_waits import wait_until
 
 __all__ = ["ADMIN_TOKEN", "TOKENS"]
 
@@ -41,17 +41,25 @@ def admin_http(running: Running, token: str | None = ADMIN_TOKEN) -> httpx.Async
     )
 
 
-async def wait_tree(
-    running: Running, predicate: Callable[[dict[str, Any]], bool]
-) -> dict[str, Any]:
-    """Poll `/admin/actors` (short waits, bounded) until `predicate(body)` holds."""
+async def admin_tree(running: Running) -> dict[str, Any]:
+    """`GET /admin/actors`: the supervision tree and every account's status."""
     async with admin_http(running) as http:
-        with trio.fail_after(10):
-            while True:
-                body = (await http.get("/admin/actors")).json()
-                if predicate(body):
-                    return body
-                await trio.sleep(0.05)
+        response = await http.get("/admin/actors")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def wait_tree(
+    running: Running, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 15.0
+) -> dict[str, Any]:
+    """`/admin/actors` (over HTTP: polled) until `predicate(body)` holds."""
+
+    async def matching() -> dict[str, Any] | None:
+        body = await admin_tree(running)
+        return body if predicate(body) else None
+
+    return await wait_until(matching, "the admin tree", timeout_s)
 
 
 def upstream_is(account: str, state: str) -> Callable[[dict[str, Any]], bool]:

@@ -18,6 +18,7 @@ from tests.fixtures_cli import free_port
 from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, scrape_metrics, venue_control
 from tests.fixtures_venue import nifty_symbols
+from tests.fixtures_waits import wait_until
 from tests.fixtures_webhooks import (
     ENVIRON,
     HOOK_SECRET,
@@ -115,12 +116,10 @@ async def test_a_receiver_down_at_first_gets_every_event_once_it_is_up(tmp_path:
             webhook_config=SERVICE_FAST,
         ) as running:
             completed, rolled_back = await run_batches(running)
-            with trio.fail_after(10):
-                while True:  # the sender tried, failed, and scheduled a retry
-                    metrics = await scrape_metrics(running)
-                    if 'webhook_deliveries_total{result="retry"}' in metrics:
-                        break
-                    await trio.sleep(0.05)
+            async def retrying() -> bool:  # the sender tried, failed, and scheduled a retry
+                return 'webhook_deliveries_total{result="retry"}' in await scrape_metrics(running)
+
+            await wait_until(retrying, "a retry scheduled", 10)
             assert receiver.requests == []
             async with trio.open_nursery() as nursery:
                 await nursery.start(receiver.serve)

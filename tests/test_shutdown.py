@@ -10,13 +10,14 @@ at the next start, and the venue's net positions.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import trio
 
 from store import open_store
 from supervision.settings import ConfigError, load_settings
+from tests.fixtures_waits import wait_until
 
 BIN = Path(sys.executable).parent
 ORDERDESK = str(BIN / "orderdesk")
@@ -94,22 +96,8 @@ async def spawn(tmp_path: Path, name: str, *args: str) -> AsyncIterator[Proc]:
             await process.wait()
 
 
-async def until(check: Callable[[], Any], what: str) -> Any:
-    """Poll `check()` (sync or async) until it returns something truthy (at most WAIT_S)."""
-    try:
-        with trio.fail_after(WAIT_S):
-            while True:
-                try:
-                    value = check()
-                    if hasattr(value, "__await__"):
-                        value = await value
-                except httpx.TransportError:
-                    value = None
-                if value:
-                    return value
-                await trio.sleep(0.05)
-    except trio.TooSlowError:
-        raise AssertionError(f"not within {WAIT_S}s: {what}") from None
+#: Polls what the serve processes and the venue show, through their sockets.
+until = functools.partial(wait_until, timeout_s=WAIT_S, retry_on=(httpx.TransportError,))
 
 
 @attrs.define
