@@ -18,11 +18,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from web.settings import DEFAULT_BIND
+
 from ._admin_client import DEFAULT_TIMEOUT_S, DEFAULT_URL, EXIT_UNREACHABLE
 from ._operator import run_actors, run_credentials, run_restart, run_rotate_token, run_status
 from ._serve_commands import run_migrate, run_serve, run_venue
 from ._startup import StartupError
-from .settings import DEFAULT_BIND, DEFAULT_VENUE_BIND, ConfigError
+from .settings import DEFAULT_VENUE_BIND, ConfigError
 
 DEFAULT_WATCH_S = 2.0
 

@@ -23,6 +23,7 @@ import trio
 from actors.batch import BatchConfig
 from brokers.paper.instruments import builtin_master
 from supervision.service import Running
+from tests.fixtures_orders import leg
 from tests.fixtures_service import ADMIN, METRICS, TOKENS, open_test_service, venue_control
 from tests.fixtures_venue import kite_headers
 from tests.fixtures_web import place_market, wait_upstream
@@ -37,11 +38,6 @@ CALL = "NIFTY99DEC24000CE"
 PUT = "NIFTY99DEC24000PE"
 PRIMARY, SECONDARY = TOKENS["primary"], TOKENS["secondary"]
 BATCHES = "/accounts/primary/batch-orders"
-
-
-def leg(symbol: str = FUT, side: str = "BUY", qty: int = 75, **extra: Any) -> dict[str, Any]:
-    return {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": side,
-            "quantity": qty, "order_type": "MARKET", "product": "NRML", **extra}
 
 
 async def the_three_denials(rec: Recorder, name: str, method: str, path: str) -> None:
@@ -168,7 +164,7 @@ async def order_routes(rec: Recorder) -> None:
                        json_body={"orders": [leg(FUT), leg(PUT)], "rollback_on_failure": True})
         await venue.delete("/_venue/faults")
         await rec.http("batch: 422 every problem", "POST", BATCHES, token=PRIMARY, json_body={
-            "orders": [leg(FUT, qty=10), leg("NOSUCH"), {**leg(), "order_type": "LIMIT"}],
+            "orders": [leg(FUT, quantity=10), leg("NOSUCH"), {**leg(FUT), "order_type": "LIMIT"}],
             "execution": "sideways", "timeout_s": -1})
         await rec.http("batch: 422 no orders", "POST", BATCHES, token=PRIMARY,
                        json_body={"orders": []})

@@ -7,6 +7,7 @@ Exit codes: 0 healthy (or done), 1 degraded (or refused by the server), 2 unreac
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,10 +19,7 @@ import trio
 
 from supervision.cli import main
 from supervision.service import Running
-from tests.fixtures_cli import BIN, ORDERDESK, REPO, Result, cli_env, free_port, orderdesk
-from tests.fixtures_service import write_config
-from tests.fixtures_venue import NIFTY_FUT, kite_headers
-from tests.test_admin import (
+from tests.fixtures_admin import (
     ADMIN_TOKEN,
     TOKENS,
     actor_entry,
@@ -31,6 +29,10 @@ from tests.test_admin import (
     upstream_is,
     wait_tree,
 )
+from tests.fixtures_cli import BIN, ORDERDESK, REPO, Result, cli_env, free_port, orderdesk
+from tests.fixtures_service import write_config
+from tests.fixtures_venue import NIFTY_FUT, kite_headers
+from tests.fixtures_waits import wait_until
 
 
 def server(running: Running, token: str = ADMIN_TOKEN) -> tuple[str, ...]:
@@ -330,16 +332,15 @@ async def test_honcho_web_trades_on_the_procfiles_venue(tmp_path: Path) -> None:
 async def _wait_healthy(web: str, process: trio.Process) -> None:
     """Until `web` answers /admin/actors with every actor connected to its upstream."""
     async with httpx.AsyncClient(timeout=1.0) as http:
-        while True:
-            try:
-                answer = await http.get(f"{web}/admin/actors",
-                                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-                if answer.status_code == 200 and answer.json()["ok"]:
-                    return
-            except httpx.TransportError:
-                pass
+
+        async def healthy() -> bool:
             assert process.returncode is None, "honcho exited early"
-            await trio.sleep(0.1)
+            answer = await http.get(f"{web}/admin/actors",
+                                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            return answer.status_code == 200 and bool(answer.json()["ok"])
+
+        await wait_until(healthy, "every actor connected", math.inf, poll_s=0.1,
+                         retry_on=(httpx.TransportError,))
 
 
 # -- deploy/ --------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from quart_trio import QuartTrio
 
 from actors.account import AccountActor
 from supervision.health import HealthRegistry
-from supervision.settings import Settings
+from web.settings import Settings
 
 from ._lean import LeanWebsocket, LeanWebsocketConnection
 from ._server import serve_app

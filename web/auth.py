@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
-from supervision.settings import Settings
+from web.settings import Settings
 
 from .expiring import ExpiringBook
 
