@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from typing import Any
 
@@ -12,7 +10,6 @@ import attrs
 from store import BatchRecord, LegRecord
 
 from ._orders import Leg
-from .validation import EXCHANGES
 
 FINAL = frozenset({"success", "rolled_back", "partial", "rollback_failed"})
 
@@ -108,14 +105,3 @@ def _progress(batch: BatchRecord, records: list[LegRecord]) -> dict[str, Any]:
 
 def _leg_record(batch_id: str, leg: Leg) -> LegRecord:
     return LegRecord(batch_id, leg.index, leg.tag, "PENDING", None, attrs.asdict(leg.request), {})
-
-
-def _hash(body: Any) -> str:
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _exchanges(orders: Any) -> list[str]:
-    if not isinstance(orders, list):
-        return []
-    return [o["exchange"] for o in orders if isinstance(o, dict) and o.get("exchange") in EXCHANGES]

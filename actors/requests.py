@@ -6,19 +6,22 @@ typed values; the checks that need the instrument master, the calendar or prices
 `validation.py`. The API contract is generated from these classes, so each field says what it
 means for a client (`metadata["doc"]`), and its bounds and format are in its metadata too
 (`minimum`, `maximum`, `exclusive_minimum`, `min_length`, `max_length`, `pattern`,
-`min_items`, `max_items`). Enumerations are `Literal` types; optional fields default to None. Fields are listed in the
-order their problems are reported, so the models are keyword-only.
+`min_items`, `max_items`). Enumerations are `Literal` types; optional fields default to None.
+Fields are listed in the order their problems are reported, so the models are keyword-only.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import attrs
 
 __all__ = [
     "DEFAULT_AUDIT_LIMIT", "DEFAULT_TIMEOUT_S", "MAX_AUDIT_LIMIT", "MAX_INSTRUMENTS_LIMIT",
-    "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BatchRequest", "Exchange", "Execution",
+    "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BatchRequest", "body_hash", "Exchange", "Execution",
     "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "OrderStreamQuery", "OrderType",
     "Product", "TransactionType", "Validity", "Variety",
 ]
@@ -150,3 +153,11 @@ class KiteCallbackQuery:
         "pattern": r"^[A-Za-z0-9_-]{1,128}$"})
     status: str = attrs.field(default="success", metadata={
         "doc": "Kite's login status; anything but success means the login failed"})
+
+
+def body_hash(body: Mapping[str, Any]) -> str:
+    """What identifies a body for idempotency: the SHA-256 of its JSON as sent, keys sorted
+    (the same key with another body is a conflict). Batches stored before the typed boundary
+    were hashed so, and must still replay."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

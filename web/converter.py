@@ -1,6 +1,9 @@
 """The web front's one cattrs converter: typed values in and out of JSON at the boundary.
 
 Built once per app (`create_app` keeps it as `app.converter`), so each app's hooks are its own.
+Request bodies structure into `actors.requests` models by the strict shape rules of
+`web/shapes.py` (a malformed body raises `MalformedRequest`); results unstructure into the
+bytes clients have always received (fields absent today stay absent).
 """
 
 from __future__ import annotations
@@ -9,13 +12,18 @@ import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from actors.outcomes import OrderPlaced
+from actors.requests import BatchRequest, LegRequest
+
+from .shapes import structure_batch, structure_leg
 
 __all__ = ["make_converter"]
 
 
 def make_converter() -> cattrs.Converter:
-    """The converter with the hooks of every typed value the routes answer with."""
+    """The converter with the hooks of every request model and every typed result."""
     converter = cattrs.Converter()
+    converter.register_structure_hook(LegRequest, structure_leg)
+    converter.register_structure_hook(BatchRequest, structure_batch)
     # `replayed` appears only on a retry's answer, as it always has.
     converter.register_unstructure_hook(OrderPlaced, make_dict_unstructure_fn(
         OrderPlaced, converter, replayed=override(omit_if_default=True)))
