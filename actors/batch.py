@@ -58,7 +58,14 @@ from .errors import (
     UnknownAccount,
 )
 from .instruments import InstrumentCache
-from .outcomes import CancelRequested, OrderOutcomeUnknown, OrderPlaced
+from .outcomes import (
+    BatchProgress,
+    BatchResult,
+    CancelRequested,
+    OrderOutcomeUnknown,
+    OrderPlaced,
+    stored_result,
+)
 from .ratelimit import Priority
 from .requests import BatchRequest, LegRequest
 from .validation import BatchSpec, validate_batch, validate_order
@@ -110,7 +117,7 @@ class _Work:
     recovery: bool = False  # an unfinished batch of an earlier run, being recovered
     failures: int = 0  # failed recovery attempts
     retrying: bool = False  # waiting to retry its recovery after a failed attempt
-    result: dict[str, Any] | None = None  # the outcome it reached (None: cut short)
+    result: BatchResult | None = None  # the outcome it reached (None: cut short)
     legs: tuple[Leg, ...] = ()  # a submitted batch's
 
     def finish(self) -> None:
@@ -237,7 +244,7 @@ class BatchCoordinator:
     async def submit(
         self, account: str, request: BatchRequest | MalformedRequest, request_hash: str,
         idempotency_key: str | None, client: str = "",
-    ) -> dict[str, Any]:
+    ) -> BatchResult | BatchProgress:
         """Validate, pre-check margin, persist and execute a batch: its result, whatever its
         status; a batch refused before anything was placed raises a `CoordinatorError`.
 
@@ -342,7 +349,7 @@ class BatchCoordinator:
                 scope.cancel()
         self._runner.abort()
 
-    async def get(self, account: str, batch_id: str) -> dict[str, Any]:
+    async def get(self, account: str, batch_id: str) -> BatchResult | BatchProgress:
         """The batch's result when finished (from memory until its final status is stored),
         its stored legs' progress while it runs."""
         unstored = self._runner.unstored(account, batch_id)
@@ -353,10 +360,12 @@ class BatchCoordinator:
             raise BatchNotFound(batch_id)
         batch, legs = found
         if batch.status in FINAL and batch.result is not None:
-            return batch.result
+            return stored_result(batch.result)
         return _progress(batch, legs)
 
-    async def _replay(self, existing: BatchRecord, request_hash: str) -> dict[str, Any]:
+    async def _replay(
+        self, existing: BatchRecord, request_hash: str
+    ) -> BatchResult | BatchProgress:
         """The same key again: the stored result (waiting while it runs); another body: 409."""
         if existing.request_hash != request_hash:
             raise IdempotencyConflict("this Idempotency-Key was used with a different body")

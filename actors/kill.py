@@ -154,13 +154,13 @@ async def _final_status(
     """The status the batch reached, as it reached it; for one cut short or still unfinished,
     what `GET .../batch-orders/{id}` answers (None when the store cannot tell)."""
     if work.result is not None:
-        return str(work.result["status"])
+        return work.result.status
     try:
         answer = await coordinator.get(account, batch_id)
     except (StoreError, BatchNotFound):
         log.exception("kill switch: could not read batch %s", batch_id)
         return None
-    return answer.get("status")
+    return answer.status
 
 
 async def _cancel(

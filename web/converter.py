@@ -8,10 +8,11 @@ bytes clients have always received (fields absent today stay absent).
 
 from __future__ import annotations
 
+import attrs
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
-from actors.outcomes import OrderPlaced
+from actors.outcomes import OMITTING, OrderPlaced
 from actors.requests import BatchRequest, LegRequest
 
 from .shapes import structure_batch, structure_leg
@@ -27,4 +28,9 @@ def make_converter() -> cattrs.Converter:
     # `replayed` appears only on a retry's answer, as it always has.
     converter.register_unstructure_hook(OrderPlaced, make_dict_unstructure_fn(
         OrderPlaced, converter, replayed=override(omit_if_default=True)))
+    # The results' optional fields (`omit_if_none`) are left out when None, as they always were.
+    for cls in OMITTING:
+        converter.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, converter, **{
+            a.name: override(omit_if_default=True)
+            for a in attrs.fields(cls) if a.metadata.get("omit_if_none")}))
     return converter
