@@ -62,6 +62,7 @@ from .outcomes import (
     BatchProgress,
     BatchResult,
     CancelRequested,
+    KillReport,
     OrderOutcomeUnknown,
     OrderPlaced,
     stored_result,
@@ -676,7 +677,7 @@ class BatchCoordinator:
         log.info("cancel %s of %s by %s", order_id, account, client)
         return CancelRequested(order_id)
 
-    async def kill(self, account: str, client: str = "") -> dict[str, Any]:
+    async def kill(self, account: str, client: str = "") -> KillReport:
         """Stop the account's batches and wait for every unfinished one (and every recovery and
         single order being placed) to finish, then cancel every open order and flatten every
         position. New batches and orders of the account are refused (KillRunning) meanwhile. A batch

@@ -13,9 +13,10 @@ from typing import Any
 import attrs
 import cattrs
 
-__all__ = ["OMITTING", "BatchProgress", "BatchResult", "CancelRequested", "Exposure",
+__all__ = ["OMITTING", "BatchProgress", "BatchResult", "CancelRequested", "CancelledOrder",
+           "Exposure", "FlattenOrder", "FlattenedPosition", "HeldPosition", "KillReport",
            "LegProgress", "LegResult", "OrderOutcomeUnknown", "OrderPlaced", "RollbackDetail",
-           "as_json", "stored_result"]
+           "StoppedBatch", "Symbol", "as_json", "stored_result"]
 
 
 @attrs.frozen
@@ -157,8 +158,98 @@ class BatchProgress:
     execution_reason: str | None = _omitted("why it runs otherwise than asked")
 
 
+@attrs.frozen(kw_only=True)
+class Symbol:
+    """An instrument, by exchange and trading symbol."""
+
+    exchange: str = attrs.field(metadata={"doc": "the exchange"})
+    tradingsymbol: str = attrs.field(metadata={"doc": "the trading symbol"})
+
+
+@attrs.frozen(kw_only=True)
+class CancelledOrder:
+    """An open order the kill switch cancelled, followed to its final state."""
+
+    order_id: str = attrs.field(metadata={"doc": "the broker's order id"})
+    status: str = attrs.field(metadata={"doc": "its status at the end (CANCELLED unless it "
+                                               "filled or is still open)"})
+    filled_quantity: int = attrs.field(metadata={"doc": "units it filled"})
+    error: str | None = attrs.field(metadata={"doc": "why the cancel failed, if it did"})
+
+
+@attrs.frozen(kw_only=True)
+class FlattenOrder:
+    """One order the kill switch sent to flatten a position."""
+
+    order_id: str | None = attrs.field(metadata={"doc": "the broker's order id (null: the "
+                                                        "outcome is unknown; see tag)"})
+    tag: str = attrs.field(metadata={"doc": "orderdesk's tag of the order"})
+    status: str = attrs.field(metadata={"doc": "its status at the end"})
+    filled_quantity: int = attrs.field(metadata={"doc": "units it filled"})
+    order_type: str = attrs.field(metadata={"doc": "MARKET, or LIMIT where MARKET is refused"})
+    modifications: int = attrs.field(metadata={"doc": "times it was re-priced"})
+    error: str | None = attrs.field(metadata={"doc": "why it failed, if it did"})
+
+
+@attrs.frozen(kw_only=True)
+class FlattenedPosition:
+    """A net position the kill switch flattened, with the orders it took."""
+
+    tradingsymbol: str = attrs.field(metadata={"doc": "the instrument"})
+    exchange: str = attrs.field(metadata={"doc": "its exchange"})
+    product: str = attrs.field(metadata={"doc": "its product"})
+    quantity: int = attrs.field(metadata={"doc": "the net quantity before (negative: short)"})
+    orders: list[FlattenOrder] = attrs.field(factory=list, metadata={
+        "doc": "the orders sent to flatten it"})
+    batches: list[str] = attrs.field(factory=list, metadata={
+        "doc": "the stopped batches whose fills it held"})
+
+
+@attrs.frozen(kw_only=True)
+class HeldPosition:
+    """A net position still held after the kill switch."""
+
+    tradingsymbol: str = attrs.field(metadata={"doc": "the instrument"})
+    exchange: str = attrs.field(metadata={"doc": "its exchange"})
+    product: str = attrs.field(metadata={"doc": "its product"})
+    quantity: int = attrs.field(metadata={"doc": "the net quantity (negative: short)"})
+
+
+@attrs.frozen(kw_only=True)
+class StoppedBatch:
+    """A batch the kill switch stopped, with the status it reached."""
+
+    batch_id: str = attrs.field(metadata={"doc": "the batch's id"})
+    status: str | None = attrs.field(metadata={"doc": "its final status (null: unknown)"})
+    flattened: list[Symbol] = attrs.field(metadata={
+        "doc": "the positions of its fills that the kill switch flattened"})
+
+
+@attrs.frozen(kw_only=True)
+class KillReport:
+    """What the kill switch did and what is left: `status` is done only when nothing is (no
+    position, no order still open, no symbol left alone, no broker error)."""
+
+    account: str = attrs.field(metadata={"doc": "the account"})
+    status: str = attrs.field(metadata={"doc": "done or incomplete"})
+    cancelled: list[CancelledOrder] = attrs.field(metadata={"doc": "open orders cancelled"})
+    flattened: list[FlattenedPosition] = attrs.field(metadata={"doc": "positions flattened"})
+    remaining: list[HeldPosition] | str = attrs.field(metadata={
+        "doc": "positions still held after it; \"unknown\" when they could not be read"})
+    remaining_reason: str | None = _omitted("with remaining unknown: why")
+    open_orders: list[str] = attrs.field(metadata={"doc": "orders still open at the end"})
+    errors: list[str] = attrs.field(metadata={"doc": "broker errors met"})
+    warnings: list[str] = attrs.field(metadata={"doc": "what went otherwise than planned"})
+    unfinished: list[str] = attrs.field(metadata={
+        "doc": "batches (or single orders' tags) still unfinished, left to their rollback"})
+    skipped: list[Symbol] = attrs.field(metadata={
+        "doc": "the symbols of the unfinished ones, left alone"})
+    stopped_batches: list[StoppedBatch] = attrs.field(metadata={
+        "doc": "the batches it stopped, with their final status"})
+
+
 #: The typed results that leave fields out when they do not apply (`omit_if_none`).
-OMITTING = (RollbackDetail, Exposure, BatchResult, BatchProgress)
+OMITTING = (RollbackDetail, Exposure, BatchResult, BatchProgress, KillReport)
 _STORED = cattrs.Converter()
 
 
