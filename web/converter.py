@@ -2,7 +2,8 @@
 
 Built once per app (`create_app` keeps it as `app.converter`), so each app's hooks are its own.
 Request bodies structure into `actors.requests` models by the strict shape rules of
-`web/shapes.py` (a malformed body raises `MalformedRequest`); results unstructure into the
+`web/shapes.py` (a malformed body raises `MalformedRequest`), query strings by
+`web/queries.py` (a bad parameter is a 422); results unstructure into the
 bytes clients have always received (fields absent today stay absent).
 """
 
@@ -13,8 +14,21 @@ import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from actors.outcomes import OMITTING, OrderPlaced
-from actors.requests import BatchRequest, LegRequest
+from actors.requests import (
+    AuditQuery,
+    BatchRequest,
+    InstrumentsQuery,
+    KiteCallbackQuery,
+    LegRequest,
+    OrderStreamQuery,
+)
 
+from .queries import (
+    structure_audit,
+    structure_callback,
+    structure_instruments,
+    structure_stream,
+)
 from .shapes import structure_batch, structure_leg
 
 __all__ = ["make_converter"]
@@ -25,6 +39,10 @@ def make_converter() -> cattrs.Converter:
     converter = cattrs.Converter()
     converter.register_structure_hook(LegRequest, structure_leg)
     converter.register_structure_hook(BatchRequest, structure_batch)
+    converter.register_structure_hook(InstrumentsQuery, structure_instruments)
+    converter.register_structure_hook(AuditQuery, structure_audit)
+    converter.register_structure_hook(OrderStreamQuery, structure_stream)
+    converter.register_structure_hook(KiteCallbackQuery, structure_callback)
     # `replayed` appears only on a retry's answer, as it always has.
     converter.register_unstructure_hook(OrderPlaced, make_dict_unstructure_fn(
         OrderPlaced, converter, replayed=override(omit_if_default=True)))
