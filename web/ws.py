@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, cast
 import trio
 from quart import Blueprint, current_app, jsonify, websocket
 
-from actors.requests import OrderStreamQuery
 from actors.subscribers import SLOW_CONSUMER, Subscription
 
+from . import queries
 from ._frames import PARTIAL, REFUSED, DirectSocket, decline_compression, frame_of
 from .auth import Identity, bearer_token, origin_allowed
-from .errors import InvalidInput, error_body
+from .errors import error_body
 from .middleware import log_websocket
 
 if TYPE_CHECKING:
@@ -132,12 +132,10 @@ def _authenticate(app: OrderDeskApp, account_id: str) -> tuple[int, str] | Ident
     return identity
 
 
-def _since(app: OrderDeskApp) -> int | None | str:
+def _since() -> int | None | str:
     """Where the client resumes, or why `since` is refused (the close reason)."""
-    try:
-        return app.converter.structure(websocket.args, OrderStreamQuery).since
-    except InvalidInput as exc:
-        return exc.fields[0].message
+    app = cast("OrderDeskApp", current_app)
+    return queries.stream_since(app.converter, websocket.args)
 
 
 @blueprint.websocket("/ws/orders/<account_id>")
@@ -148,7 +146,7 @@ async def orders_stream(account_id: str) -> None:
     # is subscribed. Refusals are still sent as close codes (browsers cannot read HTTP errors).
     refusal: tuple[int, str] | None = None
     who = _authenticate(app, account_id)
-    since = _since(app)
+    since = _since()
     if app.streams.closing is not None:
         refusal = CLOSE_GOING_AWAY, "server shutting down"
     elif isinstance(who, tuple):
