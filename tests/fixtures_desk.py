@@ -17,13 +17,14 @@ import trio
 
 from actors.account import AccountActor, ActorConfig
 from actors.batch import BatchConfig, BatchCoordinator, new_batch_id, tag_for
+from actors.requests import BatchRequest, body_hash
 from brokers.base import OrderRequest
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import BatchRecord, LegRecord, Store, open_store
 from tests.fixtures_orders import leg
 from tests.fixtures_venue import NIFTY_FUT, kite_http, market_form
-from tests.fixtures_web import replied
+from tests.fixtures_web import replied, typed
 
 FAST_ACTOR = ActorConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2, reconnect_jitter_s=0.01)
 
@@ -46,7 +47,8 @@ class Desk:
     nursery: trio.Nursery
 
     async def submit(self, body: dict[str, Any], key: str | None = None) -> tuple[int, dict]:
-        return await replied(self.coordinator.submit("primary", body, key, "test"))
+        return await replied(
+            self.coordinator.submit("primary", *typed(body, BatchRequest), key, "test"))
 
     async def orders(self) -> list[dict[str, Any]]:
         response = await self.kite.get("/orders")
@@ -130,10 +132,8 @@ async def crashed_batch(
     body: dict[str, Any] = {"orders": [leg(side=side) for side, _ in legs]}
     async with open_store(url) as store:
         now = time.time()
-        from actors.batch import _hash
-
         await store.create_batch(
-            BatchRecord(batch_id, "primary", key, _hash(body), body, "running", None, now, now),
+            BatchRecord(batch_id, "primary", key, body_hash(body), body, "running", None, now, now),
             [LegRecord(batch_id, n, leg_tags[n], state, None, stored_request(side, tag=leg_tags[n]),
                        {"filled_quantity": (filled or {}).get(n, 0)})
              for n, (side, state) in enumerate(legs)],

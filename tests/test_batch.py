@@ -14,10 +14,11 @@ import attrs
 import pytest
 import trio
 
+from actors.requests import BatchRequest, LegRequest
 from tests.fixtures_desk import FAST, Desk, open_desk
 from tests.fixtures_orders import leg, strangle, tags
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, start_venue
-from tests.fixtures_web import replied
+from tests.fixtures_web import replied, typed
 
 # -- the happy path and the shape -----------------------------------------------------------
 
@@ -274,7 +275,7 @@ async def test_hedge_first_places_sells_only_after_every_buy_completes(desk: Des
 async def test_single_order_and_cancel(desk: Desk) -> None:
     with trio.fail_after(10):
         status, placed = await replied(desk.coordinator.place_single(
-            "primary", leg(order_type="LIMIT", price=20000.0), "test"))
+            "primary", *typed(leg(order_type="LIMIT", price=20000.0), LegRequest), "test"))
         assert status == 200 and placed["tag"].startswith("od")
         assert (await desk.orders())[0]["tag"] == placed["tag"]
         status, _ = await replied(
@@ -283,6 +284,8 @@ async def test_single_order_and_cancel(desk: Desk) -> None:
         assert (await desk.orders())[0]["status"] == "CANCELLED"
         status, again = await replied(desk.coordinator.cancel_order("primary", placed["order_id"]))
         assert status == 400 and again["error"] == "rejected"
-        status, bad = await replied(desk.coordinator.place_single("primary", leg(quantity=1)))
+        status, bad = await replied(desk.coordinator.place_single(
+            "primary", *typed(leg(quantity=1), LegRequest)))
         assert status == 422 and bad["fields"][0]["path"] == "quantity"
-        assert (await replied(desk.coordinator.submit("nobody", {}, None)))[0] == 404
+        assert (await replied(desk.coordinator.submit(
+            "nobody", *typed({}, BatchRequest), None)))[0] == 404

@@ -12,13 +12,14 @@ import httpx
 import trio
 
 from actors.batch import BatchConfig, single_tag
+from actors.requests import LegRequest
 from brokers.paper import VenueAddress
 from supervision.service import Running
 from tests.fixtures_desk import connected, open_desk, place_at_venue
 from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import nifty_symbols, venue_orders
-from tests.fixtures_web import replied
+from tests.fixtures_web import replied, typed
 
 # The venue holds every answer back longer than a place call (and a lookup) may take.
 SLOW_VENUE_MS = 500
@@ -143,7 +144,7 @@ async def test_an_order_placed_before_a_restart_is_found_in_the_reconciled_book(
         order_id = await place_at_venue(venue, "BUY", tag)
         async with open_desk(venue, sqlite_url) as desk:
             status, reply = await replied(desk.coordinator.place_single(
-                "primary", leg(), "test", "before-restart"))
+                "primary", *typed(leg(), LegRequest), "test", "before-restart"))
             assert status == 200, reply
             assert (reply["order_id"], reply["tag"]) == (order_id, tag)
             assert tag_counts(await desk.orders()) == {tag: 1}

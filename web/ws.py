@@ -31,6 +31,7 @@ from quart import Blueprint, Response, current_app, jsonify, websocket
 
 from actors.subscribers import SLOW_CONSUMER, Subscription
 
+from . import queries
 from ._frames import PARTIAL, REFUSED, DirectSocket, decline_compression, frame_of
 from .callers import Caller, identify, origin_refused
 from .errors import Forbidden, Unauthorized, error_body
@@ -132,12 +133,9 @@ def _authenticate(app: OrderDeskApp, account_id: str) -> tuple[int, str] | Calle
 
 
 def _since() -> int | None | str:
-    raw = websocket.args.get("since")
-    if raw is None or raw == "":
-        return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        return "since must be an integer >= 0"
-    return int(raw)
+    """Where the client resumes, or why `since` is refused (the close reason)."""
+    app = cast("OrderDeskApp", current_app)
+    return queries.stream_since(app.converter, websocket.args)
 
 
 @blueprint.websocket("/ws/orders/<account_id>")
