@@ -19,7 +19,7 @@ from tests.fixtures_browser import (
     TOKENS,
     chromium,  # noqa: F401  (a fixture)
     in_browser,
-    open_desk,
+    open_served_desk,
     sign_in,
 )
 from tests.fixtures_venue import NIFTY_FUT
@@ -68,7 +68,7 @@ async def test_the_old_browser_client_works_unchanged(
     tmp_path: Path, chromium: str  # noqa: F811
 ) -> None:
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with open_desk(tmp_path) as desk:
+        async with open_served_desk(tmp_path) as desk:
             host = desk.base_url.removeprefix("http://")
             snippet = OLD_CLIENT.replace("localhost:8081", host)
 
