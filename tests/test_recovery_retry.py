@@ -18,13 +18,15 @@ import trio
 
 from actors.account import AccountActor
 from actors.orders import BatchConfig, BatchCoordinator
+from actors.requests import BatchRequest
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import Store, open_store
+from tests.fixtures_desk import FAST, FAST_ACTOR, crashed_batch, place_at_venue
+from tests.fixtures_orders import leg
 from tests.fixtures_venue import kite_http
-from tests.fixtures_web import replied
-from tests.test_batch import FAST, FAST_ACTOR, leg
-from tests.test_batch_recovery import crashed_batch, place_at_venue
+from tests.fixtures_waits import wait_until
+from tests.fixtures_web import replied, typed
 
 RETRY = attrs.evolve(FAST, recovery_retry_initial_s=0.05, recovery_retry_max_s=0.2)
 LEGS = [("BUY", "PLACED"), ("SELL", "PLACING")]
@@ -65,11 +67,9 @@ async def start_expired(
 
 
 async def failures_reach(coordinator: BatchCoordinator, n: int) -> None:
-    for _ in range(500):
-        if coordinator.statistics().recovery_failures >= n:
-            return
-        await trio.sleep(0.02)
-    raise AssertionError(f"fewer than {n} failed recovery attempts")
+    await wait_until(  # the coordinator's statistics have no change event
+        lambda: coordinator.statistics().recovery_failures >= n,
+        f"{n} failed recovery attempts", 10.0, poll_s=0.02)
 
 
 async def test_failed_recovery_is_retried_until_a_new_token_is_loaded(
@@ -97,7 +97,8 @@ async def test_failed_recovery_is_retried_until_a_new_token_is_loaded(
 
             # A client retrying with the key waits for the recovered, final result.
             body = {"orders": [leg(side=side) for side, _ in LEGS]}
-            status, result = await replied(coordinator.submit("primary", body, "retry-1", "test"))
+            status, result = await replied(coordinator.submit(
+                "primary", *typed(body, BatchRequest), "retry-1", "test"))
             assert status == 200 and result["status"] == "rolled_back", result
             assert result["legs"][0]["rollback"]["action"] == "flattened"
             assert result["legs"][1]["status"] == "NOT_PLACED"

@@ -9,7 +9,6 @@ reaches into another part's fields: this is what they share.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import attrs
 import trio
@@ -18,6 +17,7 @@ from ..account import AccountActor
 from ..budget import OrderBudget
 from ..errors import AuthExpired, KillRunning
 from ..instruments import InstrumentCache
+from ..outcomes import BatchResult
 from .admission import Load
 from .config import BatchConfig
 from .legs import Leg
@@ -64,7 +64,7 @@ class Work:
     recovery: bool = False  # an unfinished batch of an earlier run, being recovered
     failures: int = 0  # failed recovery attempts
     retrying: bool = False  # waiting to retry its recovery after a failed attempt
-    result: dict[str, Any] | None = None  # the outcome it reached (None: cut short)
+    result: BatchResult | None = None  # the outcome it reached (None: cut short)
     legs: tuple[Leg, ...] = ()  # a submitted batch's
 
     def finish(self) -> None:

@@ -12,11 +12,11 @@ import trio
 
 from brokers.base import BrokerError, OrderRejected, TokenExpired
 
-from ..errors import AuthExpired, BrokerUnavailable, FieldError, InvalidRequest
+from ..errors import AuthExpired, BrokerUnavailable, FieldError, InvalidRequest, MalformedRequest
+from ..requests import BatchRequest
 from .accounts import AccountContext
 from .config import BatchConfig
 from .legs import placed_request
-from .results import _exchanges
 from .validation import BatchSpec, validate_batch
 
 __all__ = ["PreTrade"]
@@ -28,18 +28,21 @@ class PreTrade:
     def __init__(self, config: BatchConfig) -> None:
         self._config = config
 
-    async def validate(self, ctx: AccountContext, body: Any) -> BatchSpec:
+    async def validate(
+        self, ctx: AccountContext, request: BatchRequest | MalformedRequest
+    ) -> BatchSpec:
         """The batch body as a spec, checked against the account's instrument master (loaded
         for the exchanges it names) and the trading calendar: InvalidRequest naming every
         problem otherwise; AuthExpired or BrokerUnavailable when the master cannot be read."""
-        orders = body.get("orders") if isinstance(body, dict) else None
+        orders = request.orders if isinstance(request, MalformedRequest) else enumerate(
+            request.orders)
         try:
-            await ctx.instruments.load(_exchanges(orders))
+            await ctx.instruments.load(sorted({leg.exchange for _, leg in orders}))
         except TokenExpired as exc:
             raise AuthExpired(ctx.actor.account) from exc
         except BrokerError as exc:
             raise BrokerUnavailable(f"instrument master: {exc}") from exc
-        return validate_batch(body, ctx.instruments.get, session=self._config.session,
+        return validate_batch(request, ctx.instruments.get, session=self._config.session,
                               max_timeout_s=self._config.max_timeout_s,
                               contracts=ctx.instruments.contracts)
 

@@ -32,12 +32,22 @@ from ..budget import OrderBudget
 from ..errors import (
     BatchNotFound,
     IdempotencyConflict,
+    MalformedRequest,
     Overloaded,
     StoreUnavailable,
     Unavailable,
     UnknownAccount,
 )
-from ..outcomes import CancelRequested, OrderOutcomeUnknown, OrderPlaced
+from ..outcomes import (
+    BatchProgress,
+    BatchResult,
+    CancelRequested,
+    KillReport,
+    OrderOutcomeUnknown,
+    OrderPlaced,
+    stored_result,
+)
+from ..requests import BatchRequest, LegRequest
 from .accounts import Accounts, Job, Work
 from .admission import admit
 from .checks import PreTrade
@@ -47,7 +57,7 @@ from .kill import KillSwitch
 from .legs import batch_legs, new_batch_id
 from .placing import OrderOps
 from .recovery import Recoveries
-from .results import FINAL, _hash, _leg_record, _progress
+from .results import FINAL, batch_progress, leg_record
 from .rollback import Rollback
 from .singles import SingleOrders
 from .validation import BatchSpec
@@ -161,22 +171,26 @@ class BatchCoordinator:
     # -- batches -----------------------------------------------------------------------
 
     async def submit(
-        self, account: str, body: Any, idempotency_key: str | None, client: str = ""
-    ) -> dict[str, Any]:
+        self, account: str, request: BatchRequest | MalformedRequest, request_hash: str,
+        idempotency_key: str | None, client: str = "",
+    ) -> BatchResult | BatchProgress:
         """Validate, pre-check margin, persist and execute a batch: its result, whatever its
-        status; a batch refused before anything was placed raises a `CoordinatorError`."""
+        status; a batch refused before anything was placed raises a `CoordinatorError`.
+
+        `request_hash` identifies the body as sent (`body_hash`): the same key with another
+        body is an IdempotencyConflict. A malformed body is refused here, after the checks
+        that precede validation, as any invalid batch is."""
         ctx = self._accounts.context(account)
         if ctx is None:
             raise UnknownAccount(account)
         if not self._started:
             raise Unavailable("the batch coordinator is not running")
-        request_hash = _hash(body)
         if idempotency_key:
             found = await self._store.find_batch(account, idempotency_key)
             if found is not None:
                 return await self._replay(found[0], request_hash)
         self._accounts.check_open(account, ctx)
-        spec = await self._checks.check_margin(ctx, await self._checks.validate(ctx, body))
+        spec = await self._checks.check_margin(ctx, await self._checks.validate(ctx, request))
         self._accounts.check_open(account)  # it began meanwhile? From here to tracked, no await
         load = self._accounts.load(ctx, account, len(spec.legs), self._writes.latency_s)
         refusal = admit(self._config, load, len(spec.legs), spec.timeout_s)
@@ -190,13 +204,13 @@ class BatchCoordinator:
         legs = batch_legs(batch_id, spec.legs, self._config.market_protection)
         now = time.time()
         record = BatchRecord(batch_id, account, idempotency_key, request_hash,
-                             _as_run(body, spec), "running", None, now, now)
+                             _as_run(request, spec), "running", None, now, now)
         work = self._accounts.batches[batch_id] = Work(
             account, frozenset((leg.exchange, leg.tradingsymbol) for leg in spec.legs),
             legs=legs)
         try:
             with trio.CancelScope(shield=True):  # stored means dispatched
-                await self._store.create_batch(record, [_leg_record(batch_id, leg) for leg in legs])
+                await self._store.create_batch(record, [leg_record(batch_id, leg) for leg in legs])
                 await self._jobs_send.send(Job(account, batch_id, spec, legs))
         except KeyStoredBefore as exc:
             del self._accounts.batches[batch_id]
@@ -243,7 +257,7 @@ class BatchCoordinator:
                 scope.cancel()
         self._runner.abort()
 
-    async def get(self, account: str, batch_id: str) -> dict[str, Any]:
+    async def get(self, account: str, batch_id: str) -> BatchResult | BatchProgress:
         """The batch's result when finished (from memory until its final status is stored),
         its stored legs' progress while it runs."""
         unstored = self._runner.unstored(account, batch_id)
@@ -254,10 +268,12 @@ class BatchCoordinator:
             raise BatchNotFound(batch_id)
         batch, legs = found
         if batch.status in FINAL and batch.result is not None:
-            return batch.result
-        return _progress(batch, legs)
+            return stored_result(batch.result)
+        return batch_progress(batch, legs)
 
-    async def _replay(self, existing: BatchRecord, request_hash: str) -> dict[str, Any]:
+    async def _replay(
+        self, existing: BatchRecord, request_hash: str
+    ) -> BatchResult | BatchProgress:
         """The same key again: the stored result (waiting while it runs); another body: 409."""
         if existing.request_hash != request_hash:
             raise IdempotencyConflict("this Idempotency-Key was used with a different body")
@@ -277,22 +293,25 @@ class BatchCoordinator:
     # -- single orders and the kill switch ---------------------------------------------
 
     async def place_single(
-        self, account: str, body: Any, client: str = "", idempotency_key: str | None = None
+        self, account: str, request: LegRequest | MalformedRequest, request_hash: str,
+        client: str = "", idempotency_key: str | None = None,
     ) -> OrderPlaced | OrderOutcomeUnknown:
         """One order: see `singles.SingleOrders.place_single`."""
-        return await self._singles.place_single(account, body, client, idempotency_key)
+        return await self._singles.place_single(account, request, request_hash, client,
+                                                idempotency_key)
 
     async def cancel_order(self, account: str, order_id: str, client: str = "") -> CancelRequested:
         return await self._singles.cancel_order(account, order_id, client)
 
-    async def kill(self, account: str, client: str = "") -> dict[str, Any]:
+    async def kill(self, account: str, client: str = "") -> KillReport:
         """The account's kill switch: see `kill.KillSwitch.kill`."""
         return await self._kill.kill(account, client)
 
 
-def _as_run(body: Any, spec: BatchSpec) -> Any:
-    """The body stored with a batch: as sent, or with the execution it runs with when the
+def _as_run(request: BatchRequest | MalformedRequest, spec: BatchSpec) -> dict[str, Any]:
+    """What is stored with a batch: its request, with the execution it runs with when the
     coordinator chose another (recovery unwinds it in that order)."""
-    if spec.execution_reason is None or not isinstance(body, dict):
-        return body
-    return {**body, "execution": spec.execution, "execution_reason": spec.execution_reason}
+    run = attrs.asdict(request)
+    if spec.execution_reason is not None:
+        run.update(execution=spec.execution, execution_reason=spec.execution_reason)
+    return run

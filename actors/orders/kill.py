@@ -29,8 +29,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Set
-from typing import Any
 
+import attrs
 import trio
 
 from brokers.base import (
@@ -43,6 +43,18 @@ from brokers.base import (
 from store import AuditEntry, Store, StoreError
 
 from ..errors import BatchNotFound, KillRunning, UnknownAccount
+from ..outcomes import (
+    BatchProgress,
+    BatchResult,
+    CancelledOrder,
+    FlattenedPosition,
+    FlattenOrder,
+    HeldPosition,
+    KillReport,
+    StoppedBatch,
+    Symbol,
+    as_json,
+)
 from .accounts import AccountContext, Accounts, Work
 from .config import BatchConfig
 from .legs import Leg, new_batch_id
@@ -50,7 +62,7 @@ from .rollback import Rollback
 
 log = logging.getLogger("actors.kill")
 
-ReadBatch = Callable[[str, str], Awaitable[dict[str, Any]]]
+ReadBatch = Callable[[str, str], Awaitable[BatchResult | BatchProgress]]
 
 
 class KillSwitch:
@@ -71,7 +83,7 @@ class KillSwitch:
         self.get = get
         self._retry_recoveries = retry_recoveries
 
-    async def kill(self, account: str, client: str = "") -> dict[str, Any]:
+    async def kill(self, account: str, client: str = "") -> KillReport:
         """Stop the account's batches and wait for every unfinished one (and every recovery and
         single order being placed) to finish, then cancel every open order and flatten every
         position. New batches and orders of the account are refused (KillRunning) meanwhile. A
@@ -114,7 +126,7 @@ async def kill_account(
     switch: KillSwitch, ctx: AccountContext, account: str, client: str,
     *, busy: Mapping[str, Set[tuple[str, str]]] | None = None,
     stopped: Mapping[str, Work] | None = None,
-) -> dict[str, Any]:
+) -> KillReport:
     """Cancel, flatten, check; the report names what is left, if anything.
 
     `busy`: batches (or orders) still unfinished, by id, with their (exchange, tradingsymbol):
@@ -125,17 +137,13 @@ async def kill_account(
     deadline = trio.current_time() + config.rollback_timeout_s
     busy = busy or {}
     skip = {symbol for symbols in busy.values() for symbol in symbols}
-    report: dict[str, Any] = {"account": account, "cancelled": [], "flattened": [],
-                              "remaining": [], "open_orders": [], "errors": [], "warnings": [],
-                              "unfinished": sorted(busy),  # batch ids (or single orders' tags)
-                              "skipped": [{"exchange": e, "tradingsymbol": t}
-                                          for e, t in sorted(skip)]}
+    report = _Progress()
     with trio.CancelScope(shield=True):
         try:
             listing = await ctx.actor.broker.orders()
         except BrokerError as exc:
             listing = []
-            report["errors"].append(f"GET /orders: {exc}")
+            report.errors.append(f"GET /orders: {exc}")
         async with trio.open_nursery() as nursery:
             for order in listing:
                 if not order.is_final and (order.exchange, order.tradingsymbol) not in skip:
@@ -146,64 +154,78 @@ async def kill_account(
                          if p.quantity and (p.exchange, p.tradingsymbol) not in skip]
         except BrokerError as exc:
             positions = []
-            report["errors"].append(f"positions: {exc}")
+            report.errors.append(f"positions: {exc}")
         try:  # only for slicing by the freeze quantity: without it, one order per position
             await ctx.instruments.load({p.exchange for p in positions})
         except BrokerError as exc:
-            report["warnings"].append(f"instrument master: {exc}; positions not sliced")
+            report.warnings.append(f"instrument master: {exc}; positions not sliced")
         async with trio.open_nursery() as nursery:
             for n, position in enumerate(positions):
                 nursery.start_soon(_flatten, switch, ctx, kill_id, n, position, deadline,
                                    report)
-        left: list[Position] | None
+        remaining: list[HeldPosition] | str
+        reason = None
         try:
-            left = [p for p in await ctx.actor.broker.positions() if p.quantity]
+            remaining = [HeldPosition(tradingsymbol=p.tradingsymbol, exchange=p.exchange,
+                                           product=p.product, quantity=p.quantity)
+                         for p in await ctx.actor.broker.positions() if p.quantity]
         except BrokerError as exc:
-            left = None
-            report["errors"].append(f"positions after: {exc}")
-            report["remaining"] = "unknown"
-            report["remaining_reason"] = f"the positions could not be read: {exc}"
-        else:
-            report["remaining"] = [
-                {"tradingsymbol": p.tradingsymbol, "exchange": p.exchange, "product": p.product,
-                 "quantity": p.quantity} for p in left
-            ]
-        report["stopped_batches"] = await _stopped_batches(switch, account, stopped or {},
-                                                           report["flattened"])
-        report["open_orders"] = (
-            [c["order_id"] for c in report["cancelled"] if c["status"] not in FINAL_STATUSES]
-            + [o["order_id"] for f in report["flattened"] for o in f["orders"]
-               if o["order_id"] and o["status"] not in FINAL_STATUSES]
+            report.errors.append(f"positions after: {exc}")
+            remaining, reason = "unknown", f"the positions could not be read: {exc}"
+        stopped_batches = await _stopped_batches(switch, account, stopped or {},
+                                                 report.flattened)
+        open_orders = (
+            [c.order_id for c in report.cancelled if c.status not in FINAL_STATUSES]
+            + [o.order_id for f in report.flattened for o in f.orders
+               if o.order_id and o.status not in FINAL_STATUSES]
         )
-        incomplete = (left is None or left or report["errors"] or report["open_orders"] or skip)
-        report["status"] = "incomplete" if incomplete else "done"
+        incomplete = remaining or report.errors or open_orders or skip
+        done = KillReport(
+            account=account, status="incomplete" if incomplete else "done",
+            cancelled=report.cancelled, flattened=report.flattened, remaining=remaining,
+            remaining_reason=reason, open_orders=open_orders, errors=report.errors,
+            warnings=report.warnings,
+            unfinished=sorted(busy),  # batch ids (or single orders' tags)
+            skipped=[Symbol(exchange=e, tradingsymbol=t) for e, t in sorted(skip)],
+            stopped_batches=stopped_batches,
+        )
         if incomplete:
-            log.error("kill switch of %s left exposure: %s", account, report)
+            log.error("kill switch of %s left exposure: %s", account, done)
         try:
             await switch.store.record_audit(
-                AuditEntry(account, client or "unknown", "kill", None, report, time.time())
+                AuditEntry(account, client or "unknown", "kill", None, as_json(done), time.time())
             )
         except StoreError:
             log.exception("could not audit the kill switch of %s", account)
-    return report
+    return done
+
+
+@attrs.frozen
+class _Progress:
+    """What the kill switch's concurrent tasks have done so far."""
+
+    cancelled: list[CancelledOrder] = attrs.Factory(list)
+    flattened: list[FlattenedPosition] = attrs.Factory(list)
+    errors: list[str] = attrs.Factory(list)
+    warnings: list[str] = attrs.Factory(list)
 
 
 async def _stopped_batches(
     switch: KillSwitch, account: str, stopped: Mapping[str, Work],
-    flattened: list[dict[str, Any]],
-) -> list[dict[str, Any]]:
+    flattened: list[FlattenedPosition],
+) -> list[StoppedBatch]:
     """Each stopped batch with the status it reached and the positions of its fills that the
     kill flattened; each flattened position gets the ids of those batches (`batches`)."""
     entries = []
-    by_symbol = {(f["exchange"], f["tradingsymbol"]): f for f in flattened}
+    by_symbol = {(f.exchange, f.tradingsymbol): f for f in flattened}
     for batch_id, work in sorted(stopped.items()):
         left = sorted({(leg.request.exchange, leg.request.tradingsymbol)
                        for leg in work.legs if leg.exposure > 0} & by_symbol.keys())
         for symbol in left:
-            by_symbol[symbol]["batches"].append(batch_id)
-        entries.append({"batch_id": batch_id,
-                        "status": await _final_status(switch, account, batch_id, work),
-                        "flattened": [{"exchange": e, "tradingsymbol": t} for e, t in left]})
+            by_symbol[symbol].batches.append(batch_id)
+        entries.append(StoppedBatch(
+            batch_id=batch_id, status=await _final_status(switch, account, batch_id, work),
+            flattened=[Symbol(exchange=e, tradingsymbol=t) for e, t in left]))
     return entries
 
 
@@ -213,18 +235,18 @@ async def _final_status(
     """The status the batch reached, as it reached it; for one cut short or still unfinished,
     what `GET .../batch-orders/{id}` answers (None when the store cannot tell)."""
     if work.result is not None:
-        return str(work.result["status"])
+        return work.result.status
     try:
         answer = await switch.get(account, batch_id)
     except (StoreError, BatchNotFound):
         log.exception("kill switch: could not read batch %s", batch_id)
         return None
-    return answer.get("status")
+    return answer.status
 
 
 async def _cancel(
     switch: KillSwitch, ctx: AccountContext, order: Order, deadline: float,
-    report: dict[str, Any],
+    report: _Progress,
 ) -> None:
     """Cancel one open order (at its own variety) and follow it to its final state."""
     request = OrderRequest(order.tradingsymbol, order.exchange, order.transaction_type,
@@ -238,27 +260,24 @@ async def _cancel(
                                                             updates, deadline)
         except BrokerError as exc:
             error = str(exc)
-    report["cancelled"].append({"order_id": order.order_id, "status": leg.status,
-                                "filled_quantity": leg.filled, "error": error})
+    report.cancelled.append(CancelledOrder(order_id=order.order_id, status=leg.status,
+                                           filled_quantity=leg.filled, error=error))
 
 
 async def _flatten(
     switch: KillSwitch, ctx: AccountContext, kill_id: str, n: int, position: Position,
-    deadline: float, report: dict[str, Any],
+    deadline: float, report: _Progress,
 ) -> None:
     """The rollback's flatten (`Rollback.flatten_position`) of the position, named in the
     report with every order it sent."""
-    done: dict[str, Any] = {"tradingsymbol": position.tradingsymbol,
-                            "exchange": position.exchange, "product": position.product,
-                            "quantity": position.quantity, "orders": [],
-                            "batches": []}  # the stopped batches whose fills it held
-    report["flattened"].append(done)
+    done = FlattenedPosition(tradingsymbol=position.tradingsymbol, exchange=position.exchange,
+                             product=position.product, quantity=position.quantity)
+    report.flattened.append(done)
 
     def record(reverse: Leg) -> None:
-        done["orders"].append({"order_id": reverse.order_id, "tag": reverse.tag,
-                               "status": reverse.status, "filled_quantity": reverse.filled,
-                               "order_type": reverse.request.order_type,
-                               "modifications": reverse.modifications,
-                               "error": reverse.error})
+        done.orders.append(FlattenOrder(
+            order_id=reverse.order_id, tag=reverse.tag, status=reverse.status,
+            filled_quantity=reverse.filled, order_type=reverse.request.order_type,
+            modifications=reverse.modifications, error=reverse.error))
 
     await switch.rollback.flatten_position(ctx, kill_id, n, position, deadline, record)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import Any
 
 import attrs
 import trio
@@ -18,17 +17,18 @@ from ..errors import (
     BrokerCallFailed,
     BrokerUnavailable,
     IdempotencyConflict,
+    MalformedRequest,
     Rejected,
     UnknownAccount,
 )
 from ..outcomes import CancelRequested, OrderOutcomeUnknown, OrderPlaced
 from ..ratelimit import Priority
+from ..requests import LegRequest
 from .accounts import AccountContext, Accounts, Work
 from .config import BatchConfig
 from .legs import Leg, placed_request, single_tag
 from .placing import OrderOps, UnknownOutcome
-from .results import _hash
-from .validation import EXCHANGES, validate_order
+from .validation import validate_order
 
 __all__ = ["KEYED_ORDERS_KEPT", "SingleOrders", "same_order"]
 
@@ -57,7 +57,8 @@ class SingleOrders:
         self._keyed: OrderedDict[str, _Keyed] = OrderedDict()  # tag -> keyed single order
 
     async def place_single(
-        self, account: str, body: Any, client: str = "", idempotency_key: str | None = None
+        self, account: str, request: LegRequest | MalformedRequest, request_hash: str,
+        client: str = "", idempotency_key: str | None = None,
     ) -> OrderPlaced | OrderOutcomeUnknown:
         """One order, same validation, tagged, never re-posted blindly; no rollback.
 
@@ -71,16 +72,15 @@ class SingleOrders:
         if ctx is None:
             raise UnknownAccount(account)
         self._accounts.check_open(account, ctx)
-        request_hash = _hash(body)
         keyed = single_tag(account, idempotency_key) if idempotency_key else None
         if keyed is not None:
-            reply = await self._single_replay(ctx, keyed, request_hash, body)
+            reply = await self._single_replay(ctx, keyed, request_hash, request)
             if reply is not None:
                 return reply
         try:
-            exchange = body.get("exchange") if isinstance(body, dict) else None
-            await ctx.instruments.load([exchange] if exchange in EXCHANGES else [])
-            spec = validate_order(body, ctx.instruments.get, session=self._config.session,
+            malformed = isinstance(request, MalformedRequest)
+            await ctx.instruments.load([] if malformed else [request.exchange])
+            spec = validate_order(request, ctx.instruments.get, session=self._config.session,
                                   contracts=ctx.instruments.contracts)
         except TokenExpired as exc:
             raise AuthExpired(account) from exc
@@ -88,7 +88,7 @@ class SingleOrders:
             raise BrokerUnavailable(f"instrument master: {exc}") from exc
         # The same key got in meanwhile: wait for it.
         while keyed is not None and keyed in self._accounts.singles:
-            reply = await self._single_replay(ctx, keyed, request_hash, body)
+            reply = await self._single_replay(ctx, keyed, request_hash, request)
             if reply is not None:
                 return reply
         tag = keyed or single_tag(account)
@@ -120,7 +120,8 @@ class SingleOrders:
         return OrderPlaced(leg.order_id, tag)
 
     async def _single_replay(
-        self, ctx: AccountContext, tag: str, request_hash: str, body: Any
+        self, ctx: AccountContext, tag: str, request_hash: str,
+        request: LegRequest | MalformedRequest,
     ) -> OrderPlaced | OrderOutcomeUnknown | None:
         """A keyed single order placed before: its answer; None when there is none (place it).
 
@@ -157,7 +158,7 @@ class SingleOrders:
                                       f"outcome and the broker lists no order tagged {tag} "
                                       "yet; nothing was placed again. Look it up by its tag; "
                                       "once sure it was not placed, use a new key")
-        if not same_order(body, order):
+        if not same_order(request, order):
             raise IdempotencyConflict("this Idempotency-Key was used with a different order")
         self._remember(tag, request_hash, order.order_id)
         return OrderPlaced(order.order_id, tag, replayed=True)
@@ -189,10 +190,10 @@ class SingleOrders:
         return CancelRequested(order_id)
 
 
-def same_order(body: Any, order: Order) -> bool:
-    """Whether a found order is the one `body` asks for (instrument and side: the broker may
+def same_order(request: LegRequest | MalformedRequest, order: Order) -> bool:
+    """Whether a found order is the one `request` asks for (instrument and side: the broker may
     have changed the rest, a modified quantity say)."""
-    if not isinstance(body, dict):
+    if isinstance(request, MalformedRequest):
         return False
-    return all(str(body.get(name, "")).upper() == str(getattr(order, name)).upper()
+    return all(str(getattr(request, name)).upper() == str(getattr(order, name)).upper()
                for name in ("tradingsymbol", "exchange", "transaction_type"))
