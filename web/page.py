@@ -3,6 +3,7 @@
 - `GET /` serves `static/index.html`; `GET /static/<path>` serves the page's files (plain ES
   modules and CSS, no build step). Every file carries an ETag and `Cache-Control: no-cache`, so
   a browser revalidates (a cheap 304) and never runs a stale module after an upgrade.
+- `GET /docs`: the API's documentation page (`/redoc` redirects there).
 - `GET /me`: who the presented token is: `{"admin", "name", "accounts": [ids it may see]}`.
 - `GET /instruments[?q=&exchange=&limit=]`: the instrument master for the basket ticket's
   autocomplete, from the caller's accounts' brokers (NFO and NSE), cached per app for
@@ -23,7 +24,7 @@ from typing import Any
 
 import attrs
 import trio
-from quart import Blueprint, Response, current_app, jsonify, request
+from quart import Blueprint, Response, current_app, jsonify, redirect, request
 
 from .app import current_deps
 from .errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
@@ -105,6 +106,17 @@ def _etags(header: str | None) -> set[str]:
 @page_blueprint.get("/")
 async def index() -> Response:
     return await _serve_file(STATIC_DIR / "index.html", page=True)
+
+
+@page_blueprint.get("/docs")
+async def docs() -> Response:
+    """The API's documentation: static/docs.js renders /openapi.json and /asyncapi.json."""
+    return await _serve_file(STATIC_DIR / "docs.html", page=True)
+
+
+@page_blueprint.get("/redoc")
+async def redoc() -> Response:
+    return redirect("/docs", 302)
 
 
 @page_blueprint.get("/static/<path:relative>")

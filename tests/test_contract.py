@@ -1,0 +1,126 @@
+"""The API contract: /openapi.json describes every route, validates as OpenAPI 3.1, and the
+running service keeps to it under schemathesis (every operation, valid tokens, seeded)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import hypothesis
+import schemathesis
+import trio
+from openapi_spec_validator import validate
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from supervision.service import Running
+from tests.fixtures_service import ADMIN, METRICS, TOKENS, open_test_service
+from web.contract import OPERATIONS, WEBSOCKETS
+
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance,
+          content_type_conformance, response_headers_conformance]
+EXAMPLES_PER_OPERATION = 12
+BUDGET_S = 45.0
+
+
+@attrs.define
+class Figures:
+    operations: int = 0
+    cases: int = 0
+    failures: list[str] = attrs.Factory(list)
+
+
+def _token(path: str) -> str:
+    if path.startswith("/admin"):
+        return ADMIN
+    return METRICS if path == "/metrics" else TOKENS["primary"]
+
+
+def _fuzz(document: dict[str, Any], base_url: str, figures: Figures) -> None:
+    """Every operation, seeded, in this (worker) thread; the service runs in the test's."""
+    schema = schemathesis.openapi.from_dict(document)
+    deadline = time.monotonic() + BUDGET_S
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        figures.operations += 1
+        headers = {"Authorization": f"Bearer {_token(operation.path)}"}
+
+        @hypothesis.settings(
+            max_examples=EXAMPLES_PER_OPERATION, derandomize=True, deadline=None,
+            database=None, phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+        @hypothesis.given(case=operation.as_strategy())
+        def check(case: Any) -> None:
+            if time.monotonic() > deadline:
+                return
+            figures.cases += 1
+            response = case.call(base_url=base_url, headers=headers, timeout=20)
+            case.validate_response(response, checks=CHECKS)
+
+        try:
+            check()
+        except Exception as exc:  # one failure per operation, reported together
+            figures.failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+
+
+async def _document(running: Running) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=f"http://{running.web_bind}") as client:
+        response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    return response.json()
+
+
+async def test_every_route_is_described(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with open_test_service(tmp_path) as running:
+            document = await _document(running)
+    table = {op.key for op in OPERATIONS}
+    routes = {(method, rule.rule) for rule in running.app.url_map.iter_rules()
+              if not rule.websocket
+              for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}}
+    assert routes - table == set(), "routes missing from web/contract.py's table"
+    assert table - routes == set(), "operations in the table that the app does not have"
+    sockets = {rule.rule for rule in running.app.url_map.iter_rules() if rule.websocket}
+    assert sockets == WEBSOCKETS
+    assert sum(len(methods) for methods in document["paths"].values()) == len(table)
+    validate(document)  # OpenAPI 3.1, by openapi-spec-validator
+
+
+async def test_documents_are_cacheable(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with open_test_service(tmp_path) as running, httpx.AsyncClient(
+                base_url=f"http://{running.web_bind}") as client:
+            for path in ("/openapi.json", "/asyncapi.json"):
+                first = await client.get(path)
+                assert first.status_code == 200 and "max-age" in first.headers["cache-control"]
+                again = await client.get(path, headers={"If-None-Match": first.headers["etag"]})
+                assert again.status_code == 304
+            docs = await client.get("/docs")
+            assert docs.status_code == 200
+            assert "script-src 'self'" in docs.headers["content-security-policy"]
+            assert (await client.get("/static/docs.js")).status_code == 200
+            assert (await client.get("/redoc")).headers["location"] == "/docs"
+
+
+async def test_the_service_keeps_to_its_contract(tmp_path: Path) -> None:
+    figures = Figures()
+    with trio.fail_after(90):
+        async with open_test_service(tmp_path) as running:
+            document = await _document(running)
+            started = time.monotonic()
+            await trio.to_thread.run_sync(_fuzz, document, f"http://{running.web_bind}", figures)
+            elapsed = time.monotonic() - started
+    print(f"schemathesis: {figures.operations} operations, {figures.cases} cases, "
+          f"{len(figures.failures)} failures in {elapsed:.1f}s")
+    assert figures.operations == len(OPERATIONS)
+    assert figures.failures == []

@@ -1,0 +1,312 @@
+"""The shapes of the bodies that are still plain dicts in the code, as attrs classes the contract
+is generated from (web/openapi.py). Each mirrors the code that builds the dict it names; the
+contract tests (tests/test_contract.py) check every answer against them, so a drift fails there.
+
+Request bodies are what actors/validation.py accepts; answers are the routes' `jsonify` dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from actors.errors import FieldError
+
+Json = dict[str, Any]
+
+
+def doc(text: str, **bounds: object) -> Any:
+    """A field documented for the contract: `doc(...)` as a required field."""
+    return attrs.field(metadata={"doc": text, **bounds})
+
+
+def opt(text: str, default: object = None, **bounds: object) -> Any:
+    """An optional field (absent, or the default)."""
+    return attrs.field(default=default, metadata={"doc": text, **bounds})
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ErrorBody:
+    """Every error: a machine-readable code, a message for a person, the request's correlation
+    id (also in the X-Correlation-ID header), and what the client acts on."""
+
+    error: str = doc("machine-readable code: invalid, invalid_request, invalid_json, "
+                     "unauthorized, forbidden, not_found, idempotency_conflict, overloaded, ...")
+    message: str = doc("what went wrong, for a person")
+    correlation_id: str = doc("the request's correlation id; quote it when reporting a problem")
+    fields: list[FieldError] | None = opt("422 only: every problem of the input, by field path")
+    tag: str | None = opt("the order's tag to look it up by, when it may have reached the broker")
+    reason: str | None = opt("503 overloaded: batches_in_flight, order_budget, order_rate, "
+                             "store_latency")
+    retry_after_s: int | None = opt("503 overloaded: seconds to wait (also Retry-After)")
+
+
+# -- orders ------------------------------------------------------------------------------
+
+Exchange = Literal["NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"]
+
+
+@attrs.frozen
+class LegBody:
+    """One order, as Kite Connect's place-order parameters (orderdesk sets the tag)."""
+
+    tradingsymbol: str = doc("the broker's trading symbol, e.g. NIFTY25DEC24000CE", min_length=1)
+    exchange: Exchange = doc("the exchange of the instrument")
+    transaction_type: Literal["BUY", "SELL"] = doc("buy or sell")
+    quantity: int = doc("units (not lots): a multiple of the lot size, at most the freeze "
+                        "quantity", minimum=1)
+    order_type: Literal["MARKET", "LIMIT", "SL", "SL-M"] = opt("the order type", "MARKET")
+    product: Literal["NRML", "MIS", "CNC"] = opt("NRML (carry) or MIS (intraday); CNC is for "
+                                                 "equity delivery", "NRML")
+    price: float | None = opt("limit price (LIMIT, SL), a multiple of the tick size", minimum=0)
+    trigger_price: float | None = opt("trigger price (SL, SL-M)", minimum=0)
+    validity: Literal["DAY", "IOC"] = opt("how long the order stays", "DAY")
+    variety: Literal["regular"] = opt("only the regular variety", "regular")
+    market_protection: int | None = opt("MARKET and SL-M only: -1 automatic, or a percentage "
+                                        "1 to 100", minimum=-1, maximum=100)
+
+
+@attrs.frozen
+class BatchBody:
+    """A multi-leg batch: all legs or none (filled legs are reversed when one fails)."""
+
+    orders: list[LegBody] = doc("the legs, in order", min_items=1, max_items=10)
+    rollback_on_failure: bool = opt("reverse the filled legs when a leg fails", True)
+    execution: Literal["parallel", "hedge_first"] = opt(
+        "place every leg at once, or the buying legs first (margin benefit)", "parallel")
+    timeout_s: float = opt("how long legs may take to fill, seconds (at most the configured "
+                           "maximum, 60 by default)", 10.0, exclusive_minimum=0)
+
+
+@attrs.frozen
+class LegResult:
+    """One leg of a batch as it ended (or stands)."""
+
+    index: int = doc("the leg's position in `orders`")
+    order_id: str | None = doc("the broker's order id (null: never placed)")
+    tag: str | None = doc("orderdesk's tag of the leg's order")
+    status: str | None = doc("the broker's order status: COMPLETE, REJECTED, CANCELLED, ...")
+    filled_quantity: int | None = opt("units filled")
+    average_price: float | None = opt("average fill price")
+    error: str | None = opt("why the leg failed")
+    rollback: Json | None = opt("the leg's rollback (action, reverse orders, remaining), when "
+                                "one ran")
+
+
+@attrs.frozen
+class BatchResult:
+    """A batch's answer. `succeeded` = legs whose fills are still held at the end (all legs for
+    success, 0 for rolled_back, the legs still held for partial and rollback_failed); `failed`
+    = legs rejected, cancelled or unfilled; `order_ids` = the legs' broker orders in leg order
+    (reverse orders are in `legs[].rollback`). Every processed batch answers 200."""
+
+    status: str = doc("success, rolled_back, partial, rollback_failed (final), or the stored "
+                      "state of a batch still running")
+    batch_id: str = doc("the batch's id (GET /accounts/{account_id}/batch-orders/{batch_id})")
+    total_orders: int = doc("how many legs")
+    order_ids: list[str] = doc("the legs' broker order ids, in leg order")
+    legs: list[LegResult] = doc("each leg's detail")
+    duration_ms: float = doc("how long the batch took (or has taken), milliseconds")
+    execution: str = doc("parallel or hedge_first, as run")
+    succeeded: int | None = opt("legs whose fills are still held")
+    failed: int | None = opt("legs rejected, cancelled or unfilled")
+    execution_reason: str | None = opt("why it ran otherwise than asked")
+    exposure: list[Json] | None = opt("rollback_failed: what each failed rollback left held")
+    replayed: bool | None = opt("true when this answers a retry with the same Idempotency-Key")
+
+
+@attrs.frozen
+class KillReport:
+    """The kill switch's report: what it cancelled and flattened, and what is left."""
+
+    account: str = doc("the account")
+    status: Literal["done", "incomplete"] = doc("done: nothing open, nothing held")
+    cancelled: list[Json] = doc("open orders cancelled")
+    flattened: list[Json] = doc("positions closed, with their orders")
+    errors: list[str] = doc("calls that failed")
+    remaining: list[Json] | str | None = opt("positions left ('unknown' when unreadable)")
+    open_orders: list[str] | None = opt("orders still working")
+
+
+@attrs.frozen
+class OrderBook:
+    """The account's orders as the broker last reported them."""
+
+    account: str = doc("the account")
+    seq: int = doc("the last update's sequence number (reconnect the websocket with since=seq)")
+    orders: list[Json] = doc("Kite order objects (order_id, status, tag, ...)")
+
+
+@attrs.frozen
+class WsTicket:
+    """A single-use websocket ticket for this account (browsers cannot set headers)."""
+
+    ticket: str = doc("pass as /ws/orders/{account_id}?ticket=...")
+    expires_in: int = doc("seconds it stays valid")
+
+
+# -- the page ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Me:
+    """Who the presented token is."""
+
+    admin: bool = doc("the admin token")
+    name: str = doc("the token's name")
+    accounts: list[str] = doc("the accounts it may see")
+
+
+@attrs.frozen
+class Instrument:
+    """One row of the broker's instrument master."""
+
+    tradingsymbol: str = doc("trading symbol")
+    exchange: str = doc("exchange")
+    name: str = doc("underlying's name")
+    instrument_type: str = doc("FUT, CE, PE, EQ")
+    lot_size: int = doc("units per lot")
+    tick_size: float = doc("price step")
+    expiry: str = doc("ISO date, '' for none")
+    strike: float = doc("strike price, 0 for none")
+
+
+@attrs.frozen
+class Instruments:
+    """Instruments matching the query."""
+
+    instruments: list[Instrument] = doc("prefix matches first")
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Counts:
+    """How many accounts, connected, degraded, failed."""
+
+    total: int = doc("accounts")
+    connected: int = doc("upstream connected")
+    degraded: int = doc("degraded")
+    failed: int = doc("given up on by supervision")
+
+
+@attrs.frozen
+class Health:
+    """Liveness: 200 while the process answers; `status` says ok or degraded, and why. Without
+    a token nothing per account is shown."""
+
+    status: Literal["ok", "degraded"] = doc("ok or degraded")
+    reasons: list[str] = doc("why degraded, as the caller may read it")
+    store: Json = doc("the store's health (`ok`; more for the admin)")
+    actors: Counts = doc("counts over accounts")
+    accounts: dict[str, Json] = doc("the accounts the caller may see")
+    supervision: Json | None = opt("admin only: the supervision summary")
+
+
+@attrs.frozen
+class Ready:
+    """Readiness, for a load balancer: 200 ready; 503 (error envelope plus `ready`, `reasons`)
+    until the store is open and every actor started, or while draining."""
+
+    ready: bool = doc("ready to serve")
+    reasons: list[str] | None = opt("503: what is not ready")
+    error: str | None = opt("503: not_ready")
+    message: str | None = opt("503: the reasons, joined")
+    correlation_id: str | None = opt("503: the request's correlation id")
+
+
+@attrs.frozen
+class AccountsHealth:
+    """The accounts' health: overall status and counts for anyone, rows for the visible ones."""
+
+    status: Literal["ok", "degraded"] = doc("degraded when any account is")
+    summary: Counts = doc("counts over all accounts")
+    accounts: list[Json] = doc("account, upstream, state, healthy, degraded, reasons")
+
+
+@attrs.frozen
+class WsStatus:
+    """Websocket fan-out per account: subscribers, sequence, queue depths."""
+
+    status: Literal["ok", "degraded"] = doc("degraded when any account is")
+    summary: Counts = doc("counts over all accounts")
+    connections: int = doc("open order websockets, all accounts")
+    accounts: list[Json] = doc("the visible accounts' fan-out statistics")
+
+
+# -- admin -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ActorsView:
+    """The supervision tree; `ok` false when degraded (200 either way)."""
+
+    ok: bool = doc("nothing degraded")
+    summary: Json = doc("supervision summary")
+    actors: Any = doc("every supervised child's state")
+    accounts: dict[str, Json] = doc("each account actor's status")
+    batches: Json | None = doc("the batch coordinator's statistics (null: not running)")
+
+
+@attrs.frozen
+class Restarted:
+    """The account's actor was restarted and is ready again."""
+
+    account: str = doc("the account")
+    actor: str = doc("the actor's name")
+    restarted: bool = doc("true")
+    state: str | None = doc("its supervision state")
+    restarts: int | None = doc("restarts so far")
+
+
+@attrs.frozen
+class CredentialsBody:
+    """The broker access token to load into the running actor."""
+
+    access_token: str = doc("the day's Kite access token (printable ASCII)", min_length=1,
+                            max_length=256)
+
+
+@attrs.frozen
+class CredentialsLoaded:
+    """The token was loaded; the actor reconnects with it."""
+
+    account: str = doc("the account")
+    reloaded: bool = doc("true")
+    upstream_before: str | None = doc("the upstream state before")
+
+
+@attrs.frozen
+class AuditEntryView:
+    """Who did what to which order."""
+
+    account: str = doc("the account")
+    actor_name: str = doc("the token's name (never its value), or the component")
+    action: str = doc("kill, restart, credentials, login, rollback, ...")
+    order_id: str | None = doc("the order concerned")
+    detail: Any = doc("what was done")
+    at: float = doc("Unix time")
+
+
+@attrs.frozen
+class Audit:
+    """The audit log, newest first."""
+
+    account: str | None = doc("the account filtered on")
+    limit: int = doc("at most this many")
+    entries: list[AuditEntryView] = doc("the entries")
+
+
+@attrs.frozen
+class KiteLoggedIn:
+    """The day's access token from the broker's login was loaded into the account."""
+
+    account: str = doc("the account")
+    logged_in: bool = doc("true")
+    user_id: str = doc("the Kite user who signed in")
+    upstream_before: str | None = doc("the upstream state before")
