@@ -42,9 +42,9 @@ from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress, serve_venue
 from store import Store, open_store
 from web import Metrics, OrderDeskApp, WebConfig, WebDeps, create_app
+from web.contract import contract_blueprint
 from web.front import WebFront
 from web.metrics_server import serve_metrics
-from web.contract import contract_blueprint
 from web.orders import orders_blueprint
 from web.page import page_blueprint
 

@@ -14,6 +14,7 @@ import schemathesis
 import trio
 from openapi_spec_validator import validate
 from schemathesis.checks import (
+    FailureGroup,
     content_type_conformance,
     not_a_server_error,
     response_headers_conformance,
@@ -36,6 +37,7 @@ class Figures:
     operations: int = 0
     cases: int = 0
     failures: list[str] = attrs.Factory(list)
+    statuses: dict[int, int] = attrs.Factory(dict)
 
 
 def _token(path: str) -> str:
@@ -49,27 +51,35 @@ def _fuzz(document: dict[str, Any], base_url: str, figures: Figures) -> None:
     schema = schemathesis.openapi.from_dict(document)
     deadline = time.monotonic() + BUDGET_S
     for result in schema.get_all_operations():
-        operation = result.ok()
         figures.operations += 1
-        headers = {"Authorization": f"Bearer {_token(operation.path)}"}
+        _fuzz_operation(result.ok(), base_url, figures, deadline)
 
-        @hypothesis.settings(
-            max_examples=EXAMPLES_PER_OPERATION, derandomize=True, deadline=None,
-            database=None, phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
-            suppress_health_check=list(hypothesis.HealthCheck),
-        )
-        @hypothesis.given(case=operation.as_strategy())
-        def check(case: Any) -> None:
-            if time.monotonic() > deadline:
-                return
-            figures.cases += 1
-            response = case.call(base_url=base_url, headers=headers, timeout=20)
-            case.validate_response(response, checks=CHECKS)
 
-        try:
-            check()
-        except Exception as exc:  # one failure per operation, reported together
-            figures.failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+def _fuzz_operation(operation: Any, base_url: str, figures: Figures, deadline: float) -> None:
+    headers = {"Authorization": f"Bearer {_token(operation.path)}"}
+
+    @hypothesis.settings(
+        max_examples=EXAMPLES_PER_OPERATION, derandomize=True, deadline=None,
+        database=None, phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(case=operation.as_strategy())
+    def check(case: Any) -> None:
+        if time.monotonic() > deadline:
+            return
+        figures.cases += 1
+        account = (case.path_parameters or {}).get("account_id")
+        if account is not None and len(account) % 4:  # most cases reach a real account
+            case.path_parameters["account_id"] = "primary"
+        response = case.call(base_url=base_url, headers=headers, timeout=20)
+        figures.statuses[response.status_code] = figures.statuses.get(
+            response.status_code, 0) + 1
+        case.validate_response(response, checks=CHECKS)
+
+    try:
+        check()
+    except (Exception, FailureGroup) as exc:  # one failure per operation, all reported
+        figures.failures.append(f"{operation.method.upper()} {operation.path}: {exc!r:.600}")
 
 
 async def _document(running: Running) -> dict[str, Any]:
@@ -121,6 +131,6 @@ async def test_the_service_keeps_to_its_contract(tmp_path: Path) -> None:
             await trio.to_thread.run_sync(_fuzz, document, f"http://{running.web_bind}", figures)
             elapsed = time.monotonic() - started
     print(f"schemathesis: {figures.operations} operations, {figures.cases} cases, "
-          f"{len(figures.failures)} failures in {elapsed:.1f}s")
+          f"{len(figures.failures)} failures in {elapsed:.1f}s; statuses {figures.statuses}")
     assert figures.operations == len(OPERATIONS)
     assert figures.failures == []

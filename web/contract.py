@@ -281,7 +281,7 @@ def _json(app: Quart, key: str, build: Any) -> Response:
     """A document built once per app, with an ETag; cacheable for a minute."""
     cached = app.extensions.get(key)
     if cached is None:
-        body = json.dumps(build(app), indent=1).encode()
+        body = json.dumps(build(app), separators=(",", ":")).encode()
         cached = app.extensions[key] = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
     body, etag = cached
     headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
