@@ -1,0 +1,151 @@
+"""What clients send: every request body and query the API takes, as attrs models.
+
+The web front's one cattrs converter (`web/converter.py`) structures JSON bodies and query
+strings into these, strictly (no coercion, unknown fields refused), so the actors receive
+typed values; the checks that need the instrument master, the calendar or prices stay in
+`validation.py`. The API contract is generated from these classes, so each field says what it
+means for a client (`metadata["doc"]`), and its bounds and format are in its metadata too
+(`minimum`, `maximum`, `exclusive_minimum`, `min_length`, `max_length`, `pattern`,
+`min_items`, `max_items`). Enumerations are `Literal` types; optional fields default to None.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+__all__ = [
+    "DEFAULT_AUDIT_LIMIT", "DEFAULT_TIMEOUT_S", "MAX_AUDIT_LIMIT", "MAX_INSTRUMENTS_LIMIT",
+    "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BatchRequest", "Exchange", "Execution",
+    "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "OrderStreamQuery", "OrderType",
+    "Product", "TransactionType", "Validity", "Variety",
+]
+
+MAX_LEGS = 10
+DEFAULT_TIMEOUT_S = 10.0
+MAX_TIMEOUT_S = 60.0
+MAX_INSTRUMENTS_LIMIT = 500
+DEFAULT_AUDIT_LIMIT = 100
+MAX_AUDIT_LIMIT = 1000
+
+Exchange = Literal["BCD", "BFO", "BSE", "CDS", "MCX", "NFO", "NSE"]
+TransactionType = Literal["BUY", "SELL"]
+OrderType = Literal["LIMIT", "MARKET", "SL", "SL-M"]
+Product = Literal["CNC", "MIS", "NRML"]
+Validity = Literal["DAY", "IOC"]
+Variety = Literal["regular"]
+Execution = Literal["hedge_first", "parallel"]
+InstrumentsExchange = Literal["NFO", "NSE"]
+
+
+@attrs.frozen
+class LegRequest:
+    """One order: a leg of a batch (`POST /accounts/{id}/batch-orders`), or the whole body of
+    `POST /accounts/{id}/orders`. Kite's order fields; orderdesk sets the tag itself."""
+
+    tradingsymbol: str = attrs.field(metadata={
+        "doc": "the instrument's trading symbol as in the instrument master, e.g. "
+               "NIFTY24DEC24000CE; must be a current contract", "min_length": 1})
+    exchange: Exchange = attrs.field(metadata={
+        "doc": "the exchange the symbol trades on (CNC is refused on the derivative "
+               "exchanges NFO, BFO, CDS, BCD, MCX); it must be open now"})
+    transaction_type: TransactionType = attrs.field(metadata={"doc": "BUY or SELL"})
+    quantity: int = attrs.field(metadata={
+        "doc": "units (not lots): a whole number above 0, a multiple of the instrument's lot "
+               "size, at most its freeze quantity", "minimum": 1})
+    order_type: OrderType = attrs.field(metadata={
+        "doc": "MARKET; LIMIT (needs price); SL (needs price and trigger_price; a BUY's trigger "
+               "not above the price, a SELL's not below); SL-M (needs trigger_price)"})
+    product: Product = attrs.field(metadata={
+        "doc": "NRML (carry forward), MIS (intraday) or CNC (equity delivery only)"})
+    price: float | None = attrs.field(default=None, metadata={
+        "doc": "the limit price, for LIMIT and SL only; a multiple of the instrument's tick "
+               "size (0 or absent: none)", "minimum": 0})
+    trigger_price: float | None = attrs.field(default=None, metadata={
+        "doc": "the trigger price, for SL and SL-M only; a multiple of the instrument's tick "
+               "size (0 or absent: none)", "minimum": 0})
+    validity: Validity = attrs.field(default="DAY", metadata={
+        "doc": "DAY (until the session ends) or IOC (immediate or cancel)"})
+    variety: Variety = attrs.field(default="regular", metadata={
+        "doc": "Kite's order variety; only regular is supported"})
+    market_protection: float | None = attrs.field(default=None, metadata={
+        "doc": "for MARKET and SL-M orders only: -1 (the broker's automatic protection) or a "
+               "percentage above 0, at most 100", "minimum": -1, "maximum": 100})
+    tag: str | None = attrs.field(default=None, metadata={
+        "doc": "reserved: orderdesk tags every order itself, so a body that sends a tag is "
+               "refused (rule `forbidden`); leave it out", "max_length": 0})
+
+
+@attrs.frozen
+class BatchRequest:
+    """A basket placed all-or-nothing (`POST /accounts/{id}/batch-orders`): every leg is
+    validated first, then placed; with `rollback_on_failure` the filled legs are reversed when
+    any leg fails."""
+
+    orders: list[LegRequest] = attrs.field(metadata={
+        "doc": "the legs, placed in this order by `hedge_first`, all at once by `parallel`",
+        "min_items": 1, "max_items": MAX_LEGS})
+    rollback_on_failure: bool = attrs.field(default=True, metadata={
+        "doc": "reverse the legs that filled when another leg fails (true by default)"})
+    execution: Execution = attrs.field(default="parallel", metadata={
+        "doc": "parallel: every leg at once; hedge_first: the buys first, the sells once they "
+               "fill (a parallel basket whose margin only fits hedged runs hedge_first, and "
+               "the result says why)"})
+    timeout_s: float = attrs.field(default=DEFAULT_TIMEOUT_S, metadata={
+        "doc": "seconds every leg has to fill before the batch counts it as failed",
+        "exclusive_minimum": 0, "maximum": MAX_TIMEOUT_S})
+
+
+@attrs.frozen
+class InstrumentsQuery:
+    """The query of `GET /instruments`: search the instrument master of the accounts the
+    caller may see."""
+
+    q: str = attrs.field(default="", metadata={
+        "doc": "a symbol prefix or part of the name, case-insensitive (empty: every "
+               "instrument)"})
+    exchange: InstrumentsExchange | None = attrs.field(default=None, metadata={
+        "doc": "only instruments of this exchange (case-insensitive)"})
+    limit: int | None = attrs.field(default=None, metadata={
+        "doc": "at most this many rows (with q: 50 by default; without: all)",
+        "minimum": 1, "maximum": MAX_INSTRUMENTS_LIMIT})
+    account: str | None = attrs.field(default=None, metadata={
+        "doc": "only this account's instruments (one the caller may see)"})
+
+
+@attrs.frozen
+class AuditQuery:
+    """The query of `GET /admin/audit`: the newest audit entries first."""
+
+    account: str | None = attrs.field(default=None, metadata={
+        "doc": "only the entries of this account (absent or empty: every account)"})
+    limit: int = attrs.field(default=DEFAULT_AUDIT_LIMIT, metadata={
+        "doc": "at most this many entries", "minimum": 1, "maximum": MAX_AUDIT_LIMIT})
+
+
+@attrs.frozen
+class OrderStreamQuery:
+    """The query of the order websocket `/ws/orders/{account_id}`: how the client signs in
+    (one of an `Authorization: Bearer` header, `ticket` or `access_token`) and where it
+    resumes."""
+
+    since: int | None = attrs.field(default=None, metadata={
+        "doc": "resume after this sequence number: the updates after it are replayed first "
+               "(absent: only new updates)", "minimum": 0})
+    ticket: str | None = attrs.field(default=None, metadata={
+        "doc": "a one-time ticket from POST /accounts/{id}/ws-ticket, for clients that cannot "
+               "send headers (browsers)"})
+    access_token: str | None = attrs.field(default=None, metadata={
+        "doc": "an API token, when neither a header nor a ticket can be sent"})
+
+
+@attrs.frozen
+class KiteCallbackQuery:
+    """The query Kite's login redirects to (`GET /accounts/{id}/kite/callback`)."""
+
+    request_token: str = attrs.field(metadata={
+        "doc": "the one-time request token Kite issued, exchanged for an access token",
+        "pattern": r"^[A-Za-z0-9_-]{1,128}$"})
+    status: str = attrs.field(default="success", metadata={
+        "doc": "Kite's login status; anything but success means the login failed"})
