@@ -28,7 +28,7 @@ from web.contract import OPERATIONS, WEBSOCKETS
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance,
           content_type_conformance, response_headers_conformance]
-EXAMPLES_PER_OPERATION = 12
+EXAMPLES_PER_OPERATION = 30
 BUDGET_S = 45.0
 
 

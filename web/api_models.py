@@ -2,7 +2,7 @@
 is generated from (web/openapi.py). Each mirrors the code that builds the dict it names; the
 contract tests (tests/test_contract.py) check every answer against them, so a drift fails there.
 
-Request bodies are what actors/validation.py accepts; answers are the routes' `jsonify` dicts.
+The request bodies and queries are actors/requests.py's; these are the routes' `jsonify` dicts.
 """
 
 from __future__ import annotations
@@ -46,41 +46,6 @@ class ErrorBody:
 
 
 # -- orders ------------------------------------------------------------------------------
-
-Exchange = Literal["NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX"]
-
-
-@attrs.frozen
-class LegBody:
-    """One order, as Kite Connect's place-order parameters (orderdesk sets the tag)."""
-
-    tradingsymbol: str = doc("the broker's trading symbol, e.g. NIFTY25DEC24000CE", min_length=1)
-    exchange: Exchange = doc("the exchange of the instrument")
-    transaction_type: Literal["BUY", "SELL"] = doc("buy or sell")
-    quantity: int = doc("units (not lots): a multiple of the lot size, at most the freeze "
-                        "quantity", minimum=1)
-    order_type: Literal["MARKET", "LIMIT", "SL", "SL-M"] = opt("the order type", "MARKET")
-    product: Literal["NRML", "MIS", "CNC"] = opt("NRML (carry) or MIS (intraday); CNC is for "
-                                                 "equity delivery", "NRML")
-    price: float | None = opt("limit price (LIMIT, SL), a multiple of the tick size", minimum=0)
-    trigger_price: float | None = opt("trigger price (SL, SL-M)", minimum=0)
-    validity: Literal["DAY", "IOC"] = opt("how long the order stays", "DAY")
-    variety: Literal["regular"] = opt("only the regular variety", "regular")
-    market_protection: int | None = opt("MARKET and SL-M only: -1 automatic, or a percentage "
-                                        "1 to 100", minimum=-1, maximum=100)
-
-
-@attrs.frozen
-class BatchBody:
-    """A multi-leg batch: all legs or none (filled legs are reversed when one fails)."""
-
-    orders: list[LegBody] = doc("the legs, in order", min_items=1, max_items=10)
-    rollback_on_failure: bool = opt("reverse the filled legs when a leg fails", True)
-    execution: Literal["parallel", "hedge_first"] = opt(
-        "place every leg at once, or the buying legs first (margin benefit)", "parallel")
-    timeout_s: float = opt("how long legs may take to fill, seconds (at most the configured "
-                           "maximum, 60 by default)", 10.0, exclusive_minimum=0)
-
 
 @attrs.frozen
 class LegResult:

@@ -18,12 +18,19 @@ from quart import Blueprint, Quart, Response, current_app, request
 
 from actors.errors import FieldError
 from actors.outcomes import CancelRequested, OrderOutcomeUnknown, OrderPlaced
+from actors.requests import (
+    AuditQuery,
+    BatchRequest,
+    InstrumentsQuery,
+    KiteCallbackQuery,
+    LegRequest,
+)
 
 from . import api_models as m
-from .openapi import Components, schema_of
+from .openapi import Components, query_parameters, schema_of
 from .ws_protocol import asyncapi_document
 
-__all__ = ["OPERATIONS", "Operation", "Param", "contract_blueprint", "openapi_document",
+__all__ = ["OPERATIONS", "Operation", "contract_blueprint", "openapi_document",
            "operation_key"]
 
 contract_blueprint = Blueprint("contract", __name__)
@@ -48,15 +55,6 @@ BODY_ERRORS = (400, 413, 415, 422)
 
 
 @attrs.frozen
-class Param:
-    """A query parameter."""
-
-    name: str
-    doc: str
-    schema: dict[str, Any] = attrs.field(factory=lambda: {"type": "string"})
-
-
-@attrs.frozen
 class Operation:
     """One route as the contract describes it."""
 
@@ -67,7 +65,7 @@ class Operation:
     answers: dict[int, Any]  # status -> model (None: no JSON body described)
     errors: tuple[int, ...] = ()
     body: type | None = None
-    query: tuple[Param, ...] = ()
+    query: type | None = None  # the attrs model of the query string
     idempotency_key: bool = False
     media: str = "application/json"  # of the 200 answer
 
@@ -88,13 +86,13 @@ OPERATIONS: tuple[Operation, ...] = (
               {200: m.WsTicket}, ACCOUNT_ERRORS),
     Operation("POST", f"{_PREFIX}/batch-orders", "Place a multi-leg batch, all or nothing",
               "account", {200: m.BatchResult},
-              (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), m.BatchBody,
+              (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), BatchRequest,
               idempotency_key=True),
     Operation("GET", f"{_PREFIX}/batch-orders/<batch_id>", "A batch's result or progress",
               "account", {200: m.BatchResult}, (*ACCOUNT_ERRORS, 503)),
     Operation("POST", f"{_PREFIX}/orders", "Place one order", "account",
               {200: OrderPlaced, 202: OrderOutcomeUnknown},
-              (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), m.LegBody, idempotency_key=True),
+              (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), LegRequest, idempotency_key=True),
     Operation("DELETE", f"{_PREFIX}/orders/<order_id>", "Cancel an open order", "account",
               {200: CancelRequested}, (*ACCOUNT_ERRORS, 400, 409, 422, 502, 503)),
     Operation("POST", f"{_PREFIX}/kill", "Kill switch: cancel everything, flatten every "
@@ -102,9 +100,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", f"{_PREFIX}/kite/login", "Start the daily Kite login (redirect)",
               "none", {302: None}, (404, 409)),
     Operation("GET", f"{_PREFIX}/kite/callback", "The Kite login's redirect back", "none",
-              {200: m.KiteLoggedIn}, (400, 403, 404, 409, 422, 502),
-              query=(Param("status", "the broker's login status"),
-                     Param("request_token", "the broker's one-time request token"))),
+              {200: m.KiteLoggedIn}, (400, 403, 404, 409, 422, 502), query=KiteCallbackQuery),
     Operation("GET", "/health", "Liveness", "optional", {200: m.Health}, (401,)),
     Operation("GET", "/ready", "Readiness", "none", {200: m.Ready, 503: m.Ready}),
     Operation("GET", "/accounts/health/status", "The accounts' health", "optional",
@@ -121,10 +117,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "admin", {200: m.CredentialsLoaded}, (401, 403, 404, *BODY_ERRORS),
               m.CredentialsBody),
     Operation("GET", "/admin/audit", "The audit log", "admin", {200: m.Audit},
-              (401, 403, 422, 503),
-              query=(Param("account", "only this account's entries"),
-                     Param("limit", "at most this many (1 to 1000, default 100)",
-                           {"type": "integer", "minimum": 1, "maximum": 1000}))),
+              (401, 403, 422, 503), query=AuditQuery),
     Operation("GET", "/", "The built-in browser page", "none", {200: None}, media="text/html"),
     Operation("GET", "/static/<path:relative>", "The page's files", "none", {200: None},
               (404,), media="*/*"),
@@ -133,12 +126,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/redoc", "Redirect to /docs", "none", {302: None}),
     Operation("GET", "/me", "Who the token is", "account", {200: m.Me}, (401,)),
     Operation("GET", "/instruments", "Search the instrument master", "account",
-              {200: m.Instruments}, (401, 404, 422, 503),
-              query=(Param("q", "symbol or name, case-insensitive"),
-                     Param("exchange", "NFO or NSE", {"type": "string", "enum": ["NFO", "NSE"]}),
-                     Param("limit", "at most this many (1 to 500)",
-                           {"type": "integer", "minimum": 1, "maximum": 500}),
-                     Param("account", "only this account's broker"))),
+              {200: m.Instruments}, (401, 404, 422, 503), query=InstrumentsQuery),
     Operation("GET", "/openapi.json", "This document", "none", {200: None}),
     Operation("GET", "/asyncapi.json", "The order websocket's protocol (AsyncAPI 3.0)", "none",
               {200: None}),
@@ -177,8 +165,8 @@ def _parameters(op: Operation, path: str) -> list[dict[str, Any]]:
             entry["description"] = "the account's id, as configured"
             entry["example"] = "primary"
         params.append(entry)
-    params += [{"name": p.name, "in": "query", "required": False, "description": p.doc,
-                "schema": p.schema} for p in op.query]
+    if op.query is not None:
+        params += query_parameters(op.query)
     if op.idempotency_key:
         params.append({"name": "Idempotency-Key", "in": "header", "required": False,
                        "description": "a retry with the same key and body returns the first "

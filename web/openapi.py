@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Components", "schema_of"]
+__all__ = ["Components", "query_parameters", "schema_of"]
 
 #: Field metadata keys and the JSON Schema keywords they become.
 KEYWORDS = {
@@ -76,10 +76,17 @@ def schema_of(tp: Any, components: Components) -> dict[str, Any]:
 
 
 def _union(options: list[dict[str, Any]]) -> dict[str, Any]:
-    """`X | None` as `type: [X, "null"]` when X is a plain type, otherwise `anyOf`."""
+    """`X | None` as `type: [X, "null"]` (null joins an enum too) when X names its type,
+    plain types as one `type` list, anything else as `anyOf`."""
     plain = [o for o in options if set(o) == {"type"} and isinstance(o["type"], str)]
     if len(plain) == len(options):
         return {"type": [o["type"] for o in options]}
+    others = [o for o in options if o != {"type": "null"}]
+    if len(others) == 1 and len(options) == 2 and isinstance(others[0].get("type"), str):
+        nullable = {**others[0], "type": [others[0]["type"], "null"]}
+        if "enum" in nullable:
+            nullable["enum"] = [*nullable["enum"], None]
+        return nullable
     return {"anyOf": options}
 
 
@@ -119,3 +126,23 @@ def _component(cls: type, components: Components) -> None:
     if cls.__doc__:  # the class's own (a class inherits no __doc__)
         schema = {"description": " ".join(cls.__doc__.split()), **schema}
     components[name] = schema
+
+
+def query_parameters(model: type) -> list[dict[str, Any]]:
+    """A query model's fields as OpenAPI query parameters (a query string has no null)."""
+    components: Components = {}
+    schema_of(model, components)
+    found = components[model.__name__]
+    params = []
+    for name, schema in found["properties"].items():
+        schema = dict(schema)
+        description = schema.pop("description", "")
+        kinds = schema.get("type")
+        if isinstance(kinds, list):
+            kept = [k for k in kinds if k != "null"]
+            schema["type"] = kept[0] if len(kept) == 1 else kept
+        if "enum" in schema:
+            schema["enum"] = [v for v in schema["enum"] if v is not None]
+        params.append({"name": name, "in": "query", "required": name in found.get("required", ()),
+                       "description": description, "schema": schema})
+    return params

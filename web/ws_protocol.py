@@ -13,8 +13,10 @@ from typing import Any, Literal
 
 import attrs
 
+from actors.requests import OrderStreamQuery
+
 from .api_models import doc, opt
-from .openapi import Components, schema_of
+from .openapi import Components, query_parameters, schema_of
 
 __all__ = ["CLOSE_CODES", "MESSAGES", "asyncapi_document", "message_schemas"]
 
@@ -130,12 +132,8 @@ def asyncapi_document() -> dict[str, Any]:
             "parameters": {"account_id": {"description": "the account's id, as configured"}},
             "messages": refs,
             "bindings": {"ws": {"method": "GET", "query": {"type": "object", "properties": {
-                "ticket": {"type": "string", "description": "a single-use websocket ticket"},
-                "access_token": {"type": "string", "description": "an account or admin token"},
-                "since": {"type": "string", "pattern": "^[0-9]{1,18}$",
-                          "description": "replay the updates after this seq (from a snapshot "
-                                         "or an order message) instead of a snapshot"},
-            }}}},
+                p["name"]: {**p["schema"], "description": p["description"]}
+                for p in query_parameters(OrderStreamQuery)}}}},
         }},
         "operations": {
             "sendUpdates": {"action": "send", "channel": {"$ref": "#/channels/orders"},
