@@ -43,7 +43,7 @@ function table(headings, rows) {
 }
 
 function operation(path, method, op) {
-  const box = el('details', { id: op.operationId });
+  const box = el('details', { id: `op-${op.operationId}` });
   box.append(el('summary', {}, el('span', { class: 'method' }, method.toUpperCase()),
     el('span', { class: 'path' }, path), ' — ', op.summary));
   const security = (op.security || []).map((s) => Object.keys(s)[0] || 'none').join(', ');
