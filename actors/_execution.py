@@ -37,6 +37,7 @@ from ._writes import StoreWrites
 from .account import AccountActor
 from .budget import OrderBudget
 from .instruments import InstrumentCache
+from .outcomes import BatchResult, as_json
 from .ratelimit import Priority
 from .validation import BatchSpec
 
@@ -83,7 +84,7 @@ class BatchRunner:
         self.ops = ops
         self._writes = writes
         # Finished batches whose final status is not stored yet: account and result, by id.
-        self._unstored: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._unstored: dict[str, tuple[str, BatchResult]] = {}
         self.counters = {"batches": 0, "rolled_back": 0, "rollback_failed": 0}
         # The shielded scopes of conclusions and rollbacks in progress: `abort()` cancels them.
         self._shielded: set[trio.CancelScope] = set()
@@ -115,12 +116,12 @@ class BatchRunner:
     def config(self) -> BatchConfig:
         return self._config
 
-    def unstored(self, account: str, batch_id: str) -> dict[str, Any] | None:
+    def unstored(self, account: str, batch_id: str) -> BatchResult | None:
         """The result of a finished batch of `account` whose final status is not stored yet."""
         found = self._unstored.get(batch_id)
         return found[1] if found is not None and found[0] == account else None
 
-    async def execute(self, ctx: _Account, job: _Job) -> dict[str, Any] | None:
+    async def execute(self, ctx: _Account, job: _Job) -> BatchResult | None:
         """Run one batch to a final result (None: cut short, or it crashed; recovery finishes
         it). Cancelling it cuts its legs, not its rollback; only `abort()` (shutdown past its
         grace) cuts that, leaving it unfinished."""
@@ -335,11 +336,11 @@ class BatchRunner:
     async def finish(
         self, account: str, batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float,
         plan: Plan,
-    ) -> dict[str, Any]:
+    ) -> BatchResult:
         result = _result(batch_id, legs, status, elapsed, plan)
         self._unstored[batch_id] = (account, result)
         with trio.CancelScope(shield=True):
-            if not await self.save_batch(batch_id, status, result,
+            if not await self.save_batch(batch_id, status, as_json(result),
                                          bound=self._config.store_timeout_s):
                 log.warning("batch %s: its final status %s is not stored yet (the store is "
                             "slow); retried until it is", batch_id, status)
@@ -348,9 +349,9 @@ class BatchRunner:
             self.counters[status] += 1
         if status == "rollback_failed":
             log.error("batch %s of %s: rollback failed, exposure remains: %s", batch_id, account,
-                      json.dumps(result.get("exposure")))
+                      json.dumps(as_json(result).get("exposure")))
         if self._on_event is not None:
-            self._on_event(f"batch.{status}", {"account": account, **result})
+            self._on_event(f"batch.{status}", {"account": account, **as_json(result)})
         return result
 
     async def save_batch(

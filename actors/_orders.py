@@ -186,12 +186,6 @@ class Leg:
                 "error": self.error, "status_message": self.status_message,
                 "rollback": self.rollback, "modifications": self.modifications}
 
-    def as_result(self) -> dict[str, Any]:
-        return {"index": self.index, "order_id": self.order_id, "tag": self.tag,
-                "status": self.status, "filled_quantity": self.filled,
-                "average_price": self.average_price, "error": self.error,
-                "rollback": self.rollback}
-
 
 class OrderOps:
     """Place, follow, cancel and flatten single orders: rate-limited, shielded, looked up by tag."""

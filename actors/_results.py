@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from typing import Any
 
@@ -12,34 +10,46 @@ import attrs
 from store import BatchRecord, LegRecord
 
 from ._orders import Leg
-from .validation import EXCHANGES
+from .outcomes import (
+    BatchProgress,
+    BatchResult,
+    Exposure,
+    LegProgress,
+    LegResult,
+    RollbackDetail,
+)
 
 FINAL = frozenset({"success", "rolled_back", "partial", "rollback_failed"})
 
 
 def _result(
     batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float, plan: Plan,
-) -> dict[str, Any]:
+) -> BatchResult:
     """The batch's answer. `succeeded` counts the legs whose fills are still held (a leg
     rolled back is not one), `failed` the legs that did not fill (rejected, cancelled,
     unfilled); `order_ids` are the legs' broker orders in leg order, never reverse orders."""
-    succeeded = sum(1 for leg in legs if _held(leg))
     exposure = [_exposure(leg) for leg in legs
                 if leg.rollback and leg.rollback["action"] == "failed"]
-    result: dict[str, Any] = {
-        "status": status,
-        "batch_id": batch_id,
-        "total_orders": len(legs),
-        "succeeded": succeeded,
-        "failed": sum(1 for leg in legs if not leg.complete),
-        "order_ids": [leg.order_id for leg in legs if leg.order_id],
-        "legs": [leg.as_result() for leg in legs],
-        "duration_ms": round(elapsed * 1000, 1),
-        **plan.as_result(),
-    }
-    if exposure:
-        result["exposure"] = exposure
-    return result
+    return BatchResult(
+        status=status,
+        batch_id=batch_id,
+        total_orders=len(legs),
+        succeeded=sum(1 for leg in legs if _held(leg)),
+        failed=sum(1 for leg in legs if not leg.complete),
+        order_ids=[leg.order_id for leg in legs if leg.order_id],
+        legs=[_leg_result(leg) for leg in legs],
+        duration_ms=round(elapsed * 1000, 1),
+        execution=plan.execution,
+        execution_reason=plan.reason,
+        exposure=exposure or None,
+    )
+
+
+def _leg_result(leg: Leg) -> LegResult:
+    rollback = None if leg.rollback is None else RollbackDetail(**leg.rollback)
+    return LegResult(index=leg.index, order_id=leg.order_id, tag=leg.tag, status=leg.status,
+                     filled_quantity=leg.filled, average_price=leg.average_price,
+                     error=leg.error, rollback=rollback)
 
 
 def _held(leg: Leg) -> bool:
@@ -65,57 +75,39 @@ class Plan:
             return cls()
         return cls(str(request.get("execution") or "parallel"), request.get("execution_reason"))
 
-    def as_result(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"execution": self.execution}
-        if self.reason is not None:
-            found["execution_reason"] = self.reason
-        return found
 
-
-def _exposure(leg: Leg) -> dict[str, Any]:
+def _exposure(leg: Leg) -> Exposure:
     """What a leg whose rollback failed leaves: `quantity` is None when it is unknown (an
     order whose outcome is unknown, or that the broker no longer lists, named in
     `unknown_tags`, with `quantity_at_most`); orders still working in `open_order_ids`."""
     rb = leg.rollback or {}
-    item: dict[str, Any] = {
-        "index": leg.index, "tradingsymbol": leg.request.tradingsymbol,
-        "exchange": leg.request.exchange, "product": leg.request.product,
-        "transaction_type": leg.request.transaction_type,
-        "quantity": rb.get("remaining"), "open_order_ids": rb.get("open_order_ids", []),
-    }
-    if rb.get("unknown_tags"):
-        item["unknown_tags"] = rb["unknown_tags"]
-        item["quantity_at_most"] = rb.get("quantity_at_most")
-    return item
+    unknown = rb.get("unknown_tags") or None
+    return Exposure(
+        index=leg.index, tradingsymbol=leg.request.tradingsymbol,
+        exchange=leg.request.exchange, product=leg.request.product,
+        transaction_type=leg.request.transaction_type,
+        quantity=rb.get("remaining"), open_order_ids=rb.get("open_order_ids", []),
+        unknown_tags=unknown, quantity_at_most=rb.get("quantity_at_most") if unknown else None,
+    )
 
 
-def _progress(batch: BatchRecord, records: list[LegRecord]) -> dict[str, Any]:
+def _progress(batch: BatchRecord, records: list[LegRecord]) -> BatchProgress:
     legs = [r for r in records if r.kind == "leg"]
-    return {
-        "status": batch.status,
-        "batch_id": batch.batch_id,
-        "total_orders": len(legs),
-        "order_ids": [r.order_id for r in legs if r.order_id],
-        "legs": [
-            {"index": r.index, "order_id": r.order_id, "tag": r.tag, "status": r.status,
-             **{k: r.detail.get(k) for k in ("filled_quantity", "average_price", "error")}}
-            for r in legs
-        ],
-        "duration_ms": round(max(time.time() - batch.created_at, 0.0) * 1000, 1),
-        **Plan.of_request(batch.request).as_result(),
-    }
+    plan = Plan.of_request(batch.request)
+    return BatchProgress(
+        status=batch.status,
+        batch_id=batch.batch_id,
+        total_orders=len(legs),
+        order_ids=[r.order_id for r in legs if r.order_id],
+        legs=[LegProgress(index=r.index, order_id=r.order_id, tag=r.tag, status=r.status,
+                          **{k: r.detail.get(k)
+                             for k in ("filled_quantity", "average_price", "error")})
+              for r in legs],
+        duration_ms=round(max(time.time() - batch.created_at, 0.0) * 1000, 1),
+        execution=plan.execution,
+        execution_reason=plan.reason,
+    )
 
 
 def _leg_record(batch_id: str, leg: Leg) -> LegRecord:
     return LegRecord(batch_id, leg.index, leg.tag, "PENDING", None, attrs.asdict(leg.request), {})
-
-
-def _hash(body: Any) -> str:
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _exchanges(orders: Any) -> list[str]:
-    if not isinstance(orders, list):
-        return []
-    return [o["exchange"] for o in orders if isinstance(o, dict) and o.get("exchange") in EXCHANGES]

@@ -37,7 +37,7 @@ from ._config import BatchConfig
 from ._execution import BatchRunner, EventHook, RollbackAborted, _Account, _Job
 from ._orders import Leg, OrderOps, UnknownOutcome, new_batch_id, reverse_request, tag_for
 from ._recovery import recover as recover_batch
-from ._results import FINAL, _exchanges, _hash, _leg_record, _progress
+from ._results import FINAL, _leg_record, _progress
 from ._writes import LatencyHook, StoreWrites
 from .account import AccountActor
 from .budget import OrderBudget
@@ -50,6 +50,7 @@ from .errors import (
     IdempotencyConflict,
     InvalidRequest,
     KillRunning,
+    MalformedRequest,
     Overloaded,
     Rejected,
     StoreUnavailable,
@@ -57,9 +58,18 @@ from .errors import (
     UnknownAccount,
 )
 from .instruments import InstrumentCache
-from .outcomes import CancelRequested, OrderOutcomeUnknown, OrderPlaced
+from .outcomes import (
+    BatchProgress,
+    BatchResult,
+    CancelRequested,
+    KillReport,
+    OrderOutcomeUnknown,
+    OrderPlaced,
+    stored_result,
+)
 from .ratelimit import Priority
-from .validation import EXCHANGES, BatchSpec, validate_batch, validate_order
+from .requests import BatchRequest, LegRequest
+from .validation import BatchSpec, validate_batch, validate_order
 
 __all__ = [
     "BatchConfig",
@@ -108,7 +118,7 @@ class _Work:
     recovery: bool = False  # an unfinished batch of an earlier run, being recovered
     failures: int = 0  # failed recovery attempts
     retrying: bool = False  # waiting to retry its recovery after a failed attempt
-    result: dict[str, Any] | None = None  # the outcome it reached (None: cut short)
+    result: BatchResult | None = None  # the outcome it reached (None: cut short)
     legs: tuple[Leg, ...] = ()  # a submitted batch's
 
     def finish(self) -> None:
@@ -233,16 +243,20 @@ class BatchCoordinator:
     # -- batches -----------------------------------------------------------------------
 
     async def submit(
-        self, account: str, body: Any, idempotency_key: str | None, client: str = ""
-    ) -> dict[str, Any]:
+        self, account: str, request: BatchRequest | MalformedRequest, request_hash: str,
+        idempotency_key: str | None, client: str = "",
+    ) -> BatchResult | BatchProgress:
         """Validate, pre-check margin, persist and execute a batch: its result, whatever its
-        status; a batch refused before anything was placed raises a `CoordinatorError`."""
+        status; a batch refused before anything was placed raises a `CoordinatorError`.
+
+        `request_hash` identifies the body as sent (`body_hash`): the same key with another
+        body is an IdempotencyConflict. A malformed body is refused here, after the checks
+        that precede validation, as any invalid batch is."""
         ctx = self.account(account)
         if ctx is None:
             raise UnknownAccount(account)
         if not self._started:
             raise Unavailable("the batch coordinator is not running")
-        request_hash = _hash(body)
         if idempotency_key:
             found = await self._store.find_batch(account, idempotency_key)
             if found is not None:
@@ -252,7 +266,7 @@ class BatchCoordinator:
         if _parked(ctx):
             raise AuthExpired(account)
         try:
-            spec = await self._validate(ctx, body)
+            spec = await self._validate(ctx, request)
         except TokenExpired as exc:
             raise AuthExpired(account) from exc
         except BrokerError as exc:
@@ -275,7 +289,7 @@ class BatchCoordinator:
         )
         now = time.time()
         record = BatchRecord(batch_id, account, idempotency_key, request_hash,
-                             _as_run(body, spec), "running", None, now, now)
+                             _as_run(request, spec), "running", None, now, now)
         work = self._done[batch_id] = _Work(
             account, frozenset((leg.exchange, leg.tradingsymbol) for leg in spec.legs),
             legs=legs)
@@ -336,7 +350,7 @@ class BatchCoordinator:
                 scope.cancel()
         self._runner.abort()
 
-    async def get(self, account: str, batch_id: str) -> dict[str, Any]:
+    async def get(self, account: str, batch_id: str) -> BatchResult | BatchProgress:
         """The batch's result when finished (from memory until its final status is stored),
         its stored legs' progress while it runs."""
         unstored = self._runner.unstored(account, batch_id)
@@ -347,10 +361,12 @@ class BatchCoordinator:
             raise BatchNotFound(batch_id)
         batch, legs = found
         if batch.status in FINAL and batch.result is not None:
-            return batch.result
+            return stored_result(batch.result)
         return _progress(batch, legs)
 
-    async def _replay(self, existing: BatchRecord, request_hash: str) -> dict[str, Any]:
+    async def _replay(
+        self, existing: BatchRecord, request_hash: str
+    ) -> BatchResult | BatchProgress:
         """The same key again: the stored result (waiting while it runs); another body: 409."""
         if existing.request_hash != request_hash:
             raise IdempotencyConflict("this Idempotency-Key was used with a different body")
@@ -367,10 +383,11 @@ class BatchCoordinator:
                 existing = found[0]
         return await self.get(existing.account, existing.batch_id)
 
-    async def _validate(self, ctx: _Account, body: Any) -> BatchSpec:
-        orders = body.get("orders") if isinstance(body, dict) else None
-        await ctx.instruments.load(_exchanges(orders))
-        return validate_batch(body, ctx.instruments.get, session=self._config.session,
+    async def _validate(self, ctx: _Account, request: BatchRequest | MalformedRequest) -> BatchSpec:
+        orders = request.orders if isinstance(request, MalformedRequest) else enumerate(
+            request.orders)
+        await ctx.instruments.load(sorted({leg.exchange for _, leg in orders}))
+        return validate_batch(request, ctx.instruments.get, session=self._config.session,
                               max_timeout_s=self._config.max_timeout_s,
                               contracts=ctx.instruments.contracts)
 
@@ -527,7 +544,8 @@ class BatchCoordinator:
     # -- single orders and the kill switch ---------------------------------------------
 
     async def place_single(
-        self, account: str, body: Any, client: str = "", idempotency_key: str | None = None
+        self, account: str, request: LegRequest | MalformedRequest, request_hash: str,
+        client: str = "", idempotency_key: str | None = None,
     ) -> OrderPlaced | OrderOutcomeUnknown:
         """One order, same validation, tagged, never re-posted blindly; no rollback.
 
@@ -544,23 +562,22 @@ class BatchCoordinator:
             raise _kill_running(account)
         if _parked(ctx):
             raise AuthExpired(account)
-        request_hash = _hash(body)
         keyed = single_tag(account, idempotency_key) if idempotency_key else None
         if keyed is not None:
-            reply = await self._single_replay(ctx, keyed, request_hash, body)
+            reply = await self._single_replay(ctx, keyed, request_hash, request)
             if reply is not None:
                 return reply
         try:
-            exchange = body.get("exchange") if isinstance(body, dict) else None
-            await ctx.instruments.load([exchange] if exchange in EXCHANGES else [])
-            spec = validate_order(body, ctx.instruments.get, session=self._config.session,
+            malformed = isinstance(request, MalformedRequest)
+            await ctx.instruments.load([] if malformed else [request.exchange])
+            spec = validate_order(request, ctx.instruments.get, session=self._config.session,
                                   contracts=ctx.instruments.contracts)
         except TokenExpired as exc:
             raise AuthExpired(account) from exc
         except BrokerError as exc:
             raise BrokerUnavailable(f"instrument master: {exc}") from exc
         while keyed is not None and keyed in self._singles:  # the same key got in meanwhile
-            reply = await self._single_replay(ctx, keyed, request_hash, body)
+            reply = await self._single_replay(ctx, keyed, request_hash, request)
             if reply is not None:
                 return reply
         tag = keyed or tag_for(new_batch_id(), 0, "S", 0)
@@ -592,7 +609,7 @@ class BatchCoordinator:
         return OrderPlaced(leg.order_id, tag)
 
     async def _single_replay(
-        self, ctx: _Account, tag: str, request_hash: str, body: Any
+        self, ctx: _Account, tag: str, request_hash: str, request: LegRequest | MalformedRequest
     ) -> OrderPlaced | OrderOutcomeUnknown | None:
         """A keyed single order placed before: its answer; None when there is none (place it).
 
@@ -629,7 +646,7 @@ class BatchCoordinator:
                                       f"outcome and the broker lists no order tagged {tag} "
                                       "yet; nothing was placed again. Look it up by its tag; "
                                       "once sure it was not placed, use a new key")
-        if not _same_order(body, order):
+        if not _same_order(request, order):
             raise IdempotencyConflict("this Idempotency-Key was used with a different order")
         self._remember(tag, request_hash, order.order_id)
         return OrderPlaced(order.order_id, tag, replayed=True)
@@ -660,7 +677,7 @@ class BatchCoordinator:
         log.info("cancel %s of %s by %s", order_id, account, client)
         return CancelRequested(order_id)
 
-    async def kill(self, account: str, client: str = "") -> dict[str, Any]:
+    async def kill(self, account: str, client: str = "") -> KillReport:
         """Stop the account's batches and wait for every unfinished one (and every recovery and
         single order being placed) to finish, then cancel every open order and flatten every
         position. New batches and orders of the account are refused (KillRunning) meanwhile. A batch
@@ -706,12 +723,13 @@ class BatchCoordinator:
                 for key, work in tracked.items() if work.account == account}
 
 
-def _as_run(body: Any, spec: BatchSpec) -> Any:
-    """The body stored with a batch: as sent, or with the execution it runs with when the
+def _as_run(request: BatchRequest, spec: BatchSpec) -> dict[str, Any]:
+    """What is stored with a batch: its request, with the execution it runs with when the
     coordinator chose another (recovery unwinds it in that order)."""
-    if spec.execution_reason is None or not isinstance(body, dict):
-        return body
-    return {**body, "execution": spec.execution, "execution_reason": spec.execution_reason}
+    run = attrs.asdict(request)
+    if spec.execution_reason is not None:
+        run.update(execution=spec.execution, execution_reason=spec.execution_reason)
+    return run
 
 
 def _kill_running(account: str) -> KillRunning:
@@ -724,12 +742,12 @@ def _parked(ctx: _Account) -> bool:
     return ctx.actor.upstream.state == "auth_expired"
 
 
-def _same_order(body: Any, order: Order) -> bool:
-    """Whether a found order is the one `body` asks for (instrument and side: the broker may
-    have changed the rest, a modified quantity say)."""
-    if not isinstance(body, dict):
+def _same_order(request: LegRequest | MalformedRequest, order: Order) -> bool:
+    """Whether a found order is the one `request` asks for (instrument and side: the broker
+    may have changed the rest, a modified quantity say)."""
+    if isinstance(request, MalformedRequest):
         return False
-    return all(str(body.get(name, "")).upper() == str(getattr(order, name)).upper()
+    return all(str(getattr(request, name)).upper() == str(getattr(order, name)).upper()
                for name in ("tradingsymbol", "exchange", "transaction_type"))
 
 

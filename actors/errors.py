@@ -7,7 +7,12 @@ the message, and where it matters the field errors, the order's tag or when to r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
+
+if TYPE_CHECKING:
+    from .requests import LegRequest
 
 __all__ = [
     "AuthExpired",
@@ -19,6 +24,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidRequest",
     "KillRunning",
+    "MalformedRequest",
     "Overloaded",
     "Rejected",
     "StoreUnavailable",
@@ -125,3 +131,18 @@ class InvalidRequest(CoordinatorError):
     def __init__(self, fields: list[FieldError]) -> None:
         super().__init__("; ".join(f"{f.path}: {f.message}" for f in fields))
         self.fields = fields
+
+
+class MalformedRequest(Exception):
+    """A body that breaks the shape rules (types, required fields, enumerations, bounds): raised
+    by the web front's converter, then handed to the coordinator, which answers it with an
+    `InvalidRequest` listing these problems together with the instrument master's problems of
+    the orders in it that are well formed (`orders`: each with its index), so a client still
+    learns every problem in one answer."""
+
+    def __init__(
+        self, fields: list[FieldError], orders: tuple[tuple[int, LegRequest], ...] = ()
+    ) -> None:
+        super().__init__("; ".join(f"{f.path}: {f.message}" for f in fields))
+        self.fields = fields
+        self.orders = orders

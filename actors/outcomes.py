@@ -1,14 +1,22 @@
-"""What the coordinator answers for a single order and a cancel, as typed values.
+"""What the coordinator answers, as typed values: a single order, a cancel, a batch's result
+or progress, the kill switch's report.
 
-A batch's result, a stored batch's progress and the kill switch's report stay dicts for now
-(`_results.py`, `kill.py`); the web front unstructures all of them.
+The web front unstructures them with its converter; fields marked `omit_if_none` are left out
+of the JSON when None (they were absent before results were typed, and stay so). The API
+contract is generated from these classes, so every field says what it means for a client.
 """
 
 from __future__ import annotations
 
-import attrs
+from typing import Any
 
-__all__ = ["CancelRequested", "OrderOutcomeUnknown", "OrderPlaced"]
+import attrs
+import cattrs
+
+__all__ = ["OMITTING", "BatchProgress", "BatchResult", "CancelRequested", "CancelledOrder",
+           "Exposure", "FlattenOrder", "FlattenedPosition", "HeldPosition", "KillReport",
+           "LegProgress", "LegResult", "OrderOutcomeUnknown", "OrderPlaced", "RollbackDetail",
+           "StoppedBatch", "Symbol", "as_json", "stored_result"]
 
 
 @attrs.frozen
@@ -40,3 +48,221 @@ class CancelRequested:
     """The broker accepted the cancel; the order's final state arrives on the websocket."""
 
     order_id: str = attrs.field(metadata={"doc": "the order asked to be cancelled"})
+
+
+def _omitted(doc: str) -> Any:
+    """An optional field, left out of the JSON (not null) when it does not apply."""
+    return attrs.field(default=None, metadata={"doc": doc, "omit_if_none": True})
+
+
+@attrs.frozen(kw_only=True)
+class RollbackDetail:
+    """How a leg's rollback went: its reverse orders and what is left of the leg's fill."""
+
+    action: str = attrs.field(metadata={
+        "doc": "none (nothing to reverse), cancelled (the leg was cancelled before it filled), "
+               "flattened (its fill was reversed), failed (exposure may remain: see error)"})
+    order_id: str | None = attrs.field(metadata={"doc": "the last reverse order, if any"})
+    status: str | None = attrs.field(metadata={"doc": "that reverse order's status"})
+    filled: int = attrs.field(metadata={"doc": "units the reverse orders filled"})
+    remaining: int | None = attrs.field(metadata={
+        "doc": "units of the leg's fill still held; null: unknown (see unknown_tags)"})
+    unknown_tags: list[str] | None = _omitted(
+        "tags of orders whose outcome is unknown (the exposure is not guessed)")
+    quantity_at_most: int | None = _omitted(
+        "with unknown_tags: the most the unknown orders can hold")
+    open_order_ids: list[str] | None = _omitted("orders of the leg still working")
+    error: str | None = _omitted("why the rollback failed, for a person")
+    modifications: int | None = _omitted("times the reverse orders were re-priced")
+
+
+@attrs.frozen(kw_only=True)
+class LegResult:
+    """One leg of a finished batch: its broker order and, when rolled back, how."""
+
+    index: int = attrs.field(metadata={"doc": "the leg's position in the request's orders"})
+    order_id: str | None = attrs.field(metadata={"doc": "the broker's order id (null: none)"})
+    tag: str = attrs.field(metadata={"doc": "orderdesk's tag of the leg's order"})
+    status: str = attrs.field(metadata={"doc": "the order's last status (Kite's: COMPLETE, "
+                                               "REJECTED, CANCELLED, OPEN, ...)"})
+    filled_quantity: int = attrs.field(metadata={"doc": "units filled"})
+    average_price: float | None = attrs.field(metadata={"doc": "the average fill price"})
+    error: str | None = attrs.field(metadata={"doc": "why the leg failed, if it did"})
+    rollback: RollbackDetail | None = attrs.field(metadata={
+        "doc": "how the leg was rolled back (null: no rollback touched it)"})
+
+
+@attrs.frozen(kw_only=True)
+class Exposure:
+    """What a leg whose rollback failed leaves held: handle it by hand."""
+
+    index: int = attrs.field(metadata={"doc": "the leg's index"})
+    tradingsymbol: str = attrs.field(metadata={"doc": "the instrument held"})
+    exchange: str = attrs.field(metadata={"doc": "its exchange"})
+    product: str = attrs.field(metadata={"doc": "its product"})
+    transaction_type: str = attrs.field(metadata={"doc": "the leg's side"})
+    quantity: int | None = attrs.field(metadata={
+        "doc": "units still held; null: unknown (see unknown_tags, quantity_at_most)"})
+    open_order_ids: list[str] = attrs.field(metadata={"doc": "orders still working"})
+    unknown_tags: list[str] | None = _omitted("tags of orders whose outcome is unknown")
+    quantity_at_most: int | None = _omitted("with unknown_tags: the most that can be held")
+
+
+@attrs.frozen(kw_only=True)
+class BatchResult:
+    """A finished batch. `succeeded`: legs whose fills are still held at the end (all for
+    success, 0 for rolled_back); `failed`: legs rejected, cancelled or unfilled; `order_ids`:
+    the legs' broker orders in leg order (reverse orders are in `legs[].rollback`)."""
+
+    status: str = attrs.field(metadata={
+        "doc": "success, rolled_back, partial (no rollback asked) or rollback_failed"})
+    batch_id: str = attrs.field(metadata={"doc": "the batch's id"})
+    total_orders: int = attrs.field(metadata={"doc": "legs in the batch"})
+    succeeded: int = attrs.field(metadata={"doc": "legs whose fills are still held"})
+    failed: int = attrs.field(metadata={"doc": "legs rejected, cancelled or unfilled"})
+    order_ids: list[str] = attrs.field(metadata={"doc": "the legs' broker orders, in leg order"})
+    legs: list[LegResult] = attrs.field(metadata={"doc": "each leg, in order"})
+    duration_ms: float = attrs.field(metadata={"doc": "milliseconds from start to end"})
+    execution: str = attrs.field(metadata={"doc": "parallel or hedge_first, as run"})
+    execution_reason: str | None = _omitted("why it ran otherwise than asked")
+    exposure: list[Exposure] | None = _omitted(
+        "with rollback_failed: what each failed rollback left held")
+
+
+@attrs.frozen(kw_only=True)
+class LegProgress:
+    """One leg of a batch still running, as last stored."""
+
+    index: int = attrs.field(metadata={"doc": "the leg's index"})
+    order_id: str | None = attrs.field(metadata={"doc": "the broker's order id, once placed"})
+    tag: str = attrs.field(metadata={"doc": "orderdesk's tag of the leg's order"})
+    status: str = attrs.field(metadata={"doc": "the last status stored (PENDING before it is "
+                                               "sent)"})
+    filled_quantity: int | None = attrs.field(metadata={"doc": "units filled, when known"})
+    average_price: float | None = attrs.field(metadata={"doc": "the average fill price"})
+    error: str | None = attrs.field(metadata={"doc": "why the leg failed, if it did"})
+
+
+@attrs.frozen(kw_only=True)
+class BatchProgress:
+    """A batch not finished yet (`GET .../batch-orders/{id}` while it runs, or one stored
+    unfinished): its legs as last stored."""
+
+    status: str = attrs.field(metadata={"doc": "running (or the stored status)"})
+    batch_id: str = attrs.field(metadata={"doc": "the batch's id"})
+    total_orders: int = attrs.field(metadata={"doc": "legs in the batch"})
+    order_ids: list[str] = attrs.field(metadata={"doc": "broker orders placed so far"})
+    legs: list[LegProgress] = attrs.field(metadata={"doc": "each leg, in order"})
+    duration_ms: float = attrs.field(metadata={"doc": "milliseconds since it was stored"})
+    execution: str = attrs.field(metadata={"doc": "parallel or hedge_first, as run"})
+    execution_reason: str | None = _omitted("why it runs otherwise than asked")
+
+
+@attrs.frozen(kw_only=True)
+class Symbol:
+    """An instrument, by exchange and trading symbol."""
+
+    exchange: str = attrs.field(metadata={"doc": "the exchange"})
+    tradingsymbol: str = attrs.field(metadata={"doc": "the trading symbol"})
+
+
+@attrs.frozen(kw_only=True)
+class CancelledOrder:
+    """An open order the kill switch cancelled, followed to its final state."""
+
+    order_id: str = attrs.field(metadata={"doc": "the broker's order id"})
+    status: str = attrs.field(metadata={"doc": "its status at the end (CANCELLED unless it "
+                                               "filled or is still open)"})
+    filled_quantity: int = attrs.field(metadata={"doc": "units it filled"})
+    error: str | None = attrs.field(metadata={"doc": "why the cancel failed, if it did"})
+
+
+@attrs.frozen(kw_only=True)
+class FlattenOrder:
+    """One order the kill switch sent to flatten a position."""
+
+    order_id: str | None = attrs.field(metadata={"doc": "the broker's order id (null: the "
+                                                        "outcome is unknown; see tag)"})
+    tag: str = attrs.field(metadata={"doc": "orderdesk's tag of the order"})
+    status: str = attrs.field(metadata={"doc": "its status at the end"})
+    filled_quantity: int = attrs.field(metadata={"doc": "units it filled"})
+    order_type: str = attrs.field(metadata={"doc": "MARKET, or LIMIT where MARKET is refused"})
+    modifications: int = attrs.field(metadata={"doc": "times it was re-priced"})
+    error: str | None = attrs.field(metadata={"doc": "why it failed, if it did"})
+
+
+@attrs.frozen(kw_only=True)
+class FlattenedPosition:
+    """A net position the kill switch flattened, with the orders it took."""
+
+    tradingsymbol: str = attrs.field(metadata={"doc": "the instrument"})
+    exchange: str = attrs.field(metadata={"doc": "its exchange"})
+    product: str = attrs.field(metadata={"doc": "its product"})
+    quantity: int = attrs.field(metadata={"doc": "the net quantity before (negative: short)"})
+    orders: list[FlattenOrder] = attrs.field(factory=list, metadata={
+        "doc": "the orders sent to flatten it"})
+    batches: list[str] = attrs.field(factory=list, metadata={
+        "doc": "the stopped batches whose fills it held"})
+
+
+@attrs.frozen(kw_only=True)
+class HeldPosition:
+    """A net position still held after the kill switch."""
+
+    tradingsymbol: str = attrs.field(metadata={"doc": "the instrument"})
+    exchange: str = attrs.field(metadata={"doc": "its exchange"})
+    product: str = attrs.field(metadata={"doc": "its product"})
+    quantity: int = attrs.field(metadata={"doc": "the net quantity (negative: short)"})
+
+
+@attrs.frozen(kw_only=True)
+class StoppedBatch:
+    """A batch the kill switch stopped, with the status it reached."""
+
+    batch_id: str = attrs.field(metadata={"doc": "the batch's id"})
+    status: str | None = attrs.field(metadata={"doc": "its final status (null: unknown)"})
+    flattened: list[Symbol] = attrs.field(metadata={
+        "doc": "the positions of its fills that the kill switch flattened"})
+
+
+@attrs.frozen(kw_only=True)
+class KillReport:
+    """What the kill switch did and what is left: `status` is done only when nothing is (no
+    position, no order still open, no symbol left alone, no broker error)."""
+
+    account: str = attrs.field(metadata={"doc": "the account"})
+    status: str = attrs.field(metadata={"doc": "done or incomplete"})
+    cancelled: list[CancelledOrder] = attrs.field(metadata={"doc": "open orders cancelled"})
+    flattened: list[FlattenedPosition] = attrs.field(metadata={"doc": "positions flattened"})
+    remaining: list[HeldPosition] | str = attrs.field(metadata={
+        "doc": "positions still held after it; \"unknown\" when they could not be read"})
+    remaining_reason: str | None = _omitted("with remaining unknown: why")
+    open_orders: list[str] = attrs.field(metadata={"doc": "orders still open at the end"})
+    errors: list[str] = attrs.field(metadata={"doc": "broker errors met"})
+    warnings: list[str] = attrs.field(metadata={"doc": "what went otherwise than planned"})
+    unfinished: list[str] = attrs.field(metadata={
+        "doc": "batches (or single orders' tags) still unfinished, left to their rollback"})
+    skipped: list[Symbol] = attrs.field(metadata={
+        "doc": "the symbols of the unfinished ones, left alone"})
+    stopped_batches: list[StoppedBatch] = attrs.field(metadata={
+        "doc": "the batches it stopped, with their final status"})
+
+
+#: The typed results that leave fields out when they do not apply (`omit_if_none`).
+OMITTING = (RollbackDetail, Exposure, BatchResult, BatchProgress, KillReport)
+_STORED = cattrs.Converter()
+
+
+def as_json(value: Any) -> dict[str, Any]:
+    """A typed result as the JSON the store and the webhook events keep: the same fields as
+    the web front's converter gives clients."""
+    return attrs.asdict(value, filter=_kept)
+
+
+def _kept(attribute: attrs.Attribute[Any], value: Any) -> bool:
+    return not (value is None and attribute.metadata.get("omit_if_none"))
+
+
+def stored_result(raw: dict[str, Any]) -> BatchResult:
+    """A batch result as stored (`as_json`, or the dict stored before results were typed)."""
+    return _STORED.structure(raw, BatchResult)

@@ -7,17 +7,21 @@ typed values; the checks that need the instrument master, the calendar or prices
 means for a client (`metadata["doc"]`), and its bounds and format are in its metadata too
 (`minimum`, `maximum`, `exclusive_minimum`, `min_length`, `max_length`, `pattern`,
 `min_items`, `max_items`). Enumerations are `Literal` types; optional fields default to None.
+Fields are listed in the order their problems are reported, so the models are keyword-only.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import attrs
 
 __all__ = [
     "DEFAULT_AUDIT_LIMIT", "DEFAULT_TIMEOUT_S", "MAX_AUDIT_LIMIT", "MAX_INSTRUMENTS_LIMIT",
-    "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BatchRequest", "Exchange", "Execution",
+    "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BatchRequest", "body_hash", "Exchange", "Execution",
     "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "OrderStreamQuery", "OrderType",
     "Product", "TransactionType", "Validity", "Variety",
 ]
@@ -39,7 +43,7 @@ Execution = Literal["hedge_first", "parallel"]
 InstrumentsExchange = Literal["NFO", "NSE"]
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class LegRequest:
     """One order: a leg of a batch (`POST /accounts/{id}/batch-orders`), or the whole body of
     `POST /accounts/{id}/orders`. Kite's order fields; orderdesk sets the tag itself."""
@@ -51,24 +55,24 @@ class LegRequest:
         "doc": "the exchange the symbol trades on (CNC is refused on the derivative "
                "exchanges NFO, BFO, CDS, BCD, MCX); it must be open now"})
     transaction_type: TransactionType = attrs.field(metadata={"doc": "BUY or SELL"})
-    quantity: int = attrs.field(metadata={
-        "doc": "units (not lots): a whole number above 0, a multiple of the instrument's lot "
-               "size, at most its freeze quantity", "minimum": 1})
     order_type: OrderType = attrs.field(metadata={
         "doc": "MARKET; LIMIT (needs price); SL (needs price and trigger_price; a BUY's trigger "
                "not above the price, a SELL's not below); SL-M (needs trigger_price)"})
     product: Product = attrs.field(metadata={
         "doc": "NRML (carry forward), MIS (intraday) or CNC (equity delivery only)"})
+    validity: Validity = attrs.field(default="DAY", metadata={
+        "doc": "DAY (until the session ends) or IOC (immediate or cancel)"})
+    variety: Variety = attrs.field(default="regular", metadata={
+        "doc": "Kite's order variety; only regular is supported"})
+    quantity: int = attrs.field(metadata={
+        "doc": "units (not lots): a whole number above 0, a multiple of the instrument's lot "
+               "size, at most its freeze quantity", "minimum": 1})
     price: float | None = attrs.field(default=None, metadata={
         "doc": "the limit price, for LIMIT and SL only; a multiple of the instrument's tick "
                "size (0 or absent: none)", "minimum": 0})
     trigger_price: float | None = attrs.field(default=None, metadata={
         "doc": "the trigger price, for SL and SL-M only; a multiple of the instrument's tick "
                "size (0 or absent: none)", "minimum": 0})
-    validity: Validity = attrs.field(default="DAY", metadata={
-        "doc": "DAY (until the session ends) or IOC (immediate or cancel)"})
-    variety: Variety = attrs.field(default="regular", metadata={
-        "doc": "Kite's order variety; only regular is supported"})
     market_protection: float | None = attrs.field(default=None, metadata={
         "doc": "for MARKET and SL-M orders only: -1 (the broker's automatic protection) or a "
                "percentage above 0, at most 100", "minimum": -1, "maximum": 100})
@@ -77,7 +81,7 @@ class LegRequest:
                "refused (rule `forbidden`); leave it out", "max_length": 0})
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class BatchRequest:
     """A basket placed all-or-nothing (`POST /accounts/{id}/batch-orders`): every leg is
     validated first, then placed; with `rollback_on_failure` the filled legs are reversed when
@@ -97,7 +101,7 @@ class BatchRequest:
         "exclusive_minimum": 0, "maximum": MAX_TIMEOUT_S})
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class InstrumentsQuery:
     """The query of `GET /instruments`: search the instrument master of the accounts the
     caller may see."""
@@ -114,7 +118,7 @@ class InstrumentsQuery:
         "doc": "only this account's instruments (one the caller may see)"})
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class AuditQuery:
     """The query of `GET /admin/audit`: the newest audit entries first."""
 
@@ -124,7 +128,7 @@ class AuditQuery:
         "doc": "at most this many entries", "minimum": 1, "maximum": MAX_AUDIT_LIMIT})
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class OrderStreamQuery:
     """The query of the order websocket `/ws/orders/{account_id}`: how the client signs in
     (one of an `Authorization: Bearer` header, `ticket` or `access_token`) and where it
@@ -140,7 +144,7 @@ class OrderStreamQuery:
         "doc": "an API token, when neither a header nor a ticket can be sent"})
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class KiteCallbackQuery:
     """The query Kite's login redirects to (`GET /accounts/{id}/kite/callback`)."""
 
@@ -149,3 +153,11 @@ class KiteCallbackQuery:
         "pattern": r"^[A-Za-z0-9_-]{1,128}$"})
     status: str = attrs.field(default="success", metadata={
         "doc": "Kite's login status; anything but success means the login failed"})
+
+
+def body_hash(body: Mapping[str, Any]) -> str:
+    """What identifies a body for idempotency: the SHA-256 of its JSON as sent, keys sorted
+    (the same key with another body is a conflict). Batches stored before the typed boundary
+    were hashed so, and must still replay."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -23,7 +23,8 @@ import trio_websocket
 from quart import Blueprint
 
 from actors.account import AccountActor, ActorConfig
-from actors.errors import CoordinatorError
+from actors.errors import CoordinatorError, MalformedRequest
+from actors.requests import body_hash
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import open_store
@@ -50,6 +51,16 @@ async def replied(call: Awaitable[object]) -> tuple[int, Any]:
     except CoordinatorError as exc:
         return refusal(converter, exc)
     return answer(converter, value)
+
+
+def typed(body: Any, model: type[Any]) -> tuple[Any, str]:
+    """A body as its route hands it to the coordinator: structured by the web front's
+    converter (or its shape problems), and its hash as sent."""
+    try:
+        request = make_converter().structure(body, model)
+    except MalformedRequest as exc:
+        request = exc
+    return request, body_hash(body)
 
 
 def bearer(token: str) -> dict[str, str]:

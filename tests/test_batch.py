@@ -20,11 +20,12 @@ import trio
 
 from actors.account import AccountActor, ActorConfig
 from actors.batch import BatchConfig, BatchCoordinator
+from actors.requests import BatchRequest, LegRequest
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import Store, open_store
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, kite_http, start_venue
-from tests.fixtures_web import replied
+from tests.fixtures_web import replied, typed
 
 FAST_ACTOR = ActorConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2, reconnect_jitter_s=0.01)
 FAST = BatchConfig(
@@ -45,7 +46,8 @@ class Desk:
     nursery: trio.Nursery
 
     async def submit(self, body: dict[str, Any], key: str | None = None) -> tuple[int, dict]:
-        return await replied(self.coordinator.submit("primary", body, key, "test"))
+        return await replied(
+            self.coordinator.submit("primary", *typed(body, BatchRequest), key, "test"))
 
     async def orders(self) -> list[dict[str, Any]]:
         response = await self.kite.get("/orders")
@@ -381,7 +383,7 @@ async def test_hedge_first_places_sells_only_after_every_buy_completes(desk: Des
 async def test_single_order_and_cancel(desk: Desk) -> None:
     with trio.fail_after(10):
         status, placed = await replied(desk.coordinator.place_single(
-            "primary", leg(order_type="LIMIT", price=20000.0), "test"))
+            "primary", *typed(leg(order_type="LIMIT", price=20000.0), LegRequest), "test"))
         assert status == 200 and placed["tag"].startswith("od")
         assert (await desk.orders())[0]["tag"] == placed["tag"]
         status, _ = await replied(
@@ -390,6 +392,8 @@ async def test_single_order_and_cancel(desk: Desk) -> None:
         assert (await desk.orders())[0]["status"] == "CANCELLED"
         status, again = await replied(desk.coordinator.cancel_order("primary", placed["order_id"]))
         assert status == 400 and again["error"] == "rejected"
-        status, bad = await replied(desk.coordinator.place_single("primary", leg(quantity=1)))
+        status, bad = await replied(desk.coordinator.place_single(
+            "primary", *typed(leg(quantity=1), LegRequest)))
         assert status == 422 and bad["fields"][0]["path"] == "quantity"
-        assert (await replied(desk.coordinator.submit("nobody", {}, None)))[0] == 404
+        assert (await replied(desk.coordinator.submit(
+            "nobody", *typed({}, BatchRequest), None)))[0] == 404

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from actors.batch import new_batch_id, tag_for
+from actors.requests import body_hash
 from brokers.base import OrderRequest
 from brokers.paper import VenueAddress
 from store import BatchRecord, LegRecord, open_store
@@ -48,10 +49,8 @@ async def crashed_batch(
     body: dict[str, Any] = {"orders": [leg(side=side) for side, _ in legs]}
     async with open_store(url) as store:
         now = time.time()
-        from actors.batch import _hash
-
         await store.create_batch(
-            BatchRecord(batch_id, "primary", key, _hash(body), body, "running", None, now, now),
+            BatchRecord(batch_id, "primary", key, body_hash(body), body, "running", None, now, now),
             [LegRecord(batch_id, n, leg_tags[n], state, None, _request(side, tag=leg_tags[n]),
                        {"filled_quantity": (filled or {}).get(n, 0)})
              for n, (side, state) in enumerate(legs)],

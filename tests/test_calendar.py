@@ -14,11 +14,13 @@ import trio
 
 from actors.calendar import IST, SessionHours, TradingCalendar, last_refresh
 from actors.instruments import InstrumentCache, InstrumentInfo
+from actors.requests import LegRequest
 from actors.validation import InvalidRequest, validate_order
 from brokers.paper.instruments import InstrumentMaster, builtin_master
 from supervision.settings import ConfigError, load_settings
 from tests.fixtures_service import TOKENS, api, open_test_service
 from tests.fixtures_venue import NIFTY_FUT, MasterBroker, kite_headers
+from tests.fixtures_web import typed
 
 MONDAY = dt.date(2026, 3, 2)
 CHRISTMAS = dt.date(2026, 12, 25)  # a Friday
@@ -60,10 +62,10 @@ def test_each_exchange_has_its_own_hours_and_the_holidays(case: Case) -> None:
     order = {"tradingsymbol": "X", "exchange": case.exchange, "transaction_type": "BUY",
              "quantity": 1, "order_type": "LIMIT", "price": 10, "product": "NRML"}
     if case.rule is None:
-        validate_order(order, lookup, session=CALENDAR, now=case.when)
+        validate_order(typed(order, LegRequest)[0], lookup, session=CALENDAR, now=case.when)
         return
     with pytest.raises(InvalidRequest) as info:
-        validate_order(order, lookup, session=CALENDAR, now=case.when)
+        validate_order(typed(order, LegRequest)[0], lookup, session=CALENDAR, now=case.when)
     [problem] = info.value.fields
     assert (problem.path, problem.rule) == ("exchange", case.rule)
     assert case.exchange in problem.message
@@ -156,16 +158,16 @@ async def test_the_master_reloads_at_the_refresh_time_and_new_lots_apply(
         await trio.sleep((refresh - clock()).total_seconds() - 60)
         await cache.load(["NFO"])  # a minute before the refresh: yesterday's master stands
         assert (broker.fetches, cache.get("NFO", NIFTY_FUT).lot_size) == (1, 75)
-        validate_order(order, cache.get)
+        validate_order(typed(order, LegRequest)[0], cache.get)
 
         await trio.sleep(61)
         assert last_refresh(clock(), refresh_at) == refresh
         await cache.load(["NFO"])
         assert (broker.fetches, cache.get("NFO", NIFTY_FUT).lot_size) == (2, 65)
         with pytest.raises(InvalidRequest) as info:
-            validate_order(order, cache.get)
+            validate_order(typed(order, LegRequest)[0], cache.get)
         assert [(f.path, f.rule) for f in info.value.fields] == [("quantity", "lot_multiple")]
-        validate_order({**order, "quantity": 130}, cache.get)
+        validate_order(typed({**order, "quantity": 130}, LegRequest)[0], cache.get)
 
         await sleep_until(23, 0)  # later that day: loaded, nothing more to fetch
         await cache.load(["NFO"])

@@ -14,11 +14,13 @@ import pytest
 import trio
 
 from actors.instruments import InstrumentCache
+from actors.requests import LegRequest
 from actors.symbols import parse
 from actors.validation import IST, InvalidRequest, lot_message, validate_order
 from brokers.paper.instruments import builtin_master, load_csv
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import NIFTY_FUT, MasterBroker, kite_headers
+from tests.fixtures_web import typed
 
 NOW = dt.datetime(2025, 12, 3, 10, 0, tzinfo=IST)
 _HEADER = ("instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,"
@@ -56,7 +58,7 @@ def refusal(cache: InstrumentCache, symbol: str, quantity: int = 75) -> tuple[st
     order = {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": "BUY",
              "quantity": quantity, "order_type": "MARKET", "product": "NRML"}
     with pytest.raises(InvalidRequest) as info:
-        validate_order(order, cache.get, now=NOW, contracts=cache.contracts)
+        validate_order(typed(order, LegRequest)[0], cache.get, now=NOW, contracts=cache.contracts)
     [field] = info.value.fields
     return field.rule, field.message
 

@@ -16,10 +16,11 @@ import pytest
 import trio
 import trio.testing
 
+from actors.requests import LegRequest
 from brokers.base import BrokerUnavailable, Order, OrderRejected
 from brokers.paper import VenueAddress
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, market_form, order_form
-from tests.fixtures_web import replied
+from tests.fixtures_web import replied, typed
 from tests.test_batch import FAST, Desk, desk, leg, open_desk, tags
 from tests.test_batch_recovery import crashed_batch, place_at_venue, resume
 
@@ -92,7 +93,8 @@ async def test_kill_waits_for_a_batch_rolling_back_and_flattens_once(
             assert desk.coordinator.killing("primary") and not killed
             refused.append(await desk.submit({"orders": [leg(NIFTY_CE)]}))
             refused.append(
-                await replied(desk.coordinator.place_single("primary", leg(NIFTY_CE), "t")))
+                await replied(desk.coordinator.place_single(
+                    "primary", *typed(leg(NIFTY_CE), LegRequest), "t")))
         [(status, report)] = killed
         assert not desk.coordinator.killing("primary")
         assert results and results[0][1]["status"] == "rolled_back", results

@@ -18,11 +18,12 @@ import trio
 
 from actors.account import AccountActor
 from actors.batch import BatchConfig, BatchCoordinator
+from actors.requests import BatchRequest
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import Store, open_store
 from tests.fixtures_venue import kite_http
-from tests.fixtures_web import replied
+from tests.fixtures_web import replied, typed
 from tests.test_batch import FAST, FAST_ACTOR, leg
 from tests.test_batch_recovery import crashed_batch, place_at_venue
 
@@ -97,7 +98,8 @@ async def test_failed_recovery_is_retried_until_a_new_token_is_loaded(
 
             # A client retrying with the key waits for the recovered, final result.
             body = {"orders": [leg(side=side) for side, _ in LEGS]}
-            status, result = await replied(coordinator.submit("primary", body, "retry-1", "test"))
+            status, result = await replied(coordinator.submit(
+                "primary", *typed(body, BatchRequest), "retry-1", "test"))
             assert status == 200 and result["status"] == "rolled_back", result
             assert result["legs"][0]["rollback"]["action"] == "flattened"
             assert result["legs"][1]["status"] == "NOT_PLACED"

@@ -12,10 +12,11 @@ import httpx
 import trio
 
 from actors.batch import BatchConfig, single_tag
+from actors.requests import LegRequest
 from brokers.paper import VenueAddress
 from supervision.service import Running
 from tests.fixtures_service import api, open_test_service, venue_control
-from tests.fixtures_web import replied
+from tests.fixtures_web import replied, typed
 from tests.test_api_orders import leg, nifty_symbols, venue_orders
 from tests.test_batch import connected, open_desk
 from tests.test_batch import leg as desk_leg
@@ -144,7 +145,7 @@ async def test_an_order_placed_before_a_restart_is_found_in_the_reconciled_book(
         order_id = await place_at_venue(venue, "BUY", tag)
         async with open_desk(venue, sqlite_url) as desk:
             status, reply = await replied(desk.coordinator.place_single(
-                "primary", desk_leg(), "test", "before-restart"))
+                "primary", *typed(desk_leg(), LegRequest), "test", "before-restart"))
             assert status == 200, reply
             assert (reply["order_id"], reply["tag"]) == (order_id, tag)
             assert tag_counts(await desk.orders()) == {tag: 1}

@@ -17,7 +17,9 @@ from actors.errors import (
     InvalidRequest,
     UnknownAccount,
 )
+from actors.requests import BatchRequest, LegRequest
 from store import open_store
+from tests.fixtures_web import typed
 from web.converter import make_converter
 from web.replies import STATUS, refusal
 
@@ -71,8 +73,8 @@ async def test_the_coordinator_raises_typed_errors(sqlite_url: str) -> None:
         async with open_store(sqlite_url) as store:
             coordinator = BatchCoordinator(store, {})
             refused = [
-                coordinator.submit("nobody", {"orders": []}, None),
-                coordinator.place_single("nobody", {}),
+                coordinator.submit("nobody", *typed({"orders": []}, BatchRequest), None),
+                coordinator.place_single("nobody", *typed({}, LegRequest)),
                 coordinator.cancel_order("nobody", "1"),
                 coordinator.kill("nobody"),
             ]

@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from actors.instruments import InstrumentInfo
+from actors.requests import BatchRequest, LegRequest
 from actors.validation import (
     IST,
     InvalidRequest,
@@ -16,6 +17,7 @@ from actors.validation import (
     validate_batch,
     validate_order,
 )
+from tests.fixtures_web import typed
 
 _MASTER = {
     ("NFO", "NIFTY26DECFUT"): InstrumentInfo("NFO", "NIFTY26DECFUT", 75, 0.05, "NIFTY", 1800),
@@ -42,15 +44,24 @@ def leg(**changes: Any) -> dict[str, Any]:
 _DROP = object()
 
 
+def batch(body: Any) -> Any:
+    """The batch body as the web front hands it over: typed, or its shape problems."""
+    return typed(body, BatchRequest)[0]
+
+
+def single(body: Any) -> Any:
+    return typed(body, LegRequest)[0]
+
+
 def problems(body: Any) -> set[tuple[str, str]]:
     with pytest.raises(InvalidRequest) as info:
-        validate_batch(body, lookup)
+        validate_batch(batch(body), lookup)
     return {(f.path, f.rule) for f in info.value.fields}
 
 
 def test_a_valid_seed_body_passes() -> None:
-    spec = validate_batch({"orders": [leg(), leg(transaction_type="SELL")],
-                           "rollback_on_failure": True}, lookup)
+    spec = validate_batch(batch({"orders": [leg(), leg(transaction_type="SELL")],
+                                 "rollback_on_failure": True}), lookup)
     assert len(spec.legs) == 2
     assert spec.legs[1].transaction_type == "SELL"
     assert spec.execution == "parallel" and spec.timeout_s == 10.0 and spec.rollback_on_failure
@@ -130,7 +141,7 @@ def test_leg_rule(case: Case) -> None:
     leg(quantity=1800),
 ])
 def test_valid_leg_shapes(order: dict[str, Any]) -> None:
-    assert validate_batch({"orders": [order]}, lookup).legs[0].quantity == order["quantity"]
+    assert validate_batch(batch({"orders": [order]}), lookup).legs[0].quantity == order["quantity"]
 
 
 @pytest.mark.parametrize(("body", "expected"), [
@@ -152,8 +163,8 @@ def test_batch_rules(body: Any, expected: set[tuple[str, str]]) -> None:
 
 
 def test_batch_options_pass_through() -> None:
-    spec = validate_batch({"orders": [leg()] * 10, "execution": "hedge_first", "timeout_s": 60,
-                           "rollback_on_failure": False}, lookup)
+    spec = validate_batch(batch({"orders": [leg()] * 10, "execution": "hedge_first",
+                                 "timeout_s": 60, "rollback_on_failure": False}), lookup)
     assert (len(spec.legs), spec.execution, spec.timeout_s) == (10, "hedge_first", 60.0)
     assert spec.rollback_on_failure is False
 
@@ -169,18 +180,18 @@ def test_batch_options_pass_through() -> None:
 def test_session_hours(when: dt.datetime, is_open: bool) -> None:
     body = {"orders": [leg()]}
     if is_open:
-        validate_batch(body, lookup, session=TradingCalendar(), now=when)
+        validate_batch(batch(body), lookup, session=TradingCalendar(), now=when)
     else:
         with pytest.raises(InvalidRequest) as info:
-            validate_batch(body, lookup, session=TradingCalendar(), now=when)
+            validate_batch(batch(body), lookup, session=TradingCalendar(), now=when)
         assert [(f.path, f.rule) for f in info.value.fields] == [
             ("orders[0].exchange", "session")]
 
 
 def test_single_order_paths_have_no_prefix() -> None:
-    assert validate_order(leg(), lookup).quantity == 75
+    assert validate_order(single(leg()), lookup).quantity == 75
     with pytest.raises(InvalidRequest) as info:
-        validate_order(leg(quantity=10, order_type="LIMIT"), lookup)
+        validate_order(single(leg(quantity=10, order_type="LIMIT")), lookup)
     assert {(f.path, f.rule) for f in info.value.fields} == {
         ("quantity", "lot_multiple"), ("price", "required"),
     }

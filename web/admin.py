@@ -15,10 +15,12 @@ import attrs
 import trio
 from quart import Blueprint, Response, jsonify, request
 
-from .app import current_deps
+from actors.requests import AuditQuery
+
+from .app import current_deps, current_web
 from .credentials import load_access_token, record_audit
 from .errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
-from .inputs import int_query, json_object
+from .inputs import json_object
 from .routes import require_admin
 
 __all__ = ["MAX_ACCESS_TOKEN_LENGTH", "admin_blueprint"]
@@ -28,8 +30,6 @@ log = logging.getLogger("web.admin")
 admin_blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 
 MAX_ACCESS_TOKEN_LENGTH = 256
-MAX_AUDIT_LIMIT = 1000
-DEFAULT_AUDIT_LIMIT = 100
 #: A restart waits for the actor to be ready again (it reloads its book from the store).
 RESTART_TIMEOUT_S = 30.0
 STORE_TIMEOUT_S = 5.0
@@ -138,8 +138,8 @@ async def credentials(account_id: str) -> Response:
 @admin_blueprint.get("/audit")
 async def audit() -> Response:
     require_admin()
-    account = request.args.get("account") or None
-    limit = int_query("limit", default=DEFAULT_AUDIT_LIMIT, minimum=1, maximum=MAX_AUDIT_LIMIT)
+    query = current_web().converter.structure(request.args, AuditQuery)
+    account, limit = query.account, query.limit
     try:
         with trio.fail_after(STORE_TIMEOUT_S):
             entries = await current_deps().store.list_audit(account, limit)

@@ -1,7 +1,8 @@
-"""Client input at the web boundary: the JSON body and integer query parameters.
+"""Client input at the web boundary: the JSON body.
 
-Every route that takes a body reads it with `json_object()`; every integer query parameter goes
-through `int_query()`. Both answer bad input with a 4xx in the error shape, never a 500:
+Every route that takes a body reads it with `json_object()` (then structures it with the
+converter; query strings go through the converter too, `web/queries.py`). It answers bad
+input with a 4xx in the error shape, never a 500:
 
 - a declared Content-Type that is not JSON → 415 (no Content-Type at all is read as JSON, as
   are `application/json` and `application/*+json`, any charset parameter);
@@ -20,10 +21,10 @@ from typing import Any
 from quart import request
 from quart_trio.wrappers import TrioRequest
 
-from .errors import ApiError, FieldError, InvalidInput, InvalidJson, UnsupportedMediaType
+from .errors import ApiError, InvalidJson, UnsupportedMediaType
 from .strict_json import parse_json
 
-__all__ = ["StrictJsonRequest", "int_query", "is_json_media_type", "json_object"]
+__all__ = ["StrictJsonRequest", "is_json_media_type", "json_object"]
 
 _KINDS = {list: "an array", str: "a string", int: "a number", float: "a number",
           bool: "true/false", type(None): "null"}
@@ -53,19 +54,6 @@ async def json_object() -> dict[str, Any]:
             f"request body must be a JSON object, not {_KINDS.get(type(value), 'a value')}"
         )
     return value
-
-
-def int_query(name: str, *, default: int, minimum: int, maximum: int) -> int:
-    """The integer query parameter `name` (absent or empty: `default`), or a 422 naming it."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if (raw.isascii() and raw.isdigit() and len(raw) <= len(str(maximum))
-            and minimum <= int(raw) <= maximum):
-        return int(raw)
-    raise InvalidInput([
-        FieldError(name, "range", f"{name} must be an integer from {minimum} to {maximum}")
-    ])
 
 
 class StrictJsonRequest(TrioRequest):

@@ -13,17 +13,17 @@ is a 4xx and leaves the account as it was.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from quart import Blueprint, Response, jsonify, redirect, request
 
+from actors.requests import KiteCallbackQuery
 from brokers.base import BrokerError, BrokerUnavailable
 from brokers.kite import KiteBroker
 
-from .app import current_deps
+from .app import current_deps, current_web
 from .credentials import load_access_token, record_audit
-from .errors import ApiError, Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from .errors import ApiError, Conflict, Forbidden, NotFound
 
 __all__ = ["kite_login_blueprint"]
 
@@ -32,7 +32,6 @@ log = logging.getLogger("web.kite_login")
 kite_login_blueprint = Blueprint("kite_login", __name__, url_prefix="/accounts/<account_id>/kite")
 
 #: Kite's request tokens are 32 letters and digits; allow some room, nothing else.
-_REQUEST_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 class LoginFailed(ApiError):
@@ -69,28 +68,15 @@ async def login(account_id: str) -> Response:
     return redirect(broker.login_url(**extra), 302)
 
 
-def _request_token() -> str:
-    token = request.args.get("request_token")
-    if token is None:
-        problem = FieldError("request_token", "required", "request_token is required")
-    elif not _REQUEST_TOKEN.fullmatch(token):
-        problem = FieldError("request_token", "format",
-                             "request_token must be 1..128 letters, digits, '-' or '_'")
-    else:
-        return token
-    raise InvalidInput([problem])
-
-
 @kite_login_blueprint.get("/callback")
 async def callback(account_id: str) -> Response:
     settings, actor, broker = _account(account_id)
-    status = request.args.get("status", "success")
-    if status != "success":
-        raise LoginFailed(f"the broker's login ended with status={status[:40]!r}; "
+    query = current_web().converter.structure(request.args, KiteCallbackQuery)
+    if query.status != "success":
+        raise LoginFailed(f"the broker's login ended with status={query.status[:40]!r}; "
                           f"sign in again at /accounts/{account_id}/kite/login")
-    token = _request_token()
     try:
-        session = await broker.exchange_request_token(token, settings.api_secret)
+        session = await broker.exchange_request_token(query.request_token, settings.api_secret)
     except BrokerUnavailable as exc:
         raise BrokerUnreachable(f"the login exchange failed: {exc}") from exc
     except BrokerError as exc:  # TokenException: a used, expired or foreign token

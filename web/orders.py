@@ -10,9 +10,12 @@ unknown outcome answers 202 with the tag to look up, not a 5xx that invites a bl
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 from quart import Blueprint, Response, jsonify, request
+
+from actors.errors import MalformedRequest
+from actors.requests import BatchRequest, LegRequest, body_hash
 
 from .app import current_deps, current_web
 from .errors import BadRequest, FieldError, InvalidInput, ServiceUnavailable
@@ -21,6 +24,8 @@ from .replies import answer
 from .routes import require_account
 
 __all__ = ["orders_blueprint"]
+
+T = TypeVar("T")
 
 orders_blueprint = Blueprint("orders", __name__, url_prefix="/accounts/<account_id>")
 
@@ -53,12 +58,23 @@ def _idempotency_key() -> str | None:
     return key
 
 
+async def _typed_body(model: type[T]) -> tuple[T | MalformedRequest, str]:
+    """The body structured into `model` (or its shape problems, which the coordinator lists
+    with the rest), and its hash as sent."""
+    body = await json_object()
+    try:
+        request: T | MalformedRequest = current_web().converter.structure(body, model)
+    except MalformedRequest as exc:
+        request = exc
+    return request, body_hash(body)
+
+
 @orders_blueprint.post("/batch-orders")
 async def submit_batch(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
     key = _idempotency_key()
-    body = await json_object()
-    return _reply(await _coordinator().submit(account_id, body, key, identity.name))
+    request, digest = await _typed_body(BatchRequest)
+    return _reply(await _coordinator().submit(account_id, request, digest, key, identity.name))
 
 
 @orders_blueprint.get("/batch-orders/<batch_id>")
@@ -71,8 +87,9 @@ async def get_batch(account_id: str, batch_id: str) -> tuple[Response, int]:
 async def place_order(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
     key = _idempotency_key()
-    body = await json_object()
-    return _reply(await _coordinator().place_single(account_id, body, identity.name, key))
+    request, digest = await _typed_body(LegRequest)
+    return _reply(await _coordinator().place_single(account_id, request, digest, identity.name,
+                                                    key))
 
 
 @orders_blueprint.delete("/orders/<order_id>")

@@ -20,15 +20,16 @@ import logging
 import mimetypes
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import attrs
 import trio
 from quart import Blueprint, Response, current_app, jsonify, redirect, request
 
-from .app import current_deps
-from .errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
-from .inputs import int_query
+from actors.requests import InstrumentsExchange, InstrumentsQuery
+
+from .app import current_deps, current_web
+from .errors import NotFound, ServiceUnavailable
 from .routes import authenticate
 
 log = logging.getLogger("web.page")
@@ -36,10 +37,9 @@ log = logging.getLogger("web.page")
 __all__ = ["CACHE_TTL_S", "InstrumentCache", "page_blueprint"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-EXCHANGES = ("NFO", "NSE")
+EXCHANGES = get_args(InstrumentsExchange)  # the exchanges the page searches
 CACHE_TTL_S = 15 * 60.0
 FETCH_TIMEOUT_S = 10.0
-MAX_LIMIT = 500
 _EXTENSION = "orderdesk.instruments"
 
 _TYPES = {
@@ -261,12 +261,8 @@ def _matches(rows: Iterable[InstrumentRow], query: str) -> list[InstrumentRow]:
 async def instruments() -> Response:
     """`q` (symbol or name, case-insensitive), `exchange`, `limit` (with `q`, 50 by default)."""
     _, _, accounts = _visible_accounts()
-    query = request.args.get("q", "").strip().upper()
-    exchange = request.args.get("exchange", "").strip().upper()
-    if exchange and exchange not in EXCHANGES:
-        raise InvalidInput([FieldError("exchange", "enum", f"one of {', '.join(EXCHANGES)}")])
-    limit = int_query("limit", default=50 if query else 0, minimum=1, maximum=MAX_LIMIT)
-    requested = request.args.get("account")
+    query = current_web().converter.structure(request.args, InstrumentsQuery)
+    requested = query.account
     if requested is not None:
         if requested not in accounts:
             raise NotFound(f"unknown account {requested!r}")
@@ -274,10 +270,10 @@ async def instruments() -> Response:
     deps, cache = current_deps(), _cache()
     groups = [await cache.rows(a, deps.actors[a].broker) for a in accounts]
     rows = _merge(groups)
-    if exchange:
-        rows = [r for r in rows if r.exchange == exchange]
-    if query:
-        rows = _matches(rows, query)
-    if limit:
-        rows = rows[:limit]
+    if query.exchange:
+        rows = [r for r in rows if r.exchange == query.exchange]
+    if query.q:
+        rows = _matches(rows, query.q)
+    if query.limit:
+        rows = rows[:query.limit]
     return jsonify({"instruments": [r.as_json() for r in rows]})

@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, cast
 import trio
 from quart import Blueprint, current_app, jsonify, websocket
 
+from actors.requests import OrderStreamQuery
 from actors.subscribers import SLOW_CONSUMER, Subscription
 
 from ._frames import PARTIAL, REFUSED, DirectSocket, decline_compression, frame_of
 from .auth import Identity, bearer_token, origin_allowed
-from .errors import error_body
+from .errors import InvalidInput, error_body
 from .middleware import log_websocket
 
 if TYPE_CHECKING:
@@ -131,13 +132,12 @@ def _authenticate(app: OrderDeskApp, account_id: str) -> tuple[int, str] | Ident
     return identity
 
 
-def _since() -> int | None | str:
-    raw = websocket.args.get("since")
-    if raw is None or raw == "":
-        return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        return "since must be an integer >= 0"
-    return int(raw)
+def _since(app: OrderDeskApp) -> int | None | str:
+    """Where the client resumes, or why `since` is refused (the close reason)."""
+    try:
+        return app.converter.structure(websocket.args, OrderStreamQuery).since
+    except InvalidInput as exc:
+        return exc.fields[0].message
 
 
 @blueprint.websocket("/ws/orders/<account_id>")
@@ -148,7 +148,7 @@ async def orders_stream(account_id: str) -> None:
     # is subscribed. Refusals are still sent as close codes (browsers cannot read HTTP errors).
     refusal: tuple[int, str] | None = None
     who = _authenticate(app, account_id)
-    since = _since()
+    since = _since(app)
     if app.streams.closing is not None:
         refusal = CLOSE_GOING_AWAY, "server shutting down"
     elif isinstance(who, tuple):
