@@ -36,6 +36,7 @@ class Outer:
     pair: tuple[int, str] = (1, "x")
     many: tuple[int, ...] = ()
     extra: dict[str, Any] = attrs.field(factory=dict)
+    note: Inner | None = attrs.field(default=None, metadata={"omit_if_none": True})
 
 
 def test_conventions_become_keywords() -> None:
@@ -56,6 +57,7 @@ def test_conventions_become_keywords() -> None:
     assert props["pair"]["prefixItems"] == [{"type": "integer"}, {"type": "string"}]
     assert props["many"] == {"type": "array", "items": {"type": "integer"}}
     assert props["extra"] == {"type": "object", "additionalProperties": {}}
+    assert props["note"] == {"$ref": "#/components/schemas/Inner"}  # absent, never null
     assert inner["properties"]["name"] == {"type": "string", "description": "its name",
                                            "minLength": 1, "maxLength": 8, "pattern": "^[a-z]+$"}
 

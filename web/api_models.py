@@ -48,56 +48,6 @@ class ErrorBody:
 # -- orders ------------------------------------------------------------------------------
 
 @attrs.frozen
-class LegResult:
-    """One leg of a batch as it ended (or stands)."""
-
-    index: int = doc("the leg's position in `orders`")
-    order_id: str | None = doc("the broker's order id (null: never placed)")
-    tag: str | None = doc("orderdesk's tag of the leg's order")
-    status: str | None = doc("the broker's order status: COMPLETE, REJECTED, CANCELLED, ...")
-    filled_quantity: int | None = opt("units filled")
-    average_price: float | None = opt("average fill price")
-    error: str | None = opt("why the leg failed")
-    rollback: Json | None = opt("the leg's rollback (action, reverse orders, remaining), when "
-                                "one ran")
-
-
-@attrs.frozen
-class BatchResult:
-    """A batch's answer. `succeeded` = legs whose fills are still held at the end (all legs for
-    success, 0 for rolled_back, the legs still held for partial and rollback_failed); `failed`
-    = legs rejected, cancelled or unfilled; `order_ids` = the legs' broker orders in leg order
-    (reverse orders are in `legs[].rollback`). Every processed batch answers 200."""
-
-    status: str = doc("success, rolled_back, partial, rollback_failed (final), or the stored "
-                      "state of a batch still running")
-    batch_id: str = doc("the batch's id (GET /accounts/{account_id}/batch-orders/{batch_id})")
-    total_orders: int = doc("how many legs")
-    order_ids: list[str] = doc("the legs' broker order ids, in leg order")
-    legs: list[LegResult] = doc("each leg's detail")
-    duration_ms: float = doc("how long the batch took (or has taken), milliseconds")
-    execution: str = doc("parallel or hedge_first, as run")
-    succeeded: int | None = opt("legs whose fills are still held")
-    failed: int | None = opt("legs rejected, cancelled or unfilled")
-    execution_reason: str | None = opt("why it ran otherwise than asked")
-    exposure: list[Json] | None = opt("rollback_failed: what each failed rollback left held")
-    replayed: bool | None = opt("true when this answers a retry with the same Idempotency-Key")
-
-
-@attrs.frozen
-class KillReport:
-    """The kill switch's report: what it cancelled and flattened, and what is left."""
-
-    account: str = doc("the account")
-    status: Literal["done", "incomplete"] = doc("done: nothing open, nothing held")
-    cancelled: list[Json] = doc("open orders cancelled")
-    flattened: list[Json] = doc("positions closed, with their orders")
-    errors: list[str] = doc("calls that failed")
-    remaining: list[Json] | str | None = opt("positions left ('unknown' when unreadable)")
-    open_orders: list[str] | None = opt("orders still working")
-
-
-@attrs.frozen
 class OrderBook:
     """The account's orders as the broker last reported them."""
 

@@ -17,7 +17,13 @@ import attrs
 from quart import Blueprint, Quart, Response, current_app, request
 
 from actors.errors import FieldError
-from actors.outcomes import CancelRequested, OrderOutcomeUnknown, OrderPlaced
+from actors.outcomes import (
+    BatchResult,
+    CancelRequested,
+    KillReport,
+    OrderOutcomeUnknown,
+    OrderPlaced,
+)
 from actors.requests import (
     AuditQuery,
     BatchRequest,
@@ -85,18 +91,18 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", f"{_PREFIX}/ws-ticket", "A single-use websocket ticket", "account",
               {200: m.WsTicket}, ACCOUNT_ERRORS),
     Operation("POST", f"{_PREFIX}/batch-orders", "Place a multi-leg batch, all or nothing",
-              "account", {200: m.BatchResult},
+              "account", {200: BatchResult},
               (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), BatchRequest,
               idempotency_key=True),
     Operation("GET", f"{_PREFIX}/batch-orders/<batch_id>", "A batch's result or progress",
-              "account", {200: m.BatchResult}, (*ACCOUNT_ERRORS, 503)),
+              "account", {200: BatchResult}, (*ACCOUNT_ERRORS, 503)),
     Operation("POST", f"{_PREFIX}/orders", "Place one order", "account",
               {200: OrderPlaced, 202: OrderOutcomeUnknown},
               (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), LegRequest, idempotency_key=True),
     Operation("DELETE", f"{_PREFIX}/orders/<order_id>", "Cancel an open order", "account",
               {200: CancelRequested}, (*ACCOUNT_ERRORS, 400, 409, 422, 502, 503)),
     Operation("POST", f"{_PREFIX}/kill", "Kill switch: cancel everything, flatten every "
-              "position", "account", {200: m.KillReport}, (*ACCOUNT_ERRORS, 409, 503)),
+              "position", "account", {200: KillReport}, (*ACCOUNT_ERRORS, 409, 503)),
     Operation("GET", f"{_PREFIX}/kite/login", "Start the daily Kite login (redirect)",
               "none", {302: None}, (404, 409)),
     Operation("GET", f"{_PREFIX}/kite/callback", "The Kite login's redirect back", "none",

@@ -9,6 +9,7 @@ read dataclasses or pydantic (apischema, pydantic), and the attrs ones (attrs-js
 - metadata `minimum`, `maximum`, `exclusive_minimum`, `exclusive_maximum`, `min_length`,
   `max_length`, `pattern`, `min_items`, `max_items` become the JSON Schema keywords
   (`minLength`, ...);
+- metadata `omit_if_none` (left out of the JSON when None) makes the field never null;
 - `list`/`tuple`/`Sequence` are arrays, `dict[str, X]`/`Mapping` objects, a nested attrs class a
   `$ref` into `components/schemas` (added there once, under its class name).
 """
@@ -112,6 +113,8 @@ def _component(cls: type, components: Components) -> None:
         key = field.name
         schema = schema_of(hints.get(field.name, field.type), components)
         metadata = field.metadata
+        if metadata.get("omit_if_none"):  # left out when None: never null
+            schema = _not_null(schema)
         extra = {KEYWORDS[k]: v for k, v in metadata.items() if k in KEYWORDS}
         if "doc" in metadata:
             extra["description"] = metadata["doc"]
@@ -135,14 +138,25 @@ def query_parameters(model: type) -> list[dict[str, Any]]:
     found = components[model.__name__]
     params = []
     for name, schema in found["properties"].items():
-        schema = dict(schema)
+        schema = _not_null(schema)
         description = schema.pop("description", "")
-        kinds = schema.get("type")
-        if isinstance(kinds, list):
-            kept = [k for k in kinds if k != "null"]
-            schema["type"] = kept[0] if len(kept) == 1 else kept
-        if "enum" in schema:
-            schema["enum"] = [v for v in schema["enum"] if v is not None]
         params.append({"name": name, "in": "query", "required": name in found.get("required", ()),
                        "description": description, "schema": schema})
     return params
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` without null (for a value that is absent rather than null)."""
+    schema = dict(schema)
+    kinds = schema.get("type")
+    if isinstance(kinds, list):
+        kept = [k for k in kinds if k != "null"]
+        schema["type"] = kept[0] if len(kept) == 1 else kept
+    if "enum" in schema:
+        schema["enum"] = [v for v in schema["enum"] if v is not None]
+    if "anyOf" in schema:
+        kept_options = [o for o in schema["anyOf"] if o != {"type": "null"}]
+        schema.pop("anyOf")
+        schema = {**kept_options[0], **schema} if len(kept_options) == 1 else {
+            **schema, "anyOf": kept_options}
+    return schema
