@@ -36,7 +36,7 @@ from . import api_models as m
 from .openapi import Components, query_parameters, schema_of
 from .ws_protocol import asyncapi_document
 
-__all__ = ["OPERATIONS", "Operation", "contract_blueprint", "openapi_document",
+__all__ = ["OPERATIONS", "Operation", "contract_blueprint", "path_of", "openapi_document",
            "operation_key"]
 
 contract_blueprint = Blueprint("contract", __name__)
@@ -152,7 +152,7 @@ def operation_key(method: str, rule: str) -> tuple[str, str]:
     return method.upper(), rule
 
 
-def _path(rule: str) -> str:
+def path_of(rule: str) -> str:
     """`/a/<path:x>/<y>` -> `/a/{x}/{y}`."""
     out, rest = "", rule
     while "<" in rest:
@@ -233,7 +233,7 @@ def openapi_document(app: Quart) -> dict[str, Any]:
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             op = table.get((method, rule.rule))
             if op is not None:
-                path = _path(rule.rule)
+                path = path_of(rule.rule)
                 paths.setdefault(path, {})[method.lower()] = _operation(op, path, components)
     return {
         "openapi": "3.1.0",
