@@ -192,27 +192,24 @@ class FlattenOrder:
 
 
 @attrs.frozen(kw_only=True)
-class FlattenedPosition:
-    """A net position the kill switch flattened, with the orders it took."""
+class HeldPosition:
+    """A net position (still held after the kill switch, or one it flattened)."""
 
     tradingsymbol: str = attrs.field(metadata={"doc": "the instrument"})
     exchange: str = attrs.field(metadata={"doc": "its exchange"})
     product: str = attrs.field(metadata={"doc": "its product"})
-    quantity: int = attrs.field(metadata={"doc": "the net quantity before (negative: short)"})
+    quantity: int = attrs.field(metadata={
+        "doc": "the net quantity (negative: short); of a flattened position, before"})
+
+
+@attrs.frozen(kw_only=True)
+class FlattenedPosition(HeldPosition):
+    """A net position the kill switch flattened, with the orders it took."""
+
     orders: list[FlattenOrder] = attrs.field(factory=list, metadata={
         "doc": "the orders sent to flatten it"})
     batches: list[str] = attrs.field(factory=list, metadata={
         "doc": "the stopped batches whose fills it held"})
-
-
-@attrs.frozen(kw_only=True)
-class HeldPosition:
-    """A net position still held after the kill switch."""
-
-    tradingsymbol: str = attrs.field(metadata={"doc": "the instrument"})
-    exchange: str = attrs.field(metadata={"doc": "its exchange"})
-    product: str = attrs.field(metadata={"doc": "its product"})
-    quantity: int = attrs.field(metadata={"doc": "the net quantity (negative: short)"})
 
 
 @attrs.frozen(kw_only=True)
