@@ -12,6 +12,9 @@ from typing import Any, Literal
 import attrs
 
 from actors.errors import FieldError
+from store import AuditEntry
+
+from .page import InstrumentRow
 
 Json = dict[str, Any]
 
@@ -77,24 +80,10 @@ class Me:
 
 
 @attrs.frozen
-class Instrument:
-    """One row of the broker's instrument master."""
-
-    tradingsymbol: str = doc("trading symbol")
-    exchange: str = doc("exchange")
-    name: str = doc("underlying's name")
-    instrument_type: str = doc("FUT, CE, PE, EQ")
-    lot_size: int = doc("units per lot")
-    tick_size: float = doc("price step")
-    expiry: str = doc("ISO date, '' for none")
-    strike: float = doc("strike price, 0 for none")
-
-
-@attrs.frozen
 class Instruments:
     """Instruments matching the query."""
 
-    instruments: list[Instrument] = doc("prefix matches first")
+    instruments: list[InstrumentRow] = doc("prefix matches first")
 
 
 # -- status ------------------------------------------------------------------------------
@@ -197,24 +186,12 @@ class CredentialsLoaded:
 
 
 @attrs.frozen
-class AuditEntryView:
-    """Who did what to which order."""
-
-    account: str = doc("the account")
-    actor_name: str = doc("the token's name (never its value), or the component")
-    action: str = doc("kill, restart, credentials, login, rollback, ...")
-    order_id: str | None = doc("the order concerned")
-    detail: Any = doc("what was done")
-    at: float = doc("Unix time")
-
-
-@attrs.frozen
 class Audit:
     """The audit log, newest first."""
 
     account: str | None = doc("the account filtered on")
     limit: int = doc("at most this many")
-    entries: list[AuditEntryView] = doc("the entries")
+    entries: list[AuditEntry] = doc("the entries")
 
 
 @attrs.frozen

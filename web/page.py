@@ -151,14 +151,16 @@ async def me() -> Response:
 
 @attrs.frozen
 class InstrumentRow:
-    tradingsymbol: str
-    exchange: str
-    name: str
-    instrument_type: str
-    lot_size: int
-    tick_size: float
-    expiry: str
-    strike: float
+    """One row of the broker's instrument master."""
+
+    tradingsymbol: str = attrs.field(metadata={"doc": "the trading symbol"})
+    exchange: str = attrs.field(metadata={"doc": "NFO or NSE"})
+    name: str = attrs.field(metadata={"doc": "the underlying's name"})
+    instrument_type: str = attrs.field(metadata={"doc": "FUT, CE, PE or EQ"})
+    lot_size: int = attrs.field(metadata={"doc": "units per lot"})
+    tick_size: float = attrs.field(metadata={"doc": "the price step"})
+    expiry: str = attrs.field(metadata={"doc": "ISO date ('' for none)"})
+    strike: float = attrs.field(metadata={"doc": "the strike price (0 for none)"})
 
     def as_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
