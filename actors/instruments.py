@@ -84,6 +84,11 @@ class InstrumentCache:
         loaded = self._by_exchange.get(exchange)
         return None if loaded is None else loaded[1].get(tradingsymbol)
 
+    def loaded(self, exchange: str) -> list[InstrumentInfo]:
+        """Every loaded instrument of `exchange` (none before its first load)."""
+        loaded = self._by_exchange.get(exchange)
+        return list(loaded[1].values()) if loaded else []
+
     def contracts(self, exchange: str, name: str, instrument_type: str) -> list[InstrumentInfo]:
         """The loaded contracts of one underlying and type (FUT, CE, PE), by expiry and strike:
         what an error about an expired contract names instead."""
@@ -105,6 +110,22 @@ class InstrumentCache:
             expiry=_date(row.expiry),
             strike=row.strike,
         )
+
+
+class InstrumentCaches:
+    """One `InstrumentCache` per broker URL: the accounts on one venue (or on Kite) share one
+    master instead of loading it once each."""
+
+    def __init__(self, freeze_limits: Mapping[str, int] = DEFAULT_FREEZE_LIMITS,
+                 refresh_at: dt.time = DEFAULT_INSTRUMENT_REFRESH) -> None:
+        self._freeze, self._refresh_at = freeze_limits, refresh_at
+        self._by_url: dict[str, InstrumentCache] = {}
+
+    def for_broker(self, url: str, broker: Broker) -> InstrumentCache:
+        """The cache of `url`, made on first use with the broker that asked."""
+        if url not in self._by_url:
+            self._by_url[url] = InstrumentCache(broker, self._freeze, self._refresh_at)
+        return self._by_url[url]
 
 
 def _date(text: str) -> dt.date | None:

@@ -34,8 +34,8 @@ import attrs
 import httpx
 import trio
 
+from actors.settings import WebhookSettings
 from store import Store, StoreError, WebhookDelivery
-from supervision.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import httpx
 
-from .settings import DEFAULT_BIND
+from web.settings import DEFAULT_BIND
 
 EXIT_OK = 0
 EXIT_DEGRADED = 1  # also: the server answered and refused (404, 422, 503)

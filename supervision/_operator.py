@@ -208,7 +208,7 @@ def _error(error: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-# -- restart and credentials -----------------------------------------------------------------------
+# -- restart, credentials and token rotation ------------------------------------------------------
 
 
 def run_restart(args: argparse.Namespace) -> int:
@@ -249,6 +249,25 @@ def run_credentials(args: argparse.Namespace) -> int:
         f"orderdesk: account {args.account}: new access token loaded"
         + (f" (upstream was {before})" if before else "")
     )
+    return EXIT_OK
+
+
+def run_rotate_token(args: argparse.Namespace) -> int:
+    """The new value goes to standard output alone (for a pipe into a secret store)."""
+    client = AdminClient.from_args(args)
+    path = f"/admin/accounts/{_segment(args.account)}/tokens/{_segment(args.name)}"
+    try:
+        with client.open() as http:
+            body = client.call(http, "PUT", path)
+    except (Unreachable, Refused) as exc:
+        return fail(exc)
+    print(
+        f"orderdesk: account {args.account}: token {args.name!r} rotated; "
+        f"{body.get('sessions_ended', 0)} browser session(s) ended. Put the new value into "
+        "orderdesk.toml too: it lives in memory until the next start.",
+        file=sys.stderr,
+    )
+    print(body.get("token", ""))
     return EXIT_OK
 
 

@@ -2,7 +2,8 @@
 
 Server commands: `serve` (the gateway), `venue` (a standalone paper venue), `migrate`.
 Operator commands, which talk to a running server's `/admin/*` routes over HTTP with the admin
-token: `status`, `actors`, `restart ACCOUNT`, `credentials ACCOUNT`.
+token: `status`, `actors`, `restart ACCOUNT`, `credentials ACCOUNT`,
+`rotate-token ACCOUNT NAME`.
 
 Exit codes of the operator commands, for scripts and deploy checks: 0 healthy (or done),
 1 degraded (or the server refused the request: unknown account, invalid input), 2 unreachable
@@ -17,11 +18,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from web.settings import DEFAULT_BIND
+
 from ._admin_client import DEFAULT_TIMEOUT_S, DEFAULT_URL, EXIT_UNREACHABLE
-from ._operator import run_actors, run_credentials, run_restart, run_status
+from ._operator import run_actors, run_credentials, run_restart, run_rotate_token, run_status
 from ._serve_commands import run_migrate, run_serve, run_venue
 from ._startup import StartupError
-from .settings import DEFAULT_BIND, DEFAULT_VENUE_BIND, ConfigError
+from .settings import DEFAULT_VENUE_BIND, ConfigError
 
 DEFAULT_WATCH_S = 2.0
 
@@ -59,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="orderdesk",
         description="Order gateway for F&O traders (Kite Connect v3). "
         "Server configuration: --config PATH or ORDERDESK_CONFIG; with none, embedded defaults. "
-        "The operator commands (status, actors, restart, credentials) reach a running server "
-        f"at --url (default $ORDERDESK_URL or {DEFAULT_URL}) with the admin token.",
+        "The operator commands (status, actors, restart, credentials, rotate-token) reach a "
+        f"running server at --url (default $ORDERDESK_URL or {DEFAULT_URL}) with the admin token.",
     )
     parser.set_defaults(log_level=logging.WARNING)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -177,6 +180,21 @@ def _add_operator_commands(commands: Any) -> None:
         "--access-token", help="the new access token (default: read from standard input)"
     )
     credentials.set_defaults(run=run_credentials)
+
+    rotate = commands.add_parser(
+        "rotate-token",
+        help="give a client token of an account a new value in the running server",
+        description="Rotate ACCOUNT's client token NAME (PUT /admin/accounts/ACCOUNT/tokens/"
+        "NAME): the server picks a new random value, printed alone on standard output; the "
+        "old value is refused at once, and the browser sessions signed in with it end (their "
+        "sockets close 4401). The new value lives in memory: put it into orderdesk.toml too. "
+        f"{_REACH} Exit status: 0 rotated, 1 refused (unknown account or token name), "
+        "2 unreachable.",
+    )
+    _server_options(rotate)
+    rotate.add_argument("account", metavar="ACCOUNT", help="the account id")
+    rotate.add_argument("name", metavar="NAME", help="the token's name in orderdesk.toml")
+    rotate.set_defaults(run=run_rotate_token)
 
 
 def _positive(value: str) -> float:

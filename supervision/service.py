@@ -37,6 +37,7 @@ from actors.account import AccountActor, ActorConfig
 from actors.batch import BatchConfig, BatchCoordinator
 from actors.events import EventRelay
 from actors.ratelimit import RateLimiter
+from actors.settings import AccountSettings, TickerSettings
 from actors.webhooks import WebhookConfig, WebhookDispatcher
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress, serve_venue
@@ -47,10 +48,10 @@ from web.front import WebFront
 from web.metrics_server import serve_metrics
 from web.orders import orders_blueprint
 from web.page import page_blueprint
+from web.settings import DEFAULT_SHUTDOWN_GRACE_S, Settings
 
 from ._startup import listen_errors, start_listener
 from .health import ErrorInfo, HealthEntry, HealthRegistry
-from .settings import DEFAULT_SHUTDOWN_GRACE_S, AccountSettings, Settings, TickerSettings
 from .supervisor import (
     ChildSpec,
     DynamicSupervisor,

@@ -6,4 +6,8 @@ pytest_plugins = [
     "tests.fixtures_web",
     "tests.fixtures_service",
     "tests.fixtures_cli",
+    "tests.fixtures_orders",
+    "tests.fixtures_desk",
+    "tests.fixtures_webhooks",
+    "tests.fixtures_admin",
 ]

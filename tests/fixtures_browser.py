@@ -1,7 +1,7 @@
 """The whole service on loopback plus a real browser: Debian's chromium, driven by Playwright.
 
-`open_desk(tmp_path)` starts `open_service` from a TOML file exactly as `orderdesk serve` would
-(SQLite, the embedded paper venue, accounts `primary` and `secondary`). `in_browser(fn)` runs
+`open_served_desk(tmp_path)` starts `open_service` from a TOML file exactly as `orderdesk serve`
+would (SQLite, the embedded paper venue, accounts `primary` and `secondary`). `in_browser(fn)` runs
 `fn(page)` with Playwright's sync API in a worker thread (Playwright drives its own asyncio
 loop; the service keeps running on Trio in the main thread). The scenario talks to the service
 over plain HTTP from that thread (`DeskClient`), as a second client would.
@@ -73,7 +73,10 @@ def chromium() -> str:
 
 
 @attrs.frozen
-class Desk:
+class ServedDesk:
+    """The whole service as `orderdesk serve` runs it (not `fixtures_desk.Desk`, the in-process
+    coordinator and actor of the actor-level tests)."""
+
     base_url: str
     venue_url: str
     running: Any  # supervision.service.Running
@@ -85,7 +88,7 @@ class Desk:
 class DeskClient:
     """A synchronous HTTP client of orderdesk and the venue, for the browser thread."""
 
-    def __init__(self, desk: Desk, token: str | None) -> None:
+    def __init__(self, desk: ServedDesk, token: str | None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=desk.base_url, headers=headers, timeout=30.0)
         self.venue = httpx.Client(base_url=desk.venue_url, timeout=10.0)
@@ -146,9 +149,9 @@ def write_config(directory: Path, allowed_origins: tuple[str, ...] = ()) -> Path
 
 
 @asynccontextmanager
-async def open_desk(
+async def open_served_desk(
     tmp_path: Path, allowed_origins: tuple[str, ...] = ()
-) -> AsyncIterator[Desk]:
+) -> AsyncIterator[ServedDesk]:
     """The service as `orderdesk serve` runs it, on loopback."""
     settings = load_settings(str(write_config(tmp_path, allowed_origins)), environ={})
     async with open_service(settings) as running:
@@ -156,7 +159,7 @@ async def open_desk(
             for actor in running.actors.values():
                 await wait_upstream(actor, "connected")
         assert running.venue is not None
-        yield Desk(f"http://{running.web_bind}", running.venue.rest_url, running)
+        yield ServedDesk(f"http://{running.web_bind}", running.venue.rest_url, running)
 
 
 
@@ -282,12 +285,12 @@ __all__ = [
     "ADMIN_TOKEN",
     "CHROMIUM",
     "TOKENS",
-    "Desk",
+    "ServedDesk",
     "DeskClient",
     "browser_unavailable",
     "chromium",
     "in_browser",
-    "open_desk",
+    "open_served_desk",
     "screenshot",
     "serve_page",
     "sign_in",

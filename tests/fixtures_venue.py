@@ -198,3 +198,24 @@ async def control(venue: VenueAddress) -> AsyncIterator[httpx.AsyncClient]:
     """A client for `/_venue/...` (no auth)."""
     async with httpx.AsyncClient(base_url=venue.rest_url, timeout=10.0) as client:
         yield client
+
+
+async def nifty_symbols(venue: httpx.AsyncClient) -> tuple[str, str]:
+    """The nearest NIFTY future and one NIFTY option from the venue's instrument master."""
+    rows = list(csv.DictReader(io.StringIO((await venue.get("/instruments/NFO")).text)))
+    fut = sorted(r["expiry"] + r["tradingsymbol"] for r in rows
+                 if r["name"] == "NIFTY" and r["instrument_type"] == "FUT")[0][10:]
+    opt = next(r["tradingsymbol"] for r in rows
+               if r["name"] == "NIFTY" and r["instrument_type"] == "CE")
+    return fut, opt
+
+
+async def net_positions(venue: httpx.AsyncClient) -> dict[str, int]:
+    headers = {"X-Kite-Version": "3", "Authorization": "token paper:paper-primary"}
+    data = (await venue.get("/portfolio/positions", headers=headers)).json()["data"]
+    return {p["tradingsymbol"]: p["quantity"] for p in data["net"] if p["quantity"]}
+
+
+async def venue_orders(venue: httpx.AsyncClient) -> list[dict]:
+    headers = {"X-Kite-Version": "3", "Authorization": "token paper:paper-primary"}
+    return (await venue.get("/orders", headers=headers)).json()["data"]

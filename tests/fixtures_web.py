@@ -25,16 +25,17 @@ from quart import Blueprint
 from actors.account import AccountActor, ActorConfig
 from actors.errors import CoordinatorError, MalformedRequest
 from actors.requests import body_hash
+from actors.settings import AccountSettings, ClientToken
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import open_store
 from supervision.health import HealthRegistry
-from supervision.settings import AccountSettings, ClientToken, Settings
 from tests.fixtures_venue import kite_headers, start_venue
 from tests.ws_contract import check_message
 from web import Metrics, OrderDeskApp, WebConfig, WebDeps, create_app, serve_web
 from web.converter import make_converter
 from web.replies import answer, refusal
+from web.settings import Settings
 
 ADMIN_TOKEN = "admin-secret"
 METRICS_TOKEN = "metrics-secret"  # Prometheus' own: /metrics and nothing else

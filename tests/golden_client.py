@@ -33,6 +33,8 @@ __all__ = ["Recorder", "Socket"]
 HEADERS = ("content-type", "location", "retry-after", "allow", "www-authenticate")
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?) \S+$")
 WAIT_S = 10
+_COOKIE_VALUE = re.compile(r"^([^=]+=)([^;]*)")
+_EXPIRES = re.compile(r"Expires=[^;]*")
 SMALL_TEXT = 2048  # longer text (the page, its scripts) is kept as length and SHA-256
 
 
@@ -44,6 +46,11 @@ class Recorder:
         self.masker = Masker()
         self.cases: dict[str, dict[str, Any]] = {}
         self._http = httpx.AsyncClient(base_url=f"http://{running.web_bind}", timeout=30)
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        """The cookies the recorder's client keeps (the session cookie once signed in)."""
+        return self._http.cookies
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -98,6 +105,10 @@ class Recorder:
         case["headers"] = {
             h: self.masker.text(response.headers[h]) for h in HEADERS if h in response.headers
         }
+        if "set-cookie" in response.headers:  # the session cookie: its attributes, not its id
+            cookie = _COOKIE_VALUE.sub(lambda m: m.group(1) + ("<session>" if m.group(2) else ""),
+                                       response.headers["set-cookie"], count=1)
+            case["headers"]["set-cookie"] = _EXPIRES.sub("Expires=<at>", cookie)
         case.update(self._body(response))
         if unordered is not None:
             items = case["body"][unordered]

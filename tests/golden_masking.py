@@ -30,7 +30,7 @@ __all__ = ["MASKED_KEYS", "Masker", "encoding_of", "render"]
 ID_KEYS = frozenset({"order_id", "order_ids", "parent_order_id", "batch_id", "ticket",
                      "request_token"})
 #: Other made-up values: value -> "<key>".
-OPAQUE_KEYS = frozenset({"correlation_id", "exchange_order_id", "guid", "checksum"})
+OPAQUE_KEYS = frozenset({"correlation_id", "exchange_order_id", "guid", "checksum", "token"})
 TIME_KEYS = frozenset({
     "order_timestamp", "exchange_timestamp", "exchange_update_timestamp", "at", "started_at",
     "last_event_at", "last_event_age_s", "duration_ms", "uptime_s", "emitted_at", "latency_ms",

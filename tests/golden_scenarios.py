@@ -23,6 +23,7 @@ import trio
 from actors.batch import BatchConfig
 from brokers.paper.instruments import builtin_master
 from supervision.service import Running
+from tests.fixtures_orders import leg
 from tests.fixtures_service import ADMIN, METRICS, TOKENS, open_test_service, venue_control
 from tests.fixtures_venue import kite_headers
 from tests.fixtures_web import place_market, wait_upstream
@@ -37,11 +38,6 @@ CALL = "NIFTY99DEC24000CE"
 PUT = "NIFTY99DEC24000PE"
 PRIMARY, SECONDARY = TOKENS["primary"], TOKENS["secondary"]
 BATCHES = "/accounts/primary/batch-orders"
-
-
-def leg(symbol: str = FUT, side: str = "BUY", qty: int = 75, **extra: Any) -> dict[str, Any]:
-    return {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": side,
-            "quantity": qty, "order_type": "MARKET", "product": "NRML", **extra}
 
 
 async def the_three_denials(rec: Recorder, name: str, method: str, path: str) -> None:
@@ -123,6 +119,29 @@ async def account_routes(rec: Recorder) -> None:
     await rec.http("page: static 404", "GET", "/static/nope.js")
     await rec.http("page: 403 foreign origin", "GET", "/",
                    headers={"Origin": "http://evil.example"})
+    await session_routes(rec)
+
+
+async def session_routes(rec: Recorder) -> None:
+    """Sign-in sets the session cookie (the recorder's client keeps it), which only the ticket
+    route and the order stream take, from an allowed Origin."""
+    own = {"Origin": f"http://{rec.running.web_bind}"}
+    await rec.http("session: sign in", "POST", "/session", token=PRIMARY)
+    await rec.http("session: 401 no token", "POST", "/session")
+    await rec.http("session: 405 GET", "GET", "/session", token=PRIMARY)
+    await rec.http("ws-ticket: session cookie", "POST", "/accounts/primary/ws-ticket",
+                   headers=own)
+    await rec.http("ws-ticket: 403 session cookie without Origin", "POST",
+                   "/accounts/primary/ws-ticket")
+    await rec.http("ws-ticket: 403 session cookie of another account", "POST",
+                   "/accounts/secondary/ws-ticket", headers=own)
+    await rec.http("orders: 401 session cookie alone", "GET", "/accounts/primary/orders",
+                   headers=own)
+    await rec.http("session: 401 sign out without token", "DELETE", "/session")
+    await rec.http("session: sign out", "DELETE", "/session", token=PRIMARY)
+    rec.cookies.set("orderdesk_session", "signed-out-or-made-up")
+    await rec.http("ws-ticket: 401 unknown session", "POST", "/accounts/primary/ws-ticket",
+                   headers=own)
 
 
 async def order_routes(rec: Recorder) -> None:
@@ -145,7 +164,7 @@ async def order_routes(rec: Recorder) -> None:
                        json_body={"orders": [leg(FUT), leg(PUT)], "rollback_on_failure": True})
         await venue.delete("/_venue/faults")
         await rec.http("batch: 422 every problem", "POST", BATCHES, token=PRIMARY, json_body={
-            "orders": [leg(FUT, qty=10), leg("NOSUCH"), {**leg(), "order_type": "LIMIT"}],
+            "orders": [leg(FUT, quantity=10), leg("NOSUCH"), {**leg(FUT), "order_type": "LIMIT"}],
             "execution": "sideways", "timeout_s": -1})
         await rec.http("batch: 422 no orders", "POST", BATCHES, token=PRIMARY,
                        json_body={"orders": []})
@@ -216,6 +235,19 @@ async def admin_routes(rec: Recorder) -> None:
     await rec.http("audit: 422 limit", "GET", "/admin/audit?limit=0", token=ADMIN)
     await rec.http("audit: 403 account token", "GET", "/admin/audit", token=PRIMARY)
     await kite_login(rec)
+    await token_rotation(rec)
+
+
+async def token_rotation(rec: Recorder) -> None:
+    tokens = "/admin/accounts/secondary/tokens"
+    await rec.http("token rotation: 403 account token", "PUT", f"{tokens}/secondary-desk",
+                   token=SECONDARY)
+    await rec.http("token rotation: 404 unknown token", "PUT", f"{tokens}/nobody", token=ADMIN)
+    await rec.http("token rotation: 404 unknown account", "PUT",
+                   "/admin/accounts/nobody/tokens/secondary-desk", token=ADMIN)
+    await rec.http("token rotation", "PUT", f"{tokens}/secondary-desk", token=ADMIN)
+    await rec.http("token rotation: 401 the old token", "GET", "/accounts/secondary/orders",
+                   token=SECONDARY)
 
 
 async def kite_login(rec: Recorder) -> None:

@@ -7,6 +7,7 @@ refused with 503 `overloaded` and `Retry-After` before anything is written or pl
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +16,21 @@ import trio
 
 from actors.batch import BatchConfig
 from brokers.paper import VenueAddress
+from tests.fixtures_desk import FAST, FAST_ACTOR, Desk, open_desk
+from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, scrape_metrics, venue_control
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, start_venue
-from tests.test_batch import FAST, FAST_ACTOR, Desk, leg, open_desk
+from tests.fixtures_waits import wait_until
 
 KITE = {"X-Kite-Version": "3", "Authorization": "token paper:paper-primary"}
 
 
 async def _resting(desk: Desk) -> None:
     """Until the first batch's LIMIT leg rests OPEN at the venue."""
-    while True:
-        if any(o["status"] == "OPEN" for o in await desk.orders()):
-            return
-        await trio.sleep(0.02)
+    async def resting() -> bool:
+        return any(o["status"] == "OPEN" for o in await desk.orders())
+
+    await wait_until(resting, "a LIMIT leg OPEN", math.inf, poll_s=0.02)
 
 
 async def test_a_batch_beyond_the_accounts_bound_is_refused_with_nothing_placed(

@@ -3,40 +3,12 @@ the venue (its orders and net positions), not only on our response."""
 
 from __future__ import annotations
 
-import csv
-import io
-
-import httpx
 import trio
 
 from supervision.service import Running
+from tests.fixtures_orders import leg
 from tests.fixtures_service import ADMIN, TOKENS, api, scrape_metrics, venue_control
-
-
-async def nifty_symbols(venue: httpx.AsyncClient) -> tuple[str, str]:
-    """The nearest NIFTY future and one NIFTY option from the venue's instrument master."""
-    rows = list(csv.DictReader(io.StringIO((await venue.get("/instruments/NFO")).text)))
-    fut = sorted(r["expiry"] + r["tradingsymbol"] for r in rows
-                 if r["name"] == "NIFTY" and r["instrument_type"] == "FUT")[0][10:]
-    opt = next(r["tradingsymbol"] for r in rows
-               if r["name"] == "NIFTY" and r["instrument_type"] == "CE")
-    return fut, opt
-
-
-def leg(symbol: str, side: str = "BUY", qty: int = 75) -> dict:
-    return {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": side,
-            "quantity": qty, "order_type": "MARKET", "product": "NRML"}
-
-
-async def net_positions(venue: httpx.AsyncClient) -> dict[str, int]:
-    headers = {"X-Kite-Version": "3", "Authorization": "token paper:paper-primary"}
-    data = (await venue.get("/portfolio/positions", headers=headers)).json()["data"]
-    return {p["tradingsymbol"]: p["quantity"] for p in data["net"] if p["quantity"]}
-
-
-async def venue_orders(venue: httpx.AsyncClient) -> list[dict]:
-    headers = {"X-Kite-Version": "3", "Authorization": "token paper:paper-primary"}
-    return (await venue.get("/orders", headers=headers)).json()["data"]
+from tests.fixtures_venue import net_positions, nifty_symbols, venue_orders
 
 
 async def test_batch_success_and_stored(service: Running) -> None:
@@ -63,7 +35,7 @@ async def test_rejected_leg_rolls_back_to_flat(service: Running) -> None:
         async with api(service) as http, venue_control(service) as venue:
             fut, opt = await nifty_symbols(venue)
             await venue.post("/_venue/faults", json={"reject_symbols": [opt]})
-            body = {"orders": [leg(fut), leg(fut, qty=150), leg(opt), leg(fut, "SELL")]}
+            body = {"orders": [leg(fut), leg(fut, quantity=150), leg(opt), leg(fut, "SELL")]}
             result = (await http.post("/accounts/primary/batch-orders", json=body)).json()
             assert result["status"] == "rolled_back", result
             assert result["failed"] >= 1
@@ -111,7 +83,7 @@ async def test_idempotency_key_places_once(service: Running) -> None:
             assert first[0].json()["batch_id"] == second[0].json()["batch_id"]
             assert len(await venue_orders(venue)) == 1
             other = await http.post("/accounts/primary/batch-orders",
-                                    json={"orders": [leg(fut, qty=150)]}, headers=headers)
+                                    json={"orders": [leg(fut, quantity=150)]}, headers=headers)
             assert other.status_code == 409
             assert len(await venue_orders(venue)) == 1
 

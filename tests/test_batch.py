@@ -8,125 +8,17 @@ Timeouts are small (BatchConfig below) so that deadline and rollback paths stay 
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
-import httpx
 import pytest
 import trio
 
-from actors.account import AccountActor, ActorConfig
-from actors.batch import BatchConfig, BatchCoordinator
 from actors.requests import BatchRequest, LegRequest
-from brokers.kite import KiteBroker, KiteSettings
-from brokers.paper import VenueAddress
-from store import Store, open_store
-from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, kite_http, start_venue
+from tests.fixtures_desk import FAST, Desk, open_desk
+from tests.fixtures_orders import leg, strangle, tags
+from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, start_venue
 from tests.fixtures_web import replied, typed
-
-FAST_ACTOR = ActorConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2, reconnect_jitter_s=0.01)
-FAST = BatchConfig(
-    place_timeout_s=2.0, lookup_timeout_s=3.0, poll_interval_s=0.2, deadline_check_s=0.1,
-    rollback_timeout_s=5.0, cleanup_grace_s=0.5, session=None,
-)
-
-
-@attrs.define
-class Desk:
-    """Everything a batch test touches: the coordinator, its actor, and the venue's views."""
-
-    coordinator: BatchCoordinator
-    actor: AccountActor
-    store: Store
-    kite: httpx.AsyncClient  # the venue's Kite API as account "primary"
-    control: httpx.AsyncClient  # the venue's /_venue API
-    nursery: trio.Nursery
-
-    async def submit(self, body: dict[str, Any], key: str | None = None) -> tuple[int, dict]:
-        return await replied(
-            self.coordinator.submit("primary", *typed(body, BatchRequest), key, "test"))
-
-    async def orders(self) -> list[dict[str, Any]]:
-        response = await self.kite.get("/orders")
-        assert response.status_code == 200, response.text
-        rows: list[dict[str, Any]] = response.json()["data"]
-        return rows
-
-    async def positions(self) -> dict[str, int]:
-        response = await self.kite.get("/portfolio/positions")
-        assert response.status_code == 200, response.text
-        return {p["tradingsymbol"]: p["quantity"] for p in response.json()["data"]["net"]
-                if p["quantity"]}
-
-    async def faults(self, **faults: Any) -> None:
-        response = await self.control.post("/_venue/faults", json=faults)
-        assert response.status_code == 200, response.text
-
-    async def ltp(self, symbol: str, price: float) -> None:
-        response = await self.control.post("/_venue/ltp", json={f"NFO:{symbol}": price})
-        assert response.status_code == 200, response.text
-
-
-@asynccontextmanager
-async def open_desk(
-    venue: VenueAddress, store_url: str, config: BatchConfig = FAST
-) -> AsyncIterator[Desk]:
-    """Store, actor (connected) and coordinator (recovered, running) on `venue`."""
-    settings = KiteSettings("paper", "paper-primary", venue.rest_url, venue.ticker_url,
-                            stall_timeout_s=2.0)
-    broker = KiteBroker(settings)
-    async with (
-        open_store(store_url) as store,
-        kite_http(venue) as kite,
-        httpx.AsyncClient(base_url=venue.rest_url, timeout=10.0) as control,
-        trio.open_nursery() as nursery,
-    ):
-        actor = AccountActor("primary", broker, store, FAST_ACTOR)
-        await nursery.start(actor.run)
-        await connected(actor)
-        coordinator = BatchCoordinator(store, {"primary": actor}, config)
-        await nursery.start(coordinator.run)
-        try:
-            yield Desk(coordinator, actor, store, kite, control, nursery)
-        finally:
-            nursery.cancel_scope.cancel()
-            await broker.aclose()
-
-
-async def connected(actor: AccountActor) -> None:
-    sub = actor.subscribe()
-    try:
-        if json.loads(sub.initial[-1]).get("upstream") == "connected":
-            return
-        async for text in sub.receive:
-            if json.loads(text).get("upstream") == "connected":
-                return
-    finally:
-        actor.unsubscribe(sub)
-
-
-@pytest.fixture
-async def desk(venue: VenueAddress, sqlite_url: str) -> AsyncIterator[Desk]:
-    async with open_desk(venue, sqlite_url) as opened:
-        yield opened
-
-
-def leg(symbol: str = NIFTY_FUT, side: str = "BUY", quantity: int = 75, **extra: Any) -> dict:
-    return {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": side,
-            "quantity": quantity, "order_type": "MARKET", "product": "NRML", **extra}
-
-
-def strangle() -> list[dict[str, Any]]:
-    return [leg(), leg(BANKNIFTY_FUT, "SELL", 35), leg(NIFTY_CE, quantity=150),
-            leg(NIFTY_CE, "SELL", 75)]
-
-
-def tags(orders: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(o["tag"] for o in orders)
-
 
 # -- the happy path and the shape -----------------------------------------------------------
 

@@ -20,7 +20,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,12 +29,13 @@ import attrs
 import httpx
 import trio
 
+from tests.fixtures_orders import leg
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT, kite_headers
+from tests.fixtures_waits import wait_until
 
 ORDERDESK = Path(sys.executable).with_name("orderdesk")
 TOKEN = "primary-secret"
 KEY = "crash-test-1"
-POLL_S = 0.02
 T = TypeVar("T")
 
 VENUE_TOML = """
@@ -122,19 +123,6 @@ async def running(stack: Stack, name: str, *args: str) -> AsyncIterator[trio.Pro
                         await process.wait()
 
 
-async def until(probe: Callable[[], Awaitable[T]], what: str, timeout_s: float = 10.0) -> T:
-    """Await `probe()` until it returns something truthy, at most `timeout_s`."""
-    try:
-        with trio.fail_after(timeout_s):
-            while True:  # another process's state: nothing to wait on but a poll
-                value = await probe()
-                if value:
-                    return value
-                await trio.sleep(POLL_S)
-    except trio.TooSlowError:
-        raise AssertionError(f"waited {timeout_s} s for: {what}") from None
-
-
 @asynccontextmanager
 async def open_venue(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """A standalone venue; yields a client for its Kite API as `primary` (and `/_venue`)."""
@@ -144,7 +132,7 @@ async def open_venue(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
                 "--bind", f"127.0.0.1:{stack.venue_port}"),
         httpx.AsyncClient(base_url=stack.venue_url, headers=kite_headers(), timeout=10) as kite,
     ):
-        await until(lambda: _answers(kite, "/orders"), "the venue")
+        await wait_until(lambda: _answers(kite, "/orders"), "the venue")
         yield kite
 
 
@@ -161,7 +149,7 @@ async def open_gateway(stack: Stack) -> AsyncIterator[tuple[trio.Process, httpx.
         httpx.AsyncClient(base_url=stack.gateway_url, timeout=30,
                           headers={"Authorization": f"Bearer {TOKEN}"}) as api,
     ):
-        await until(lambda: _answers(api, "/health"), "the gateway")
+        await wait_until(lambda: _answers(api, "/health"), "the gateway")
         yield process, api
 
 
@@ -242,13 +230,8 @@ async def recovered(api: httpx.AsyncClient, batch_id: str) -> dict[str, Any]:
         body: dict[str, Any] = response.json()
         return body if body["status"] in ("success", "rolled_back", "rollback_failed") else None
 
-    result: dict[str, Any] = await until(probe, "recovery")
+    result: dict[str, Any] = await wait_until(probe, "recovery")
     return result
-
-
-def leg(symbol: str, side: str, quantity: int, **extra: Any) -> dict[str, Any]:
-    return {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": side,
-            "quantity": quantity, "order_type": "MARKET", "product": "NRML", **extra}
 
 
 def new_stack(tmp_path: Path) -> Stack:
@@ -277,7 +260,7 @@ async def test_killed_once_a_resting_leg_is_placed_rolls_back_at_the_next_start(
                             and all(row["status"] == "COMPLETE" for row in legs[:2]))
                     return legs if done else None
 
-                await until(leg_2_placed, "leg 2 placed, legs 0 and 1 COMPLETE")
+                await wait_until(leg_2_placed, "leg 2 placed, legs 0 and 1 COMPLETE")
                 gateway.kill()  # SIGKILL: no shutdown grace, no rollback
                 await gateway.wait()
             batch, legs = await stored(stack)
@@ -320,7 +303,7 @@ async def test_killed_after_every_leg_completed_is_success_at_the_next_start(
                     _, legs = await stored(stack)
                     return legs if len(legs) == 2 and all(map(placed, legs)) else None
 
-                legs = await until(all_placed, "both legs placed")
+                legs = await wait_until(all_placed, "both legs placed")
                 # Freeze the gateway so it cannot conclude, let the venue fill, then kill it.
                 gateway.send_signal(signal.SIGSTOP)
 
@@ -328,7 +311,7 @@ async def test_killed_after_every_leg_completed_is_success_at_the_next_start(
                     return {o["tag"]: o["status"] for o in await venue_orders(kite)} == {
                         row["tag"]: "COMPLETE" for row in legs}
 
-                await until(all_complete, "both legs COMPLETE at the venue")
+                await wait_until(all_complete, "both legs COMPLETE at the venue")
                 gateway.kill()
                 await gateway.wait()
             batch, _ = await stored(stack)

@@ -7,18 +7,22 @@ coordinator on that store: `run()` reconciles every unfinished batch before it r
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import attrs
 import pytest
 import trio
 
-from actors.batch import new_batch_id, tag_for
-from actors.requests import body_hash
-from brokers.base import OrderRequest
 from brokers.paper import VenueAddress
-from store import BatchRecord, LegRecord, open_store
+from store import LegRecord
+from tests.fixtures_desk import (
+    Desk,
+    crashed_batch,
+    open_desk,
+    place_at_venue,
+    resume,
+    stored_request,
+)
+from tests.fixtures_orders import leg, tags
 from tests.fixtures_venue import (
     BANKNIFTY_FUT,
     NIFTY_FUT,
@@ -28,57 +32,6 @@ from tests.fixtures_venue import (
     start_venue,
 )
 from tests.fixtures_web import replied
-from tests.test_batch import Desk, desk, leg, open_desk, tags
-
-__all__ = ["desk"]  # the fixture, shared with test_batch
-
-
-def _request(side: str, symbol: str = NIFTY_FUT, quantity: int = 75, tag: str = "") -> dict:
-    return attrs.asdict(OrderRequest(symbol, "NFO", side, "MARKET", quantity, "NRML",
-                                     tag=tag, market_protection=-1))
-
-
-async def crashed_batch(
-    url: str, key: str, legs: list[tuple[str, str]], status: str = "running",
-    reverses: list[LegRecord] | None = None, filled: dict[int, int] | None = None,
-) -> tuple[str, list[str]]:
-    """Store an unfinished batch as a crash left it; `legs` is (side, leg status) per leg,
-    `filled` the filled quantity stored per leg index."""
-    batch_id = new_batch_id()
-    leg_tags = [tag_for(batch_id, n, "L", 0) for n in range(len(legs))]
-    body: dict[str, Any] = {"orders": [leg(side=side) for side, _ in legs]}
-    async with open_store(url) as store:
-        now = time.time()
-        await store.create_batch(
-            BatchRecord(batch_id, "primary", key, body_hash(body), body, "running", None, now, now),
-            [LegRecord(batch_id, n, leg_tags[n], state, None, _request(side, tag=leg_tags[n]),
-                       {"filled_quantity": (filled or {}).get(n, 0)})
-             for n, (side, state) in enumerate(legs)],
-        )
-        for record in reverses or []:
-            await store.add_leg(attrs.evolve(record, batch_id=batch_id,
-                                             tag=record.tag.replace("BATCH", batch_id)))
-        if status != "running":
-            await store.update_batch(batch_id, status=status)
-    return batch_id, leg_tags
-
-
-async def place_at_venue(venue: VenueAddress, side: str, tag: str, **extra: Any) -> str:
-    """An order that reached the broker before the crash."""
-    async with kite_http(venue) as kite:
-        response = await kite.post("/orders/regular", data=market_form(
-            transaction_type=side, tag=tag, **extra))
-    assert response.status_code == 200, response.text
-    order_id: str = response.json()["data"]["order_id"]
-    return order_id
-
-
-async def resume(desk: Desk, key: str, legs: list[tuple[str, str]]) -> dict[str, Any]:
-    """What a client retrying with the same key gets after the restart: the recovered result."""
-    body = {"orders": [leg(side=side) for side, _ in legs]}
-    status, result = await desk.submit(body, key=key)
-    assert status == 200, result
-    return result
 
 
 async def test_killed_after_leg_0_placed_is_rolled_back_at_start(
@@ -117,7 +70,7 @@ async def test_an_interrupted_rollback_never_flattens_twice(
 ) -> None:
     legs = [("BUY", "COMPLETE"), ("SELL", "REJECTED")]
     reverse_tag = "odBATCH0R0"
-    reverse = LegRecord("", 100, reverse_tag, "PLACING", None, _request("SELL"), {},
+    reverse = LegRecord("", 100, reverse_tag, "PLACING", None, stored_request("SELL"), {},
                         kind="reverse")
     batch_id, leg_tags = await crashed_batch(sqlite_url, "crash-3", legs, "rolling_back",
                                              [reverse])

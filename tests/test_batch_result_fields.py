@@ -11,10 +11,9 @@ from typing import Any
 
 import trio
 
+from tests.fixtures_desk import Desk
+from tests.fixtures_orders import leg, strangle
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT
-from tests.test_batch import Desk, desk, leg, strangle
-
-__all__ = ["desk"]  # the fixture, shared with test_batch
 
 
 def leg_order_ids(result: dict[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ call's own timeout while a task of the test's nursery sends the real POST later.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -22,11 +23,11 @@ from actors.batch import new_batch_id, tag_for
 from brokers.base import BrokerUnavailable, OrderRequest
 from brokers.paper import VenueAddress
 from store import BatchRecord, LegRecord, open_store
+from tests.fixtures_desk import FAST, Desk, open_desk
+from tests.fixtures_orders import leg, tags
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, start_venue
+from tests.fixtures_waits import wait_until
 from tests.fixtures_web import replied
-from tests.test_batch import FAST, Desk, desk, leg, open_desk, tags
-
-__all__ = ["desk"]  # the fixture, shared with test_batch
 
 Place = Callable[[OrderRequest], Awaitable[str]]
 
@@ -292,12 +293,12 @@ async def _old_batch(url: str, legs: list[tuple[str, str, str | None, dict]]) ->
 
 
 async def _recovered(desk: Desk, batch_id: str) -> dict[str, Any]:
-    while True:
+    async def finished() -> dict[str, Any] | None:
         status, result = await replied(desk.coordinator.get("primary", batch_id))
         assert status == 200
-        if result["status"] not in ("running", "rolling_back"):
-            return result
-        await trio.sleep(0.05)
+        return None if result["status"] in ("running", "rolling_back") else result
+
+    return await wait_until(finished, "the batch recovered", math.inf)
 
 
 async def test_recovery_on_a_later_day_names_every_sent_leg_as_lost(

@@ -1,7 +1,7 @@
 """The built-in page in a real browser (Debian's chromium, headless, driven by Playwright).
 
-Each test starts the whole service from a TOML file (`open_desk`), then runs a scenario in the
-browser on a worker thread; the scenario acts on the service as a second client would (orders
+Each test starts the whole service from a TOML file (`open_served_desk`), then runs a scenario in
+the browser on a worker thread; the scenario acts on the service as a second client would (orders
 at the venue, fault injection, the REST API) and reads the results off the page.
 
 `ORDERDESK_SCREENSHOTS_DIR=docs .venv/bin/python -m pytest tests/test_browser.py` refreshes
@@ -21,10 +21,10 @@ import trio
 from tests.fixtures_browser import (
     ADMIN_TOKEN,
     TOKENS,
-    Desk,
+    ServedDesk,
     chromium,  # noqa: F401  (a fixture)
     in_browser,
-    open_desk,
+    open_served_desk,
     screenshot,
     sign_in,
 )
@@ -72,7 +72,7 @@ def fill_leg(page: Any, n: int, symbol: str, side: str, lots: int, **extra: str)
 
 async def test_wrong_token_is_refused(tmp_path: Path, chromium: str) -> None:  # noqa: F811
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with open_desk(tmp_path) as desk:
+        async with open_served_desk(tmp_path) as desk:
 
             def scenario(page: Any) -> None:
                 sign_in(page, desk.base_url, "not-a-token")
@@ -89,7 +89,7 @@ async def test_account_token_sees_own_account_only(
     tmp_path: Path, chromium: str  # noqa: F811
 ) -> None:
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with open_desk(tmp_path) as desk:
+        async with open_served_desk(tmp_path) as desk:
 
             def scenario(page: Any) -> None:
                 sign_in(page, desk.base_url, TOKENS["secondary"])
@@ -111,7 +111,7 @@ async def test_admin_sees_every_account_and_health(
     tmp_path: Path, chromium: str  # noqa: F811
 ) -> None:
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with open_desk(tmp_path) as desk:
+        async with open_served_desk(tmp_path) as desk:
 
             def scenario(page: Any) -> None:
                 with desk.client(TOKENS["secondary"]) as client:
@@ -138,7 +138,7 @@ async def test_orders_appear_live_and_update_in_place(
     tmp_path: Path, chromium: str  # noqa: F811
 ) -> None:
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with open_desk(tmp_path) as desk:
+        async with open_served_desk(tmp_path) as desk:
 
             def scenario(page: Any) -> None:
                 sign_in(page, desk.base_url, TOKENS["primary"])
@@ -192,7 +192,7 @@ async def test_page_socket_drop_resumes_with_since(
     tmp_path: Path, chromium: str  # noqa: F811
 ) -> None:
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with open_desk(tmp_path) as desk:
+        async with open_served_desk(tmp_path) as desk:
 
             def scenario(page: Any) -> None:
                 sign_in(page, desk.base_url, TOKENS["primary"])
@@ -224,7 +224,7 @@ async def test_page_socket_drop_resumes_with_since(
             await in_browser(chromium, scenario)
 
 
-def client_seq(desk: Desk) -> int:
+def client_seq(desk: ServedDesk) -> int:
     with desk.client(TOKENS["primary"]) as client:
         response = client.http.get("/accounts/primary/orders")
         return int(response.json()["seq"])
@@ -233,7 +233,7 @@ def client_seq(desk: Desk) -> int:
 # -- the basket ticket --------------------------------------------------------------------
 
 
-def _batch_routes(desk: Desk) -> bool:
+def _batch_routes(desk: ServedDesk) -> bool:
     response = httpx.get(
         f"{desk.base_url}/accounts/primary/batch-orders/none",
         headers={"Authorization": f"Bearer {TOKENS['primary']}"},
@@ -243,7 +243,7 @@ def _batch_routes(desk: Desk) -> bool:
 
 async def test_basket_success_then_rollback(tmp_path: Path, chromium: str) -> None:  # noqa: F811
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with open_desk(tmp_path) as desk:
+        async with open_served_desk(tmp_path) as desk:
             if not await trio.to_thread.run_sync(_batch_routes, desk):
                 pytest.fail("the batch routes are not served by open_service")
 
@@ -297,7 +297,7 @@ async def test_basket_validation_errors_next_to_fields(
     tmp_path: Path, chromium: str  # noqa: F811
 ) -> None:
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with open_desk(tmp_path) as desk:
+        async with open_served_desk(tmp_path) as desk:
             if not await trio.to_thread.run_sync(_batch_routes, desk):
                 pytest.fail("the batch routes are not served by open_service")
 
@@ -330,7 +330,7 @@ async def test_basket_validation_errors_next_to_fields(
 
 async def test_phone_layout(tmp_path: Path, chromium: str) -> None:  # noqa: F811
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with open_desk(tmp_path) as desk:
+        async with open_served_desk(tmp_path) as desk:
 
             def scenario(page: Any) -> None:
                 sign_in(page, desk.base_url, TOKENS["primary"])
@@ -353,7 +353,7 @@ async def test_phone_layout(tmp_path: Path, chromium: str) -> None:  # noqa: F81
 
 async def test_page_routes(tmp_path: Path) -> None:
     with trio.fail_after(TEST_TIMEOUT_S):
-        async with open_desk(tmp_path) as desk, httpx.AsyncClient(
+        async with open_served_desk(tmp_path) as desk, httpx.AsyncClient(
             base_url=desk.base_url, timeout=10.0
         ) as http:
             index = await http.get("/")

@@ -7,6 +7,7 @@ Exit codes: 0 healthy (or done), 1 degraded (or refused by the server), 2 unreac
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,10 +19,7 @@ import trio
 
 from supervision.cli import main
 from supervision.service import Running
-from tests.fixtures_cli import BIN, ORDERDESK, REPO, Result, cli_env, free_port, orderdesk
-from tests.fixtures_service import write_config
-from tests.fixtures_venue import NIFTY_FUT, kite_headers
-from tests.test_admin import (
+from tests.fixtures_admin import (
     ADMIN_TOKEN,
     TOKENS,
     actor_entry,
@@ -31,6 +29,10 @@ from tests.test_admin import (
     upstream_is,
     wait_tree,
 )
+from tests.fixtures_cli import BIN, ORDERDESK, REPO, Result, cli_env, free_port, orderdesk
+from tests.fixtures_service import write_config
+from tests.fixtures_venue import NIFTY_FUT, kite_headers
+from tests.fixtures_waits import wait_until
 
 
 def server(running: Running, token: str = ADMIN_TOKEN) -> tuple[str, ...]:
@@ -207,6 +209,27 @@ async def test_credentials_refused_exit_1(
             assert too_long.code == 1 and "at most 256" in too_long.stderr, too_long
 
 
+async def test_rotate_token_prints_the_new_value_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(30):
+        async with open_admin_service(tmp_path, monkeypatch) as running:
+            result = await orderdesk(tmp_path, "rotate-token", "primary", "primary-desk",
+                                     *server(running))
+            assert result.code == 0, result
+            new = result.stdout.strip()
+            assert new and "\n" not in new and "rotated" in result.stderr
+            base = f"http://{running.web_bind}/accounts/primary/orders"
+            async with httpx.AsyncClient() as http:
+                old = await http.get(base, headers={"Authorization": f"Bearer {TOKENS['primary']}"})
+                assert old.status_code == 401
+                fresh = await http.get(base, headers={"Authorization": f"Bearer {new}"})
+                assert fresh.status_code == 200
+            unknown = await orderdesk(tmp_path, "rotate-token", "primary", "nobody",
+                                      *server(running))
+            assert unknown.code == 1 and "no token named" in unknown.stderr, unknown
+
+
 async def test_watch_refreshes_until_ctrl_c(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,7 +262,8 @@ async def test_watch_refreshes_until_ctrl_c(
 
 
 @pytest.mark.parametrize(
-    "command", ["serve", "venue", "migrate", "status", "actors", "restart", "credentials"]
+    "command",
+    ["serve", "venue", "migrate", "status", "actors", "restart", "credentials", "rotate-token"],
 )
 def test_help_says_what_each_command_does(
     command: str, capsys: pytest.CaptureFixture[str]
@@ -249,7 +273,7 @@ def test_help_says_what_each_command_does(
     assert exited.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert text.startswith(f"usage: orderdesk {command}")
-    if command in ("status", "actors", "restart", "credentials"):
+    if command in ("status", "actors", "restart", "credentials", "rotate-token"):
         for needle in ("--url", "ORDERDESK_URL", "http://127.0.0.1:8081", "--token",
                        "ORDERDESK_ADMIN_TOKEN", "Exit status: 0"):
             assert needle in text, (command, needle)
@@ -308,16 +332,15 @@ async def test_honcho_web_trades_on_the_procfiles_venue(tmp_path: Path) -> None:
 async def _wait_healthy(web: str, process: trio.Process) -> None:
     """Until `web` answers /admin/actors with every actor connected to its upstream."""
     async with httpx.AsyncClient(timeout=1.0) as http:
-        while True:
-            try:
-                answer = await http.get(f"{web}/admin/actors",
-                                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-                if answer.status_code == 200 and answer.json()["ok"]:
-                    return
-            except httpx.TransportError:
-                pass
+
+        async def healthy() -> bool:
             assert process.returncode is None, "honcho exited early"
-            await trio.sleep(0.1)
+            answer = await http.get(f"{web}/admin/actors",
+                                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            return answer.status_code == 200 and bool(answer.json()["ok"])
+
+        await wait_until(healthy, "every actor connected", math.inf, poll_s=0.1,
+                         retry_on=(httpx.TransportError,))
 
 
 # -- deploy/ --------------------------------------------------------------------------------------

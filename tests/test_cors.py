@@ -14,7 +14,7 @@ import trio
 
 from supervision.service import Running
 from tests.fixtures_browser import TOKENS as BROWSER_TOKENS
-from tests.fixtures_browser import chromium, in_browser, open_desk, serve_page
+from tests.fixtures_browser import chromium, in_browser, open_served_desk, serve_page
 from tests.fixtures_service import api, open_test_service
 
 __all__ = ["chromium"]  # the fixture
@@ -122,7 +122,7 @@ async def test_a_page_on_an_allowed_origin_calls_the_api_in_chromium(
     async with trio.open_nursery() as nursery:
         port = await serve_page(nursery, "<!doctype html><title>front</title><p>front-end</p>")
         front = f"http://127.0.0.1:{port}"
-        async with open_desk(tmp_path, allowed_origins=(front,)) as desk:
+        async with open_served_desk(tmp_path, allowed_origins=(front,)) as desk:
             token = BROWSER_TOKENS["primary"]
 
             def scenario(page: Any) -> tuple[dict, dict]:

@@ -11,6 +11,7 @@ them through the whole service across a restart.
 from __future__ import annotations
 
 import collections
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,15 +22,16 @@ import pytest
 import trio
 
 from actors.events import EventRelay, order_event
+from actors.settings import WebhookSettings
 from actors.webhooks import WebhookDispatcher
 from store import Store, WebhookDelivery, open_store
 from supervision.service import Running
-from supervision.settings import WebhookSettings
+from tests.fixtures_cli import free_port
+from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, venue_control
-from tests.test_api_orders import leg, nifty_symbols
-from tests.test_service_webhooks import ENVIRON, PortReceiver, free_port, hooks_for
-from tests.test_service_webhooks import FAST as SERVICE_FAST
-from tests.test_webhooks import FAST, Receiver
+from tests.fixtures_venue import nifty_symbols
+from tests.fixtures_waits import wait_until
+from tests.fixtures_webhooks import ENVIRON, FAST, SERVICE_FAST, PortReceiver, Receiver, hooks_for
 
 URL = "https://hook.invalid/a"  # no sender runs where tests read the outbox
 
@@ -63,12 +65,8 @@ async def commit(
     return seqs
 
 
-async def until(check: Callable[[], Awaitable[bool]]) -> None:
-    """Poll `check` until it holds: it reads the store, where no event tells of a change."""
-    while True:
-        if await check():
-            return
-        await trio.sleep(0.005)
+#: Polls the store, where no event tells of a change.
+until = functools.partial(wait_until, poll_s=0.005)
 
 
 def cursor_at(store: Store, account: str, seq: int) -> Callable[[], Awaitable[bool]]:

@@ -17,6 +17,7 @@ import trio
 
 from supervision.service import Running
 from tests.fixtures_service import TOKENS, open_test_service
+from tests.fixtures_waits import wait_until
 from web import WebConfig
 
 WEB = WebConfig(request_timeout_s=1.0, send_timeout_s=1.0)
@@ -99,9 +100,8 @@ async def test_a_client_that_never_reads_is_dropped_after_the_send_deadline(
             with trio.move_on_after(1):
                 await stream.send_all(b"GET /static/basket.js HTTP/1.1\r\nHost: x\r\n\r\n" * 2000)
             streams.append(stream)
-        with trio.fail_after(8):
-            while _server_sockets(running):  # noqa: ASYNC110 (the kernel's table)
-                await trio.sleep(0.1)
+        await wait_until(lambda: not _server_sockets(running), "the server let go", 8,
+                         poll_s=0.1)  # the kernel's table
         for stream in streams:  # the clients are still there: the server let go of them
             await stream.aclose()
 
@@ -135,9 +135,9 @@ async def test_abusive_clients_leave_no_socket_behind(tmp_path: Path) -> None:
                     kept.append(stream)  # never read: the server must time it out
                 else:
                     await stream.aclose()
-        with trio.fail_after(15):
-            while left := _server_sockets(running):  # noqa: ASYNC110 (the kernel table)
-                await trio.sleep(0.1)
+        await wait_until(lambda: not _server_sockets(running), "the server let go", 15,
+                         poll_s=0.1)  # the kernel's table
+        left = _server_sockets(running)
         for stream in kept:
             await stream.aclose()
         print(json.dumps({"abusive_connections": 5 * len(kinds), "sockets_left": len(left)}))

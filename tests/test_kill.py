@@ -7,6 +7,7 @@ Outcomes are asserted at the venue (its `/orders` and `/portfolio/positions`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,12 +20,11 @@ import trio.testing
 from actors.requests import LegRequest
 from brokers.base import BrokerUnavailable, Order, OrderRejected
 from brokers.paper import VenueAddress
+from tests.fixtures_desk import FAST, Desk, crashed_batch, open_desk, place, place_at_venue, resume
+from tests.fixtures_orders import leg, tags
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, market_form, order_form
+from tests.fixtures_waits import wait_until
 from tests.fixtures_web import replied, typed
-from tests.test_batch import FAST, Desk, desk, leg, open_desk, tags
-from tests.test_batch_recovery import crashed_batch, place_at_venue, resume
-
-__all__ = ["desk"]  # the fixture, shared with test_batch
 
 #: A MARKET BUY that fills and a LIMIT BUY far below the market that never does: at the 1 s
 #: deadline the batch rolls back (cancels the LIMIT, sells the 75 the MARKET leg bought).
@@ -32,23 +32,16 @@ ROLLING_BACK = {"orders": [leg(), leg(order_type="LIMIT", price=20000.0)], "time
 
 
 async def wait_for_order(desk: Desk, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    while True:
-        for order in await desk.orders():
-            if match(order):
-                return order
-        await trio.sleep(0.02)
+    """The first venue order that `match`es (the venue's listing, over HTTP: polled)."""
+
+    async def found() -> dict[str, Any] | None:
+        return next((o for o in await desk.orders() if match(o)), None)
+
+    return await wait_until(found, "a matching order at the venue", math.inf, poll_s=0.02)
 
 
 def tag_of(order: dict[str, Any]) -> str:
     return order["tag"] or ""
-
-
-async def place(desk: Desk, form: dict[str, Any]) -> str:
-    """An order placed at the venue directly (another front-end, a manual trade)."""
-    response = await desk.kite.post("/orders/regular", data=form)
-    assert response.status_code == 200, response.text
-    order_id: str = response.json()["data"]["order_id"]
-    return order_id
 
 
 async def start_rolling_back(

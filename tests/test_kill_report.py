@@ -5,6 +5,7 @@ positions it cannot read afterwards are "unknown", with the reason, never an emp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from supervision.service import Running
 from tests.fixtures_service import api, expire_token, open_test_service, venue_control
 from tests.fixtures_store import locked_tables
 from tests.fixtures_venue import NIFTY_CE, NIFTY_FUT, kite_headers
+from tests.fixtures_waits import wait_until
 
 MARKET = {"tradingsymbol": NIFTY_FUT, "exchange": "NFO", "transaction_type": "BUY",
           "quantity": 75, "order_type": "MARKET", "product": "NRML"}
@@ -31,10 +33,10 @@ async def wait_venue_orders(
     venue: httpx.AsyncClient, done: Callable[[list[dict[str, Any]]], bool]
 ) -> None:
     """Until the venue's order listing satisfies `done` (bounded by the caller)."""
-    while True:
-        if done((await venue.get("/orders", headers=kite_headers())).json()["data"]):
-            return
-        await trio.sleep(0.02)
+    async def listed() -> bool:
+        return done((await venue.get("/orders", headers=kite_headers())).json()["data"])
+
+    await wait_until(listed, "the venue's orders", math.inf, poll_s=0.02)
 
 
 async def wait_open_limit(venue: httpx.AsyncClient) -> None:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import trio
 
+from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import NIFTY_CE, NIFTY_FUT, kite_headers
 
@@ -25,16 +26,11 @@ FUNDS = 500_000
 NIFTY_24500_CE = NIFTY_FUT.removesuffix("FUT") + "24500CE"
 
 
-def leg(symbol: str, side: str, quantity: int = 150) -> dict[str, Any]:
-    return {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": side,
-            "quantity": quantity, "order_type": "MARKET", "product": "NRML"}
-
-
-SPREAD = [leg(NIFTY_CE, "SELL"), leg(NIFTY_24500_CE, "BUY")]
+SPREAD = [leg(NIFTY_CE, "SELL", 150), leg(NIFTY_24500_CE, "BUY", 150)]
 NIFTY_STEM = NIFTY_FUT.removesuffix("FUT")
 # BUY far OTM CE, SELL nearer CE, BUY far OTM PE, SELL nearer PE: every short has its hedge.
-IRON_CONDOR = [leg(f"{NIFTY_STEM}24400CE", "BUY"), leg(f"{NIFTY_STEM}24200CE", "SELL"),
-               leg(f"{NIFTY_STEM}23600PE", "BUY"), leg(f"{NIFTY_STEM}23800PE", "SELL")]
+IRON_CONDOR = [leg(f"{NIFTY_STEM}24400CE", "BUY", 150), leg(f"{NIFTY_STEM}24200CE", "SELL", 150),
+               leg(f"{NIFTY_STEM}23600PE", "BUY", 150), leg(f"{NIFTY_STEM}23800PE", "SELL", 150)]
 
 
 async def positions(venue: httpx.AsyncClient) -> dict[str, int]:
@@ -121,10 +117,10 @@ async def test_exit_basket_passes_when_margin_is_tight(tmp_path: Path, execution
     with trio.fail_after(30):
         async with (open_test_service(tmp_path, venue_toml=f"funds = {FUNDS}") as running,
                     api(running) as http, venue_control(running) as venue):
-            short = await http.post("/accounts/primary/orders", json=leg(NIFTY_FUT, "SELL"))
+            short = await http.post("/accounts/primary/orders", json=leg(NIFTY_FUT, "SELL", 150))
             assert short.status_code == 200, short.text
             assert await positions(venue) == {NIFTY_FUT: -150}
-            body = {"orders": [leg(NIFTY_FUT, "BUY")], "execution": execution}
+            body = {"orders": [leg(NIFTY_FUT, "BUY", 150)], "execution": execution}
             response = await http.post("/accounts/primary/batch-orders", json=body)
             assert response.status_code == 200, response.text
             assert response.json()["status"] == "success", response.json()
@@ -136,10 +132,11 @@ async def test_venue_basket_margins_consider_positions(tmp_path: Path) -> None:
     with trio.fail_after(30):
         async with (open_test_service(tmp_path, venue_toml=f"funds = {FUNDS}") as running,
                     api(running) as http, venue_control(running) as venue):
-            bought = await http.post("/accounts/primary/orders", json=leg(NIFTY_24500_CE, "BUY"))
+            bought = await http.post("/accounts/primary/orders",
+                                     json=leg(NIFTY_24500_CE, "BUY", 150))
             assert bought.status_code == 200, bought.text
-            sell = [{**leg(NIFTY_CE, "SELL"), "variety": "regular"}]
-            exit_ = [{**leg(NIFTY_24500_CE, "SELL"), "variety": "regular"}]
+            sell = [{**leg(NIFTY_CE, "SELL", 150), "variety": "regular"}]
+            exit_ = [{**leg(NIFTY_24500_CE, "SELL", 150), "variety": "regular"}]
 
             async def basket(body: list[dict[str, Any]], consider: str | None) -> dict[str, Any]:
                 params = {} if consider is None else {"consider_positions": consider}

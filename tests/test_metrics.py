@@ -5,6 +5,7 @@ on a scrape or a websocket message, never a sleep to settle.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,9 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.account import ActorConfig
 from supervision.service import Running
+from tests.fixtures_orders import leg
 from tests.fixtures_service import METRICS, TOKENS, api, open_test_service, venue_control
+from tests.fixtures_venue import nifty_symbols
+from tests.fixtures_waits import wait_until
 from tests.fixtures_web import Reader
-from tests.test_api_orders import leg, nifty_symbols
 
 FAST_ACTOR = ActorConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2, reconnect_jitter_s=0.01)
 
@@ -40,11 +43,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def until_scraped(running: Running, predicate: Callable[[Samples], bool]) -> Samples:
-    while True:
+    async def matching() -> Samples | None:
         samples = await scrape(running)
-        if predicate(samples):
-            return samples
-        await trio.sleep(0.05)
+        return samples if predicate(samples) else None
+
+    return await wait_until(matching, "the scraped metrics", math.inf)
 
 
 async def test_metrics_move_with_orders_batches_websockets_and_reconnects(

@@ -9,6 +9,7 @@ anything. The venue enforces the same limits with Kite's 429, so overrunning the
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from actors.ratelimit import Priority
 from supervision.settings import ConfigError, load_settings
 from tests.fixtures_service import api, open_test_service, venue_control, write_config
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT
+from tests.fixtures_waits import wait_until
 
 
 def _future(symbol: str = NIFTY_FUT, quantity: int = 75) -> dict[str, Any]:
@@ -53,10 +55,9 @@ async def test_three_batches_at_20_a_minute_and_40_a_day(tmp_path: Path) -> None
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"] == "order_budget"
             assert 1 <= int(refused.headers["Retry-After"]) <= 61
-            while True:  # the minute slides 60 s after A's writes
-                if budget.room(10).minute_wait_s == 0:
-                    break
-                await trio.sleep(0.5)
+            await wait_until(  # the minute slides 60 s after A's writes
+                lambda: budget.room(10).minute_wait_s == 0, "the minute slid", math.inf,
+                poll_s=0.5)
 
             await venue.post("/_venue/faults", json={"reject_symbols": [BANKNIFTY_FUT]})
             second = await http.post("/accounts/primary/batch-orders",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -19,15 +20,16 @@ from store import open_store
 from supervision.service import Running
 from tests.fixtures_service import api, open_test_service, scrape_metrics
 from tests.fixtures_venue import BANKNIFTY_FUT, kite_http, latest, market_form, place
+from tests.fixtures_waits import wait_until
 
 
 async def conflicts_seen(running: Running) -> None:
     entry = running.health.get("account:primary")
     assert entry is not None
-    while True:
-        if entry.order_conflicts and running.actors["primary"].upstream.state == "connected":
-            return
-        await trio.sleep(0.02)
+    actor = running.actors["primary"]
+    await wait_until(  # health entries and the upstream state have no change event
+        lambda: entry.order_conflicts and actor.upstream.state == "connected",
+        "a conflict counted, upstream connected", math.inf, poll_s=0.02)
 
 
 async def test_a_conflicting_update_is_refused_counted_and_shown_in_health(

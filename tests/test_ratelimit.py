@@ -13,8 +13,9 @@ import trio.testing
 
 from actors.ratelimit import Priority, RateLimiter
 from brokers.base import OrderRequest, RateLimited
+from tests.fixtures_desk import open_desk
+from tests.fixtures_orders import leg, tags
 from tests.fixtures_venue import BANKNIFTY_FUT, start_venue
-from tests.test_batch import leg, open_desk, tags
 
 
 async def test_burst_then_rate(autojump_clock: trio.testing.MockClock) -> None:

@@ -26,6 +26,7 @@ from tests.fixtures_venue import (
     place,
     start_venue,
 )
+from tests.fixtures_waits import wait_until
 from tests.fixtures_web import wait_upstream
 
 
@@ -134,11 +135,10 @@ async def test_fill_delay_holds_a_market_fill_through_price_steps(
         order_id = await place(kite, market_form())
         await kite.post("/_venue/step", json={"steps": 5})
         assert (await latest(kite, order_id))["status"] == "OPEN"
-        with trio.fail_after(5):
-            while True:
-                if (await latest(kite, order_id))["status"] == "COMPLETE":
-                    break
-                await trio.sleep(0.05)
+        async def complete() -> bool:
+            return (await latest(kite, order_id))["status"] == "COMPLETE"
+
+        await wait_until(complete, "the delayed fill", 5)
         assert trio.current_time() - start >= 1.5
 
 

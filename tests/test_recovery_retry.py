@@ -22,10 +22,11 @@ from actors.requests import BatchRequest
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import Store, open_store
+from tests.fixtures_desk import FAST, FAST_ACTOR, crashed_batch, place_at_venue
+from tests.fixtures_orders import leg
 from tests.fixtures_venue import kite_http
+from tests.fixtures_waits import wait_until
 from tests.fixtures_web import replied, typed
-from tests.test_batch import FAST, FAST_ACTOR, leg
-from tests.test_batch_recovery import crashed_batch, place_at_venue
 
 RETRY = attrs.evolve(FAST, recovery_retry_initial_s=0.05, recovery_retry_max_s=0.2)
 LEGS = [("BUY", "PLACED"), ("SELL", "PLACING")]
@@ -66,11 +67,9 @@ async def start_expired(
 
 
 async def failures_reach(coordinator: BatchCoordinator, n: int) -> None:
-    for _ in range(500):
-        if coordinator.statistics().recovery_failures >= n:
-            return
-        await trio.sleep(0.02)
-    raise AssertionError(f"fewer than {n} failed recovery attempts")
+    await wait_until(  # the coordinator's statistics have no change event
+        lambda: coordinator.statistics().recovery_failures >= n,
+        f"{n} failed recovery attempts", 10.0, poll_s=0.02)
 
 
 async def test_failed_recovery_is_retried_until_a_new_token_is_loaded(

@@ -10,6 +10,7 @@ reused by the venue.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +19,13 @@ import trio
 
 from actors.batch import BatchConfig
 from supervision.service import Running
+from tests.fixtures_desk import connected
+from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT, kite_headers
+from tests.fixtures_waits import wait_until
 
 BATCHES = BatchConfig(session=None, poll_interval_s=0.2, rollback_timeout_s=10.0)
-
-
-def leg(symbol: str, side: str, quantity: int, **extra: Any) -> dict[str, Any]:
-    return {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": side,
-            "quantity": quantity, "order_type": "MARKET", "product": "NRML", **extra}
-
-
-async def connected(running: Running) -> None:
-    while True:
-        if running.actors["primary"].upstream.state == "connected":
-            return
-        await trio.sleep(0.02)
 
 
 async def venue_get(running: Running, path: str) -> Any:
@@ -54,7 +46,7 @@ async def book_statuses(http: httpx.AsyncClient) -> dict[str, str]:
 async def test_a_batch_after_a_same_day_restart_rolls_back_cleanly(tmp_path: Path) -> None:
     with trio.fail_after(60):
         async with open_test_service(tmp_path, batch_config=BATCHES) as running:
-            await connected(running)
+            await connected(running.actors["primary"])
             async with api(running) as http:
                 first_ids = []
                 for _ in range(2):
@@ -62,14 +54,14 @@ async def test_a_batch_after_a_same_day_restart_rolls_back_cleanly(tmp_path: Pat
                                                json=leg(BANKNIFTY_FUT, "SELL", 35))
                     assert response.status_code == 200, response.text
                     first_ids.append(response.json()["order_id"])
-                while True:  # both COMPLETE in the store before the restart
+                async def both_complete() -> bool:  # in the store, before the restart
                     statuses = await book_statuses(http)
-                    if all(statuses.get(i) == "COMPLETE" for i in first_ids):
-                        break
-                    await trio.sleep(0.02)
+                    return all(statuses.get(i) == "COMPLETE" for i in first_ids)
+
+                await wait_until(both_complete, "both orders COMPLETE", math.inf, poll_s=0.02)
 
         async with open_test_service(tmp_path, batch_config=BATCHES) as running:
-            await connected(running)
+            await connected(running.actors["primary"])
             async with api(running) as http:
                 body = {"orders": [leg(NIFTY_FUT, "BUY", 75),
                                    leg(NIFTY_FUT, "BUY", 75, order_type="LIMIT", price=20000.0)],

@@ -11,7 +11,7 @@ import secrets
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,35 +27,18 @@ from actors.account import AccountActor, ActorConfig
 from supervision.service import Running
 from supervision.supervisor import RestartPolicy
 from supervision.upstream_watch import HealthPolicy
+from tests.fixtures_admin import admin_tree, wait_tree
+from tests.fixtures_orders import leg
 from tests.fixtures_service import ADMIN, TOKENS, api, open_test_service, venue_control
+from tests.fixtures_venue import nifty_symbols
 from tests.fixtures_web import Reader
-from tests.test_api_orders import leg, nifty_symbols
 
 ORDERDESK = str(Path(sys.executable).parent / "orderdesk")
 FAST_CHECK_S = 0.05
 
 
-async def tree(running: Running) -> dict[str, Any]:
-    async with api(running, ADMIN) as http:
-        response = await http.get("/admin/actors")
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-
 def entry(body: dict[str, Any], name: str) -> dict[str, Any]:
     return next(e for e in body["actors"] if e["name"] == name)
-
-
-async def wait_tree(
-    running: Running, predicate: Callable[[dict[str, Any]], bool], limit_s: float = 15
-) -> dict[str, Any]:
-    with trio.fail_after(limit_s):
-        while True:
-            body = await tree(running)
-            if predicate(body):
-                return body
-            await trio.sleep(0.05)
 
 
 async def orderdesk_status(running: Running) -> tuple[int, str]:
@@ -314,7 +297,7 @@ async def test_a_stalled_ticker_degrades_status_and_health_but_not_readiness(
                 code, out = await orderdesk_status(running)
                 assert code == 1, out
                 assert "degraded" in out and "account:primary" in out
-                codes |= reason_codes(await tree(running), "primary")
+                codes |= reason_codes(await admin_tree(running), "primary")
 
                 health = await anonymous.get("/health")
                 assert health.status_code == 200, health.text
@@ -336,7 +319,7 @@ async def test_a_stalled_ticker_degrades_status_and_health_but_not_readiness(
             cleared = await venue.delete("/_venue/faults")
             assert cleared.status_code == 200, cleared.text
             flowing_at = trio.current_time()
-            await wait_tree(running, lambda b: b["ok"], limit_s=70)
+            await wait_tree(running, lambda b: b["ok"], timeout_s=70)
             assert trio.current_time() - flowing_at >= STALL_RECOVERY_S
             code, out = await orderdesk_status(running)
             assert code == 0, out

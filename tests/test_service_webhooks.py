@@ -1,61 +1,39 @@
 """Webhooks end to end through the running service: an account configured with
 `webhooks = [{ url, secret_env }]` gets signed `order.updated`, `batch.completed` and
 `batch.rolled_back` POSTs when orders and batches happen, and a receiver that is down at first
-gets them once it comes up (the outbox retries). The receiver is tests/test_webhooks.py's.
+gets them once it comes up (the outbox retries). The receiver is tests/fixtures_webhooks.py's.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
-import attrs
 import trio
 
-from actors.webhooks import WebhookConfig, verify_signature
+from actors.webhooks import verify_signature
 from supervision.service import Running
+from tests.fixtures_cli import free_port
+from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, scrape_metrics, venue_control
-from tests.test_api_orders import leg, nifty_symbols
-from tests.test_webhooks import Received, Receiver
-
-SECRET = "hook-secret"
-ENVIRON = {"HOOK_SECRET": SECRET}
-FAST = WebhookConfig(
-    timeout_s=0.5, initial_backoff_s=0.05, max_backoff_s=0.2, max_age_s=60,
-    poll_interval_s=0.05, lease_s=5,
+from tests.fixtures_venue import nifty_symbols
+from tests.fixtures_waits import wait_until
+from tests.fixtures_webhooks import (
+    ENVIRON,
+    HOOK_SECRET,
+    SERVICE_FAST,
+    PortReceiver,
+    Received,
+    Receiver,
+    hooks_for,
 )
-
-
-@attrs.define(eq=False)
-class PortReceiver(Receiver):
-    """The test receiver on a port chosen before it listens (so it can start late)."""
-
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(
-                functools.partial(trio.serve_tcp, self._handle, self.port, host="127.0.0.1")
-            )
-            task_status.started()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def hooks_for(receiver: Receiver) -> dict[str, str]:
-    url = receiver.url("/hook")
-    return {"primary": f'webhooks = [{{ url = "{url}", secret_env = "HOOK_SECRET" }}]'}
 
 
 def verified(received: Received) -> dict[str, Any]:
     headers = received.headers
     assert verify_signature(
-        SECRET, headers["x-orderdesk-timestamp"], received.body,
+        HOOK_SECRET, headers["x-orderdesk-timestamp"], received.body,
         headers["x-orderdesk-signature"], tolerance_s=300,
     ), headers
     assert not verify_signature("wrong", headers["x-orderdesk-timestamp"], received.body,
@@ -108,7 +86,8 @@ async def test_signed_order_and_batch_events_reach_the_receiver(tmp_path: Path) 
         async with trio.open_nursery() as nursery:
             await nursery.start(receiver.serve)
             async with open_test_service(
-                tmp_path, account_toml=hooks_for(receiver), environ=ENVIRON, webhook_config=FAST
+                tmp_path, account_toml=hooks_for(receiver), environ=ENVIRON,
+                webhook_config=SERVICE_FAST,
             ) as running:
                 completed, rolled_back = await run_batches(running)
                 await receiver.wait_for(delivered_everything(completed, rolled_back))
@@ -133,15 +112,14 @@ async def test_a_receiver_down_at_first_gets_every_event_once_it_is_up(tmp_path:
     receiver = PortReceiver(port=free_port())  # nothing listens there yet
     with trio.fail_after(60):
         async with open_test_service(
-            tmp_path, account_toml=hooks_for(receiver), environ=ENVIRON, webhook_config=FAST
+            tmp_path, account_toml=hooks_for(receiver), environ=ENVIRON,
+            webhook_config=SERVICE_FAST,
         ) as running:
             completed, rolled_back = await run_batches(running)
-            with trio.fail_after(10):
-                while True:  # the sender tried, failed, and scheduled a retry
-                    metrics = await scrape_metrics(running)
-                    if 'webhook_deliveries_total{result="retry"}' in metrics:
-                        break
-                    await trio.sleep(0.05)
+            async def retrying() -> bool:  # the sender tried, failed, and scheduled a retry
+                return 'webhook_deliveries_total{result="retry"}' in await scrape_metrics(running)
+
+            await wait_until(retrying, "a retry scheduled", 10)
             assert receiver.requests == []
             async with trio.open_nursery() as nursery:
                 await nursery.start(receiver.serve)

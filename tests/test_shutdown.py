@@ -10,13 +10,14 @@ at the next start, and the venue's net positions.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import trio
 
 from store import open_store
 from supervision.settings import ConfigError, load_settings
+from tests.fixtures_waits import wait_until
 
 BIN = Path(sys.executable).parent
 ORDERDESK = str(BIN / "orderdesk")
@@ -94,26 +96,12 @@ async def spawn(tmp_path: Path, name: str, *args: str) -> AsyncIterator[Proc]:
             await process.wait()
 
 
-async def until(check: Callable[[], Any], what: str) -> Any:
-    """Poll `check()` (sync or async) until it returns something truthy (at most WAIT_S)."""
-    try:
-        with trio.fail_after(WAIT_S):
-            while True:
-                try:
-                    value = check()
-                    if hasattr(value, "__await__"):
-                        value = await value
-                except httpx.TransportError:
-                    value = None
-                if value:
-                    return value
-                await trio.sleep(0.05)
-    except trio.TooSlowError:
-        raise AssertionError(f"not within {WAIT_S}s: {what}") from None
+#: Polls what the serve processes and the venue show, through their sockets.
+until = functools.partial(wait_until, timeout_s=WAIT_S, retry_on=(httpx.TransportError,))
 
 
 @attrs.define
-class Desk:
+class GatewayStack:
     """The standalone venue and the gateway's config; `gateway()` starts one serve process."""
 
     tmp_path: Path
@@ -173,7 +161,7 @@ class Desk:
 
 
 @asynccontextmanager
-async def open_desk(tmp_path: Path, grace_s: float) -> AsyncIterator[Desk]:
+async def open_gateway_stack(tmp_path: Path, grace_s: float) -> AsyncIterator[GatewayStack]:
     venue_port, port = free_port(), free_port()
     config = tmp_path / "orderdesk.toml"
     config.write_text(CONFIG.format(port=port, admin=ADMIN, grace=grace_s, tmp=tmp_path,
@@ -190,7 +178,7 @@ async def open_desk(tmp_path: Path, grace_s: float) -> AsyncIterator[Desk]:
 
         await until(up, "the venue serves")
         try:
-            yield Desk(tmp_path, http, config, port)
+            yield GatewayStack(tmp_path, http, config, port)
         finally:
             venue.process.send_signal(signal.SIGTERM)
 
@@ -209,7 +197,7 @@ async def submit_in_background(
     nursery.start_soon(post)
 
 
-async def running_batch(desk: Desk, legs_at_venue: frozenset[str]) -> tuple[str, list[str]]:
+async def running_batch(desk: GatewayStack, legs_at_venue: frozenset[str]) -> tuple[str, list[str]]:
     """Wait until the store holds the batch as running and the venue shows each of its legs in
     one of `legs_at_venue`; its id and leg tags."""
     async with open_store(f"sqlite:///{desk.tmp_path}/od.db") as store:
@@ -232,14 +220,14 @@ async def running_batch(desk: Desk, legs_at_venue: frozenset[str]) -> tuple[str,
     return batch_id, tags
 
 
-async def stored_status(desk: Desk, batch_id: str) -> str:
+async def stored_status(desk: GatewayStack, batch_id: str) -> str:
     async with open_store(f"sqlite:///{desk.tmp_path}/od.db") as store:
         found = await store.get_batch(batch_id)
     assert found is not None
     return found[0].status
 
 
-async def recovered(desk: Desk, batch_id: str) -> dict[str, Any]:
+async def recovered(desk: GatewayStack, batch_id: str) -> dict[str, Any]:
     """Start the gateway again: its recovery brings the batch to a final state."""
     async with desk.gateway("gateway-2") as (proc, http):
 
@@ -281,7 +269,7 @@ CUT_SHORT_EXIT_S = 3 + 4
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 async def test_sigterm_during_a_batch(tmp_path: Path, case: Case) -> None:
     with trio.fail_after(90):
-        async with open_desk(tmp_path, case.grace_s) as desk:
+        async with open_gateway_stack(tmp_path, case.grace_s) as desk:
             market, limit = await desk.legs()
             body = {"orders": [market, limit], "timeout_s": 45}
             async with desk.gateway("gateway-1") as (proc, http), trio.open_nursery() as nursery:
@@ -316,7 +304,7 @@ async def test_sigterm_during_a_batch(tmp_path: Path, case: Case) -> None:
 
 async def test_second_signal_exits_at_once_and_the_next_start_recovers(tmp_path: Path) -> None:
     with trio.fail_after(90):
-        async with open_desk(tmp_path, grace_s=60) as desk:
+        async with open_gateway_stack(tmp_path, grace_s=60) as desk:
             market, limit = await desk.legs()
             body = {"orders": [market, limit], "timeout_s": 55}
             async with desk.gateway("gateway-1") as (proc, http), trio.open_nursery() as nursery:

@@ -14,6 +14,7 @@ delayed); the third start finishes it: net positions flat, every tag placed once
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -28,9 +29,11 @@ from actors.batch import BatchConfig
 from brokers.paper import VenueAddress
 from store import open_store
 from supervision.service import Running
+from tests.fixtures_desk import connected
+from tests.fixtures_orders import leg, tags
 from tests.fixtures_service import api, open_test_service
 from tests.fixtures_venue import BANKNIFTY_FUT, kite_http
-from tests.test_batch import connected, leg, tags
+from tests.fixtures_waits import wait_until
 
 BATCHES = BatchConfig(
     place_timeout_s=2.0, lookup_timeout_s=3.0, poll_interval_s=0.2, deadline_check_s=0.1,
@@ -45,16 +48,7 @@ FINAL = ("success", "rolled_back", "partial", "rollback_failed")
 BODY = {"orders": [leg(quantity=300), leg(BANKNIFTY_FUT, quantity=35)], "timeout_s": 10}
 
 
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout_s: float = 20) -> Any:
-    try:
-        with trio.fail_after(timeout_s):
-            while True:
-                value = await check()
-                if value:
-                    return value
-                await trio.sleep(0.05)
-    except trio.TooSlowError:
-        raise AssertionError(f"not within {timeout_s}s: {what}") from None
+until = functools.partial(wait_until, timeout_s=20)
 
 
 async def test_grace_over_cuts_a_slow_rollback_short_and_the_next_start_finishes_it(

@@ -15,12 +15,11 @@ from actors.batch import BatchConfig, single_tag
 from actors.requests import LegRequest
 from brokers.paper import VenueAddress
 from supervision.service import Running
+from tests.fixtures_desk import connected, open_desk, place_at_venue
+from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, venue_control
+from tests.fixtures_venue import nifty_symbols, venue_orders
 from tests.fixtures_web import replied, typed
-from tests.test_api_orders import leg, nifty_symbols, venue_orders
-from tests.test_batch import connected, open_desk
-from tests.test_batch import leg as desk_leg
-from tests.test_batch_recovery import place_at_venue
 
 # The venue holds every answer back longer than a place call (and a lookup) may take.
 SLOW_VENUE_MS = 500
@@ -93,7 +92,7 @@ async def test_unknown_outcome_is_202_and_a_retry_returns_the_accepted_order(
         ):
             await connected(running.actors["primary"])
             fut, _ = await nifty_symbols(venue)
-            warm = await post(http, leg(fut, qty=1))  # loads the instrument master: 422
+            warm = await post(http, leg(fut, quantity=1))  # loads the instrument master: 422
             assert warm.status_code == 422, warm.text
             await venue.post("/_venue/faults", json={"latency_ms": SLOW_VENUE_MS})
 
@@ -145,7 +144,7 @@ async def test_an_order_placed_before_a_restart_is_found_in_the_reconciled_book(
         order_id = await place_at_venue(venue, "BUY", tag)
         async with open_desk(venue, sqlite_url) as desk:
             status, reply = await replied(desk.coordinator.place_single(
-                "primary", *typed(desk_leg(), LegRequest), "test", "before-restart"))
+                "primary", *typed(leg(), LegRequest), "test", "before-restart"))
             assert status == 200, reply
             assert (reply["order_id"], reply["tag"]) == (order_id, tag)
             assert tag_counts(await desk.orders()) == {tag: 1}

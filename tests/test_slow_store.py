@@ -10,6 +10,7 @@ its reverse order's row included. Everything else is real: the paper venue, the 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -17,10 +18,12 @@ import pytest
 import trio
 
 from store import FINAL_BATCH_STATUSES
+from tests.fixtures_desk import FAST, Desk, open_desk
+from tests.fixtures_orders import leg
 from tests.fixtures_store import locked_tables
 from tests.fixtures_venue import BANKNIFTY_FUT, start_venue
+from tests.fixtures_waits import wait_until
 from tests.fixtures_web import replied
-from tests.test_batch import FAST, Desk, leg, open_desk
 
 SLOW_STORE = attrs.evolve(FAST, store_timeout_s=0.3, reverse_write_ahead_s=0.2,
                           store_retry_max_s=0.2)
@@ -28,21 +31,22 @@ SLOW_STORE = attrs.evolve(FAST, store_timeout_s=0.3, reverse_write_ahead_s=0.2,
 
 async def _placed(desk: Desk) -> None:
     """Until the market leg is COMPLETE and the LIMIT leg rests OPEN at the venue."""
-    while True:
-        statuses = sorted(o["status"] for o in await desk.orders())
-        if statuses == ["COMPLETE", "OPEN"]:
-            return
-        await trio.sleep(0.02)
+    async def placed() -> bool:
+        return sorted(o["status"] for o in await desk.orders()) == ["COMPLETE", "OPEN"]
+
+    await wait_until(placed, "one leg COMPLETE, one OPEN", math.inf, poll_s=0.02)
 
 
 async def _stored_final(desk: Desk, batch_id: str) -> tuple[Any, list[Any]]:
-    while True:
+    async def final() -> tuple[Any, list[Any]] | None:
         found = await desk.store.get_batch(batch_id)
         assert found is not None
         if found[0].status in FINAL_BATCH_STATUSES and any(
                 r.kind == "reverse" and r.status == "COMPLETE" for r in found[1]):
             return found
-        await trio.sleep(0.05)
+        return None
+
+    return await wait_until(final, "the batch final in the store", math.inf)
 
 
 @pytest.mark.parametrize("tables", [

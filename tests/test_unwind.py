@@ -17,13 +17,11 @@ import httpx
 import trio
 
 from actors.batch import BatchConfig
+from tests.fixtures_desk import FAST, Desk, open_desk, place
+from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, NIFTY_FUT, kite_http, market_form
 from tests.fixtures_web import replied
-from tests.test_batch import FAST, Desk, desk, leg, open_desk
-from tests.test_kill import place
-
-__all__ = ["desk"]  # the fixture, shared with test_batch
 
 THIN = {"reject_market_symbols": [NIFTY_CE], "rest_protected_market": True,
         "cancel_refused_ms": 600, "price_band_pct": 5}

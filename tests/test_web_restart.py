@@ -8,6 +8,7 @@ with `since` gets every update it missed.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import httpx
@@ -17,14 +18,16 @@ import trio_websocket
 from supervision.service import Running
 from tests.fixtures_service import TOKENS, api, open_test_service, venue_control
 from tests.fixtures_venue import NIFTY_FUT
+from tests.fixtures_waits import wait_until
 from tests.fixtures_web import Reader, place_market
 
 
 async def _restarted(running: Running) -> None:
     entry = running.health.get("web")
     assert entry is not None
-    while entry.restarts < 1 or entry.state != "running":  # noqa: ASYNC110 (no event for it)
-        await trio.sleep(0.01)
+    await wait_until(  # a health entry has no change event
+        lambda: entry.restarts >= 1 and entry.state == "running", "the web restarted",
+        math.inf, poll_s=0.01)
 
 
 async def _batch(running: Running, key: str) -> httpx.Response:
@@ -54,14 +57,15 @@ async def test_a_failed_web_front_is_restarted_while_everything_else_runs(
                         cut.append(exc)
 
                 nursery.start_soon(in_flight)
-                while running.batches.statistics().batches_running < 1:  # noqa: ASYNC110
-                    await trio.sleep(0.01)
+                await wait_until(lambda: running.batches.statistics().batches_running >= 1,
+                                 "a batch running", math.inf, poll_s=0.01)
                 seen = actor.seq
                 running.web.fail("drill")
                 await _restarted(running)
-                await place_market(running.venue)  # orders keep flowing meanwhile
-                while actor.seq <= seen:  # noqa: ASYNC110
-                    await trio.sleep(0.01)
+                with actor.watch("drillflow") as updates:  # orders keep flowing meanwhile
+                    await place_market(running.venue, tag="drillflow")
+                    await updates.receive()  # heard once committed and sent out
+                assert actor.seq > seen
             # the same port answers again; the batch finished (same key: its stored result)
             answer = await _batch(running, "restart-drill")
             assert answer.status_code == 200 and answer.json()["status"] == "success", answer.text

@@ -395,3 +395,20 @@ async def test_connection_gauge_and_status(web_stack: WebStack) -> None:
 async def _get(stack: WebStack, path: str, **kwargs):  # type: ignore[no-untyped-def]
     async with stack.http() as http:
         return await http.get(path, **kwargs)
+
+
+async def test_streams_without_direct_writes(tmp_path: Path) -> None:
+    """`WebConfig.direct_writes=False`: every frame goes through the sender task, same stream."""
+    config = WebConfig(direct_writes=False)
+    async with open_web_stack(tmp_path, accounts=("primary",), web_config=config) as stack:
+        with trio.fail_after(15):
+            async with trio.open_nursery() as nursery:
+                reader = Reader(await stack.connect(nursery))
+                await _snapshot(reader)
+                placed = await place_market(stack.venue)
+                await reader.until(lambda m: m["type"] == "order"
+                                   and m["order"]["order_id"] == placed
+                                   and m["order"]["status"] == "COMPLETE")
+                await reader.ws.send_message("ping")
+                await reader.until(lambda m: m["type"] == "pong")
+                nursery.cancel_scope.cancel()

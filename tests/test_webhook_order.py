@@ -15,20 +15,16 @@ import trio_asyncio
 from actors.webhooks import WebhookConfig
 from store import Store, WebhookDelivery
 from supervision.service import Running
+from tests.fixtures_orders import leg
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import NIFTY_CE, NIFTY_FUT
-from tests.test_webhooks import Receiver
+from tests.fixtures_webhooks import Receiver
 
 SECRET_ENV = {"HOOK_SECRET": "hook-secret"}
 FAST = WebhookConfig(timeout_s=0.5, initial_backoff_s=0.05, max_backoff_s=0.2, max_age_s=60,
                      poll_interval_s=0.05, lease_s=5)
 FINAL = {"COMPLETE", "CANCELLED", "REJECTED"}
 BATCHES = 4
-
-
-def leg(symbol: str, side: str = "BUY") -> dict[str, Any]:
-    return {"tradingsymbol": symbol, "exchange": "NFO", "transaction_type": side,
-            "quantity": 75, "order_type": "MARKET", "product": "NRML"}
 
 
 def delivered(receiver: Receiver) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from quart import Blueprint, Response, jsonify, request
 
 from actors.requests import AuditQuery
 
+from .actor_status import actor_status
 from .app import current_deps, current_web
 from .credentials import load_access_token, record_audit
 from .errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
@@ -52,13 +53,6 @@ def _batch_statistics(batches: Any) -> dict[str, Any] | None:
     return attrs.asdict(batches.statistics())
 
 
-def _status(actor: Any) -> dict[str, Any]:
-    try:
-        return dict(actor.status())
-    except Exception as exc:  # one misbehaving actor shows up as data, never as a 500
-        return {"upstream": "unknown", "error": f"{type(exc).__name__}: {exc}"}
-
-
 @admin_blueprint.get("/actors")
 async def actors() -> Response:
     require_admin()
@@ -68,7 +62,7 @@ async def actors() -> Response:
         "ok": bool(summary.get("ok")),
         "summary": summary,
         "actors": deps.health.snapshot(),
-        "accounts": {aid: _status(actor) for aid, actor in deps.actors.items()},
+        "accounts": {aid: actor_status(actor) for aid, actor in deps.actors.items()},
         "batches": _batch_statistics(deps.batches),
     })
 

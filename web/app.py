@@ -23,7 +23,7 @@ from quart_trio import QuartTrio
 
 from actors.account import AccountActor
 from supervision.health import HealthRegistry
-from supervision.settings import Settings
+from web.settings import Settings
 
 from ._lean import LeanWebsocket, LeanWebsocketConnection
 from ._server import serve_app
@@ -35,6 +35,7 @@ from .inputs import StrictJsonRequest
 from .metrics import Metrics
 from .middleware import install_log_context, install_request_hooks
 from .replies import install_refusal_handler
+from .sessions import SessionBook
 from .ws import StreamRegistry
 
 log = logging.getLogger("web")
@@ -54,10 +55,12 @@ class WebConfig:
     read_timeout_s: float | None = 60.0  # a peer silent this long (no pong either) is dropped
     graceful_timeout_s: float = 3.0  # how long connections may take to finish at shutdown
     ticket_ttl_s: float = 30.0
-    clock: Callable[[], float] = time.monotonic  # ticket expiry; tests inject their own
+    max_sessions: int = 10_000  # browser sessions (the session cookie); the oldest goes first
+    clock: Callable[[], float] = time.monotonic  # ticket and session expiry; tests inject theirs
     max_frame_messages: int = 256  # a lagging subscriber gets at most this many per frame
     max_frame_bytes: int = 256 * 1024
     websocket_compression: bool = False  # permessage-deflate for order streams (costs CPU)
+    direct_writes: bool = True  # the fan-out writes pre-built frames to idle sockets (_frames.py)
     send_timeout_s: float = 10.0  # a peer that takes longer to take one write is dropped
     request_timeout_s: float = 30.0  # a request's head and body must arrive within this
 
@@ -108,6 +111,7 @@ class OrderDeskApp(QuartTrio):
     deps: WebDeps
     auth: Authenticator
     tickets: TicketBook
+    sessions: SessionBook
     streams: StreamRegistry
     activity: Activity
     converter: cattrs.Converter
@@ -143,6 +147,7 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
     from .admin import admin_blueprint
     from .kite_login import kite_login_blueprint
     from .routes import blueprint as http_routes
+    from .signin import signin_blueprint
     from .status import status_blueprint
     from .ws import blueprint as ws_routes
 
@@ -156,6 +161,8 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
     app.deps = deps
     app.auth = Authenticator(deps.settings)
     app.tickets = TicketBook(deps.config.ticket_ttl_s, clock=deps.config.clock)
+    app.sessions = SessionBook(deps.settings.session_ttl_s, clock=deps.config.clock,
+                               max_sessions=deps.config.max_sessions)
     app.streams = StreamRegistry()
     app.activity = Activity()
     app.converter = make_converter()
@@ -165,7 +172,7 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
     install_error_handler(app)
     install_refusal_handler(app, app.converter)
     for bp in (http_routes, status_blueprint, ws_routes, admin_blueprint, kite_login_blueprint,
-               *blueprints):
+               signin_blueprint, *blueprints):
         if bp.name not in app.blueprints:
             app.register_blueprint(bp)
     return app

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import attrs
 
-from supervision.settings import Settings
+from web.settings import Settings
+
+from .expiring import ExpiringBook
 
 __all__ = [
     "ADMIN",
     "Authenticator",
     "Identity",
+    "Ticket",
     "TicketBook",
     "bearer_token",
     "origin_allowed",
@@ -72,6 +73,17 @@ class Authenticator:
             return False
         return hmac.compare_digest(_digest(token), self._metrics)
 
+    def rotate(self, identity: Identity, token: str) -> bool:
+        """Give `identity`'s token a new value: the old one is refused from now on. False (and
+        nothing changed) when no token stands for `identity` or the value is already in use."""
+        if identity.admin or all(i != identity for _, i in self._entries):
+            return False
+        if self.identify(token) not in (None, identity) or self.is_metrics_token(token):
+            return False
+        digest = _digest(token)
+        self._entries = tuple((digest if i == identity else d, i) for d, i in self._entries)
+        return True
+
     def identify(self, token: str | None) -> Identity | None:
         if not token:
             return None
@@ -107,10 +119,13 @@ def origin_allowed(
 
 
 @attrs.frozen
-class _Ticket:
+class Ticket:
+    """What a ticket stands for: who, for which account, and the browser session (if any)
+    that asked for it, so that ending the session closes the socket the ticket opened."""
+
     identity: Identity
     account: str
-    expires_at: float
+    session: str | None = attrs.field(default=None, repr=False)
 
 
 class TicketBook:
@@ -123,33 +138,22 @@ class TicketBook:
         clock: Callable[[], float] = time.monotonic,
         max_tickets: int = 10_000,
     ) -> None:
-        self.ttl_s = ttl_s
-        self._clock = clock
-        self._max = max_tickets
-        self._tickets: OrderedDict[str, _Ticket] = OrderedDict()
+        self._book = ExpiringBook[Ticket](ttl_s, clock=clock, max_entries=max_tickets)
+
+    @property
+    def ttl_s(self) -> float:
+        return self._book.ttl_s
 
     def __len__(self) -> int:
-        return len(self._tickets)
+        return len(self._book)
 
-    def issue(self, identity: Identity, account: str) -> str:
-        now = self._clock()
-        self._purge(now)
-        while len(self._tickets) >= self._max:
-            self._tickets.popitem(last=False)
-        ticket = secrets.token_urlsafe(24)
-        self._tickets[ticket] = _Ticket(identity, account, now + self.ttl_s)
-        return ticket
+    def issue(self, identity: Identity, account: str, session: str | None = None) -> str:
+        return self._book.add(Ticket(identity, account, session))
 
-    def redeem(self, ticket: str) -> tuple[Identity, str] | None:
-        """(identity, account it was issued for), once; None if unknown, used or expired."""
-        entry = self._tickets.pop(ticket, None)
-        if entry is None or self._clock() >= entry.expires_at:
-            return None
-        return entry.identity, entry.account
+    def redeem(self, ticket: str) -> Ticket | None:
+        """What the ticket stands for, once; None if unknown, used or expired."""
+        return self._book.pop(ticket)
 
-    def _purge(self, now: float) -> None:
-        while self._tickets:
-            first = next(iter(self._tickets.values()))
-            if first.expires_at > now:
-                break
-            self._tickets.popitem(last=False)
+    def drop_for(self, identity: Identity) -> None:
+        """A rotated token: the tickets issued to it are void."""
+        self._book.drop_if(lambda t: t.identity == identity)

@@ -11,6 +11,7 @@ import trio
 
 from store import AuditEntry
 
+from .actor_status import actor_status
 from .app import current_deps
 
 __all__ = ["load_access_token", "record_audit"]
@@ -32,10 +33,7 @@ async def record_audit(account: str, who: str, action: str, detail: dict[str, An
 
 def upstream_of(actor: Any) -> Any:
     """The actor's upstream state, or "unknown" when its status cannot be read."""
-    try:
-        return dict(actor.status()).get("upstream")
-    except Exception:  # a misbehaving actor must not stop a credential load
-        return "unknown"
+    return actor_status(actor).get("upstream")
 
 
 async def load_access_token(

@@ -21,6 +21,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .actor_status import read_status
+
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -138,9 +140,8 @@ class _SourcesCollector(Collector):
             labels=["account"],
         )
         for actor in self.actors() if self.actors is not None else ():
-            try:
-                status = actor.status()
-            except Exception:  # a scrape must never fail because one actor misbehaves
+            status = read_status(actor)
+            if status is None:  # a scrape must never fail because one actor misbehaves
                 continue
             account = str(status.get("account", getattr(actor, "account", "?")))
             connected.add_metric([account], 1.0 if status.get("upstream") == "connected" else 0.0)

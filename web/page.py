@@ -6,10 +6,11 @@
 - `GET /docs`: the API's documentation page (`/redoc` redirects there).
 - `GET /me`: who the presented token is: `{"admin", "name", "accounts": [ids it may see]}`.
 - `GET /instruments[?q=&exchange=&limit=]`: the instrument master for the basket ticket's
-  autocomplete, from the caller's accounts' brokers (NFO and NSE), cached per app for
-  `CACHE_TTL_S`; one fetch at a time, a stale copy served if the broker cannot answer.
+  autocomplete, from the caller's accounts' brokers (NFO and NSE), through the actors'
+  instrument cache (`actors.instruments`), one per broker URL: one fetch at a time, refreshed
+  daily, a stale copy served if the broker cannot answer.
 
-The cache lives in `app.extensions`, created when the blueprint is registered: per app, no
+The caches live in `app.extensions`, created when the blueprint is registered: per app, no
 module state.
 """
 
@@ -26,6 +27,7 @@ import attrs
 import trio
 from quart import Blueprint, Response, current_app, jsonify, redirect, request
 
+from actors.instruments import InstrumentCaches
 from actors.requests import InstrumentsExchange, InstrumentsQuery
 
 from .app import current_deps, current_web
@@ -34,11 +36,10 @@ from .routes import authenticate
 
 log = logging.getLogger("web.page")
 
-__all__ = ["CACHE_TTL_S", "InstrumentCache", "page_blueprint"]
+__all__ = ["page_blueprint"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 EXCHANGES = get_args(InstrumentsExchange)  # the exchanges the page searches
-CACHE_TTL_S = 15 * 60.0
 FETCH_TIMEOUT_S = 10.0
 _EXTENSION = "orderdesk.instruments"
 
@@ -180,60 +181,37 @@ def _row(instrument: Any) -> InstrumentRow:
     )
 
 
-@attrs.define
-class _Entry:
-    rows: tuple[InstrumentRow, ...]
-    fetched_at: float
+def _broker_url(broker: Any) -> str:
+    """What the page's caches are keyed by: accounts on one venue (or on Kite) share a master."""
+    url = getattr(getattr(broker, "settings", None), "rest_url", None)
+    return str(url) if url else f"broker:{id(broker)}"
 
 
-class InstrumentCache:
-    """Instrument rows per account, refetched after `ttl_s`; one fetch per account at a time."""
-
-    def __init__(self, ttl_s: float = CACHE_TTL_S, timeout_s: float = FETCH_TIMEOUT_S) -> None:
-        self.ttl_s = ttl_s
-        self.timeout_s = timeout_s
-        self._entries: dict[str, _Entry] = {}
-        self._locks: dict[str, trio.Lock] = {}
-
-    async def rows(self, account_id: str, broker: Any) -> tuple[InstrumentRow, ...]:
-        entry = self._entries.get(account_id)
-        if entry is not None and trio.current_time() - entry.fetched_at < self.ttl_s:
-            return entry.rows
-        lock = self._locks.setdefault(account_id, trio.Lock())
-        async with lock:
-            entry = self._entries.get(account_id)
-            if entry is not None and trio.current_time() - entry.fetched_at < self.ttl_s:
-                return entry.rows  # fetched while we waited for the lock
-            try:
-                with trio.fail_after(self.timeout_s):
-                    rows = await self._fetch(broker)
-            except Exception as exc:  # the broker's errors are many; all mean "not now"
-                log.warning("instruments of %s: fetch failed: %r", account_id, exc)
-                if entry is not None:
-                    return entry.rows  # stale beats nothing
-                raise ServiceUnavailable("the broker's instrument list is unavailable") from exc
-            self._entries[account_id] = _Entry(rows, trio.current_time())
-            return rows
-
-    @staticmethod
-    async def _fetch(broker: Any) -> tuple[InstrumentRow, ...]:
-        rows: list[InstrumentRow] = []
-        for exchange in EXCHANGES:
-            rows.extend(_row(i) for i in await broker.instruments(exchange))
-        return tuple(rows)
+async def _rows(caches: InstrumentCaches, broker: Any) -> tuple[InstrumentRow, ...]:
+    """The broker's NFO and NSE rows from its URL's cache; refreshed as validation's are (once
+    the day's refresh instant passed), a stale copy served if the broker cannot answer now."""
+    cache = caches.for_broker(_broker_url(broker), broker)
+    try:
+        with trio.fail_after(FETCH_TIMEOUT_S):
+            await cache.load(EXCHANGES)
+    except Exception as exc:  # the broker's errors are many; all mean "not now"
+        log.warning("instruments of %s: fetch failed: %r", _broker_url(broker), exc)
+        if not any(cache.loaded(e) for e in EXCHANGES):
+            raise ServiceUnavailable("the broker's instrument list is unavailable") from exc
+    return tuple(_row(i) for exchange in EXCHANGES for i in cache.loaded(exchange))
 
 
 @page_blueprint.record_once
 def _install(state: Any) -> None:
     app = state.app
-    app.extensions[_EXTENSION] = InstrumentCache()
+    app.extensions[_EXTENSION] = InstrumentCaches()
     # A Quart app made with the default `static_folder` owns `/static/<path:filename>` (its
     # folder does not exist) and its rule matches before ours: route it to our files.
     if "static" in app.view_functions:
         app.view_functions["static"] = _app_static
 
 
-def _cache() -> InstrumentCache:
+def _caches() -> InstrumentCaches:
     return current_app.extensions[_EXTENSION]  # type: ignore[no-any-return]
 
 
@@ -269,8 +247,8 @@ async def instruments() -> Response:
         if requested not in accounts:
             raise NotFound(f"unknown account {requested!r}")
         accounts = [requested]
-    deps, cache = current_deps(), _cache()
-    groups = [await cache.rows(a, deps.actors[a].broker) for a in accounts]
+    deps, caches = current_deps(), _caches()
+    groups = [await _rows(caches, deps.actors[a].broker) for a in accounts]
     rows = _merge(groups)
     if query.exchange:
         rows = [r for r in rows if r.exchange == query.exchange]

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import get_args
 
 import attrs
+import cattrs
 
 from actors.requests import (
     DEFAULT_AUDIT_LIMIT,
@@ -26,8 +27,8 @@ from actors.requests import (
 
 from .errors import FieldError, InvalidInput
 
-__all__ = ["int_param", "structure_audit", "structure_callback", "structure_instruments",
-           "structure_stream"]
+__all__ = ["int_param", "stream_since", "structure_audit", "structure_callback",
+           "structure_instruments", "structure_stream"]
 
 Args = Mapping[str, str]
 #: Instruments searched with `q` and no `limit`: this many.
@@ -75,6 +76,15 @@ def structure_stream(args: Args, _: type = OrderStreamQuery) -> OrderStreamQuery
         since = int(raw)
     return OrderStreamQuery(since=since, ticket=args.get("ticket"),
                             access_token=args.get("access_token"))
+
+
+def stream_since(converter: cattrs.Converter, args: Args) -> int | None | str:
+    """Where an order stream resumes (`since`), or why it is refused: the close reason."""
+    try:
+        since: int | None = converter.structure(args, OrderStreamQuery).since
+    except InvalidInput as exc:
+        return exc.fields[0].message
+    return since
 
 
 def structure_callback(args: Args, _: type = KiteCallbackQuery) -> KiteCallbackQuery:

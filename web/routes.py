@@ -8,8 +8,9 @@ from typing import Any, cast
 
 from quart import Blueprint, Response, current_app, g, jsonify, request
 
-from .auth import Identity, bearer_token, origin_allowed
-from .errors import Forbidden, NotFound, Unauthorized
+from .auth import Identity
+from .callers import Caller, identify, origin_refused
+from .errors import Forbidden, NotFound
 
 log = logging.getLogger("web.routes")
 
@@ -22,33 +23,37 @@ def _app() -> Any:
 
 @blueprint.before_app_request
 async def _check_origin() -> None:
-    allowed = _app().deps.settings.allowed_origins
-    if not origin_allowed(request.headers.get("Origin"), allowed, request.headers.get("Host")):
+    if origin_refused(request, _app().deps.settings.allowed_origins):
         raise Forbidden("origin not allowed")
 
 
 # -- auth helpers for handlers (later blueprints use them too) ---------------------------
 
 
+def current_caller(*, cookie: bool = False) -> Caller:
+    """The caller of this request: `Authorization: Bearer` or the `access_token` query (and,
+    where `cookie`, the session cookie: web/callers.py says when that is allowed)."""
+    caller = identify(request, _app(), cookie=cookie)
+    g.identity_name = caller.identity.name
+    return caller
+
+
 def authenticate() -> Identity:
-    """The caller of this request: `Authorization: Bearer` or the `access_token` query."""
-    header = request.headers.get("Authorization")
-    token = bearer_token(header) if header is not None else request.args.get("access_token")
-    identity = _app().auth.identify(token)
-    if identity is None:
-        raise Unauthorized()
-    g.identity_name = identity.name
-    return identity
+    """The caller of this request, by bearer token (header or `access_token` query) only."""
+    return current_caller().identity
 
 
 def require_account(account_id: str) -> Identity:
     """401 without valid credentials, 404 for an unknown account, 403 for another account's."""
-    identity = authenticate()
+    return _account_caller(account_id, current_caller())
+
+
+def _account_caller(account_id: str, caller: Caller) -> Identity:
     if account_id not in _app().deps.actors:
         raise NotFound(f"unknown account {account_id!r}")
-    if not identity.may_access(account_id):
+    if not caller.identity.may_access(account_id):
         raise Forbidden("these credentials are for another account")
-    return identity
+    return caller.identity
 
 
 def require_admin() -> Identity:
@@ -70,7 +75,8 @@ async def account_orders(account_id: str) -> Response:
 
 @blueprint.post("/accounts/<account_id>/ws-ticket")
 async def ws_ticket(account_id: str) -> Response:
-    identity = require_account(account_id)
+    caller = current_caller(cookie=True)  # a signed-in page may ask with its cookie
+    identity = _account_caller(account_id, caller)
     tickets = _app().tickets
-    ticket = tickets.issue(identity, account_id)
+    ticket = tickets.issue(identity, account_id, caller.session)
     return jsonify({"ticket": ticket, "expires_in": int(tickets.ttl_s)})

@@ -24,6 +24,7 @@ from quart import Blueprint, Response, jsonify, request
 
 from supervision.upstream_watch import Reason
 
+from .actor_status import actor_status
 from .app import current_deps, current_web
 from .auth import Identity, bearer_token
 from .errors import Forbidden, Unauthorized
@@ -69,10 +70,7 @@ async def _store_health() -> dict[str, Any]:
 
 def _account(account_id: str, actor: Any) -> dict[str, Any]:
     """One account as its actor reports it, with its supervision state and why it is degraded."""
-    try:
-        status = dict(actor.status())
-    except Exception as exc:
-        status = {"upstream": "unknown", "error": f"{type(exc).__name__}: {exc}"}
+    status = actor_status(actor)
     status["account"] = account_id
     entry = current_deps().health.get(_ACCOUNT + account_id)
     try:

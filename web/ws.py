@@ -1,38 +1,42 @@
 """`WS /ws/orders/{account_id}`: one account's order updates, live.
 
-Per connection: authenticate (header, single-use `ticket`, or `access_token` query), subscribe to
-the account's actor, send the subscription's initial messages (snapshot or `since` replay, then a
-status), then live messages. One writer of messages per socket: the sender task (replies to what
-the client sends join the subscription's queue); while it has nothing to do, the actor's fan-out
-writes new messages' frames to the socket itself (see `_sender` and web/_frames.py). A lagging
-subscriber gets what is waiting coalesced into one frame holding a JSON array, in order. Messages
-arrive already encoded and each is framed once: nothing is encoded per subscriber.
+Per connection: authenticate (header, single-use `ticket`, `access_token` query, or the session
+cookie from an allowed Origin: web/callers.py), subscribe to the account's actor, send the
+subscription's initial messages (snapshot or `since` replay, then a status), then live messages.
+One writer of messages per socket: the sender task (replies to what the client sends join the
+subscription's queue); while it has nothing to do, the actor's fan-out writes new messages'
+frames to the socket itself (see `_sender` and web/_frames.py; `WebConfig.direct_writes=False`
+turns that off). A lagging subscriber gets what is waiting coalesced into one frame holding a
+JSON array, in order. Messages arrive already encoded and each is framed once: nothing is
+encoded per subscriber.
 
-Close codes: 4400 bad query, 4401 missing/wrong credentials, 4403 another account's credentials,
+Close codes: 4400 bad query, 4401 missing/wrong credentials, or the browser session that opened
+the socket ended (sign-out, its token rotated, expiry), 4403 another account's credentials,
 4404 unknown account, 4008 slow consumer, 1001 shutdown, 1009 frame too large (hypercorn),
-1011 anything unexpected. A disallowed browser Origin is refused before the upgrade (HTTP 403).
+1011 anything unexpected. A disallowed browser Origin, and the session cookie without an
+allowed Origin, are refused before the upgrade (HTTP 403).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
 import trio
-from quart import Blueprint, current_app, jsonify, websocket
+from quart import Blueprint, Response, current_app, jsonify, websocket
 
-from actors.requests import OrderStreamQuery
 from actors.subscribers import SLOW_CONSUMER, Subscription
 
+from . import queries
 from ._frames import PARTIAL, REFUSED, DirectSocket, decline_compression, frame_of
-from .auth import Identity, bearer_token, origin_allowed
-from .errors import InvalidInput, error_body
+from .callers import Caller, identify, origin_refused
+from .errors import Forbidden, Unauthorized, error_body
 from .middleware import log_websocket
+from .sessions import SESSION_ENDED
 
 if TYPE_CHECKING:
     from ._lean import LeanWebsocket as Websocket
@@ -55,8 +59,6 @@ _PONG = '{"type":"pong"}'
 _SNAPSHOT_TYPE = '"type":"snapshot"'  # the actor encodes compactly, "type" first
 _SAMPLE_EVERY = 16  # frames between fanout-latency samples
 _FLUSH = ""  # queued by the fan-out after a partial direct write (never a message: all are JSON)
-# Pre-framed writes straight to the socket (web/_frames.py); ORDERDESK_WS_DIRECT=0 turns them off.
-DIRECT_WRITES = os.environ.get("ORDERDESK_WS_DIRECT", "1") != "0"
 
 
 class StreamRegistry:
@@ -88,6 +90,8 @@ def close_code(reason: str | None) -> tuple[int, str]:
         return CLOSE_SLOW_CONSUMER, SLOW_CONSUMER
     if reason == SHUTDOWN:
         return CLOSE_GOING_AWAY, "server shutting down"
+    if reason == SESSION_ENDED:
+        return CLOSE_UNAUTHORIZED, SESSION_ENDED
     return CLOSE_INTERNAL, reason or "subscription ended"
 
 
@@ -98,57 +102,54 @@ def _error_frame(message: str) -> str:
 @blueprint.before_app_websocket
 async def _check_origin() -> object:
     app = cast("OrderDeskApp", current_app)
-    origin, host = websocket.headers.get("Origin"), websocket.headers.get("Host")
-    if not origin_allowed(origin, app.deps.settings.allowed_origins, host):
-        log_websocket(websocket, "refused", reason="origin")
-        response = jsonify(error_body("forbidden", "origin not allowed"))
-        response.status_code = 403
-        return response
+    if origin_refused(websocket, app.deps.settings.allowed_origins):
+        return _refuse_upgrade("origin not allowed", reason="origin")
     return None
 
 
-def _authenticate(app: OrderDeskApp, account_id: str) -> tuple[int, str] | Identity:
-    """The caller's identity, or the close code and reason that refuse it."""
-    args = websocket.args
-    header = websocket.headers.get("Authorization")
-    identity: Identity | None
-    if header is not None:
-        identity = app.auth.identify(bearer_token(header))
-    elif "ticket" in args:
-        redeemed = app.tickets.redeem(args["ticket"])
-        if redeemed is None:
-            return CLOSE_UNAUTHORIZED, "ticket unknown, used or expired"
-        identity, ticket_account = redeemed
-        if ticket_account != account_id:
-            return CLOSE_FORBIDDEN, "ticket was issued for another account"
-    else:
-        identity = app.auth.identify(args.get("access_token"))
-    if identity is None:
-        return CLOSE_UNAUTHORIZED, "missing or invalid credentials"
+def _refuse_upgrade(message: str, *, reason: str) -> Response:
+    log_websocket(websocket, "refused", reason=reason)
+    response = jsonify(error_body("forbidden", message))
+    response.status_code = 403
+    return response
+
+
+def _authenticate(app: OrderDeskApp, account_id: str) -> tuple[int, str] | Caller:
+    """The caller, or the close code and reason that refuse it (`Forbidden` is raised for a
+    session cookie without an allowed Origin: that is refused before the upgrade)."""
+    try:
+        caller = identify(websocket, app, ticket=True, cookie=True)
+    except Unauthorized as exc:
+        return CLOSE_UNAUTHORIZED, exc.message
+    if caller.ticket_account not in (None, account_id):
+        return CLOSE_FORBIDDEN, "ticket was issued for another account"
+    if caller.session is not None and app.sessions.get(caller.session) is None:
+        return CLOSE_UNAUTHORIZED, SESSION_ENDED  # a ticket of a session that ended since
     if account_id not in app.deps.actors:
         return CLOSE_NOT_FOUND, "unknown account"
-    if not identity.may_access(account_id):
+    if not caller.identity.may_access(account_id):
         return CLOSE_FORBIDDEN, "credentials of another account"
-    return identity
+    return caller
 
 
-def _since(app: OrderDeskApp) -> int | None | str:
+def _since() -> int | None | str:
     """Where the client resumes, or why `since` is refused (the close reason)."""
-    try:
-        return app.converter.structure(websocket.args, OrderStreamQuery).since
-    except InvalidInput as exc:
-        return exc.fields[0].message
+    app = cast("OrderDeskApp", current_app)
+    return queries.stream_since(app.converter, websocket.args)
 
 
 @blueprint.websocket("/ws/orders/<account_id>")
-async def orders_stream(account_id: str) -> None:
+async def orders_stream(account_id: str) -> Response | None:
     app = cast("OrderDeskApp", current_app._get_current_object())  # type: ignore[attr-defined]
     ws = cast("Websocket", websocket._get_current_object())  # type: ignore[attr-defined]
     # Decide and subscribe before completing the handshake: a client whose handshake succeeded
     # is subscribed. Refusals are still sent as close codes (browsers cannot read HTTP errors).
     refusal: tuple[int, str] | None = None
-    who = _authenticate(app, account_id)
-    since = _since(app)
+    try:
+        who = _authenticate(app, account_id)
+    except Forbidden as exc:
+        return _refuse_upgrade(exc.message, reason="cookie origin")
+    since = _since()
     if app.streams.closing is not None:
         refusal = CLOSE_GOING_AWAY, "server shutting down"
     elif isinstance(who, tuple):
@@ -159,13 +160,15 @@ async def orders_stream(account_id: str) -> None:
         log_websocket(ws, "refused", account=account_id, code=refusal and refusal[0])
         await ws.accept()
         await ws.close(*(refusal or (CLOSE_INTERNAL, "refused")))
-        return
+        return None
 
     actor = app.deps.actors[account_id]
     metrics = app.deps.metrics
     gauge = metrics.websocket_connections.labels(account_id)
     sub = actor.subscribe(since)
     app.streams.add(sub)
+    if who.session is not None:
+        app.sessions.attach(who.session, sub)  # an ended session closes it (4401)
     gauge.inc()
     opened = time.monotonic()
     try:
@@ -173,13 +176,15 @@ async def orders_stream(account_id: str) -> None:
         if not app.deps.config.websocket_compression:
             decline_compression(ws.asgi_send)
         await ws.accept()
-        log_websocket(ws, "open", account=account_id, identity=who.name, since=since)
+        log_websocket(ws, "open", account=account_id, identity=who.identity.name, since=since)
         await _sender(ws, sub, app)
         code, reason = close_code(sub.closed_reason)
-        log_websocket(ws, "close", account=account_id, identity=who.name, code=code)
+        log_websocket(ws, "close", account=account_id, identity=who.identity.name, code=code)
         await ws.close(code, reason)
     finally:
         app.streams.discard(sub)
+        if who.session is not None:
+            app.sessions.detach(who.session, sub)
         actor.unsubscribe(sub)
         gauge.dec()
         metrics.websocket_duration.observe(time.monotonic() - opened)
@@ -198,7 +203,7 @@ async def _sender(ws: Websocket, sub: Subscription, app: OrderDeskApp) -> None:
     config = app.deps.config
     max_messages, max_bytes = config.max_frame_messages, config.max_frame_bytes
     latency = app.deps.metrics.fanout_latency
-    direct = DirectSocket.open(ws.asgi_send) if DIRECT_WRITES else None
+    direct = DirectSocket.open(ws.asgi_send) if config.direct_writes else None
     if direct is None:
         send = ws.send
     else:

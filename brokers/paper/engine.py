@@ -15,7 +15,11 @@ Matching rules:
 - Faults (`faults.py`) may delay or split fills; a modification is not margin-checked again.
 - Kite's refusals on thin contracts (MARKET refused, price band, protected MARKET resting at its
   band edge, cancels refused while "being processed") and the limit of 25 modifications per
-  order are in `liquidity.py`.
+  order are in `liquidity.py`; the refusals of an order's own fields in `order_checks.py`, the
+  session hours in `session.py`.
+
+Margins over the account's positions and orders are `margining.py`'s; what changed for the state
+keeper, `changes.py`'s.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import attrs
 import trio
 
 from . import liquidity, margins
@@ -43,53 +46,22 @@ from .book import (
     Order,
     Position,
 )
-from .config import IST, VenueConfig, parse_clock
+from .changes import ChangeLog, Changes, PositionKey
+from .config import IST, VenueConfig
 from .errors import VenueError, input_error
 from .faults import Faults
 from .ids import OrderIds
 from .instruments import Instrument, InstrumentMaster
+from .margining import Margining
+from .order_checks import check_order, check_protection
 from .orderform import ModifyRequest, OrderRequest
 from .prices import PriceBook
+from .session import Session
 
 Publish = Callable[[str, Order, str], None]  # account, order, status pushed
 
-CLOSED_MESSAGE = "Markets are closed right now. Use GTT for placing long standing orders instead."
-PROTECTION_MESSAGE = (
-    "Market orders without market protection are not allowed via API. "
-    "Please set market protection or use a Limit order."
-)
-
-
-@attrs.frozen
-class Changes:
-    """Orders and positions changed up to engine version `version` (live objects: serialise
-    them before the next await). `reset`: everything went, save the whole state."""
-
-    version: int
-    reset: bool
-    orders: list[Order]
-    positions: list[Position]
-
-
 def timestamp(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(IST)).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _on_tick(value: float, tick: float) -> bool:
-    steps = value / tick
-    return math.isclose(steps, round(steps), abs_tol=1e-6)
-
-
-class Session:
-    def __init__(self, open_: str, close: str) -> None:
-        self.open, self.close, self.closed = parse_clock(open_), parse_clock(close), False
-
-    def is_open(self, now: dt.time) -> bool:
-        return not self.closed and self.open <= now <= self.close
-
-    def public(self) -> dict[str, Any]:
-        return {"open": self.open.isoformat(), "close": self.close.isoformat(),
-                "closed": self.closed}
 
 
 class Engine:
@@ -101,15 +73,12 @@ class Engine:
         self.session = Session(config.session_open, config.session_close)
         self._publish = publish
         self._orders: dict[str, Order] = {}
-        self._positions: dict[tuple[str, str, str], Position] = {}
+        self._positions: dict[PositionKey, Position] = {}
+        self.margining = Margining(config.funds, master, self.prices, self._orders,
+                                   self._positions)
         self.ids = OrderIds()
         self._timer_seq = 0
-        self._changed = trio.Event()
-        #: Grows at every change of orders or positions: the state keeper saves up to a version.
-        self.version = 0
-        self._dirty_orders: set[str] = set()
-        self._dirty_positions: set[tuple[str, str, str]] = set()
-        self._reset_pending = False
+        self.changes = ChangeLog()
         self._timers: list[tuple[float, int, str]] = []
         self._wake = trio.Event()
         self._touched: dict[str, float] = {}  # order id -> trio time of placement / last modify
@@ -139,29 +108,19 @@ class Engine:
         self._touched.clear()
         self.prices.reset()
         self.session = Session(self.config.session_open, self.config.session_close)
-        self._reset_pending = True
-        self._touch()
+        self.changes.reset()
 
     # ---- state kept across restarts (state.py saves and loads it) ---------------------------
 
+    @property
+    def version(self) -> int:
+        return self.changes.version
+
     async def wait_changed(self) -> None:
-        """Return once orders or positions changed since the last call returned."""
-        await self._changed.wait()
-        self._changed = trio.Event()
+        await self.changes.wait()
 
     def take_changes(self) -> Changes:
-        """What changed since the last call (a reset: everything), as of `version`."""
-        changes = Changes(
-            self.version, self._reset_pending,
-            [self._orders[i] for i in sorted(self._dirty_orders) if i in self._orders],
-            [self._positions[k] for k in sorted(self._dirty_positions) if k in self._positions],
-        )
-        self._dirty_orders, self._dirty_positions, self._reset_pending = set(), set(), False
-        return changes
-
-    def _touch(self) -> None:
-        self.version += 1
-        self._changed.set()
+        return self.changes.take(self._orders, self._positions)
 
     def all_orders(self) -> list[Order]:
         return list(self._orders.values())
@@ -198,12 +157,11 @@ class Engine:
 
     def place(self, account: str, req: OrderRequest) -> str:
         instrument = self.instrument(req.exchange, req.tradingsymbol)
-        self._check_session()
-        self._check_order(instrument, req.order_type, req.transaction_type, req.quantity,
-                          req.price, req.trigger_price, req.product)
-        if (self.config.require_market_protection and req.order_type in ("MARKET", "SL-M")
-                and req.market_protection == 0):
-            raise input_error(PROTECTION_MESSAGE)
+        self.session.check()
+        check_order(instrument, req.order_type, req.transaction_type, req.quantity,
+                    req.price, req.trigger_price, req.product)
+        check_protection(self.config.require_market_protection, req.order_type,
+                         req.market_protection)
         liquidity.check_market(self.faults, instrument, req.order_type)
         liquidity.check_band(self.faults, self.ltp(instrument), req.order_type, req.price)
         now = dt.datetime.now(IST)
@@ -226,7 +184,7 @@ class Engine:
             self._reject(order, "Order rejected by the paper venue (fault: reject_symbols).",
                          "RMS:Rule: paper venue reject_symbols fault")
             return order.order_id
-        required, available = self._order_margin(order), self.available(account)
+        required, available = self.margining.order_margin(order), self.available(account)
         if required > available + 1e-9:  # the portfolio's margin after it exceeds the funds
             self._reject(
                 order,
@@ -247,7 +205,7 @@ class Engine:
 
     def modify(self, account: str, order_id: str, req: ModifyRequest) -> str:
         order = self._live_order(account, order_id, "modified")
-        self._check_session()
+        self.session.check()
         liquidity.check_modifications(order.history)
         order_type = req.order_type or order.order_type
         quantity = req.quantity if req.quantity is not None else order.quantity
@@ -255,15 +213,13 @@ class Engine:
         trigger = req.trigger_price if req.trigger_price is not None else order.trigger_price
         price = price if order_type in ("LIMIT", "SL") else 0.0
         trigger = trigger if order_type in ("SL", "SL-M") else 0.0
-        self._check_order(order.instrument, order_type, order.transaction_type, quantity, price,
-                          trigger, order.product)
+        check_order(order.instrument, order_type, order.transaction_type, quantity, price,
+                    trigger, order.product)
         if quantity <= order.filled_quantity:
             raise input_error("Quantity should be more than the filled quantity.")
         protection = req.market_protection
         protection = order.market_protection if protection is None else protection
-        if (self.config.require_market_protection and order_type in ("MARKET", "SL-M")
-                and protection == 0):
-            raise input_error(PROTECTION_MESSAGE)
+        check_protection(self.config.require_market_protection, order_type, protection)
         liquidity.check_market(self.faults, order.instrument, order_type)
         liquidity.check_band(self.faults, self.ltp(order.instrument), order_type, price)
         was_waiting = order.status == TRIGGER_PENDING or order.order_type not in ("SL", "SL-M")
@@ -326,103 +282,19 @@ class Engine:
         return [p for p in self._positions.values() if p.account == account]
 
     def used_margin(self, account: str) -> margins.MarginParts:
-        """Positions and working orders margined as one portfolio, hedges included (Kite's RMS
-        does so: an order that hedges the positions blocks less, see `margins`)."""
-        return margins.hedged_total(self._portfolio(account))
+        """Positions and working orders margined as one portfolio, hedges included."""
+        return self.margining.used(account)
 
     def available(self, account: str) -> float:
-        return self.config.funds - self.used_margin(account).total
+        return self.margining.available(account)
 
     def basket_margins(
         self, account: str, legs: Iterable[OrderRequest], *, consider_positions: bool = False
     ) -> dict[str, Any]:
-        resolved, opening = [], []
-        for req in legs:
-            i = self.instrument(req.exchange, req.tradingsymbol)
-            price = req.price if req.order_type in ("LIMIT", "SL") and req.price else self.ltp(i)
-            resolved.append(self._leg(i, req.transaction_type, req.quantity, price, req.product))
-            if consider_positions:
-                opens = self._opening(account, i, req.product, req.transaction_type, req.quantity)
-                opening.append(attrs.evolve(resolved[-1], quantity=opens))
-        if not consider_positions:
-            return margins.basket(resolved)
-        return margins.basket(resolved, held=self._portfolio(account), opening=opening)
+        return self.margining.basket(account, legs, self.instrument,
+                                     consider_positions=consider_positions)
 
     # ---- internals ----------------------------------------------------------------------------
-
-    def _leg(
-        self, i: Instrument, side: str, quantity: int, price: float, product: str
-    ) -> margins.Leg:
-        underlying = i.strike
-        if i.is_option:
-            future = self.master.front_future(i.name)
-            underlying = self.ltp(future) if future is not None else i.strike
-        return margins.Leg(i, side, quantity, price, product, underlying)
-
-    def _portfolio(self, account: str) -> list[margins.Leg]:
-        """What the account's margin is computed on: net positions and working orders."""
-        legs = []
-        for p in self.positions(account):
-            if p.net:
-                side = "BUY" if p.net > 0 else "SELL"
-                legs.append(self._leg(p.instrument, side, abs(p.net), p.average_price, p.product))
-        legs.extend(self._order_leg(o) for o in self.orders(account) if o.status in LIVE_STATES)
-        return legs
-
-    def _opening(
-        self, account: str, i: Instrument, product: str, side: str, quantity: int
-    ) -> int:
-        """The part of `quantity` that opens beyond the position it closes (that part is free)."""
-        position = self._positions.get((account, i.key, product))
-        net = position.net if position else 0
-        signed = 1 if side == "BUY" else -1
-        return quantity - (min(quantity, abs(net)) if net * signed < 0 else 0)
-
-    def _order_leg(self, order: Order) -> margins.Leg:
-        pending = order.quantity - order.filled_quantity
-        opens = self._opening(order.account, order.instrument, order.product,
-                              order.transaction_type, pending)
-        price = order.price or self.ltp(order.instrument)
-        return self._leg(order.instrument, order.transaction_type, opens, price, order.product)
-
-    def _order_margin(self, order: Order) -> float:
-        """What placing `order` adds to its account's margin (less than its own when it hedges)."""
-        held = self._portfolio(order.account)
-        after = margins.hedged_total([*held, self._order_leg(order)])
-        return after.total - margins.hedged_total(held).total
-
-    def _check_session(self) -> None:
-        if not self.session.is_open(dt.datetime.now(IST).time().replace(microsecond=0)):
-            raise input_error(CLOSED_MESSAGE)
-
-    def _check_order(
-        self, i: Instrument, order_type: str, side: str, quantity: int, price: float,
-        trigger: float, product: str,
-    ) -> None:
-        if product == "CNC" and i.exchange not in ("NSE", "BSE"):
-            raise input_error("Invalid `product`: CNC is for equity delivery only.")
-        if quantity % i.lot_size:
-            raise input_error(f"Quantity should be a multiple of the lot size ({i.lot_size}).")
-        if i.freeze_quantity is not None and quantity > i.freeze_quantity:
-            raise input_error(
-                f"Quantity exceeds the freeze limit of {i.freeze_quantity}. "
-                "Place smaller orders or use autoslice."
-            )
-        if order_type in ("LIMIT", "SL") and price <= 0:
-            raise input_error("Invalid `price`: LIMIT and SL orders need a price.")
-        if order_type in ("SL", "SL-M") and trigger <= 0:
-            raise input_error("Invalid `trigger_price`: SL and SL-M orders need a trigger price.")
-        for value in (price, trigger):
-            if value and not _on_tick(value, i.tick_size):
-                raise input_error(
-                    f"Tick size for this script is {i.tick_size:.2f}. Kindly enter price in the "
-                    "multiple of tick size for this script"
-                )
-        if order_type == "SL" and (trigger - price) * (1 if side == "BUY" else -1) > 0:
-            raise input_error(
-                "Trigger price for stoploss buy orders should be lower than the limit price, "
-                "and for sell orders higher."
-            )
 
     def _live_order(self, account: str, order_id: str, verb: str) -> Order:
         order = self.order(account, order_id)
@@ -435,8 +307,7 @@ class Engine:
             order.status = status
         snapshot = order.to_kite(status if status == MODIFIED else None)
         order.history.append(snapshot)
-        self._dirty_orders.add(order.order_id)
-        self._touch()
+        self.changes.order(order.order_id)
         if status in PUSHED:
             self._publish(order.account, order, status)
 
@@ -519,7 +390,7 @@ class Engine:
                                 close_price=self.prices.close(order.instrument))
             self._positions[key] = position
         position.add_fill(order.transaction_type, quantity, price)
-        self._dirty_positions.add(key)
+        self.changes.position(key)
         if filled >= order.quantity:
             order.hold_remainder = False
             self._record(order, COMPLETE)

@@ -26,8 +26,9 @@ import attrs
 import trio
 
 from .book import Order, Position
+from .changes import Changes
 from .config import IST
-from .engine import Changes, Engine
+from .engine import Engine
 from .instruments import InstrumentMaster
 
 log = logging.getLogger(__name__)

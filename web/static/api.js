@@ -11,16 +11,35 @@ export class ApiError extends Error {
   }
 }
 
+// Setting the token signs in (POST /session: the server sets its HttpOnly session cookie, so a
+// plain `new WebSocket(url)` on this page opens the order stream, as older clients do); clearing
+// it signs out (DELETE /session: the cookie's session ends and the sockets it opened close).
+// The page itself keeps using the token and tickets: without the cookie it works all the same.
 export const session = {
   get token() {
     return sessionStorage.getItem(TOKEN_KEY);
   },
   set token(value) {
+    const previous = sessionStorage.getItem(TOKEN_KEY);
     if (value) sessionStorage.setItem(TOKEN_KEY, value);
     else sessionStorage.removeItem(TOKEN_KEY);
+    if (value) this.cookie = cookieSession("POST", value);
+    else if (previous) this.cookie = cookieSession("DELETE", previous);
   },
+  cookie: Promise.resolve(), // the last sign-in or sign-out of the cookie's session
   onUnauthorized: null, // set by the app: the token stopped working
 };
+
+async function cookieSession(method, token) {
+  try {
+    const response = await fetch("/session", {
+      method, headers: { Authorization: `Bearer ${token}` }, credentials: "same-origin",
+    });
+    if (!response.ok) console.warn(`${method} /session: HTTP ${response.status}`);
+  } catch (err) {
+    console.warn(`${method} /session: ${err.message}`);
+  }
+}
 
 export async function api(path, { method = "GET", body, headers = {}, token, signal } = {}) {
   const bearer = token ?? session.token;

@@ -1,0 +1,59 @@
+"""The whole configuration as the web layer holds it: the `[server]` and `[database]` values
+beside the actors' sections. `supervision.settings` loads it from orderdesk.toml and the
+environment; nothing here reads either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from actors.calendar import DEFAULT_INSTRUMENT_REFRESH, TradingCalendar
+from actors.settings import UNHEDGED_PARALLEL, AccountSettings, LimitSettings, TickerSettings
+from brokers.paper import VenueConfig
+
+DEFAULT_BIND = "127.0.0.1:8081"
+#: Seconds running batches get to finish or roll back at SIGTERM/SIGINT before they are cancelled.
+DEFAULT_SHUTDOWN_GRACE_S = 10.0
+#: Seconds a client may take to accept one write before its connection is dropped.
+DEFAULT_SEND_TIMEOUT_S = 10.0
+#: Seconds a browser session (the session cookie set by signing in on the page) lasts.
+DEFAULT_SESSION_TTL_S = 8 * 3600.0
+#: Postgres connections in the pool ([database] pool_size).
+DEFAULT_POOL_SIZE = 10
+#: One store write attempt of a batch ([database] store_timeout_s); failed ones are retried.
+DEFAULT_STORE_TIMEOUT_S = 5.0
+
+
+@attrs.frozen
+class Settings:
+    bind: str = DEFAULT_BIND
+    admin_token: str = attrs.field(default="", repr=False)
+    allowed_origins: tuple[str, ...] = ()
+    database_url: str = "sqlite:///var/orderdesk.db"
+    pool_size: int = DEFAULT_POOL_SIZE
+    store_timeout_s: float = DEFAULT_STORE_TIMEOUT_S
+    venue: VenueConfig | None = None
+    limits: LimitSettings = LimitSettings()
+    accounts: tuple[AccountSettings, ...] = ()
+    var_dir: Path = Path("var")
+    generated_secrets: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
+    session_ttl_s: float = DEFAULT_SESSION_TTL_S
+    # Prometheus' read-only credential for /metrics (nothing else); and/or a listener of its
+    # own that serves /metrics alone, without a token (a loopback or private address).
+    metrics_token: str = attrs.field(default="", repr=False)
+    metrics_bind: str | None = None
+    # [calendar]: None (no table) means real accounts follow the default exchange hours and
+    # paper accounts the venue's own; a table applies to every account.
+    calendar: TradingCalendar | None = None
+    instrument_refresh: dt.time = DEFAULT_INSTRUMENT_REFRESH
+    unhedged_parallel: str = UNHEDGED_PARALLEL[0]
+    ticker: TickerSettings = TickerSettings()
+
+    def account(self, account_id: str) -> AccountSettings | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
