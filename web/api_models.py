@@ -158,6 +158,18 @@ class ActorsView:
 
 
 @attrs.frozen
+class TokenRotated:
+    """A client token's new value, shown only in this answer: the old value is refused from
+    now on, the sessions and tickets it got ended (their sockets closed 4401). It lives in
+    memory: put it into orderdesk.toml too, or the configured value is back at the next start."""
+
+    account: str = doc("the account")
+    name: str = doc("the token's name")
+    token: str = doc("the new bearer token")
+    sessions_ended: int = doc("browser sessions signed in with the old value, now ended")
+
+
+@attrs.frozen
 class Restarted:
     """The account's actor was restarted and is ready again."""
 

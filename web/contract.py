@@ -88,7 +88,7 @@ _PREFIX = "/accounts/<account_id>"
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", f"{_PREFIX}/orders", "The account's order book", "account",
               {200: m.OrderBook}, ACCOUNT_ERRORS),
-    Operation("POST", f"{_PREFIX}/ws-ticket", "A single-use websocket ticket", "account",
+    Operation("POST", f"{_PREFIX}/ws-ticket", "A single-use websocket ticket", "ticket",
               {200: m.WsTicket}, ACCOUNT_ERRORS),
     Operation("POST", f"{_PREFIX}/batch-orders", "Place a multi-leg batch, all or nothing",
               "account", {200: BatchResult},
@@ -122,6 +122,13 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("PUT", "/admin/accounts/<account_id>/credentials", "Load a broker access token",
               "admin", {200: m.CredentialsLoaded}, (401, 403, 404, *BODY_ERRORS),
               m.CredentialsBody),
+    Operation("PUT", "/admin/accounts/<account_id>/tokens/<name>", "Rotate a client token",
+              "admin", {200: m.TokenRotated}, (401, 403, 404)),
+    Operation("POST", "/session", "Sign in: a session cookie for the order websocket and "
+              "ws-ticket (HttpOnly, SameSite=Strict, Path=/; __Host- and Secure over TLS)",
+              "account", {204: None}, (401,)),
+    Operation("DELETE", "/session", "Sign out: end the cookie's session, close its sockets "
+              "(4401) and clear the cookie", "account", {204: None}, (401,)),
     Operation("GET", "/admin/audit", "The audit log", "admin", {200: m.Audit},
               (401, 403, 422, 503), query=AuditQuery),
     Operation("GET", "/", "The built-in browser page", "none", {200: None}, media="text/html"),
@@ -144,6 +151,9 @@ _SECURITY = {
     "optional": [{}, {"accountToken": []}, {"adminToken": []}, {"accessTokenQuery": []}],
     "account": [{"accountToken": []}, {"adminToken": []}, {"accessTokenQuery": []}],
     "admin": [{"adminToken": []}],
+    # ws-ticket also takes the session cookie (with an allowed Origin), as the websocket does
+    "ticket": [{"accountToken": []}, {"adminToken": []}, {"accessTokenQuery": []},
+               {"sessionCookie": []}],
     "metrics": [{"metricsToken": []}],
 }
 
@@ -188,6 +198,8 @@ def _answer(status: int, model: Any, op: Operation, components: Components) -> d
     if status == 302:
         return {"description": "redirect", "headers": {
             **headers, "Location": {"schema": {"type": "string"}, "required": True}}}
+    if status == 204:
+        return {"description": op.summary, "headers": headers}
     if status >= 400 and model is None:
         model = m.ErrorBody
     if status == 503:
@@ -265,6 +277,11 @@ _SECURITY_SCHEMES = {
                      "description": "Prometheus' metrics_token: /metrics only"},
     "accessTokenQuery": {"type": "apiKey", "in": "query", "name": "access_token",
                          "description": "a token as the access_token query parameter"},
+    "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "orderdesk_session",
+                      "description": "set by POST /session (named __Host-orderdesk_session over "
+                                     "TLS); taken only by the order websocket's handshake and "
+                                     "ws-ticket, with an Origin of orderdesk's own or of "
+                                     "allowed_origins (else 403)"},
     "wsTicket": {"type": "apiKey", "in": "query", "name": "ticket",
                  "description": "the order websocket only: a single-use ticket from POST "
                                 "/accounts/{account_id}/ws-ticket"},
