@@ -113,12 +113,14 @@ class WebhookDelivery:
 class AuditEntry:
     """Who did what to which order (kill switch, restarts, rollbacks)."""
 
-    account: str
-    actor_name: str
-    action: str
-    order_id: str | None
-    detail: Json
-    at: float
+    account: str = attrs.field(metadata={"doc": "the account"})
+    actor_name: str = attrs.field(metadata={"doc": "who: a token's name (never its value) or "
+                                                   "the component that acted"})
+    action: str = attrs.field(metadata={"doc": "kill, restart, credentials, login, rollback, "
+                                               "..."})
+    order_id: str | None = attrs.field(metadata={"doc": "the order concerned, if one"})
+    detail: Json = attrs.field(metadata={"doc": "what was done (the kill switch's report, ...)"})
+    at: float = attrs.field(metadata={"doc": "when, Unix time"})
 
 
 BatchWithLegs = tuple[BatchRecord, list[LegRecord]]

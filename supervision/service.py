@@ -43,6 +43,7 @@ from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress, serve_venue
 from store import Store, open_store
 from web import Metrics, OrderDeskApp, WebConfig, WebDeps, create_app
+from web.contract import contract_blueprint
 from web.front import WebFront
 from web.metrics_server import serve_metrics
 from web.orders import orders_blueprint
@@ -238,7 +239,7 @@ async def _open_tree(
             settings, actors, store, health, metrics, web_config, batches=coordinator,
             supervisor=accounts,
         )
-        app = create_app(deps, blueprints=[orders_blueprint, page_blueprint])
+        app = create_app(deps, blueprints=[orders_blueprint, page_blueprint, contract_blueprint])
         with listen_errors("web", settings.bind):
             front = WebFront.bind(app, settings.bind, shutdown)
         web = _Scoped()

@@ -31,6 +31,7 @@ from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
 from store import open_store
 from tests.fixtures_venue import kite_headers, start_venue
+from tests.ws_contract import check_message
 from web import Metrics, OrderDeskApp, WebConfig, WebDeps, create_app, serve_web
 from web.converter import make_converter
 from web.replies import answer, refusal
@@ -152,9 +153,13 @@ def assert_error_shape(response: httpx.Response) -> dict[str, Any]:
 
 
 def frames_to_messages(frame: str | bytes) -> list[dict[str, Any]]:
-    """One frame holds one message or, for a lagging subscriber, a JSON array of them."""
+    """One frame holds one message or, for a lagging subscriber, a JSON array of them; each is
+    checked against the documented protocol."""
     decoded = json.loads(frame)
-    return decoded if isinstance(decoded, list) else [decoded]
+    messages = decoded if isinstance(decoded, list) else [decoded]
+    for message in messages:
+        check_message(message)
+    return messages
 
 
 class Reader:

@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from supervision.service import Running
 from tests.golden_masking import Masker, encoding_of, render
+from tests.ws_contract import check_message
 
 __all__ = ["Recorder", "Socket"]
 
@@ -203,6 +204,7 @@ class Socket:
         while not self._pending:
             frame = await self.ws.get_message()
             for value, encoding in _messages(str(frame)):
+                check_message(value)
                 self.case["messages"].append(
                     {"encoding": encoding, "body": self.masker.value(value)})
                 self._pending.append(value)

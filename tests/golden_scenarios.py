@@ -319,6 +319,13 @@ async def websocket_streams(rec: Recorder) -> None:
     async with rec.websocket("refused: 4403 ticket of another account", foreign) as ws:
         await ws.closed()
 
+async def contract_routes(rec: Recorder) -> None:
+    await rec.http("openapi", "GET", "/openapi.json")
+    await rec.http("asyncapi", "GET", "/asyncapi.json")
+    await rec.http("docs", "GET", "/docs")
+    await rec.http("docs: redoc redirects", "GET", "/redoc")
+    await rec.http("docs: static script", "GET", "/static/docs.js")
+
 
 # -- the table -----------------------------------------------------------------------------
 
@@ -338,6 +345,7 @@ GROUPS = (
           {"batch_config": BatchConfig(session=None, max_batches_per_account=0)}),
     Group("admin", admin_routes),
     Group("websocket", websocket_streams),
+    Group("contract", contract_routes),
 )
 
 

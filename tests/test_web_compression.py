@@ -3,13 +3,12 @@ a client that offers it still gets a working, uncompressed stream."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import trio
 from websockets.asyncio.client import connect
 
-from tests.fixtures_web import TOKENS, WebStack, open_web_stack
+from tests.fixtures_web import TOKENS, WebStack, frames_to_messages, open_web_stack
 from web import WebConfig
 
 
@@ -20,7 +19,7 @@ def _handshake(url: str, token: str) -> tuple[str | None, dict]:
     async def run() -> tuple[str | None, dict]:
         headers = {"Authorization": f"Bearer {token}"}
         async with connect(url, additional_headers=headers) as ws:
-            first = json.loads(await ws.recv())
+            [first] = frames_to_messages(await ws.recv())
             return ws.response.headers.get("Sec-WebSocket-Extensions"), first
 
     # trio_asyncio fakes the loop policy per thread: this worker thread wants plain asyncio.

@@ -3,6 +3,7 @@
 - `GET /` serves `static/index.html`; `GET /static/<path>` serves the page's files (plain ES
   modules and CSS, no build step). Every file carries an ETag and `Cache-Control: no-cache`, so
   a browser revalidates (a cheap 304) and never runs a stale module after an upgrade.
+- `GET /docs`: the API's documentation page (`/redoc` redirects there).
 - `GET /me`: who the presented token is: `{"admin", "name", "accounts": [ids it may see]}`.
 - `GET /instruments[?q=&exchange=&limit=]`: the instrument master for the basket ticket's
   autocomplete, from the caller's accounts' brokers (NFO and NSE), through the actors'
@@ -24,7 +25,7 @@ from typing import Any, get_args
 
 import attrs
 import trio
-from quart import Blueprint, Response, current_app, jsonify, request
+from quart import Blueprint, Response, current_app, jsonify, redirect, request
 
 from actors.instruments import InstrumentCaches
 from actors.requests import InstrumentsExchange, InstrumentsQuery
@@ -108,6 +109,17 @@ async def index() -> Response:
     return await _serve_file(STATIC_DIR / "index.html", page=True)
 
 
+@page_blueprint.get("/docs")
+async def docs() -> Response:
+    """The API's documentation: static/docs.js renders /openapi.json and /asyncapi.json."""
+    return await _serve_file(STATIC_DIR / "docs.html", page=True)
+
+
+@page_blueprint.get("/redoc")
+async def redoc() -> Response:
+    return redirect("/docs", 302)
+
+
 @page_blueprint.get("/static/<path:relative>")
 async def static_file(relative: str) -> Response:
     path = _static_file(relative)
@@ -140,14 +152,16 @@ async def me() -> Response:
 
 @attrs.frozen
 class InstrumentRow:
-    tradingsymbol: str
-    exchange: str
-    name: str
-    instrument_type: str
-    lot_size: int
-    tick_size: float
-    expiry: str
-    strike: float
+    """One row of the broker's instrument master."""
+
+    tradingsymbol: str = attrs.field(metadata={"doc": "the trading symbol"})
+    exchange: str = attrs.field(metadata={"doc": "NFO or NSE"})
+    name: str = attrs.field(metadata={"doc": "the underlying's name"})
+    instrument_type: str = attrs.field(metadata={"doc": "FUT, CE, PE or EQ"})
+    lot_size: int = attrs.field(metadata={"doc": "units per lot"})
+    tick_size: float = attrs.field(metadata={"doc": "the price step"})
+    expiry: str = attrs.field(metadata={"doc": "ISO date ('' for none)"})
+    strike: float = attrs.field(metadata={"doc": "the strike price (0 for none)"})
 
     def as_json(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -1,0 +1,156 @@
+"""The order websocket's protocol as an AsyncAPI 3.0 document (`GET /asyncapi.json`).
+
+AsyncAPI rather than a section of the OpenAPI description: OpenAPI has no notion of messages
+flowing both ways on one connection, while AsyncAPI names the channel, its sign-in options, each
+message with its schema, and is what client generators for websockets read. The message classes
+here mirror what actors/account.py and web/ws.py encode; the websocket tests validate every
+message they receive against these schemas (tests/ws_contract.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from actors.requests import OrderStreamQuery
+
+from .api_models import doc, opt
+from .openapi import Components, query_parameters, schema_of
+
+__all__ = ["CLOSE_CODES", "MESSAGES", "asyncapi_document", "message_schemas"]
+
+Upstream = str  # connected, connecting, disconnected, auth_expired, ...
+
+
+@attrs.frozen
+class Snapshot:
+    """The account's whole order book: the first message, unless `since` replays updates."""
+
+    type: Literal["snapshot"] = doc("snapshot")
+    account: str = doc("the account")
+    seq: int = doc("the sequence number of the last update included; reconnect with since=seq")
+    upstream: Upstream = doc("the broker connection's state")
+    orders: list[dict[str, Any]] = doc("Kite order objects (order_id, status, tag, ...)")
+
+
+@attrs.frozen
+class OrderUpdate:
+    """One order changed (a Kite order update); `seq` grows by one per update."""
+
+    type: Literal["order"] = doc("order")
+    account: str = doc("the account")
+    seq: int = doc("this update's sequence number")
+    order: dict[str, Any] = doc("the Kite order object as it now stands")
+    source: str | None = opt("where the update came from (ticker, poll, placement, ...)")
+    event: str | None = opt("what happened, when orderdesk knows more than the broker says")
+
+
+@attrs.frozen
+class Status:
+    """The broker connection changed state (also sent after the snapshot or replay)."""
+
+    type: Literal["status"] = doc("status")
+    account: str = doc("the account")
+    upstream: Upstream = doc("connected, connecting, disconnected, auth_expired, ...")
+
+
+@attrs.frozen
+class Pong:
+    """The answer to the client's `ping`."""
+
+    type: Literal["pong"] = doc("pong")
+
+
+@attrs.frozen
+class Error:
+    """The client sent something other than `ping`; the connection stays open."""
+
+    type: Literal["error"] = doc("error")
+    message: str = doc("what was wrong")
+
+
+@attrs.frozen
+class Ping:
+    """The only client message: the text `ping` (or the JSON {"type": "ping"})."""
+
+    type: Literal["ping"] = doc("ping")
+
+
+MESSAGES: tuple[type, ...] = (Snapshot, OrderUpdate, Status, Pong, Error)
+
+CLOSE_CODES = {
+    1001: "the server is shutting down: reconnect (with since=seq) after a moment",
+    1009: "a client frame larger than the limit (64 KiB)",
+    1011: "an unexpected server error",
+    4008: "slow consumer: the client did not read fast enough; reconnect with since=seq",
+    4400: "bad query (since is not an integer >= 0)",
+    4401: "missing or invalid credentials (or a ticket unknown, used or expired)",
+    4403: "credentials (or a ticket) of another account",
+    4404: "unknown account",
+}
+
+_SIGN_IN = (
+    "Sign in with one of: an `Authorization: Bearer <token>` header (account or admin token); "
+    "`?ticket=` (single-use, from POST /accounts/{account_id}/ws-ticket, for browsers, which "
+    "cannot set headers); `?access_token=<token>`; or, in a page served by orderdesk, the "
+    "session cookie set by signing in on that page (accepted only on this handshake and on "
+    "ws-ticket, and only from orderdesk's own origin or an allowed origin). A browser Origin "
+    "that is not allowed is refused before the upgrade with HTTP 403."
+)
+_DESCRIPTION = (
+    "One account's order updates, live. After the handshake the server sends a `snapshot` (or, "
+    "with `?since=<seq>`, every update after seq while it is still kept; a snapshot otherwise), "
+    "then a `status`, then live `order` and `status` messages. A client that falls behind gets "
+    "the waiting messages coalesced into one frame holding a JSON array of messages, in order. "
+    "Send the text `ping` (any interval) to get a `pong`. Close codes: "
+    + "; ".join(f"{code} {meaning}" for code, meaning in CLOSE_CODES.items()) + ". "
+)
+
+
+def message_schemas() -> tuple[list[dict[str, Any]], Components]:
+    """The schema of each server message (refs into the returned components)."""
+    components: Components = {}
+    return [schema_of(cls, components) for cls in MESSAGES], components
+
+
+def asyncapi_document() -> dict[str, Any]:
+    components: Components = {}
+    messages = {cls.__name__: {"name": cls.__name__, "summary": " ".join(cls.__doc__.split()),
+                               "payload": schema_of(cls, components)}
+                for cls in (*MESSAGES, Ping)}
+    refs = {name: {"$ref": f"#/components/messages/{name}"} for name in messages}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "orderdesk order stream", "version": "1", "description": _DESCRIPTION},
+        "defaultContentType": "application/json",
+        "servers": {"orderdesk": {"host": "localhost:8081", "protocol": "ws",
+                                  "description": "orderdesk's own address (wss behind TLS)"}},
+        "channels": {"orders": {
+            "address": "/ws/orders/{account_id}",
+            "description": _SIGN_IN,
+            "parameters": {"account_id": {"description": "the account's id, as configured"}},
+            "messages": refs,
+            "bindings": {"ws": {"method": "GET", "query": {"type": "object", "properties": {
+                p["name"]: {**p["schema"], "description": p["description"]}
+                for p in query_parameters(OrderStreamQuery)}}}},
+        }},
+        "operations": {
+            "sendUpdates": {"action": "send", "channel": {"$ref": "#/channels/orders"},
+                            "summary": "orderdesk sends the account's updates",
+                            "messages": [{"$ref": f"#/channels/orders/messages/{cls.__name__}"}
+                                         for cls in MESSAGES]},
+            "receivePing": {"action": "receive", "channel": {"$ref": "#/channels/orders"},
+                            "summary": "the client's keep-alive",
+                            "messages": [{"$ref": "#/channels/orders/messages/Ping"}]},
+        },
+        "components": {
+            "messages": messages,
+            "schemas": dict(sorted(components.items())),
+            "securitySchemes": {
+                "bearer": {"type": "httpBearer", "description": "account or admin token"},
+                "ticket": {"type": "httpApiKey", "in": "query", "name": "ticket"},
+                "accessToken": {"type": "httpApiKey", "in": "query", "name": "access_token"},
+            },
+        },
+    }
