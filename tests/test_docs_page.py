@@ -8,14 +8,14 @@ from typing import Any
 
 import trio
 
-from tests.fixtures_browser import UI_TIMEOUT_MS, chromium, in_browser, open_desk  # noqa: F401
+from tests.fixtures_browser import UI_TIMEOUT_MS, chromium, in_browser, open_served_desk  # noqa: F401
 from web.contract import OPERATIONS
 from web.ws_protocol import MESSAGES
 
 
 async def test_docs_page_renders_the_contract(tmp_path: Path, chromium: str) -> None:  # noqa: F811
     with trio.fail_after(90):
-        async with open_desk(tmp_path) as desk:
+        async with open_served_desk(tmp_path) as desk:
 
             def scenario(page: Any) -> dict[str, Any]:
                 problems: list[str] = []
