@@ -125,13 +125,13 @@ export class Basket {
 
   // -- instruments ----------------------------------------------------------------------
 
-  async lookup(query, limit = 30) {
+  // `signal`: the autocomplete's (each keystroke's search replaces the last); resolving a leg's
+  // symbol passes none, so a search typed meanwhile can never cut it short.
+  async lookup(query, limit = 30, signal = undefined) {
     const params = new URLSearchParams({ q: query, limit: String(limit) });
     const account = this.getAccount();
     if (account) params.set("account", account);
-    this.searchAbort?.abort();
-    this.searchAbort = new AbortController();
-    const body = await api(`/instruments?${params}`, { signal: this.searchAbort.signal });
+    const body = await api(`/instruments?${params}`, signal ? { signal } : {});
     for (const row of body.instruments) this.known.set(row.tradingsymbol, row);
     return body.instruments;
   }
@@ -140,8 +140,10 @@ export class Basket {
     clearTimeout(this.searchTimer);
     if (query.length < 2) return;
     this.searchTimer = setTimeout(async () => {
+      this.searchAbort?.abort();
+      this.searchAbort = new AbortController();
       try {
-        const rows = await this.lookup(query);
+        const rows = await this.lookup(query, 30, this.searchAbort.signal);
         this.datalist.replaceChildren(...rows.map((r) => {
           const option = document.createElement("option");
           option.value = r.tradingsymbol;
@@ -160,7 +162,7 @@ export class Basket {
       try {
         await this.lookup(symbol, 10);
       } catch (err) {
-        if (err.name === "AbortError") return;
+        console.warn("instrument lookup failed", err);
       }
     }
     this.describe(li);
