@@ -150,11 +150,13 @@ def create_app(venue: Venue) -> QuartTrio:
         account = accounts.owner(api_key, websocket.args.get("access_token"))
         if account is None:
             return json_response(error_envelope("TokenException", "Invalid credentials."), 403)
-        ticks = venue.market.connect(api_key or "")
+        ticks = venue.market.connect(f"{api_key}:{account}")
         if ticks is None:
+            limit = venue.config.ticker_connections_per_key
             return json_response(error_envelope(
-                "NetworkException", "Too many requests: at most "
-                f"{venue.config.ticker_connections_per_key} ticker connections per API key."), 429)
+                "NetworkException",
+                f"Too many requests: at most {limit} ticker connections per API key and user.",
+            ), 429)
         try:
             await websocket.accept()
             await _serve_socket(venue, account, ticks)

@@ -8,10 +8,10 @@ snapshot; afterwards a tick goes out whenever an instrument's price moves: at on
 Unknown tokens are ignored, as Kite ignores them.
 
 Kite's limits: 3,000 instruments per connection (beyond them the subscribe is refused with an
-error text frame and nothing of it is subscribed), 3 connections per API key (a 4th handshake
-is refused with 429). Ticks carry the simulated price and session figures derived from it:
-open is the previous close, high/low the range seen, a lot traded per move, five depth levels a
-tick apart on each side.
+error text frame and nothing of it is subscribed), 3 connections per API key and user (the
+venue's accounts share one API key, so per account; a 4th handshake is refused with 429).
+Ticks carry the simulated price and session figures derived from it: open is the previous
+close, high/low the range seen, a lot traded per move, five depth levels a tick apart a side.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class _Session:
 class TickSubscription:
     """One socket's instruments and modes, and the ones with a tick due."""
 
-    api_key: str
+    owner: str  # API key and user: what the connection limit counts by
     modes: dict[int, Mode] = attrs.field(factory=dict)
     due: set[int] = attrs.field(factory=set)
     wake: trio.Event = attrs.field(factory=trio.Event)
@@ -87,11 +87,11 @@ class MarketData:
 
     # ---- connections ----------------------------------------------------------------------
 
-    def connect(self, api_key: str) -> TickSubscription | None:
-        """A new socket's subscriptions, or None past the connections allowed per API key."""
-        if sum(s.api_key == api_key for s in self._subs) >= self._connections_per_key:
+    def connect(self, owner: str) -> TickSubscription | None:
+        """A new socket's subscriptions, or None past the connections allowed per owner."""
+        if sum(s.owner == owner for s in self._subs) >= self._connections_per_key:
             return None
-        sub = TickSubscription(api_key)
+        sub = TickSubscription(owner)
         self._subs.add(sub)
         return sub
 
