@@ -210,6 +210,21 @@ def test_a_venue_state_that_is_not_a_path_is_refused(tmp_path: Path) -> None:
         load_settings(str(path), environ={})
 
 
+@pytest.mark.parametrize(("line", "expected"), [("", 1.0), ("tick_interval_s = 0.25", 0.25)])
+def test_venue_tick_interval(tmp_path: Path, line: str, expected: float) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"{BASE}{line}\n[[accounts]]\nid='a'\ntokens=['t']\n")
+    settings = load_settings(str(path), environ={"ORDERDESK_VAR": str(tmp_path / "var")})
+    assert settings.venue is not None and settings.venue.tick_interval_s == expected
+
+
+def test_a_venue_tick_interval_of_zero_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"{BASE}tick_interval_s = 0\n[[accounts]]\nid='a'\ntokens=['t']\n")
+    with pytest.raises(ConfigError, match=r"venue.tick_interval_s: must be a number of seconds"):
+        load_settings(str(path), environ={})
+
+
 _OVERRIDES = {
     "ORDERDESK_BIND": ("bind", "127.0.0.1:9555"),
     "ORDERDESK_ADMIN_TOKEN": ("admin_token", "admin-from-env"),
