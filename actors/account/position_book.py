@@ -5,8 +5,9 @@ The day's quantities and values are summed from the order book's fills (each ord
 listed or reconciled, and whether it arrives before, during or after a positions fetch. The
 broker's `/portfolio/positions` adds what fills cannot say: the multiplier, the instrument token,
 the close price and the overnight quantity (carried in at the close price). A fetch that saw no
-fill change while it was under way is compared with the fills; where they disagree the broker
-is right: the difference is kept as an adjustment, and logged.
+fill change while it was under way is compared with the fills; a difference that two such
+fetches in a row find alike (not a fill still on its way from the ticker) is the broker's side:
+kept as an adjustment, and logged.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class PositionBook:
     def __init__(self) -> None:
         self._broker: dict[Key, Position] = {}
         self._adjustments: dict[Key, PositionTotals] = {}
+        self._differences: dict[Key, PositionTotals] = {}  # found by the last still fetch
         self._ltp: dict[int, float] = {}
         self.fill_version = 0  # grows whenever an order's filled quantity changes
 
@@ -106,19 +108,22 @@ class PositionBook:
         if not fills_stable:
             return
         fills, _ = fill_totals(payloads, self._multipliers())
-        adjustments: dict[Key, PositionTotals] = {}
+        differences: dict[Key, PositionTotals] = {}
         for key in set(fills) | set(self._broker):
             broker = self._broker.get(key)
             theirs = _day_totals(broker) if broker is not None else PositionTotals()
-            difference = theirs - fills.get(key, PositionTotals())
+            ours = fills.get(key, PositionTotals())
+            difference = theirs - ours
             if difference.is_zero():
                 continue
-            adjustments[key] = difference
-            if self._adjustments.get(key) != difference:
+            differences[key] = difference
+            if self._differences.get(key) == difference != self._adjustments.get(key):
                 log.warning("account %s: position %s disagrees with the broker's (fills %s, "
-                            "broker %s): taking the broker's", account, ":".join(key),
-                            fills.get(key), theirs)
-        self._adjustments = adjustments
+                            "broker %s): taking the broker's", account, ":".join(key), ours,
+                            theirs)
+        self._adjustments = {key: difference for key, difference in differences.items()
+                             if self._differences.get(key) == difference}
+        self._differences = differences
 
     def views(self, payloads: Iterable[Mapping[str, Any]]) -> list[PositionView]:
         fills, tokens = fill_totals(payloads, self._multipliers())
