@@ -90,7 +90,7 @@ async def _unread_client(
 async def test_a_slow_reader_gets_the_latest_positions_and_is_never_closed(
     tmp_path: Path,
 ) -> None:
-    config = ActorConfig(subscriber_queue=4, positions_max_rate_hz=50)
+    config = ActorConfig(subscriber_queue=16, positions_max_rate_hz=50)  # 200 would not fit
     async with open_web_stack(tmp_path, accounts=("primary",), actor_config=config) as stack:
         actor = stack.actors["primary"]
         with trio.fail_after(40):

@@ -20,7 +20,7 @@ from brokers.base import Position
 
 from .positions import PositionTotals, PositionView, position_view
 
-__all__ = ["PositionBook", "fill_totals"]
+__all__ = ["PositionBook", "fill_changed", "fill_totals"]
 
 log = logging.getLogger("actors.account.positions")
 
@@ -52,6 +52,12 @@ def fill_totals(
         if token:
             tokens[key] = int(token)
     return totals, tokens
+
+
+def fill_changed(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
+    """Whether an order update moved its filled quantity (a fill the positions count)."""
+    was = before.get("filled_quantity") if before is not None else 0
+    return bool(after.get("filled_quantity")) and after.get("filled_quantity") != was
 
 
 def _day_totals(p: Position) -> PositionTotals:
