@@ -36,7 +36,7 @@ def fill_totals(
     payloads: Iterable[Mapping[str, Any]], multipliers: Mapping[Key, float]
 ) -> tuple[dict[Key, PositionTotals], dict[Key, int]]:
     """The day's totals per position from the orders' fills, and each position's token."""
-    totals: dict[Key, PositionTotals] = {}
+    sums: dict[Key, list[float]] = {}  # bought, paid, sold, received: summed in place
     tokens: dict[Key, int] = {}
     for order in payloads:
         filled = int(order.get("filled_quantity") or 0)
@@ -44,13 +44,17 @@ def fill_totals(
             continue
         key = _key(order)
         value = filled * float(order.get("average_price") or 0.0) * multipliers.get(key, 1.0)
-        fill = (PositionTotals(buy_quantity=filled, buy_value=value)
-                if order.get("transaction_type") == "BUY"
-                else PositionTotals(sell_quantity=filled, sell_value=value))
-        totals[key] = totals.get(key, PositionTotals()) + fill
+        row = sums.get(key)
+        if row is None:
+            row = sums[key] = [0, 0.0, 0, 0.0]
+        side = 0 if order.get("transaction_type") == "BUY" else 2
+        row[side] += filled
+        row[side + 1] += value
         token = order.get("instrument_token")
         if token:
             tokens[key] = int(token)
+    totals = {key: PositionTotals(buy_quantity=int(b), buy_value=bv, sell_quantity=int(s),
+                                  sell_value=sv) for key, (b, bv, s, sv) in sums.items()}
     return totals, tokens
 
 
