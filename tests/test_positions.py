@@ -265,3 +265,17 @@ def test_a_fill_still_on_its_way_is_never_counted_twice() -> None:
     assert book.views(orders)[0].quantity == 75
     book.reconcile([broker], orders, fills_stable=True, account="a")
     assert book.views(orders)[0].quantity == 75
+
+
+async def test_a_stream_without_market_data_leaves_pnl_unknown() -> None:
+    from actors.account.live_positions import LivePositions
+    from actors.account.subscribers import SubscriberSet
+
+    orders = [_fill("1", "BUY", 75, 100.0)]
+    live = LivePositions("a", broker=None, config=FAST,  # type: ignore[arg-type]
+                         subscribers=SubscriberSet(), payloads=lambda: orders)
+    live.on_ticks([])
+    await live.follow_market(object())  # a stream that cannot subscribe: returns at once
+    (position,) = live.report().positions
+    assert position.quantity == 75 and position.ltp is None and position.pnl is None
+    assert live.report().total_pnl is None and not live.report().ltp_available
