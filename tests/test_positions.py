@@ -12,9 +12,10 @@ import pytest
 import trio
 
 from actors.account import LATEST, AccountActor, ActorConfig, Subscription
-from actors.account.live_positions import TokenRefs
+from actors.account.live_positions import LivePositions, TokenRefs
 from actors.account.position_book import PositionBook
 from actors.account.positions import PositionTotals, position_view, report_of
+from actors.account.subscribers import SubscriberSet
 from brokers.base import OrderRequest, Position
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
@@ -268,9 +269,6 @@ def test_a_fill_still_on_its_way_is_never_counted_twice() -> None:
 
 
 async def test_a_stream_without_market_data_leaves_pnl_unknown() -> None:
-    from actors.account.live_positions import LivePositions
-    from actors.account.subscribers import SubscriberSet
-
     orders = [_fill("1", "BUY", 75, 100.0)]
     live = LivePositions("a", broker=None, config=FAST,  # type: ignore[arg-type]
                          subscribers=SubscriberSet(), payloads=lambda: orders)
