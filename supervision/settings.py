@@ -38,6 +38,7 @@ from .config_sections import (
     parse_limits,
     parse_ticker,
     pool_size,
+    positions_rate,
     unhedged_parallel,
     venue_limits,
 )
@@ -247,6 +248,7 @@ def _from_document(
         session_ttl_s=seconds(server, "session_ttl_s", DEFAULT_SESSION_TTL_S, minimum=0.001),
         unhedged_parallel=unhedged_parallel(batches),
         ticker=parse_ticker(table(doc, "ticker")),
+        positions_max_rate_hz=positions_rate(table(doc, "positions")),
     )
 
 

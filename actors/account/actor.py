@@ -36,6 +36,9 @@ from ..health import HealthEntry, UpstreamWatch
 from .book import Accepted, Conflict, OrderBook, of_day
 from .config import ActorConfig
 from .frames import order_frame, snapshot_frame, status_frame
+from .live_positions import LivePositions
+from .position_book import fill_changed
+from .positions import PositionsReport
 from .subscribers import SubscriberSet, Subscription
 from .watchers import Watchers
 
@@ -78,6 +81,8 @@ class AccountActor:
         self._seq = 0
         self._replay: deque[tuple[int, str]] = deque(maxlen=config.replay_buffer)
         self._subscribers = SubscriberSet()
+        self.live = LivePositions(account, broker, config, self._subscribers,
+                                  lambda: self._book.payloads())
         self._watchers = Watchers()
         self._expected: set[str] = set()  # placed here, not final in the book yet
         self._credentials = trio.Event()
@@ -100,6 +105,10 @@ class AccountActor:
         payload = self._book.get(order_id)
         return dict(payload) if payload is not None else None
 
+    def positions(self) -> PositionsReport:
+        """Net positions and live P&L (`GET /accounts/{id}/positions`)."""
+        return self.live.report()
+
     def status(self) -> dict[str, Any]:
         last = self.upstream.last_event_at
         return {
@@ -121,6 +130,12 @@ class AccountActor:
         """Load the book and seq from the store, then follow the upstream until cancelled."""
         await self._load()
         task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.live.publish)
+            await self._follow_with_backoff()
+            nursery.cancel_scope.cancel()
+
+    async def _follow_with_backoff(self) -> None:
         backoff = self._reconnect_backoff()
         try:
             while True:
@@ -177,6 +192,7 @@ class AccountActor:
             first = events[-1].seq
         self._book, self._replay = OrderBook(payloads), replay
         self._seq = seq
+        self.live.orders_changed(filled=True)
         # Committed by a run that was cancelled before it fanned them out: send them now.
         for event_seq, payload, message in missed:
             self._subscribers.broadcast(message)
@@ -188,6 +204,8 @@ class AccountActor:
         async with self.broker.open_stream() as stream, trio.open_nursery() as nursery:
             self._watch.streaming(stream)
             nursery.start_soon(_pump, stream, held_send, lost, self._watch)
+            nursery.start_soon(self.live.fetch_when_wanted)
+            nursery.start_soon(self.live.follow_market, stream)
             try:
                 await self._reconcile_within_budget()
             except BrokerError as exc:
@@ -199,6 +217,7 @@ class AccountActor:
                 self._connected = True
                 self._set_upstream("connected", None)
                 await self._follow_frames(held_receive)
+                nursery.cancel_scope.cancel()  # the positions fetch ends with the stream
         if lost:
             raise lost[0]
         raise UpstreamLost("ticker stream ended")
@@ -260,6 +279,7 @@ class AccountActor:
         expected = set(self._expected)
         listing = await self.broker.orders()
         await self._apply([o for o in listing if self._book.changed(o)], source="reconcile")
+        self.live.reconciled()
         # Placed but not listed by the broker (an earlier day's): nothing left to follow.
         self._expected -= expected - {o.order_id for o in listing}
 
@@ -278,7 +298,9 @@ class AccountActor:
 
     async def _apply(self, orders: Sequence[Order], *, source: str) -> None:
         accepted: list[tuple[Order, Accepted]] = []
+        filled = False
         for order in orders:
+            before = self._book.get(order.order_id)
             taken = self._book.apply(order)
             if taken is None:
                 continue
@@ -287,6 +309,7 @@ class AccountActor:
                 self._watchers.notify(order)  # never stored; legs match by id and tag
             else:
                 accepted.append((order, taken))
+                filled = filled or fill_changed(before, taken.payload)
         if not accepted:
             return
         try:
@@ -297,6 +320,7 @@ class AccountActor:
             self._book.discard()
             raise
         self._book.commit()
+        self.live.orders_changed(filled=filled)
         # A burst larger than half a subscriber queue (a big reconcile) goes out as one fresh
         # snapshot, so that it cannot close every subscriber as a slow consumer.
         burst = len(accepted) > self._config.subscriber_queue // 2
@@ -359,7 +383,7 @@ class AccountActor:
 
     # -- subscribers -------------------------------------------------------------------
 
-    def subscribe(self, since: int | None = None) -> Subscription:
+    def subscribe(self, since: int | None = None, *, positions: bool = False) -> Subscription:
         """Register a subscriber: a snapshot (or the updates after `since`), then live."""
         initial: list[str]
         oldest = self._replay[0][0] if self._replay else self._seq + 1
@@ -368,7 +392,10 @@ class AccountActor:
         else:
             initial = [self.snapshot_message()]
         initial.append(status_frame(self.account, self.upstream.state))
-        sub = Subscription(self.account, initial, self._config.subscriber_queue)
+        if positions:
+            initial.append(self.live.message())
+        sub = Subscription(self.account, initial, self._config.subscriber_queue,
+                           positions=positions)
         self._subscribers.add(sub)
         self._report()
         return sub

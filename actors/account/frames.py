@@ -11,7 +11,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["order_frame", "snapshot_frame", "status_frame"]
+import attrs
+
+from .positions import PositionsReport, PositionView
+
+__all__ = ["order_frame", "positions_frame", "snapshot_frame", "status_frame"]
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -37,3 +41,16 @@ def snapshot_frame(
 ) -> str:
     return _dumps({"type": "snapshot", "account": account, "seq": seq, "upstream": upstream,
                    "orders": orders})
+
+
+def positions_frame(report: PositionsReport) -> str:
+    """The positions and P&L: no seq, never replayed, only the latest kept per subscriber."""
+    body = {name: getattr(report, name) for name in _REPORT_FIELDS}
+    body["positions"] = [{name: getattr(p, name) for name in _POSITION_FIELDS}
+                         for p in report.positions]
+    return _dumps({"type": "positions", **body})
+
+
+# attrs.asdict, unrolled: a message of a thousand positions is built a few times a second
+_REPORT_FIELDS = tuple(f.name for f in attrs.fields(PositionsReport))
+_POSITION_FIELDS = tuple(f.name for f in attrs.fields(PositionView))
