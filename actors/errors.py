@@ -26,6 +26,7 @@ __all__ = [
     "KillRunning",
     "MalformedRequest",
     "Overloaded",
+    "PositionNotFound",
     "Rejected",
     "StoreUnavailable",
     "Unavailable",
@@ -66,6 +67,10 @@ class BatchNotFound(CoordinatorError):
     def __init__(self, batch_id: str) -> None:
         super().__init__(f"no batch {batch_id!r}")
         self.batch_id = batch_id
+
+
+class PositionNotFound(CoordinatorError):
+    """The account holds no open position in that instrument and product."""
 
 
 class Unavailable(CoordinatorError):

@@ -24,6 +24,7 @@ from actors.errors import (
     InvalidRequest,
     KillRunning,
     Overloaded,
+    PositionNotFound,
     Rejected,
     StoreUnavailable,
     Unavailable,
@@ -40,6 +41,7 @@ STATUS: dict[type[CoordinatorError], tuple[int, str]] = {
     Rejected: (400, "rejected"),
     UnknownAccount: (404, "unknown_account"),
     BatchNotFound: (404, "not_found"),
+    PositionNotFound: (404, "not_found"),
     IdempotencyConflict: (409, "idempotency_conflict"),
     KillRunning: (409, "kill_in_progress"),
     # 409, not 5xx: clients retry a 5xx blindly, and nothing changes until an operator loads
