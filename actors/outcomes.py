@@ -179,7 +179,7 @@ class CancelledOrder:
 
 @attrs.frozen(kw_only=True)
 class FlattenOrder:
-    """One order the kill switch (or an exit) sent to flatten a position."""
+    """One order the kill switch sent to flatten a position."""
 
     order_id: str | None = attrs.field(metadata={"doc": "the broker's order id (null: the "
                                                         "outcome is unknown; see tag)"})

@@ -49,7 +49,7 @@ MEANING = {
          "(invalid_json), or refused by the broker (rejected)",
     401: "missing or invalid credentials",
     403: "a browser Origin not allowed, or credentials of another kind or account",
-    404: "unknown account, order, batch, position or route",
+    404: "unknown account, order, batch or route",
     409: "refused in this state: idempotency_conflict, kill_in_progress, auth_expired",
     413: "request body too large",
     415: "Content-Type is not JSON",
@@ -106,8 +106,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", f"{_PREFIX}/kill", "Kill switch: cancel everything, flatten every "
               "position", "account", {200: KillReport}, (*ACCOUNT_ERRORS, 409, 503)),
     Operation("POST", f"{_PREFIX}/positions/exit", "Flatten one position (market-protected "
-              "orders, split at the freeze limit)", "account", {200: ExitReport},
-              (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 503), ExitRequest, idempotency_key=True),
+              "orders split at the freeze limit; 404 also for no such position)", "account",
+              {200: ExitReport}, (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 503), ExitRequest,
+              idempotency_key=True),
     Operation("GET", f"{_PREFIX}/kite/login", "Start the daily Kite login (redirect)",
               "none", {302: None}, (404, 409)),
     Operation("GET", f"{_PREFIX}/kite/callback", "The Kite login's redirect back", "none",
