@@ -157,6 +157,9 @@ class OrderStreamQuery:
                "send headers (browsers)"})
     access_token: str | None = attrs.field(default=None, metadata={
         "doc": "an API token, when neither a header nor a ticket can be sent"})
+    positions: bool = attrs.field(default=False, metadata={
+        "doc": "1 (or true): also send `positions` messages (net positions and live P&L, "
+               "no seq, never replayed, only the latest kept, a few a second at most)"})
 
 
 @attrs.frozen(kw_only=True)

@@ -102,6 +102,19 @@ class Position:
     average_price: float = 0.0
     last_price: float = 0.0
     pnl: float = 0.0
+    # What P&L is computed from (Kite's `positions.json`; absent fields keep these defaults).
+    instrument_token: int = 0
+    multiplier: float = 1.0
+    close_price: float = 0.0
+    overnight_quantity: int = 0
+    buy_quantity: int = 0
+    buy_value: float = 0.0
+    sell_quantity: int = 0
+    sell_value: float = 0.0
+    day_buy_quantity: int | None = None
+    day_buy_value: float | None = None
+    day_sell_quantity: int | None = None
+    day_sell_value: float | None = None
 
 
 @attrs.frozen

@@ -104,6 +104,10 @@ async def account_routes(rec: Recorder) -> None:
     await rec.http("ws-ticket", "POST", "/accounts/primary/ws-ticket", token=PRIMARY)
     await the_three_denials(rec, "ws-ticket", "POST", "/accounts/primary/ws-ticket")
     await rec.http("ws-ticket: 405 GET", "GET", "/accounts/primary/ws-ticket", token=PRIMARY)
+    positions = "/accounts/primary/positions"
+    await rec.http("positions: none yet", "GET", positions, token=PRIMARY)
+    await the_three_denials(rec, "positions", "GET", positions)
+    await rec.http("positions: 405 POST", "POST", positions, token=PRIMARY)
     await rec.http("me: account", "GET", "/me", token=PRIMARY)
     await rec.http("me: admin", "GET", "/me", token=ADMIN)
     await rec.http("me: 401 no token", "GET", "/me")
@@ -297,6 +301,9 @@ def _type(kind: str) -> Callable[[dict[str, Any]], bool]:
 
 async def websocket_streams(rec: Recorder) -> None:
     stream = "/ws/orders/primary"
+    async with rec.websocket("positions: snapshot, status, positions", f"{stream}?positions=1",
+                             token=PRIMARY) as ws:
+        await ws.until(_type("positions"))
     async with rec.websocket("subscribe: snapshot, status", stream, token=PRIMARY) as ws:
         snapshot = await ws.until(_type("snapshot"))
         await ws.until(_type("status"))
@@ -328,6 +335,7 @@ async def websocket_streams(rec: Recorder) -> None:
         await ws.until(_type("snapshot"))
     for name, path, token in (
         ("4400 since", f"{stream}?since=abc", PRIMARY),
+        ("4400 positions", f"{stream}?positions=maybe", PRIMARY),
         ("4401 no token", stream, None),
         ("4401 wrong token", stream, "nope"),
         ("4401 ticket used", used, None),

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 from quart import Blueprint, Quart, Response, current_app, request
 
+from actors.account.positions import PositionsReport
 from actors.errors import FieldError
 from actors.outcomes import (
     BatchResult,
@@ -90,6 +91,8 @@ _PREFIX = "/accounts/<account_id>"
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", f"{_PREFIX}/orders", "The account's order book", "account",
               {200: m.OrderBook}, ACCOUNT_ERRORS),
+    Operation("GET", f"{_PREFIX}/positions", "Net positions and live P&L", "account",
+              {200: PositionsReport}, ACCOUNT_ERRORS),
     Operation("POST", f"{_PREFIX}/ws-ticket", "A single-use websocket ticket", "ticket",
               {200: m.WsTicket}, ACCOUNT_ERRORS),
     Operation("POST", f"{_PREFIX}/batch-orders", "Place a multi-leg batch, all or nothing",

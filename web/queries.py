@@ -27,7 +27,7 @@ from actors.requests import (
 
 from .errors import FieldError, InvalidInput
 
-__all__ = ["int_param", "stream_since", "structure_audit", "structure_callback",
+__all__ = ["int_param", "stream_query", "structure_audit", "structure_callback",
            "structure_instruments", "structure_stream"]
 
 Args = Mapping[str, str]
@@ -74,17 +74,22 @@ def structure_stream(args: Args, _: type = OrderStreamQuery) -> OrderStreamQuery
         if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
             raise InvalidInput([FieldError("since", "range", "since must be an integer >= 0")])
         since = int(raw)
+    positions = args.get("positions", "0").lower()
+    if positions not in ("0", "1", "true", "false", ""):
+        raise InvalidInput([FieldError("positions", "enum", "positions must be 1 or 0")])
     return OrderStreamQuery(since=since, ticket=args.get("ticket"),
-                            access_token=args.get("access_token"))
+                            access_token=args.get("access_token"),
+                            positions=positions in ("1", "true"))
 
 
-def stream_since(converter: cattrs.Converter, args: Args) -> int | None | str:
-    """Where an order stream resumes (`since`), or why it is refused: the close reason."""
+def stream_query(converter: cattrs.Converter, args: Args) -> OrderStreamQuery | str:
+    """Where an order stream resumes (`since`) and what it wants, or why it is refused: the
+    close reason."""
     try:
-        since: int | None = converter.structure(args, OrderStreamQuery).since
+        query: OrderStreamQuery = converter.structure(args, OrderStreamQuery)
     except InvalidInput as exc:
         return exc.fields[0].message
-    return since
+    return query
 
 
 def structure_callback(args: Args, _: type = KiteCallbackQuery) -> KiteCallbackQuery:

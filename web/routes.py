@@ -73,6 +73,13 @@ async def account_orders(account_id: str) -> Response:
     return jsonify({"account": account_id, "seq": actor.seq, "orders": actor.orders()})
 
 
+@blueprint.get("/accounts/<account_id>/positions")
+async def account_positions(account_id: str) -> Response:
+    require_account(account_id)
+    actor = _app().deps.actors[account_id]
+    return jsonify(_app().converter.unstructure(actor.positions()))
+
+
 @blueprint.post("/accounts/<account_id>/ws-ticket")
 async def ws_ticket(account_id: str) -> Response:
     caller = current_caller(cookie=True)  # a signed-in page may ask with its cookie

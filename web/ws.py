@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, cast
 import trio
 from quart import Blueprint, Response, current_app, jsonify, websocket
 
-from actors.account import SLOW_CONSUMER, Subscription
+from actors.account import LATEST, SLOW_CONSUMER, Subscription
+from actors.requests import OrderStreamQuery
 
 from . import queries
 from ._frames import PARTIAL, REFUSED, DirectSocket, decline_compression, frame_of
@@ -132,10 +133,11 @@ def _authenticate(app: OrderDeskApp, account_id: str) -> tuple[int, str] | Calle
     return caller
 
 
-def _since() -> int | None | str:
-    """Where the client resumes, or why `since` is refused (the close reason)."""
+def _query() -> OrderStreamQuery | str:
+    """Where the client resumes and what it wants, or why the query is refused (the close
+    reason)."""
     app = cast("OrderDeskApp", current_app)
-    return queries.stream_since(app.converter, websocket.args)
+    return queries.stream_query(app.converter, websocket.args)
 
 
 @blueprint.websocket("/ws/orders/<account_id>")
@@ -149,14 +151,14 @@ async def orders_stream(account_id: str) -> Response | None:
         who = _authenticate(app, account_id)
     except Forbidden as exc:
         return _refuse_upgrade(exc.message, reason="cookie origin")
-    since = _since()
+    query = _query()
     if app.streams.closing is not None:
         refusal = CLOSE_GOING_AWAY, "server shutting down"
     elif isinstance(who, tuple):
         refusal = who
-    elif isinstance(since, str):
-        refusal = CLOSE_BAD_REQUEST, since
-    if refusal is not None or isinstance(who, tuple) or isinstance(since, str):
+    elif isinstance(query, str):
+        refusal = CLOSE_BAD_REQUEST, query
+    if refusal is not None or isinstance(who, tuple) or isinstance(query, str):
         log_websocket(ws, "refused", account=account_id, code=refusal and refusal[0])
         await ws.accept()
         await ws.close(*(refusal or (CLOSE_INTERNAL, "refused")))
@@ -165,7 +167,9 @@ async def orders_stream(account_id: str) -> Response | None:
     actor = app.deps.actors[account_id]
     metrics = app.deps.metrics
     gauge = metrics.websocket_connections.labels(account_id)
-    sub = actor.subscribe(since)
+    since = query.since
+    # (only asked when wanted: the stand-in actors of some tests know no `positions`)
+    sub = actor.subscribe(since, positions=True) if query.positions else actor.subscribe(since)
     app.streams.add(sub)
     if who.session is not None:
         app.sessions.attach(who.session, sub)  # an ended session closes it (4401)
@@ -230,6 +234,10 @@ async def _sender(ws: Websocket, sub: Subscription, app: OrderDeskApp) -> None:
             try:
                 first = receive_nowait()
             except trio.WouldBlock:
+                latest = sub.take_latest()  # its wake-up did not fit a full queue
+                if latest is not None:
+                    await send(latest)
+                    continue
                 sub.idle = direct is not None  # nothing queued, nothing in flight
                 try:
                     first = await receive()
@@ -250,6 +258,12 @@ async def _sender(ws: Websocket, sub: Subscription, app: OrderDeskApp) -> None:
                 size += len(message)
                 if len(batch) >= max_messages:
                     break
+            if first == LATEST or (batch is not None and LATEST in batch):
+                batch = _with_latest(sub, batch or [first])
+                if not batch:
+                    continue
+                first = batch[0]
+                batch = batch if len(batch) > 1 else None
             if direct is not None and (batch is not None or first is _FLUSH):
                 # the fan-out's marks that a frame it wrote in part needs finishing: any write
                 # through the send lock finishes it first
@@ -270,6 +284,19 @@ async def _sender(ws: Websocket, sub: Subscription, app: OrderDeskApp) -> None:
     finally:
         sub.idle = False
         sub.direct = None
+
+
+def _with_latest(sub: Subscription, messages: list[str]) -> list[str]:
+    """The messages with the wake-up of a `positions` message replaced by its latest value."""
+    out = []
+    for message in messages:
+        if message == LATEST:
+            latest = sub.take_latest()
+            if latest is None:
+                continue
+            message = latest
+        out.append(message)
+    return out
 
 
 def _write_now(sub: Subscription, direct: DirectSocket) -> Callable[[str], bool]:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import attrs
 
+from actors.account.positions import PositionView
 from actors.requests import OrderStreamQuery
 
 from .api_models import doc, opt
@@ -56,6 +57,20 @@ class Status:
 
 
 @attrs.frozen
+class Positions:
+    """With `?positions=1`: the account's net positions and live P&L, as
+    GET /accounts/{id}/positions answers. No seq, never replayed by `since`; sent after the
+    status, then when they change, a few a second at most: a subscriber that reads slowly
+    gets the latest only (they never count toward the slow-consumer limit)."""
+
+    type: Literal["positions"] = doc("positions")
+    account: str = doc("the account")
+    ltp_available: bool = doc("whether every open position has a last price")
+    total_pnl: float | None = doc("the sum of the positions' pnl; null when a price is missing")
+    positions: list[PositionView] = doc("one per instrument and product")
+
+
+@attrs.frozen
 class Pong:
     """The answer to the client's `ping`."""
 
@@ -77,7 +92,7 @@ class Ping:
     type: Literal["ping"] = doc("ping")
 
 
-MESSAGES: tuple[type, ...] = (Snapshot, OrderUpdate, Status, Pong, Error)
+MESSAGES: tuple[type, ...] = (Snapshot, OrderUpdate, Status, Positions, Pong, Error)
 
 CLOSE_CODES = {
     1001: "the server is shutting down: reconnect (with since=seq) after a moment",

@@ -2,9 +2,10 @@
 
 from .actor import AccountActor, ActorConfig, UpstreamState
 from .book import Accepted, Conflict, OrderBook
-from .subscribers import SLOW_CONSUMER, SubscriberSet, Subscription
+from .subscribers import LATEST, SLOW_CONSUMER, SubscriberSet, Subscription
 
 __all__ = [
+    "LATEST",
     "SLOW_CONSUMER",
     "Accepted",
     "AccountActor",

@@ -35,7 +35,9 @@ from ..calendar import trading_day
 from ..health import HealthEntry, UpstreamWatch
 from .book import Accepted, Conflict, OrderBook, of_day
 from .config import ActorConfig
-from .frames import order_frame, snapshot_frame, status_frame
+from .frames import order_frame, positions_frame, snapshot_frame, status_frame
+from .position_book import PositionBook
+from .positions import PositionsReport, report_of
 from .subscribers import SubscriberSet, Subscription
 from .watchers import Watchers
 
@@ -75,6 +77,9 @@ class AccountActor:
         if health is not None:
             health.upstream_watch = self._watch
         self._book = OrderBook()
+        self._positions = PositionBook()
+        self._positions_moved = trio.Event()  # something the P&L depends on changed
+        self._positions_wanted = trio.Event()  # fetch the broker's positions
         self._seq = 0
         self._replay: deque[tuple[int, str]] = deque(maxlen=config.replay_buffer)
         self._subscribers = SubscriberSet()
@@ -100,6 +105,10 @@ class AccountActor:
         payload = self._book.get(order_id)
         return dict(payload) if payload is not None else None
 
+    def positions(self) -> PositionsReport:
+        """Net positions and live P&L (`GET /accounts/{id}/positions`)."""
+        return report_of(self.account, self._positions.views(self._book.payloads()))
+
     def status(self) -> dict[str, Any]:
         last = self.upstream.last_event_at
         return {
@@ -121,6 +130,12 @@ class AccountActor:
         """Load the book and seq from the store, then follow the upstream until cancelled."""
         await self._load()
         task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._publish_positions)
+            await self._follow_with_backoff()
+            nursery.cancel_scope.cancel()
+
+    async def _follow_with_backoff(self) -> None:
         backoff = self._reconnect_backoff()
         try:
             while True:
@@ -188,6 +203,7 @@ class AccountActor:
         async with self.broker.open_stream() as stream, trio.open_nursery() as nursery:
             self._watch.streaming(stream)
             nursery.start_soon(_pump, stream, held_send, lost, self._watch)
+            nursery.start_soon(self._fetch_positions_when_wanted)
             try:
                 await self._reconcile_within_budget()
             except BrokerError as exc:
@@ -199,6 +215,7 @@ class AccountActor:
                 self._connected = True
                 self._set_upstream("connected", None)
                 await self._follow_frames(held_receive)
+                nursery.cancel_scope.cancel()  # the positions fetch ends with the stream
         if lost:
             raise lost[0]
         raise UpstreamLost("ticker stream ended")
@@ -260,6 +277,7 @@ class AccountActor:
         expected = set(self._expected)
         listing = await self.broker.orders()
         await self._apply([o for o in listing if self._book.changed(o)], source="reconcile")
+        self._positions_wanted.set()
         # Placed but not listed by the broker (an earlier day's): nothing left to follow.
         self._expected -= expected - {o.order_id for o in listing}
 
@@ -278,7 +296,9 @@ class AccountActor:
 
     async def _apply(self, orders: Sequence[Order], *, source: str) -> None:
         accepted: list[tuple[Order, Accepted]] = []
+        filled = False
         for order in orders:
+            before = self._book.get(order.order_id)
             taken = self._book.apply(order)
             if taken is None:
                 continue
@@ -287,6 +307,7 @@ class AccountActor:
                 self._watchers.notify(order)  # never stored; legs match by id and tag
             else:
                 accepted.append((order, taken))
+                filled = filled or _fill_changed(before, taken.payload)
         if not accepted:
             return
         try:
@@ -297,6 +318,9 @@ class AccountActor:
             self._book.discard()
             raise
         self._book.commit()
+        if filled:
+            self._positions.fills_changed()
+        self._positions_moved.set()  # a fill, or an order that starts or stops working
         # A burst larger than half a subscriber queue (a big reconcile) goes out as one fresh
         # snapshot, so that it cannot close every subscriber as a slow consumer.
         burst = len(accepted) > self._config.subscriber_queue // 2
@@ -357,9 +381,45 @@ class AccountActor:
             log.warning("account %s upstream %s: %s", self.account, state, error)
         self._report()
 
+    # -- positions ---------------------------------------------------------------------
+
+    async def _fetch_positions_when_wanted(self) -> None:
+        """The broker's positions after each reconcile, beside the frames: fills go on being
+        applied while a fetch is under way (it is compared with them only if none came)."""
+        while True:
+            await self._positions_wanted.wait()
+            self._positions_wanted = trio.Event()
+            version = self._positions.fill_version
+            try:
+                positions = await self.broker.positions()
+            except TokenExpired:
+                raise
+            except BrokerError as exc:
+                log.warning("account %s: positions not fetched: %s: %s", self.account,
+                            type(exc).__name__, exc)
+                continue
+            self._positions.reconcile(
+                positions, self._book.payloads(), account=self.account,
+                fills_stable=version == self._positions.fill_version)
+            self._positions_moved.set()
+
+    async def _publish_positions(self) -> None:
+        """`positions` messages to the subscribers who asked, at most `positions_max_rate_hz`
+        a second; each keeps only the latest (`Subscription.set_latest`)."""
+        interval = 1.0 / self._config.positions_max_rate_hz
+        while True:
+            await self._positions_moved.wait()
+            self._positions_moved = trio.Event()
+            if self._subscribers.want_positions():
+                self._subscribers.publish_latest(self.positions_message())
+                await trio.sleep(interval)
+
+    def positions_message(self) -> str:
+        return positions_frame(self.positions())
+
     # -- subscribers -------------------------------------------------------------------
 
-    def subscribe(self, since: int | None = None) -> Subscription:
+    def subscribe(self, since: int | None = None, *, positions: bool = False) -> Subscription:
         """Register a subscriber: a snapshot (or the updates after `since`), then live."""
         initial: list[str]
         oldest = self._replay[0][0] if self._replay else self._seq + 1
@@ -368,7 +428,10 @@ class AccountActor:
         else:
             initial = [self.snapshot_message()]
         initial.append(status_frame(self.account, self.upstream.state))
-        sub = Subscription(self.account, initial, self._config.subscriber_queue)
+        if positions:
+            initial.append(self.positions_message())
+        sub = Subscription(self.account, initial, self._config.subscriber_queue,
+                           positions=positions)
         self._subscribers.add(sub)
         self._report()
         return sub
@@ -392,6 +455,11 @@ class AccountActor:
     ) -> AbstractContextManager[trio.MemoryReceiveChannel[Order]]:
         """Updates for an order_id or a tag, from now on; register before placing the order."""
         return self._watchers.watch(key, capacity)
+
+
+def _fill_changed(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
+    was = before.get("filled_quantity") if before is not None else 0
+    return bool(after.get("filled_quantity")) and after.get("filled_quantity") != was
 
 
 def _final(payload: Mapping[str, Any] | None) -> bool:

@@ -24,4 +24,6 @@ class ActorConfig:
     # a socket that stays open (heartbeats flowing) gives no other sign of one.
     reconcile_interval_s: float = 20.0
     held_frames: int = 10_000
+    # `positions` messages per second at most, per account (each subscriber keeps the latest).
+    positions_max_rate_hz: float = 4.0
     health: HealthPolicy = HealthPolicy()  # when the account counts as degraded

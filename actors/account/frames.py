@@ -11,7 +11,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["order_frame", "snapshot_frame", "status_frame"]
+import attrs
+
+from .positions import PositionsReport
+
+__all__ = ["order_frame", "positions_frame", "snapshot_frame", "status_frame"]
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -37,3 +41,8 @@ def snapshot_frame(
 ) -> str:
     return _dumps({"type": "snapshot", "account": account, "seq": seq, "upstream": upstream,
                    "orders": orders})
+
+
+def positions_frame(report: PositionsReport) -> str:
+    """The positions and P&L: no seq, never replayed, only the latest kept per subscriber."""
+    return _dumps({"type": "positions", **attrs.asdict(report)})

@@ -18,6 +18,9 @@ from collections.abc import Callable, Sequence
 import trio
 
 SLOW_CONSUMER = "slow consumer"
+#: Queued to wake the sender when a subscriber's latest `positions` message was replaced: never
+#: a message itself (every message is JSON), and at most one is ever waiting per subscriber.
+LATEST = " "
 
 _ids = itertools.count(1)
 
@@ -25,8 +28,11 @@ _ids = itertools.count(1)
 class Subscription:
     """One subscriber's view: messages to send first, then the live queue."""
 
-    def __init__(self, account: str, initial: Sequence[str], capacity: int) -> None:
+    def __init__(self, account: str, initial: Sequence[str], capacity: int, *,
+                 positions: bool = False) -> None:
         self.id = next(_ids)
+        self.positions = positions  # wants `positions` messages (only the latest is kept)
+        self._latest: str | None = None
         self.account = account
         self.initial = list(initial)
         self.closed_reason: str | None = None
@@ -45,6 +51,23 @@ class Subscription:
         except trio.ClosedResourceError:
             return False
         return True
+
+    def set_latest(self, message: str) -> None:
+        """Replace the waiting `positions` message: it never counts toward the queue's bound,
+        a subscriber that is slow to read them only skips the stale ones."""
+        if self.idle and self.direct is not None and self.direct(message):
+            return
+        pending = self._latest is not None
+        self._latest = message
+        if not pending:
+            try:
+                self._send.send_nowait(LATEST)
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                pass  # a full queue: the sender reads on and finds it (`take_latest`)
+
+    def take_latest(self) -> str | None:
+        message, self._latest = self._latest, None
+        return message
 
     def close(self, reason: str) -> None:
         if self.closed_reason is None:
@@ -79,6 +102,15 @@ class SubscriberSet:
         ]
         for sub in slow:
             self._subs.pop(sub.id, None)
+
+    def publish_latest(self, message: str) -> None:
+        """A `positions` message for those who asked for it (only the latest is kept)."""
+        for sub in self._subs.values():
+            if sub.positions:
+                sub.set_latest(message)
+
+    def want_positions(self) -> bool:
+        return any(sub.positions for sub in self._subs.values())
 
     def close_all(self, reason: str) -> None:
         for sub in self._subs.values():

@@ -10,7 +10,7 @@ from quart import Response, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from . import ticker
+from . import market, ticker
 from .control import add_control_routes
 from .errors import VenueError, error_envelope, general_error, input_error
 from .login import add_login_routes
@@ -146,20 +146,22 @@ def create_app(venue: Venue) -> QuartTrio:
 
     @app.websocket("/")
     async def ticker_socket() -> Response | None:
-        account = accounts.owner(websocket.args.get("api_key"),
-                                 websocket.args.get("access_token"))
+        api_key = websocket.args.get("api_key")
+        account = accounts.owner(api_key, websocket.args.get("access_token"))
         if account is None:
             return json_response(error_envelope("TokenException", "Invalid credentials."), 403)
-        await websocket.accept()
-        sub, receive = venue.hub.subscribe(account)
+        ticks = venue.market.connect(f"{api_key}:{account}")
+        if ticks is None:
+            limit = venue.config.ticker_connections_per_key
+            return json_response(error_envelope(
+                "NetworkException",
+                f"Too many requests: at most {limit} ticker connections per API key and user.",
+            ), 429)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_read_incoming, sub)
-                await ticker.pump(venue.hub, receive, websocket.send, websocket.send)
-                nursery.cancel_scope.cancel()
-            await websocket.close(sub.close_code, sub.close_reason)
+            await websocket.accept()
+            await _serve_socket(venue, account, ticks)
         finally:
-            venue.hub.unsubscribe(sub)
+            venue.market.disconnect(ticks)
         return None
 
     add_control_routes(app, venue)
@@ -167,18 +169,45 @@ def create_app(venue: Venue) -> QuartTrio:
     return app
 
 
-async def _read_incoming(sub: ticker.Subscriber) -> None:
-    """Kite clients send subscribe/mode messages; the venue answers only garbage, with an error."""
+async def _serve_socket(venue: Venue, account: str, ticks: market.TickSubscription) -> None:
+    """Order updates (text) and market ticks (binary) on one socket, one send at a time."""
+    sub, receive = venue.hub.subscribe(account)
+    lock = trio.StrictFIFOLock()
+
+    async def send(data: str | bytes) -> None:
+        async with lock:
+            await websocket.send(data)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_read_incoming, venue.market, sub, ticks)
+            nursery.start_soon(market.send_ticks, venue.market, ticks, send,
+                               lambda: venue.hub.stalled)
+            await ticker.pump(venue.hub, receive, send, send)
+            nursery.cancel_scope.cancel()
+        await websocket.close(sub.close_code, sub.close_reason)
+    finally:
+        venue.hub.unsubscribe(sub)
+
+
+async def _read_incoming(
+    feed: market.MarketData, sub: ticker.Subscriber, ticks: market.TickSubscription
+) -> None:
+    """Kite clients send subscribe/unsubscribe/mode messages; what the venue cannot take is
+    answered with an error text frame, as Kite does."""
     while True:
         message = await websocket.receive()
         try:
-            valid = isinstance(json.loads(message), dict)
+            parsed = json.loads(message)
         except (ValueError, TypeError):
-            valid = False
-        if not valid:
-            frame = json.dumps({"type": "error", "data": "Invalid message: expected JSON object."})
+            parsed = None
+        try:
+            if not isinstance(parsed, dict):
+                raise market.SubscriptionError("Invalid message: expected JSON object.")
+            feed.handle(ticks, parsed)
+        except market.SubscriptionError as exc:
             try:
-                sub.send.send_nowait(frame)
+                sub.send.send_nowait(market.error_frame(str(exc)))
             except (trio.WouldBlock, trio.ClosedResourceError):
                 pass
 

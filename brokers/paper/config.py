@@ -55,7 +55,10 @@ class VenueConfig:
     freeze_limits: Mapping[str, int] = attrs.field(
         factory=dict, converter=_freeze_map, eq=False, hash=False
     )
+    #: How often the simulation steps: every instrument moves, subscribed ticks go out.
     tick_interval_s: float = 1.0
+    #: Ticker sockets allowed at once per API key and user (Kite: 3).
+    ticker_connections_per_key: int = 3
     #: Where orders, positions and the last order id are kept across restarts (state.py);
     #: None keeps them in memory only (order ids still never repeat).
     state_file: str | None = None

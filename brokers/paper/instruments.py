@@ -22,6 +22,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from ..kite_ticks import Segment, instrument_token
+
 CSV_COLUMNS = (
     "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,"
     "lot_size,instrument_type,segment,exchange"
@@ -30,9 +32,10 @@ CSV_COLUMNS = (
 BUILTIN_FREEZE = {"NIFTY": 1800, "BANKNIFTY": 600}
 
 _INDICES = (
-    # name, base price, strike step, lot size, first instrument token
-    ("NIFTY", 24000.0, 50, 75, 9_000_000),
-    ("BANKNIFTY", 52000.0, 100, 35, 9_500_000),
+    # name, base price, strike step, lot size, first exchange token (the instrument token is
+    # the exchange token shifted left a byte, the segment in the low byte, as Kite's are)
+    ("NIFTY", 24000.0, 50, 75, 35_000),
+    ("BANKNIFTY", 52000.0, 100, 35, 37_000),
 )
 _EQUITIES = (
     ("SBIN", "STATE BANK OF INDIA", 779521, 800.0),
@@ -149,20 +152,20 @@ def builtin_master(today: dt.date, freeze_limits: Mapping[str, int]) -> Instrume
         for expiry in monthly_expiries(today):
             stem = f"{name}{expiry:%y}{expiry:%b}".upper()
             out.append(Instrument(
-                token, token // 256, f"{stem}FUT", name, _round_tick(base), expiry, 0.0, 0.05,
-                lot, "FUT", "NFO-FUT", "NFO", freeze,
+                instrument_token(token, Segment.NFO), token, f"{stem}FUT", name,
+                _round_tick(base), expiry, 0.0, 0.05, lot, "FUT", "NFO-FUT", "NFO", freeze,
             ))
-            token += 256
+            token += 1
             atm = round(base / step) * step
             for k in range(-_STRIKES_EACH_SIDE, _STRIKES_EACH_SIDE + 1):
                 strike = float(atm + k * step)
                 for kind in ("CE", "PE"):
                     out.append(Instrument(
-                        token, token // 256, f"{stem}{int(strike)}{kind}", name,
-                        _option_premium(base, strike, kind), expiry, strike, 0.05, lot, kind,
-                        "NFO-OPT", "NFO", freeze,
+                        instrument_token(token, Segment.NFO), token, f"{stem}{int(strike)}{kind}",
+                        name, _option_premium(base, strike, kind), expiry, strike, 0.05, lot,
+                        kind, "NFO-OPT", "NFO", freeze,
                     ))
-                    token += 256
+                    token += 1
     for symbol, company, token, price in _EQUITIES:
         out.append(Instrument(
             token, token // 256, symbol, company, price, None, 0.0, 0.05, 1, "EQ", "NSE", "NSE",

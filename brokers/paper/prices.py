@@ -2,6 +2,7 @@
 
 `step()` moves every instrument once, in master order, drawing from one `random.Random(seed)`,
 so the sequence of prices is the same for the same seed and the same instrument master.
+Watchers (`watch`) hear of every move, a step moving every instrument (the ticker's market data).
 Prices stay on the instrument's tick and never go below one tick. An instrument whose master
 price is 0 (common in Kite CSV dumps) starts at 100.
 """
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Collection
 
 from .instruments import Instrument, InstrumentMaster
 
 _VOLATILITY = 0.001  # per step, log-normal
 _DEFAULT_START = 100.0
+
+Watcher = Callable[[Collection[Instrument]], None]
 
 
 def on_tick(price: float, tick: float) -> float:
@@ -29,7 +33,16 @@ class PriceBook:
         self._rng = random.Random(seed)
         self._ltp: dict[str, float] = {}
         self._close: dict[str, float] = {}
+        self._watchers: list[Watcher] = []
         self.reset()
+
+    def watch(self, watcher: Watcher) -> None:
+        """Call `watcher(instruments)` after every move, with the instruments that moved."""
+        self._watchers.append(watcher)
+
+    def _moved(self, instruments: Collection[Instrument]) -> None:
+        for watcher in self._watchers:
+            watcher(instruments)
 
     def reset(self) -> None:
         self._rng = random.Random(self._seed)
@@ -38,6 +51,7 @@ class PriceBook:
             for i in self._master.instruments
         }
         self._ltp = dict(self._close)
+        self._moved(self._master.instruments)
 
     def close(self, instrument: Instrument) -> float:
         """The starting price, shown as the previous close."""
@@ -48,8 +62,10 @@ class PriceBook:
 
     def set(self, instrument: Instrument, price: float) -> None:
         self._ltp[instrument.key] = on_tick(price, instrument.tick_size)
+        self._moved((instrument,))
 
     def step(self) -> None:
         for i in self._master.instruments:
             move = math.exp(self._rng.gauss(0.0, _VOLATILITY))
             self._ltp[i.key] = on_tick(self._ltp[i.key] * move, i.tick_size)
+        self._moved(self._master.instruments)

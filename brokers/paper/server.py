@@ -24,6 +24,7 @@ from .instruments import InstrumentMaster, builtin_master, load_csv
 from .keeper import StateKeeper
 from .limits import RequestLimits
 from .login import RequestTokens
+from .market import MarketData
 from .ticker import TickerHub
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Venue:
             reads_per_s=config.read_limit_per_s,
         )
         self.engine = Engine(config, master, self.faults, self._publish)
+        self.market = MarketData(master, self.engine.prices, config.ticker_connections_per_key)
         #: With a state file, frames and answers wait until what they report is on disk.
         self.keeper = (StateKeeper(self.engine, config.state_file, self.hub.publish)
                        if config.state_file is not None else None)
@@ -67,6 +69,7 @@ class Venue:
 
     def reset(self) -> None:
         """Fresh state: no orders or positions, no faults, initial prices, tokens and hours."""
+        self.market.reset()
         self.engine.reset()
         self.faults.clear()
         self.hub.stalled = False
