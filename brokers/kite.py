@@ -38,6 +38,7 @@ from .base import (
     TokenExpired,
     UpstreamLost,
 )
+from .kite_ticks import FrameError, Mode, Tick, decode_frame
 
 log = logging.getLogger(__name__)
 
@@ -312,12 +313,41 @@ class KiteBroker:
 
 
 class KiteOrderStream:
-    """Order updates from one ticker connection; heartbeats only keep it alive."""
+    """Order updates from one ticker connection; heartbeats keep it alive, and the market ticks
+    of the instruments subscribed on it (`subscribe`, in `ltp` mode: the price is all the P&L
+    needs) go to `on_ticks`, decoded."""
 
     def __init__(self, ws: trio_websocket.WebSocketConnection, stall_timeout_s: float) -> None:
         self._ws = ws
         self._stall_timeout_s = stall_timeout_s
         self.last_frame_at: float | None = None  # trio time of the last frame received
+        self.on_ticks: Callable[[list[Tick]], None] | None = None
+
+    async def subscribe(self, tokens: Sequence[int], mode: Mode = "ltp") -> None:
+        """Subscribe these instruments on this connection (Kite's subscribe, then mode)."""
+        if tokens:
+            await self._send({"a": "subscribe", "v": list(tokens)})
+            await self._send({"a": "mode", "v": [mode, list(tokens)]})
+
+    async def unsubscribe(self, tokens: Sequence[int]) -> None:
+        if tokens:
+            await self._send({"a": "unsubscribe", "v": list(tokens)})
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        try:
+            await self._ws.send_message(json.dumps(message))
+        except trio_websocket.ConnectionClosed as exc:
+            raise UpstreamLost(f"ticker closed: {exc.reason}") from exc
+
+    def _ticks(self, frame: bytes) -> None:
+        if len(frame) <= 1 or self.on_ticks is None:
+            return  # a heartbeat, or nobody listening
+        try:
+            ticks = decode_frame(frame)
+        except FrameError as exc:
+            log.warning("ticker sent a binary frame we cannot read: %s", exc)
+            return
+        self.on_ticks(ticks)
 
     def __aiter__(self) -> KiteOrderStream:
         return self
@@ -326,7 +356,8 @@ class KiteOrderStream:
         while True:
             message = await self._receive()
             if isinstance(message, bytes):
-                continue  # heartbeat (1 byte) or market ticks: alive, nothing for us
+                self._ticks(message)
+                continue
             try:
                 frame = json.loads(message)
             except ValueError:

@@ -73,6 +73,18 @@ def parse_ticker(table: Mapping[str, Any]) -> TickerSettings:
     return ticker
 
 
+def positions_rate(table: Mapping[str, Any]) -> float:
+    """`[positions] max_rate_hz`: positions messages per second per account at most."""
+    unknown = sorted(set(table) - {"max_rate_hz"})
+    if unknown:
+        raise ConfigError(f"positions.{unknown[0]}: unknown key (known: max_rate_hz)")
+    value = table.get("max_rate_hz", 4.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= 100:
+        raise ConfigError(f"positions.max_rate_hz: must be a number from 0.1 to 100, "
+                          f"not {value!r}")
+    return float(value)
+
+
 def unhedged_parallel(batches: Mapping[str, Any]) -> str:
     value = batches.get("unhedged_parallel", UNHEDGED_PARALLEL[0])
     if value not in UNHEDGED_PARALLEL:

@@ -364,7 +364,8 @@ def _actor_config(settings: Settings) -> ActorConfig:
     """`[ticker]`'s reconnect backoff and reconcile period; the rest of ActorConfig's defaults."""
     given = settings.ticker.given()
     given.pop("stall_timeout_s", None)  # the adapter's (`_kite_settings`)
-    return attrs.evolve(ActorConfig(), **given)
+    return attrs.evolve(ActorConfig(), positions_max_rate_hz=settings.positions_max_rate_hz,
+                        **given)
 
 
 def _kite_settings(

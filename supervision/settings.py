@@ -38,6 +38,7 @@ from .config_sections import (
     parse_limits,
     parse_ticker,
     pool_size,
+    positions_rate,
     unhedged_parallel,
     venue_limits,
 )
@@ -209,6 +210,7 @@ def _from_document(
             rate_limit_per_s=int(venue_doc.get("rate_limit_per_s", 10)) or None,  # 0: off
             **venue_limits(venue_doc),
             require_market_protection=bool(venue_doc.get("require_market_protection", True)),
+            tick_interval_s=seconds(venue_doc, "tick_interval_s", 1.0, "venue", minimum=0.001),
             instruments_csv=venue_doc.get("instruments_csv"),
             freeze_limits=dict(venue_doc.get("freeze_limits", {})),
             state_file=venue_state(venue_doc.get("state"), var_dir / VENUE_STATE),
@@ -246,6 +248,7 @@ def _from_document(
         session_ttl_s=seconds(server, "session_ttl_s", DEFAULT_SESSION_TTL_S, minimum=0.001),
         unhedged_parallel=unhedged_parallel(batches),
         ticker=parse_ticker(table(doc, "ticker")),
+        positions_max_rate_hz=positions_rate(table(doc, "positions")),
     )
 
 

@@ -77,6 +77,8 @@ PAPER = "[server]\nadmin_token='a'\n[[accounts]]\nid='x'\nrest_url='http://h'\nt
         (f"{PAPER}[ticker]\nreconcile_interval_s=5\n", "reconcile_interval_s: must be at least 15"),
         (f"{PAPER}[ticker]\nreconnect_initial_s=5\nreconnect_max_s=1\n", "reconnect_max_s"),
         (f"{PAPER}[ticker]\nstall_s=5\n", "ticker.stall_s: unknown key"),
+        (f"{PAPER}[positions]\nmax_rate_hz=0\n", "positions.max_rate_hz: must be a number"),
+        (f"{PAPER}[positions]\nrate=1\n", "positions.rate: unknown key"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -210,6 +212,21 @@ def test_a_venue_state_that_is_not_a_path_is_refused(tmp_path: Path) -> None:
         load_settings(str(path), environ={})
 
 
+@pytest.mark.parametrize(("line", "expected"), [("", 1.0), ("tick_interval_s = 0.25", 0.25)])
+def test_venue_tick_interval(tmp_path: Path, line: str, expected: float) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"{BASE}{line}\n[[accounts]]\nid='a'\ntokens=['t']\n")
+    settings = load_settings(str(path), environ={"ORDERDESK_VAR": str(tmp_path / "var")})
+    assert settings.venue is not None and settings.venue.tick_interval_s == expected
+
+
+def test_a_venue_tick_interval_of_zero_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"{BASE}tick_interval_s = 0\n[[accounts]]\nid='a'\ntokens=['t']\n")
+    with pytest.raises(ConfigError, match=r"venue.tick_interval_s: must be a number of seconds"):
+        load_settings(str(path), environ={})
+
+
 _OVERRIDES = {
     "ORDERDESK_BIND": ("bind", "127.0.0.1:9555"),
     "ORDERDESK_ADMIN_TOKEN": ("admin_token", "admin-from-env"),
@@ -238,3 +255,11 @@ def test_each_environment_override_applies_with_and_without_a_file(
     assert getattr(after, field) == value
     if field == "bind" and not with_file:  # the embedded origin follows the bind
         assert after.allowed_origins == (f"http://{value}",)
+
+
+def test_positions_rate(tmp_path: Path) -> None:
+    path = tmp_path / "orderdesk.toml"
+    path.write_text(PAPER)
+    assert load_settings(str(path), environ={}).positions_max_rate_hz == 4.0
+    path.write_text(PAPER + "[positions]\nmax_rate_hz = 2\n")
+    assert load_settings(str(path), environ={}).positions_max_rate_hz == 2.0

@@ -54,6 +54,7 @@ class Settings:
     instrument_refresh: dt.time = DEFAULT_INSTRUMENT_REFRESH
     unhedged_parallel: str = UNHEDGED_PARALLEL[0]
     ticker: TickerSettings = TickerSettings()
+    positions_max_rate_hz: float = 4.0  # [positions] max_rate_hz: positions messages a second
 
     def account(self, account_id: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.id == account_id), None)

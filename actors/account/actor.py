@@ -35,9 +35,9 @@ from ..calendar import trading_day
 from ..health import HealthEntry, UpstreamWatch
 from .book import Accepted, Conflict, OrderBook, of_day
 from .config import ActorConfig
-from .frames import order_frame, positions_frame, snapshot_frame, status_frame
-from .position_book import PositionBook
-from .positions import PositionsReport, report_of
+from .frames import order_frame, snapshot_frame, status_frame
+from .live_positions import LivePositions
+from .positions import PositionsReport
 from .subscribers import SubscriberSet, Subscription
 from .watchers import Watchers
 
@@ -77,12 +77,11 @@ class AccountActor:
         if health is not None:
             health.upstream_watch = self._watch
         self._book = OrderBook()
-        self._positions = PositionBook()
-        self._positions_moved = trio.Event()  # something the P&L depends on changed
-        self._positions_wanted = trio.Event()  # fetch the broker's positions
         self._seq = 0
         self._replay: deque[tuple[int, str]] = deque(maxlen=config.replay_buffer)
         self._subscribers = SubscriberSet()
+        self.live = LivePositions(account, broker, config, self._subscribers,
+                                  self._book_payloads)
         self._watchers = Watchers()
         self._expected: set[str] = set()  # placed here, not final in the book yet
         self._credentials = trio.Event()
@@ -107,7 +106,10 @@ class AccountActor:
 
     def positions(self) -> PositionsReport:
         """Net positions and live P&L (`GET /accounts/{id}/positions`)."""
-        return report_of(self.account, self._positions.views(self._book.payloads()))
+        return self.live.report()
+
+    def _book_payloads(self) -> list[Any]:
+        return list(self._book.payloads())
 
     def status(self) -> dict[str, Any]:
         last = self.upstream.last_event_at
@@ -131,7 +133,7 @@ class AccountActor:
         await self._load()
         task_status.started()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._publish_positions)
+            nursery.start_soon(self.live.publish)
             await self._follow_with_backoff()
             nursery.cancel_scope.cancel()
 
@@ -192,6 +194,7 @@ class AccountActor:
             first = events[-1].seq
         self._book, self._replay = OrderBook(payloads), replay
         self._seq = seq
+        self.live.orders_changed(filled=True)
         # Committed by a run that was cancelled before it fanned them out: send them now.
         for event_seq, payload, message in missed:
             self._subscribers.broadcast(message)
@@ -203,7 +206,8 @@ class AccountActor:
         async with self.broker.open_stream() as stream, trio.open_nursery() as nursery:
             self._watch.streaming(stream)
             nursery.start_soon(_pump, stream, held_send, lost, self._watch)
-            nursery.start_soon(self._fetch_positions_when_wanted)
+            nursery.start_soon(self.live.fetch_when_wanted)
+            nursery.start_soon(self.live.follow_market, stream)
             try:
                 await self._reconcile_within_budget()
             except BrokerError as exc:
@@ -277,7 +281,7 @@ class AccountActor:
         expected = set(self._expected)
         listing = await self.broker.orders()
         await self._apply([o for o in listing if self._book.changed(o)], source="reconcile")
-        self._positions_wanted.set()
+        self.live.reconciled()
         # Placed but not listed by the broker (an earlier day's): nothing left to follow.
         self._expected -= expected - {o.order_id for o in listing}
 
@@ -318,9 +322,7 @@ class AccountActor:
             self._book.discard()
             raise
         self._book.commit()
-        if filled:
-            self._positions.fills_changed()
-        self._positions_moved.set()  # a fill, or an order that starts or stops working
+        self.live.orders_changed(filled=filled)
         # A burst larger than half a subscriber queue (a big reconcile) goes out as one fresh
         # snapshot, so that it cannot close every subscriber as a slow consumer.
         burst = len(accepted) > self._config.subscriber_queue // 2
@@ -381,42 +383,6 @@ class AccountActor:
             log.warning("account %s upstream %s: %s", self.account, state, error)
         self._report()
 
-    # -- positions ---------------------------------------------------------------------
-
-    async def _fetch_positions_when_wanted(self) -> None:
-        """The broker's positions after each reconcile, beside the frames: fills go on being
-        applied while a fetch is under way (it is compared with them only if none came)."""
-        while True:
-            await self._positions_wanted.wait()
-            self._positions_wanted = trio.Event()
-            version = self._positions.fill_version
-            try:
-                positions = await self.broker.positions()
-            except TokenExpired:
-                raise
-            except BrokerError as exc:
-                log.warning("account %s: positions not fetched: %s: %s", self.account,
-                            type(exc).__name__, exc)
-                continue
-            self._positions.reconcile(
-                positions, self._book.payloads(), account=self.account,
-                fills_stable=version == self._positions.fill_version)
-            self._positions_moved.set()
-
-    async def _publish_positions(self) -> None:
-        """`positions` messages to the subscribers who asked, at most `positions_max_rate_hz`
-        a second; each keeps only the latest (`Subscription.set_latest`)."""
-        interval = 1.0 / self._config.positions_max_rate_hz
-        while True:
-            await self._positions_moved.wait()
-            self._positions_moved = trio.Event()
-            if self._subscribers.want_positions():
-                self._subscribers.publish_latest(self.positions_message())
-                await trio.sleep(interval)
-
-    def positions_message(self) -> str:
-        return positions_frame(self.positions())
-
     # -- subscribers -------------------------------------------------------------------
 
     def subscribe(self, since: int | None = None, *, positions: bool = False) -> Subscription:
@@ -429,7 +395,7 @@ class AccountActor:
             initial = [self.snapshot_message()]
         initial.append(status_frame(self.account, self.upstream.state))
         if positions:
-            initial.append(self.positions_message())
+            initial.append(self.live.message())
         sub = Subscription(self.account, initial, self._config.subscriber_queue,
                            positions=positions)
         self._subscribers.add(sub)

@@ -97,15 +97,6 @@ class PositionBook:
         """Market data lost: every price is unknown again until the next tick."""
         self._ltp.clear()
 
-    def tokens(self, payloads: Iterable[Mapping[str, Any]]) -> set[int]:
-        """The instruments whose price moves the P&L: open positions and working orders."""
-        wanted = {v.instrument_token for v in self.views(payloads) if v.quantity != 0}
-        wanted.update(int(o["instrument_token"]) for o in payloads
-                      if o.get("status") in ("OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED")
-                      and o.get("instrument_token"))
-        wanted.discard(0)
-        return wanted
-
     def reconcile(self, positions: list[Position], payloads: Iterable[Mapping[str, Any]],
                   *, fills_stable: bool, account: str) -> None:
         """The broker's positions, fetched while the fills stood still (`fills_stable`) or not:

@@ -5,7 +5,7 @@ A socket subscribes with Kite's messages: `{"a": "subscribe", "v": [tokens]}` (m
 subscribe or a mode change the socket gets the current tick of those instruments, as Kite sends a
 snapshot; afterwards a tick goes out whenever an instrument's price moves: at once on
 `/_venue/ltp`, and every `tick_interval_s` when the simulation steps (every instrument moves).
-Unknown tokens are ignored, as Kite ignores them.
+Tokens the venue does not list count as subscribed but never tick, as on Kite.
 
 Kite's limits: 3,000 instruments per connection (beyond them the subscribe is refused with an
 error text frame and nothing of it is subscribed), 3 connections per API key and user (the
@@ -131,7 +131,7 @@ class MarketData:
             isinstance(t, int) and not isinstance(t, bool) for t in value
         ):
             raise SubscriptionError("Invalid message: `v` must be a list of instrument tokens.")
-        return {t for t in value if t in self._by_token}
+        return set(value)
 
     # ---- prices ---------------------------------------------------------------------------
 
@@ -178,7 +178,7 @@ class MarketData:
         )
 
     def frame(self, due: Iterable[tuple[int, Mode]]) -> bytes | None:
-        pairs = [(self.tick(token), mode) for token, mode in due]
+        pairs = [(self.tick(token), mode) for token, mode in due if token in self._by_token]
         return encode_frame(pairs) if pairs else None
 
 

@@ -1,0 +1,165 @@
+"""An account actor's positions side: the broker's positions fetched after each reconcile, the
+market ticks of the instruments that move its P&L, and the throttled `positions` messages.
+
+Market data comes on the account's own ticker connection: the instruments of open positions and
+working orders are subscribed once each per connection, counted by who wants them
+(`TokenRefs`), and all subscribed again on every new connection. A stream that cannot subscribe
+(no market data) leaves every price unknown: P&L null, never zero.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import trio
+
+from brokers.base import Broker, BrokerError
+
+from .config import ActorConfig
+from .frames import positions_frame
+from .position_book import PositionBook
+from .positions import PositionsReport, report_of
+from .subscribers import SubscriberSet
+
+__all__ = ["LivePositions", "TokenRefs"]
+
+log = logging.getLogger("actors.account.positions")
+
+_WORKING = ("OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "MODIFY PENDING", "PUT ORDER REQ "
+            "RECEIVED", "VALIDATION PENDING", "OPEN PENDING")
+
+
+class TokenRefs:
+    """The instruments one upstream connection should be subscribed to, each counted by the
+    sources that want it (open positions, working orders): subscribed while any does."""
+
+    def __init__(self) -> None:
+        self._sources: dict[str, frozenset[int]] = {}
+        self._counts: Counter[int] = Counter()
+
+    def update(self, source: str, tokens: Iterable[int]) -> bool:
+        """What `source` wants now; True when the set of instruments wanted changed."""
+        new = frozenset(t for t in tokens if t)
+        old = self._sources.get(source, frozenset())
+        self._sources[source] = new
+        self._counts.update(new - old)
+        self._counts.subtract(old - new)
+        gone = [t for t in old - new if self._counts[t] <= 0]
+        for token in gone:
+            del self._counts[token]
+        return bool(gone) or any(self._counts[t] == 1 for t in new - old)
+
+    def count(self, token: int) -> int:
+        return self._counts.get(token, 0)
+
+    def wanted(self) -> set[int]:
+        return set(self._counts)
+
+
+class LivePositions:
+    """Positions, prices and subscriptions of one account; the actor calls in."""
+
+    def __init__(self, account: str, broker: Broker, config: ActorConfig,
+                 subscribers: SubscriberSet,
+                 payloads: Callable[[], Sequence[Mapping[str, Any]]]) -> None:
+        self.account = account
+        self._broker = broker
+        self._config = config
+        self._subscribers = subscribers
+        self._payloads = payloads
+        self.book = PositionBook()
+        self.refs = TokenRefs()
+        self.subscribed: set[int] = set()  # on the current connection
+        self.fetches = 0  # positions fetched from the broker (tests wait on it)
+        self._moved = trio.Event()  # something the P&L depends on changed
+        self._fetch = trio.Event()  # fetch the broker's positions
+        self._market = trio.Event()  # the instruments wanted changed
+
+    def report(self) -> PositionsReport:
+        return report_of(self.account, self.book.views(self._payloads()))
+
+    def message(self) -> str:
+        return positions_frame(self.report())
+
+    # -- what the actor tells it ------------------------------------------------------
+
+    def orders_changed(self, *, filled: bool) -> None:
+        """Updates committed (`filled`: some order's filled quantity moved)."""
+        if filled:
+            self.book.fills_changed()
+        self._want_instruments()
+        self._moved.set()
+
+    def reconciled(self) -> None:
+        self._fetch.set()
+
+    def on_ticks(self, ticks: Iterable[Any]) -> None:
+        moved = False
+        for tick in ticks:
+            moved = self.book.set_ltp(tick.instrument_token, tick.last_price) or moved
+        if moved:
+            self._moved.set()
+
+    def _want_instruments(self) -> None:
+        payloads = self._payloads()
+        held = {v.instrument_token for v in self.book.views(payloads) if v.quantity}
+        working = {int(o["instrument_token"]) for o in payloads
+                   if o.get("status") in _WORKING and o.get("instrument_token")}
+        changed = self.refs.update("positions", held)
+        if self.refs.update("orders", working) or changed:
+            self._market.set()
+
+    # -- its tasks --------------------------------------------------------------------
+
+    async def fetch_when_wanted(self) -> None:
+        """The broker's positions after each reconcile, beside the frames: fills go on being
+        applied while a fetch is under way (it is compared with them only if none came)."""
+        while True:
+            await self._fetch.wait()
+            self._fetch = trio.Event()
+            version = self.book.fill_version
+            try:
+                positions = await self._broker.positions()
+            except BrokerError as exc:  # the next reconcile asks again
+                log.warning("account %s: positions not fetched: %s: %s", self.account,
+                            type(exc).__name__, exc)
+                continue
+            self.book.reconcile(positions, self._payloads(), account=self.account,
+                                fills_stable=version == self.book.fill_version)
+            self.fetches += 1
+            self._want_instruments()
+            self._moved.set()
+
+    async def follow_market(self, stream: Any) -> None:
+        """Keep this connection subscribed to the instruments wanted; prices start unknown."""
+        self.subscribed = set()
+        self.book.forget_prices()
+        self._moved.set()
+        if getattr(stream, "subscribe", None) is None:
+            return  # no market data on this stream: LTP stays unavailable
+        stream.on_ticks = self.on_ticks
+        self._want_instruments()
+        try:
+            while True:
+                wanted = self.refs.wanted()
+                await stream.unsubscribe(sorted(self.subscribed - wanted))
+                await stream.subscribe(sorted(wanted - self.subscribed))
+                self.subscribed = wanted
+                await self._market.wait()
+                self._market = trio.Event()
+        except BrokerError as exc:  # the stream is going: its reader reconnects
+            log.info("account %s: market subscription lost: %s", self.account, exc)
+
+    async def publish(self) -> None:
+        """`positions` messages to the subscribers who asked, at most `positions_max_rate_hz`
+        a second; each keeps only the latest (`Subscription.set_latest`)."""
+        interval = 1.0 / self._config.positions_max_rate_hz
+        while True:
+            await self._moved.wait()
+            self._moved = trio.Event()
+            if self._subscribers.want_positions():
+                self._subscribers.publish_latest(self.message())
+                await trio.sleep(interval)
