@@ -166,7 +166,6 @@ async def test_an_exit_refused_says_so_in_an_alert(
                     client.place_at_venue(tradingsymbol=NIFTY_FUT, exchange="NFO",
                                           quantity="75", product="NRML",
                                           transaction_type="SELL")
-                    page.wait_for_function("() => true")
                     row.get_by_role("button", name=f"Exit NFO:{NIFTY_FUT} NRML").click()
                     page.get_by_role("dialog").get_by_role("button", name="Send SELL 75").click()
                     alert = page.locator("#positions-error[role=alert]")
