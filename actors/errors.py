@@ -26,6 +26,7 @@ __all__ = [
     "KillRunning",
     "MalformedRequest",
     "Overloaded",
+    "PositionBusy",
     "PositionNotFound",
     "Rejected",
     "StoreUnavailable",
@@ -71,6 +72,11 @@ class BatchNotFound(CoordinatorError):
 
 class PositionNotFound(CoordinatorError):
     """The account holds no open position in that instrument and product."""
+
+
+class PositionBusy(CoordinatorError):
+    """A batch, recovery or order of the account is trading that instrument now: an exit
+    meanwhile could flatten what its rollback flattens too."""
 
 
 class Unavailable(CoordinatorError):

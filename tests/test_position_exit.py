@@ -14,6 +14,7 @@ import trio.testing
 from actors.orders import exit_id, kill_tag
 from actors.requests import ExitRequest
 from tests.fixtures_desk import Desk, place
+from tests.fixtures_orders import leg
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT, market_form
 from tests.fixtures_waits import wait_until
 from tests.fixtures_web import replied, typed
@@ -110,3 +111,31 @@ async def test_an_exit_while_the_kill_switch_runs_is_409(desk: Desk) -> None:
         assert killed[0][0] == 200 and killed[0][1]["status"] == "done", killed
         await desk.faults(latency_ms=0)
         assert await desk.positions() == {}
+
+
+async def test_an_exit_while_a_batch_trades_the_instrument_is_409(desk: Desk) -> None:
+    """A batch's LIMIT leg rests in the instrument (then its rollback cancels it): an exit
+    meanwhile could flatten what the rollback flattens, so it is refused, sending nothing."""
+    with trio.fail_after(30):
+        await place(desk, market_form(quantity=75))
+        await held(desk, {NIFTY_FUT: 75})
+        results: list[tuple[int, dict]] = []
+
+        async def submit() -> None:
+            results.append(await desk.submit(
+                {"orders": [leg(order_type="LIMIT", price=20000.0)], "timeout_s": 1}))
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(submit)
+
+            async def resting() -> bool:
+                return any(o["status"] == "OPEN" for o in await desk.orders())
+
+            await wait_until(resting, "the batch's leg resting", 10, poll_s=0.02)
+            status, body = await exit_position(desk, exit_body())
+            assert status == 409 and body["error"] == "position_busy", body
+            assert "retry" in body["message"]
+        assert results[0][1]["status"] == "rolled_back", results
+        assert await desk.positions() == {NIFTY_FUT: 75}
+        status, body = await exit_position(desk, exit_body())
+        assert status == 200 and body["status"] == "done", body

@@ -6,7 +6,9 @@ orders (a marketable LIMIT re-priced where MARKET is refused), sliced by the fre
 with the position's product, at rollback priority under the rate limit, each tagged
 `kill_tag(exit_id, 0, attempt)` and followed to its final state. It runs shielded: a client
 hanging up never leaves an exit half done. While it runs it counts as a single order being
-placed (`Accounts.singles`), so a kill switch waits for it and leaves its symbol alone.
+placed (`Accounts.singles`), so a kill switch waits for it and leaves its symbol alone; an
+instrument that a batch (or its rollback), a recovery or an order is trading right then is
+refused (PositionBusy), so an exit never flattens what a rollback flattens too.
 
 With an Idempotency-Key the exit's id comes from (account, key) (`legs.exit_id`): a retry
 answers the first exit's report (from memory, or from the orders the account's book holds under
@@ -30,6 +32,7 @@ from ..errors import (
     IdempotencyConflict,
     InvalidRequest,
     MalformedRequest,
+    PositionBusy,
     PositionNotFound,
     UnknownAccount,
 )
@@ -69,7 +72,8 @@ class PositionExits:
         client: str = "", idempotency_key: str | None = None,
     ) -> ExitReport:
         """Flatten the position `request` names; PositionNotFound when the account holds none
-        (flat, or never held), KillRunning while the kill switch runs."""
+        (flat, or never held), KillRunning while the kill switch runs, PositionBusy while
+        another order of the account trades the instrument."""
         ctx = self._accounts.context(account)
         if ctx is None:
             raise UnknownAccount(account)
@@ -89,6 +93,12 @@ class PositionExits:
         except BrokerError as exc:
             warnings.append(f"instrument master: {exc}; not sliced")
         self._accounts.check_open(account)  # it began meanwhile? From here to tracked, no await
+        symbol = (position.exchange, position.tradingsymbol)
+        busy = sorted(key for key, work in self._accounts.unfinished(account).items()
+                      if symbol in work.symbols)
+        if busy:
+            raise PositionBusy(f"{symbol[0]}:{symbol[1]} is being traded by {', '.join(busy)} "
+                               "(a batch, its rollback or an order): retry once it finishes")
         work = self._accounts.singles[tag] = Work(
             account, frozenset({(position.exchange, position.tradingsymbol)}))
         orders: list[FlattenOrder] = []
