@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from tests.fixtures_browser import (
@@ -45,6 +46,16 @@ def set_ltp(client: DeskClient, symbol: str, price: float) -> None:
 
 def position_row(page: Any, symbol: str) -> Any:
     return page.locator(f'#positions tr[data-symbol="{symbol}"]')
+
+
+def row_numbers(page: Any, symbol: str) -> dict[str, float]:
+    """The row's qty, avg, ltp and pnl as numbers, read at one instant (the row is updated as a
+    whole by each positions message)."""
+    cells = page.evaluate(
+        "s => Object.fromEntries([...document.querySelectorAll("
+        "`#positions tr[data-symbol='${s}'] [data-col]`)]"
+        ".map(td => [td.dataset.col, td.textContent]))", symbol)
+    return {col: float(text.replace(",", "")) for col, text in cells.items()}
 
 
 def place_basket(page: Any) -> None:
@@ -88,12 +99,16 @@ async def test_positions_move_with_the_price_exit_then_kill(
                     page.wait_for_function(
                         "s => document.querySelector(`#positions tr[data-symbol='${s}'] "
                         "[data-col='pnl']`)?.dataset.sign === '+'", arg=NIFTY_FUT)
-                    assert "+15,000.00" in nifty.locator('[data-col="pnl"]').inner_text()
+                    # the venue's price walk may move the price on: P&L as the row's LTP says
+                    shown = row_numbers(page, NIFTY_FUT)
+                    assert shown["pnl"] == pytest.approx(150 * (shown["ltp"] - cost), abs=0.01)
+                    assert "+" in nifty.locator('[data-col="pnl"]').inner_text()
                     set_ltp(client, NIFTY_FUT, cost - 100)
                     page.wait_for_function(
                         "s => document.querySelector(`#positions tr[data-symbol='${s}'] "
                         "[data-col='pnl']`)?.dataset.sign === '-'", arg=NIFTY_FUT)
-                    assert "-15,000.00" in nifty.locator('[data-col="pnl"]').inner_text()
+                    shown = row_numbers(page, NIFTY_FUT)
+                    assert shown["pnl"] == pytest.approx(150 * (shown["ltp"] - cost), abs=0.01)
                     assert page.locator("#positions-total").inner_text().startswith(
                         "Total P&L: ")
                     assert banknifty.locator('[data-col="ltp"]').inner_text()
