@@ -107,10 +107,12 @@ class Position:
     multiplier: float = 1.0
     close_price: float = 0.0
     overnight_quantity: int = 0
+    # bought and sold, the overnight quantity included (values: units x price x multiplier)
     buy_quantity: int = 0
     buy_value: float = 0.0
     sell_quantity: int = 0
     sell_value: float = 0.0
+    # today's part alone; None where the broker does not say
     day_buy_quantity: int | None = None
     day_buy_value: float | None = None
     day_sell_quantity: int | None = None

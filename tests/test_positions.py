@@ -12,9 +12,10 @@ import pytest
 import trio
 
 from actors.account import LATEST, AccountActor, ActorConfig, Subscription
-from actors.account.live_positions import TokenRefs
+from actors.account.live_positions import LivePositions, TokenRefs
 from actors.account.position_book import PositionBook
 from actors.account.positions import PositionTotals, position_view, report_of
+from actors.account.subscribers import SubscriberSet
 from brokers.base import OrderRequest, Position
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
@@ -70,7 +71,9 @@ def _fill(order_id: str, side: str, filled: int, price: float) -> dict[str, Any]
             "instrument_token": 2, "status": "COMPLETE"}
 
 
-def test_a_disagreeing_broker_wins_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_disagreement_found_twice_is_the_brokers_side_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     book = PositionBook()
     orders = [_fill("1", "BUY", 75, 100.0)]
     broker = Position(FUT, "NFO", "NRML", 150, instrument_token=2, buy_quantity=150,
@@ -79,6 +82,9 @@ def test_a_disagreeing_broker_wins_and_is_logged(caplog: pytest.LogCaptureFixtur
     book.reconcile([broker], orders, fills_stable=False, account="a")  # fills moved: no verdict
     assert book.views(orders)[0].quantity == 75
     book.reconcile([broker], orders, fills_stable=True, account="a")
+    assert book.views(orders)[0].quantity == 75  # maybe a fill still on its way: not yet
+    assert "disagrees" not in caplog.text
+    book.reconcile([broker], orders, fills_stable=True, account="a")  # the same again
     assert book.views(orders)[0].quantity == 150
     assert "disagrees with the broker" in caplog.text
 
@@ -248,3 +254,26 @@ async def test_positions_messages_are_throttled(
             assert count <= 4 * elapsed + 2, (count, elapsed)
             assert sub.closed_reason is None
             nursery.cancel_scope.cancel()
+
+
+def test_a_fill_still_on_its_way_is_never_counted_twice() -> None:
+    book = PositionBook()
+    broker = Position(FUT, "NFO", "NRML", 75, instrument_token=2, buy_quantity=75,
+                      buy_value=7_500.0, day_buy_quantity=75, day_buy_value=7_500.0,
+                      day_sell_quantity=0, day_sell_value=0.0)
+    book.reconcile([broker], [], fills_stable=True, account="a")  # the broker saw it first
+    orders = [_fill("1", "BUY", 75, 100.0)]  # then the ticker's push
+    assert book.views(orders)[0].quantity == 75
+    book.reconcile([broker], orders, fills_stable=True, account="a")
+    assert book.views(orders)[0].quantity == 75
+
+
+async def test_a_stream_without_market_data_leaves_pnl_unknown() -> None:
+    orders = [_fill("1", "BUY", 75, 100.0)]
+    live = LivePositions("a", broker=None, config=FAST,  # type: ignore[arg-type]
+                         subscribers=SubscriberSet(), payloads=lambda: orders)
+    live.on_ticks([])
+    await live.follow_market(object())  # a stream that cannot subscribe: returns at once
+    (position,) = live.report().positions
+    assert position.quantity == 75 and position.ltp is None and position.pnl is None
+    assert live.report().total_pnl is None and not live.report().ltp_available

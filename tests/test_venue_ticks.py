@@ -158,3 +158,19 @@ async def test_3_connections_per_api_key_and_user(venue):
                     pass  # another user of the same API key has connections of its own
             async with open_websocket_url(url):
                 pass  # one closed: there is room again
+
+
+async def test_a_stalled_ticker_holds_ticks_then_sends_the_latest(venue, kite, control):
+    (fut,) = await tokens_of(kite, f"NFO:{NIFTY_FUT}")
+    with trio.fail_after(10):
+        await control.post("/_venue/faults", json={"stall_ticker": True})
+        async with open_websocket_url(ticker_url(venue.ticker_url)) as ws:
+            await send(ws, "subscribe", [fut])
+            for price in (24_001, 24_002):
+                await control.post("/_venue/ltp", json={f"NFO:{NIFTY_FUT}": price})
+            with trio.move_on_after(0.3) as quiet:
+                await ws.get_message()
+            assert quiet.cancelled_caught
+            await control.delete("/_venue/faults")
+            assert [(t.instrument_token, t.last_price) for t in await next_ticks(ws)] == [
+                (fut, 24_002.0)]

@@ -2,7 +2,10 @@
 
 Per connection: authenticate (header, single-use `ticket`, `access_token` query, or the session
 cookie from an allowed Origin: web/callers.py), subscribe to the account's actor, send the
-subscription's initial messages (snapshot or `since` replay, then a status), then live messages.
+subscription's initial messages (snapshot or `since` replay, then a status, and with
+`?positions=1` the positions), then live messages. A `positions` message is never queued as
+such: the queue holds a wake-up (`LATEST`) and the sender takes the latest value when it gets
+there, so a slow reader skips stale positions instead of filling its queue.
 One writer of messages per socket: the sender task (replies to what the client sends join the
 subscription's queue); while it has nothing to do, the actor's fan-out writes new messages'
 frames to the socket itself (see `_sender` and web/_frames.py; `WebConfig.direct_writes=False`

@@ -37,6 +37,7 @@ from .book import Accepted, Conflict, OrderBook, of_day
 from .config import ActorConfig
 from .frames import order_frame, snapshot_frame, status_frame
 from .live_positions import LivePositions
+from .position_book import fill_changed
 from .positions import PositionsReport
 from .subscribers import SubscriberSet, Subscription
 from .watchers import Watchers
@@ -81,7 +82,7 @@ class AccountActor:
         self._replay: deque[tuple[int, str]] = deque(maxlen=config.replay_buffer)
         self._subscribers = SubscriberSet()
         self.live = LivePositions(account, broker, config, self._subscribers,
-                                  self._book_payloads)
+                                  lambda: self._book.payloads())
         self._watchers = Watchers()
         self._expected: set[str] = set()  # placed here, not final in the book yet
         self._credentials = trio.Event()
@@ -107,9 +108,6 @@ class AccountActor:
     def positions(self) -> PositionsReport:
         """Net positions and live P&L (`GET /accounts/{id}/positions`)."""
         return self.live.report()
-
-    def _book_payloads(self) -> list[Any]:
-        return list(self._book.payloads())
 
     def status(self) -> dict[str, Any]:
         last = self.upstream.last_event_at
@@ -311,7 +309,7 @@ class AccountActor:
                 self._watchers.notify(order)  # never stored; legs match by id and tag
             else:
                 accepted.append((order, taken))
-                filled = filled or _fill_changed(before, taken.payload)
+                filled = filled or fill_changed(before, taken.payload)
         if not accepted:
             return
         try:
@@ -421,11 +419,6 @@ class AccountActor:
     ) -> AbstractContextManager[trio.MemoryReceiveChannel[Order]]:
         """Updates for an order_id or a tag, from now on; register before placing the order."""
         return self._watchers.watch(key, capacity)
-
-
-def _fill_changed(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
-    was = before.get("filled_quantity") if before is not None else 0
-    return bool(after.get("filled_quantity")) and after.get("filled_quantity") != was
 
 
 def _final(payload: Mapping[str, Any] | None) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from .positions import PositionsReport
+from .positions import PositionsReport, PositionView
 
 __all__ = ["order_frame", "positions_frame", "snapshot_frame", "status_frame"]
 
@@ -45,4 +45,12 @@ def snapshot_frame(
 
 def positions_frame(report: PositionsReport) -> str:
     """The positions and P&L: no seq, never replayed, only the latest kept per subscriber."""
-    return _dumps({"type": "positions", **attrs.asdict(report)})
+    body = {name: getattr(report, name) for name in _REPORT_FIELDS}
+    body["positions"] = [{name: getattr(p, name) for name in _POSITION_FIELDS}
+                         for p in report.positions]
+    return _dumps({"type": "positions", **body})
+
+
+# attrs.asdict, unrolled: a message of a thousand positions is built a few times a second
+_REPORT_FIELDS = tuple(f.name for f in attrs.fields(PositionsReport))
+_POSITION_FIELDS = tuple(f.name for f in attrs.fields(PositionView))

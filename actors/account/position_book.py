@@ -5,8 +5,9 @@ The day's quantities and values are summed from the order book's fills (each ord
 listed or reconciled, and whether it arrives before, during or after a positions fetch. The
 broker's `/portfolio/positions` adds what fills cannot say: the multiplier, the instrument token,
 the close price and the overnight quantity (carried in at the close price). A fetch that saw no
-fill change while it was under way is compared with the fills; where they disagree the broker
-is right: the difference is kept as an adjustment, and logged.
+fill change while it was under way is compared with the fills; a difference that two such
+fetches in a row find alike (not a fill still on its way from the ticker) is the broker's side:
+kept as an adjustment, and logged.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from brokers.base import Position
 
 from .positions import PositionTotals, PositionView, position_view
 
-__all__ = ["PositionBook", "fill_totals"]
+__all__ = ["PositionBook", "fill_changed", "fill_totals"]
 
 log = logging.getLogger("actors.account.positions")
 
@@ -35,7 +36,7 @@ def fill_totals(
     payloads: Iterable[Mapping[str, Any]], multipliers: Mapping[Key, float]
 ) -> tuple[dict[Key, PositionTotals], dict[Key, int]]:
     """The day's totals per position from the orders' fills, and each position's token."""
-    totals: dict[Key, PositionTotals] = {}
+    sums: dict[Key, list[float]] = {}  # bought, paid, sold, received: summed in place
     tokens: dict[Key, int] = {}
     for order in payloads:
         filled = int(order.get("filled_quantity") or 0)
@@ -43,14 +44,24 @@ def fill_totals(
             continue
         key = _key(order)
         value = filled * float(order.get("average_price") or 0.0) * multipliers.get(key, 1.0)
-        fill = (PositionTotals(buy_quantity=filled, buy_value=value)
-                if order.get("transaction_type") == "BUY"
-                else PositionTotals(sell_quantity=filled, sell_value=value))
-        totals[key] = totals.get(key, PositionTotals()) + fill
+        row = sums.get(key)
+        if row is None:
+            row = sums[key] = [0, 0.0, 0, 0.0]
+        side = 0 if order.get("transaction_type") == "BUY" else 2
+        row[side] += filled
+        row[side + 1] += value
         token = order.get("instrument_token")
         if token:
             tokens[key] = int(token)
+    totals = {key: PositionTotals(buy_quantity=int(b), buy_value=bv, sell_quantity=int(s),
+                                  sell_value=sv) for key, (b, bv, s, sv) in sums.items()}
     return totals, tokens
+
+
+def fill_changed(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
+    """Whether an order update moved its filled quantity (a fill the positions count)."""
+    was = before.get("filled_quantity") if before is not None else 0
+    return bool(after.get("filled_quantity")) and after.get("filled_quantity") != was
 
 
 def _day_totals(p: Position) -> PositionTotals:
@@ -80,6 +91,7 @@ class PositionBook:
     def __init__(self) -> None:
         self._broker: dict[Key, Position] = {}
         self._adjustments: dict[Key, PositionTotals] = {}
+        self._differences: dict[Key, PositionTotals] = {}  # found by the last still fetch
         self._ltp: dict[int, float] = {}
         self.fill_version = 0  # grows whenever an order's filled quantity changes
 
@@ -106,19 +118,22 @@ class PositionBook:
         if not fills_stable:
             return
         fills, _ = fill_totals(payloads, self._multipliers())
-        adjustments: dict[Key, PositionTotals] = {}
+        differences: dict[Key, PositionTotals] = {}
         for key in set(fills) | set(self._broker):
             broker = self._broker.get(key)
             theirs = _day_totals(broker) if broker is not None else PositionTotals()
-            difference = theirs - fills.get(key, PositionTotals())
+            ours = fills.get(key, PositionTotals())
+            difference = theirs - ours
             if difference.is_zero():
                 continue
-            adjustments[key] = difference
-            if self._adjustments.get(key) != difference:
+            differences[key] = difference
+            if self._differences.get(key) == difference != self._adjustments.get(key):
                 log.warning("account %s: position %s disagrees with the broker's (fills %s, "
-                            "broker %s): taking the broker's", account, ":".join(key),
-                            fills.get(key), theirs)
-        self._adjustments = adjustments
+                            "broker %s): taking the broker's", account, ":".join(key), ours,
+                            theirs)
+        self._adjustments = {key: difference for key, difference in differences.items()
+                             if self._differences.get(key) == difference}
+        self._differences = differences
 
     def views(self, payloads: Iterable[Mapping[str, Any]]) -> list[PositionView]:
         fills, tokens = fill_totals(payloads, self._multipliers())

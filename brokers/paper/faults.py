@@ -18,7 +18,8 @@
   that loses pushes. Kite never replays a lost push: only `GET /orders` finds what it said.
 - `drop_ticker`: an action, not a state: closes every ticker socket once (code 1011).
 - `stall_ticker`: ticker sockets, existing and new, send nothing (no frames, no heartbeats) and
-  stay open until cleared; order frames produced meanwhile are discarded, as on a dead link.
+  stay open until cleared; order frames produced meanwhile are discarded, as on a dead link;
+  market ticks are coalesced: once cleared, the latest tick of each instrument that moved.
 
 Kite's refusals on thin contracts (see `liquidity.py`):
 

@@ -30,6 +30,8 @@ from .prices import PriceBook
 
 MAX_TOKENS_PER_CONNECTION = 3000
 STALL_CHECK_S = 0.05
+_LEVELS = range(1, 6)  # five depth levels a side, k lots at k ticks from the price
+_DEPTH_LOTS = sum(_LEVELS)
 
 
 class SubscriptionError(ValueError):
@@ -157,28 +159,36 @@ class MarketData:
             session = self._sessions[i.instrument_token] = _Session(close, close)
         return session
 
-    def tick(self, token: int) -> Tick:
-        """The instrument's full tick now."""
+    def tick(self, token: int, mode: Mode = "full", now: int | None = None) -> Tick:
+        """The instrument's tick now, with what `mode` carries (full: everything)."""
         i = self._by_token[token]
-        ltp, close, step = self._prices.ltp(i), self._prices.close(i), i.tick_size or 0.05
-        s = self._session(i)
-        now = int(time.time())
-        buy = tuple(DepthEntry(i.lot_size * k, round(max(ltp - k * step, step), 2), k)
-                    for k in range(1, 6))
-        sell = tuple(DepthEntry(i.lot_size * k, round(ltp + k * step, 2), k) for k in range(1, 6))
-        return Tick(
-            token, "full", ltp, last_traded_quantity=i.lot_size,
+        ltp = self._prices.ltp(i)
+        if mode == "ltp":
+            return Tick(token, "ltp", ltp)
+        close, s, lot = self._prices.close(i), self._session(i), i.lot_size
+        quote = Tick(
+            token, "quote", ltp, last_traded_quantity=lot,
             average_traded_price=round(s.turnover / s.moves, 2) if s.moves else ltp,
-            volume_traded=i.lot_size * s.moves,
-            total_buy_quantity=sum(e.quantity for e in buy),
-            total_sell_quantity=sum(e.quantity for e in sell),
+            volume_traded=lot * s.moves, total_buy_quantity=lot * _DEPTH_LOTS,
+            total_sell_quantity=lot * _DEPTH_LOTS,
             ohlc=Ohlc(close, max(s.high, ltp), min(s.low, ltp), close),
-            last_trade_time=s.last_at or now, oi=0, oi_day_high=0, oi_day_low=0,
-            exchange_timestamp=now, depth=Depth(buy, sell),
+            change=(ltp - close) * 100 / close if close else 0,
+        )
+        if mode == "quote":
+            return quote
+        now = int(time.time()) if now is None else now
+        step = i.tick_size or 0.05
+        buy = tuple(DepthEntry(lot * k, round(max(ltp - k * step, step), 2), k) for k in _LEVELS)
+        sell = tuple(DepthEntry(lot * k, round(ltp + k * step, 2), k) for k in _LEVELS)
+        return attrs.evolve(
+            quote, mode="full", last_trade_time=s.last_at or now, oi=0, oi_day_high=0,
+            oi_day_low=0, exchange_timestamp=now, depth=Depth(buy, sell),
         )
 
     def frame(self, due: Iterable[tuple[int, Mode]]) -> bytes | None:
-        pairs = [(self.tick(token), mode) for token, mode in due if token in self._by_token]
+        now = int(time.time())
+        pairs = [(self.tick(token, mode, now), mode) for token, mode in due
+                 if token in self._by_token]
         return encode_frame(pairs) if pairs else None
 
 
