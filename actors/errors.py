@@ -26,6 +26,8 @@ __all__ = [
     "KillRunning",
     "MalformedRequest",
     "Overloaded",
+    "PositionBusy",
+    "PositionNotFound",
     "Rejected",
     "StoreUnavailable",
     "Unavailable",
@@ -66,6 +68,15 @@ class BatchNotFound(CoordinatorError):
     def __init__(self, batch_id: str) -> None:
         super().__init__(f"no batch {batch_id!r}")
         self.batch_id = batch_id
+
+
+class PositionNotFound(CoordinatorError):
+    """The account holds no open position in that instrument and product."""
+
+
+class PositionBusy(CoordinatorError):
+    """A batch, recovery or order of the account is trading that instrument now: an exit
+    meanwhile could flatten what its rollback flattens too."""
 
 
 class Unavailable(CoordinatorError):

@@ -14,9 +14,9 @@ import attrs
 import cattrs
 
 __all__ = ["OMITTING", "BatchProgress", "BatchResult", "CancelRequested", "CancelledOrder",
-           "Exposure", "FlattenOrder", "FlattenedPosition", "HeldPosition", "KillReport",
-           "LegProgress", "LegResult", "OrderOutcomeUnknown", "OrderPlaced", "RollbackDetail",
-           "StoppedBatch", "Symbol", "as_json", "stored_result"]
+           "ExitReport", "Exposure", "FlattenOrder", "FlattenedPosition", "HeldPosition",
+           "KillReport", "LegProgress", "LegResult", "OrderOutcomeUnknown", "OrderPlaced",
+           "RollbackDetail",           "StoppedBatch", "Symbol", "as_json", "stored_result"]
 
 
 @attrs.frozen
@@ -243,6 +243,30 @@ class KillReport:
         "doc": "the symbols of the unfinished ones, left alone"})
     stopped_batches: list[StoppedBatch] = attrs.field(metadata={
         "doc": "the batches it stopped, with their final status"})
+
+
+@attrs.frozen(kw_only=True)
+class ExitReport:
+    """What an exit did (`POST /accounts/{id}/positions/exit`): `status` is done only when the
+    position is flat and no order it sent is still open."""
+
+    account: str = attrs.field(metadata={"doc": "the account"})
+    exchange: str = attrs.field(metadata={"doc": "the position's exchange"})
+    tradingsymbol: str = attrs.field(metadata={"doc": "the position's trading symbol"})
+    product: str = attrs.field(metadata={"doc": "the position's product"})
+    quantity: int = attrs.field(metadata={
+        "doc": "the net quantity it flattened, as it was before (negative: short)"})
+    status: str = attrs.field(metadata={"doc": "done or incomplete"})
+    orders: list[FlattenOrder] = attrs.field(metadata={
+        "doc": "the orders it sent, each followed to its final state (market-protected, at "
+               "most the freeze quantity each)"})
+    remaining: int | None = attrs.field(metadata={
+        "doc": "the net quantity still held after it (null: the positions could not be read)"})
+    open_orders: list[str] = attrs.field(metadata={"doc": "its orders still open at the end"})
+    warnings: list[str] = attrs.field(metadata={"doc": "what went otherwise than planned"})
+    replayed: bool = attrs.field(default=False, metadata={
+        "doc": "true: an exit sent before with this Idempotency-Key, answered again; nothing "
+               "was sent now"})
 
 
 #: The typed results that leave fields out when they do not apply (`omit_if_none`).

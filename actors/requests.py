@@ -22,6 +22,7 @@ import attrs
 __all__ = [
     "DEFAULT_AUDIT_LIMIT", "DEFAULT_TIMEOUT_S", "MAX_AUDIT_LIMIT", "MAX_INSTRUMENTS_LIMIT",
     "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BatchRequest", "body_hash", "Exchange", "Execution",
+    "ExitRequest",
     "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "OrderStreamQuery", "OrderType",
     "Product", "TransactionType", "Validity", "Variety",
 ]
@@ -99,6 +100,20 @@ class BatchRequest:
     timeout_s: float = attrs.field(default=DEFAULT_TIMEOUT_S, metadata={
         "doc": "seconds every leg has to fill before the batch counts it as failed",
         "exclusive_minimum": 0, "maximum": MAX_TIMEOUT_S})
+
+
+@attrs.frozen(kw_only=True)
+class ExitRequest:
+    """The position to flatten (`POST /accounts/{id}/positions/exit`): one net position, named
+    as the broker's positions name it; orderdesk sends the orders that close it."""
+
+    exchange: Exchange = attrs.field(metadata={"doc": "the position's exchange"})
+    tradingsymbol: str = attrs.field(metadata={
+        "doc": "the position's trading symbol, e.g. NIFTY24DEC24000CE", "min_length": 1,
+        "max_length": 64})
+    product: Product = attrs.field(metadata={
+        "doc": "the position's product: a position is per instrument and product, and the "
+               "orders that close it carry the same"})
 
 
 @attrs.frozen(kw_only=True)

@@ -206,6 +206,29 @@ async def order_routes(rec: Recorder) -> None:
         await rec.http("kill", "POST", "/accounts/primary/kill", token=PRIMARY)
         await the_three_denials(rec, "kill", "POST", "/accounts/primary/kill")
         await rec.http("kill: 405 GET", "GET", "/accounts/primary/kill", token=PRIMARY)
+        await exit_routes(rec, orders)
+
+
+async def exit_routes(rec: Recorder, orders: str) -> None:
+    """An exit of a position opened for it, after the kill switch (whose report it leaves
+    as it was)."""
+    exits = "/accounts/primary/positions/exit"
+    position = {"exchange": "NFO", "tradingsymbol": PUT, "product": "NRML"}
+    await rec.http("exit: 404 no such position", "POST", exits, token=PRIMARY,
+                   json_body=position)
+    await rec.http("exit: the order it closes", "POST", orders, token=PRIMARY,
+                   json_body=leg(PUT))
+    await rec.http("exit: flattened", "POST", exits, token=PRIMARY, json_body=position,
+                   headers={"Idempotency-Key": "golden-exit"})
+    await rec.http("exit: replayed", "POST", exits, token=PRIMARY, json_body=position,
+                   headers={"Idempotency-Key": "golden-exit"})
+    await rec.http("exit: 409 key reused", "POST", exits, token=PRIMARY,
+                   json_body={**position, "product": "MIS"},
+                   headers={"Idempotency-Key": "golden-exit"})
+    await rec.http("exit: 422", "POST", exits, token=PRIMARY,
+                   json_body={"exchange": "XYZ", "product": "NRML", "quantity": 1})
+    await body_errors(rec, "exit", "POST", exits, PRIMARY)
+    await the_three_denials(rec, "exit", "POST", exits)
 
 
 async def overload_routes(rec: Recorder) -> None:

@@ -21,6 +21,7 @@ from actors.errors import FieldError
 from actors.outcomes import (
     BatchResult,
     CancelRequested,
+    ExitReport,
     KillReport,
     OrderOutcomeUnknown,
     OrderPlaced,
@@ -28,6 +29,7 @@ from actors.outcomes import (
 from actors.requests import (
     AuditQuery,
     BatchRequest,
+    ExitRequest,
     InstrumentsQuery,
     KiteCallbackQuery,
     LegRequest,
@@ -106,6 +108,10 @@ OPERATIONS: tuple[Operation, ...] = (
               {200: CancelRequested}, (*ACCOUNT_ERRORS, 400, 409, 422, 502, 503)),
     Operation("POST", f"{_PREFIX}/kill", "Kill switch: cancel everything, flatten every "
               "position", "account", {200: KillReport}, (*ACCOUNT_ERRORS, 409, 503)),
+    Operation("POST", f"{_PREFIX}/positions/exit", "Flatten one position (market-protected "
+              "orders split at the freeze limit; 404 also for no such position)", "account",
+              {200: ExitReport}, (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 503), ExitRequest,
+              idempotency_key=True),
     Operation("GET", f"{_PREFIX}/kite/login", "Start the daily Kite login (redirect)",
               "none", {302: None}, (404, 409)),
     Operation("GET", f"{_PREFIX}/kite/callback", "The Kite login's redirect back", "none",

@@ -17,6 +17,7 @@ from actors.outcomes import OMITTING, OrderPlaced
 from actors.requests import (
     AuditQuery,
     BatchRequest,
+    ExitRequest,
     InstrumentsQuery,
     KiteCallbackQuery,
     LegRequest,
@@ -29,7 +30,7 @@ from .queries import (
     structure_instruments,
     structure_stream,
 )
-from .shapes import structure_batch, structure_leg
+from .shapes import structure_batch, structure_exit, structure_leg
 
 __all__ = ["make_converter"]
 
@@ -39,6 +40,7 @@ def make_converter() -> cattrs.Converter:
     converter = cattrs.Converter()
     converter.register_structure_hook(LegRequest, structure_leg)
     converter.register_structure_hook(BatchRequest, structure_batch)
+    converter.register_structure_hook(ExitRequest, structure_exit)
     converter.register_structure_hook(InstrumentsQuery, structure_instruments)
     converter.register_structure_hook(AuditQuery, structure_audit)
     converter.register_structure_hook(OrderStreamQuery, structure_stream)

@@ -1,4 +1,5 @@
-"""Order routes: batches (all-or-nothing multi-leg), single orders, cancel, and the kill switch.
+"""Order routes: batches (all-or-nothing multi-leg), single orders, cancel, exits and the kill
+switch.
 
 Handlers authenticate, read the body and hand over to the batch coordinator; it owns the work, so
 a client that hangs up never cuts a batch or its rollback short. Every processed batch answers
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 from quart import Blueprint, Response, jsonify, request
 
 from actors.errors import MalformedRequest
-from actors.requests import BatchRequest, LegRequest, body_hash
+from actors.requests import BatchRequest, ExitRequest, LegRequest, body_hash
 
 from .app import current_deps, current_web
 from .errors import BadRequest, FieldError, InvalidInput, ServiceUnavailable
@@ -106,3 +107,14 @@ async def cancel_order(account_id: str, order_id: str) -> tuple[Response, int]:
 async def kill(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
     return _reply(await _coordinator().kill(account_id, identity.name))
+
+
+@orders_blueprint.post("/positions/exit")
+async def exit_position(account_id: str) -> tuple[Response, int]:
+    """Flatten one position (the kill switch's flatten, for one); `Idempotency-Key` as for
+    single orders: a retry answers the first exit's report and sends nothing."""
+    identity = require_account(account_id)
+    key = _idempotency_key()
+    request, digest = await _typed_body(ExitRequest)
+    return _reply(await _coordinator().exit_position(account_id, request, digest,
+                                                     identity.name, key))

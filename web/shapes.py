@@ -1,4 +1,5 @@
-"""The shape rules of request bodies: JSON into `LegRequest` / `BatchRequest`, strictly.
+"""The shape rules of request bodies: JSON into `LegRequest` / `BatchRequest` / `ExitRequest`,
+strictly.
 
 Registered as the converter's structure hooks (`web/converter.py`). Strict: no coercion (a
 string "75" is not a quantity, true is not a number), unknown fields and a client `tag` are
@@ -25,6 +26,7 @@ from actors.requests import (
     BatchRequest,
     Exchange,
     Execution,
+    ExitRequest,
     LegRequest,
     OrderType,
     Product,
@@ -32,10 +34,12 @@ from actors.requests import (
     Validity,
 )
 
-__all__ = ["is_number", "structure_batch", "structure_leg"]
+__all__ = ["is_number", "structure_batch", "structure_exit", "structure_leg"]
 
 _LEG_FIELDS = frozenset(a.name for a in attrs.fields(LegRequest))
 _BATCH_FIELDS = frozenset(a.name for a in attrs.fields(BatchRequest))
+_EXIT_FIELDS = frozenset(a.name for a in attrs.fields(ExitRequest))
+MAX_SYMBOL = 64
 _ENUMS: tuple[tuple[str, Any, str | None], ...] = (  # field, Literal type, default
     ("exchange", Exchange, None),
     ("transaction_type", TransactionType, None),
@@ -90,6 +94,28 @@ def structure_batch(raw: Any, _: type = BatchRequest) -> BatchRequest:
         raise MalformedRequest(errors, tuple(legs))
     return BatchRequest(orders=[leg for _, leg in legs], rollback_on_failure=rollback,
                         execution=execution, timeout_s=float(timeout_s))
+
+
+def structure_exit(raw: Any, _: type = ExitRequest) -> ExitRequest:
+    """An exit body (`POST /positions/exit`) as an `ExitRequest`, or MalformedRequest."""
+    if not isinstance(raw, dict):
+        raise MalformedRequest([FieldError("", "type", "the body must be a JSON object")])
+    errors = [FieldError(key, "unknown_field", f"unknown field {key!r}")
+              for key in sorted(set(raw) - _EXIT_FIELDS)]
+
+    def err(field: str, rule: str, message: str) -> None:
+        errors.append(FieldError(field, rule, message))
+
+    symbol = raw.get("tradingsymbol")
+    if not isinstance(symbol, str) or not symbol.strip():
+        err("tradingsymbol", "required", "tradingsymbol is required")
+    elif len(symbol) > MAX_SYMBOL:
+        err("tradingsymbol", "length", f"tradingsymbol has at most {MAX_SYMBOL} characters")
+    exchange = _enum(raw, "exchange", get_args(Exchange), err, None)
+    product = _enum(raw, "product", get_args(Product), err, None)
+    if errors:
+        raise MalformedRequest(errors)
+    return ExitRequest(exchange=exchange, tradingsymbol=symbol, product=product)
 
 
 def _leg(order: Any, prefix: str, errors: list[FieldError]) -> LegRequest | None:

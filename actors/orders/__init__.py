@@ -1,9 +1,10 @@
-"""Orders: multi-leg batches placed as one unit (or rolled back), single orders, crash recovery
-and the kill switch. `BatchCoordinator` is the one entry point; ARCHITECTURE.md walks the path."""
+"""Orders: multi-leg batches placed as one unit (or rolled back), single orders, crash recovery,
+exits and the kill switch. `BatchCoordinator` is the one entry point; ARCHITECTURE.md walks
+the path."""
 
 from .config import BatchConfig
 from .coordinator import BatchCoordinator, CoordinatorStatistics
-from .legs import Leg, new_batch_id, reverse_request, single_tag, tag_for
+from .legs import Leg, exit_id, kill_tag, new_batch_id, reverse_request, single_tag, tag_for
 from .placing import OrderOps, UnknownOutcome
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "Leg",
     "OrderOps",
     "UnknownOutcome",
+    "exit_id",
+    "kill_tag",
     "new_batch_id",
     "reverse_request",
     "single_tag",

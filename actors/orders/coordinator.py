@@ -42,17 +42,19 @@ from ..outcomes import (
     BatchProgress,
     BatchResult,
     CancelRequested,
+    ExitReport,
     KillReport,
     OrderOutcomeUnknown,
     OrderPlaced,
     stored_result,
 )
-from ..requests import BatchRequest, LegRequest
+from ..requests import BatchRequest, ExitRequest, LegRequest
 from .accounts import Accounts, Job, Work
 from .admission import admit
 from .checks import PreTrade
 from .config import BatchConfig
 from .execution import BatchRunner, EventHook
+from .exits import PositionExits
 from .kill import KillSwitch
 from .legs import batch_legs, new_batch_id
 from .placing import OrderOps
@@ -110,6 +112,7 @@ class BatchCoordinator:
         self._singles = SingleOrders(self._accounts, self.ops, config)
         self._kill = KillSwitch(self._accounts, rollback, store, config, get=self.get,
                                 retry_recoveries=self.retry_recoveries)
+        self._exits = PositionExits(self._accounts, rollback, config)
 
     @property
     def config(self) -> BatchConfig:
@@ -306,6 +309,14 @@ class BatchCoordinator:
     async def kill(self, account: str, client: str = "") -> KillReport:
         """The account's kill switch: see `kill.KillSwitch.kill`."""
         return await self._kill.kill(account, client)
+
+    async def exit_position(
+        self, account: str, request: ExitRequest | MalformedRequest, request_hash: str,
+        client: str = "", idempotency_key: str | None = None,
+    ) -> ExitReport:
+        """Flatten one position: see `exits.PositionExits.exit_position`."""
+        return await self._exits.exit_position(account, request, request_hash, client,
+                                               idempotency_key)
 
 
 def _as_run(request: BatchRequest | MalformedRequest, spec: BatchSpec) -> dict[str, Any]:

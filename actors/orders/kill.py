@@ -273,11 +273,14 @@ async def _flatten(
     done = FlattenedPosition(tradingsymbol=position.tradingsymbol, exchange=position.exchange,
                              product=position.product, quantity=position.quantity)
     report.flattened.append(done)
+    await switch.rollback.flatten_position(ctx, kill_id, n, position, deadline,
+                                           lambda reverse: done.orders.append(
+                                               flatten_order(reverse)))
 
-    def record(reverse: Leg) -> None:
-        done.orders.append(FlattenOrder(
-            order_id=reverse.order_id, tag=reverse.tag, status=reverse.status,
-            filled_quantity=reverse.filled, order_type=reverse.request.order_type,
-            modifications=reverse.modifications, error=reverse.error))
 
-    await switch.rollback.flatten_position(ctx, kill_id, n, position, deadline, record)
+def flatten_order(reverse: Leg) -> FlattenOrder:
+    """A reverse order the flatten sent, as the kill switch's (and an exit's) report names it."""
+    return FlattenOrder(
+        order_id=reverse.order_id, tag=reverse.tag, status=reverse.status,
+        filled_quantity=reverse.filled, order_type=reverse.request.order_type,
+        modifications=reverse.modifications, error=reverse.error)

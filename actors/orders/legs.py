@@ -38,6 +38,7 @@ __all__ = [
     "NOT_SENT",
     "Leg",
     "batch_legs",
+    "exit_id",
     "kill_tag",
     "new_batch_id",
     "placed_request",
@@ -76,6 +77,15 @@ def single_tag(account: str, idempotency_key: str | None = None) -> str:
         return tag_for(new_batch_id(), 0, "S", 0)
     digest = hashlib.sha256(f"{account}\n{idempotency_key}".encode()).digest()
     return tag_for(base64.b32encode(digest).decode().lower()[:10], 0, "S", 0)
+
+
+def exit_id(account: str, idempotency_key: str | None = None) -> str:
+    """The id of an exit (its orders are tagged `kill_tag(exit_id, 0, attempt)`). With an
+    `idempotency_key`: the same for every retry, so a retry finds the first exit's orders."""
+    if idempotency_key is None:
+        return new_batch_id()
+    digest = hashlib.sha256(f"exit\n{account}\n{idempotency_key}".encode()).digest()
+    return base64.b32encode(digest).decode().lower()[:10]
 
 
 def kill_tag(kill_id: str, position: int, attempt: int | None = None) -> str:

@@ -1,10 +1,11 @@
-// orderdesk's page: sign in, pick an account, watch its orders live, place baskets, and (admin)
-// watch the supervision tree. Plain ES modules, no build step.
+// orderdesk's page: sign in, pick an account, watch its orders and positions live, place
+// baskets, exit positions, press the kill switch, and (admin) watch the supervision tree. Plain ES modules, no build step.
 
 import { api, ApiError, session } from "./api.js";
 import { Basket } from "./basket.js";
 import { Blotter } from "./blotter.js";
 import { HealthView } from "./health.js";
+import { PositionsPanel } from "./positions.js";
 import { OrderStream } from "./stream.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -15,6 +16,8 @@ const state = { me: null, account: null, stream: null };
 const blotter = new Blotter($("#blotter"));
 const basket = new Basket($("#basket"), () => state.account);
 const health = new HealthView($("#health"));
+const positions = new PositionsPanel($("#positions-card"), () => state.account,
+                                     () => blotter.openCount());
 
 // For tests and for the curious: the live socket, the stream, and the page state.
 window.__orderdesk = {
@@ -78,6 +81,7 @@ function openAccount(account) {
   state.stream = null;
   state.account = account ?? null;
   blotter.reset([], null);
+  positions.reset();
   if (!account) {
     setBadge($("#link"), "stream", "refused", "no account is visible to this token");
     return;
@@ -90,11 +94,13 @@ function openAccount(account) {
       blotter.apply(msg);
       basket.observe(msg.order);
     },
+    onPositions: (msg) => positions.apply(msg),
     onUpstream: (upstream) => setBadge($("#upstream"), "upstream", upstream),
     onLink: (link, detail) => setBadge($("#link"), "stream", link, detail),
   });
   state.stream = stream;
   stream.start();
+  positions.load(account);
 }
 
 session.onUnauthorized = () => {

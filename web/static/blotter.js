@@ -46,6 +46,10 @@ export class Blotter {
     this.render();
   }
 
+  openCount() {
+    return [...this.orders.values()].filter((e) => OPEN_STATES.has(e.order.status)).length;
+  }
+
   setSeq(seq) {
     this.seqLabel.textContent = seq === null || seq === undefined ? "seq –" : `seq ${seq}`;
   }

@@ -1,6 +1,7 @@
 // One account's live order stream: a fresh single-use ticket per connection, the snapshot,
 // then updates in seq order; after a drop it reconnects with backoff and `since=<last seq>`,
-// so the server replays exactly what was missed (or sends a fresh snapshot if too old).
+// so the server replays exactly what was missed (or sends a fresh snapshot if too old). With
+// `positions=1` it also carries the account's positions (latest value only, no seq).
 
 import { api, ApiError, wsBase } from "./api.js";
 
@@ -14,7 +15,8 @@ const FATAL_CODES = new Map([
 ]);
 
 export class OrderStream {
-  // handlers: onSnapshot(msg), onOrder(msg), onUpstream(state), onLink(state, detail)
+  // handlers: onSnapshot(msg), onOrder(msg), onUpstream(state), onLink(state, detail),
+  // onPositions(msg)
   constructor(account, handlers) {
     this.account = account;
     this.handlers = handlers;
@@ -62,7 +64,7 @@ export class OrderStream {
     }
     if (this.stopped) return;
     const since = this.seq;
-    const query = new URLSearchParams({ ticket });
+    const query = new URLSearchParams({ ticket, positions: "1" });
     if (since !== null) query.set("since", String(since));
     const url = `${wsBase()}/ws/orders/${encodeURIComponent(this.account)}?${query}`;
     const ws = new WebSocket(url);
@@ -122,6 +124,9 @@ export class OrderStream {
         this.seq = message.seq;
         record.replayed += 1;
         this.handlers.onOrder(message);
+        break;
+      case "positions":
+        this.handlers.onPositions?.(message);
         break;
       case "status":
         this.attempt = 0;
