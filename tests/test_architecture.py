@@ -130,7 +130,7 @@ def test_no_layer_breaks() -> None:
         for imp in all_imports()
         if imp.target.split(".")[0] in FORBIDDEN[imp.importer.split(".")[0]]
     ]
-    assert breaks == []
+    assert not breaks, "\n".join(breaks)
 
 
 def is_private(name: str) -> bool:
@@ -148,9 +148,9 @@ def test_no_private_imports_across_modules() -> None:
         parts = imp.target.split(".")
         for depth, part in enumerate(parts):
             owner = ".".join(parts[:depth])
-            if is_private(part) and not imp.importer.startswith(owner + "."):
+            if is_private(part) and not (imp.importer + ".").startswith(owner + "."):
                 found.append(f"{imp.importer}:{imp.line} imports private module {imp.target}")
-    assert found == []
+    assert not found, "\n".join(found)
 
 
 def test_the_checker_sees_a_lazy_cycle() -> None:

@@ -17,7 +17,7 @@ from quart import Blueprint, Response, jsonify, request
 from actors.errors import MalformedRequest
 from actors.requests import BatchRequest, LegRequest, body_hash
 
-from .app import current_deps, current_web
+from .deps import current_deps, current_web
 from .errors import BadRequest, FieldError, InvalidInput, ServiceUnavailable
 from .inputs import json_object
 from .replies import answer

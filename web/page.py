@@ -30,7 +30,7 @@ from quart import Blueprint, Response, current_app, jsonify, redirect, request
 from actors.instruments import InstrumentCaches
 from actors.requests import InstrumentsExchange, InstrumentsQuery
 
-from .app import current_deps, current_web
+from .deps import current_deps, current_web
 from .errors import NotFound, ServiceUnavailable
 from .routes import authenticate
 
