@@ -19,6 +19,7 @@ from quart_trio import QuartTrio
 
 from actors.account import AccountActor
 from actors.health import HealthRegistry
+from actors.instruments import InstrumentCaches
 from web.settings import Settings
 
 from ._lean import LeanWebsocket, LeanWebsocketConnection
@@ -61,6 +62,8 @@ class WebDeps:
     config: WebConfig = WebConfig()
     batches: Any = None  # the BatchCoordinator, when the batch routes are wired
     supervisor: Any = None  # the accounts DynamicSupervisor, for POST /admin/accounts/*/restart
+    #: The instrument masters, one per broker URL, shared with the order path's validation.
+    instruments: InstrumentCaches = attrs.field(factory=InstrumentCaches)
 
 
 class Activity:

@@ -1,9 +1,9 @@
 """The per-account context the order path shares, and the work in flight.
 
 The coordinator, single orders, recovery and the kill switch each take an `Accounts`: the
-account's actor, order budget and instrument cache (`AccountContext`), and every batch, recovery
-and single order not finished yet (`Work`), which shutdown and the kill switch wait for. Nobody
-reaches into another part's fields: this is what they share.
+account's actor, order budget and its broker URL's instrument cache (`AccountContext`), and every
+batch, recovery and single order not finished yet (`Work`), which shutdown and the kill switch
+wait for. Nobody reaches into another part's fields: this is what they share.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import trio
 from ..account import AccountActor
 from ..budget import OrderBudget
 from ..errors import AuthExpired, KillRunning
-from ..instruments import InstrumentCache
+from ..instruments import InstrumentCache, InstrumentCaches
 from ..outcomes import BatchResult
 from .admission import Load
 from .config import BatchConfig
@@ -75,9 +75,11 @@ class Accounts:
     """The configured accounts' contexts (made on first use, remade when an actor is replaced)
     and the work in flight, by account."""
 
-    def __init__(self, actors: Mapping[str, AccountActor], config: BatchConfig) -> None:
+    def __init__(self, actors: Mapping[str, AccountActor], config: BatchConfig,
+                 instruments: InstrumentCaches) -> None:
         self._actors = actors
         self._config = config
+        self._instruments = instruments
         self._contexts: dict[str, AccountContext] = {}
         self.batches: dict[str, Work] = {}  # batch id -> an unfinished batch or recovery
         self.singles: dict[str, Work] = {}  # tag -> a single order being placed
@@ -93,8 +95,7 @@ class Accounts:
             ctx = AccountContext(
                 actor,
                 OrderBudget(self._config.budget),
-                InstrumentCache(actor.broker, self._config.freeze_limits,
-                                self._config.instrument_refresh),
+                self._instruments.for_broker(actor.broker),
             )
             self._contexts[account_id] = ctx
         return ctx
