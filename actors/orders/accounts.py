@@ -15,6 +15,7 @@ import trio
 
 from ..account import AccountActor
 from ..budget import OrderBudget
+from ..changes import Changes
 from ..errors import AuthExpired, KillRunning
 from ..instruments import InstrumentCache, InstrumentCaches
 from ..outcomes import BatchResult
@@ -71,6 +72,37 @@ class Work:
         self.done.set()
 
 
+class TrackedWork(dict[str, Work]):
+    """Work in flight by id; adding or removing any notifies `changes` (the coordinator's
+    statistics are counted from it)."""
+
+    def __init__(self, changes: Changes) -> None:
+        super().__init__()
+        self.changes = changes
+
+    def __setitem__(self, key: str, work: Work) -> None:
+        super().__setitem__(key, work)
+        self.changes.notify()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.changes.notify()
+
+    def setdefault(self, key: str, work: Work) -> Work:  # type: ignore[override]
+        if key not in self:
+            self[key] = work
+        return self[key]
+
+    def pop(self, key: str, *default: Work | None) -> Work | None:  # type: ignore[override]
+        if key in self:
+            work = self[key]
+            del self[key]
+            return work
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+
 class Accounts:
     """The configured accounts' contexts (made on first use, remade when an actor is replaced)
     and the work in flight, by account."""
@@ -81,7 +113,9 @@ class Accounts:
         self._config = config
         self._instruments = instruments
         self._contexts: dict[str, AccountContext] = {}
-        self.batches: dict[str, Work] = {}  # batch id -> an unfinished batch or recovery
+        #: Wakes waiters on what `batches` and recovery failures count (their statistics).
+        self.changes = Changes()
+        self.batches = TrackedWork(self.changes)  # batch id -> an unfinished batch or recovery
         self.singles: dict[str, Work] = {}  # tag -> a single order being placed
         self.killing: set[str] = set()  # accounts whose kill switch is running
 

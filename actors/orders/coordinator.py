@@ -139,6 +139,16 @@ class BatchCoordinator:
             recovery_failures=self._recoveries.failures,
         )
 
+    async def statistics_until(
+        self, check: Callable[[CoordinatorStatistics], bool]
+    ) -> CoordinatorStatistics:
+        """The statistics once `check` holds for them, looked at again after each change."""
+        def met() -> CoordinatorStatistics | None:
+            stats = self.statistics()
+            return stats if check(stats) else None
+
+        return await self._accounts.changes.until(met)
+
     def killing(self, account_id: str) -> bool:
         """True while the account's kill switch runs: no new batch or order is accepted."""
         return account_id in self._accounts.killing
