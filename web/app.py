@@ -1,8 +1,9 @@
 """The app factory and the server: `create_app(deps)` and `serve_web(app, bind, task_status=...)`.
 
 There is no module-level app. Everything a handler needs arrives in `WebDeps` (one frozen object,
-built once by the service) and is reachable as `current_deps()`; later features add a field with
-a default and, if they have routes, a blueprint passed to `create_app(..., blueprints=...)`.
+built once by the service; web/deps.py) and is reachable as `current_deps()`; later features add
+a field with a default and, if they have routes, a blueprint passed to
+`create_app(..., blueprints=...)`.
 """
 
 from __future__ import annotations
