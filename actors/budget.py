@@ -107,6 +107,13 @@ class OrderBudget:
         return BudgetRoom(writes, max(0.0, minute), max(0.0, day), max(0.0, wait),
                           (midnight - clock).total_seconds())
 
+    async def room_for(self, writes: int) -> BudgetRoom:
+        """Wait until the writes counted so far have slid far enough out of the minute for
+        `writes` more of new risk (as a client told Retry-After waits; forever when they never
+        fit) and return the room then (writes meanwhile take their share of it)."""
+        await trio.sleep(self.room(writes).minute_wait_s)
+        return self.room(writes)
+
     def _check(self, priority: Priority) -> float | None:
         """None when a write of `priority` fits the minute and the day now, else when the
         minute slides; BudgetExhausted when the day has nothing left for it."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import attrs
 import trio
@@ -114,18 +115,27 @@ class InstrumentCache:
 
 class InstrumentCaches:
     """One `InstrumentCache` per broker URL: the accounts on one venue (or on Kite) share one
-    master instead of loading it once each."""
+    master instead of loading it once each. The service makes one and hands it to both the order
+    path (validation) and the page (`GET /instruments`)."""
 
     def __init__(self, freeze_limits: Mapping[str, int] = DEFAULT_FREEZE_LIMITS,
                  refresh_at: dt.time = DEFAULT_INSTRUMENT_REFRESH) -> None:
         self._freeze, self._refresh_at = freeze_limits, refresh_at
         self._by_url: dict[str, InstrumentCache] = {}
 
-    def for_broker(self, url: str, broker: Broker) -> InstrumentCache:
-        """The cache of `url`, made on first use with the broker that asked."""
+    def for_broker(self, broker: Broker) -> InstrumentCache:
+        """The cache of `broker`'s URL, made on first use with the broker that asked."""
+        url = broker_url(broker)
         if url not in self._by_url:
             self._by_url[url] = InstrumentCache(broker, self._freeze, self._refresh_at)
         return self._by_url[url]
+
+
+def broker_url(broker: Any) -> str:
+    """What the caches are keyed by: the broker's REST URL (a broker without one, such as a
+    test double, has a cache of its own)."""
+    url = getattr(getattr(broker, "settings", None), "rest_url", None)
+    return str(url) if url else f"broker:{id(broker)}"
 
 
 def _date(text: str) -> dt.date | None:

@@ -35,6 +35,7 @@ import trio
 
 from actors.account import AccountActor, ActorConfig
 from actors.health import ErrorInfo, HealthEntry, HealthRegistry
+from actors.instruments import InstrumentCaches
 from actors.orders import BatchConfig, BatchCoordinator
 from actors.ratelimit import RateLimiter
 from actors.settings import AccountSettings, TickerSettings
@@ -227,17 +228,21 @@ async def _open_tree(
             metrics.batch_duration.observe(float(result.get("duration_ms", 0)) / 1000)
             relay.batch_finished(event, result)
 
+        batch_config = batch_config or _batch_config(settings)
+        # One master per broker URL, for the order path's validation and the page alike.
+        instruments = InstrumentCaches(batch_config.freeze_limits, batch_config.instrument_refresh)
         coordinator = BatchCoordinator(
-            store, actors, batch_config or _batch_config(settings), on_event=on_batch,
+            store, actors, batch_config, on_event=on_batch,
             on_store_write=metrics.store_write_duration.observe,
             on_refused=lambda reason: metrics.batches_refused.labels(reason).inc(),
+            instruments=instruments,
         )
         batches = _Scoped()
         await root.start(batches.run, partial(supervise, ChildSpec("batches", coordinator.run),
                                               health))
         deps = WebDeps(
             settings, actors, store, health, metrics, web_config, batches=coordinator,
-            supervisor=accounts,
+            supervisor=accounts, instruments=instruments,
         )
         app = create_app(deps, blueprints=[orders_blueprint, page_blueprint, contract_blueprint])
         with listen_errors("web", settings.bind):

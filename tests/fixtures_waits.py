@@ -1,7 +1,8 @@
 """The one poll loop of the tests, for what no in-process event tells of: the venue or the
-service behind a socket, another process, the kernel's socket table, rows in the store, and
-counters the actors keep without a change event (coordinator statistics, health entries).
-Whatever an actor pushes (its subscribers' frames, `watch`) is waited on, not polled."""
+service behind a socket, another process, the kernel's socket table, rows in the store.
+Whatever an actor pushes (its subscribers' frames, `watch`) is waited on, not polled, and so
+are the coordinator's statistics (`statistics_until`), health entries (`entry.changes`) and
+the order budget's minute (`OrderBudget.room_for`)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ anything. The venue enforces the same limits with Kite's 429, so overrunning the
 from __future__ import annotations
 
 import datetime as dt
-import math
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from actors.ratelimit import Priority
 from supervision.settings import ConfigError, load_settings
 from tests.fixtures_service import api, open_test_service, venue_control, write_config
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT
-from tests.fixtures_waits import wait_until
 
 
 def _future(symbol: str = NIFTY_FUT, quantity: int = 75) -> dict[str, Any]:
@@ -55,9 +53,7 @@ async def test_three_batches_at_20_a_minute_and_40_a_day(tmp_path: Path) -> None
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"] == "order_budget"
             assert 1 <= int(refused.headers["Retry-After"]) <= 61
-            await wait_until(  # the minute slides 60 s after A's writes
-                lambda: budget.room(10).minute_wait_s == 0, "the minute slid", math.inf,
-                poll_s=0.5)
+            await budget.room_for(10)  # the minute slides 60 s after A's writes
 
             await venue.post("/_venue/faults", json={"reject_symbols": [BANKNIFTY_FUT]})
             second = await http.post("/accounts/primary/batch-orders",
@@ -108,6 +104,17 @@ async def test_new_risk_leaves_the_reserve_to_rollbacks(autojump_clock: trio.abc
     assert trio.current_time() == start
     await budget.acquire(Priority.ROLLBACK)  # the minute is full: waits for it to slide
     assert trio.current_time() - start == pytest.approx(60)
+
+
+async def test_room_for_waits_until_the_minute_slid(autojump_clock: trio.abc.Clock) -> None:
+    budget = OrderBudget(LIMITS, clock=_Clock())
+    start = trio.current_time()
+    assert (await budget.room_for(7)).minute == 7 and trio.current_time() == start
+    for _ in range(7):
+        await budget.acquire(Priority.NORMAL)
+    room = await budget.room_for(2)
+    assert trio.current_time() - start == pytest.approx(60)
+    assert room.minute == 7 and room.minute_wait_s == 0
 
 
 async def test_the_day_refuses_new_risk_then_rollbacks(autojump_clock: trio.abc.Clock) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,15 @@ from store import open_store
 from supervision.service import Running
 from tests.fixtures_service import api, open_test_service, scrape_metrics
 from tests.fixtures_venue import BANKNIFTY_FUT, kite_http, latest, market_form, place
-from tests.fixtures_waits import wait_until
 
 
 async def conflicts_seen(running: Running) -> None:
     entry = running.health.get("account:primary")
     assert entry is not None
     actor = running.actors["primary"]
-    await wait_until(  # health entries and the upstream state have no change event
-        lambda: entry.order_conflicts and actor.upstream.state == "connected",
-        "a conflict counted, upstream connected", math.inf, poll_s=0.02)
+    # the actor reports its upstream state into the entry: a change of either wakes the wait
+    await entry.changes.until(
+        lambda: entry.order_conflicts and actor.upstream.state == "connected")
 
 
 async def test_a_conflicting_update_is_refused_counted_and_shown_in_health(

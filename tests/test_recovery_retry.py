@@ -25,7 +25,6 @@ from store import Store, open_store
 from tests.fixtures_desk import FAST, FAST_ACTOR, crashed_batch, place_at_venue
 from tests.fixtures_orders import leg
 from tests.fixtures_venue import kite_http
-from tests.fixtures_waits import wait_until
 from tests.fixtures_web import replied, typed
 
 RETRY = attrs.evolve(FAST, recovery_retry_initial_s=0.05, recovery_retry_max_s=0.2)
@@ -67,9 +66,8 @@ async def start_expired(
 
 
 async def failures_reach(coordinator: BatchCoordinator, n: int) -> None:
-    await wait_until(  # the coordinator's statistics have no change event
-        lambda: coordinator.statistics().recovery_failures >= n,
-        f"{n} failed recovery attempts", 10.0, poll_s=0.02)
+    with trio.fail_after(10):
+        await coordinator.statistics_until(lambda stats: stats.recovery_failures >= n)
 
 
 async def test_failed_recovery_is_retried_until_a_new_token_is_loaded(

@@ -3,7 +3,6 @@ does not cut its HTTP request at the web front's own, shorter, timeout."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import httpx
@@ -11,7 +10,6 @@ import trio
 
 from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import NIFTY_FUT
-from tests.fixtures_waits import wait_until
 
 
 async def test_a_batch_finishing_within_the_grace_is_answered(tmp_path: Path) -> None:
@@ -37,8 +35,7 @@ async def test_a_batch_finishing_within_the_grace_is_answered(tmp_path: Path) ->
                         ))
 
                 outside.start_soon(post)
-                await wait_until(lambda: running.batches.statistics().batches_running >= 1,
-                                 "a batch running", math.inf, poll_s=0.01)
+                await running.batches.statistics_until(lambda stats: stats.batches_running >= 1)
             # the service has shut down gracefully here; the request got its answer
     [answer] = answers
     assert answer.status_code == 200, answer.text

@@ -8,7 +8,6 @@ with `since` gets every update it missed.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import httpx
@@ -18,16 +17,13 @@ import trio_websocket
 from supervision.service import Running
 from tests.fixtures_service import TOKENS, api, open_test_service, venue_control
 from tests.fixtures_venue import NIFTY_FUT
-from tests.fixtures_waits import wait_until
 from tests.fixtures_web import Reader, place_market
 
 
 async def _restarted(running: Running) -> None:
     entry = running.health.get("web")
     assert entry is not None
-    await wait_until(  # a health entry has no change event
-        lambda: entry.restarts >= 1 and entry.state == "running", "the web restarted",
-        math.inf, poll_s=0.01)
+    await entry.changes.until(lambda: entry.restarts >= 1 and entry.state == "running")
 
 
 async def _batch(running: Running, key: str) -> httpx.Response:
@@ -57,8 +53,7 @@ async def test_a_failed_web_front_is_restarted_while_everything_else_runs(
                         cut.append(exc)
 
                 nursery.start_soon(in_flight)
-                await wait_until(lambda: running.batches.statistics().batches_running >= 1,
-                                 "a batch running", math.inf, poll_s=0.01)
+                await running.batches.statistics_until(lambda stats: stats.batches_running >= 1)
                 seen = actor.seq
                 running.web.fail("drill")
                 await _restarted(running)

@@ -1,7 +1,8 @@
 """The web front: Quart-Trio app factory, HTTP routes, the order websocket, auth, metrics."""
 
-from .app import OrderDeskApp, WebConfig, WebDeps, create_app, current_deps, serve_web
+from .app import create_app, serve_web
 from .auth import Authenticator, Identity, TicketBook
+from .deps import OrderDeskApp, WebConfig, WebDeps, current_deps
 from .errors import (
     ApiError,
     Conflict,

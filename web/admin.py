@@ -18,8 +18,8 @@ from quart import Blueprint, Response, jsonify, request
 from actors.requests import AuditQuery
 
 from .actor_status import actor_status
-from .app import current_deps, current_web
 from .credentials import load_access_token, record_audit
+from .deps import current_deps, current_web
 from .errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
 from .inputs import json_object
 from .routes import require_admin

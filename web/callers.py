@@ -24,7 +24,7 @@ from .sessions import cookie_name
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .app import OrderDeskApp
+    from .deps import OrderDeskApp
 
 __all__ = ["Caller", "Connection", "cookie_of", "identify", "is_tls", "origin_refused"]
 

@@ -12,7 +12,7 @@ import trio
 from store import AuditEntry
 
 from .actor_status import actor_status
-from .app import current_deps
+from .deps import current_deps
 
 __all__ = ["load_access_token", "record_audit"]
 

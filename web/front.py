@@ -13,7 +13,8 @@ import trio
 from hypercorn.config import Sockets
 from hypercorn.utils import repr_socket_addr
 
-from .app import OrderDeskApp, bind_web, serve_web
+from .app import bind_web, serve_web
+from .deps import OrderDeskApp
 
 
 class WebFrontFailed(Exception):

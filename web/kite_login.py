@@ -21,8 +21,8 @@ from actors.requests import KiteCallbackQuery
 from brokers.base import BrokerError, BrokerUnavailable
 from brokers.kite import KiteBroker
 
-from .app import current_deps, current_web
 from .credentials import load_access_token, record_audit
+from .deps import current_deps, current_web
 from .errors import ApiError, Conflict, Forbidden, NotFound
 
 __all__ = ["kite_login_blueprint"]

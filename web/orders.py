@@ -18,7 +18,7 @@ from quart import Blueprint, Response, jsonify, request
 from actors.errors import MalformedRequest
 from actors.requests import BatchRequest, ExitRequest, LegRequest, body_hash
 
-from .app import current_deps, current_web
+from .deps import current_deps, current_web
 from .errors import BadRequest, FieldError, InvalidInput, ServiceUnavailable
 from .inputs import json_object
 from .replies import answer

@@ -10,8 +10,8 @@
   instrument cache (`actors.instruments`), one per broker URL: one fetch at a time, refreshed
   daily, a stale copy served if the broker cannot answer.
 
-The caches live in `app.extensions`, created when the blueprint is registered: per app, no
-module state.
+The caches are `WebDeps.instruments`, the same `InstrumentCaches` the service hands to the order
+path: per service, no module state.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from typing import Any, get_args
 
 import attrs
 import trio
-from quart import Blueprint, Response, current_app, jsonify, redirect, request
+from quart import Blueprint, Response, jsonify, redirect, request
 
-from actors.instruments import InstrumentCaches
+from actors.instruments import InstrumentCaches, broker_url
 from actors.requests import InstrumentsExchange, InstrumentsQuery
 
-from .app import current_deps, current_web
+from .deps import current_deps, current_web
 from .errors import NotFound, ServiceUnavailable
 from .routes import authenticate
 
@@ -41,7 +41,6 @@ __all__ = ["page_blueprint"]
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 EXCHANGES = get_args(InstrumentsExchange)  # the exchanges the page searches
 FETCH_TIMEOUT_S = 10.0
-_EXTENSION = "orderdesk.instruments"
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -181,21 +180,15 @@ def _row(instrument: Any) -> InstrumentRow:
     )
 
 
-def _broker_url(broker: Any) -> str:
-    """What the page's caches are keyed by: accounts on one venue (or on Kite) share a master."""
-    url = getattr(getattr(broker, "settings", None), "rest_url", None)
-    return str(url) if url else f"broker:{id(broker)}"
-
-
 async def _rows(caches: InstrumentCaches, broker: Any) -> tuple[InstrumentRow, ...]:
     """The broker's NFO and NSE rows from its URL's cache; refreshed as validation's are (once
     the day's refresh instant passed), a stale copy served if the broker cannot answer now."""
-    cache = caches.for_broker(_broker_url(broker), broker)
+    cache = caches.for_broker(broker)
     try:
         with trio.fail_after(FETCH_TIMEOUT_S):
             await cache.load(EXCHANGES)
     except Exception as exc:  # the broker's errors are many; all mean "not now"
-        log.warning("instruments of %s: fetch failed: %r", _broker_url(broker), exc)
+        log.warning("instruments of %s: fetch failed: %r", broker_url(broker), exc)
         if not any(cache.loaded(e) for e in EXCHANGES):
             raise ServiceUnavailable("the broker's instrument list is unavailable") from exc
     return tuple(_row(i) for exchange in EXCHANGES for i in cache.loaded(exchange))
@@ -204,15 +197,10 @@ async def _rows(caches: InstrumentCaches, broker: Any) -> tuple[InstrumentRow, .
 @page_blueprint.record_once
 def _install(state: Any) -> None:
     app = state.app
-    app.extensions[_EXTENSION] = InstrumentCaches()
     # A Quart app made with the default `static_folder` owns `/static/<path:filename>` (its
     # folder does not exist) and its rule matches before ours: route it to our files.
     if "static" in app.view_functions:
         app.view_functions["static"] = _app_static
-
-
-def _caches() -> InstrumentCaches:
-    return current_app.extensions[_EXTENSION]  # type: ignore[no-any-return]
 
 
 def _merge(groups: Iterable[Sequence[InstrumentRow]]) -> list[InstrumentRow]:
@@ -247,8 +235,8 @@ async def instruments() -> Response:
         if requested not in accounts:
             raise NotFound(f"unknown account {requested!r}")
         accounts = [requested]
-    deps, caches = current_deps(), _caches()
-    groups = [await _rows(caches, deps.actors[a].broker) for a in accounts]
+    deps = current_deps()
+    groups = [await _rows(deps.instruments, deps.actors[a].broker) for a in accounts]
     rows = _merge(groups)
     if query.exchange:
         rows = [r for r in rows if r.exchange == query.exchange]

@@ -25,8 +25,8 @@ from quart import Blueprint, Response, jsonify, request
 from actors.health import Reason
 
 from .actor_status import actor_status
-from .app import current_deps, current_web
 from .auth import Identity, bearer_token
+from .deps import current_deps, current_web
 from .errors import Forbidden, Unauthorized
 from .metrics import CONTENT_TYPE
 from .middleware import current_correlation_id

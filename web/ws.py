@@ -44,7 +44,7 @@ from .sessions import SESSION_ENDED
 
 if TYPE_CHECKING:
     from ._lean import LeanWebsocket as Websocket
-    from .app import OrderDeskApp
+    from .deps import OrderDeskApp
 
 log = logging.getLogger("web.ws")
 
@@ -63,30 +63,6 @@ _PONG = '{"type":"pong"}'
 _SNAPSHOT_TYPE = '"type":"snapshot"'  # the actor encodes compactly, "type" first
 _SAMPLE_EVERY = 16  # frames between fanout-latency samples
 _FLUSH = ""  # queued by the fan-out after a partial direct write (never a message: all are JSON)
-
-
-class StreamRegistry:
-    """The live websocket subscriptions of one app, so shutdown can close them all at once."""
-
-    def __init__(self) -> None:
-        self._subs: set[Subscription] = set()
-        self.closing: str | None = None
-
-    def __len__(self) -> int:
-        return len(self._subs)
-
-    def add(self, sub: Subscription) -> None:
-        self._subs.add(sub)
-        if self.closing is not None:
-            sub.close(self.closing)
-
-    def discard(self, sub: Subscription) -> None:
-        self._subs.discard(sub)
-
-    def close_all(self, reason: str) -> None:
-        self.closing = reason
-        for sub in list(self._subs):
-            sub.close(reason)
 
 
 def close_code(reason: str | None) -> tuple[int, str]:

@@ -1,8 +1,9 @@
 """One account: its upstream order stream, order book, seq and websocket subscribers."""
 
-from .actor import AccountActor, ActorConfig, UpstreamState
+from .actor import AccountActor, ActorConfig
 from .book import Accepted, Conflict, OrderBook
 from .subscribers import LATEST, SLOW_CONSUMER, SubscriberSet, Subscription
+from .upstream import UpstreamState
 
 __all__ = [
     "LATEST",

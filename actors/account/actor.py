@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-import attrs
 import trio
 
 from brokers.base import (
@@ -40,19 +39,10 @@ from .live_positions import LivePositions
 from .position_book import fill_changed
 from .positions import PositionsReport
 from .subscribers import SubscriberSet, Subscription
+from .upstream import UpstreamState, pump_frames
 from .watchers import Watchers
 
 log = logging.getLogger("actors.account")  # its name before the move: log configs name it
-
-
-@attrs.define
-class UpstreamState:
-    """What health and subscribers are told about the upstream connection."""
-
-    state: str = "starting"  # connected | reconnecting | auth_expired | starting
-    reconnects: int = 0
-    last_error: str | None = None
-    last_event_at: float | None = None  # wall clock of the last committed update
 
 
 class AccountActor:
@@ -203,7 +193,7 @@ class AccountActor:
         lost: list[BrokerError] = []
         async with self.broker.open_stream() as stream, trio.open_nursery() as nursery:
             self._watch.streaming(stream)
-            nursery.start_soon(_pump, stream, held_send, lost, self._watch)
+            nursery.start_soon(pump_frames, stream, held_send, lost, self._watch)
             nursery.start_soon(self.live.fetch_when_wanted)
             nursery.start_soon(self.live.follow_market, stream)
             try:
@@ -423,20 +413,3 @@ class AccountActor:
 
 def _final(payload: Mapping[str, Any] | None) -> bool:
     return payload is not None and stays_final(payload.get("status"))
-
-
-async def _pump(
-    stream: Any,
-    held: trio.MemorySendChannel[Order],
-    lost: list[BrokerError],
-    watch: UpstreamWatch,
-) -> None:
-    """Ticker frames into the held queue; its end (and why) tells the actor to reconnect."""
-    async with held:
-        try:
-            async for order in stream:
-                await held.send(order)
-        except BrokerError as exc:
-            lost.append(exc)
-        finally:
-            watch.stream_ended()

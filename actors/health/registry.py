@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import trio
 
+from ..changes import Changes
 from .upstream_watch import Reason, UpstreamWatch
 
 #: Supervision states. Actors report their own free-form state through `HealthEntry.upstream`.
@@ -48,9 +49,15 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-@attrs.define(eq=False)
+def _notify(entry: HealthEntry, _attribute: Any, value: Any) -> Any:
+    entry.changes.notify()
+    return value
+
+
+@attrs.define(eq=False, on_setattr=_notify)
 class HealthEntry:
-    """One child's health, mutated in place by the child (or its supervisor) that owns it."""
+    """One child's health, mutated in place by the child (or its supervisor) that owns it;
+    every field set wakes `changes` (tests and drills wait on it)."""
 
     name: str
     kind: str
@@ -66,6 +73,8 @@ class HealthEntry:
     queue_depths: dict[str, int] = attrs.field(factory=dict)
     order_conflicts: int = 0
     last_conflict: str | None = None
+    changes: Changes = attrs.field(factory=Changes, init=False, repr=False,
+                                   on_setattr=attrs.setters.NO_OP)
 
     def touch(self) -> None:
         """Record that something happened now (cheap: one clock read)."""

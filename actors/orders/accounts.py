@@ -1,9 +1,9 @@
 """The per-account context the order path shares, and the work in flight.
 
 The coordinator, single orders, recovery and the kill switch each take an `Accounts`: the
-account's actor, order budget and instrument cache (`AccountContext`), and every batch, recovery
-and single order not finished yet (`Work`), which shutdown and the kill switch wait for. Nobody
-reaches into another part's fields: this is what they share.
+account's actor, order budget and its broker URL's instrument cache (`AccountContext`), and every
+batch, recovery and single order not finished yet (`Work`), which shutdown and the kill switch
+wait for. Nobody reaches into another part's fields: this is what they share.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import trio
 
 from ..account import AccountActor
 from ..budget import OrderBudget
+from ..changes import Changes
 from ..errors import AuthExpired, KillRunning
-from ..instruments import InstrumentCache
+from ..instruments import InstrumentCache, InstrumentCaches
 from ..outcomes import BatchResult
 from .admission import Load
 from .config import BatchConfig
@@ -71,15 +72,50 @@ class Work:
         self.done.set()
 
 
+class TrackedWork(dict[str, Work]):
+    """Work in flight by id; adding or removing any notifies `changes` (the coordinator's
+    statistics are counted from it)."""
+
+    def __init__(self, changes: Changes) -> None:
+        super().__init__()
+        self.changes = changes
+
+    def __setitem__(self, key: str, work: Work) -> None:
+        super().__setitem__(key, work)
+        self.changes.notify()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.changes.notify()
+
+    def setdefault(self, key: str, work: Work) -> Work:  # type: ignore[override]
+        if key not in self:
+            self[key] = work
+        return self[key]
+
+    def pop(self, key: str, *default: Work | None) -> Work | None:  # type: ignore[override]
+        if key in self:
+            work = self[key]
+            del self[key]
+            return work
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+
 class Accounts:
     """The configured accounts' contexts (made on first use, remade when an actor is replaced)
     and the work in flight, by account."""
 
-    def __init__(self, actors: Mapping[str, AccountActor], config: BatchConfig) -> None:
+    def __init__(self, actors: Mapping[str, AccountActor], config: BatchConfig,
+                 instruments: InstrumentCaches) -> None:
         self._actors = actors
         self._config = config
+        self._instruments = instruments
         self._contexts: dict[str, AccountContext] = {}
-        self.batches: dict[str, Work] = {}  # batch id -> an unfinished batch or recovery
+        #: Wakes waiters on what `batches` and recovery failures count (their statistics).
+        self.changes = Changes()
+        self.batches = TrackedWork(self.changes)  # batch id -> an unfinished batch or recovery
         self.singles: dict[str, Work] = {}  # tag -> a single order being placed
         self.killing: set[str] = set()  # accounts whose kill switch is running
 
@@ -93,8 +129,7 @@ class Accounts:
             ctx = AccountContext(
                 actor,
                 OrderBudget(self._config.budget),
-                InstrumentCache(actor.broker, self._config.freeze_limits,
-                                self._config.instrument_refresh),
+                self._instruments.for_broker(actor.broker),
             )
             self._contexts[account_id] = ctx
         return ctx

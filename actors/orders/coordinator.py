@@ -38,6 +38,7 @@ from ..errors import (
     Unavailable,
     UnknownAccount,
 )
+from ..instruments import InstrumentCaches
 from ..outcomes import (
     BatchProgress,
     BatchResult,
@@ -93,13 +94,16 @@ class BatchCoordinator:
         on_event: EventHook | None = None,
         on_store_write: LatencyHook | None = None,
         on_refused: Callable[[str], None] | None = None,
+        instruments: InstrumentCaches | None = None,
     ) -> None:
         """`on_store_write`: the duration of each store write attempt of a batch;
-        `on_refused`: the reason of each batch refused by admission control."""
+        `on_refused`: the reason of each batch refused by admission control; `instruments`:
+        the masters, one per broker URL, shared with the page (made here when not given)."""
         self._store = store
         self._on_refused = on_refused
         self._config = config
-        self._accounts = Accounts(actors, config)
+        self._accounts = Accounts(actors, config, instruments or InstrumentCaches(
+            config.freeze_limits, config.instrument_refresh))
         self._jobs_send, self._jobs_receive = trio.open_memory_channel[Job](64)
         self._started = False
         self._writes = StoreWrites(config.store_timeout_s, retry_max_s=config.store_retry_max_s,
@@ -137,6 +141,16 @@ class BatchCoordinator:
             recoveries_retrying=sum(1 for work in recoveries if work.retrying),
             recovery_failures=self._recoveries.failures,
         )
+
+    async def statistics_until(
+        self, check: Callable[[CoordinatorStatistics], bool]
+    ) -> CoordinatorStatistics:
+        """The statistics once `check` holds for them, looked at again after each change."""
+        def met() -> CoordinatorStatistics | None:
+            stats = self.statistics()
+            return stats if check(stats) else None
+
+        return await self._accounts.changes.until(met)
 
     def killing(self, account_id: str) -> bool:
         """True while the account's kill switch runs: no new batch or order is accepted."""

@@ -253,6 +253,7 @@ class Recoveries:
                 except Exception as exc:
                     done.failures += 1
                     self.failures += 1
+                    self._accounts.changes.notify()
                     expected = isinstance(exc, (BrokerError, StoreError, UnknownOutcome))
                     log.warning("recovery of batch %s failed (attempt %d): %s: %s; %s", batch_id,
                                 done.failures, type(exc).__name__, exc,
@@ -264,6 +265,7 @@ class Recoveries:
                     with trio.move_on_after(backoff.next()):
                         await self._retry_now.wait()
                     done.retrying = False
+                    self._accounts.changes.notify()
                 if self.stopping:
                     log.warning("batch %s: not recovered before the coordinator stopped; it "
                                 "stays unfinished and the next start resumes it", batch_id)

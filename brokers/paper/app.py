@@ -18,7 +18,7 @@ from .orderform import check_variety, parse_basket, parse_modify, parse_place
 from .responses import form_body, json_body, json_response, ok
 
 if TYPE_CHECKING:
-    from .server import Venue
+    from .venue import Venue
 
 
 def create_app(venue: Venue) -> QuartTrio:

@@ -24,7 +24,7 @@ from .responses import json_body, ok
 from .ticker import CLOSE_FAULT, CLOSE_POLICY
 
 if TYPE_CHECKING:
-    from .server import Venue
+    from .venue import Venue
 
 
 def add_control_routes(app: QuartTrio, venue: Venue) -> None:

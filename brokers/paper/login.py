@@ -18,7 +18,6 @@ import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-import trio
 from quart import Response, redirect, request
 from quart_trio import QuartTrio
 
@@ -28,43 +27,12 @@ from .errors import input_error, token_error
 from .responses import form_body, ok
 
 if TYPE_CHECKING:
-    from .server import Venue
-
-#: How long a request token can be exchanged (Kite: "a few minutes").
-REQUEST_TOKEN_TTL_S = 300.0
+    from .venue import Venue
 
 
 def checksum(api_key: str, request_token: str, api_secret: str) -> str:
     """Kite's session checksum: hex SHA-256 of api_key + request_token + api_secret."""
     return hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
-
-
-class RequestTokens:
-    """Request tokens handed out by the login stand-in: each names its account, once."""
-
-    def __init__(self, ttl_s: float = REQUEST_TOKEN_TTL_S) -> None:
-        self._ttl_s = ttl_s
-        self._pending: dict[str, tuple[str, float]] = {}
-
-    def issue(self, account: str) -> str:
-        now = trio.current_time()
-        self._pending = {t: v for t, v in self._pending.items() if v[1] > now}
-        token = secrets.token_urlsafe(24)
-        self._pending[token] = (account, now + self._ttl_s)
-        return token
-
-    def account_of(self, token: str) -> str | None:
-        """The account a live token was issued for (None: unknown, used or expired)."""
-        found = self._pending.get(token)
-        if found is None or found[1] <= trio.current_time():
-            return None
-        return found[0]
-
-    def consume(self, token: str) -> None:
-        self._pending.pop(token, None)
-
-    def reset(self) -> None:
-        self._pending.clear()
 
 
 def add_login_routes(app: QuartTrio, venue: Venue) -> None:
