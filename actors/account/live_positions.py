@@ -2,8 +2,9 @@
 market ticks of the instruments that move its P&L, and the throttled `positions` messages.
 
 Market data comes on the account's own ticker connection: the instruments of open positions and
-working orders are subscribed once each per connection, counted by who wants them
-(`TokenRefs`), and all subscribed again on every new connection. A stream that cannot subscribe
+working orders, and those a subscriber watches (`set_watched`), are subscribed once each per
+connection, counted by who wants them (`TokenRefs`), and all subscribed again on every new
+connection. A stream that cannot subscribe
 (no market data) leaves every price unknown: P&L null, never zero.
 """
 
@@ -19,10 +20,10 @@ import trio
 from brokers.base import Broker, BrokerError
 
 from .config import ActorConfig
-from .frames import positions_frame
+from .frames import positions_frame, with_watched
 from .position_book import PositionBook
 from .positions import PositionsReport, report_of
-from .subscribers import SubscriberSet
+from .subscribers import SubscriberSet, Subscription
 
 __all__ = ["LivePositions", "TokenRefs"]
 
@@ -34,7 +35,8 @@ _WORKING = ("OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "MODIFY PENDING", "PU
 
 class TokenRefs:
     """The instruments one upstream connection should be subscribed to, each counted by the
-    sources that want it (open positions, working orders): subscribed while any does."""
+    sources that want it (open positions, working orders, each watching subscriber):
+    subscribed while any does."""
 
     def __init__(self) -> None:
         self._sources: dict[str, frozenset[int]] = {}
@@ -83,6 +85,25 @@ class LivePositions:
 
     def message(self) -> str:
         return positions_frame(self.report())
+
+    def message_for(self, sub: Subscription) -> str:
+        """The `positions` message with the subscriber's own watched instruments and prices."""
+        return with_watched(self.message(), [
+            (exchange, symbol, token, self.book.ltp(token))
+            for token, (exchange, symbol) in sub.watched.items()])
+
+    def set_watched(self, sub: Subscription, watched: Mapping[int, tuple[str, str]]) -> None:
+        """What `sub` watches now (token -> exchange, tradingsymbol): subscribed on the
+        upstream connection while any source wants it, released when none does."""
+        sub.watched = dict(watched)
+        if self.refs.update(f"watch:{sub.id}", sub.watched):
+            self._market.set()
+        self._moved.set()
+
+    def release(self, sub: Subscription) -> None:
+        """A subscriber gone: what it watched is no longer wanted for it."""
+        if sub.watched:
+            self.set_watched(sub, {})
 
     # -- what the actor tells it ------------------------------------------------------
 
@@ -161,5 +182,5 @@ class LivePositions:
             await self._moved.wait()
             self._moved = trio.Event()
             if self._subscribers.want_positions():
-                self._subscribers.publish_latest(self.message())
+                self._subscribers.publish_latest(self.message(), self.message_for)
                 await trio.sleep(interval)
