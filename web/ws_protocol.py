@@ -92,12 +92,12 @@ class Pong:
 
 @attrs.frozen
 class Error:
-    """The client sent something other than `ping` or a valid watch message; the connection
-    stays open."""
+    """The client sent something other than `ping`; the connection stays open."""
 
     type: Literal["error"] = doc("error")
     message: str = doc("what was wrong")
-    field: str | None = opt("the field of a watch message that was wrong, e.g. instruments[2]")
+    field: str | None = opt("for a `Watch` message: its field that was wrong, e.g. "
+                            "instruments[2]")
     rule: str | None = opt("the rule it broke: type, enum, range, format, known, positions")
 
 
@@ -146,9 +146,7 @@ _DESCRIPTION = (
     "with `?since=<seq>`, every update after seq while it is still kept; a snapshot otherwise), "
     "then a `status`, then live `order` and `status` messages. A client that falls behind gets "
     "the waiting messages coalesced into one frame holding a JSON array of messages, in order. "
-    "Send the text `ping` (any interval) to get a `pong`. With `?positions=1`, send "
-    "`{\"action\":\"watch\",\"instruments\":[\"NFO:NIFTY26DECFUT\"]}` to get those "
-    "instruments' prices in `positions` (`watched`); `unwatch` stops. Close codes: "
+    "Send the text `ping` (any interval) to get a `pong`. Close codes: "
     + "; ".join(f"{code} {meaning}" for code, meaning in CLOSE_CODES.items()) + ". "
 )
 
