@@ -79,6 +79,7 @@ class LivePositions:
         self._moved = trio.Event()  # something the P&L depends on changed
         self._fetch = trio.Event()  # fetch the broker's positions
         self._market = trio.Event()  # the instruments wanted changed
+        self._settled = trio.Event()  # wanted or subscribed changed (`until` waits on it)
 
     def report(self) -> PositionsReport:
         return report_of(self.account, self.book.views(self._payloads()))
@@ -99,6 +100,17 @@ class LivePositions:
         if self.refs.update(f"watch:{sub.id}", sub.watched):
             self._market.set()
         self._moved.set()
+        self._settle()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Wait until `condition()` (about `refs` and `subscribed`) holds: checked again each
+        time either changes."""
+        while not condition():
+            await self._settled.wait()
+
+    def _settle(self) -> None:
+        self._settled.set()
+        self._settled = trio.Event()
 
     def release(self, sub: Subscription) -> None:
         """A subscriber gone: what it watched is no longer wanted for it."""
@@ -169,6 +181,7 @@ class LivePositions:
                 await stream.unsubscribe(sorted(self.subscribed - wanted))
                 await stream.subscribe(sorted(wanted - self.subscribed))
                 self.subscribed = wanted
+                self._settle()
                 await self._market.wait()
                 self._market = trio.Event()
         except BrokerError as exc:  # the stream is going: its reader reconnects
