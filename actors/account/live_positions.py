@@ -87,9 +87,9 @@ class LivePositions:
     def message(self) -> str:
         return positions_frame(self.report())
 
-    def message_for(self, sub: Subscription) -> str:
-        """The `positions` message with the subscriber's own watched instruments and prices."""
-        return with_watched(self.message(), [
+    def message_for(self, sub: Subscription, message: str) -> str:
+        """`message` (positions) with the subscriber's own watched instruments and prices."""
+        return with_watched(message, [
             (exchange, symbol, token, self.book.ltp(token))
             for token, (exchange, symbol) in sub.watched.items()])
 

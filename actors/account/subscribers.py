@@ -105,12 +105,12 @@ class SubscriberSet:
         for sub in slow:
             self._subs.pop(sub.id, None)
 
-    def publish_latest(self, message: str, own: Callable[[Subscription], str]) -> None:
+    def publish_latest(self, message: str, own: Callable[[Subscription, str], str]) -> None:
         """A `positions` message for those who asked for it (only the latest is kept); one
-        that watches instruments gets `own(sub)` instead, with their prices."""
+        that watches instruments gets `own(sub, message)` instead, with their prices."""
         for sub in self._subs.values():
             if sub.positions:
-                sub.set_latest(own(sub) if sub.watched else message)
+                sub.set_latest(own(sub, message) if sub.watched else message)
 
     def want_positions(self) -> bool:
         return any(sub.positions for sub in self._subs.values())
