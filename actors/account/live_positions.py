@@ -4,8 +4,8 @@ market ticks of the instruments that move its P&L, and the throttled `positions`
 Market data comes on the account's own ticker connection: the instruments of open positions and
 working orders, and those a subscriber watches (`set_watched`), are subscribed once each per
 connection, counted by who wants them (`TokenRefs`), and all subscribed again on every new
-connection. A stream that cannot subscribe
-(no market data) leaves every price unknown: P&L null, never zero.
+connection. A stream that cannot subscribe (no market data) leaves every price unknown: P&L
+null, never zero.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class LivePositions:
 
     async def until(self, condition: Callable[[], bool]) -> None:
         """Wait until `condition()` (about `refs` and `subscribed`) holds: checked again each
-        time either changes."""
+        time either changes (tests wait on it)."""
         while not condition():
             await self._settled.wait()
 
