@@ -41,6 +41,7 @@ class InstrumentInfo:
     instrument_type: str = ""  # EQ, FUT, CE, PE
     expiry: dt.date | None = None
     strike: float = 0.0
+    instrument_token: int = 0
 
 
 def wall_clock() -> dt.datetime:
@@ -110,6 +111,7 @@ class InstrumentCache:
             instrument_type=row.instrument_type,
             expiry=_date(row.expiry),
             strike=row.strike,
+            instrument_token=row.instrument_token,
         )
 
 

@@ -24,7 +24,7 @@ __all__ = [
     "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BatchRequest", "body_hash", "Exchange", "Execution",
     "ExitRequest",
     "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "OrderStreamQuery", "OrderType",
-    "Product", "TransactionType", "Validity", "Variety",
+    "Product", "TransactionType", "Validity", "Variety", "MAX_WATCHED", "WatchRequest",
 ]
 
 MAX_LEGS = 10
@@ -179,3 +179,19 @@ def body_hash(body: Mapping[str, Any]) -> str:
     were hashed so, and must still replay."""
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+#: Instruments one websocket may watch at once.
+MAX_WATCHED = 50
+
+
+@attrs.frozen(kw_only=True)
+class WatchRequest:
+    """A client message on the order websocket opened with `?positions=1`: watch (or stop
+    watching) instruments; their last prices come with the socket's own `positions` messages."""
+
+    action: Literal["watch", "unwatch"] = attrs.field(metadata={
+        "doc": "watch: add the instruments; unwatch: remove them"})
+    instruments: tuple[str, ...] = attrs.field(metadata={
+        "doc": "EXCHANGE:TRADINGSYMBOL, e.g. NFO:NIFTY26DECFUT", "min_items": 1,
+        "max_items": MAX_WATCHED})

@@ -319,6 +319,10 @@ async def websocket_streams(rec: Recorder) -> None:
         assert venue is not None
         await place_market(venue, "primary", symbol="SBIN", tag="golden")
         await ws.until(lambda m: m.get("type") == "order" and m["order"]["status"] == "COMPLETE")
+    async with rec.websocket("watch: needs positions=1", stream, token=PRIMARY) as ws:
+        await ws.until(_type("status"))
+        await ws.send('{"action":"watch","instruments":["NFO:NIFTY26DECFUT"]}')
+        await ws.until(_type("error"))
     since = snapshot["seq"]
     async with rec.websocket("since: replay", f"{stream}?since={since}", token=PRIMARY) as ws:
         await ws.until(lambda m: m.get("type") == "order" and m["order"]["status"] == "COMPLETE")

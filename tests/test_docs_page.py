@@ -36,7 +36,7 @@ async def test_docs_page_renders_the_contract(tmp_path: Path, chromium: str) -> 
             seen = await in_browser(chromium, scenario)
     assert seen["problems"] == []
     assert seen["operations"] == len(OPERATIONS)
-    assert seen["messages"] == len(MESSAGES) + 1  # and the client's ping
+    assert seen["messages"] == len(MESSAGES) + 2  # and the client's ping and watch
     assert "/ws/orders/{account_id}" in seen["channel"]
     assert "Idempotency-Key" in seen["batch"] and "422" in seen["batch"]
     assert seen["field_error"] == 1

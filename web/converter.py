@@ -22,6 +22,7 @@ from actors.requests import (
     KiteCallbackQuery,
     LegRequest,
     OrderStreamQuery,
+    WatchRequest,
 )
 
 from .queries import (
@@ -31,6 +32,7 @@ from .queries import (
     structure_stream,
 )
 from .shapes import structure_batch, structure_exit, structure_leg
+from .watch import structure_watch
 
 __all__ = ["make_converter"]
 
@@ -45,6 +47,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(AuditQuery, structure_audit)
     converter.register_structure_hook(OrderStreamQuery, structure_stream)
     converter.register_structure_hook(KiteCallbackQuery, structure_callback)
+    converter.register_structure_hook(WatchRequest, structure_watch)
     # `replayed` appears only on a retry's answer, as it always has.
     converter.register_unstructure_hook(OrderPlaced, make_dict_unstructure_fn(
         OrderPlaced, converter, replayed=override(omit_if_default=True)))

@@ -5,7 +5,9 @@ cookie from an allowed Origin: web/callers.py), subscribe to the account's actor
 subscription's initial messages (snapshot or `since` replay, then a status, and with
 `?positions=1` the positions), then live messages. A `positions` message is never queued as
 such: the queue holds a wake-up (`LATEST`) and the sender takes the latest value when it gets
-there, so a slow reader skips stale positions instead of filling its queue.
+there, so a slow reader skips stale positions instead of filling its queue. Such a socket
+may also watch instruments (`{"action":"watch",...}`, web/watch.py): their prices come in its
+own `positions` messages.
 One writer of messages per socket: the sender task (replies to what the client sends join the
 subscription's queue); while it has nothing to do, the actor's fan-out writes new messages'
 frames to the socket itself (see `_sender` and web/_frames.py; `WebConfig.direct_writes=False`
@@ -33,6 +35,7 @@ import trio
 from quart import Blueprint, Response, current_app, jsonify, websocket
 
 from actors.account import LATEST, SLOW_CONSUMER, Subscription
+from actors.errors import FieldError
 from actors.requests import OrderStreamQuery
 
 from . import queries
@@ -41,6 +44,7 @@ from .callers import Caller, identify, origin_refused
 from .errors import Forbidden, Unauthorized, error_body
 from .middleware import log_websocket
 from .sessions import SESSION_ENDED
+from .watch import Watcher, error_frame
 
 if TYPE_CHECKING:
     from ._lean import LeanWebsocket as Websocket
@@ -73,10 +77,6 @@ def close_code(reason: str | None) -> tuple[int, str]:
     if reason == SESSION_ENDED:
         return CLOSE_UNAUTHORIZED, SESSION_ENDED
     return CLOSE_INTERNAL, reason or "subscription ended"
-
-
-def _error_frame(message: str) -> str:
-    return json.dumps({"type": "error", "message": message})
 
 
 @blueprint.before_app_websocket
@@ -155,12 +155,17 @@ async def orders_stream(account_id: str) -> Response | None:
     gauge.inc()
     opened = time.monotonic()
     try:
-        ws.on_message = partial(_on_message, sub)  # before accepting: nothing arrives earlier
+        watcher = Watcher(app, actor, sub) if query.positions else None
+        ws.on_message = partial(_on_message, sub, watcher)  # before accepting: none earlier
         if not app.deps.config.websocket_compression:
             decline_compression(ws.asgi_send)
         await ws.accept()
         log_websocket(ws, "open", account=account_id, identity=who.identity.name, since=since)
-        await _sender(ws, sub, app)
+        async with trio.open_nursery() as nursery:
+            if watcher is not None:
+                nursery.start_soon(watcher.serve)
+            await _sender(ws, sub, app)
+            nursery.cancel_scope.cancel()
         code, reason = close_code(sub.closed_reason)
         log_websocket(ws, "close", account=account_id, identity=who.identity.name, code=code)
         await ws.close(code, reason)
@@ -293,8 +298,9 @@ def _write_now(sub: Subscription, direct: DirectSocket) -> Callable[[str], bool]
     return write_now
 
 
-def _on_message(sub: Subscription, message: str | bytes) -> None:
-    """Answer `ping`; anything else gets an error frame and the connection stays usable.
+def _on_message(sub: Subscription, watcher: Watcher | None, message: str | bytes) -> None:
+    """Answer `ping`, take `watch`/`unwatch` (web/watch.py); anything else gets an error
+    frame and the connection stays usable.
 
     Called for each message as it arrives (`LeanWebsocket.on_message`). Replies join the
     subscription's own queue (`sub.offer`), so the sender stays the socket's only writer of
@@ -303,7 +309,28 @@ def _on_message(sub: Subscription, message: str | bytes) -> None:
     if message == "ping" or message == '{"type":"ping"}':
         reply = _PONG
     elif isinstance(message, bytes):
-        reply = _error_frame("binary frames are not supported; send the text 'ping'")
+        reply = error_frame("binary frames are not supported; send the text 'ping'")
     else:
-        reply = _error_frame("unsupported message; the only client message is 'ping'")
+        raw = _action_of(message)
+        if raw is None:
+            reply = error_frame("unsupported message; the only client message is 'ping'")
+        elif watcher is None:
+            reply = error_frame("watching needs the socket opened with ?positions=1",
+                                FieldError("action", "positions", ""))
+        else:
+            answer = watcher.offer(raw)
+            if answer is None:
+                return
+            reply = answer
     sub.offer(reply)
+
+
+def _action_of(message: str) -> dict[str, object] | None:
+    """A client message that names an `action` (watch, unwatch), or None."""
+    if '"action"' not in message:
+        return None
+    try:
+        raw = json.loads(message)
+    except ValueError:
+        return None
+    return raw if isinstance(raw, dict) and "action" in raw else None

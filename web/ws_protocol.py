@@ -57,6 +57,16 @@ class Status:
 
 
 @attrs.frozen
+class WatchedView:
+    """An instrument this socket watches and its last price."""
+
+    exchange: str = doc("the exchange, e.g. NFO")
+    tradingsymbol: str = doc("e.g. NIFTY26DECFUT")
+    instrument_token: int = doc("the broker's instrument token")
+    ltp: float | None = doc("the last price; null until the first tick (or no market data)")
+
+
+@attrs.frozen
 class Positions:
     """With `?positions=1`: the account's net positions and live P&L, as
     GET /accounts/{id}/positions answers. No seq, never replayed by `since`; sent after the
@@ -68,6 +78,9 @@ class Positions:
     ltp_available: bool = doc("whether every open position has a last price")
     total_pnl: float | None = doc("the sum of the positions' pnl; null when a price is missing")
     positions: list[PositionView] = doc("one per instrument and product")
+    watched: list[WatchedView] | None = opt(
+        "this socket's watched instruments (`watch` messages), with their last prices; "
+        "present once the socket has watched any")
 
 
 @attrs.frozen
@@ -83,6 +96,9 @@ class Error:
 
     type: Literal["error"] = doc("error")
     message: str = doc("what was wrong")
+    field: str | None = opt("for a `Watch` message: its field that was wrong, e.g. "
+                            "instruments[2]")
+    rule: str | None = opt("the rule it broke: type, enum, range, format, known, positions")
 
 
 @attrs.frozen
@@ -90,6 +106,18 @@ class Ping:
     """The only client message: the text `ping` (or the JSON {"type": "ping"})."""
 
     type: Literal["ping"] = doc("ping")
+
+
+@attrs.frozen
+class Watch:
+    """With `?positions=1`: watch instruments (at most 50 per socket) or stop watching them;
+    their last prices come in this socket's `positions` messages (`watched`), and each is
+    subscribed upstream once per account however many sockets watch it. Problems answer
+    with an `error` naming the field and rule."""
+
+    action: Literal["watch", "unwatch"] = doc("watch: add the instruments; unwatch: remove them")
+    instruments: list[str] = doc("EXCHANGE:TRADINGSYMBOL, e.g. NFO:NIFTY26DECFUT",
+                                 min_items=1, max_items=50)
 
 
 MESSAGES: tuple[type, ...] = (Snapshot, OrderUpdate, Status, Positions, Pong, Error)
@@ -133,7 +161,7 @@ def asyncapi_document() -> dict[str, Any]:
     components: Components = {}
     messages = {cls.__name__: {"name": cls.__name__, "summary": " ".join(cls.__doc__.split()),
                                "payload": schema_of(cls, components)}
-                for cls in (*MESSAGES, Ping)}
+                for cls in (*MESSAGES, Ping, Watch)}
     refs = {name: {"$ref": f"#/components/messages/{name}"} for name in messages}
     return {
         "asyncapi": "3.0.0",
@@ -158,6 +186,9 @@ def asyncapi_document() -> dict[str, Any]:
             "receivePing": {"action": "receive", "channel": {"$ref": "#/channels/orders"},
                             "summary": "the client's keep-alive",
                             "messages": [{"$ref": "#/channels/orders/messages/Ping"}]},
+            "receiveWatch": {"action": "receive", "channel": {"$ref": "#/channels/orders"},
+                             "summary": "the client watches instruments (with ?positions=1)",
+                             "messages": [{"$ref": "#/channels/orders/messages/Watch"}]},
         },
         "components": {
             "messages": messages,

@@ -392,6 +392,7 @@ class AccountActor:
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subscribers.remove(sub)
+        self.live.release(sub)
         sub.close("unsubscribed")
         self._report()
 

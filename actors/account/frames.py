@@ -15,7 +15,7 @@ import attrs
 
 from .positions import PositionsReport, PositionView
 
-__all__ = ["order_frame", "positions_frame", "snapshot_frame", "status_frame"]
+__all__ = ["order_frame", "positions_frame", "snapshot_frame", "status_frame", "with_watched"]
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -49,6 +49,14 @@ def positions_frame(report: PositionsReport) -> str:
     body["positions"] = [{name: getattr(p, name) for name in _POSITION_FIELDS}
                          for p in report.positions]
     return _dumps({"type": "positions", **body})
+
+
+def with_watched(message: str, watched: Sequence[tuple[str, str, int, float | None]]) -> str:
+    """A `positions` message plus one subscriber's watched instruments (exchange,
+    tradingsymbol, instrument_token, ltp): the shared encoding with one field appended."""
+    rows = [{"exchange": e, "tradingsymbol": s, "instrument_token": t, "ltp": ltp}
+            for e, s, t, ltp in watched]
+    return message[:-1] + ',"watched":' + _dumps(rows) + "}"
 
 
 # attrs.asdict, unrolled: a message of a thousand positions is built a few times a second

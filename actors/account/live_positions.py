@@ -2,9 +2,10 @@
 market ticks of the instruments that move its P&L, and the throttled `positions` messages.
 
 Market data comes on the account's own ticker connection: the instruments of open positions and
-working orders are subscribed once each per connection, counted by who wants them
-(`TokenRefs`), and all subscribed again on every new connection. A stream that cannot subscribe
-(no market data) leaves every price unknown: P&L null, never zero.
+working orders, and those a subscriber watches (`set_watched`), are subscribed once each per
+connection, counted by who wants them (`TokenRefs`), and all subscribed again on every new
+connection. A stream that cannot subscribe (no market data) leaves every price unknown: P&L
+null, never zero.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import trio
 from brokers.base import Broker, BrokerError
 
 from .config import ActorConfig
-from .frames import positions_frame
+from .frames import positions_frame, with_watched
 from .position_book import PositionBook
 from .positions import PositionsReport, report_of
-from .subscribers import SubscriberSet
+from .subscribers import SubscriberSet, Subscription
 
 __all__ = ["LivePositions", "TokenRefs"]
 
@@ -34,7 +35,8 @@ _WORKING = ("OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "MODIFY PENDING", "PU
 
 class TokenRefs:
     """The instruments one upstream connection should be subscribed to, each counted by the
-    sources that want it (open positions, working orders): subscribed while any does."""
+    sources that want it (open positions, working orders, each watching subscriber):
+    subscribed while any does."""
 
     def __init__(self) -> None:
         self._sources: dict[str, frozenset[int]] = {}
@@ -77,12 +79,43 @@ class LivePositions:
         self._moved = trio.Event()  # something the P&L depends on changed
         self._fetch = trio.Event()  # fetch the broker's positions
         self._market = trio.Event()  # the instruments wanted changed
+        self._settled = trio.Event()  # wanted or subscribed changed (`until` waits on it)
 
     def report(self) -> PositionsReport:
         return report_of(self.account, self.book.views(self._payloads()))
 
     def message(self) -> str:
         return positions_frame(self.report())
+
+    def message_for(self, sub: Subscription, message: str) -> str:
+        """`message` (positions) with the subscriber's own watched instruments and prices."""
+        return with_watched(message, [
+            (exchange, symbol, token, self.book.ltp(token))
+            for token, (exchange, symbol) in sub.watched.items()])
+
+    def set_watched(self, sub: Subscription, watched: Mapping[int, tuple[str, str]]) -> None:
+        """What `sub` watches now (token -> exchange, tradingsymbol): subscribed on the
+        upstream connection while any source wants it, released when none does."""
+        sub.watched = dict(watched)
+        if self.refs.update(f"watch:{sub.id}", sub.watched):
+            self._market.set()
+        self._moved.set()
+        self._settle()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Wait until `condition()` (about `refs` and `subscribed`) holds: checked again each
+        time either changes (tests wait on it)."""
+        while not condition():
+            await self._settled.wait()
+
+    def _settle(self) -> None:
+        self._settled.set()
+        self._settled = trio.Event()
+
+    def release(self, sub: Subscription) -> None:
+        """A subscriber gone: what it watched is no longer wanted for it."""
+        if sub.watched:
+            self.set_watched(sub, {})
 
     # -- what the actor tells it ------------------------------------------------------
 
@@ -148,6 +181,7 @@ class LivePositions:
                 await stream.unsubscribe(sorted(self.subscribed - wanted))
                 await stream.subscribe(sorted(wanted - self.subscribed))
                 self.subscribed = wanted
+                self._settle()
                 await self._market.wait()
                 self._market = trio.Event()
         except BrokerError as exc:  # the stream is going: its reader reconnects
@@ -161,5 +195,5 @@ class LivePositions:
             await self._moved.wait()
             self._moved = trio.Event()
             if self._subscribers.want_positions():
-                self._subscribers.publish_latest(self.message())
+                self._subscribers.publish_latest(self.message(), self.message_for)
                 await trio.sleep(interval)

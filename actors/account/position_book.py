@@ -105,6 +105,10 @@ class PositionBook:
         self._ltp[token] = price
         return True
 
+    def ltp(self, token: int) -> float | None:
+        """The last price of any subscribed instrument, None until its first tick."""
+        return self._ltp.get(token)
+
     def forget_prices(self) -> None:
         """Market data lost: every price is unknown again until the next tick."""
         self._ltp.clear()

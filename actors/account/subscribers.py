@@ -32,6 +32,8 @@ class Subscription:
                  positions: bool = False) -> None:
         self.id = next(_ids)
         self.positions = positions  # wants `positions` messages (only the latest is kept)
+        #: instruments this subscriber asked to watch: token -> (exchange, tradingsymbol)
+        self.watched: dict[int, tuple[str, str]] = {}
         self._latest: str | None = None
         self.account = account
         self.initial = list(initial)
@@ -103,11 +105,12 @@ class SubscriberSet:
         for sub in slow:
             self._subs.pop(sub.id, None)
 
-    def publish_latest(self, message: str) -> None:
-        """A `positions` message for those who asked for it (only the latest is kept)."""
+    def publish_latest(self, message: str, own: Callable[[Subscription, str], str]) -> None:
+        """A `positions` message for those who asked for it (only the latest is kept); one
+        that watches instruments gets `own(sub, message)` instead, with their prices."""
         for sub in self._subs.values():
             if sub.positions:
-                sub.set_latest(message)
+                sub.set_latest(own(sub, message) if sub.watched else message)
 
     def want_positions(self) -> bool:
         return any(sub.positions for sub in self._subs.values())
