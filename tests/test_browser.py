@@ -188,6 +188,46 @@ async def test_orders_appear_live_and_update_in_place(
             await in_browser(chromium, scenario)
 
 
+async def test_resting_limit_order_cancelled_from_its_row(
+    tmp_path: Path, chromium: str  # noqa: F811
+) -> None:
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with open_served_desk(tmp_path) as desk:
+
+            def scenario(page: Any) -> None:
+                sign_in(page, desk.base_url, TOKENS["primary"])
+                expect_live(page)
+                with desk.client(TOKENS["primary"]) as client:
+                    filled = client.place_at_venue(symbol="SBIN")
+                    row(page, filled, "COMPLETE")
+                    placed = client.http.post("/accounts/primary/orders", json={
+                        "tradingsymbol": NIFTY_FUT, "exchange": "NFO",
+                        "transaction_type": "BUY", "quantity": 75, "order_type": "LIMIT",
+                        "price": 20000, "product": "NRML",
+                    })
+                    assert placed.status_code == 200, placed.text
+                    resting = placed.json()["order_id"]
+                    open_row = row(page, resting, "OPEN")
+                    # a finished order offers no cancel
+                    assert not row(page, filled).get_by_role("button").is_visible()
+                    # the confirmation names the order; its Cancel sends nothing
+                    open_row.get_by_role("button", name=f"Cancel order {resting}").click()
+                    dialog = page.get_by_role("dialog")
+                    assert f"BUY 75 {NIFTY_FUT} at 20,000.00" in dialog.inner_text()
+                    dialog.get_by_role("button", name="Cancel", exact=True).click()
+                    assert not dialog.is_visible()
+                    assert {o["order_id"]: o["status"] for o in client.orders()}[resting] == "OPEN"
+                    open_row.get_by_role("button", name=f"Cancel order {resting}").click()
+                    dialog.get_by_role("button", name="Cancel order").click()
+                    cancelled = row(page, resting, "CANCELLED")
+                    assert cancelled.locator(".row-outcome").inner_text() == "cancel sent"
+                    assert not cancelled.get_by_role("button").is_visible()
+                    assert {o["order_id"]: o["status"] for o in client.orders()}[resting] == (
+                        "CANCELLED")
+
+            await in_browser(chromium, scenario)
+
+
 async def test_page_socket_drop_resumes_with_since(
     tmp_path: Path, chromium: str  # noqa: F811
 ) -> None:

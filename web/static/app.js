@@ -13,7 +13,7 @@ const ACCOUNT_KEY = "orderdesk.account";
 
 const state = { me: null, account: null, stream: null };
 
-const blotter = new Blotter($("#blotter"));
+const blotter = new Blotter($("#blotter"), () => state.account);
 const basket = new Basket($("#basket"), () => state.account);
 const health = new HealthView($("#health"));
 const positions = new PositionsPanel($("#positions-card"), () => state.account,
