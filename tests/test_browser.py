@@ -264,6 +264,39 @@ async def test_page_socket_drop_resumes_with_since(
             await in_browser(chromium, scenario)
 
 
+async def test_offline_for_3_s_says_so_and_disables_placing(
+    tmp_path: Path, chromium: str  # noqa: F811
+) -> None:
+    """The page cut off from orderdesk (the browser offline, its socket gone): after 3 s the
+    badge no longer claims "connected", a banner says since when (IST), placing is disabled;
+    all restored once the socket is back."""
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with open_served_desk(tmp_path) as desk:
+
+            def scenario(page: Any) -> None:
+                sign_in(page, desk.base_url, TOKENS["primary"])
+                expect_live(page)
+                place = page.get_by_role("button", name="Place basket")
+                assert place.is_enabled()
+                page.context.set_offline(True)
+                page.evaluate("window.__orderdesk.ws.close()")
+                page.wait_for_selector("#offline", state="visible", timeout=10_000)
+                banner = page.get_by_role("alert").filter(has_text="Offline since")
+                assert re.search(r"Offline since \d{2}:\d{2}:\d{2} IST", banner.inner_text())
+                since = page.evaluate("Date.parse(document.querySelector('#offline')"
+                                      ".dataset.since)")
+                shown = page.evaluate("Date.now()")
+                assert shown - since >= 3000  # not before 3 s
+                assert "connected" not in page.locator("#upstream").inner_text()
+                assert place.is_disabled()
+                page.context.set_offline(False)
+                expect_live(page)  # the socket back, the upstream state from its snapshot
+                page.wait_for_selector("#offline", state="hidden")
+                assert place.is_enabled()
+
+            await in_browser(chromium, scenario)
+
+
 def client_seq(desk: ServedDesk) -> int:
     with desk.client(TOKENS["primary"]) as client:
         response = client.http.get("/accounts/primary/orders")
