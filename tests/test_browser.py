@@ -293,6 +293,17 @@ async def test_offline_for_3_s_says_so_and_disables_placing(
                 expect_live(page)  # the socket back, the upstream state from its snapshot
                 page.wait_for_selector("#offline", state="hidden")
                 assert place.is_enabled()
+                # the server itself fails and is restarted at once: a blip, no alarm
+                page.evaluate("""() => { window.__alarms = 0; new MutationObserver(() => {
+                    if (!document.querySelector('#offline').hidden) window.__alarms += 1;
+                  }).observe(document.querySelector('#offline'), {attributes: true}); }""")
+                before = page.evaluate("window.__orderdesk.stream.connections.length")
+                trio.from_thread.run_sync(desk.running.web.fail, "drill")
+                page.wait_for_function(
+                    "n => window.__orderdesk.stream.connections.length > n", arg=before)
+                expect_live(page)
+                assert page.evaluate("window.__alarms") == 0
+                assert place.is_enabled()
 
             await in_browser(chromium, scenario)
 
