@@ -67,6 +67,16 @@ def fill_leg(page: Any, n: int, symbol: str, side: str, lots: int, **extra: str)
         leg.get_by_label("Price").fill(extra["price"])
 
 
+def place_resting(client: Any) -> str:
+    """A LIMIT order through orderdesk's own API, far from the price: it rests, OPEN."""
+    placed = client.http.post("/accounts/primary/orders", json={
+        "tradingsymbol": NIFTY_FUT, "exchange": "NFO", "transaction_type": "BUY",
+        "quantity": 75, "order_type": "LIMIT", "price": 20000, "product": "NRML",
+    })
+    assert placed.status_code == 200, placed.text
+    return str(placed.json()["order_id"])
+
+
 # -- sign in ------------------------------------------------------------------------------
 
 
@@ -148,13 +158,7 @@ async def test_orders_appear_live_and_update_in_place(
                     row(page, filled, "COMPLETE")
                     assert cell(page, filled, "fill") == "1 / 0"
                     # through orderdesk's own API: place, then cancel
-                    placed = client.http.post("/accounts/primary/orders", json={
-                        "tradingsymbol": NIFTY_FUT, "exchange": "NFO",
-                        "transaction_type": "BUY", "quantity": 75, "order_type": "LIMIT",
-                        "price": 20000, "product": "NRML",
-                    })
-                    assert placed.status_code == 200, placed.text
-                    resting = placed.json()["order_id"]
+                    resting = place_resting(client)
                     first = row(page, resting, "OPEN").element_handle()
                     assert cell(page, resting, "tag").startswith("od")
                     # newest first
@@ -200,13 +204,7 @@ async def test_resting_limit_order_cancelled_from_its_row(
                 with desk.client(TOKENS["primary"]) as client:
                     filled = client.place_at_venue(symbol="SBIN")
                     row(page, filled, "COMPLETE")
-                    placed = client.http.post("/accounts/primary/orders", json={
-                        "tradingsymbol": NIFTY_FUT, "exchange": "NFO",
-                        "transaction_type": "BUY", "quantity": 75, "order_type": "LIMIT",
-                        "price": 20000, "product": "NRML",
-                    })
-                    assert placed.status_code == 200, placed.text
-                    resting = placed.json()["order_id"]
+                    resting = place_resting(client)
                     open_row = row(page, resting, "OPEN")
                     # a finished order offers no cancel
                     assert not row(page, filled).get_by_role("button").is_visible()
