@@ -8,9 +8,9 @@ const OPEN_STATES = new Set([
   "OPEN", "OPEN PENDING", "TRIGGER PENDING", "PUT ORDER REQ RECEIVED", "VALIDATION PENDING",
   "MODIFY PENDING", "MODIFY VALIDATION PENDING", "CANCEL PENDING", "AMO REQ RECEIVED",
 ]);
-const COLUMNS = [
-  "time", "tradingsymbol", "transaction_type", "quantity", "fill", "order_type", "price",
-  "average_price", "status", "tag", "order_id", "action",
+const COLUMNS = [ // the action first: a Cancel button never needs a sideways scroll to reach
+  "action", "time", "tradingsymbol", "transaction_type", "quantity", "fill", "order_type", "price",
+  "average_price", "status", "tag", "order_id",
 ];
 
 const fmtPrice = (v) => (v === null || v === undefined || v === "" ? "–"
