@@ -67,6 +67,16 @@ def fill_leg(page: Any, n: int, symbol: str, side: str, lots: int, **extra: str)
         leg.get_by_label("Price").fill(extra["price"])
 
 
+def place_resting(client: Any) -> str:
+    """A LIMIT order through orderdesk's own API, far from the price: it rests, OPEN."""
+    placed = client.http.post("/accounts/primary/orders", json={
+        "tradingsymbol": NIFTY_FUT, "exchange": "NFO", "transaction_type": "BUY",
+        "quantity": 75, "order_type": "LIMIT", "price": 20000, "product": "NRML",
+    })
+    assert placed.status_code == 200, placed.text
+    return str(placed.json()["order_id"])
+
+
 # -- sign in ------------------------------------------------------------------------------
 
 
@@ -148,13 +158,7 @@ async def test_orders_appear_live_and_update_in_place(
                     row(page, filled, "COMPLETE")
                     assert cell(page, filled, "fill") == "1 / 0"
                     # through orderdesk's own API: place, then cancel
-                    placed = client.http.post("/accounts/primary/orders", json={
-                        "tradingsymbol": NIFTY_FUT, "exchange": "NFO",
-                        "transaction_type": "BUY", "quantity": 75, "order_type": "LIMIT",
-                        "price": 20000, "product": "NRML",
-                    })
-                    assert placed.status_code == 200, placed.text
-                    resting = placed.json()["order_id"]
+                    resting = place_resting(client)
                     first = row(page, resting, "OPEN").element_handle()
                     assert cell(page, resting, "tag").startswith("od")
                     # newest first
@@ -184,6 +188,40 @@ async def test_orders_appear_live_and_update_in_place(
                     "() => document.querySelectorAll('#orders tbody tr').length === 2"
                 )
                 assert page.locator("#order-count").inner_text() == "2 orders"
+
+            await in_browser(chromium, scenario)
+
+
+async def test_resting_limit_order_cancelled_from_its_row(
+    tmp_path: Path, chromium: str  # noqa: F811
+) -> None:
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with open_served_desk(tmp_path) as desk:
+
+            def scenario(page: Any) -> None:
+                sign_in(page, desk.base_url, TOKENS["primary"])
+                expect_live(page)
+                with desk.client(TOKENS["primary"]) as client:
+                    filled = client.place_at_venue(symbol="SBIN")
+                    row(page, filled, "COMPLETE")
+                    resting = place_resting(client)
+                    open_row = row(page, resting, "OPEN")
+                    # a finished order offers no cancel
+                    assert not row(page, filled).get_by_role("button").is_visible()
+                    # the confirmation names the order; its Cancel sends nothing
+                    open_row.get_by_role("button", name=f"Cancel order {resting}").click()
+                    dialog = page.get_by_role("dialog")
+                    assert f"BUY 75 {NIFTY_FUT} at 20,000.00" in dialog.inner_text()
+                    dialog.get_by_role("button", name="Cancel", exact=True).click()
+                    assert not dialog.is_visible()
+                    assert {o["order_id"]: o["status"] for o in client.orders()}[resting] == "OPEN"
+                    open_row.get_by_role("button", name=f"Cancel order {resting}").click()
+                    dialog.get_by_role("button", name="Cancel order").click()
+                    cancelled = row(page, resting, "CANCELLED")
+                    assert cancelled.locator(".row-outcome").inner_text() == "cancel sent"
+                    assert not cancelled.get_by_role("button").is_visible()
+                    assert {o["order_id"]: o["status"] for o in client.orders()}[resting] == (
+                        "CANCELLED")
 
             await in_browser(chromium, scenario)
 
@@ -220,6 +258,50 @@ async def test_page_socket_drop_resumes_with_since(
                 )
                 assert page_rows == server
                 assert page.evaluate("window.__orderdesk.stream.seq") == client_seq(desk)
+
+            await in_browser(chromium, scenario)
+
+
+async def test_offline_for_3_s_says_so_and_disables_placing(
+    tmp_path: Path, chromium: str  # noqa: F811
+) -> None:
+    """The page cut off from orderdesk (the browser offline, its socket gone): after 3 s the
+    badge no longer claims "connected", a banner says since when (IST), placing is disabled;
+    all restored once the socket is back."""
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with open_served_desk(tmp_path) as desk:
+
+            def scenario(page: Any) -> None:
+                sign_in(page, desk.base_url, TOKENS["primary"])
+                expect_live(page)
+                place = page.get_by_role("button", name="Place basket")
+                assert place.is_enabled()
+                page.context.set_offline(True)
+                page.evaluate("window.__orderdesk.ws.close()")
+                page.wait_for_selector("#offline", state="visible", timeout=10_000)
+                banner = page.get_by_role("alert").filter(has_text="Offline since")
+                assert re.search(r"Offline since \d{2}:\d{2}:\d{2} IST", banner.inner_text())
+                since = page.evaluate("Date.parse(document.querySelector('#offline')"
+                                      ".dataset.since)")
+                shown = page.evaluate("Date.now()")
+                assert shown - since >= 3000  # not before 3 s
+                assert "connected" not in page.locator("#upstream").inner_text()
+                assert place.is_disabled()
+                page.context.set_offline(False)
+                expect_live(page)  # the socket back, the upstream state from its snapshot
+                page.wait_for_selector("#offline", state="hidden")
+                assert place.is_enabled()
+                # the server itself fails and is restarted at once: a blip, no alarm
+                page.evaluate("""() => { window.__alarms = 0; new MutationObserver(() => {
+                    if (!document.querySelector('#offline').hidden) window.__alarms += 1;
+                  }).observe(document.querySelector('#offline'), {attributes: true}); }""")
+                before = page.evaluate("window.__orderdesk.stream.connections.length")
+                trio.from_thread.run_sync(desk.running.web.fail, "drill")
+                page.wait_for_function(
+                    "n => window.__orderdesk.stream.connections.length > n", arg=before)
+                expect_live(page)
+                assert page.evaluate("window.__alarms") == 0
+                assert place.is_enabled()
 
             await in_browser(chromium, scenario)
 

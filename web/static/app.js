@@ -5,6 +5,7 @@ import { api, ApiError, session } from "./api.js";
 import { Basket } from "./basket.js";
 import { Blotter } from "./blotter.js";
 import { HealthView } from "./health.js";
+import { OfflineWatch } from "./offline.js";
 import { PositionsPanel } from "./positions.js";
 import { OrderStream } from "./stream.js";
 
@@ -13,11 +14,20 @@ const ACCOUNT_KEY = "orderdesk.account";
 
 const state = { me: null, account: null, stream: null };
 
-const blotter = new Blotter($("#blotter"));
+const blotter = new Blotter($("#blotter"), () => state.account);
 const basket = new Basket($("#basket"), () => state.account);
 const health = new HealthView($("#health"));
 const positions = new PositionsPanel($("#positions-card"), () => state.account,
                                      () => blotter.openCount());
+const offline = new OfflineWatch($("#offline"), {
+  onOffline: () => {
+    setBadge($("#upstream"), "upstream", "unknown", "orderdesk is not reachable from this page");
+    $("#basket-submit").disabled = true;
+  },
+  onOnline: () => {
+    $("#basket-submit").disabled = false;
+  },
+});
 
 // For tests and for the curious: the live socket, the stream, and the page state.
 window.__orderdesk = {
@@ -36,6 +46,7 @@ function setBadge(el, name, value, detail) {
 function showSignIn(message = "") {
   state.stream?.stop();
   state.stream = null;
+  offline.reset();
   health.stop();
   state.me = null;
   $("#desk").hidden = true;
@@ -79,6 +90,7 @@ async function signIn(token) {
 function openAccount(account) {
   state.stream?.stop();
   state.stream = null;
+  offline.reset();
   state.account = account ?? null;
   blotter.reset([], null);
   positions.reset();
@@ -96,7 +108,10 @@ function openAccount(account) {
     },
     onPositions: (msg) => positions.apply(msg),
     onUpstream: (upstream) => setBadge($("#upstream"), "upstream", upstream),
-    onLink: (link, detail) => setBadge($("#link"), "stream", link, detail),
+    onLink: (link, detail) => {
+      setBadge($("#link"), "stream", link, detail);
+      offline.link(link);
+    },
   });
   state.stream = stream;
   stream.start();

@@ -1,11 +1,15 @@
-// The order blotter: one row per order_id, updated in place, newest first, with filters.
+// The order blotter: one row per order_id, updated in place, newest first, with filters; an
+// open order's row carries a Cancel button (behind a confirmation) and shows its outcome.
+
+import { api } from "./api.js";
+import { confirmAction } from "./confirm.js";
 
 const OPEN_STATES = new Set([
   "OPEN", "OPEN PENDING", "TRIGGER PENDING", "PUT ORDER REQ RECEIVED", "VALIDATION PENDING",
   "MODIFY PENDING", "MODIFY VALIDATION PENDING", "CANCEL PENDING", "AMO REQ RECEIVED",
 ]);
-const COLUMNS = [
-  "time", "tradingsymbol", "transaction_type", "quantity", "fill", "order_type", "price",
+const COLUMNS = [ // the action first: a Cancel button never needs a sideways scroll to reach
+  "action", "time", "tradingsymbol", "transaction_type", "quantity", "fill", "order_type", "price",
   "average_price", "status", "tag", "order_id",
 ];
 
@@ -23,7 +27,7 @@ function sortKey(order) {
 }
 
 export class Blotter {
-  constructor(root, onCount) {
+  constructor(root, account) {
     this.tbody = root.querySelector("#orders tbody");
     this.empty = root.querySelector("#orders-empty");
     this.count = root.querySelector("#order-count");
@@ -32,7 +36,7 @@ export class Blotter {
     this.symbolFilter = root.querySelector("#filter-symbol");
     this.orders = new Map(); // order_id -> {order, row, arrival}
     this.arrivals = 0;
-    this.onCount = onCount;
+    this.account = account; // () => the account shown
     this.pending = false;
     this.statusFilter.addEventListener("change", () => this.render());
     this.symbolFilter.addEventListener("input", () => this.render());
@@ -82,6 +86,17 @@ export class Blotter {
       if (["quantity", "fill", "price", "average_price"].includes(col)) cell.className = "num";
       row.append(cell);
     }
+    const action = row.querySelector('[data-col="action"]');
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary cancel";
+    button.textContent = "Cancel";
+    button.setAttribute("aria-label", `Cancel order ${id}`);
+    button.addEventListener("click", () => this.cancel(id));
+    const outcome = document.createElement("span");
+    outcome.className = "row-outcome";
+    outcome.setAttribute("role", "status");
+    action.append(button, outcome);
     return row;
   }
 
@@ -103,10 +118,12 @@ export class Blotter {
       order_id: String(o.order_id),
     };
     for (const cell of entry.row.children) {
+      if (cell.dataset.col === "action") continue;
       const value = values[cell.dataset.col];
       if (cell.textContent !== value) cell.textContent = value;
     }
     const row = entry.row;
+    row.querySelector("button.cancel").hidden = !OPEN_STATES.has(o.status);
     row.dataset.status = o.status || "";
     row.dataset.side = o.transaction_type || "";
     const statusCell = row.querySelector('[data-col="status"]');
@@ -116,6 +133,36 @@ export class Blotter {
     row.classList.remove("flash");
     void row.offsetWidth; // restart the highlight
     row.classList.add("flash");
+  }
+
+  async cancel(id) {
+    const entry = this.orders.get(id);
+    const account = this.account?.();
+    if (!entry || !account) return;
+    const o = entry.order;
+    const ok = await confirmAction({
+      title: "Cancel this order?",
+      text: `Cancels order ${id}: ${o.transaction_type} ${o.quantity} ${o.tradingsymbol} `
+        + `${o.order_type === "MARKET" ? "at market" : `at ${fmtPrice(o.price)}`}.`,
+      confirmLabel: "Cancel order",
+    });
+    if (!ok) return;
+    const button = entry.row.querySelector("button.cancel");
+    const outcome = entry.row.querySelector(".row-outcome");
+    button.disabled = true;
+    outcome.dataset.state = "pending";
+    outcome.textContent = "cancelling…";
+    try {
+      await api(`/accounts/${encodeURIComponent(account)}/orders/${encodeURIComponent(id)}`,
+                { method: "DELETE" });
+      outcome.dataset.state = "done";
+      outcome.textContent = "cancel sent";
+    } catch (err) {
+      outcome.dataset.state = "failed";
+      outcome.textContent = `cancel refused: ${err.message}`;
+    } finally {
+      button.disabled = false;
+    }
   }
 
   schedule() {
@@ -161,6 +208,5 @@ export class Blotter {
     this.empty.textContent = total ? "No orders match the filters." : "No orders yet today.";
     this.count.textContent = shown.length === total ? `${total} orders`
       : `${shown.length} of ${total} orders`;
-    if (this.onCount) this.onCount(total);
   }
 }
