@@ -168,6 +168,7 @@ export class Basket {
       }
     }
     this.describe(li);
+    this.margin.schedule(); // the lot size is known only now
   }
 
   instrumentOf(li) {
