@@ -13,7 +13,8 @@ from typing import Any
 import attrs
 import cattrs
 
-__all__ = ["OMITTING", "BatchProgress", "BatchResult", "CancelRequested", "CancelledOrder",
+__all__ = ["OMITTING", "BasketMarginQuote", "BatchProgress", "BatchResult", "CancelRequested",
+           "CancelledOrder",
            "ExitReport", "Exposure", "FlattenOrder", "FlattenedPosition", "HeldPosition",
            "KillReport", "LegProgress", "LegResult", "OrderOutcomeUnknown", "OrderPlaced",
            "RollbackDetail",           "StoppedBatch", "Symbol", "as_json", "stored_result"]
@@ -41,6 +42,28 @@ class OrderOutcomeUnknown:
     tag: str = attrs.field(metadata={"doc": "the tag to look the order up by"})
     message: str = attrs.field(metadata={"doc": "what happened and what to do"})
     status: str = attrs.field(default="unknown", metadata={"doc": "always 'unknown'"})
+
+
+@attrs.frozen
+class BasketMarginQuote:
+    """What a basket would need before it is placed: the broker's basket margin (with hedge
+    benefit) against the funds available, and its net premium at last prices. Read only:
+    nothing is placed or stored."""
+
+    required: float = attrs.field(metadata={"doc": "margin the basket needs with hedge "
+                                                   "benefit, in rupees"})
+    available: float | None = attrs.field(metadata={"doc": "funds available for it, in "
+                                                           "rupees; null when the broker "
+                                                           "does not say"})
+    fits: bool | None = attrs.field(metadata={"doc": "whether `required` fits `available`; "
+                                                     "null when `available` is unknown"})
+    short_by: float | None = attrs.field(metadata={"doc": "how much more margin is needed "
+                                                          "(0 when it fits), in rupees; null "
+                                                          "when `available` is unknown"})
+    net_premium: float | None = attrs.field(metadata={
+        "doc": "premium at the broker's last prices, quantity times price summed over the legs: "
+               "positive a net credit (SELL), negative a net debit (BUY); null when a leg's "
+               "last price is unknown"})
 
 
 @attrs.frozen

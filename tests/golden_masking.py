@@ -37,6 +37,9 @@ TIME_KEYS = frozenset({
 })
 #: From the venue's price simulation, which ticks with the clock.
 PRICE_KEYS = frozenset({"price", "average_price"})
+#: Rupee amounts priced from the venue's simulation (the basket margin quote): masked when
+#: numbers only, as the contract's schemas use `required` for lists of names.
+MONEY_KEYS = frozenset({"required", "available", "short_by", "net_premium"})
 #: Counters that depend on timing.
 TIMING_KEYS = frozenset({"reconnects", "max_queue_depth"})
 MASKED_KEYS = ID_KEYS | OPAQUE_KEYS | TIME_KEYS | PRICE_KEYS | TIMING_KEYS
@@ -91,6 +94,8 @@ class Masker:
             return {k: self._mask(v, k) for k, v in value.items()}
         if isinstance(value, list):
             return [self._mask(item, key) for item in value]
+        if key in MONEY_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return f"<{key}>"
         if value is None or isinstance(value, bool) or key not in MASKED_KEYS:
             return self.text(value) if isinstance(value, str) else value
         if key in ID_KEYS:

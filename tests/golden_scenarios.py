@@ -179,6 +179,7 @@ async def order_routes(rec: Recorder) -> None:
         await body_errors(rec, "batch", "POST", BATCHES, PRIMARY)
         await the_three_denials(rec, "batch", "POST", BATCHES)
         await rec.http("batch: 405 PUT", "PUT", BATCHES, token=PRIMARY)
+        await basket_margin_routes(rec, batch)
 
         orders = "/accounts/primary/orders"
         single = leg(FUT, "SELL")
@@ -207,6 +208,18 @@ async def order_routes(rec: Recorder) -> None:
         await the_three_denials(rec, "kill", "POST", "/accounts/primary/kill")
         await rec.http("kill: 405 GET", "GET", "/accounts/primary/kill", token=PRIMARY)
         await exit_routes(rec, orders)
+
+
+async def basket_margin_routes(rec: Recorder, batch: dict[str, Any]) -> None:
+    """The read-only margin quote: fits, does not fit, invalid legs; nothing placed."""
+    margin = "/accounts/primary/basket-margin"
+    await rec.http("basket margin: fits", "POST", margin, token=PRIMARY, json_body=batch)
+    await rec.http("basket margin: short", "POST", margin, token=PRIMARY,
+                   json_body={"orders": [leg(FUT, "SELL", quantity=1800)] * 3})
+    await rec.http("basket margin: 422", "POST", margin, token=PRIMARY,
+                   json_body={"orders": [leg("NOSUCH")]})
+    await body_errors(rec, "basket margin", "POST", margin, PRIMARY)
+    await the_three_denials(rec, "basket margin", "POST", margin)
 
 
 async def exit_routes(rec: Recorder, orders: str) -> None:

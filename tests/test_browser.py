@@ -315,6 +315,14 @@ def client_seq(desk: ServedDesk) -> int:
 # -- the basket ticket --------------------------------------------------------------------
 
 
+def place_and_confirm(page: Any) -> None:
+    """Place basket, then confirm in the review (Cancel has the focus first)."""
+    page.get_by_role("button", name="Place basket").click()
+    page.wait_for_selector("#confirm[open]")
+    assert page.evaluate("document.activeElement.id") == "confirm-cancel"
+    page.get_by_role("button", name="Confirm and place").click()
+
+
 def _batch_routes(desk: ServedDesk) -> bool:
     response = httpx.get(
         f"{desk.base_url}/accounts/primary/batch-orders/none",
@@ -339,7 +347,7 @@ async def test_basket_success_then_rollback(tmp_path: Path, chromium: str) -> No
                 page.get_by_role("button", name="Add leg").click()
                 fill_leg(page, 2, BANKNIFTY_FUT, "SELL", 1)
                 page.get_by_label("Hedge first").check()
-                page.get_by_role("button", name="Place basket").click()
+                place_and_confirm(page)
                 page.wait_for_selector('#basket-result[data-status="success"]')
                 legs = page.locator("#basket-result tbody tr")
                 assert legs.count() == 2
@@ -357,9 +365,12 @@ async def test_basket_success_then_rollback(tmp_path: Path, chromium: str) -> No
                 with desk.client(TOKENS["primary"]) as client:
                     client.faults(reject_symbols=[BANKNIFTY_FUT])
                     page.get_by_label("Parallel").check()
-                    page.get_by_role("button", name="Place basket").click()
+                    page.get_by_role("button", name="Repeat").click()
+                    page.get_by_role("button", name="Confirm and place").click()
                     page.wait_for_selector('#basket-result[data-status="rolled_back"]')
                     client.clear_faults()
+                assert "Rolled back" in page.get_by_role("alert").filter(
+                    has_text="Rolled back").inner_text()
                 rejected = page.locator('#basket-result tbody tr[data-leg="1"]')
                 assert rejected.get_attribute("data-status") == "REJECTED"
                 assert rejected.locator(".err").inner_text()  # the broker's reason
@@ -397,7 +408,7 @@ async def test_basket_validation_errors_next_to_fields(
                 leg.get_by_label("Type").select_option("MARKET")
                 page.get_by_role("button", name="Add leg").click()
                 fill_leg(page, 2, BANKNIFTY_FUT, "SELL", 500)
-                page.get_by_role("button", name="Place basket").click()
+                place_and_confirm(page)
                 page.wait_for_selector('#basket-result[data-status="invalid"]')
                 second = page.locator("#legs .leg").nth(1)
                 assert second.locator('.error[data-field="quantity"]').inner_text()

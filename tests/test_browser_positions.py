@@ -71,6 +71,7 @@ def place_basket(page: Any) -> None:
         leg.get_by_label("Side").select_option(side)
         leg.get_by_label("Lots").fill(str(lots))
     page.get_by_role("button", name="Place basket").click()
+    page.get_by_role("button", name="Confirm and place").click()
     page.wait_for_selector('#basket-result[data-status="success"]')
 
 

@@ -19,6 +19,7 @@ from quart import Blueprint, Quart, Response, current_app, request
 from actors.account.positions import PositionsReport
 from actors.errors import FieldError
 from actors.outcomes import (
+    BasketMarginQuote,
     BatchResult,
     CancelRequested,
     ExitReport,
@@ -99,6 +100,10 @@ OPERATIONS: tuple[Operation, ...] = (
               "account", {200: BatchResult},
               (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), BatchRequest,
               idempotency_key=True),
+    Operation("POST", f"{_PREFIX}/basket-margin", "The margin a batch would need against the "
+              "funds available, and its net premium: nothing placed or stored", "account",
+              {200: BasketMarginQuote}, (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503),
+              BatchRequest),
     Operation("GET", f"{_PREFIX}/batch-orders/<batch_id>", "A batch's result or progress",
               "account", {200: BatchResult}, (*ACCOUNT_ERRORS, 503)),
     Operation("POST", f"{_PREFIX}/orders", "Place one order", "account",

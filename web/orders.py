@@ -78,6 +78,14 @@ async def submit_batch(account_id: str) -> tuple[Response, int]:
     return _reply(await _coordinator().submit(account_id, request, digest, key, identity.name))
 
 
+@orders_blueprint.post("/basket-margin")
+async def basket_margin(account_id: str) -> tuple[Response, int]:
+    """The margin and net premium a batch body would need: read only, no Idempotency-Key."""
+    require_account(account_id)
+    request, _ = await _typed_body(BatchRequest)
+    return _reply(await _coordinator().basket_margin(account_id, request))
+
+
 @orders_blueprint.get("/batch-orders/<batch_id>")
 async def get_batch(account_id: str, batch_id: str) -> tuple[Response, int]:
     require_account(account_id)

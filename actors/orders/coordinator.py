@@ -40,6 +40,7 @@ from ..errors import (
 )
 from ..instruments import InstrumentCaches
 from ..outcomes import (
+    BasketMarginQuote,
     BatchProgress,
     BatchResult,
     CancelRequested,
@@ -242,6 +243,16 @@ class BatchCoordinator:
         if work.result is not None:  # the outcome reached, whether or not it is stored yet
             return work.result
         return await self.get(account, batch_id)
+
+    async def basket_margin(
+        self, account: str, request: BatchRequest | MalformedRequest
+    ) -> BasketMarginQuote:
+        """What the batch would need (margin against funds, net premium), validated as
+        `submit` validates it: nothing is placed or stored."""
+        ctx = self._accounts.context(account)
+        if ctx is None:
+            raise UnknownAccount(account)
+        return await self._checks.quote(ctx, await self._checks.validate(ctx, request))
 
     async def drain(self, grace_s: float) -> int:
         """Shutdown: refuse new batches, give running ones `grace_s` to finish or roll back,

@@ -1,6 +1,8 @@
 // The basket ticket: up to 10 legs, submitted as one batch; per-leg results and rollbacks.
 
 import { api, ApiError } from "./api.js";
+import { MarginPreview } from "./margin.js";
+import { reviewBasket } from "./review.js";
 
 const MAX_LEGS = 10;
 const TAG = /^od([A-Z2-7]{10})(\d+)([LR])(\d)$/i;
@@ -43,10 +45,10 @@ export class Basket {
       const leg = this.addLeg();
       leg?.querySelector('[name="tradingsymbol"]').focus();
     });
-    this.form.addEventListener("submit", (e) => {
-      e.preventDefault();
-      this.submit();
-    });
+    // Enter never places: only the button opens the review, and only its confirm places.
+    this.form.addEventListener("submit", (e) => e.preventDefault());
+    this.submitButton.addEventListener("click", () => this.submit());
+    this.margin = new MarginPreview(this, root.querySelector("#basket-margin"));
     this.addLeg();
   }
 
@@ -166,6 +168,7 @@ export class Basket {
       }
     }
     this.describe(li);
+    this.margin.schedule(); // the lot size is known only now
   }
 
   instrumentOf(li) {
@@ -301,6 +304,15 @@ export class Basket {
       return;
     }
     const body = this.body();
+    const lotSize = (symbol) => this.known.get(symbol)?.lot_size;
+    if (this.reviewing) return;
+    this.reviewing = true;
+    try {
+      if (!await reviewBasket(body, lotSize, this.margin.latest)) return;
+    } finally {
+      this.reviewing = false;
+    }
+    if (this.inflight) return;
     const serial = JSON.stringify(body);
     const key = serial === this.lastBody && this.retryKey ? this.retryKey : crypto.randomUUID();
     this.lastBody = serial;
@@ -314,6 +326,7 @@ export class Basket {
         { method: "POST", body, headers: { "Idempotency-Key": key } });
       this.retryKey = null; // processed: a new submit is a new basket
       this.renderResult(body, result);
+      if (result.status === "success") this.offerClearOrRepeat();
     } catch (err) {
       this.renderFailure(err);
       if (err instanceof ApiError && err.status && err.status < 500) this.retryKey = null;
@@ -428,7 +441,38 @@ export class Basket {
           ${esc(result.failed)} failed</dd></div>
         <div><dt>Took</dt><dd>${esc(result.duration_ms)} ms</dd></div>
       </dl>${this.table(rows)}`;
+    if (status !== "success") {
+      this.result.querySelector(".outcome-text").setAttribute("role", "alert");
+    }
     this.result.focus({ preventScroll: true });
+    this.result.scrollIntoView({ block: "nearest" });
+  }
+
+  // After a success the ticket is not placeable as it stands: Clear empties it, Repeat
+  // reviews the same legs again and places them under a NEW Idempotency-Key.
+  offerClearOrRepeat() {
+    this.submitButton.hidden = true;
+    const actions = document.createElement("div");
+    actions.className = "basket-actions after-success";
+    actions.innerHTML = `<button type="button" class="secondary" data-act="clear">Clear</button>
+      <button type="button" data-act="repeat">Repeat</button>`;
+    this.result.append(actions);
+    const reset = () => {
+      actions.remove();
+      this.submitButton.hidden = false;
+    };
+    actions.querySelector('[data-act="clear"]').addEventListener("click", () => {
+      reset();
+      for (const li of this.legs()) li.remove();
+      this.addLeg()?.querySelector('[name="tradingsymbol"]').focus();
+      this.result.hidden = true;
+      this.margin.schedule();
+    });
+    actions.querySelector('[data-act="repeat"]').addEventListener("click", () => {
+      reset();
+      this.lastBody = null; // deliberately a new basket: a new Idempotency-Key
+      this.submit();
+    });
   }
 
   renderFailure(err) {
@@ -449,5 +493,6 @@ export class Basket {
       <p class="outcome-text">${esc(err.message)}${maybePlaced
         ? " — submit again to retry the same basket (it will not be placed twice)." : ""}</p>`;
     this.basketError.textContent = err.message;
+    this.result.scrollIntoView({ block: "nearest" });
   }
 }

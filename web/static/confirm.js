@@ -20,7 +20,8 @@ export function confirmAction({ title, text, items = [], confirmLabel }) {
   const list = el.querySelector("#confirm-items");
   list.replaceChildren(...items.map((item) => {
     const li = document.createElement("li");
-    li.textContent = item;
+    li.textContent = item.text ?? item; // a string, or {text, side} (BUY/SELL coloured)
+    if (item.side) li.dataset.side = item.side;
     return li;
   }));
   list.hidden = items.length === 0;
