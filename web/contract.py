@@ -52,7 +52,8 @@ MEANING = {
     401: "missing or invalid credentials",
     403: "a browser Origin not allowed, or credentials of another kind or account",
     404: "unknown account, order, batch or route",
-    409: "refused in this state: idempotency_conflict, kill_in_progress, auth_expired",
+    409: "refused in this state: idempotency_conflict, kill_in_progress, position_busy, "
+         "auth_expired",
     413: "request body too large",
     415: "Content-Type is not JSON",
     422: "invalid input: every problem listed in `fields`",
