@@ -55,6 +55,8 @@ class OptionChain:
     """An underlying's options of one expiry, strikes around the money, with last prices."""
 
     underlying: str = attrs.field(metadata={"doc": "the underlying's name, e.g. NIFTY"})
+    underlyings: list[str] = attrs.field(metadata={
+        "doc": "every underlying with options in the master, by name (the page's picker)"})
     exchange: str = attrs.field(metadata={"doc": "where the options trade (NFO)"})
     expiry: str = attrs.field(metadata={"doc": "the expiry shown, YYYY-MM-DD"})
     expiries: list[str] = attrs.field(metadata={
@@ -84,7 +86,11 @@ async def option_chain(
     calls = [i for i in cache.contracts(EXCHANGE, name, "CE") if _live(i, today())]
     puts = [i for i in cache.contracts(EXCHANGE, name, "PE") if _live(i, today())]
     if not calls and not puts:
-        raise InvalidRequest([FieldError("underlying", "unknown", _unknown(cache, name))])
+        names = _underlyings(cache)
+        listed = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
+        raise InvalidRequest([FieldError("underlying", "unknown", (
+            f"no {EXCHANGE} options of {name!r} in the instrument master; underlyings: "
+            f"{listed}"))])
     expiries = sorted({i.expiry for i in (*calls, *puts) if i.expiry})
     expiry = dt.date.fromisoformat(query.expiry) if query.expiry else expiries[0]
     if expiry not in expiries:
@@ -106,9 +112,10 @@ async def option_chain(
     shown = strikes[max(0, at - query.strikes):at + query.strikes + 1]
     first = next(iter(sides[atm].values()))
     return OptionChain(
-        underlying=name, exchange=EXCHANGE, expiry=expiry.isoformat(),
-        expiries=[e.isoformat() for e in expiries], underlying_price=spot, priced_from=source,
-        atm_strike=atm, lot_size=first.lot_size, tick_size=first.tick_size,
+        underlying=name, underlyings=_underlyings(cache), exchange=EXCHANGE,
+        expiry=expiry.isoformat(), expiries=[e.isoformat() for e in expiries],
+        underlying_price=spot, priced_from=source, atm_strike=atm, lot_size=first.lot_size,
+        tick_size=first.tick_size,
         strikes=[ChainStrike(k, _quote(sides[k].get("CE"), prices),
                              _quote(sides[k].get("PE"), prices)) for k in shown],
     )
@@ -127,10 +134,8 @@ def _live(i: InstrumentInfo, today: dt.date) -> bool:
     return i.expiry is not None and i.expiry >= today
 
 
-def _unknown(cache: InstrumentCache, name: str) -> str:
-    names = sorted({i.name for i in cache.loaded(EXCHANGE) if i.instrument_type in ("CE", "PE")})
-    listed = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
-    return f"no {EXCHANGE} options of {name!r} in the instrument master; underlyings: {listed}"
+def _underlyings(cache: InstrumentCache) -> list[str]:
+    return sorted({i.name for i in cache.loaded(EXCHANGE) if i.instrument_type in ("CE", "PE")})
 
 
 def _future(futures: Sequence[InstrumentInfo], expiry: dt.date,

@@ -53,6 +53,7 @@ async def test_chain_around_the_money_with_the_venues_prices(tmp_path: Path) -> 
             assert response.status_code == 200, response.text
             chain: dict[str, Any] = response.json()
             assert chain["underlying"] == "NIFTY" and chain["exchange"] == "NFO"
+            assert chain["underlyings"] == ["BANKNIFTY", "NIFTY"]
             assert len(chain["expiries"]) == 2 and chain["expiry"] == chain["expiries"][0]
             assert chain["priced_from"] == NIFTY_FUT
             assert chain["underlying_price"] == 24000.0 and chain["atm_strike"] == 24000.0

@@ -114,6 +114,13 @@ export class Basket {
     return li;
   }
 
+  // The option chain's templates: every leg replaced by `list` (none: one blank leg).
+  replaceLegs(list) {
+    for (const li of this.legs()) li.remove();
+    for (const values of list.length ? list : [{}]) this.addLeg(values);
+    this.margin.schedule();
+  }
+
   renumber() {
     const legs = this.legs();
     legs.forEach((li, i) => {
