@@ -18,7 +18,8 @@ const state = { me: null, account: null, stream: null };
 
 const blotter = new Blotter($("#blotter"), () => state.account);
 const basket = new Basket($("#basket"), () => state.account);
-const chain = new OptionChain($("#chain"), basket, () => state.account);
+const chain = new OptionChain($("#chain"), basket, () => state.account,
+                              (instruments) => state.stream?.watch(instruments));
 const health = new HealthView($("#health"));
 const positions = new PositionsPanel($("#positions-card"), () => state.account,
                                      () => blotter.openCount());
@@ -109,7 +110,10 @@ function openAccount(account) {
       blotter.apply(msg);
       basket.observe(msg.order);
     },
-    onPositions: (msg) => positions.apply(msg),
+    onPositions: (msg) => {
+      positions.apply(msg);
+      chain.tick(msg.watched || []);
+    },
     onUpstream: (upstream) => setBadge($("#upstream"), "upstream", upstream),
     onLink: (link, detail) => {
       setBadge($("#link"), "stream", link, detail);

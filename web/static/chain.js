@@ -2,7 +2,9 @@
 // and puts' last prices, a Buy and a Sell button per option that add the leg to the ticket, and
 // templates (straddle, strangle, iron condor, bull call and bear put spreads around the money)
 // that fill the ticket with one click. Legs are one lot, at market; the ticket is where they
-// are changed, reviewed and placed. Prices come from GET /accounts/{id}/option-chain.
+// are changed, reviewed and placed. Prices come from GET /accounts/{id}/option-chain, then
+// live: the chain's options (and the future that prices the money) are watched on the order
+// socket, whose positions messages carry their last prices from the market ticks.
 
 import { api } from "./api.js";
 
@@ -25,11 +27,14 @@ const price = (v) => (v === null || v === undefined ? "–"
 const strikeText = (k) => Number(k).toLocaleString("en-IN", { maximumFractionDigits: 2 });
 
 export class OptionChain {
-  // basket: the ticket (its addLeg / replaceLegs); getAccount(): the account shown
-  constructor(root, basket, getAccount) {
+  // basket: the ticket (its addLeg / replaceLegs); getAccount(): the account shown;
+  // watch(instruments): have the order socket carry those instruments' last prices
+  constructor(root, basket, getAccount, watch) {
     this.root = root;
     this.basket = basket;
     this.getAccount = getAccount;
+    this.watch = watch;
+    this.cells = new Map(); // tradingsymbol -> its last-price cell
     this.underlying = root.querySelector("#chain-underlying");
     this.expiry = root.querySelector("#chain-expiry");
     this.reverse = root.querySelector("#chain-reverse");
@@ -94,6 +99,8 @@ export class OptionChain {
 
   render() {
     const chain = this.chain;
+    this.cells.clear();
+    this.root.dataset.live = "false";
     if (!chain) {
       this.tbody.replaceChildren();
       this.money.textContent = "";
@@ -105,12 +112,40 @@ export class OptionChain {
     this.underlying.value = chain.underlying;
     this.expiry.replaceChildren(...chain.expiries.map((e) => new Option(e, e)));
     this.expiry.value = chain.expiry;
+    this.showMoney();
+    this.tbody.replaceChildren(...chain.strikes.map((row) => this.row(row)));
+    const future = chain.priced_from && chain.priced_from !== "parity" ? [chain.priced_from] : [];
+    this.watch([...this.cells.keys(), ...future].map((s) => `${chain.exchange}:${s}`));
+  }
+
+  showMoney() {
+    const chain = this.chain;
     this.money.textContent = chain.underlying_price === null
       ? `${chain.underlying}: no price · lot ${chain.lot_size}`
       : `${chain.underlying} ${price(chain.underlying_price)}${chain.priced_from === "parity"
         ? " (put-call parity)" : ` (${chain.priced_from})`} · ATM ${strikeText(chain.atm_strike)}`
-        + ` · lot ${chain.lot_size}`;
-    this.tbody.replaceChildren(...chain.strikes.map((row) => this.row(row)));
+        + ` · lot ${chain.lot_size}${this.root.dataset.live === "true" ? " · live" : ""}`;
+  }
+
+  // The order socket's watched last prices (a positions message): the cells that moved.
+  tick(watched) {
+    const chain = this.chain;
+    if (!chain) return;
+    for (const { exchange, tradingsymbol, ltp } of watched) {
+      if (ltp === null || exchange !== chain.exchange) continue;
+      const cell = this.cells.get(tradingsymbol);
+      if (cell && this.root.dataset.live !== "true") {
+        this.root.dataset.live = "true"; // the chain's prices now move with the market
+        this.showMoney();
+      }
+      if (cell) {
+        cell.textContent = price(ltp);
+        cell.classList.remove("na");
+      } else if (tradingsymbol === chain.priced_from && ltp !== chain.underlying_price) {
+        this.chain = { ...chain, underlying_price: ltp };
+        this.showMoney();
+      }
+    }
   }
 
   row(row) {
@@ -132,6 +167,7 @@ export class OptionChain {
     td.dataset.col = `${col}-ltp`;
     td.textContent = quote ? price(quote.last_price) : "";
     if (quote && quote.last_price === null) td.classList.add("na");
+    if (quote) this.cells.set(quote.tradingsymbol, td);
     return td;
   }
 
