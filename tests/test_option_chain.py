@@ -4,13 +4,17 @@ and every bad parameter a 422 naming it (issue 16, item 3)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 
+from actors.calendar import IST
+from brokers.paper.instruments import builtin_master
 from tests.fixtures_browser import ADMIN_TOKEN, TOKENS, ServedDesk, open_served_desk
+from tests.fixtures_service import api, open_test_service, venue_control
 from tests.fixtures_venue import NIFTY_FUT
 
 TEST_TIMEOUT_S = 60
@@ -118,3 +122,26 @@ async def test_chain_bad_parameters_name_the_field(tmp_path: Path) -> None:
             assert (await get("underlying=NIFTY", token=TOKENS["secondary"])).status_code == 403
             assert (await get("underlying=NIFTY",
                               path="/accounts/nobody/option-chain")).status_code == 404
+
+
+async def test_chain_without_futures_is_priced_by_parity(tmp_path: Path) -> None:
+    """A master without the underlying's futures (as Kite's weekly expiries have none): the
+    money is where the call and the put cost the same, strike + call - put."""
+    rows = builtin_master(dt.datetime.now(IST).date(), {}).to_csv().splitlines()
+    master = tmp_path / "instruments.csv"
+    master.write_text("\n".join(r for r in rows if ",FUT," not in r) + "\n", encoding="utf-8")
+    venue_toml = f'instruments_csv = "{master}"\ntick_interval_s = {STILL}'
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with open_test_service(tmp_path, venue_toml=venue_toml) as running, \
+                api(running) as http, venue_control(running) as venue:
+            chain = (await http.get(f"{CHAIN}?underlying=NIFTY")).json()
+            assert chain["priced_from"] == "parity"
+            assert chain["underlying_price"] == 24000.0 and chain["atm_strike"] == 24000.0
+            stem = chain["strikes"][0]["ce"]["tradingsymbol"][:-7]  # NIFTY26DEC
+            moved = await venue.post("/_venue/ltp", json={
+                f"NFO:{stem}24000CE": 150.0, f"NFO:{stem}24050CE": 100.0,
+                f"NFO:{stem}24050PE": 99.0})
+            assert moved.status_code == 200, moved.text
+            again = (await http.get(f"{CHAIN}?underlying=NIFTY&strikes=1")).json()
+            assert again["underlying_price"] == 24051.0 and again["atm_strike"] == 24050.0
+            assert [r["strike"] for r in again["strikes"]] == [24000.0, 24050.0, 24100.0]
