@@ -82,9 +82,9 @@ async def option_chain(
     """The chain `query` asks for; InvalidRequest names an unknown underlying or expiry,
     BrokerUnavailable says the master cannot be had."""
     await _load(cache)
-    name = query.underlying
-    calls = [i for i in cache.contracts(EXCHANGE, name, "CE") if _live(i, today())]
-    puts = [i for i in cache.contracts(EXCHANGE, name, "PE") if _live(i, today())]
+    name, day = query.underlying, today()
+    calls = [i for i in cache.contracts(EXCHANGE, name, "CE") if _live(i, day)]
+    puts = [i for i in cache.contracts(EXCHANGE, name, "PE") if _live(i, day)]
     if not calls and not puts:
         names = _underlyings(cache)
         listed = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
@@ -101,7 +101,7 @@ async def option_chain(
     for i in (*calls, *puts):
         if i.expiry == expiry:
             sides.setdefault(i.strike, {})[i.instrument_type] = i
-    future = _future(cache.contracts(EXCHANGE, name, "FUT"), expiry, today())
+    future = _future(cache.contracts(EXCHANGE, name, "FUT"), expiry, day)
     symbols = [i.tradingsymbol for s in sides.values() for i in s.values()]
     prices = await _prices(broker, [*symbols, *([future.tradingsymbol] if future else [])])
     strikes = sorted(sides)
