@@ -127,6 +127,12 @@ async def test_iron_condor_placed_in_at_most_eight_clicks(
                     placed = {(o["tradingsymbol"], o["transaction_type"], o["quantity"])
                               for o in client.orders()}
                 assert placed == {(s, side, 75) for s, side, _ in ticket(page)}
+                # a template after a success is a new ticket: placeable, no Repeat offered
+                assert page.locator("#basket-submit").is_hidden()
+                page.get_by_role("button", name="Straddle").click()
+                assert len(ticket(page)) == 2
+                assert page.locator("#basket-submit").is_visible()
+                assert page.get_by_role("button", name="Repeat").count() == 0
 
             await in_browser(chromium, scenario)
 

@@ -114,8 +114,11 @@ export class Basket {
     return li;
   }
 
-  // The option chain's templates: every leg replaced by `list` (none: one blank leg).
+  // The option chain's templates: every leg replaced by `list` (none: one blank leg), a new
+  // ticket: a placed one's Clear/Repeat offer gives way to Place basket.
   replaceLegs(list) {
+    this.result.querySelector(".after-success")?.remove();
+    this.submitButton.hidden = false;
     for (const li of this.legs()) li.remove();
     for (const values of list.length ? list : [{}]) this.addLeg(values);
     this.margin.schedule();
