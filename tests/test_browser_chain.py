@@ -232,6 +232,10 @@ async def test_chain_on_a_phone_without_a_sideways_scroll(
                     assert box["x"] >= 0 and box["x"] + box["width"] <= width
                 page.get_by_role("button", name="Iron condor").click()
                 assert len(ticket(page)) == 4
+                atm_put = page.locator("#chain-table tr.atm button[data-side=SELL]").nth(1)
+                put = atm_put.get_attribute("data-symbol")
+                atm_put.click()  # a thumb's tap adds the fifth leg
+                assert ticket(page)[4] == (put, "SELL", "1")
                 assert page.evaluate("document.documentElement.scrollWidth") <= width
 
             await in_browser(chromium, scenario, viewport=PHONE)
