@@ -23,7 +23,8 @@ __all__ = [
     "DEFAULT_AUDIT_LIMIT", "DEFAULT_TIMEOUT_S", "MAX_AUDIT_LIMIT", "MAX_INSTRUMENTS_LIMIT",
     "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BatchRequest", "body_hash", "Exchange", "Execution",
     "ExitRequest",
-    "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "OrderStreamQuery", "OrderType",
+    "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "OptionChainQuery", "OrderStreamQuery",
+    "OrderType", "DEFAULT_CHAIN_STRIKES", "MAX_CHAIN_STRIKES",
     "Product", "TransactionType", "Validity", "Variety", "MAX_WATCHED", "WatchRequest",
 ]
 
@@ -160,6 +161,27 @@ class OrderStreamQuery:
     positions: bool = attrs.field(default=False, metadata={
         "doc": "1 (or true): also send `positions` messages (net positions and live P&L, "
                "no seq, never replayed, only the latest kept, a few a second at most)"})
+
+
+#: Strikes each side of the money an option chain shows by default, and at most.
+DEFAULT_CHAIN_STRIKES = 5
+MAX_CHAIN_STRIKES = 20
+
+
+@attrs.frozen(kw_only=True)
+class OptionChainQuery:
+    """The query of `GET /accounts/{id}/option-chain`: one underlying's options of one expiry,
+    around the money."""
+
+    underlying: str = attrs.field(metadata={
+        "doc": "the underlying's name in the instrument master, e.g. NIFTY (case-insensitive)",
+        "pattern": r"^[A-Za-z0-9&-]{1,32}$"})
+    expiry: str | None = attrs.field(default=None, metadata={
+        "doc": "YYYY-MM-DD, one of the answer's `expiries` (absent: the nearest)",
+        "pattern": r"^\d{4}-\d{2}-\d{2}$"})
+    strikes: int = attrs.field(default=DEFAULT_CHAIN_STRIKES, metadata={
+        "doc": "strikes each side of the at-the-money one", "minimum": 1,
+        "maximum": MAX_CHAIN_STRIKES})
 
 
 @attrs.frozen(kw_only=True)

@@ -118,12 +118,28 @@ async def account_routes(rec: Recorder) -> None:
                    token=ADMIN)
     await rec.http("instruments: 422 limit", "GET", "/instruments?limit=abc", token=PRIMARY)
     await rec.http("instruments: 422 exchange", "GET", "/instruments?exchange=MCX", token=PRIMARY)
+    await chain_routes(rec)
     await rec.http("page", "GET", "/")
     await rec.http("page: static script", "GET", "/static/app.js")
     await rec.http("page: static 404", "GET", "/static/nope.js")
     await rec.http("page: 403 foreign origin", "GET", "/",
                    headers={"Origin": "http://evil.example"})
     await session_routes(rec)
+
+
+async def chain_routes(rec: Recorder) -> None:
+    """The option chain: every strike of the ladder (the window is wider than the master's
+    ladder, so the strikes listed do not move with the simulated price), and its 422s."""
+    chain = "/accounts/primary/option-chain"
+    await rec.http("option chain: NIFTY", "GET", f"{chain}?underlying=NIFTY&strikes=20",
+                   token=PRIMARY)
+    await rec.http("option chain: 422 parameters", "GET", f"{chain}?expiry=soon&strikes=0",
+                   token=PRIMARY)
+    await rec.http("option chain: 422 unknown underlying", "GET", f"{chain}?underlying=NOSUCH",
+                   token=PRIMARY)
+    await rec.http("option chain: 422 unknown expiry", "GET",
+                   f"{chain}?underlying=NIFTY&expiry=2001-01-02", token=PRIMARY)
+    await the_three_denials(rec, "option chain", "GET", f"{chain}?underlying=NIFTY")
 
 
 async def session_routes(rec: Recorder) -> None:

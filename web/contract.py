@@ -17,6 +17,7 @@ import attrs
 from quart import Blueprint, Quart, Response, current_app, request
 
 from actors.account.positions import PositionsReport
+from actors.chain import OptionChain
 from actors.errors import FieldError
 from actors.outcomes import (
     BasketMarginQuote,
@@ -34,6 +35,7 @@ from actors.requests import (
     InstrumentsQuery,
     KiteCallbackQuery,
     LegRequest,
+    OptionChainQuery,
 )
 
 from . import api_models as m
@@ -118,6 +120,10 @@ OPERATIONS: tuple[Operation, ...] = (
               "orders split at the freeze limit; 404 also for no such position)", "account",
               {200: ExitReport}, (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 503), ExitRequest,
               idempotency_key=True),
+    Operation("GET", f"{_PREFIX}/option-chain", "An underlying's options of one expiry "
+              "around the money, with last prices (422 also for an unknown underlying or "
+              "expiry)", "account", {200: OptionChain}, (*ACCOUNT_ERRORS, 422, 503),
+              query=OptionChainQuery),
     Operation("GET", f"{_PREFIX}/kite/login", "Start the daily Kite login (redirect)",
               "none", {302: None}, (404, 409)),
     Operation("GET", f"{_PREFIX}/kite/callback", "The Kite login's redirect back", "none",

@@ -21,6 +21,7 @@ from actors.requests import (
     InstrumentsQuery,
     KiteCallbackQuery,
     LegRequest,
+    OptionChainQuery,
     OrderStreamQuery,
     WatchRequest,
 )
@@ -28,6 +29,7 @@ from actors.requests import (
 from .queries import (
     structure_audit,
     structure_callback,
+    structure_chain,
     structure_instruments,
     structure_stream,
 )
@@ -45,6 +47,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(ExitRequest, structure_exit)
     converter.register_structure_hook(InstrumentsQuery, structure_instruments)
     converter.register_structure_hook(AuditQuery, structure_audit)
+    converter.register_structure_hook(OptionChainQuery, structure_chain)
     converter.register_structure_hook(OrderStreamQuery, structure_stream)
     converter.register_structure_hook(KiteCallbackQuery, structure_callback)
     converter.register_structure_hook(WatchRequest, structure_watch)

@@ -114,6 +114,16 @@ export class Basket {
     return li;
   }
 
+  // The option chain's templates: every leg replaced by `list` (none: one blank leg), a new
+  // ticket: a placed one's Clear/Repeat offer gives way to Place basket.
+  replaceLegs(list) {
+    this.result.querySelector(".after-success")?.remove();
+    this.submitButton.hidden = false;
+    for (const li of this.legs()) li.remove();
+    for (const values of list.length ? list : [{}]) this.addLeg(values);
+    this.margin.schedule();
+  }
+
   renumber() {
     const legs = this.legs();
     legs.forEach((li, i) => {
