@@ -1,5 +1,5 @@
 // orderdesk's page: sign in, pick an account, watch its orders and positions live, place
-// baskets, exit positions, press the kill switch, and (admin) watch the supervision tree. Plain ES modules, no build step.
+// baskets (and save them by name), exit positions, press the kill switch, and (admin) watch the supervision tree. Plain ES modules, no build step.
 
 import { api, ApiError, session } from "./api.js";
 import { Basket } from "./basket.js";
@@ -7,6 +7,7 @@ import { Blotter } from "./blotter.js";
 import { HealthView } from "./health.js";
 import { OfflineWatch } from "./offline.js";
 import { PositionsPanel } from "./positions.js";
+import { SavedBaskets } from "./saved.js";
 import { OrderStream } from "./stream.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -16,6 +17,7 @@ const state = { me: null, account: null, stream: null };
 
 const blotter = new Blotter($("#blotter"), () => state.account);
 const basket = new Basket($("#basket"), () => state.account);
+const saved = new SavedBaskets($("#saved"), basket);
 const health = new HealthView($("#health"));
 const positions = new PositionsPanel($("#positions-card"), () => state.account,
                                      () => blotter.openCount());
@@ -94,6 +96,7 @@ function openAccount(account) {
   state.account = account ?? null;
   blotter.reset([], null);
   positions.reset();
+  saved.open(account);
   if (!account) {
     setBadge($("#link"), "stream", "refused", "no account is visible to this token");
     return;

@@ -114,6 +114,14 @@ export class Basket {
     return li;
   }
 
+  // The ticket's legs replaced by `list` (each as `addLeg` takes it; none: one empty leg).
+  replaceLegs(list) {
+    for (const li of this.legs()) li.remove();
+    for (const values of list.slice(0, MAX_LEGS)) this.addLeg(values);
+    if (!this.legs().length) this.addLeg();
+    this.margin.schedule();
+  }
+
   renumber() {
     const legs = this.legs();
     legs.forEach((li, i) => {
