@@ -54,7 +54,7 @@ MEANING = {
          "(invalid_json), or refused by the broker (rejected)",
     401: "missing or invalid credentials",
     403: "a browser Origin not allowed, or credentials of another kind or account",
-    404: "unknown account, order, batch, saved basket or route",
+    404: "unknown account, order, batch or route",
     409: "refused in this state: idempotency_conflict, kill_in_progress, auth_expired",
     413: "request body too large",
     415: "Content-Type is not JSON",
@@ -204,7 +204,7 @@ def _parameters(op: Operation, path: str) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name in (p.strip("{}") for p in path.split("/") if p.startswith("{")):
         schema = _order_id_param() if name == "order_id" else {"type": "string", "minLength": 1}
-        if name == "name":
+        if name == "name" and "/baskets/" in path:
             schema = {"type": "string", "minLength": 1, "maxLength": MAX_BASKET_NAME}
         entry = {"name": name, "in": "path", "required": True, "schema": schema}
         if name == "account_id":
