@@ -112,6 +112,9 @@ async def test_names_bodies_and_the_cap_are_checked(tmp_path: Path, store_url: s
                     ("orders[0].tag", "forbidden"), ("orders[0].quantity", "type")]
             assert problems(await http.put(f"{BASKETS}/many", json={"orders": CONDOR * 4})) == [
                 ("orders", "count")]
+            assert problems(await http.put(f"{BASKETS}/long", json={"orders": [
+                {**CONDOR[0], "tradingsymbol": "N" * 65}]})) == [
+                ("orders[0].tradingsymbol", "length")]
             assert problems(await http.put(f"{BASKETS}/none", json={"orders": []})) == [
                 ("orders", "count")]
             assert problems(await http.put(f"{BASKETS}/no body", json={})) == [

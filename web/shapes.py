@@ -159,6 +159,11 @@ def structure_basket(raw: Any, _: type = SaveBasketRequest) -> SaveBasketRequest
     else:
         legs = [leg for n, order in enumerate(orders)
                 if (leg := _leg(order, f"orders[{n}].", errors)) is not None]
+        # kept as sent, unchecked against the master: bounded here instead
+        errors += [FieldError(f"orders[{n}].tradingsymbol", "length",
+                              f"tradingsymbol has at most {MAX_SYMBOL} characters")
+                   for n, order in enumerate(orders) if isinstance(order, dict)
+                   and len(str(order.get("tradingsymbol", ""))) > MAX_SYMBOL]
     if errors:
         raise MalformedRequest(errors)
     return SaveBasketRequest(orders=legs)
