@@ -88,6 +88,7 @@ export class SavedBaskets {
   async save() {
     const name = this.name.value.trim();
     if (!this.account) return;
+    this.say("");
     if (!name) {
       this.say("", "Enter a name to save the ticket under.");
       this.name.focus();
@@ -110,14 +111,15 @@ export class SavedBaskets {
       this.fail(err);
       return;
     }
-    this.say(`Saved “${name}”: ${orders.length} leg${orders.length === 1 ? "" : "s"}. `
-      + "Nothing was placed.");
-    await this.refresh(name);
+    await this.refresh(name); // the list first: the message then describes what it shows
+    const legs = `${orders.length} leg${orders.length === 1 ? "" : "s"}`;
+    this.status.textContent = `Saved “${name}”: ${legs}. Nothing was placed.`;
   }
 
   async load() {
     const name = this.list.value;
     if (!name || !this.account) return;
+    this.say("");
     let saved;
     try {
       saved = await api(this.path(name));
@@ -149,6 +151,7 @@ export class SavedBaskets {
   async remove() {
     const name = this.list.value;
     if (!name || !this.account) return;
+    this.say("");
     if (!await confirmAction({
       title: `Delete “${name}”?`,
       text: "The saved basket is deleted for every browser. The ticket stays as it is.",
@@ -162,7 +165,7 @@ export class SavedBaskets {
         return;
       }
     }
-    this.say(`Deleted “${name}”.`);
     await this.refresh();
+    this.status.textContent = `Deleted “${name}”.`;
   }
 }
