@@ -11,9 +11,10 @@ import httpx
 import pytest
 import trio
 
-from actors.baskets import MAX_BASKETS
+from actors.baskets import MAX_BASKETS, STORE_TIMEOUT_S
 from store import BasketRecord, BasketsFull, Store
 from tests.fixtures_orders import leg
+from tests.fixtures_store import locked_tables
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_CE, kite_headers
 from tests.fixtures_web import (
     ADMIN_TOKEN,
@@ -177,3 +178,16 @@ async def test_store_keeps_created_at_and_the_cap(store: Store) -> None:
     assert await store.load_basket("a", "three") is None
     assert await store.delete_basket("a", "one") is True
     assert await store.delete_basket("a", "one") is False
+
+
+async def test_a_store_that_does_not_answer_is_a_503(tmp_path: Path, pg_url: str) -> None:
+    """Never a 500, never a hang: a basket call the store holds past its bound answers 503."""
+    with trio.fail_after(60):
+        async with (open_web_stack(tmp_path, store_url=pg_url) as stack,
+                    stack.http(TOKENS["primary"]) as http,
+                    locked_tables(pg_url, "saved_baskets")):
+            started = trio.current_time()
+            response = await http.get(BASKETS)
+            assert response.status_code == 503, response.text
+            assert assert_error_shape(response)["error"] == "store_unavailable"
+            assert trio.current_time() - started < STORE_TIMEOUT_S + 3
