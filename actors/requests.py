@@ -21,14 +21,17 @@ import attrs
 
 __all__ = [
     "DEFAULT_AUDIT_LIMIT", "DEFAULT_TIMEOUT_S", "MAX_AUDIT_LIMIT", "MAX_INSTRUMENTS_LIMIT",
-    "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BatchRequest", "body_hash", "Exchange", "Execution",
+    "MAX_BASKET_NAME", "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BasketName", "BatchRequest",
+    "body_hash", "Exchange", "Execution",
     "ExitRequest",
     "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "OptionChainQuery", "OrderStreamQuery",
     "OrderType", "DEFAULT_CHAIN_STRIKES", "MAX_CHAIN_STRIKES",
-    "Product", "TransactionType", "Validity", "Variety", "MAX_WATCHED", "WatchRequest",
+    "Product", "SaveBasketRequest", "TransactionType", "Validity", "Variety", "MAX_WATCHED",
+    "WatchRequest",
 ]
 
 MAX_LEGS = 10
+MAX_BASKET_NAME = 64
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 60.0
 MAX_INSTRUMENTS_LIMIT = 500
@@ -101,6 +104,25 @@ class BatchRequest:
     timeout_s: float = attrs.field(default=DEFAULT_TIMEOUT_S, metadata={
         "doc": "seconds every leg has to fill before the batch counts it as failed",
         "exclusive_minimum": 0, "maximum": MAX_TIMEOUT_S})
+
+
+@attrs.frozen(kw_only=True)
+class BasketName:
+    """The `{name}` of `/accounts/{id}/baskets/{name}`: what a saved basket is called."""
+
+    name: str = attrs.field(metadata={
+        "doc": "1 to 64 printable characters, no '/', no space at either end, not '.' or '..' "
+               "(it is a path segment)", "min_length": 1, "max_length": MAX_BASKET_NAME})
+
+
+@attrs.frozen(kw_only=True)
+class SaveBasketRequest:
+    """A ticket saved under a name (`PUT /accounts/{id}/baskets/{name}`): its legs, checked for
+    shape only (an instrument may expire while the basket is kept). Saving places nothing."""
+
+    orders: list[LegRequest] = attrs.field(metadata={
+        "doc": "the legs, as a batch request takes them", "min_items": 1,
+        "max_items": MAX_LEGS})
 
 
 @attrs.frozen(kw_only=True)

@@ -34,6 +34,7 @@ OPAQUE_KEYS = frozenset({"correlation_id", "exchange_order_id", "guid", "checksu
 TIME_KEYS = frozenset({
     "order_timestamp", "exchange_timestamp", "exchange_update_timestamp", "at", "started_at",
     "last_event_at", "last_event_age_s", "duration_ms", "uptime_s", "emitted_at", "latency_ms",
+    "created_at", "updated_at",
 })
 #: From the venue's price simulation, which ticks with the clock.
 PRICE_KEYS = frozenset({"price", "average_price"})

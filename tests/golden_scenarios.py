@@ -125,6 +125,31 @@ async def account_routes(rec: Recorder) -> None:
     await rec.http("page: 403 foreign origin", "GET", "/",
                    headers={"Origin": "http://evil.example"})
     await session_routes(rec)
+    await saved_basket_routes(rec)
+
+
+async def saved_basket_routes(rec: Recorder) -> None:
+    """Save, list, load, replace, delete; the name and body rules; nothing is placed."""
+    baskets = "/accounts/primary/baskets"
+    one = f"{baskets}/Short strangle"
+    strangle = {"orders": [leg(CALL, "SELL"), leg(PUT, "SELL", order_type="LIMIT", price=12.5)]}
+    await rec.http("baskets: none yet", "GET", baskets, token=PRIMARY)
+    await rec.http("basket: saved", "PUT", one, token=PRIMARY, json_body=strangle)
+    await rec.http("basket: replaced", "PUT", one, token=PRIMARY,
+                   json_body={"orders": [leg(FUT)]})
+    await rec.http("baskets: listed", "GET", baskets, token=PRIMARY)
+    await rec.http("basket: loaded", "GET", one, token=PRIMARY)
+    await rec.http("basket: 422 name and legs", "PUT", f"{baskets}/%20x", token=PRIMARY,
+                   json_body={"orders": [{**leg(FUT), "tag": "mine"}], "execution": "parallel"})
+    await rec.http("basket: 422 too long a name", "GET", f"{baskets}/{'x' * 65}",
+                   token=PRIMARY)
+    await body_errors(rec, "basket", "PUT", one, PRIMARY)
+    await the_three_denials(rec, "baskets", "GET", baskets)
+    await the_three_denials(rec, "basket", "PUT", one)
+    await rec.http("basket: deleted", "DELETE", one, token=PRIMARY)
+    await rec.http("basket: 404 deleted again", "DELETE", one, token=PRIMARY)
+    await rec.http("basket: 404 unknown", "GET", one, token=PRIMARY)
+    await rec.http("basket: 405 POST", "POST", one, token=PRIMARY)
 
 
 async def chain_routes(rec: Recorder) -> None:

@@ -1,6 +1,6 @@
 // orderdesk's page: sign in, pick an account, watch its orders and positions live, build
-// legs from the option chain, place baskets, exit positions, press the kill switch, and
-// (admin) watch the supervision tree. Plain ES modules, no build step.
+// legs from the option chain, place baskets (and save them by name), exit positions, press the
+// kill switch, and (admin) watch the supervision tree. Plain ES modules, no build step.
 
 import { api, ApiError, session } from "./api.js";
 import { Basket } from "./basket.js";
@@ -9,6 +9,7 @@ import { OptionChain } from "./chain.js";
 import { HealthView } from "./health.js";
 import { OfflineWatch } from "./offline.js";
 import { PositionsPanel } from "./positions.js";
+import { SavedBaskets } from "./saved.js";
 import { OrderStream } from "./stream.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -20,6 +21,7 @@ const blotter = new Blotter($("#blotter"), () => state.account);
 const basket = new Basket($("#basket"), () => state.account);
 const chain = new OptionChain($("#chain"), basket, () => state.account,
                               (instruments) => state.stream?.watch(instruments));
+const saved = new SavedBaskets($("#saved"), basket);
 const health = new HealthView($("#health"));
 const positions = new PositionsPanel($("#positions-card"), () => state.account,
                                      () => blotter.openCount());
@@ -98,6 +100,7 @@ function openAccount(account) {
   state.account = account ?? null;
   blotter.reset([], null);
   positions.reset();
+  saved.open(account);
   if (!account) {
     setBadge($("#link"), "stream", "refused", "no account is visible to this token");
     return;
