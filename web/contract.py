@@ -24,6 +24,7 @@ from actors.outcomes import (
     CancelRequested,
     ExitReport,
     KillReport,
+    OrderModified,
     OrderOutcomeUnknown,
     OrderPlaced,
 )
@@ -34,6 +35,7 @@ from actors.requests import (
     InstrumentsQuery,
     KiteCallbackQuery,
     LegRequest,
+    ModifyRequest,
 )
 
 from . import api_models as m
@@ -111,6 +113,10 @@ OPERATIONS: tuple[Operation, ...] = (
               (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), LegRequest, idempotency_key=True),
     Operation("DELETE", f"{_PREFIX}/orders/<order_id>", "Cancel an open order", "account",
               {200: CancelRequested}, (*ACCOUNT_ERRORS, 400, 409, 422, 502, 503)),
+    Operation("PUT", f"{_PREFIX}/orders/<order_id>", "Modify an open order: quantity, price, "
+              "trigger_price, order_type (409 for a final order; 404 for one the account's "
+              "book does not know)", "account", {200: OrderModified},
+              (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), ModifyRequest),
     Operation("POST", f"{_PREFIX}/kill", "Kill switch: cancel everything, flatten every "
               "position", "account", {200: KillReport}, (*ACCOUNT_ERRORS, 409, 503)),
     Operation("POST", f"{_PREFIX}/positions/exit", "Flatten one position (market-protected "

@@ -21,6 +21,7 @@ from actors.requests import (
     InstrumentsQuery,
     KiteCallbackQuery,
     LegRequest,
+    ModifyRequest,
     OrderStreamQuery,
     WatchRequest,
 )
@@ -31,7 +32,7 @@ from .queries import (
     structure_instruments,
     structure_stream,
 )
-from .shapes import structure_batch, structure_exit, structure_leg
+from .shapes import structure_batch, structure_exit, structure_leg, structure_modify
 from .watch import structure_watch
 
 __all__ = ["make_converter"]
@@ -43,6 +44,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(LegRequest, structure_leg)
     converter.register_structure_hook(BatchRequest, structure_batch)
     converter.register_structure_hook(ExitRequest, structure_exit)
+    converter.register_structure_hook(ModifyRequest, structure_modify)
     converter.register_structure_hook(InstrumentsQuery, structure_instruments)
     converter.register_structure_hook(AuditQuery, structure_audit)
     converter.register_structure_hook(OrderStreamQuery, structure_stream)
