@@ -47,6 +47,8 @@ CHROMIUM_ARGS = [
 ]
 ADMIN_TOKEN = "admin-browser-secret"
 TOKENS = {"primary": "primary-browser-secret", "secondary": "secondary-browser-secret"}
+#: The tokens' names, as a desk would name them: the page shows whose token signed in.
+TOKEN_NAMES = {"primary": "ravi-desk", "secondary": "meera-desk"}
 UI_TIMEOUT_MS = 15_000
 SCREENSHOTS = os.environ.get("ORDERDESK_SCREENSHOTS_DIR")  # e.g. "docs" to refresh them
 
@@ -133,7 +135,8 @@ def write_config(directory: Path, allowed_origins: tuple[str, ...] = ()) -> Path
     """Ports 0: the page is served by orderdesk itself, and its own origin always passes;
     `allowed_origins` adds other origins (a front-end of its own, for CORS)."""
     accounts = "".join(
-        f'\n[[accounts]]\nid = "{a}"\nbroker = "paper"\ntokens = ["{t}"]\n'
+        f'\n[[accounts]]\nid = "{a}"\nbroker = "paper"\n'
+        f'tokens = [{{ name = "{TOKEN_NAMES[a]}", token = "{t}" }}]\n'
         for a, t in TOKENS.items()
     )
     path = directory / "orderdesk.toml"
@@ -285,6 +288,7 @@ __all__ = [
     "ADMIN_TOKEN",
     "CHROMIUM",
     "TOKENS",
+    "TOKEN_NAMES",
     "ServedDesk",
     "DeskClient",
     "browser_unavailable",
