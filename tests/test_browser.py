@@ -20,6 +20,7 @@ import trio
 
 from tests.fixtures_browser import (
     ADMIN_TOKEN,
+    TOKEN_NAMES,
     TOKENS,
     ServedDesk,
     chromium,  # noqa: F401  (a fixture)
@@ -469,7 +470,8 @@ async def test_page_routes(tmp_path: Path) -> None:
                 assert response.json()["error"] == "not_found"
 
             me = await http.get("/me", headers=_bearer(TOKENS["primary"]))
-            assert me.json() == {"admin": False, "name": "primary#0", "accounts": ["primary"]}
+            assert me.json() == {"admin": False, "name": TOKEN_NAMES["primary"],
+                                 "accounts": ["primary"]}
             admin = await http.get("/me", headers=_bearer(ADMIN_TOKEN))
             assert admin.json()["admin"] is True
             assert admin.json()["accounts"] == ["primary", "secondary"]
@@ -484,7 +486,7 @@ async def test_page_routes(tmp_path: Path) -> None:
             assert rows[0] == {
                 "tradingsymbol": NIFTY_FUT, "exchange": "NFO", "name": "NIFTY",
                 "instrument_type": "FUT", "lot_size": 75, "tick_size": 0.05,
-                "expiry": rows[0]["expiry"], "strike": 0.0,
+                "expiry": rows[0]["expiry"], "strike": 0.0, "freeze_quantity": 1800,
             }
             equities = await http.get("/instruments?exchange=NSE",
                                       headers=_bearer(TOKENS["primary"]))
