@@ -381,7 +381,6 @@ async def test_basket_success_then_rollback(tmp_path: Path, chromium: str) -> No
                 assert rollback.get_attribute("data-action") == "flattened"
                 assert re.search(r"COMPLETE · 150 filled", rollback.inner_text())
                 screenshot(page, "basket-rollback.png", "#basket")
-                screenshot(page, "blotter.png", "#blotter")
                 screenshot(page, "desk.png")
 
             await in_browser(chromium, scenario)
@@ -437,7 +436,6 @@ async def test_phone_layout(tmp_path: Path, chromium: str) -> None:  # noqa: F81
                 page.wait_for_function(
                     "() => document.querySelectorAll('#symbols option').length > 0"
                 )
-                screenshot(page, "phone.png")
 
             await in_browser(chromium, scenario, viewport={"width": 390, "height": 844})
 

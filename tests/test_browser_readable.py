@@ -18,6 +18,7 @@ from tests.fixtures_browser import (
     chromium,  # noqa: F401  (a fixture)
     in_browser,
     open_served_desk,
+    screenshot,
     sign_in,
 )
 from tests.fixtures_venue import NIFTY_FUT
@@ -110,6 +111,7 @@ async def test_modify_an_open_order_from_its_row(tmp_path: Path, chromium: str) 
                     at_venue = {o["order_id"]: o for o in client.orders()}[resting]
                     assert (at_venue["quantity"], at_venue["price"]) == (150, 20000.5)
                     assert open_row.get_attribute("data-status") == "OPEN"
+                    screenshot(page, "blotter.png", "#blotter")
 
             await in_browser(chromium, scenario)
 
@@ -167,6 +169,7 @@ async def test_the_desk_is_readable(
                         "[data-order-id='${id}'] [data-group='order_id']`), '::before').content",
                         resting)
                     assert label == '"Order id · tag"'
+                    screenshot(page, "phone.png")
 
             await in_browser(chromium, scenario, viewport=viewport)
 

@@ -14,23 +14,22 @@ export function freezeLots(inst) {
     : null;
 }
 
-// Under the leg's quantity error: a button that splits the leg into legs within the freeze
+// Under the leg's fields, with its quantity error: a button that splits the leg into legs within the freeze
 // (`basket.addLeg` makes each; they go right after the leg, the ticket's limit permitting).
 export function offerSplit(basket, li) {
   const inst = basket.instrumentOf(li);
   const maxLots = freezeLots(inst);
   const lotsInput = li.querySelector('[name="lots"]');
   const lots = Number(lotsInput.value);
-  const field = lotsInput.closest(".field");
-  if (maxLots === null || !(lots > maxLots) || field.querySelector("button.split")) return;
+  if (maxLots === null || !(lots > maxLots) || li.querySelector("button.split")) return;
   const parts = splitLots(lots, maxLots);
   const room = basket.legs().length - 1 + parts.length <= 10;
   const button = document.createElement("button");
   button.type = "button";
   button.className = "secondary split";
-  button.textContent = `Split into ${parts.length} legs of at most ${maxLots} lots`;
+  button.textContent = `Split into ${parts.length} legs of at most ${maxLots} lots`
+    + (room ? "" : " (more than the ticket's 10 legs)");
   button.disabled = !room;
-  if (!room) button.title = "the ticket holds at most 10 legs";
   button.addEventListener("click", () => {
     const value = (name) => li.querySelector(`[name="${name}"]`).value;
     const values = Object.fromEntries(["tradingsymbol", "transaction_type", "order_type",
@@ -50,5 +49,5 @@ export function offerSplit(basket, li) {
     basket.margin.schedule();
     lotsInput.focus();
   });
-  field.append(button);
+  li.querySelector(".remove").after(button); // a row of its own, under the leg's fields
 }
