@@ -66,7 +66,10 @@ def _no_sideways_scroll(page: Any, selector: str) -> None:
 # -- item 4: modify from the row ----------------------------------------------------------
 
 
-async def test_modify_an_open_order_from_its_row(tmp_path: Path, chromium: str) -> None:  # noqa: F811
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1440x900", "390x844"])
+async def test_modify_an_open_order_from_its_row(
+    tmp_path: Path, chromium: str, viewport: dict[str, int]  # noqa: F811
+) -> None:
     with trio.fail_after(TEST_TIMEOUT_S):
         async with open_served_desk(tmp_path) as desk:
 
@@ -87,6 +90,8 @@ async def test_modify_an_open_order_from_its_row(tmp_path: Path, chromium: str) 
                     assert price.input_value() == "20000"
                     assert quantity.input_value() == "75"
                     assert page.evaluate("document.activeElement.name") == "price"
+                    _no_sideways_scroll(page, "#blotter .table-wrap")
+                    assert page.evaluate(SMALL_TARGETS) == []
                     # a refusal is shown in the row, in the broker's rules (lots), editor kept
                     quantity.fill("100")
                     editor.get_by_role("button", name="Save").click()
@@ -111,9 +116,11 @@ async def test_modify_an_open_order_from_its_row(tmp_path: Path, chromium: str) 
                     at_venue = {o["order_id"]: o for o in client.orders()}[resting]
                     assert (at_venue["quantity"], at_venue["price"]) == (150, 20000.5)
                     assert open_row.get_attribute("data-status") == "OPEN"
-                    screenshot(page, "blotter.png", "#blotter")
+                    _no_sideways_scroll(page, "#blotter .table-wrap")
+                    if viewport is DESKTOP:
+                        screenshot(page, "blotter.png", "#blotter")
 
-            await in_browser(chromium, scenario)
+            await in_browser(chromium, scenario, viewport=viewport)
 
 
 # -- item 7: readable everywhere ----------------------------------------------------------
