@@ -26,6 +26,8 @@ __all__ = [
     "InvalidRequest",
     "KillRunning",
     "MalformedRequest",
+    "OrderFinal",
+    "OrderNotFound",
     "Overloaded",
     "PositionBusy",
     "PositionNotFound",
@@ -111,6 +113,14 @@ class BrokerCallFailed(CoordinatorError):
 
 class Rejected(CoordinatorError):
     """The broker rejected the order or the cancel; its message says why."""
+
+
+class OrderNotFound(CoordinatorError):
+    """Neither the account's book nor the broker knows an order of that id."""
+
+
+class OrderFinal(CoordinatorError):
+    """The order is COMPLETE, CANCELLED or REJECTED: nothing about it can change any more."""
 
 
 class IdempotencyConflict(CoordinatorError):

@@ -16,7 +16,8 @@ import cattrs
 __all__ = ["OMITTING", "BasketMarginQuote", "BatchProgress", "BatchResult", "CancelRequested",
            "CancelledOrder",
            "ExitReport", "Exposure", "FlattenOrder", "FlattenedPosition", "HeldPosition",
-           "KillReport", "LegProgress", "LegResult", "OrderOutcomeUnknown", "OrderPlaced",
+           "KillReport", "LegProgress", "LegResult", "OrderModified", "OrderOutcomeUnknown",
+           "OrderPlaced",
            "RollbackDetail",           "StoppedBatch", "Symbol", "as_json", "stored_result"]
 
 
@@ -71,6 +72,18 @@ class CancelRequested:
     """The broker accepted the cancel; the order's final state arrives on the websocket."""
 
     order_id: str = attrs.field(metadata={"doc": "the order asked to be cancelled"})
+
+
+@attrs.frozen
+class OrderModified:
+    """The broker accepted the modification; the order's new state arrives on the websocket."""
+
+    order_id: str = attrs.field(metadata={"doc": "the order modified"})
+    quantity: int = attrs.field(metadata={"doc": "its quantity now asked, in units"})
+    order_type: str = attrs.field(metadata={"doc": "its order type now asked"})
+    price: float | None = attrs.field(metadata={"doc": "its limit price now asked (null: none)"})
+    trigger_price: float | None = attrs.field(metadata={
+        "doc": "its trigger price now asked (null: none)"})
 
 
 def _omitted(doc: str) -> Any:

@@ -22,10 +22,9 @@ import attrs
 __all__ = [
     "DEFAULT_AUDIT_LIMIT", "DEFAULT_TIMEOUT_S", "MAX_AUDIT_LIMIT", "MAX_INSTRUMENTS_LIMIT",
     "MAX_BASKET_NAME", "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BasketName", "BatchRequest",
-    "body_hash", "Exchange", "Execution",
-    "ExitRequest",
-    "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "OptionChainQuery", "OrderStreamQuery",
-    "OrderType", "DEFAULT_CHAIN_STRIKES", "MAX_CHAIN_STRIKES",
+    "body_hash", "Exchange", "Execution", "ExitRequest",
+    "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "ModifyRequest", "OptionChainQuery",
+    "OrderStreamQuery", "OrderType", "DEFAULT_CHAIN_STRIKES", "MAX_CHAIN_STRIKES",
     "Product", "SaveBasketRequest", "TransactionType", "Validity", "Variety", "MAX_WATCHED",
     "WatchRequest",
 ]
@@ -123,6 +122,25 @@ class SaveBasketRequest:
     orders: list[LegRequest] = attrs.field(metadata={
         "doc": "the legs, as a batch request takes them", "min_items": 1,
         "max_items": MAX_LEGS})
+
+
+@attrs.frozen(kw_only=True)
+class ModifyRequest:
+    """Kite's modify of an open order (`PUT /accounts/{id}/orders/{order_id}`): the fields to
+    change, at least one; those left out keep the order's values. The instrument, side and
+    product cannot change."""
+
+    quantity: int | None = attrs.field(default=None, metadata={
+        "doc": "the new quantity in units (not lots): a multiple of the lot size, at most the "
+               "freeze quantity, above what has filled", "minimum": 1})
+    price: float | None = attrs.field(default=None, metadata={
+        "doc": "the new limit price, for LIMIT and SL; a multiple of the tick size",
+        "minimum": 0})
+    trigger_price: float | None = attrs.field(default=None, metadata={
+        "doc": "the new trigger price, for SL and SL-M; a multiple of the tick size",
+        "minimum": 0})
+    order_type: OrderType | None = attrs.field(default=None, metadata={
+        "doc": "the new order type: MARKET, LIMIT (needs a price), SL, SL-M"})
 
 
 @attrs.frozen(kw_only=True)

@@ -47,6 +47,8 @@ CHROMIUM_ARGS = [
 ]
 ADMIN_TOKEN = "admin-browser-secret"
 TOKENS = {"primary": "primary-browser-secret", "secondary": "secondary-browser-secret"}
+#: The tokens' names, as a desk would name them: the page shows whose token signed in.
+TOKEN_NAMES = {"primary": "ravi-desk", "secondary": "meera-desk"}
 UI_TIMEOUT_MS = 15_000
 SCREENSHOTS = os.environ.get("ORDERDESK_SCREENSHOTS_DIR")  # e.g. "docs" to refresh them
 
@@ -135,7 +137,8 @@ def write_config(directory: Path, allowed_origins: tuple[str, ...] = (),
     `allowed_origins` adds other origins (a front-end of its own, for CORS); a long
     `tick_interval_s` keeps the venue's prices where a test sets them."""
     accounts = "".join(
-        f'\n[[accounts]]\nid = "{a}"\nbroker = "paper"\ntokens = ["{t}"]\n'
+        f'\n[[accounts]]\nid = "{a}"\nbroker = "paper"\n'
+        f'tokens = [{{ name = "{TOKEN_NAMES[a]}", token = "{t}" }}]\n'
         for a, t in TOKENS.items()
     )
     path = directory / "orderdesk.toml"
@@ -289,6 +292,7 @@ __all__ = [
     "ADMIN_TOKEN",
     "CHROMIUM",
     "TOKENS",
+    "TOKEN_NAMES",
     "ServedDesk",
     "DeskClient",
     "browser_unavailable",

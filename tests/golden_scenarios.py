@@ -249,6 +249,7 @@ async def order_routes(rec: Recorder) -> None:
         await the_three_denials(rec, "kill", "POST", "/accounts/primary/kill")
         await rec.http("kill: 405 GET", "GET", "/accounts/primary/kill", token=PRIMARY)
         await exit_routes(rec, orders)
+        await modify_routes(rec, orders)
 
 
 async def basket_margin_routes(rec: Recorder, batch: dict[str, Any]) -> None:
@@ -283,6 +284,29 @@ async def exit_routes(rec: Recorder, orders: str) -> None:
                    json_body={"exchange": "XYZ", "product": "NRML", "quantity": 1})
     await body_errors(rec, "exit", "POST", exits, PRIMARY)
     await the_three_denials(rec, "exit", "POST", exits)
+
+
+async def modify_routes(rec: Recorder, orders: str) -> None:
+    """Modify a resting order, the refusals of a bad body and of a final order; last, so the
+    entries recorded before it stay as they were."""
+    resting = await rec.http("modify: the order it modifies", "POST", orders, token=PRIMARY,
+                             json_body=leg(FUT, order_type="LIMIT", price=20000))
+    modified = f"{orders}/{resting.json()['order_id']}"
+    await rec.http("modify", "PUT", modified, token=PRIMARY,
+                   json_body={"price": 20000.5, "quantity": 150})
+    await rec.http("modify: 422", "PUT", modified, token=PRIMARY,
+                   json_body={"quantity": 100, "price": 20000.01})
+    await rec.http("modify: 422 shape", "PUT", modified, token=PRIMARY,
+                   json_body={"quantity": "150", "order_type": "STOP", "side": "SELL"})
+    await rec.http("modify: 422 nothing to change", "PUT", modified, token=PRIMARY, json_body={})
+    await rec.http("modify: 404 unknown order", "PUT", f"{orders}/999", token=PRIMARY,
+                   json_body={"price": 1})
+    await body_errors(rec, "modify", "PUT", modified, PRIMARY)
+    await the_three_denials(rec, "modify", "PUT", modified)
+    await rec.http("modify: its cancel", "DELETE", modified, token=PRIMARY)
+    await book_settled(rec.running)
+    await rec.http("modify: 409 final order", "PUT", modified, token=PRIMARY,
+                   json_body={"price": 20001})
 
 
 async def overload_routes(rec: Recorder) -> None:

@@ -8,6 +8,7 @@ Timeouts are small (BatchConfig below) so that deadline and rollback paths stay 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import attrs
@@ -65,6 +66,10 @@ async def test_insufficient_margin_is_refused_before_placing(
             status, result = await poor.submit({"orders": [leg(), leg(BANKNIFTY_FUT, quantity=35)]})
             assert status == 422, result
             assert [(f["path"], f["rule"]) for f in result["fields"]] == [("orders", "margin")]
+            # amounts as the desk shows them: ₹ with Indian digit grouping
+            message = result["fields"][0]["message"]
+            assert re.fullmatch(r"the basket needs ₹\d{1,2}(,\d\d)*,\d{3}\.\d\d margin, "
+                                r"₹1,00,000\.00 is available", message), message
             assert await poor.orders() == []
 
 

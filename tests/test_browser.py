@@ -20,6 +20,7 @@ import trio
 
 from tests.fixtures_browser import (
     ADMIN_TOKEN,
+    TOKEN_NAMES,
     TOKENS,
     ServedDesk,
     chromium,  # noqa: F401  (a fixture)
@@ -380,7 +381,6 @@ async def test_basket_success_then_rollback(tmp_path: Path, chromium: str) -> No
                 assert rollback.get_attribute("data-action") == "flattened"
                 assert re.search(r"COMPLETE · 150 filled", rollback.inner_text())
                 screenshot(page, "basket-rollback.png", "#basket")
-                screenshot(page, "blotter.png", "#blotter")
                 screenshot(page, "desk.png")
 
             await in_browser(chromium, scenario)
@@ -436,7 +436,6 @@ async def test_phone_layout(tmp_path: Path, chromium: str) -> None:  # noqa: F81
                 page.wait_for_function(
                     "() => document.querySelectorAll('#symbols option').length > 0"
                 )
-                screenshot(page, "phone.png")
 
             await in_browser(chromium, scenario, viewport={"width": 390, "height": 844})
 
@@ -469,7 +468,8 @@ async def test_page_routes(tmp_path: Path) -> None:
                 assert response.json()["error"] == "not_found"
 
             me = await http.get("/me", headers=_bearer(TOKENS["primary"]))
-            assert me.json() == {"admin": False, "name": "primary#0", "accounts": ["primary"]}
+            assert me.json() == {"admin": False, "name": TOKEN_NAMES["primary"],
+                                 "accounts": ["primary"]}
             admin = await http.get("/me", headers=_bearer(ADMIN_TOKEN))
             assert admin.json()["admin"] is True
             assert admin.json()["accounts"] == ["primary", "secondary"]
@@ -484,7 +484,7 @@ async def test_page_routes(tmp_path: Path) -> None:
             assert rows[0] == {
                 "tradingsymbol": NIFTY_FUT, "exchange": "NFO", "name": "NIFTY",
                 "instrument_type": "FUT", "lot_size": 75, "tick_size": 0.05,
-                "expiry": rows[0]["expiry"], "strike": 0.0,
+                "expiry": rows[0]["expiry"], "strike": 0.0, "freeze_quantity": 1800,
             }
             equities = await http.get("/instruments?exchange=NSE",
                                       headers=_bearer(TOKENS["primary"]))

@@ -14,7 +14,14 @@ import pytest
 import trio
 
 from actors.instruments import InstrumentCache
-from actors.orders.validation import IST, InvalidRequest, lot_message, validate_order
+from actors.money import rupees
+from actors.orders.validation import (
+    IST,
+    InvalidRequest,
+    freeze_message,
+    lot_message,
+    validate_order,
+)
 from actors.requests import LegRequest
 from actors.symbols import parse
 from brokers.paper.instruments import builtin_master, load_csv
@@ -108,6 +115,22 @@ def test_the_lot_message_names_the_valid_quantities() -> None:
         "quantity 100 is not a multiple of the lot size 75: use 75 (1 lot) or 150 (2 lots)")
     assert lot_message(1820, 75, 1800) == (  # 1875 is above the freeze quantity
         "quantity 1820 is not a multiple of the lot size 75: use 1800 (24 lots)")
+
+
+def test_the_freeze_message_counts_in_lots_and_says_how_to_split() -> None:
+    assert freeze_message(3600, 75, 1800) == (
+        "quantity 3600 (48 lots) is above the freeze limit of 1800 (24 lots): split it into 2 "
+        "orders of at most 24 lots")
+    assert freeze_message(1875, 75, 1800).startswith("quantity 1875 (25 lots)")
+    assert freeze_message(1875, 75, 1800).endswith("split it into 2 orders of at most 24 lots")
+
+
+def test_rupees_in_messages_use_indian_grouping() -> None:
+    assert rupees(25563168) == "₹2,55,63,168.00"
+    assert rupees(100000) == "₹1,00,000.00"
+    assert rupees(999.5) == "₹999.50"
+    assert rupees(0) == "₹0.00"
+    assert rupees(-1234567.891) == "-₹12,34,567.89"
 
 
 async def test_the_old_batch_body_is_told_what_to_send(tmp_path: Path) -> None:

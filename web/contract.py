@@ -26,6 +26,7 @@ from actors.outcomes import (
     CancelRequested,
     ExitReport,
     KillReport,
+    OrderModified,
     OrderOutcomeUnknown,
     OrderPlaced,
 )
@@ -37,6 +38,7 @@ from actors.requests import (
     InstrumentsQuery,
     KiteCallbackQuery,
     LegRequest,
+    ModifyRequest,
     OptionChainQuery,
     SaveBasketRequest,
 )
@@ -128,6 +130,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("DELETE", f"{_PREFIX}/baskets/<name>", "Delete a saved basket (404 when there "
               "is none of that name)", "account", {200: BasketDeleted},
               (*ACCOUNT_ERRORS, 422, 503)),
+    Operation("PUT", f"{_PREFIX}/orders/<order_id>", "Modify an open order: quantity, price, "
+              "trigger_price, order_type (409 for a final order; 404 for one the account's "
+              "book does not know)", "account", {200: OrderModified},
+              (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), ModifyRequest),
     Operation("POST", f"{_PREFIX}/kill", "Kill switch: cancel everything, flatten every "
               "position", "account", {200: KillReport}, (*ACCOUNT_ERRORS, 409, 503)),
     Operation("POST", f"{_PREFIX}/positions/exit", "Flatten one position (market-protected "

@@ -22,6 +22,7 @@ from actors.requests import (
     InstrumentsQuery,
     KiteCallbackQuery,
     LegRequest,
+    ModifyRequest,
     OptionChainQuery,
     OrderStreamQuery,
     SaveBasketRequest,
@@ -41,6 +42,7 @@ from .shapes import (
     structure_batch,
     structure_exit,
     structure_leg,
+    structure_modify,
 )
 from .watch import structure_watch
 
@@ -55,6 +57,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(ExitRequest, structure_exit)
     converter.register_structure_hook(SaveBasketRequest, structure_basket)
     converter.register_structure_hook(BasketName, structure_basket_name)
+    converter.register_structure_hook(ModifyRequest, structure_modify)
     converter.register_structure_hook(InstrumentsQuery, structure_instruments)
     converter.register_structure_hook(AuditQuery, structure_audit)
     converter.register_structure_hook(OptionChainQuery, structure_chain)

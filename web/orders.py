@@ -1,5 +1,5 @@
-"""Order routes: batches (all-or-nothing multi-leg), single orders, cancel, exits and the kill
-switch.
+"""Order routes: batches (all-or-nothing multi-leg), single orders, cancel, modify, exits and
+the kill switch.
 
 Handlers authenticate, read the body and hand over to the batch coordinator; it owns the work, so
 a client that hangs up never cuts a batch or its rollback short. Every processed batch answers
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from quart import Blueprint, Response, jsonify, request
 
 from actors.errors import MalformedRequest
-from actors.requests import BatchRequest, ExitRequest, LegRequest, body_hash
+from actors.requests import BatchRequest, ExitRequest, LegRequest, ModifyRequest, body_hash
 
 from .deps import current_deps, current_web
 from .errors import BadRequest, FieldError, InvalidInput, ServiceUnavailable
@@ -101,14 +101,29 @@ async def place_order(account_id: str) -> tuple[Response, int]:
                                                     key))
 
 
-@orders_blueprint.delete("/orders/<order_id>")
-async def cancel_order(account_id: str, order_id: str) -> tuple[Response, int]:
-    identity = require_account(account_id)
+def _order_id(order_id: str) -> str:
     if not ORDER_ID.fullmatch(order_id):
         raise InvalidInput([FieldError(
             "order_id", "format", "order_id must be 1..64 letters, digits, '-' or '_'"
         )])
-    return _reply(await _coordinator().cancel_order(account_id, order_id, identity.name))
+    return order_id
+
+
+@orders_blueprint.delete("/orders/<order_id>")
+async def cancel_order(account_id: str, order_id: str) -> tuple[Response, int]:
+    identity = require_account(account_id)
+    return _reply(await _coordinator().cancel_order(account_id, _order_id(order_id),
+                                                    identity.name))
+
+
+@orders_blueprint.put("/orders/<order_id>")
+async def modify_order(account_id: str, order_id: str) -> tuple[Response, int]:
+    """Kite's modify of an open order: price, quantity, trigger_price, order_type."""
+    identity = require_account(account_id)
+    _order_id(order_id)
+    request, _ = await _typed_body(ModifyRequest)
+    return _reply(await _coordinator().modify_order(account_id, order_id, request,
+                                                    identity.name))
 
 
 @orders_blueprint.post("/kill")

@@ -161,6 +161,8 @@ class InstrumentRow:
     tick_size: float = attrs.field(metadata={"doc": "the price step"})
     expiry: str = attrs.field(metadata={"doc": "ISO date ('' for none)"})
     strike: float = attrs.field(metadata={"doc": "the strike price (0 for none)"})
+    freeze_quantity: int | None = attrs.field(default=None, metadata={
+        "doc": "the most units one order may carry (the exchange's freeze); null for none"})
 
     def as_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -177,6 +179,7 @@ def _row(instrument: Any) -> InstrumentRow:
         tick_size=float(instrument.tick_size or 0.05),
         expiry=expiry.isoformat() if hasattr(expiry, "isoformat") else str(expiry or ""),
         strike=float(instrument.strike or 0.0),
+        freeze_quantity=instrument.freeze_quantity,
     )
 
 

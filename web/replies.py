@@ -24,6 +24,8 @@ from actors.errors import (
     IdempotencyConflict,
     InvalidRequest,
     KillRunning,
+    OrderFinal,
+    OrderNotFound,
     Overloaded,
     PositionBusy,
     PositionNotFound,
@@ -45,9 +47,11 @@ STATUS: dict[type[CoordinatorError], tuple[int, str]] = {
     BatchNotFound: (404, "not_found"),
     BasketNotFound: (404, "not_found"),
     PositionNotFound: (404, "not_found"),
+    OrderNotFound: (404, "not_found"),
     IdempotencyConflict: (409, "idempotency_conflict"),
     KillRunning: (409, "kill_in_progress"),
     PositionBusy: (409, "position_busy"),
+    OrderFinal: (409, "order_final"),
     # 409, not 5xx: clients retry a 5xx blindly, and nothing changes until an operator loads
     # the day's token. Not 401 either: the client's own credentials are fine, the broker's are
     # not. 409 says the account is in a state that refuses orders (as kill_in_progress does).

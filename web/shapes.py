@@ -1,5 +1,5 @@
 """The shape rules of request bodies: JSON into `LegRequest` / `BatchRequest` / `ExitRequest` /
-`SaveBasketRequest` (and a saved basket's `BasketName`), strictly.
+`SaveBasketRequest` (and a saved basket's `BasketName`), `ModifyRequest`, strictly.
 
 Registered as the converter's structure hooks (`web/converter.py`). Strict: no coercion (a
 string "75" is not a quantity, true is not a number), unknown fields and a client `tag` are
@@ -30,6 +30,7 @@ from actors.requests import (
     Execution,
     ExitRequest,
     LegRequest,
+    ModifyRequest,
     OrderType,
     Product,
     SaveBasketRequest,
@@ -38,11 +39,12 @@ from actors.requests import (
 )
 
 __all__ = ["is_number", "structure_basket", "structure_basket_name", "structure_batch",
-           "structure_exit", "structure_leg"]
+           "structure_exit", "structure_leg", "structure_modify"]
 
 _LEG_FIELDS = frozenset(a.name for a in attrs.fields(LegRequest))
 _BATCH_FIELDS = frozenset(a.name for a in attrs.fields(BatchRequest))
 _EXIT_FIELDS = frozenset(a.name for a in attrs.fields(ExitRequest))
+_MODIFY_FIELDS = frozenset(a.name for a in attrs.fields(ModifyRequest))
 MAX_SYMBOL = 64
 _ENUMS: tuple[tuple[str, Any, str | None], ...] = (  # field, Literal type, default
     ("exchange", Exchange, None),
@@ -167,6 +169,35 @@ def structure_basket(raw: Any, _: type = SaveBasketRequest) -> SaveBasketRequest
     if errors:
         raise MalformedRequest(errors)
     return SaveBasketRequest(orders=legs)
+
+
+def structure_modify(raw: Any, _: type = ModifyRequest) -> ModifyRequest:
+    """A modify body (`PUT /orders/{order_id}`) as a `ModifyRequest`, or MalformedRequest."""
+    if not isinstance(raw, dict):
+        raise MalformedRequest([FieldError("", "type", "the body must be a JSON object")])
+    errors = [FieldError(key, "unknown_field", f"unknown field {key!r}")
+              for key in sorted(set(raw) - _MODIFY_FIELDS)]
+
+    def err(field: str, rule: str, message: str) -> None:
+        errors.append(FieldError(field, rule, message))
+
+    quantity = raw.get("quantity")
+    if quantity is not None and not (is_number(quantity) and float(quantity).is_integer()):
+        err("quantity", "type", "quantity must be a whole number")
+    elif quantity is not None and quantity <= 0:
+        err("quantity", "positive", "quantity must be above 0")
+    for field in ("price", "trigger_price"):
+        value = raw.get(field)
+        if value is not None and not (is_number(value) and value >= 0):
+            err(field, "type", f"{field} must be a number, 0 or above")
+    order_type = raw.get("order_type")
+    if order_type is not None:
+        _enum(raw, "order_type", get_args(OrderType), err, None)
+    if errors:
+        raise MalformedRequest(errors)
+    return ModifyRequest(quantity=None if quantity is None else int(quantity),
+                         price=raw.get("price"), trigger_price=raw.get("trigger_price"),
+                         order_type=order_type)
 
 
 def _leg(order: Any, prefix: str, errors: list[FieldError]) -> LegRequest | None:

@@ -13,6 +13,7 @@ import trio
 from brokers.base import BasketMargin, BrokerError, OrderRejected, TokenExpired
 
 from ..errors import AuthExpired, BrokerUnavailable, FieldError, InvalidRequest, MalformedRequest
+from ..money import rupees
 from ..outcomes import BasketMarginQuote
 from ..requests import BatchRequest
 from .accounts import AccountContext
@@ -55,14 +56,15 @@ class PreTrade:
         if available is None:
             return spec
         if margin.final > available + 1e-6:
-            message = f"the basket needs {margin.final:.2f} margin, {available:.2f} is available"
+            message = (f"the basket needs {rupees(margin.final)} margin, {rupees(available)} "
+                       "is available")
             raise InvalidRequest([FieldError("orders", "margin", message)])
         if spec.execution == "parallel" and margin.initial > available + 1e-6:
             # Parallel legs reach the broker in any order and each is margined as it arrives:
             # a SELL leg ahead of its hedge would be rejected after the others filled.
-            shortfall = (f"the legs need {margin.initial:.2f} margin when each is priced on "
-                         f"its own, {available:.2f} is available: the basket fits only hedged "
-                         f"({margin.final:.2f})")
+            shortfall = (f"the legs need {rupees(margin.initial)} margin when each is priced on "
+                         f"its own, {rupees(available)} is available: the basket fits only "
+                         f"hedged ({rupees(margin.final)})")
             if self._config.unhedged_parallel == "hedge_first":
                 return attrs.evolve(spec, execution="hedge_first", execution_reason=(
                     f"{shortfall}; run hedge-first: the SELL legs are sent only once every "

@@ -46,11 +46,12 @@ from ..outcomes import (
     CancelRequested,
     ExitReport,
     KillReport,
+    OrderModified,
     OrderOutcomeUnknown,
     OrderPlaced,
     stored_result,
 )
-from ..requests import BatchRequest, ExitRequest, LegRequest
+from ..requests import BatchRequest, ExitRequest, LegRequest, ModifyRequest
 from .accounts import Accounts, Job, Work
 from .admission import admit
 from .checks import PreTrade
@@ -59,6 +60,7 @@ from .execution import BatchRunner, EventHook
 from .exits import PositionExits
 from .kill import KillSwitch
 from .legs import batch_legs, new_batch_id
+from .modify import OrderModifier
 from .placing import OrderOps
 from .recovery import Recoveries
 from .results import FINAL, batch_progress, leg_record
@@ -115,6 +117,7 @@ class BatchCoordinator:
         self._checks = PreTrade(config)
         self._recoveries = Recoveries(store, self._accounts, self._runner, config)
         self._singles = SingleOrders(self._accounts, self.ops, config)
+        self._modifier = OrderModifier(self._accounts, self.ops, store, config)
         self._kill = KillSwitch(self._accounts, rollback, store, config, get=self.get,
                                 retry_recoveries=self.retry_recoveries)
         self._exits = PositionExits(self._accounts, rollback, config)
@@ -330,6 +333,13 @@ class BatchCoordinator:
 
     async def cancel_order(self, account: str, order_id: str, client: str = "") -> CancelRequested:
         return await self._singles.cancel_order(account, order_id, client)
+
+    async def modify_order(
+        self, account: str, order_id: str, request: ModifyRequest | MalformedRequest,
+        client: str = "",
+    ) -> OrderModified:
+        """Modify one open order: see `modify.OrderModifier.modify_order`."""
+        return await self._modifier.modify_order(account, order_id, request, client)
 
     async def kill(self, account: str, client: str = "") -> KillReport:
         """The account's kill switch: see `kill.KillSwitch.kill`."""

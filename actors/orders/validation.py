@@ -12,20 +12,28 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
-from typing import get_args
+from typing import Any, get_args
 
 import attrs
 
-from brokers.base import OrderRequest
+from brokers.base import Order, OrderRequest
 
 from ..calendar import IST, TradingCalendar
 from ..errors import FieldError, InvalidRequest, MalformedRequest
 from ..instruments import InstrumentInfo
-from ..requests import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, BatchRequest, Exchange, LegRequest
+from ..requests import (
+    DEFAULT_TIMEOUT_S,
+    MAX_TIMEOUT_S,
+    BatchRequest,
+    Exchange,
+    LegRequest,
+    ModifyRequest,
+)
 from ..symbols import Contracts, expired_message
 
 __all__ = ["IST", "BatchSpec", "FieldError", "InvalidRequest", "TradingCalendar",
-           "validate_batch", "validate_order"]
+           "OrderChange", "freeze_message", "validate_batch", "validate_modify",
+           "validate_order"]
 
 EXCHANGES = frozenset(get_args(Exchange))
 DERIVATIVE_EXCHANGES = frozenset({"NFO", "BFO", "CDS", "BCD", "MCX"})
@@ -95,6 +103,60 @@ def validate_order(
     return leg
 
 
+def validate_modify(
+    request: ModifyRequest | MalformedRequest, order: Order, lookup: Lookup
+) -> OrderChange:
+    """The order as it would stand once modified, or InvalidRequest naming every problem: the
+    rules of a new order (lot, freeze, tick, prices by order type) on the fields that result,
+    and more than what has filled already."""
+    if isinstance(request, MalformedRequest):
+        raise InvalidRequest(list(request.fields))
+    errors: list[FieldError] = []
+
+    def err(field: str, rule: str, message: str) -> None:
+        errors.append(FieldError(field, rule, message))
+
+    asked = [a.name for a in attrs.fields(ModifyRequest) if getattr(request, a.name) is not None]
+    if not asked:
+        raise InvalidRequest([FieldError("", "required", "give at least one of " + ", ".join(
+            a.name for a in attrs.fields(ModifyRequest)))])
+    order_type = request.order_type or order.order_type
+    quantity = order.quantity if request.quantity is None else request.quantity
+    keep_price = order_type in ("LIMIT", "SL") and request.price is None
+    price = _price(order.price if keep_price else request.price, "price", err)
+    keep_trigger = order_type in ("SL", "SL-M") and request.trigger_price is None
+    trigger = _price(order.trigger_price if keep_trigger else request.trigger_price,
+                     "trigger_price", err)
+    info = lookup(order.exchange, order.tradingsymbol)
+    if info is not None and quantity % info.lot_size:
+        err("quantity", "lot_multiple", lot_message(quantity, info.lot_size, info.freeze_quantity))
+    elif info is not None and info.freeze_quantity is not None and quantity > info.freeze_quantity:
+        err("quantity", "freeze_limit",
+            freeze_message(quantity, info.lot_size, info.freeze_quantity))
+    if quantity <= order.filled_quantity:
+        err("quantity", "range", f"must be above the {order.filled_quantity} already filled")
+    _check_prices(order_type, order.transaction_type, price, trigger,
+                  info.tick_size if info is not None else None, err)
+    if errors:
+        raise InvalidRequest(errors)
+    return OrderChange(quantity, order_type, price, trigger)
+
+
+@attrs.frozen
+class OrderChange:
+    """A validated modification: the order's fields as the broker is asked to set them."""
+
+    quantity: int
+    order_type: str
+    price: float | None
+    trigger_price: float | None
+
+    def form(self) -> dict[str, Any]:
+        """Kite's modify fields (a price of 0 clears one the new order type takes none of)."""
+        return {"quantity": self.quantity, "order_type": self.order_type,
+                "price": self.price or 0, "trigger_price": self.trigger_price or 0}
+
+
 def _body_order(error: FieldError) -> tuple[int, int]:
     """Where a batch's problem comes in the answer: by top-level field, legs by index."""
     index = _LEG_INDEX.match(error.path)
@@ -148,6 +210,16 @@ def lot_message(quantity: int, lot_size: int, freeze_quantity: int | None) -> st
     return f"{text}: use {' or '.join(named)}"
 
 
+def freeze_message(quantity: int, lot_size: int, freeze_quantity: int) -> str:
+    """Why `quantity` is refused above the freeze, in lots (as a trader counts), and how many
+    orders within the freeze would carry it."""
+    max_lots = max(1, freeze_quantity // lot_size)
+    lots = quantity / lot_size
+    orders = -(-quantity // (max_lots * lot_size))
+    return (f"quantity {quantity} ({lots:g} lots) is above the freeze limit of {freeze_quantity} "
+            f"({max_lots} lots): split it into {orders} orders of at most {max_lots} lots")
+
+
 def _check_leg(
     order: LegRequest, prefix: str, master: Master, session: TradingCalendar | None,
     errors: list[FieldError],
@@ -171,7 +243,7 @@ def _check_leg(
                 lot_message(quantity, info.lot_size, info.freeze_quantity))
         if info.freeze_quantity is not None and quantity > info.freeze_quantity:
             err("quantity", "freeze_limit",
-                f"quantity above the freeze quantity ({info.freeze_quantity})")
+                freeze_message(quantity, info.lot_size, info.freeze_quantity))
 
     price = _price(order.price, "price", err)
     trigger = _price(order.trigger_price, "trigger_price", err)

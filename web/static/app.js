@@ -81,7 +81,7 @@ async function signIn(token) {
   $("#signin-view").hidden = true;
   $("#desk").hidden = false;
   $("#session").hidden = false;
-  $("#who").textContent = me.admin ? "admin" : me.name;
+  $("#who").textContent = `Signed in as ${me.admin ? "admin" : me.name}`;
   const select = $("#account");
   select.replaceChildren(...me.accounts.map((id) => new Option(id, id)));
   const remembered = sessionStorage.getItem(ACCOUNT_KEY);

@@ -2,19 +2,12 @@
 
 import { api, ApiError } from "./api.js";
 import { MarginPreview } from "./margin.js";
+import { BasketResults } from "./results.js";
 import { reviewBasket } from "./review.js";
+import { offerSplit } from "./split.js";
 
 const MAX_LEGS = 10;
 const TAG = /^od([A-Z2-7]{10})(\d+)([LR])(\d)$/i;
-const OUTCOME_TEXT = {
-  success: "Every leg filled",
-  rolled_back: "Rolled back: a leg failed and the others were undone",
-  partial: "Partial: some legs failed and nothing was rolled back",
-  rollback_failed: "ROLLBACK FAILED: exposure remains, see the legs",
-};
-
-const esc = (s) => String(s ?? "").replace(/[&<>"']/g,
-  (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
 function decimals(step) {
   const text = String(step);
@@ -33,6 +26,7 @@ export class Basket {
     this.legCount = root.querySelector("#leg-count");
     this.submitButton = root.querySelector("#basket-submit");
     this.result = root.querySelector("#basket-result");
+    this.results = new BasketResults(this.result);
     this.basketError = root.querySelector("#basket-error");
     this.known = new Map(); // tradingsymbol -> instrument row
     this.nextId = 0;
@@ -211,6 +205,7 @@ export class Basket {
 
   clearErrors() {
     for (const el of this.root.querySelectorAll(".error")) el.textContent = "";
+    for (const el of this.root.querySelectorAll("button.split")) el.remove();
     for (const el of this.root.querySelectorAll("[aria-invalid]")) {
       el.removeAttribute("aria-invalid");
     }
@@ -219,6 +214,7 @@ export class Basket {
   clearError(li, field) {
     const el = li.querySelector(`.error[data-field="${field}"]`);
     if (el) el.textContent = "";
+    if (field === "quantity") li.querySelector("button.split")?.remove();
     li.querySelector(`.error[data-field="${field}"]`)?.closest(".field")
       ?.querySelector("input, select")?.removeAttribute("aria-invalid");
   }
@@ -242,6 +238,15 @@ export class Basket {
       ? `${path}: ${message}` : message;
     target.textContent = target.textContent ? `${target.textContent}; ${text}` : text;
     return target;
+  }
+
+  // The server's error next to its field; above the freeze limit (its message in lots), with
+  // the offer to split the leg.
+  markError(path, message, rule) {
+    const el = this.showError(path, message);
+    const leg = /^orders\[(\d+)\]\.quantity$/.exec(path);
+    if (rule === "freeze_limit" && leg) offerSplit(this, this.legs()[Number(leg[1])]);
+    return el;
   }
 
   validate() {
@@ -332,15 +337,17 @@ export class Basket {
     this.inflight = { body, batchId: null, live: new Map() };
     this.submitButton.disabled = true;
     this.submitButton.textContent = "Placing…";
-    this.renderProgress();
+    this.results.progress(this.inflight);
     try {
       const result = await api(`/accounts/${encodeURIComponent(account)}/batch-orders`,
         { method: "POST", body, headers: { "Idempotency-Key": key } });
       this.retryKey = null; // processed: a new submit is a new basket
-      this.renderResult(body, result);
+      this.results.show(body, result);
       if (result.status === "success") this.offerClearOrRepeat();
     } catch (err) {
-      this.renderFailure(err);
+      this.results.failure(err, (path, message, field) => this.markError(path, message,
+        field?.rule));
+      this.form.querySelector('[aria-invalid="true"]')?.focus();
       if (err instanceof ApiError && err.status && err.status < 500) this.retryKey = null;
     } finally {
       this.inflight = null;
@@ -376,135 +383,20 @@ export class Basket {
     const state = flight.live.get(index) ?? {};
     state[kind.toUpperCase() === "L" ? "leg" : "rollback"] = order;
     flight.live.set(index, state);
-    this.renderProgress();
+    this.results.progress(flight);
   }
 
-  renderProgress() {
-    const flight = this.inflight;
-    if (!flight) return;
-    const rows = flight.body.orders.map((leg, i) => {
-      const live = flight.live.get(i) ?? {};
-      const o = live.leg;
-      const r = live.rollback;
-      return this.row(i, leg, {
-        status: o ? o.status : "working…",
-        filled: o ? `${o.filled_quantity ?? 0} / ${o.quantity}` : "–",
-        orderId: o?.order_id,
-        rollback: r ? `reverse ${r.status} · ${r.filled_quantity ?? 0} filled` : "",
-      });
-    }).join("");
-    this.result.hidden = false;
-    this.result.dataset.status = "working";
-    this.result.innerHTML = `<h3 class="outcome" data-status="working">Placing
-      ${flight.body.orders.length} legs…</h3>${this.table(rows)}`;
-  }
-
-  row(index, sent, { status, filled, orderId, error, rollback, action }) {
-    const statusClass = `s-${String(status || "").toLowerCase().replace(/\s+/g, "-")}`;
-    return `<tr data-leg="${index}" data-status="${esc(status)}">
-      <th scope="row">${index + 1}</th>
-      <td><span class="sym">${esc(sent.tradingsymbol)}</span>
-        <span class="sub">${esc(sent.transaction_type)} ${esc(sent.quantity)}</span></td>
-      <td><span class="status ${esc(statusClass)}">${esc(status)}</span>
-        ${orderId ? `<span class="sub order-id">${esc(orderId)}</span>` : ""}
-        ${error ? `<span class="sub err">${esc(error)}</span>` : ""}</td>
-      <td class="num">${esc(filled)}</td>
-      <td class="rollback" data-action="${esc(action ?? "none")}">${esc(rollback || "–")}</td>
-    </tr>`;
-  }
-
-  table(rows) {
-    return `<div class="table-wrap" tabindex="0" aria-label="Basket legs">
-      <table class="legs-result"><thead><tr><th scope="col">#</th><th scope="col">Leg</th>
-      <th scope="col">Status</th><th scope="col" class="num">Filled @ avg</th>
-      <th scope="col">Rollback</th></tr></thead>
-      <tbody>${rows}</tbody></table></div>`;
-  }
-
-  renderResult(body, result) {
-    const legs = Array.isArray(result.legs) ? result.legs : [];
-    const rows = legs.map((leg) => {
-      const rb = leg.rollback;
-      const acted = rb && rb.action && rb.action !== "none";
-      const rollback = acted
-        ? [rb.action, rb.status, rb.filled !== undefined && rb.filled !== null
-          ? `${rb.filled} filled` : null, rb.order_id].filter(Boolean).join(" · ")
-        : "";
-      const filled = Number(leg.filled_quantity ?? 0);
-      return this.row(Number(leg.index), body.orders[leg.index] ?? {}, {
-        status: leg.status,
-        filled: filled && leg.average_price
-          ? `${filled} @ ${Number(leg.average_price).toFixed(2)}` : String(filled),
-        orderId: leg.order_id,
-        error: leg.error,
-        rollback,
-        action: acted ? rb.action : "none",
-      });
-    }).join("");
-    const status = String(result.status);
-    this.result.hidden = false;
-    this.result.dataset.status = status;
-    this.result.innerHTML = `
-      <h3 class="outcome" data-status="${esc(status)}">${esc(status.replace("_", " "))}</h3>
-      <p class="outcome-text">${esc(OUTCOME_TEXT[status] ?? "")}</p>
-      <dl class="summary">
-        <div><dt>Batch</dt><dd class="batch-id">${esc(result.batch_id)}</dd></div>
-        <div><dt>Legs</dt><dd>${esc(result.succeeded)} of ${esc(result.total_orders)} filled,
-          ${esc(result.failed)} failed</dd></div>
-        <div><dt>Took</dt><dd>${esc(result.duration_ms)} ms</dd></div>
-      </dl>${this.table(rows)}`;
-    if (status !== "success") {
-      this.result.querySelector(".outcome-text").setAttribute("role", "alert");
-    }
-    this.result.focus({ preventScroll: true });
-    this.result.scrollIntoView({ block: "nearest" });
-  }
-
-  // After a success the ticket is not placeable as it stands: Clear empties it, Repeat
-  // reviews the same legs again and places them under a NEW Idempotency-Key.
   offerClearOrRepeat() {
-    this.submitButton.hidden = true;
-    const actions = document.createElement("div");
-    actions.className = "basket-actions after-success";
-    actions.innerHTML = `<button type="button" class="secondary" data-act="clear">Clear</button>
-      <button type="button" data-act="repeat">Repeat</button>`;
-    this.result.append(actions);
-    const reset = () => {
-      actions.remove();
-      this.submitButton.hidden = false;
-    };
-    actions.querySelector('[data-act="clear"]').addEventListener("click", () => {
-      reset();
-      for (const li of this.legs()) li.remove();
-      this.addLeg()?.querySelector('[name="tradingsymbol"]').focus();
-      this.result.hidden = true;
-      this.margin.schedule();
+    this.results.offerClearOrRepeat(this.submitButton, {
+      clear: () => {
+        for (const li of this.legs()) li.remove();
+        this.addLeg()?.querySelector('[name="tradingsymbol"]').focus();
+        this.margin.schedule();
+      },
+      repeat: () => {
+        this.lastBody = null; // deliberately a new basket: a new Idempotency-Key
+        this.submit();
+      },
     });
-    actions.querySelector('[data-act="repeat"]').addEventListener("click", () => {
-      reset();
-      this.lastBody = null; // deliberately a new basket: a new Idempotency-Key
-      this.submit();
-    });
-  }
-
-  renderFailure(err) {
-    this.result.hidden = false;
-    if (err instanceof ApiError && err.status === 422) {
-      for (const f of err.fields) this.showError(f.path, f.message);
-      this.result.dataset.status = "invalid";
-      this.result.innerHTML = `<h3 class="outcome" data-status="invalid">Not placed</h3>
-        <p class="outcome-text">${esc(err.fields.length || "")} problem(s): fix the
-        marked fields. Nothing was sent to the broker.</p>`;
-      const first = this.form.querySelector('[aria-invalid="true"]');
-      first?.focus();
-      return;
-    }
-    this.result.dataset.status = "error";
-    const maybePlaced = !(err instanceof ApiError) || err.status === 0 || err.status >= 500;
-    this.result.innerHTML = `<h3 class="outcome" data-status="error">Error</h3>
-      <p class="outcome-text">${esc(err.message)}${maybePlaced
-        ? " — submit again to retry the same basket (it will not be placed twice)." : ""}</p>`;
-    this.basketError.textContent = err.message;
-    this.result.scrollIntoView({ block: "nearest" });
   }
 }

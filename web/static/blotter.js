@@ -1,26 +1,39 @@
 // The order blotter: one row per order_id, updated in place, newest first, with filters; an
-// open order's row carries a Cancel button (behind a confirmation) and shows its outcome.
+// open order's row carries Cancel (behind a confirmation) and Modify (inline price and quantity
+// inputs under the row), and shows what came of either in the row.
 
-import { api } from "./api.js";
+import { rowButton, rowOutcome, showOutcome } from "./actions.js";
+import { api, ApiError } from "./api.js";
 import { confirmAction } from "./confirm.js";
+import { istOfStamp } from "./ist.js";
 
 const OPEN_STATES = new Set([
   "OPEN", "OPEN PENDING", "TRIGGER PENDING", "PUT ORDER REQ RECEIVED", "VALIDATION PENDING",
   "MODIFY PENDING", "MODIFY VALIDATION PENDING", "CANCEL PENDING", "AMO REQ RECEIVED",
 ]);
-const COLUMNS = [ // the action first: a Cancel button never needs a sideways scroll to reach
-  "action", "time", "tradingsymbol", "transaction_type", "quantity", "fill", "order_type", "price",
-  "average_price", "status", "tag", "order_id",
+// The action first: its buttons never need a sideways scroll to reach. A cell of two fields
+// shows them as two lines (the average price under the fill, the order's type under its
+// price, its tag under its id), so the blotter fits a laptop's column, nothing cut off.
+const COLUMNS = [
+  ["action"], ["time"], ["tradingsymbol"], ["transaction_type"], ["quantity"],
+  ["fill", "average_price"], ["price", "order_type"], ["status"], ["order_id", "tag"],
 ];
 
 const fmtPrice = (v) => (v === null || v === undefined || v === "" ? "–"
   : Number(v).toLocaleString("en-IN", { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
 
-function timeOf(order) {
-  const stamp = order.exchange_update_timestamp || order.order_timestamp || "";
-  const match = /(\d{2}:\d{2}:\d{2})/.exec(String(stamp));
-  return match ? match[1] : "–";
-}
+const LABELS = { // what each cell is called where the phone shows rows as cards
+  time: "Time", tradingsymbol: "Symbol", transaction_type: "Side", quantity: "Qty",
+  fill: "Filled / pending · avg", price: "Price · type", status: "Status",
+  order_id: "Order id · tag",
+};
+const PRICED = new Set(["LIMIT", "SL"]);
+
+const timeOf = (order) => istOfStamp(order.exchange_update_timestamp || order.order_timestamp);
+
+// A refusal as one line: a 422's field messages, else its message.
+const reason = (err) => (err instanceof ApiError && err.fields.length
+  ? err.fields.map((f) => f.message).join("; ") : err.message);
 
 function sortKey(order) {
   return String(order.order_timestamp || "");
@@ -79,24 +92,28 @@ export class Blotter {
   makeRow(id) {
     const row = document.createElement("tr");
     row.dataset.orderId = id;
-    for (const col of COLUMNS) {
+    for (const [col, second] of COLUMNS) {
       const cell = document.createElement(col === "tradingsymbol" ? "th" : "td");
       if (col === "tradingsymbol") cell.scope = "row";
-      cell.dataset.col = col;
-      if (["quantity", "fill", "price", "average_price"].includes(col)) cell.className = "num";
+      if (LABELS[col]) cell.dataset.label = LABELS[col];
+      if (["quantity", "fill", "price"].includes(col)) cell.className = "num";
+      if (second) { // two fields, two lines: each its own element, named by its field
+        cell.dataset.group = col;
+        for (const name of [col, second]) {
+          const part = document.createElement("span");
+          part.className = "part";
+          part.dataset.col = name;
+          cell.append(part);
+        }
+      } else {
+        cell.dataset.col = col;
+      }
       row.append(cell);
     }
-    const action = row.querySelector('[data-col="action"]');
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "secondary cancel";
-    button.textContent = "Cancel";
-    button.setAttribute("aria-label", `Cancel order ${id}`);
-    button.addEventListener("click", () => this.cancel(id));
-    const outcome = document.createElement("span");
-    outcome.className = "row-outcome";
-    outcome.setAttribute("role", "status");
-    action.append(button, outcome);
+    row.querySelector('[data-col="action"]').append(
+      rowButton("cancel", "Cancel", `Cancel order ${id}`, () => this.cancel(id)),
+      rowButton("modify", "Modify", `Modify order ${id}`, () => this.openEditor(id)),
+      rowOutcome());
     return row;
   }
 
@@ -112,18 +129,21 @@ export class Blotter {
       fill: `${filled} / ${pending}`,
       order_type: o.order_type || "",
       price: o.order_type === "MARKET" ? "MKT" : fmtPrice(o.price),
-      average_price: filled ? fmtPrice(o.average_price) : "–",
+      average_price: filled ? `@ ${fmtPrice(o.average_price)}` : "",
       status: o.status || "",
       tag: o.tag || "",
       order_id: String(o.order_id),
     };
-    for (const cell of entry.row.children) {
+    for (const cell of entry.row.querySelectorAll("[data-col]")) {
       if (cell.dataset.col === "action") continue;
       const value = values[cell.dataset.col];
       if (cell.textContent !== value) cell.textContent = value;
     }
     const row = entry.row;
-    row.querySelector("button.cancel").hidden = !OPEN_STATES.has(o.status);
+    const open = OPEN_STATES.has(o.status);
+    row.querySelector("button.cancel").hidden = !open;
+    row.querySelector("button.modify").hidden = !open;
+    if (!open && entry.editor) this.closeEditor(entry);
     row.dataset.status = o.status || "";
     row.dataset.side = o.transaction_type || "";
     const statusCell = row.querySelector('[data-col="status"]');
@@ -150,18 +170,105 @@ export class Blotter {
     const button = entry.row.querySelector("button.cancel");
     const outcome = entry.row.querySelector(".row-outcome");
     button.disabled = true;
-    outcome.dataset.state = "pending";
-    outcome.textContent = "cancelling…";
+    showOutcome(outcome, "pending", "cancelling…");
     try {
       await api(`/accounts/${encodeURIComponent(account)}/orders/${encodeURIComponent(id)}`,
                 { method: "DELETE" });
-      outcome.dataset.state = "done";
-      outcome.textContent = "cancel sent";
+      showOutcome(outcome, "done", "cancel sent");
     } catch (err) {
-      outcome.dataset.state = "failed";
-      outcome.textContent = `cancel refused: ${err.message}`;
+      showOutcome(outcome, "failed", `cancel refused: ${reason(err)}`);
     } finally {
       button.disabled = false;
+    }
+  }
+
+  // Modify: a row under the order's with its price (LIMIT and SL only) and quantity to edit.
+  openEditor(id) {
+    const entry = this.orders.get(id);
+    if (!entry) return;
+    if (entry.editor) {
+      entry.editor.querySelector("input")?.focus();
+      return;
+    }
+    const o = entry.order;
+    const editor = document.createElement("tr");
+    editor.className = "modify-row";
+    editor.dataset.editorFor = id;
+    const cell = document.createElement("td");
+    cell.colSpan = COLUMNS.length;
+    const form = document.createElement("form");
+    form.className = "modify-form";
+    form.setAttribute("aria-label", `Modify order ${id}`);
+    const field = (name, text, value, attrs) => {
+      const label = document.createElement("label");
+      label.textContent = text;
+      const input = document.createElement("input");
+      Object.assign(input, { name, type: "number", value: String(value ?? ""), ...attrs });
+      input.id = `modify-${id}-${name}`;
+      label.htmlFor = input.id;
+      const wrap = document.createElement("span");
+      wrap.className = "modify-field";
+      wrap.append(label, input);
+      return wrap;
+    };
+    if (PRICED.has(o.order_type)) {
+      form.append(field("price", "New price", o.price, { min: "0", step: "0.05",
+        inputMode: "decimal", required: true }));
+    }
+    form.append(field("quantity", "New qty (units)", o.quantity, { min: "1", step: "1",
+      inputMode: "numeric", required: true }));
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.textContent = "Save";
+    const close = rowButton("close", "Close", `Close the modify of order ${id}`,
+      () => this.closeEditor(entry, true));
+    form.append(save, close);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.modify(entry, form);
+    });
+    cell.append(form);
+    editor.append(cell);
+    entry.editor = editor;
+    entry.row.after(editor);
+    form.querySelector("input").focus();
+  }
+
+  closeEditor(entry, refocus = false) {
+    entry.editor?.remove();
+    entry.editor = null;
+    if (refocus) entry.row.querySelector("button.modify")?.focus();
+  }
+
+  async modify(entry, form) {
+    const account = this.account?.();
+    const id = String(entry.order.order_id);
+    if (!account) return;
+    const body = {};
+    for (const input of form.querySelectorAll("input")) {
+      if (input.value !== "" && Number(input.value) !== Number(entry.order[input.name])) {
+        body[input.name] = Number(input.value);
+      }
+    }
+    const outcome = entry.row.querySelector(".row-outcome");
+    if (!Object.keys(body).length) {
+      showOutcome(outcome, "failed", "nothing changed");
+      return;
+    }
+    const save = form.querySelector('button[type="submit"]');
+    save.disabled = true;
+    showOutcome(outcome, "pending", "modifying…");
+    try {
+      const done = await api(
+        `/accounts/${encodeURIComponent(account)}/orders/${encodeURIComponent(id)}`,
+        { method: "PUT", body });
+      const price = PRICED.has(done.order_type) ? ` @ ${fmtPrice(done.price)}` : "";
+      showOutcome(outcome, "done", `modified: ${done.quantity}${price}`);
+      this.closeEditor(entry);
+      entry.row.querySelector("button.modify")?.focus();
+    } catch (err) {
+      showOutcome(outcome, "failed", `modify refused: ${reason(err)}`);
+      save.disabled = false;
     }
   }
 
@@ -188,7 +295,8 @@ export class Blotter {
       if (ka !== kb) return ka < kb ? 1 : -1;
       return b.arrival - a.arrival;
     });
-    const shown = entries.filter((e) => this.matches(e.order)).map((e) => e.row);
+    const shown = entries.filter((e) => this.matches(e.order))
+      .flatMap((e) => (e.editor ? [e.row, e.editor] : [e.row]));
     // Reorder only what moved: rows keep their identity (and any focus) across updates.
     let cursor = this.tbody.firstElementChild;
     for (const row of shown) {
@@ -204,9 +312,9 @@ export class Blotter {
       cursor = next;
     }
     const total = this.orders.size;
-    this.empty.hidden = shown.length > 0;
+    const count = shown.filter((row) => !row.classList.contains("modify-row")).length;
+    this.empty.hidden = count > 0;
     this.empty.textContent = total ? "No orders match the filters." : "No orders yet today.";
-    this.count.textContent = shown.length === total ? `${total} orders`
-      : `${shown.length} of ${total} orders`;
+    this.count.textContent = count === total ? `${total} orders` : `${count} of ${total} orders`;
   }
 }

@@ -1,6 +1,7 @@
 // The supervision tree as `orderdesk actors` shows it, from GET /admin/actors, refreshing.
 
 import { api } from "./api.js";
+import { istTime } from "./ist.js";
 
 const REFRESH_MS = 2000;
 
@@ -98,7 +99,7 @@ export class HealthView {
     const text = summaryText(body.summary);
     this.summary.dataset.state = ok ? "ok" : "degraded";
     this.summary.textContent = `${ok ? "healthy" : "degraded"}${text ? ` — ${text}` : ""}`;
-    this.updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    this.updated.textContent = `updated ${istTime(new Date())}`;
     const fresh = rows(body).map((a) => {
       const tr = document.createElement("tr");
       tr.dataset.name = a.name;

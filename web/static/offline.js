@@ -2,11 +2,9 @@
 // page says so (a banner saying since when, in IST) and the caller stops claiming what it cannot
 // know (the upstream badge) and stops offering to place; all undone when the stream is live.
 
+import { istTime } from "./ist.js";
+
 const OFFLINE_AFTER_MS = 3000;
-const IST = new Intl.DateTimeFormat("en-GB", {
-  timeZone: "Asia/Kolkata", hour: "2-digit", minute: "2-digit", second: "2-digit",
-  hour12: false,
-});
 
 export class OfflineWatch {
   // onOffline() and onOnline() are called once per outage, on entering and leaving it.
@@ -31,7 +29,7 @@ export class OfflineWatch {
 
   enter() {
     this.offline = true;
-    this.banner.textContent = `Offline since ${IST.format(this.since)} IST: orderdesk is not `
+    this.banner.textContent = `Offline since ${istTime(this.since)}: orderdesk is not `
       + "reachable; placing is disabled until the connection is back.";
     this.banner.dataset.since = this.since.toISOString();
     this.banner.hidden = false;

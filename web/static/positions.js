@@ -3,6 +3,7 @@
 // confirmation naming what it will send, its report shown. A missing LTP reads "LTP
 // unavailable", never a zero P&L.
 
+import { rowButton } from "./actions.js";
 import { api, ApiError } from "./api.js";
 import { confirmAction } from "./confirm.js";
 
@@ -113,13 +114,8 @@ export class PositionsPanel {
     product.textContent = p.product;
     name.append(product);
     const action = document.createElement("td");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "secondary exit";
-    button.textContent = "Exit";
-    button.setAttribute("aria-label", `Exit ${instrument(p)} ${p.product}`);
-    button.addEventListener("click", () => this.exit(this.current(tr)));
-    action.append(button);
+    action.append(rowButton("exit", "Exit", `Exit ${instrument(p)} ${p.product}`,
+      () => this.exit(this.current(tr))));
     tr.append(name, cell("qty"), cell("avg"), cell("ltp"), cell("pnl"), action);
     return tr;
   }
