@@ -4,6 +4,12 @@ Many account actors append at once; one committer task drains every request that
 writes them in a single transaction, so a caller waits about one commit and the fsync is shared.
 The per-account `seq` is assigned inside that transaction from a cache that is only advanced
 after the commit succeeds: a failed or cancelled round consumes no seqs.
+
+A round is shared, its faults are not: a round the database refuses (`StoreError`: a constraint,
+a trigger, a value it cannot store) is split in halves and each half written again, down to the
+one request that is refused, so one account's bad write fails only that account's append, at a
+cost of about 2·log2(n) extra rounds, paid only on failure. A store that is gone
+(`StoreUnavailable`) fails the whole round at once: a retry could not succeed.
 """
 
 from __future__ import annotations
@@ -98,23 +104,37 @@ class GroupCommitter:
         live = [r for r in batch if not r.abandoned]
         for request in batch:
             request.taken = True
-        if not live:
-            return
+        if live:
+            await self._commit_isolated(live)
+
+    async def _commit_isolated(self, live: list[_Request]) -> None:
+        """Commit `live` in one round; refused, in halves (see the module's docstring)."""
         error: StoreError | None = None
         seqs: list[list[int]] | None = None
         try:
             seqs = await self._write_round(
                 [(r.account, r.orders) for r in live], dict(self._last_seq)
             )
-        except StoreError as exc:
+        except StoreUnavailable as exc:
             error = exc
+        except StoreError as exc:
+            if len(live) == 1:
+                error = exc
+            else:
+                self._last_seq.clear()  # re-read from the database by the halves' rounds
+                half = len(live) // 2
+                await self._commit_isolated(live[:half])
+                await self._commit_isolated(live[half:])
+                return
         except Exception as exc:  # an engine bug must fail the callers, not hang them
             error = StoreError(f"append failed: {exc!r}")
         finally:
-            if seqs is None:
+            # Failed, or cancelled (the store closing): every request not yet answered fails.
+            pending = [r for r in live if not r.done.is_set()] if seqs is None else []
+            if pending:
                 self._last_seq.clear()  # re-read from the database next round
                 error = error or StoreUnavailable("store closed during commit")
-                for request in live:
+                for request in pending:
                     request.error = error
                     request.done.set()
         if seqs is None:
