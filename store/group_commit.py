@@ -51,6 +51,7 @@ class GroupCommitter:
         self._last_seq: dict[str, int] = {}
         self._closed = False
         self.rounds = 0
+        self.failed_rounds = 0
 
     def pending(self) -> int:
         """Requests queued and not yet taken by the committer (for health)."""
@@ -122,6 +123,7 @@ class GroupCommitter:
             error = exc
         except Exception as exc:  # refused, or an engine bug: fail the callers, never hang them
             error = exc if isinstance(exc, StoreError) else StoreError(f"append failed: {exc!r}")
+            self.failed_rounds += 1
             budget[0] -= 1
             if len(live) > 1 and budget[0] > 0:
                 error = None

@@ -19,33 +19,29 @@ REFUSED = "refused"
 ACCOUNTS = 2000
 ROUNDS = 3
 
-_SQLITE_TRIGGER = (
-    "CREATE TRIGGER refuse_one BEFORE INSERT ON order_events WHEN NEW.account = 'refused'"
-    " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-)
-_POSTGRES_TRIGGER = (
-    "CREATE FUNCTION refuse_one() RETURNS trigger AS $$ BEGIN"
-    " IF NEW.account = 'refused' THEN RAISE EXCEPTION 'refused by the test'; END IF;"
-    " RETURN NEW; END $$ LANGUAGE plpgsql;"
-    " CREATE TRIGGER refuse_one BEFORE INSERT ON order_events"
-    " FOR EACH ROW EXECUTE FUNCTION refuse_one()"
-)
-
-
-def _refuse_one_account(url: str) -> None:
-    """Make the database refuse every order event of `REFUSED` (another connection's DDL)."""
+def _refuse(url: str, account: str | None = REFUSED) -> None:
+    """Make the database refuse every order event of `account` (of every account: None), by
+    a trigger another connection creates."""
     if url.startswith("sqlite:///"):
+        when = "1" if account is None else f"NEW.account = '{account}'"
         conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
         try:
-            conn.execute(_SQLITE_TRIGGER)
+            conn.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON order_events WHEN {when}"
+                         " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
         finally:
             conn.close()
         return
+    when = "true" if account is None else f"NEW.account = '{account}'"
 
     async def run() -> None:
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute(_POSTGRES_TRIGGER)
+            await conn.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN"
+                f" IF {when} THEN RAISE EXCEPTION 'refused by the test'; END IF;"
+                " RETURN NEW; END $$ LANGUAGE plpgsql;"
+                " CREATE TRIGGER refuse BEFORE INSERT ON order_events"
+                " FOR EACH ROW EXECUTE FUNCTION refuse()")
         finally:
             await conn.close()
 
@@ -60,7 +56,7 @@ async def test_a_refused_write_fails_only_its_own_account(aio_loop: object, stor
     with trio.fail_after(120):
         async with open_store(store_url) as store:
             assert await store.append_events("a0", [_order("a0", 0)]) == [1]
-            await trio.to_thread.run_sync(_refuse_one_account, store_url)
+            await trio.to_thread.run_sync(_refuse, store_url)
             seqs: dict[str, list[int]] = {}
             refused: list[BaseException] = []
 
@@ -114,3 +110,27 @@ async def test_a_payload_the_database_cannot_store_fails_only_its_append(store: 
         assert sum(isinstance(r, StoreError) for r in results) == 1
         assert [2] in results
         assert [e.seq for e in await store.read_events("acc", 0)] == [1, 2]
+
+
+async def test_a_fault_failing_every_round_costs_a_few_rounds_not_one_per_request(
+    aio_loop: object, store_url: str
+) -> None:
+    """Every write refused (as by a database that stays locked): the split gives up after a
+    bounded number of failed rounds instead of trying each request alone."""
+    with trio.fail_after(60):
+        async with open_store(store_url) as store:
+            await trio.to_thread.run_sync(_refuse, store_url, None)
+            committer = store._committer  # type: ignore[attr-defined]
+            failures: list[StoreError] = []
+
+            async def append(n: int) -> None:
+                try:
+                    await store.append_events(f"a{n}", [_order(f"a{n}", 0)])
+                except StoreError as exc:
+                    failures.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                for n in range(1024):
+                    nursery.start_soon(append, n)
+            assert len(failures) == 1024
+            assert committer.failed_rounds < 200  # one round per request would be 1024+
