@@ -80,13 +80,13 @@ async def _process(
     ready: Callable[[], Awaitable[bool]],
     env: dict[str, str] | None = None,
 ) -> AsyncIterator[trio.Process]:
-    """Start `args`, wait until `await ready()` is true (at most 30 s), stop it on exit."""
+    """Start `args`, wait until `await ready()` is true (at most 120 s), stop it on exit."""
     with log_path.open("ab") as log:
         proc = await trio.lowlevel.open_process(
             list(args), stdout=log, stderr=log, cwd=str(ROOT), env={**os.environ, **(env or {})}
         )
     try:
-        with trio.fail_after(30):
+        with trio.fail_after(120):  # 200 accounts on a loaded shared machine
             while not await ready():
                 if proc.poll() is not None:
                     raise RuntimeError(f"{args[0]} exited with {proc.returncode}; see {log_path}")

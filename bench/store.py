@@ -1,11 +1,14 @@
 """Order-event append throughput and latency of the store, per engine.
 
     .venv/bin/python bench/store.py [--postgres URL] [--sqlite PATH] [--skip-postgres]
+        [--only single,grouped,multi,update_fixed_cost]
 
 Prints one JSON line per (engine, scenario):
 - single:  one caller, one event per append, sequential (latency floor, one commit per append)
 - grouped: many concurrent callers (account actors), one event each: group commit at work
 - multi:   concurrent callers appending several events per call
+- update_fixed_cost: one order update at a time through a real account actor (book, store,
+  encode; no subscribers): CPU per update and push-to-committed latency (bench/_update_cost.py)
 Postgres runs in its own throwaway database (created on the server of --postgres, dropped after).
 """
 
@@ -27,6 +30,7 @@ import trio_asyncio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # ahead of bench/: the package
 
 from _pg import throwaway_database  # noqa: E402
+from _update_cost import update_cost  # noqa: E402
 
 from store import Store, open_store  # noqa: E402
 
@@ -86,11 +90,14 @@ async def run_scenario(store: Store, scenario: Scenario, run_id: str) -> dict[st
     }
 
 
-async def bench(url: str) -> None:
+async def bench(url: str, only: set[str] | None) -> None:
     run_id = secrets.token_hex(3)
     async with trio_asyncio.open_loop(), open_store(url) as store:
         for scenario in SCENARIOS:
-            print(json.dumps(await run_scenario(store, scenario, run_id)), flush=True)
+            if only is None or scenario.name in only:
+                print(json.dumps(await run_scenario(store, scenario, run_id)), flush=True)
+        if only is None or "update_fixed_cost" in only:
+            print(json.dumps(await update_cost(store, f"{run_id}-update")), flush=True)
 
 
 def main() -> None:
@@ -98,16 +105,18 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--sqlite", default=None, help="database file (default: a temp dir)")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--only", help="scenarios to run, comma-separated (default: all)")
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.sqlite or Path(tmp) / "bench.db").resolve()
-        trio.run(bench, f"sqlite:///{path}")
+        trio.run(bench, f"sqlite:///{path}", only)
 
     if args.skip_postgres:
         return
     with throwaway_database(args.postgres, "orderdesk_bench") as url:
-        trio.run(bench, url)
+        trio.run(bench, url, only)
 
 
 if __name__ == "__main__":

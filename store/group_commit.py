@@ -4,6 +4,14 @@ Many account actors append at once; one committer task drains every request that
 writes them in a single transaction, so a caller waits about one commit and the fsync is shared.
 The per-account `seq` is assigned inside that transaction from a cache that is only advanced
 after the commit succeeds: a failed or cancelled round consumes no seqs.
+
+A round is shared, its faults are not: a round the database refuses (a constraint, a trigger, a
+value it cannot store) is split in halves and each half written again, down to the one request
+that is refused, so one account's bad write fails only that account's append, at a cost of
+about 2·log2(n) extra rounds, paid only on failure. The failed rounds a split may take are
+bounded by that (`_split_budget`), so a fault that fails every round (a locked database) costs a
+few rounds, not one per request. A store that is gone (`StoreUnavailable`) fails the whole round
+at once: a retry could not succeed.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ class GroupCommitter:
         self._last_seq: dict[str, int] = {}
         self._closed = False
         self.rounds = 0
+        self.failed_rounds = 0
 
     def pending(self) -> int:
         """Requests queued and not yet taken by the committer (for health)."""
@@ -98,23 +107,38 @@ class GroupCommitter:
         live = [r for r in batch if not r.abandoned]
         for request in batch:
             request.taken = True
-        if not live:
-            return
+        if live:
+            await self._commit_isolated(live, [_split_budget(len(live))])
+
+    async def _commit_isolated(self, live: list[_Request], budget: list[int]) -> None:
+        """Commit `live` in one round; refused, in halves while `budget` (failed rounds left
+        to this split) lasts (see the module's docstring)."""
         error: StoreError | None = None
         seqs: list[list[int]] | None = None
         try:
             seqs = await self._write_round(
                 [(r.account, r.orders) for r in live], dict(self._last_seq)
             )
-        except StoreError as exc:
+        except StoreUnavailable as exc:
             error = exc
-        except Exception as exc:  # an engine bug must fail the callers, not hang them
-            error = StoreError(f"append failed: {exc!r}")
+        except Exception as exc:  # refused, or an engine bug: fail the callers, never hang them
+            error = exc if isinstance(exc, StoreError) else StoreError(f"append failed: {exc!r}")
+            self.failed_rounds += 1
+            budget[0] -= 1
+            if len(live) > 1 and budget[0] > 0:
+                error = None
+                self._last_seq.clear()  # re-read from the database by the halves' rounds
+                half = len(live) // 2
+                await self._commit_isolated(live[:half], budget)
+                await self._commit_isolated(live[half:], budget)
+                return
         finally:
-            if seqs is None:
+            # Failed, or cancelled (the store closing): every request not yet answered fails.
+            pending = [r for r in live if not r.done.is_set()] if seqs is None else []
+            if pending:
                 self._last_seq.clear()  # re-read from the database next round
                 error = error or StoreUnavailable("store closed during commit")
-                for request in live:
+                for request in pending:
                     request.error = error
                     request.done.set()
         if seqs is None:
@@ -135,6 +159,11 @@ class GroupCommitter:
             request.taken = True
             request.error = StoreUnavailable("store is closed")
             request.done.set()
+
+
+def _split_budget(requests: int) -> int:
+    """Failed rounds a split of `requests` may take: enough to isolate two refused requests."""
+    return 4 * requests.bit_length() + 1
 
 
 def assign_seqs(

@@ -66,6 +66,12 @@ async def _migrate(conn: asyncpg.Connection) -> list[int]:
     return applied
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release, instead of asyncpg's `RESET ALL; UNLISTEN *; ...` (a round
+    trip on every store call): nothing here changes a session (no SET, LISTEN, session advisory
+    lock or cursor), and asyncpg still rolls back a transaction left open before calling it."""
+
+
 async def _select_one(conn: asyncpg.Connection) -> None:
     await conn.fetchval("SELECT 1")
 
@@ -101,7 +107,7 @@ async def open_postgres(url: str, *, pool_size: int = 10) -> AsyncIterator[Postg
         loop = await current_or_own_loop(stack)
         try:
             pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool, loop=loop)(
-                url, min_size=1, max_size=pool_size, init=init_connection
+                url, min_size=1, max_size=pool_size, init=init_connection, reset=_keep_session
             )
         except _CONNECT_ERRORS as exc:
             raise unreachable(url, exc) from exc

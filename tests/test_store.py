@@ -123,7 +123,11 @@ async def test_multi_event_appends_get_contiguous_seqs(store: Store) -> None:
         assert sorted(s for seqs in results for s in seqs) == list(range(1, 211))
 
 
-async def test_failed_round_fails_all_its_callers_and_consumes_no_seq(store: Store) -> None:
+async def test_lost_store_fails_all_callers_of_its_round_and_consumes_no_seq(
+    store: Store,
+) -> None:
+    """The store gone mid-round (`StoreUnavailable`): the whole round fails, nothing retried
+    (a refused round is split instead: tests/test_store_isolation.py)."""
     committer = store._committer  # type: ignore[attr-defined]
     real = committer._write_round
     gate = trio.Event()
@@ -135,7 +139,7 @@ async def test_failed_round_fails_all_its_callers_and_consumes_no_seq(store: Sto
         if calls == 1:
             await gate.wait()  # hold round 1 so the others queue into round 2
         elif calls == 2:
-            raise StoreError("injected")
+            raise StoreUnavailable("injected")
         return await real(requests, known)
 
     committer._write_round = flaky
@@ -158,7 +162,8 @@ async def test_failed_round_fails_all_its_callers_and_consumes_no_seq(store: Sto
                 await trio.lowlevel.checkpoint()
             gate.set()
         assert outcomes[0] == [1]
-        assert all(isinstance(o, StoreError) for o in outcomes[1:]) and len(outcomes) == 6
+        assert all(isinstance(o, StoreUnavailable) for o in outcomes[1:]) and len(outcomes) == 6
+        assert calls == 2  # not split: a retry could not succeed
         assert await store.append_events("acc", [order("x")]) == [2]
         assert await all_events(store, "acc") == [1, 2]
 

@@ -332,7 +332,7 @@ class AccountActor:
         self.upstream.last_event_at = time.time()
         if self._health is not None:
             self._health.touch()
-        self._report()
+        self._report(self._subscribers.depth)  # as the fan-out found it: no scan per update
 
     def _conflict(self, conflict: Conflict) -> None:
         self.report_conflict(conflict.reason)
@@ -356,11 +356,12 @@ class AccountActor:
         except Exception:
             log.exception("on_update hook failed for %s seq %d", self.account, seq)
 
-    def _report(self) -> None:
+    def _report(self, depth: int | None = None) -> None:
         if self._health is not None:
             self._health.upstream = self.upstream.state
             self._health.subscribers = len(self._subscribers)
-            self._health.queue_depths = {"max_subscriber": self._subscribers.max_depth()}
+            depth = self._subscribers.max_depth() if depth is None else depth
+            self._health.queue_depths = {"max_subscriber": depth}
 
     def _set_upstream(self, state: str, error: str | None) -> None:
         if state != self.upstream.state:

@@ -29,6 +29,9 @@ __all__ = ["LivePositions", "TokenRefs"]
 
 log = logging.getLogger("actors.account.positions")
 
+#: How long `follow_market` lets order updates gather before it looks at the book again.
+_ORDERS_SETTLE_S = 0.25
+
 _WORKING = ("OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "MODIFY PENDING", "PUT ORDER REQ "
             "RECEIVED", "VALIDATION PENDING", "OPEN PENDING")
 
@@ -80,6 +83,7 @@ class LivePositions:
         self._fetch = trio.Event()  # fetch the broker's positions
         self._market = trio.Event()  # the instruments wanted changed
         self._settled = trio.Event()  # wanted or subscribed changed (`until` waits on it)
+        self._orders_moved = False  # updates since the instruments wanted were worked out
 
     def report(self) -> PositionsReport:
         return report_of(self.account, self.book.views(self._payloads()))
@@ -120,11 +124,16 @@ class LivePositions:
     # -- what the actor tells it ------------------------------------------------------
 
     def orders_changed(self, *, filled: bool) -> None:
-        """Updates committed (`filled`: some order's filled quantity moved)."""
+        """Updates committed (`filled`: some order's filled quantity moved). Cheap, as it runs
+        for every update: the instruments they make wanted (a look at the whole book) are
+        worked out by `follow_market`, at most once per `_ORDERS_SETTLE_S` however many came;
+        the P&L is woken only when someone wants it."""
         if filled:
             self.book.fills_changed()
-        self._want_instruments()
-        self._moved.set()
+        self._orders_moved = True
+        self._market.set()
+        if self._subscribers.want_positions():
+            self._moved.set()
 
     def reconciled(self) -> None:
         self._fetch.set()
@@ -174,9 +183,12 @@ class LivePositions:
         if getattr(stream, "subscribe", None) is None:
             return  # no market data on this stream: LTP stays unavailable
         stream.on_ticks = self.on_ticks
-        self._want_instruments()
+        self._orders_moved = True
         try:
             while True:
+                if self._orders_moved:
+                    self._orders_moved = False
+                    self._want_instruments()
                 wanted = self.refs.wanted()
                 await stream.unsubscribe(sorted(self.subscribed - wanted))
                 await stream.subscribe(sorted(wanted - self.subscribed))
@@ -184,6 +196,8 @@ class LivePositions:
                 self._settle()
                 await self._market.wait()
                 self._market = trio.Event()
+                if self._orders_moved:  # let a burst of updates land: one look at the book
+                    await trio.sleep(_ORDERS_SETTLE_S)
         except BrokerError as exc:  # the stream is going: its reader reconnects
             log.info("account %s: market subscription lost: %s", self.account, exc)
 

@@ -81,29 +81,43 @@ class Subscription:
 
 
 class SubscriberSet:
-    """The subscribers of one account; fan-out offers one pre-encoded string to each."""
+    """The subscribers of one account; fan-out offers one pre-encoded string to each.
+
+    What health asks on every update is kept as it changes, never found by a scan of every
+    subscriber: how many want `positions`, and the deepest queue at the last fan-out
+    (`depth`; subscribers written to directly have nothing queued).
+    """
 
     def __init__(self) -> None:
         self._subs: dict[int, Subscription] = {}
+        self._positions = 0  # subscribers with `positions`
+        self.depth = 0
 
     def __len__(self) -> int:
         return len(self._subs)
 
     def add(self, sub: Subscription) -> None:
-        self._subs[sub.id] = sub
+        if sub.id not in self._subs:
+            self._subs[sub.id] = sub
+            self._positions += sub.positions
 
     def remove(self, sub: Subscription) -> None:
-        self._subs.pop(sub.id, None)
+        if self._subs.pop(sub.id, None) is not None:
+            self._positions -= sub.positions
 
     def broadcast(self, message: str) -> None:
-        slow = [
-            sub
-            for sub in self._subs.values()
-            if not (sub.idle and sub.direct is not None and sub.direct(message))
-            and not sub.offer(message)
-        ]
+        depth = 0
+        slow = []
+        for sub in self._subs.values():
+            if sub.idle and sub.direct is not None and sub.direct(message):
+                continue
+            if sub.offer(message):
+                depth = max(depth, sub.depth())
+            else:
+                slow.append(sub)
+        self.depth = depth
         for sub in slow:
-            self._subs.pop(sub.id, None)
+            self.remove(sub)
 
     def publish_latest(self, message: str, own: Callable[[Subscription, str], str]) -> None:
         """A `positions` message for those who asked for it (only the latest is kept); one
@@ -113,13 +127,15 @@ class SubscriberSet:
                 sub.set_latest(own(sub, message) if sub.watched else message)
 
     def want_positions(self) -> bool:
-        return any(sub.positions for sub in self._subs.values())
+        return self._positions > 0
 
     def close_all(self, reason: str) -> None:
         for sub in self._subs.values():
             sub.close(reason)
         self._subs.clear()
+        self._positions = self.depth = 0
 
     def max_depth(self) -> int:
+        """The deepest queue now (a scan: for status reads, not for every update)."""
         # an idle subscriber has nothing queued: only the others are worth asking
         return max((sub.depth() for sub in self._subs.values() if not sub.idle), default=0)
