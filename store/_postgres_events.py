@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from ._postgres_bridge import PostgresPart
+from ._postgres_fencing import check_epochs
 from ._rows import event_rows
 from ._sql import ORDERS_UPSERT_TAIL
 from .base import Json
@@ -24,13 +25,16 @@ class PostgresEvents(PostgresPart):
     async def _write_round(
         self, requests: list[tuple[str, Sequence[Json]]], known: dict[str, int]
     ) -> list[list[int]]:
-        return await self._call(self._write_round_aio, requests, known)
+        return await self._call(self._write_round_aio, requests, known, self._fences)
 
     @staticmethod
     async def _write_round_aio(
-        conn: asyncpg.Connection, requests: list[tuple[str, Sequence[Json]]], known: dict[str, int]
+        conn: asyncpg.Connection, requests: list[tuple[str, Sequence[Json]]], known: dict[str, int],
+        fences: dict[str, int] | None,
     ) -> list[list[int]]:
         async with conn.transaction():
+            if fences is not None:  # [cluster]: FencedOut names the accounts refused
+                await check_epochs(conn, fences, [a for a, _ in requests])
             missing = sorted({a for a, _ in requests} - known.keys())
             if missing:
                 known.update(dict.fromkeys(missing, 0))
