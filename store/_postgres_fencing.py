@@ -153,3 +153,4 @@ class PostgresFencing(PostgresPart):
         found: list[BatchWithLegs] = await super().unfinished_batches()  # type: ignore[misc]
         fences = self._fences
         return found if fences is None else [b for b in found if b[0].account in fences]
+

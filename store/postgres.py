@@ -134,3 +134,26 @@ async def migrate_postgres(url: str) -> list[int]:
             return await trio_asyncio.aio_as_trio(run, loop=loop)()
         except _CONNECT_ERRORS as exc:
             raise unreachable(url, exc) from exc
+
+
+async def read_owners(url: str) -> list[Json]:
+    """The `account_owner` rows at `url`, on a connection of their own (no pool, no migration:
+    `orderdesk cluster` only reads); none in a database never migrated to version 3."""
+    async with AsyncExitStack() as stack:
+        loop = await current_or_own_loop(stack)
+
+        async def run() -> list[Json]:
+            conn = await asyncpg.connect(url, timeout=5)
+            try:
+                rows = await conn.fetch(
+                    "SELECT account, epoch, node, acquired_at FROM account_owner ORDER BY account")
+            except asyncpg.UndefinedTableError:
+                return []
+            finally:
+                await conn.close()
+            return [dict(r) for r in rows]
+
+        try:
+            return await trio_asyncio.aio_as_trio(run, loop=loop)()
+        except _CONNECT_ERRORS as exc:
+            raise unreachable(url, exc) from exc

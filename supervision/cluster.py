@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from actors.account import AccountActor
+from actors.health import HealthEntry
 from web.settings import ClusterSettings
 
 from .lease import REDIS_ERRORS, Leases, open_leases
@@ -32,9 +33,11 @@ class Cluster:
         self._store = store
         self.owners: dict[str, AccountOwner] = {}
 
-    def owner(self, actor: AccountActor) -> AccountOwner:
-        """The ownership loop that runs `actor` whenever this node owns its account."""
-        owner = self.owners[actor.account] = AccountOwner(actor, self.leases, self._store)
+    def owner(self, actor: AccountActor, health: HealthEntry | None = None) -> AccountOwner:
+        """The ownership loop that runs `actor` whenever this node owns its account (`health`:
+        the actor's entry, whose upstream is not judged while the account is standby here)."""
+        owner = AccountOwner(actor, self.leases, self._store, health)
+        self.owners[actor.account] = owner
         return owner
 
     def view(self) -> dict[str, dict[str, Any]]:

@@ -129,7 +129,13 @@ class Leases:
     async def nodes(self) -> dict[str, dict[str, Any]]:
         """Every node that ever announced itself: its address and when it was last seen."""
         found = await self._client.hgetall(self.nodes_key)
-        return {str(k): json.loads(v) for k, v in found.items()}
+        nodes = {}
+        for node, value in found.items():
+            try:
+                nodes[str(node)] = dict(json.loads(value))
+            except (ValueError, TypeError):  # not written by a node: not one
+                continue
+        return nodes
 
 
 @asynccontextmanager

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import trio
 
 from actors.account import AccountActor
+from actors.health import HealthEntry
 from store import FencedOut, StoreError
 
 from .lease import REDIS_ERRORS, Lease, Leases
@@ -43,9 +44,13 @@ class Claims(Protocol):
 class AccountOwner:
     """One account's ownership on this node; `view()` is what `/admin/actors` shows of it."""
 
-    def __init__(self, actor: AccountActor, leases: Leases, store: Claims) -> None:
+    def __init__(
+        self, actor: AccountActor, leases: Leases, store: Claims, health: HealthEntry | None
+    ) -> None:
         self.account = actor.account
         self._actor = actor
+        self._health = health
+        self._watch = None if health is None else health.upstream_watch
         self._leases = leases
         self._store = store
         self.state = "standby"  # standby | owner
@@ -73,6 +78,7 @@ class AccountOwner:
         once when another node owns the account (standby is a healthy state)."""
         ready: trio.TaskStatus[None] | None = task_status
         pause = self._leases.cluster.renew_s
+        self._health_standby()
         while True:
             lease = await self._try_acquire()
             if lease is not None and await self._own(lease, ready):
@@ -106,6 +112,8 @@ class AccountOwner:
                 return told
             self.state = "owner"
             self.takeovers += 1
+            if self._health is not None:  # its upstream is judged again
+                self._health.upstream_watch = self._watch
             log.warning("account %s: owned by this node (%s), epoch %s",
                         self.account, self._leases.node, self.epoch)
             try:
@@ -149,11 +157,18 @@ class AccountOwner:
                 continue
             return "lease expired: no renewal succeeded in time"
 
+    def _health_standby(self) -> None:
+        """A standby account has no upstream to judge: its silence is not a stall."""
+        if self._health is not None:
+            self._health.upstream_watch = None
+            self._health.upstream = "standby"
+
     async def _step_down(self, lease: Lease, reason: str) -> None:
         """Stop writing for the account, close its subscribers, give the lease up (bounded)."""
         self._store.drop_account(self.account)
         was_owner = self.state == "owner"
         self.state = "standby"
+        self._health_standby()
         self.lease = None
         if was_owner:
             self.step_downs += 1

@@ -219,13 +219,13 @@ async def _open_tree(
             )
             brokers.append(broker)
             name = f"account:{account.id}"
+            entry = health.register(name, "actor")
             actor = AccountActor(
-                account.id, broker, store, actor_config,
-                health=health.register(name, "actor"), on_update=on_update,
+                account.id, broker, store, actor_config, health=entry, on_update=on_update,
             )
             actors[account.id] = actor
             # [cluster]: the actor runs only while this node owns the account
-            run = actor.run if cluster is None else cluster.owner(actor).run
+            run = actor.run if cluster is None else cluster.owner(actor, entry).run
             await accounts.start_child(ChildSpec(name, run, policy=actor_policy, kind="actor"))
 
         def on_batch(event: str, result: dict[str, Any]) -> None:
