@@ -40,6 +40,11 @@ class Cluster:
         self.owners[actor.account] = owner
         return owner
 
+    def owns(self, account: str) -> bool:
+        """Whether this node owns `account` now (the order path acts only for those)."""
+        owner = self.owners.get(account)
+        return owner is not None and owner.state == "owner"
+
     def view(self) -> dict[str, dict[str, Any]]:
         """Per account: this node, its state there (owner or standby), epoch, lease left."""
         return {account: owner.view() for account, owner in self.owners.items()}

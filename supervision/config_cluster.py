@@ -10,6 +10,8 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from web.settings import (
     DEFAULT_LEASE_MARGIN_S,
     DEFAULT_LEASE_S,
@@ -42,9 +44,8 @@ def parse_cluster(doc: Mapping[str, Any], bind: str, database_url: str) -> Clust
             f"cluster.renew_s: renew_s + margin_s ({renew_s} + {margin_s}) must be less than "
             f"lease_s ({lease_s}), or the lease lapses between renewals"
         )
-    host, _, port = bind.rpartition(":")
-    node_id = optional_str(doc, "node_id", "cluster") or f"{socket.gethostname()}:{port}"
-    advertised = optional_str(doc, "advertised", "cluster") or f"http://{_reachable(host)}:{port}"
+    node_id = optional_str(doc, "node_id", "cluster") or _default_node_id(bind)
+    advertised = optional_str(doc, "advertised", "cluster") or _default_advertised(bind)
     prefix = optional_str(doc, "key_prefix", "cluster") or "od"
     if any(c in prefix for c in "{}"):
         raise ConfigError(f"cluster.key_prefix: must not contain braces, not {prefix!r}")
@@ -52,6 +53,27 @@ def parse_cluster(doc: Mapping[str, Any], bind: str, database_url: str) -> Clust
         redis_url=redis_url, node_id=node_id, advertised=advertised, lease_s=lease_s,
         renew_s=renew_s, margin_s=margin_s, key_prefix=prefix,
     )
+
+
+def rebound(cluster: ClusterSettings, old_bind: str, new_bind: str) -> ClusterSettings:
+    """`cluster` for a node serving on `new_bind` (`serve --bind`): a node id and address
+    that were defaults follow the bind; ones the file gave stay."""
+    changes = {}
+    if cluster.node_id == _default_node_id(old_bind):
+        changes["node_id"] = _default_node_id(new_bind)
+    if cluster.advertised == _default_advertised(old_bind):
+        changes["advertised"] = _default_advertised(new_bind)
+    return attrs.evolve(cluster, **changes)
+
+
+def _default_node_id(bind: str) -> str:
+    """host:port: unique per node, as no two processes of a host serve on one port."""
+    return f"{socket.gethostname()}:{bind.rpartition(':')[2]}"
+
+
+def _default_advertised(bind: str) -> str:
+    host, _, port = bind.rpartition(":")
+    return f"http://{_reachable(host)}:{port}"
 
 
 def _reachable(host: str) -> str:

@@ -87,13 +87,13 @@ class Leases:
         return sent + self.cluster.lease_s - self.cluster.margin_s
 
     async def acquire(self, account: str) -> Lease | None:
-        """Take the lease if it is free (or still this node's, from before a restart of the
-        actor); None while another node holds it. Raises a `REDIS_ERRORS` one."""
+        """Take the lease if it is free; None while it is held, even under this node's id (a
+        node restarted within its lease waits for it to expire: two processes given one node
+        id never both own). Raises a `REDIS_ERRORS` one."""
         key = self.key(account)
         sent = trio.current_time()
-        taken = await self._client.set(key, self.node, condition=coredis.PureToken.NX,
-                                       px=self._ttl_ms)
-        if not taken and await self._renew(keys=[key], args=[self.node, self._ttl_ms]) != 1:
+        if not await self._client.set(key, self.node, condition=coredis.PureToken.NX,
+                                      px=self._ttl_ms):
             return None
         return Lease(account, key, self._valid_until(sent), time.time(), sent)
 

@@ -241,6 +241,7 @@ async def _open_tree(
             on_store_write=metrics.store_write_duration.observe,
             on_refused=lambda reason: metrics.batches_refused.labels(reason).inc(),
             instruments=instruments,
+            owns=None if cluster is None else cluster.owns,
         )
         batches = _Scoped()
         await root.start(batches.run, partial(supervise, ChildSpec("batches", coordinator.run),

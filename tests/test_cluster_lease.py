@@ -53,10 +53,13 @@ async def test_an_expired_lease_is_lost_and_taken(key_prefix: str) -> None:
             assert (await a.holder("acc"))[0] == "b" and taken.remaining() > 0
 
 
-async def test_a_restarted_holder_takes_its_own_lease_again(key_prefix: str) -> None:
-    async with open_leases(cluster_settings(key_prefix, "a")) as a:
-        assert await a.acquire("acc") is not None
-        assert await a.acquire("acc") is not None  # same node id: still its own
+async def test_one_node_id_twice_never_owns_twice(key_prefix: str) -> None:
+    """Two processes given the same node id (or one restarted within its lease): the second
+    waits for the lease to be free, it does not take it as its own."""
+    async with (open_leases(cluster_settings(key_prefix, "a")) as first,
+                open_leases(cluster_settings(key_prefix, "a")) as again):
+        assert await first.acquire("acc") is not None
+        assert await again.acquire("acc") is None
 
 
 async def test_redis_unreachable_raises_and_nodes_are_listed(key_prefix: str) -> None:

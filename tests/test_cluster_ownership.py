@@ -16,8 +16,9 @@ import trio_asyncio
 from brokers.paper import VenueAddress
 from supervision.service import Running
 from tests.fixtures_cluster import REDIS_URL, cluster_settings, cluster_toml, redis_proxy
+from tests.fixtures_orders import leg
 from tests.fixtures_service import ADMIN, api, open_test_service
-from tests.fixtures_venue import kite_http, order_form, place
+from tests.fixtures_venue import kite_http, order_form, place, venue_orders
 from tests.fixtures_waits import wait_until
 
 
@@ -81,6 +82,19 @@ async def test_one_owner_and_the_standby_takes_over_with_the_seq(
                 assert (seen_from_b["node"], seen_from_b["state"]) == ("a", "standby")
                 seen_from_a = await owner_view(a)
                 assert (seen_from_a["node"], seen_from_a["epoch"]) == ("a", 1)
+                entry = b.health.get("account:primary")
+                assert entry is not None and entry.upstream == "standby"
+                assert entry.upstream_watch is None  # its silence there is not a stall
+                # orders for an account another node owns are refused, nothing placed
+                placed = len(await venue_orders(kite))
+                async with api(b) as http:
+                    response = await http.post("/accounts/primary/batch-orders", json={
+                        "orders": [leg()], "rollback_on_failure": True})
+                    assert response.status_code == 503, response.text
+                    assert "owned by another node" in response.json()["message"]
+                    response = await http.post("/accounts/primary/kill")
+                    assert response.status_code == 503, response.text
+                assert len(await venue_orders(kite)) == placed
                 last = a.actors["primary"].seq
                 stop_a.set()  # a stops (and gives its leases up)
                 await a_stopped.wait()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from supervision.config_cluster import rebound
 from supervision.settings import ConfigError, load_settings
 from tests.fixtures_cli import cli_env, orderdesk
 
@@ -43,6 +44,8 @@ def test_cluster_defaults_and_values(tmp_path: Path) -> None:
     assert cluster.redis_url == "redis://r:6379/0"
     assert cluster.node_id.endswith(":9100") and cluster.advertised == "http://127.0.0.1:9100"
     assert (cluster.lease_s, cluster.renew_s, cluster.margin_s) == (10.0, 3.0, 1.0)
+    moved = rebound(cluster, "127.0.0.1:9100", "127.0.0.1:9200")  # serve --bind
+    assert moved.node_id.endswith(":9200") and moved.advertised == "http://127.0.0.1:9200"
     path = _write(tmp_path, "postgresql://x@h/db", """
 [cluster]
 redis_url = "redis://r:6379/0"
@@ -57,6 +60,7 @@ key_prefix = "t1"
     assert cluster is not None
     assert (cluster.node_id, cluster.advertised, cluster.key_prefix) == (
         "a", "http://a.internal:8081", "t1")
+    assert rebound(cluster, "127.0.0.1:9100", "127.0.0.1:9200") == cluster  # given: kept
     assert (cluster.lease_s, cluster.renew_s, cluster.margin_s) == (3.0, 0.5, 0.5)
 
 
