@@ -6,7 +6,9 @@ Prints one JSON line per (engine, scenario):
 - single:  one caller, one event per append, sequential (latency floor, one commit per append)
 - grouped: many concurrent callers (account actors), one event each: group commit at work
 - multi:   concurrent callers appending several events per call
-Postgres runs in its own throwaway database (created on the server of --postgres, dropped after).
+Postgres runs in its own throwaway database (created on the server of --postgres, dropped after),
+twice: as a single node, then fenced as a [cluster] owner (every account claimed, so each commit
+round also locks the owner rows FOR SHARE and checks the epochs): `"fenced"` says which.
 """
 
 from __future__ import annotations
@@ -48,12 +50,21 @@ SCENARIOS = [
 ]
 
 
-async def run_scenario(store: Store, scenario: Scenario, run_id: str) -> dict[str, object]:
+def account_of(run_id: str, scenario: Scenario, n: int) -> str:
+    return f"{run_id}-{scenario.name}-{n % scenario.accounts}"
+
+
+async def run_scenario(
+    store: Store, scenario: Scenario, run_id: str, fenced: bool = False
+) -> dict[str, object]:
     latencies: list[float] = []
+    if fenced:  # this node owns every account of the scenario: its appends check the epoch
+        for n in range(scenario.accounts):
+            await store.claim_account(account_of(run_id, scenario, n), "bench")  # type: ignore[attr-defined]
     rounds_before = store._committer.rounds  # type: ignore[attr-defined]
 
     async def caller(n: int) -> None:
-        account = f"{run_id}-{scenario.name}-{n % scenario.accounts}"
+        account = account_of(run_id, scenario, n)
         for i in range(scenario.appends_per_caller):
             orders = [
                 {"order_id": f"{n}-{i}-{k}", "status": "OPEN", "tag": f"b{n}", "quantity": 75}
@@ -73,6 +84,7 @@ async def run_scenario(store: Store, scenario: Scenario, run_id: str) -> dict[st
     rounds = store._committer.rounds - rounds_before  # type: ignore[attr-defined]
     return {
         "engine": store.engine,
+        "fenced": fenced,
         "scenario": scenario.name,
         "callers": scenario.callers,
         "events_per_append": scenario.events_per_append,
@@ -87,10 +99,12 @@ async def run_scenario(store: Store, scenario: Scenario, run_id: str) -> dict[st
 
 
 async def bench(url: str) -> None:
-    run_id = secrets.token_hex(3)
     async with trio_asyncio.open_loop(), open_store(url) as store:
-        for scenario in SCENARIOS:
-            print(json.dumps(await run_scenario(store, scenario, run_id)), flush=True)
+        for fenced in (False, True) if store.engine == "postgres" else (False,):
+            run_id = secrets.token_hex(3)
+            for scenario in SCENARIOS:
+                result = await run_scenario(store, scenario, run_id, fenced)
+                print(json.dumps(result), flush=True)
 
 
 def main() -> None:
