@@ -138,7 +138,7 @@ async def migrate_postgres(url: str) -> list[int]:
 
 async def read_owners(url: str) -> list[Json]:
     """The `account_owner` rows at `url`, on a connection of their own (no pool, no migration:
-    `orderdesk cluster` only reads); none in a database never migrated to version 3."""
+    `orderdesk cluster` only reads); none in a database never migrated to version 4."""
     async with AsyncExitStack() as stack:
         loop = await current_or_own_loop(stack)
 

@@ -1,4 +1,4 @@
--- orderdesk schema v3 (Postgres): which node owns each account, and the fencing epoch.
+-- orderdesk schema v4 (Postgres): which node owns each account, and the fencing epoch.
 -- With [cluster], a node that acquires an account's Redis lease bumps `epoch` here (insert at 1
 -- if absent); every store write on behalf of the account then reads its row FOR SHARE in the
 -- write's own transaction and is refused unless the epoch is still the writer's. Without
