@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthExpired",
+    "BasketNotFound",
     "BatchNotFound",
     "BrokerCallFailed",
     "BrokerUnavailable",
@@ -68,6 +69,10 @@ class BatchNotFound(CoordinatorError):
     def __init__(self, batch_id: str) -> None:
         super().__init__(f"no batch {batch_id!r}")
         self.batch_id = batch_id
+
+
+class BasketNotFound(CoordinatorError):
+    """The account has no saved basket of that name."""
 
 
 class PositionNotFound(CoordinatorError):

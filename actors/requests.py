@@ -21,13 +21,17 @@ import attrs
 
 __all__ = [
     "DEFAULT_AUDIT_LIMIT", "DEFAULT_TIMEOUT_S", "MAX_AUDIT_LIMIT", "MAX_INSTRUMENTS_LIMIT",
-    "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BatchRequest", "body_hash", "Exchange", "Execution",
+    "MAX_BASKET_NAME", "MAX_LEGS", "MAX_TIMEOUT_S", "AuditQuery", "BasketName", "BatchRequest",
+    "body_hash", "Exchange", "Execution",
     "ExitRequest",
-    "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "OrderStreamQuery", "OrderType",
-    "Product", "TransactionType", "Validity", "Variety", "MAX_WATCHED", "WatchRequest",
+    "InstrumentsQuery", "KiteCallbackQuery", "LegRequest", "OptionChainQuery", "OrderStreamQuery",
+    "OrderType", "DEFAULT_CHAIN_STRIKES", "MAX_CHAIN_STRIKES",
+    "Product", "SaveBasketRequest", "TransactionType", "Validity", "Variety", "MAX_WATCHED",
+    "WatchRequest",
 ]
 
 MAX_LEGS = 10
+MAX_BASKET_NAME = 64
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 60.0
 MAX_INSTRUMENTS_LIMIT = 500
@@ -103,6 +107,25 @@ class BatchRequest:
 
 
 @attrs.frozen(kw_only=True)
+class BasketName:
+    """The `{name}` of `/accounts/{id}/baskets/{name}`: what a saved basket is called."""
+
+    name: str = attrs.field(metadata={
+        "doc": "1 to 64 printable characters, no '/', no space at either end, not '.' or '..' "
+               "(it is a path segment)", "min_length": 1, "max_length": MAX_BASKET_NAME})
+
+
+@attrs.frozen(kw_only=True)
+class SaveBasketRequest:
+    """A ticket saved under a name (`PUT /accounts/{id}/baskets/{name}`): its legs, checked for
+    shape only (an instrument may expire while the basket is kept). Saving places nothing."""
+
+    orders: list[LegRequest] = attrs.field(metadata={
+        "doc": "the legs, as a batch request takes them", "min_items": 1,
+        "max_items": MAX_LEGS})
+
+
+@attrs.frozen(kw_only=True)
 class ExitRequest:
     """The position to flatten (`POST /accounts/{id}/positions/exit`): one net position, named
     as the broker's positions name it; orderdesk sends the orders that close it."""
@@ -160,6 +183,27 @@ class OrderStreamQuery:
     positions: bool = attrs.field(default=False, metadata={
         "doc": "1 (or true): also send `positions` messages (net positions and live P&L, "
                "no seq, never replayed, only the latest kept, a few a second at most)"})
+
+
+#: Strikes each side of the money an option chain shows by default, and at most.
+DEFAULT_CHAIN_STRIKES = 5
+MAX_CHAIN_STRIKES = 20
+
+
+@attrs.frozen(kw_only=True)
+class OptionChainQuery:
+    """The query of `GET /accounts/{id}/option-chain`: one underlying's options of one expiry,
+    around the money."""
+
+    underlying: str = attrs.field(metadata={
+        "doc": "the underlying's name in the instrument master, e.g. NIFTY (case-insensitive)",
+        "pattern": r"^[A-Za-z0-9&-]{1,32}$"})
+    expiry: str | None = attrs.field(default=None, metadata={
+        "doc": "YYYY-MM-DD, one of the answer's `expiries` (absent: the nearest)",
+        "pattern": r"^\d{4}-\d{2}-\d{2}$"})
+    strikes: int = attrs.field(default=DEFAULT_CHAIN_STRIKES, metadata={
+        "doc": "strikes each side of the at-the-money one", "minimum": 1,
+        "maximum": MAX_CHAIN_STRIKES})
 
 
 @attrs.frozen(kw_only=True)

@@ -1,4 +1,5 @@
-"""Persistence for orderdesk: order events (the replay source), batches, webhooks, audit.
+"""Persistence for orderdesk: order events (the replay source), batches, webhooks, audit,
+saved baskets.
 
 `open_store(url)` picks the engine from the URL: `postgresql://...` (asyncpg through
 trio-asyncio) or `sqlite:///path` (stdlib sqlite3 on one worker thread). Both behave the same.
@@ -13,6 +14,8 @@ from ._lock import StoreInUse, exclusive_store
 from .base import (
     FINAL_BATCH_STATUSES,
     AuditEntry,
+    BasketRecord,
+    BasketsFull,
     BatchRecord,
     BatchWithLegs,
     FencedOut,
@@ -30,6 +33,8 @@ from .base import (
 __all__ = [
     "FINAL_BATCH_STATUSES",
     "AuditEntry",
+    "BasketRecord",
+    "BasketsFull",
     "BatchRecord",
     "BatchWithLegs",
     "FencedOut",

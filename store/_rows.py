@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .base import AuditEntry, BatchRecord, Json, LegRecord, WebhookDelivery, order_fields
+from .base import (
+    AuditEntry,
+    BasketRecord,
+    BatchRecord,
+    Json,
+    LegRecord,
+    WebhookDelivery,
+    order_fields,
+)
 
 Codec = Callable[[Any], Any]
 
@@ -107,4 +115,14 @@ def audit_from_row(row: Row, decode: Codec = _as_is) -> AuditEntry:
         row["order_id"],
         decode(row["detail"]),
         row["at"],
+    )
+
+
+def basket_from_row(row: Row, decode: Codec = _as_is) -> BasketRecord:
+    return BasketRecord(
+        account=row["account"],
+        name=row["name"],
+        legs=decode(row["legs"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )

@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 from . import _sql
-from ._rows import Row, audit_from_row
+from ._rows import Row, audit_from_row, basket_from_row
 from ._sql import Statement
-from .base import AuditEntry, Json, OrderEvent
+from .base import AuditEntry, BasketRecord, BasketsFull, Json, OrderEvent
 
 
 class SharedQueries:
@@ -147,3 +147,27 @@ class SharedQueries:
         """Newest first; all accounts when `account` is None."""
         rows = await self._fetch(_sql.LIST_AUDIT, account, limit)
         return [audit_from_row(r, self._decode) for r in rows]
+
+    # ------------------------------------------------------------------------ saved baskets
+
+    async def save_basket(self, basket: BasketRecord, max_baskets: int) -> BasketRecord:
+        """Create or replace the account's basket of that name; BasketsFull for a new name
+        when the account keeps `max_baskets` already. Returns it as stored."""
+        rows = await self._fetch(_sql.SAVE_BASKET, basket.account, basket.name,
+                                 self._encode(basket.legs), time.time(), max_baskets)
+        if not rows:
+            raise BasketsFull(f"account {basket.account!r} keeps {max_baskets} saved baskets")
+        return basket_from_row(rows[0], self._decode)
+
+    async def load_basket(self, account: str, name: str) -> BasketRecord | None:
+        rows = await self._fetch(_sql.LOAD_BASKET, account, name)
+        return basket_from_row(rows[0], self._decode) if rows else None
+
+    async def list_baskets(self, account: str) -> list[BasketRecord]:
+        """The account's saved baskets, by name."""
+        return [basket_from_row(r, self._decode)
+                for r in await self._fetch(_sql.LIST_BASKETS, account)]
+
+    async def delete_basket(self, account: str, name: str) -> bool:
+        """Whether there was such a basket (it is gone now)."""
+        return bool(await self._fetch(_sql.DELETE_BASKET, account, name))

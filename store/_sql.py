@@ -137,3 +137,25 @@ LIST_AUDIT = sql(
     "SELECT * FROM audit_log WHERE CAST($1 AS TEXT) IS NULL OR account = $1"
     " ORDER BY id DESC LIMIT $2"
 )
+
+# ------------------------------------------------------------------------------ saved baskets
+
+#: Creates or replaces (account $1, name $2); a new name only while the account keeps fewer
+#: than $5 baskets (no row comes back otherwise). A replace keeps `created_at`.
+SAVE_BASKET = sql(
+    "INSERT INTO saved_baskets (account, name, legs, created_at, updated_at)"
+    " SELECT $1, $2, $3, $4, $4"
+    " WHERE (SELECT count(*) FROM saved_baskets WHERE account = $1) < $5"
+    " OR EXISTS (SELECT 1 FROM saved_baskets WHERE account = $1 AND name = $2)"
+    " ON CONFLICT (account, name) DO UPDATE SET legs = excluded.legs,"
+    " updated_at = excluded.updated_at"
+    " RETURNING account, name, legs, created_at, updated_at"
+)
+
+LOAD_BASKET = sql("SELECT * FROM saved_baskets WHERE account = $1 AND name = $2")
+
+LIST_BASKETS = sql("SELECT * FROM saved_baskets WHERE account = $1 ORDER BY name")
+
+DELETE_BASKET = sql(
+    "DELETE FROM saved_baskets WHERE account = $1 AND name = $2 RETURNING name"
+)

@@ -52,6 +52,10 @@ class NotFound(StoreError):
     """An update named a batch or leg that does not exist."""
 
 
+class BasketsFull(StoreError):
+    """`save_basket` found the account at its cap of saved baskets (and none of that name)."""
+
+
 class IdempotencyConflict(StoreError):
     """`create_batch` found a batch with the same (account, idempotency_key)."""
 
@@ -133,6 +137,17 @@ class AuditEntry:
     at: float = attrs.field(metadata={"doc": "when, Unix time"})
 
 
+@attrs.frozen
+class BasketRecord:
+    """A basket saved under a name for an account: its legs as a batch request's orders."""
+
+    account: str
+    name: str
+    legs: list[Json]
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
 BatchWithLegs = tuple[BatchRecord, list[LegRecord]]
 
 
@@ -187,6 +202,13 @@ class Store(Protocol):
 
     async def record_audit(self, entry: AuditEntry) -> None: ...
     async def list_audit(self, account: str | None, limit: int = 100) -> list[AuditEntry]: ...
+
+    # Saved baskets, keyed (account, name). `save_basket` creates or replaces; a new name
+    # beyond `max_baskets` of the account raises BasketsFull. `delete_basket`: whether it was.
+    async def save_basket(self, basket: BasketRecord, max_baskets: int) -> BasketRecord: ...
+    async def load_basket(self, account: str, name: str) -> BasketRecord | None: ...
+    async def list_baskets(self, account: str) -> list[BasketRecord]: ...
+    async def delete_basket(self, account: str, name: str) -> bool: ...
 
     async def health(self) -> Json: ...
 

@@ -188,7 +188,8 @@ def _add_operator_commands(commands: Any) -> None:
         "(PUT /admin/accounts/ACCOUNT/credentials): an actor parked in auth_expired reconnects "
         "at once; no restart. The token comes from --access-token or, safer (it stays out of "
         f"the process list and shell history), from standard input. {_REACH} Exit status: "
-        "0 loaded, 1 refused (unknown account, invalid token), 2 unreachable.",
+        "0 loaded, 1 refused (unknown account, invalid token, or a token the broker refuses), "
+        "2 unreachable.",
     )
     _server_options(credentials)
     credentials.add_argument("account", metavar="ACCOUNT", help="the account id")

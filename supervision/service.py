@@ -44,6 +44,7 @@ from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress, serve_venue
 from store import Store, open_store
 from web import Metrics, OrderDeskApp, WebConfig, WebDeps, create_app
+from web.chain import chain_blueprint
 from web.contract import contract_blueprint
 from web.front import WebFront
 from web.metrics_server import serve_metrics
@@ -251,7 +252,8 @@ async def _open_tree(
             supervisor=accounts, instruments=instruments,
             ownership=None if cluster is None else cluster.view,
         )
-        app = create_app(deps, blueprints=[orders_blueprint, page_blueprint, contract_blueprint])
+        app = create_app(deps, blueprints=[orders_blueprint, page_blueprint, contract_blueprint,
+                                   chain_blueprint])
         with listen_errors("web", settings.bind):
             front = WebFront.bind(app, settings.bind, shutdown)
         web = _Scoped()

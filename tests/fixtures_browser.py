@@ -129,9 +129,11 @@ class DeskClient:
         self.venue.delete("/_venue/faults")
 
 
-def write_config(directory: Path, allowed_origins: tuple[str, ...] = ()) -> Path:
+def write_config(directory: Path, allowed_origins: tuple[str, ...] = (),
+                 tick_interval_s: float = 1.0) -> Path:
     """Ports 0: the page is served by orderdesk itself, and its own origin always passes;
-    `allowed_origins` adds other origins (a front-end of its own, for CORS)."""
+    `allowed_origins` adds other origins (a front-end of its own, for CORS); a long
+    `tick_interval_s` keeps the venue's prices where a test sets them."""
     accounts = "".join(
         f'\n[[accounts]]\nid = "{a}"\nbroker = "paper"\ntokens = ["{t}"]\n'
         for a, t in TOKENS.items()
@@ -143,17 +145,19 @@ def write_config(directory: Path, allowed_origins: tuple[str, ...] = ()) -> Path
         f'[server]\nbind = "127.0.0.1:0"\nadmin_token = "{ADMIN_TOKEN}"\n{extra}\n'
         f'[database]\nurl = "sqlite:///{directory}/od.db"\n\n'
         f'[venue]\nbind = "127.0.0.1:0"\nseed = 7\nrate_limit_per_s = 0\n'
-        'read_limit_per_s = 0\nstate = "memory"\n' + accounts
+        f'read_limit_per_s = 0\nstate = "memory"\ntick_interval_s = {tick_interval_s}\n'
+        + accounts
     )
     return path
 
 
 @asynccontextmanager
 async def open_served_desk(
-    tmp_path: Path, allowed_origins: tuple[str, ...] = ()
+    tmp_path: Path, allowed_origins: tuple[str, ...] = (), tick_interval_s: float = 1.0
 ) -> AsyncIterator[ServedDesk]:
     """The service as `orderdesk serve` runs it, on loopback."""
-    settings = load_settings(str(write_config(tmp_path, allowed_origins)), environ={})
+    settings = load_settings(str(write_config(tmp_path, allowed_origins, tick_interval_s)),
+                             environ={})
     async with open_service(settings) as running:
         with trio.fail_after(15):
             for actor in running.actors.values():

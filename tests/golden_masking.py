@@ -34,12 +34,16 @@ OPAQUE_KEYS = frozenset({"correlation_id", "exchange_order_id", "guid", "checksu
 TIME_KEYS = frozenset({
     "order_timestamp", "exchange_timestamp", "exchange_update_timestamp", "at", "started_at",
     "last_event_at", "last_event_age_s", "duration_ms", "uptime_s", "emitted_at", "latency_ms",
+    "created_at", "updated_at",
 })
 #: From the venue's price simulation, which ticks with the clock.
 PRICE_KEYS = frozenset({"price", "average_price"})
 #: Rupee amounts priced from the venue's simulation (the basket margin quote): masked when
 #: numbers only, as the contract's schemas use `required` for lists of names.
 MONEY_KEYS = frozenset({"required", "available", "short_by", "net_premium"})
+#: The option chain's last prices and the money they put the at-the-money strike at (numbers
+#: only: a price the broker did not give stays null).
+QUOTE_KEYS = frozenset({"last_price", "underlying_price", "atm_strike"})
 #: Counters that depend on timing.
 TIMING_KEYS = frozenset({"reconnects", "max_queue_depth"})
 MASKED_KEYS = ID_KEYS | OPAQUE_KEYS | TIME_KEYS | PRICE_KEYS | TIMING_KEYS
@@ -94,7 +98,8 @@ class Masker:
             return {k: self._mask(v, k) for k, v in value.items()}
         if isinstance(value, list):
             return [self._mask(item, key) for item in value]
-        if key in MONEY_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (key in MONEY_KEYS | QUOTE_KEYS and isinstance(value, (int, float))
+                and not isinstance(value, bool)):
             return f"<{key}>"
         if value is None or isinstance(value, bool) or key not in MASKED_KEYS:
             return self.text(value) if isinstance(value, str) else value

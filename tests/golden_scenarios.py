@@ -118,12 +118,53 @@ async def account_routes(rec: Recorder) -> None:
                    token=ADMIN)
     await rec.http("instruments: 422 limit", "GET", "/instruments?limit=abc", token=PRIMARY)
     await rec.http("instruments: 422 exchange", "GET", "/instruments?exchange=MCX", token=PRIMARY)
+    await chain_routes(rec)
     await rec.http("page", "GET", "/")
     await rec.http("page: static script", "GET", "/static/app.js")
     await rec.http("page: static 404", "GET", "/static/nope.js")
     await rec.http("page: 403 foreign origin", "GET", "/",
                    headers={"Origin": "http://evil.example"})
     await session_routes(rec)
+    await saved_basket_routes(rec)
+
+
+async def saved_basket_routes(rec: Recorder) -> None:
+    """Save, list, load, replace, delete; the name and body rules; nothing is placed."""
+    baskets = "/accounts/primary/baskets"
+    one = f"{baskets}/Short strangle"
+    strangle = {"orders": [leg(CALL, "SELL"), leg(PUT, "SELL", order_type="LIMIT", price=12.5)]}
+    await rec.http("baskets: none yet", "GET", baskets, token=PRIMARY)
+    await rec.http("basket: saved", "PUT", one, token=PRIMARY, json_body=strangle)
+    await rec.http("basket: replaced", "PUT", one, token=PRIMARY,
+                   json_body={"orders": [leg(FUT)]})
+    await rec.http("baskets: listed", "GET", baskets, token=PRIMARY)
+    await rec.http("basket: loaded", "GET", one, token=PRIMARY)
+    await rec.http("basket: 422 name and legs", "PUT", f"{baskets}/%20x", token=PRIMARY,
+                   json_body={"orders": [{**leg(FUT), "tag": "mine"}], "execution": "parallel"})
+    await rec.http("basket: 422 too long a name", "GET", f"{baskets}/{'x' * 65}",
+                   token=PRIMARY)
+    await body_errors(rec, "basket", "PUT", one, PRIMARY)
+    await the_three_denials(rec, "baskets", "GET", baskets)
+    await the_three_denials(rec, "basket", "PUT", one)
+    await rec.http("basket: deleted", "DELETE", one, token=PRIMARY)
+    await rec.http("basket: 404 deleted again", "DELETE", one, token=PRIMARY)
+    await rec.http("basket: 404 unknown", "GET", one, token=PRIMARY)
+    await rec.http("basket: 405 POST", "POST", one, token=PRIMARY)
+
+
+async def chain_routes(rec: Recorder) -> None:
+    """The option chain: every strike of the ladder (the window is wider than the master's
+    ladder, so the strikes listed do not move with the simulated price), and its 422s."""
+    chain = "/accounts/primary/option-chain"
+    await rec.http("option chain: NIFTY", "GET", f"{chain}?underlying=NIFTY&strikes=20",
+                   token=PRIMARY)
+    await rec.http("option chain: 422 parameters", "GET", f"{chain}?expiry=soon&strikes=0",
+                   token=PRIMARY)
+    await rec.http("option chain: 422 unknown underlying", "GET", f"{chain}?underlying=NOSUCH",
+                   token=PRIMARY)
+    await rec.http("option chain: 422 unknown expiry", "GET",
+                   f"{chain}?underlying=NIFTY&expiry=2001-01-02", token=PRIMARY)
+    await the_three_denials(rec, "option chain", "GET", f"{chain}?underlying=NIFTY")
 
 
 async def session_routes(rec: Recorder) -> None:

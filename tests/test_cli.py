@@ -45,7 +45,7 @@ def server(running: Running, token: str = ADMIN_TOKEN) -> tuple[str, ...]:
 async def test_exit_codes_follow_the_tree_through_an_expired_token(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with trio.fail_after(60):
+    with trio.fail_after(90):
         async with open_admin_service(tmp_path, monkeypatch) as running:
             await wait_tree(running, lambda b: upstream_is("primary", "connected")(b)
                             and upstream_is("secondary", "connected")(b))
@@ -66,6 +66,13 @@ async def test_exit_codes_follow_the_tree_through_an_expired_token(
                 actors = await orderdesk(tmp_path, "actors", *server(running))
                 assert actors.code == 1, actors
                 assert "auth_expired" in actors.stdout
+
+                bogus = await orderdesk(
+                    tmp_path, "credentials", "primary", *server(running),
+                    "--access-token", "not-a-token-the-venue-issued",
+                )
+                assert bogus.code == 1, bogus
+                assert "refused this access token" in bogus.stderr, bogus
 
                 token = await new_venue_token(running, "primary")
                 if reload_via_stdin:

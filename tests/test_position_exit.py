@@ -11,7 +11,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from actors.orders import exit_id, kill_tag
+from actors.orders import exit_id, exit_tag
 from actors.requests import ExitRequest
 from tests.fixtures_desk import Desk, place
 from tests.fixtures_orders import leg
@@ -52,7 +52,7 @@ async def test_exit_flattens_one_position_split_at_the_freeze_quantity(desk: Des
         assert report["status"] == "done" and report["remaining"] == 0, report
         assert report["quantity"] == -1050 and report["product"] == "NRML"
         assert [o["filled_quantity"] for o in report["orders"]] == [595, 455]
-        prefix = kill_tag(exit_id("primary", "exit-1"), 0)
+        prefix = exit_tag(exit_id("primary", "exit-1"))
         assert all(o["tag"].startswith(prefix) and o["status"] == "COMPLETE"
                    for o in report["orders"])
         assert await desk.positions() == {NIFTY_FUT: 75}

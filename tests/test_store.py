@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from store import Store, StoreError, StoreUnavailable, migrate, open_store
+from store import BasketRecord, Store, StoreError, StoreUnavailable, migrate, open_store
 
 
 def order(order_id: str, status: str = "OPEN", **extra: object) -> dict[str, object]:
@@ -196,7 +196,15 @@ async def test_migrations_apply_to_empty_and_migrated_database(store_url: str) -
 
 def _back_to_v1(url: str) -> None:
     """Undo migration 2 behind the store's back: a database as version 1 left it."""
-    statements = ("DROP TABLE webhook_cursors", "DELETE FROM schema_migrations WHERE version = 2")
+    _undo(url, "DROP TABLE webhook_cursors", "DELETE FROM schema_migrations WHERE version = 2")
+
+
+def _back_to_v2(url: str) -> None:
+    """Undo migration 3 behind the store's back: a database as version 2 left it."""
+    _undo(url, "DROP TABLE saved_baskets", "DELETE FROM schema_migrations WHERE version = 3")
+
+
+def _undo(url: str, *statements: str) -> None:
     if url.startswith("sqlite:///"):
         conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
         try:
@@ -226,6 +234,18 @@ async def test_a_version_1_database_gets_the_webhook_cursors(store_url: str) -> 
         async with open_store(store_url) as store:
             assert await store.start_webhook_cursor("acc") == 2
             assert await store.read_events("acc", 0) != []  # v1 data untouched
+
+
+async def test_a_version_2_database_gets_saved_baskets(store_url: str) -> None:
+    with trio.fail_after(20):
+        async with open_store(store_url) as store:
+            assert await store.append_events("acc", [order("1")]) == [1]
+        await trio.to_thread.run_sync(_back_to_v2, store_url)
+        assert await migrate(store_url) == [3]
+        async with open_store(store_url) as store:
+            await store.save_basket(BasketRecord("acc", "x", [{"quantity": 75}]), max_baskets=1)
+            assert [b.legs for b in await store.list_baskets("acc")] == [[{"quantity": 75}]]
+            assert await store.read_events("acc", 0) != []  # v2 data untouched
 
 
 async def test_cancel_mid_query_leaves_store_usable(store: Store) -> None:

@@ -18,7 +18,7 @@ from quart import Blueprint, Response, jsonify, request
 from actors.requests import AuditQuery
 
 from .actor_status import actor_status
-from .credentials import load_access_token, record_audit
+from .credentials import broker_accepts, load_access_token, record_audit
 from .deps import current_deps, current_web
 from .errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
 from .inputs import json_object
@@ -130,6 +130,11 @@ async def credentials(account_id: str) -> Response:
     token = _access_token(await json_object())
     was = await load_access_token(account_id, actor, token, who=identity.name,
                                   action="credentials")
+    if not await broker_accepts(actor):
+        raise InvalidInput([FieldError(
+            "access_token", "refused_by_broker",
+            "the broker refused this access token: the account stays in auth_expired",
+        )])
     return jsonify({"account": account_id, "reloaded": True, "upstream_before": was})
 
 

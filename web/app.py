@@ -20,6 +20,7 @@ from quart import Blueprint
 from ._server import serve_app
 from .admin import admin_blueprint
 from .auth import Authenticator, TicketBook
+from .baskets import baskets_blueprint
 from .converter import make_converter
 from .cors import install_cors
 from .deps import Activity, OrderDeskApp, WebConfig, WebDeps
@@ -40,7 +41,8 @@ __all__ = ["bind_web", "create_app", "serve_web"]
 
 
 def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderDeskApp:
-    """The app: account and status routes, the order websocket, `/admin/*`, plus `blueprints`.
+    """The app: account and status routes, saved baskets, the order websocket, `/admin/*`,
+    plus `blueprints`.
 
     A blueprint passed in that is already part of the defaults (by name) is not added twice.
     """
@@ -65,7 +67,7 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
     install_error_handler(app)
     install_refusal_handler(app, app.converter)
     for bp in (http_routes, status_blueprint, ws_routes, admin_blueprint, kite_login_blueprint,
-               signin_blueprint, *blueprints):
+               signin_blueprint, baskets_blueprint, *blueprints):
         if bp.name not in app.blueprints:
             app.register_blueprint(bp)
     return app

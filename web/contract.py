@@ -17,6 +17,8 @@ import attrs
 from quart import Blueprint, Quart, Response, current_app, request
 
 from actors.account.positions import PositionsReport
+from actors.baskets import BasketDeleted, BasketList, SavedBasket
+from actors.chain import OptionChain
 from actors.errors import FieldError
 from actors.outcomes import (
     BasketMarginQuote,
@@ -28,12 +30,15 @@ from actors.outcomes import (
     OrderPlaced,
 )
 from actors.requests import (
+    MAX_BASKET_NAME,
     AuditQuery,
     BatchRequest,
     ExitRequest,
     InstrumentsQuery,
     KiteCallbackQuery,
     LegRequest,
+    OptionChainQuery,
+    SaveBasketRequest,
 )
 
 from . import api_models as m
@@ -52,7 +57,8 @@ MEANING = {
     401: "missing or invalid credentials",
     403: "a browser Origin not allowed, or credentials of another kind or account",
     404: "unknown account, order, batch or route",
-    409: "refused in this state: idempotency_conflict, kill_in_progress, auth_expired",
+    409: "refused in this state: idempotency_conflict, kill_in_progress, position_busy, "
+         "auth_expired",
     413: "request body too large",
     415: "Content-Type is not JSON",
     422: "invalid input: every problem listed in `fields`",
@@ -111,12 +117,27 @@ OPERATIONS: tuple[Operation, ...] = (
               (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), LegRequest, idempotency_key=True),
     Operation("DELETE", f"{_PREFIX}/orders/<order_id>", "Cancel an open order", "account",
               {200: CancelRequested}, (*ACCOUNT_ERRORS, 400, 409, 422, 502, 503)),
+    Operation("GET", f"{_PREFIX}/baskets", "The account's saved baskets: names, leg counts, "
+              "when saved", "account", {200: BasketList}, (*ACCOUNT_ERRORS, 503)),
+    Operation("GET", f"{_PREFIX}/baskets/<name>", "A saved basket's legs: nothing placed",
+              "account", {200: SavedBasket}, (*ACCOUNT_ERRORS, 422, 503)),
+    Operation("PUT", f"{_PREFIX}/baskets/<name>", "Save a basket under a name (create or "
+              "replace; a new name past the account's cap is a 422): nothing placed",
+              "account", {200: SavedBasket}, (*ACCOUNT_ERRORS, *BODY_ERRORS, 503),
+              SaveBasketRequest),
+    Operation("DELETE", f"{_PREFIX}/baskets/<name>", "Delete a saved basket (404 when there "
+              "is none of that name)", "account", {200: BasketDeleted},
+              (*ACCOUNT_ERRORS, 422, 503)),
     Operation("POST", f"{_PREFIX}/kill", "Kill switch: cancel everything, flatten every "
               "position", "account", {200: KillReport}, (*ACCOUNT_ERRORS, 409, 503)),
     Operation("POST", f"{_PREFIX}/positions/exit", "Flatten one position (market-protected "
               "orders split at the freeze limit; 404 also for no such position)", "account",
               {200: ExitReport}, (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 503), ExitRequest,
               idempotency_key=True),
+    Operation("GET", f"{_PREFIX}/option-chain", "An underlying's options of one expiry "
+              "around the money, with last prices (422 also for an unknown underlying or "
+              "expiry)", "account", {200: OptionChain}, (*ACCOUNT_ERRORS, 422, 503),
+              query=OptionChainQuery),
     Operation("GET", f"{_PREFIX}/kite/login", "Start the daily Kite login (redirect)",
               "none", {302: None}, (404, 409)),
     Operation("GET", f"{_PREFIX}/kite/callback", "The Kite login's redirect back", "none",
@@ -190,6 +211,8 @@ def _parameters(op: Operation, path: str) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name in (p.strip("{}") for p in path.split("/") if p.startswith("{")):
         schema = _order_id_param() if name == "order_id" else {"type": "string", "minLength": 1}
+        if name == "name" and "/baskets/" in path:
+            schema = {"type": "string", "minLength": 1, "maxLength": MAX_BASKET_NAME}
         entry = {"name": name, "in": "path", "required": True, "schema": schema}
         if name == "account_id":
             entry["description"] = "the account's id, as configured"

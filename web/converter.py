@@ -16,22 +16,32 @@ from cattrs.gen import make_dict_unstructure_fn, override
 from actors.outcomes import OMITTING, OrderPlaced
 from actors.requests import (
     AuditQuery,
+    BasketName,
     BatchRequest,
     ExitRequest,
     InstrumentsQuery,
     KiteCallbackQuery,
     LegRequest,
+    OptionChainQuery,
     OrderStreamQuery,
+    SaveBasketRequest,
     WatchRequest,
 )
 
 from .queries import (
     structure_audit,
     structure_callback,
+    structure_chain,
     structure_instruments,
     structure_stream,
 )
-from .shapes import structure_batch, structure_exit, structure_leg
+from .shapes import (
+    structure_basket,
+    structure_basket_name,
+    structure_batch,
+    structure_exit,
+    structure_leg,
+)
 from .watch import structure_watch
 
 __all__ = ["make_converter"]
@@ -43,11 +53,18 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(LegRequest, structure_leg)
     converter.register_structure_hook(BatchRequest, structure_batch)
     converter.register_structure_hook(ExitRequest, structure_exit)
+    converter.register_structure_hook(SaveBasketRequest, structure_basket)
+    converter.register_structure_hook(BasketName, structure_basket_name)
     converter.register_structure_hook(InstrumentsQuery, structure_instruments)
     converter.register_structure_hook(AuditQuery, structure_audit)
+    converter.register_structure_hook(OptionChainQuery, structure_chain)
     converter.register_structure_hook(OrderStreamQuery, structure_stream)
     converter.register_structure_hook(KiteCallbackQuery, structure_callback)
     converter.register_structure_hook(WatchRequest, structure_watch)
+    # A saved basket's legs as a batch takes them: the fields a leg has (never a null `tag`).
+    converter.register_unstructure_hook(LegRequest, make_dict_unstructure_fn(
+        LegRequest, converter, **{a.name: override(omit_if_default=True)
+                                  for a in attrs.fields(LegRequest) if a.default is None}))
     # `replayed` appears only on a retry's answer, as it always has.
     converter.register_unstructure_hook(OrderPlaced, make_dict_unstructure_fn(
         OrderPlaced, converter, replayed=override(omit_if_default=True)))

@@ -9,16 +9,18 @@ from typing import Any
 
 import trio
 
+from brokers.base import BrokerError, TokenExpired
 from store import AuditEntry
 
 from .actor_status import actor_status
 from .deps import current_deps
 
-__all__ = ["load_access_token", "record_audit"]
+__all__ = ["broker_accepts", "load_access_token", "record_audit"]
 
 log = logging.getLogger("web.credentials")
 
 AUDIT_TIMEOUT_S = 2.0
+VERIFY_TIMEOUT_S = 5.0
 
 
 async def record_audit(account: str, who: str, action: str, detail: dict[str, Any]) -> None:
@@ -49,3 +51,17 @@ async def load_access_token(
         batches.retry_recoveries()  # a recovery waiting on the old token goes now
     await record_audit(account_id, who, action, {"upstream_before": was, **(detail or {})})
     return was
+
+
+async def broker_accepts(actor: Any) -> bool:
+    """Ask the broker once with the token just loaded (its order list): False only when the
+    broker refuses the token. A broker that is down or slow says nothing about the token, so
+    the load stands and the actor keeps trying."""
+    try:
+        with trio.fail_after(VERIFY_TIMEOUT_S):
+            await actor.broker.orders()
+    except TokenExpired:
+        return False
+    except (BrokerError, trio.TooSlowError) as exc:
+        log.info("access token not verified (%s): the actor keeps trying", exc)
+    return True

@@ -7,6 +7,7 @@ the first one found, as these routes have always answered.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import get_args
@@ -16,24 +17,28 @@ import cattrs
 
 from actors.requests import (
     DEFAULT_AUDIT_LIMIT,
+    DEFAULT_CHAIN_STRIKES,
     MAX_AUDIT_LIMIT,
+    MAX_CHAIN_STRIKES,
     MAX_INSTRUMENTS_LIMIT,
     AuditQuery,
     InstrumentsExchange,
     InstrumentsQuery,
     KiteCallbackQuery,
+    OptionChainQuery,
     OrderStreamQuery,
 )
 
 from .errors import FieldError, InvalidInput
 
 __all__ = ["int_param", "stream_query", "structure_audit", "structure_callback",
-           "structure_instruments", "structure_stream"]
+           "structure_chain", "structure_instruments", "structure_stream"]
 
 Args = Mapping[str, str]
 #: Instruments searched with `q` and no `limit`: this many.
 DEFAULT_SEARCH_LIMIT = 50
 _REQUEST_TOKEN = re.compile(attrs.fields(KiteCallbackQuery).request_token.metadata["pattern"])
+_UNDERLYING = re.compile(attrs.fields(OptionChainQuery).underlying.metadata["pattern"])
 
 
 def int_param(args: Args, name: str, *, default: int, minimum: int, maximum: int) -> int:
@@ -59,6 +64,36 @@ def structure_instruments(args: Args, _: type = InstrumentsQuery) -> Instruments
                       maximum=MAX_INSTRUMENTS_LIMIT)
     return InstrumentsQuery(q=query, exchange=exchange or None, limit=limit or None,
                             account=args.get("account"))
+
+
+def structure_chain(args: Args, _: type = OptionChainQuery) -> OptionChainQuery:
+    """Every problem of the chain's query at once, each naming its parameter."""
+    problems: list[FieldError] = []
+    underlying = args.get("underlying", "").strip().upper()
+    if not underlying:
+        problems.append(FieldError("underlying", "required", "underlying is required, e.g. NIFTY"))
+    elif not _UNDERLYING.fullmatch(underlying):
+        problems.append(FieldError("underlying", "format",
+                                   "underlying must be 1..32 letters, digits, '&' or '-'"))
+    expiry = args.get("expiry", "").strip() or None
+    if expiry is not None and not _is_date(expiry):
+        problems.append(FieldError("expiry", "format", "expiry must be a date, YYYY-MM-DD"))
+    try:
+        strikes = int_param(args, "strikes", default=DEFAULT_CHAIN_STRIKES, minimum=1,
+                            maximum=MAX_CHAIN_STRIKES)
+    except InvalidInput as exc:
+        problems += exc.fields
+        strikes = DEFAULT_CHAIN_STRIKES
+    if problems:
+        raise InvalidInput(problems)
+    return OptionChainQuery(underlying=underlying, expiry=expiry, strikes=strikes)
+
+
+def _is_date(text: str) -> bool:
+    try:
+        return len(text) == 10 and dt.date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
 
 
 def structure_audit(args: Args, _: type = AuditQuery) -> AuditQuery:

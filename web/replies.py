@@ -16,6 +16,7 @@ from quart import Quart, Response, jsonify
 
 from actors.errors import (
     AuthExpired,
+    BasketNotFound,
     BatchNotFound,
     BrokerCallFailed,
     BrokerUnavailable,
@@ -42,6 +43,7 @@ STATUS: dict[type[CoordinatorError], tuple[int, str]] = {
     Rejected: (400, "rejected"),
     UnknownAccount: (404, "unknown_account"),
     BatchNotFound: (404, "not_found"),
+    BasketNotFound: (404, "not_found"),
     PositionNotFound: (404, "not_found"),
     IdempotencyConflict: (409, "idempotency_conflict"),
     KillRunning: (409, "kill_in_progress"),

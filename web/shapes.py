@@ -1,5 +1,5 @@
-"""The shape rules of request bodies: JSON into `LegRequest` / `BatchRequest` / `ExitRequest`,
-strictly.
+"""The shape rules of request bodies: JSON into `LegRequest` / `BatchRequest` / `ExitRequest` /
+`SaveBasketRequest` (and a saved basket's `BasketName`), strictly.
 
 Registered as the converter's structure hooks (`web/converter.py`). Strict: no coercion (a
 string "75" is not a quantity, true is not a number), unknown fields and a client `tag` are
@@ -21,8 +21,10 @@ import attrs
 from actors.errors import FieldError, MalformedRequest
 from actors.requests import (
     DEFAULT_TIMEOUT_S,
+    MAX_BASKET_NAME,
     MAX_LEGS,
     MAX_TIMEOUT_S,
+    BasketName,
     BatchRequest,
     Exchange,
     Execution,
@@ -30,11 +32,13 @@ from actors.requests import (
     LegRequest,
     OrderType,
     Product,
+    SaveBasketRequest,
     TransactionType,
     Validity,
 )
 
-__all__ = ["is_number", "structure_batch", "structure_exit", "structure_leg"]
+__all__ = ["is_number", "structure_basket", "structure_basket_name", "structure_batch",
+           "structure_exit", "structure_leg"]
 
 _LEG_FIELDS = frozenset(a.name for a in attrs.fields(LegRequest))
 _BATCH_FIELDS = frozenset(a.name for a in attrs.fields(BatchRequest))
@@ -116,6 +120,53 @@ def structure_exit(raw: Any, _: type = ExitRequest) -> ExitRequest:
     if errors:
         raise MalformedRequest(errors)
     return ExitRequest(exchange=exchange, tradingsymbol=symbol, product=product)
+
+
+def structure_basket_name(raw: Any, _: type = BasketName) -> BasketName:
+    """`{"name": ...}` (the path's name) as a `BasketName`, or MalformedRequest. The name is a
+    path segment: a '/' could never be asked for again, '.' and '..' are resolved away."""
+    name = raw.get("name") if isinstance(raw, dict) else None
+    problem = None
+    if not isinstance(name, str) or not name:
+        problem = FieldError("name", "required", "a basket needs a name")
+    elif len(name) > MAX_BASKET_NAME:
+        problem = FieldError("name", "length", f"a name has at most {MAX_BASKET_NAME} characters")
+    elif not name.isprintable():
+        problem = FieldError("name", "printable", "a name has printable characters only")
+    elif "/" in name or name.strip() != name or name in (".", ".."):
+        problem = FieldError("name", "format", "a name has no '/', no space at either end, and "
+                                               "is not '.' or '..'")
+    if problem is not None:
+        raise MalformedRequest([problem])
+    return BasketName(name=name)
+
+
+def structure_basket(raw: Any, _: type = SaveBasketRequest) -> SaveBasketRequest:
+    """A saved basket's body as a `SaveBasketRequest` (its legs' shapes only), or
+    MalformedRequest with every problem."""
+    if not isinstance(raw, dict):
+        raise MalformedRequest([FieldError("", "type", "the body must be a JSON object")])
+    errors = [FieldError(key, "unknown_field", f"unknown field {key!r}")
+              for key in sorted(set(raw) - {"orders"})]
+    orders = raw.get("orders")
+    legs: list[LegRequest] = []
+    if orders is None:
+        errors.append(FieldError("orders", "required", "orders is required"))
+    elif not isinstance(orders, list):
+        errors.append(FieldError("orders", "type", "orders must be a list"))
+    elif not 1 <= len(orders) <= MAX_LEGS:
+        errors.append(FieldError("orders", "count", f"a basket has 1 to {MAX_LEGS} orders"))
+    else:
+        legs = [leg for n, order in enumerate(orders)
+                if (leg := _leg(order, f"orders[{n}].", errors)) is not None]
+        # kept as sent, unchecked against the master: bounded here instead
+        errors += [FieldError(f"orders[{n}].tradingsymbol", "length",
+                              f"tradingsymbol has at most {MAX_SYMBOL} characters")
+                   for n, order in enumerate(orders) if isinstance(order, dict)
+                   and len(str(order.get("tradingsymbol", ""))) > MAX_SYMBOL]
+    if errors:
+        raise MalformedRequest(errors)
+    return SaveBasketRequest(orders=legs)
 
 
 def _leg(order: Any, prefix: str, errors: list[FieldError]) -> LegRequest | None:

@@ -4,7 +4,16 @@ the path."""
 
 from .config import BatchConfig
 from .coordinator import BatchCoordinator, CoordinatorStatistics
-from .legs import Leg, exit_id, kill_tag, new_batch_id, reverse_request, single_tag, tag_for
+from .legs import (
+    Leg,
+    exit_id,
+    exit_tag,
+    kill_tag,
+    new_batch_id,
+    reverse_request,
+    single_tag,
+    tag_for,
+)
 from .placing import OrderOps, UnknownOutcome
 
 __all__ = [
@@ -15,6 +24,7 @@ __all__ = [
     "OrderOps",
     "UnknownOutcome",
     "exit_id",
+    "exit_tag",
     "kill_tag",
     "new_batch_id",
     "reverse_request",

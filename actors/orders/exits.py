@@ -4,7 +4,7 @@
 tradingsymbol, product) and hands it to `Rollback.flatten_position`: market-protected reverse
 orders (a marketable LIMIT re-priced where MARKET is refused), sliced by the freeze quantity,
 with the position's product, at rollback priority under the rate limit, each tagged
-`kill_tag(exit_id, 0, attempt)` and followed to its final state. It runs shielded: a client
+`exit_tag(exit_id, attempt)` and followed to its final state. It runs shielded: a client
 hanging up never leaves an exit half done. While it runs it counts as a single order being
 placed (`Accounts.singles`), so a kill switch waits for it and leaves its symbol alone; an
 instrument that a batch (or its rollback), a recovery or an order is trading right then is
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from functools import partial
 
 import attrs
 import trio
@@ -41,7 +42,7 @@ from ..requests import ExitRequest
 from .accounts import AccountContext, Accounts, Work
 from .config import BatchConfig
 from .kill import flatten_order
-from .legs import exit_id, kill_tag
+from .legs import exit_id, exit_tag
 from .rollback import Rollback
 
 __all__ = ["PositionExits"]
@@ -81,7 +82,7 @@ class PositionExits:
             raise InvalidRequest(request.fields)
         self._accounts.check_open(account, ctx)
         ident = exit_id(account, idempotency_key)
-        tag = kill_tag(ident, 0)
+        tag = exit_tag(ident)
         if idempotency_key is not None:
             replay = await self._replay(ctx, account, tag, request, request_hash)
             if replay is not None:
@@ -106,7 +107,7 @@ class PositionExits:
             with trio.CancelScope(shield=True):
                 deadline = trio.current_time() + self._config.rollback_timeout_s
                 await self._rollback.flatten_position(
-                    ctx, ident, 0, position, deadline,
+                    ctx, partial(exit_tag, ident), 0, position, deadline,
                     lambda reverse: orders.append(flatten_order(reverse)))
                 report = await _report(ctx, account, position, orders, warnings)
         finally:

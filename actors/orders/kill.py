@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Set
+from functools import partial
 
 import attrs
 import trio
@@ -57,7 +58,7 @@ from ..outcomes import (
 )
 from .accounts import AccountContext, Accounts, Work
 from .config import BatchConfig
-from .legs import Leg, new_batch_id
+from .legs import Leg, kill_tag, new_batch_id
 from .rollback import Rollback
 
 log = logging.getLogger("actors.kill")
@@ -274,7 +275,8 @@ async def _flatten(
     done = FlattenedPosition(tradingsymbol=position.tradingsymbol, exchange=position.exchange,
                              product=position.product, quantity=position.quantity)
     report.flattened.append(done)
-    await switch.rollback.flatten_position(ctx, kill_id, n, position, deadline,
+    await switch.rollback.flatten_position(ctx, partial(kill_tag, kill_id, n), n, position,
+                                           deadline,
                                            lambda reverse: done.orders.append(
                                                flatten_order(reverse)))
 

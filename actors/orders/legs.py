@@ -8,7 +8,8 @@ A tag is `od` + an id of 10 base32 characters + a position + a kind + an attempt
   recovery finds every reverse of a leg at the broker by its prefix, even one never stored;
 - `S` a single order: `od{id}0S0`, the id random, or derived from (account, Idempotency-Key)
   so that a retry finds the first order by its tag;
-- `K` a kill switch's flattening order: `od{kill}{position:02d}K{attempt}`.
+- `K` a kill switch's flattening order: `od{kill}{position:02d}K{attempt}`;
+- `X` an order exiting one position: `od{exit}00X{attempt}`.
 
 A reverse order is stored as a row of its batch at index `100 × (attempt + 1) + leg index`:
 `reverse_index` encodes it, `reverse_of` decodes it; leg indices stay below 100.
@@ -39,6 +40,7 @@ __all__ = [
     "Leg",
     "batch_legs",
     "exit_id",
+    "exit_tag",
     "kill_tag",
     "new_batch_id",
     "placed_request",
@@ -80,7 +82,7 @@ def single_tag(account: str, idempotency_key: str | None = None) -> str:
 
 
 def exit_id(account: str, idempotency_key: str | None = None) -> str:
-    """The id of an exit (its orders are tagged `kill_tag(exit_id, 0, attempt)`). With an
+    """The id of an exit (its orders are tagged `exit_tag(exit_id, attempt)`). With an
     `idempotency_key`: the same for every retry, so a retry finds the first exit's orders."""
     if idempotency_key is None:
         return new_batch_id()
@@ -92,6 +94,12 @@ def kill_tag(kill_id: str, position: int, attempt: int | None = None) -> str:
     """The tag of the kill switch's `attempt`th order flattening its `position`th position;
     without an attempt, the position's own (a leg that "filled" it; never sent)."""
     return f"od{kill_id}{position:02d}K{'' if attempt is None else attempt}"
+
+
+def exit_tag(exit_id: str, attempt: int | None = None) -> str:
+    """The tag of an exit's `attempt`th order; without an attempt, the prefix every order of
+    the exit shares (a retry finds them by it)."""
+    return f"od{exit_id}00X{'' if attempt is None else attempt}"
 
 
 def reverse_tag(leg_tag: str, attempt: int) -> str:

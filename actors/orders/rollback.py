@@ -26,7 +26,7 @@ from ..instruments import InstrumentCache
 from ..ratelimit import Priority
 from .accounts import AccountContext
 from .config import BatchConfig
-from .legs import Leg, kill_tag, reverse_index, reverse_request, reverse_tag
+from .legs import Leg, reverse_index, reverse_request, reverse_tag
 from .placing import OrderOps, UnknownOutcome
 from .reverse import ReverseMarket
 
@@ -65,20 +65,21 @@ class Rollback:
             leg.rollback = cut_short(leg, f"{type(exc).__name__}: {exc}")
 
     async def flatten_position(
-        self, ctx: AccountContext, kill_id: str, n: int, position: Position, deadline: float,
-        on_reverse: Callable[[Leg], None],
+        self, ctx: AccountContext, tag_of: Callable[[int | None], str], n: int,
+        position: Position, deadline: float, on_reverse: Callable[[Leg], None],
     ) -> None:
-        """Flatten the kill switch's `n`th position as the rollback flattens a leg that bought
-        (or sold) it: sliced by the freeze quantity, a marketable LIMIT where MARKET is
-        refused, re-priced; its orders tagged `kill_tag(kill_id, n, attempt)`."""
+        """Flatten a position (the kill switch's `n`th, or an exit's) as the rollback flattens a
+        leg that bought (or sold) it: sliced by the freeze quantity, a marketable LIMIT where
+        MARKET is refused, re-priced; its orders tagged `tag_of(attempt)` (`kill_tag` or
+        `exit_tag`), `tag_of(None)` naming the position itself."""
         side = "BUY" if position.quantity > 0 else "SELL"
         quantity = abs(position.quantity)
         request = OrderRequest(position.tradingsymbol, position.exchange, side, "MARKET",
                                quantity, position.product)
-        held = Leg(n, kill_tag(kill_id, n), request, status="COMPLETE", filled=quantity)
+        held = Leg(n, tag_of(None), request, status="COMPLETE", filled=quantity)
         market = ReverseMarket(ctx.actor, ctx.limiter, ctx.instruments, self._config)
         await self.flatten(ctx.actor, market, None, held, deadline, {},
-                           tag_of=partial(kill_tag, kill_id, n), on_reverse=on_reverse)
+                           tag_of=tag_of, on_reverse=on_reverse)
 
     async def unwind(
         self, actor: AccountActor, limiter: OrderBudget, batch_id: str, leg: Leg,

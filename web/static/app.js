@@ -1,12 +1,15 @@
-// orderdesk's page: sign in, pick an account, watch its orders and positions live, place
-// baskets, exit positions, press the kill switch, and (admin) watch the supervision tree. Plain ES modules, no build step.
+// orderdesk's page: sign in, pick an account, watch its orders and positions live, build
+// legs from the option chain, place baskets (and save them by name), exit positions, press the
+// kill switch, and (admin) watch the supervision tree. Plain ES modules, no build step.
 
 import { api, ApiError, session } from "./api.js";
 import { Basket } from "./basket.js";
 import { Blotter } from "./blotter.js";
+import { OptionChain } from "./chain.js";
 import { HealthView } from "./health.js";
 import { OfflineWatch } from "./offline.js";
 import { PositionsPanel } from "./positions.js";
+import { SavedBaskets } from "./saved.js";
 import { OrderStream } from "./stream.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -16,6 +19,9 @@ const state = { me: null, account: null, stream: null };
 
 const blotter = new Blotter($("#blotter"), () => state.account);
 const basket = new Basket($("#basket"), () => state.account);
+const chain = new OptionChain($("#chain"), basket, () => state.account,
+                              (instruments) => state.stream?.watch(instruments));
+const saved = new SavedBaskets($("#saved"), basket);
 const health = new HealthView($("#health"));
 const positions = new PositionsPanel($("#positions-card"), () => state.account,
                                      () => blotter.openCount());
@@ -94,6 +100,7 @@ function openAccount(account) {
   state.account = account ?? null;
   blotter.reset([], null);
   positions.reset();
+  saved.open(account);
   if (!account) {
     setBadge($("#link"), "stream", "refused", "no account is visible to this token");
     return;
@@ -106,7 +113,10 @@ function openAccount(account) {
       blotter.apply(msg);
       basket.observe(msg.order);
     },
-    onPositions: (msg) => positions.apply(msg),
+    onPositions: (msg) => {
+      positions.apply(msg);
+      chain.tick(msg.watched || []);
+    },
     onUpstream: (upstream) => setBadge($("#upstream"), "upstream", upstream),
     onLink: (link, detail) => {
       setBadge($("#link"), "stream", link, detail);
@@ -116,6 +126,7 @@ function openAccount(account) {
   state.stream = stream;
   stream.start();
   positions.load(account);
+  chain.open();
 }
 
 session.onUnauthorized = () => {

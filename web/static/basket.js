@@ -114,6 +114,18 @@ export class Basket {
     return li;
   }
 
+  // The ticket's legs replaced by `list` (each as `addLeg` takes it; none: one blank leg): a
+  // new ticket, so a placed one's Clear/Repeat offer gives way to Place basket. The option
+  // chain's templates and a saved basket's Load fill the ticket through here.
+  replaceLegs(list) {
+    this.result.querySelector(".after-success")?.remove();
+    this.submitButton.hidden = false;
+    for (const li of this.legs()) li.remove();
+    for (const values of list.slice(0, MAX_LEGS)) this.addLeg(values);
+    if (!this.legs().length) this.addLeg();
+    this.margin.schedule();
+  }
+
   renumber() {
     const legs = this.legs();
     legs.forEach((li, i) => {

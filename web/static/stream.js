@@ -27,6 +27,22 @@ export class OrderStream {
     this.timer = null;
     this.pinger = null;
     this.connections = []; // {since, first, replayed} per connection, newest last (tests read it)
+    this.watching = []; // EXCHANGE:SYMBOL whose last prices the positions messages carry
+  }
+
+  // Watch `instruments` instead of what was watched: their last prices come with the
+  // positions messages (`watched`); asked again on every new connection.
+  watch(instruments) {
+    const gone = this.watching.filter((i) => !instruments.includes(i));
+    this.watching = [...instruments];
+    this.sendWatch("unwatch", gone);
+    this.sendWatch("watch", this.watching);
+  }
+
+  sendWatch(action, instruments) {
+    if (instruments.length && this.ws?.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify({ action, instruments }));
+    }
   }
 
   start() {
@@ -74,6 +90,7 @@ export class OrderStream {
     ws.onopen = () => {
       record.opened = true;
       this.handlers.onLink("live");
+      this.sendWatch("watch", this.watching);
       clearInterval(this.pinger);
       this.pinger = setInterval(() => {
         if (ws.readyState === WebSocket.OPEN) ws.send("ping");
