@@ -9,7 +9,9 @@ Prints one JSON line per (engine, scenario):
 - multi:   concurrent callers appending several events per call
 - update_fixed_cost: one order update at a time through a real account actor (book, store,
   encode; no subscribers): CPU per update and push-to-committed latency (bench/_update_cost.py)
-Postgres runs in its own throwaway database (created on the server of --postgres, dropped after).
+Postgres runs in its own throwaway database (created on the server of --postgres, dropped after),
+twice: as a single node, then fenced as a [cluster] owner (every account claimed, so each commit
+round also locks the owner rows FOR SHARE and checks the epochs): `"fenced"` says which.
 """
 
 from __future__ import annotations
@@ -52,12 +54,21 @@ SCENARIOS = [
 ]
 
 
-async def run_scenario(store: Store, scenario: Scenario, run_id: str) -> dict[str, object]:
+def account_of(run_id: str, scenario: Scenario, n: int) -> str:
+    return f"{run_id}-{scenario.name}-{n % scenario.accounts}"
+
+
+async def run_scenario(
+    store: Store, scenario: Scenario, run_id: str, fenced: bool = False
+) -> dict[str, object]:
     latencies: list[float] = []
+    if fenced:  # this node owns every account of the scenario: its appends check the epoch
+        for n in range(scenario.accounts):
+            await store.claim_account(account_of(run_id, scenario, n), "bench")  # type: ignore[attr-defined]
     rounds_before = store._committer.rounds  # type: ignore[attr-defined]
 
     async def caller(n: int) -> None:
-        account = f"{run_id}-{scenario.name}-{n % scenario.accounts}"
+        account = account_of(run_id, scenario, n)
         for i in range(scenario.appends_per_caller):
             orders = [
                 {"order_id": f"{n}-{i}-{k}", "status": "OPEN", "tag": f"b{n}", "quantity": 75}
@@ -77,6 +88,7 @@ async def run_scenario(store: Store, scenario: Scenario, run_id: str) -> dict[st
     rounds = store._committer.rounds - rounds_before  # type: ignore[attr-defined]
     return {
         "engine": store.engine,
+        "fenced": fenced,
         "scenario": scenario.name,
         "callers": scenario.callers,
         "events_per_append": scenario.events_per_append,
@@ -91,11 +103,13 @@ async def run_scenario(store: Store, scenario: Scenario, run_id: str) -> dict[st
 
 
 async def bench(url: str, only: set[str] | None) -> None:
-    run_id = secrets.token_hex(3)
     async with trio_asyncio.open_loop(), open_store(url) as store:
-        for scenario in SCENARIOS:
-            if only is None or scenario.name in only:
-                print(json.dumps(await run_scenario(store, scenario, run_id)), flush=True)
+        for fenced in (False, True) if store.engine == "postgres" else (False,):
+            run_id = secrets.token_hex(3)
+            for scenario in SCENARIOS:
+                if only is None or scenario.name in only:
+                    result = await run_scenario(store, scenario, run_id, fenced)
+                    print(json.dumps(result), flush=True)
         if only is None or "update_fixed_cost" in only:
             print(json.dumps(await update_cost(store, f"{run_id}-update")), flush=True)
 

@@ -18,6 +18,7 @@ from .base import (
     BasketsFull,
     BatchRecord,
     BatchWithLegs,
+    FencedOut,
     IdempotencyConflict,
     LegRecord,
     NotFound,
@@ -36,6 +37,7 @@ __all__ = [
     "BasketsFull",
     "BatchRecord",
     "BatchWithLegs",
+    "FencedOut",
     "IdempotencyConflict",
     "LegRecord",
     "NotFound",
@@ -46,6 +48,7 @@ __all__ = [
     "StoreOpenFailed",
     "StoreUnavailable",
     "WebhookDelivery",
+    "account_owners",
     "exclusive_store",
     "migrate",
     "open_store",
@@ -82,6 +85,16 @@ async def open_store(url: str, *, pool_size: int = 10) -> AsyncIterator[Store]:
 
         async with open_sqlite(url) as lite:
             yield lite
+
+
+async def account_owners(url: str) -> list[dict[str, object]]:
+    """[cluster]: which node owns each account under which epoch (`account_owner`), read on a
+    connection of its own; Postgres only (a cluster needs it)."""
+    if _engine(url) != "postgres":
+        raise StoreError("account owners are kept in Postgres only ([cluster] needs it)")
+    from .postgres import read_owners
+
+    return await read_owners(url)
 
 
 async def migrate(url: str) -> list[int]:

@@ -12,6 +12,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import asyncpg
@@ -24,6 +25,11 @@ from ._util import unwrapped_groups
 from .base import Json, NotFound, StoreError, StoreUnavailable
 
 T = TypeVar("T")
+
+#: [cluster] fencing: a check run on the connection, in the call's own transaction, before the
+#: call's statements (`_postgres_fencing` sets it around a write; unset, `_call` is unchanged).
+Fence = Callable[[asyncpg.Connection], Awaitable[None]]
+CALL_FENCE: ContextVar[Fence | None] = ContextVar("orderdesk_call_fence", default=None)
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -44,6 +50,9 @@ class PostgresPart(SharedQueries):
     """Base of the parts of `PostgresStore`: holds the pool and the loop; `_call` crosses.
     Its primitives for `SharedQueries` cross once per statement."""
 
+    #: [cluster]: the epoch this node holds per account it owns; None: no fencing at all.
+    _fences: dict[str, int] | None = None
+
     def __init__(self, pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop) -> None:
         self._pool = pool
         self._loop = loop
@@ -51,9 +60,15 @@ class PostgresPart(SharedQueries):
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run the asyncio coroutine function `fn(conn, *args)` on a pooled connection."""
 
+        fence = CALL_FENCE.get()
+
         async def job() -> T:
             async with self._pool.acquire() as conn:
-                return await fn(conn, *args)
+                if fence is None:
+                    return await fn(conn, *args)
+                async with conn.transaction():  # the check's row lock lasts until the commit
+                    await fence(conn)
+                    return await fn(conn, *args)
 
         try:
             return await trio_asyncio.aio_as_trio(job, loop=self._loop)()

@@ -3,6 +3,7 @@
 A group-commit round is one statement, so one round trip: both inserts in one data-modifying
 CTE (atomic as any statement is, no BEGIN/COMMIT round trips), each table fed by unnest arrays
 whatever the round size, every payload encoded once (as text, cast to jsonb by the server).
+Under [cluster] the round is a transaction that first checks the accounts' epochs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from ._postgres_bridge import PostgresPart
+from ._postgres_fencing import check_epochs
 from ._rows import event_rows
 from ._sql import ORDERS_UPSERT_TAIL
 from .base import Json
@@ -40,21 +42,34 @@ class PostgresEvents(PostgresPart):
     async def _write_round(
         self, requests: list[tuple[str, Sequence[Json]]], known: dict[str, int]
     ) -> list[list[int]]:
-        return await self._call(self._write_round_aio, requests, known)
+        return await self._call(self._write_round_aio, requests, known, self._fences)
 
     @staticmethod
     async def _write_round_aio(
-        conn: asyncpg.Connection, requests: list[tuple[str, Sequence[Json]]], known: dict[str, int]
+        conn: asyncpg.Connection, requests: list[tuple[str, Sequence[Json]]], known: dict[str, int],
+        fences: dict[str, int] | None,
     ) -> list[list[int]]:
-        missing = sorted({a for a, _ in requests} - known.keys())
-        if missing:  # an account's first round since start (or since a failed round)
-            known.update(dict.fromkeys(missing, 0))
-            for row in await conn.fetch(_LAST_SEQS, missing):
-                known[row["account"]] = row["seq"]
-        per_request, numbered = assign_seqs(requests, known)
-        events, latest = event_rows(numbered, json.dumps)
-        now = time.time()
-        # A seq another writer took meanwhile fails the statement on the primary key: nothing
-        # is written, and the committer re-reads the seqs.
-        await conn.execute(_APPEND, *zip(*events, strict=True), now, *zip(*latest, strict=True))
-        return per_request
+        if fences is None:
+            return await _append_round(conn, requests, known)
+        # [cluster]: the epochs checked under a row lock in the round's own transaction, so a
+        # claim racing this round cannot see it commit after the claim (FencedOut names them)
+        async with conn.transaction():
+            await check_epochs(conn, fences, [a for a, _ in requests])
+            return await _append_round(conn, requests, known)
+
+
+async def _append_round(
+    conn: asyncpg.Connection, requests: list[tuple[str, Sequence[Json]]], known: dict[str, int]
+) -> list[list[int]]:
+    missing = sorted({a for a, _ in requests} - known.keys())
+    if missing:  # an account's first round since start (or since a failed round)
+        known.update(dict.fromkeys(missing, 0))
+        for row in await conn.fetch(_LAST_SEQS, missing):
+            known[row["account"]] = row["seq"]
+    per_request, numbered = assign_seqs(requests, known)
+    events, latest = event_rows(numbered, json.dumps)
+    now = time.time()
+    # A seq another writer took meanwhile fails the statement on the primary key: nothing
+    # is written, and the committer re-reads the seqs.
+    await conn.execute(_APPEND, *zip(*events, strict=True), now, *zip(*latest, strict=True))
+    return per_request

@@ -38,6 +38,16 @@ class StoreOpenFailed(StoreUnavailable):
     password) and why, fit to end a start-up with."""
 
 
+class FencedOut(StoreError):
+    """[cluster]: a write on behalf of `accounts` was refused because this node no longer holds
+    their epoch in `account_owner` (another node took them over). Nothing of it was written; the
+    account's owner here must step down, not retry."""
+
+    def __init__(self, accounts: Sequence[str]) -> None:
+        super().__init__(f"fenced out of {', '.join(accounts)}: another node owns them now")
+        self.accounts = tuple(accounts)
+
+
 class NotFound(StoreError):
     """An update named a batch or leg that does not exist."""
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 import trio
 
-from .base import Json, StoreError, StoreUnavailable
+from .base import FencedOut, Json, StoreError, StoreUnavailable
 
 #: engine hook: (requests, last committed seq per account, maybe incomplete) -> seqs per request
 Requests = list[tuple[str, Sequence[Json]]]
@@ -52,6 +52,11 @@ class GroupCommitter:
         self._closed = False
         self.rounds = 0
         self.failed_rounds = 0
+
+    def forget(self, account: str) -> None:
+        """Re-read `account`'s last seq from the database at its next round ([cluster]: another
+        node may have appended since)."""
+        self._last_seq.pop(account, None)
 
     def pending(self) -> int:
         """Requests queued and not yet taken by the committer (for health)."""
@@ -119,6 +124,14 @@ class GroupCommitter:
             seqs = await self._write_round(
                 [(r.account, r.orders) for r in live], dict(self._last_seq)
             )
+        except FencedOut as exc:  # [cluster]: refuse those accounts, commit the others
+            seqs = []  # not None: the requests are answered here, not failed by `finally`
+            for request in live:
+                if request.account in exc.accounts:
+                    request.error = FencedOut([request.account])
+                    request.done.set()
+            await self._commit_round([r for r in live if r.account not in exc.accounts])
+            return
         except StoreUnavailable as exc:
             error = exc
         except Exception as exc:  # refused, or an engine bug: fail the callers, never hang them

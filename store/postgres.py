@@ -24,6 +24,7 @@ from ._engine_base import Engine
 from ._postgres_batches import PostgresBatches
 from ._postgres_bridge import current_or_own_loop, init_connection
 from ._postgres_events import PostgresEvents
+from ._postgres_fencing import PostgresFencing
 from ._postgres_outbox import PostgresOutbox
 from ._util import background
 from .base import Json, StoreOpenFailed
@@ -76,7 +77,7 @@ async def _select_one(conn: asyncpg.Connection) -> None:
     await conn.fetchval("SELECT 1")
 
 
-class PostgresStore(Engine, PostgresEvents, PostgresBatches, PostgresOutbox):
+class PostgresStore(Engine, PostgresFencing, PostgresEvents, PostgresBatches, PostgresOutbox):
     """The `Store` on Postgres. Build it with `open_postgres` (or `store.open_store`)."""
 
     engine = "postgres"
@@ -134,6 +135,29 @@ async def migrate_postgres(url: str) -> list[int]:
                 return await _migrate(conn)
             finally:
                 await conn.close()
+
+        try:
+            return await trio_asyncio.aio_as_trio(run, loop=loop)()
+        except _CONNECT_ERRORS as exc:
+            raise unreachable(url, exc) from exc
+
+
+async def read_owners(url: str) -> list[Json]:
+    """The `account_owner` rows at `url`, on a connection of their own (no pool, no migration:
+    `orderdesk cluster` only reads); none in a database never migrated to version 4."""
+    async with AsyncExitStack() as stack:
+        loop = await current_or_own_loop(stack)
+
+        async def run() -> list[Json]:
+            conn = await asyncpg.connect(url, timeout=5)
+            try:
+                rows = await conn.fetch(
+                    "SELECT account, epoch, node, acquired_at FROM account_owner ORDER BY account")
+            except asyncpg.UndefinedTableError:
+                return []
+            finally:
+                await conn.close()
+            return [dict(r) for r in rows]
 
         try:
             return await trio_asyncio.aio_as_trio(run, loop=loop)()

@@ -14,6 +14,7 @@ import signal
 import attrs
 
 from ._startup import reported_startup_failures, start_listener
+from .config_cluster import rebound
 from .settings import (
     STANDALONE_VENUE_STATE,
     Settings,
@@ -28,7 +29,8 @@ log = logging.getLogger("orderdesk")
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(getattr(args, "config", None))
     if getattr(args, "bind", None) and args.command == "serve":
-        settings = attrs.evolve(settings, bind=args.bind)
+        cluster = settings.cluster and rebound(settings.cluster, settings.bind, args.bind)
+        settings = attrs.evolve(settings, bind=args.bind, cluster=cluster)
     return settings
 
 

@@ -1,6 +1,7 @@
 """The `orderdesk` command.
 
-Server commands: `serve` (the gateway), `venue` (a standalone paper venue), `migrate`.
+Server commands: `serve` (the gateway), `venue` (a standalone paper venue), `migrate`, and
+`cluster` (the owners of a [cluster], read from Redis and Postgres).
 Operator commands, which talk to a running server's `/admin/*` routes over HTTP with the admin
 token: `status`, `actors`, `restart ACCOUNT`, `credentials ACCOUNT`,
 `rotate-token ACCOUNT NAME`.
@@ -21,6 +22,7 @@ from typing import Any
 from web.settings import DEFAULT_BIND
 
 from ._admin_client import DEFAULT_TIMEOUT_S, DEFAULT_URL, EXIT_UNREACHABLE
+from ._cluster_command import run_cluster
 from ._operator import run_actors, run_credentials, run_restart, run_rotate_token, run_status
 from ._serve_commands import run_migrate, run_serve, run_venue
 from ._startup import StartupError
@@ -110,6 +112,20 @@ def _add_server_commands(commands: Any) -> None:
     )
     migrate.add_argument("--config", help="orderdesk.toml")
     migrate.set_defaults(run=run_migrate, log_level=logging.INFO)
+
+    cluster = commands.add_parser(
+        "cluster",
+        help="the nodes and account owners of a [cluster] (exit 0 healthy, 1 degraded, "
+        "2 unreachable)",
+        description="Show the cluster as Redis and Postgres see it, whichever node is up: the "
+        "nodes (alive: seen within one lease time), each account's owner, lease left and age, "
+        "and epoch. Reads [cluster] and [database] of --config / ORDERDESK_CONFIG. Exit status: "
+        "0 every account has a live owner, 1 degraded (an account without one, or a takeover "
+        "under way), 2 Redis or Postgres unreachable.",
+    )
+    cluster.add_argument("--config", help="orderdesk.toml (default: ORDERDESK_CONFIG)")
+    cluster.add_argument("--json", action="store_true", help="print the report as JSON")
+    cluster.set_defaults(run=run_cluster)
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:

@@ -53,6 +53,7 @@ from web.page import page_blueprint
 from web.settings import DEFAULT_SHUTDOWN_GRACE_S, Settings
 
 from ._startup import listen_errors, start_listener
+from .cluster import Cluster, open_cluster
 from .supervisor import (
     ChildSpec,
     DynamicSupervisor,
@@ -89,6 +90,7 @@ class Running:
     web: WebFront
     app: OrderDeskApp  # the web front (its url_map lists every route)
     metrics_bind: str | None = None  # the listener of [server] metrics_bind, when configured
+    cluster: Cluster | None = None  # [cluster]: this node's owners
 
 
 async def serve(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -206,7 +208,10 @@ async def _open_tree(
         relay.order_updated(account, seq, payload)
 
     tls = ssl.create_default_context()
-    async with open_dynamic_supervisor(health) as accounts:
+    async with (
+        open_cluster(settings.cluster, store) as cluster,  # None without [cluster]
+        open_dynamic_supervisor(health) as accounts,
+    ):
         for account in settings.accounts:
             reads = settings.limits.reads_per_s
             broker = KiteBroker(
@@ -215,14 +220,14 @@ async def _open_tree(
             )
             brokers.append(broker)
             name = f"account:{account.id}"
+            entry = health.register(name, "actor")
             actor = AccountActor(
-                account.id, broker, store, actor_config,
-                health=health.register(name, "actor"), on_update=on_update,
+                account.id, broker, store, actor_config, health=entry, on_update=on_update,
             )
             actors[account.id] = actor
-            await accounts.start_child(
-                ChildSpec(name, actor.run, policy=actor_policy, kind="actor")
-            )
+            # [cluster]: the actor runs only while this node owns the account
+            run = actor.run if cluster is None else cluster.owner(actor, entry).run
+            await accounts.start_child(ChildSpec(name, run, policy=actor_policy, kind="actor"))
 
         def on_batch(event: str, result: dict[str, Any]) -> None:
             metrics.batch_orders.labels(event.removeprefix("batch.")).inc()
@@ -237,6 +242,7 @@ async def _open_tree(
             on_store_write=metrics.store_write_duration.observe,
             on_refused=lambda reason: metrics.batches_refused.labels(reason).inc(),
             instruments=instruments,
+            owns=None if cluster is None else cluster.owns,
         )
         batches = _Scoped()
         await root.start(batches.run, partial(supervise, ChildSpec("batches", coordinator.run),
@@ -244,6 +250,7 @@ async def _open_tree(
         deps = WebDeps(
             settings, actors, store, health, metrics, web_config, batches=coordinator,
             supervisor=accounts, instruments=instruments,
+            ownership=None if cluster is None else cluster.view,
         )
         app = create_app(deps, blueprints=[orders_blueprint, page_blueprint, contract_blueprint,
                                    chain_blueprint])
@@ -289,7 +296,7 @@ async def _open_tree(
         try:
             yield Running(
                 front.address, venue, actors, store, health, accounts, coordinator, dispatcher,
-                metrics, shutdown, front, app, metrics_bind,
+                metrics, shutdown, front, app, metrics_bind, cluster,
             ), stop
         finally:
             front.close()

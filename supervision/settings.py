@@ -31,6 +31,7 @@ from web.settings import (
 )
 
 from .config_accounts import check_tokens, parse_account
+from .config_cluster import parse_cluster
 from .config_fields import ConfigError, clock, seconds, table
 from .config_sections import (
     metrics_bind,
@@ -227,6 +228,8 @@ def _from_document(
     metrics_token = given.metrics_token
     check_tokens(admin_token, accounts, metrics_token)
     calendar_doc = table(doc, "calendar")
+    cluster = (parse_cluster(table(doc, "cluster"), bind, given.database_url)
+               if "cluster" in doc else None)
     return Settings(
         calendar=parse_calendar(calendar_doc) if "calendar" in doc else None,
         instrument_refresh=clock(calendar_doc, "instrument_refresh", DEFAULT_INSTRUMENT_REFRESH),
@@ -249,6 +252,7 @@ def _from_document(
         unhedged_parallel=unhedged_parallel(batches),
         ticker=parse_ticker(table(doc, "ticker")),
         positions_max_rate_hz=positions_rate(table(doc, "positions")),
+        cluster=cluster,
     )
 
 

@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures_desk",
     "tests.fixtures_webhooks",
     "tests.fixtures_admin",
+    "tests.fixtures_cluster",
 ]

@@ -58,11 +58,15 @@ async def actors() -> Response:
     require_admin()
     deps = current_deps()
     summary = deps.health.summary()
+    accounts = {aid: actor_status(actor) for aid, actor in deps.actors.items()}
+    if deps.ownership is not None:  # [cluster]: which node owns each account, as this one sees
+        for aid, owner in deps.ownership().items():
+            accounts[aid]["owner"] = dict(owner)
     return jsonify({
         "ok": bool(summary.get("ok")),
         "summary": summary,
         "actors": deps.health.snapshot(),
-        "accounts": {aid: actor_status(actor) for aid, actor in deps.actors.items()},
+        "accounts": accounts,
         "batches": _batch_statistics(deps.batches),
     })
 

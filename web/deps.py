@@ -64,6 +64,8 @@ class WebDeps:
     supervisor: Any = None  # the accounts DynamicSupervisor, for POST /admin/accounts/*/restart
     #: The instrument masters, one per broker URL, shared with the order path's validation.
     instruments: InstrumentCaches = attrs.field(factory=InstrumentCaches)
+    #: [cluster]: per account, this node's ownership of it (None: not clustered).
+    ownership: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
 
 
 class Activity:

@@ -28,6 +28,27 @@ DEFAULT_POOL_SIZE = 10
 DEFAULT_STORE_TIMEOUT_S = 5.0
 
 
+#: `[cluster]` defaults: the lease's time to live, how often it is renewed, and how much before
+#: its expiry (counted from when the renewal was sent) the holder stops trusting it.
+DEFAULT_LEASE_S = 10.0
+DEFAULT_RENEW_S = 3.0
+DEFAULT_LEASE_MARGIN_S = 1.0
+
+
+@attrs.frozen
+class ClusterSettings:
+    """`[cluster]`: accounts owned through a Redis lease per account, fenced by an epoch in
+    Postgres. None in `Settings.cluster` (no table): one node owns everything, as before."""
+
+    redis_url: str
+    node_id: str
+    advertised: str  # the node's web address others are told of (`orderdesk cluster`)
+    lease_s: float = DEFAULT_LEASE_S
+    renew_s: float = DEFAULT_RENEW_S
+    margin_s: float = DEFAULT_LEASE_MARGIN_S
+    key_prefix: str = "od"  # Redis keys are `{<prefix>:acct:<id>}:lease` (one hash slot each)
+
+
 @attrs.frozen
 class Settings:
     bind: str = DEFAULT_BIND
@@ -55,6 +76,7 @@ class Settings:
     unhedged_parallel: str = UNHEDGED_PARALLEL[0]
     ticker: TickerSettings = TickerSettings()
     positions_max_rate_hz: float = 4.0  # [positions] max_rate_hz: positions messages a second
+    cluster: ClusterSettings | None = None  # [cluster]; None: a single node (the default)
 
     def account(self, account_id: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.id == account_id), None)

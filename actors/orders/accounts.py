@@ -8,7 +8,7 @@ wait for. Nobody reaches into another part's fields: this is what they share.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 import trio
@@ -16,7 +16,7 @@ import trio
 from ..account import AccountActor
 from ..budget import OrderBudget
 from ..changes import Changes
-from ..errors import AuthExpired, KillRunning
+from ..errors import AuthExpired, KillRunning, Unavailable
 from ..instruments import InstrumentCache, InstrumentCaches
 from ..outcomes import BatchResult
 from .admission import Load
@@ -108,8 +108,10 @@ class Accounts:
     and the work in flight, by account."""
 
     def __init__(self, actors: Mapping[str, AccountActor], config: BatchConfig,
-                 instruments: InstrumentCaches) -> None:
+                 instruments: InstrumentCaches,
+                 owns: Callable[[str], bool] | None = None) -> None:
         self._actors = actors
+        self._owns = owns  # [cluster]: whether this node owns the account now (None: always)
         self._config = config
         self._instruments = instruments
         self._contexts: dict[str, AccountContext] = {}
@@ -150,9 +152,15 @@ class Accounts:
         ahead = unsent + ctx.limiter.statistics().waiting
         return Load(len(works), ahead, store_latency_s, ctx.limiter.room(ahead + legs))
 
+    def check_owned(self, account: str) -> None:
+        """[cluster]: refuse (Unavailable) to act for an account another node owns."""
+        if self._owns is not None and not self._owns(account):
+            raise Unavailable(f"account {account!r} is owned by another node of the cluster")
+
     def check_open(self, account: str, ctx: AccountContext | None = None) -> None:
         """Refuse a new batch or order: the account's kill switch runs (KillRunning), or (with
         its `ctx`) its token is refused (AuthExpired)."""
+        self.check_owned(account)
         if account in self.killing:
             raise KillRunning(f"the kill switch of account {account!r} is running: no new "
                               "orders until it has finished")

@@ -98,15 +98,18 @@ class BatchCoordinator:
         on_store_write: LatencyHook | None = None,
         on_refused: Callable[[str], None] | None = None,
         instruments: InstrumentCaches | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         """`on_store_write`: the duration of each store write attempt of a batch;
         `on_refused`: the reason of each batch refused by admission control; `instruments`:
-        the masters, one per broker URL, shared with the page (made here when not given)."""
+        the masters, one per broker URL, shared with the page (made here when not given);
+        `owns` ([cluster]): whether this node owns an account now (orders for one it does not
+        own are refused)."""
         self._store = store
         self._on_refused = on_refused
         self._config = config
         self._accounts = Accounts(actors, config, instruments or InstrumentCaches(
-            config.freeze_limits, config.instrument_refresh))
+            config.freeze_limits, config.instrument_refresh), owns)
         self._jobs_send, self._jobs_receive = trio.open_memory_channel[Job](64)
         self._started = False
         self._writes = StoreWrites(config.store_timeout_s, retry_max_s=config.store_retry_max_s,

@@ -95,6 +95,7 @@ class KillSwitch:
         ctx = accounts.context(account)
         if ctx is None:
             raise UnknownAccount(account)
+        accounts.check_owned(account)
         if account in accounts.killing:
             raise KillRunning(f"the kill switch of account {account!r} is already running")
         accounts.killing.add(account)

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Hashable
 import attrs
 import trio
 
-from store import NotFound, StoreError
+from store import FencedOut, NotFound, StoreError
 
 log = logging.getLogger("actors.batch")
 
@@ -117,7 +117,8 @@ class StoreWrites:
             try:
                 with trio.fail_after(self._attempt_timeout_s):
                     await row.write()
-            except NotFound as exc:  # the batch or row is gone: no retry can store it
+            except (NotFound, FencedOut) as exc:  # gone, or another node owns it: no retry
+                # can store it
                 log.error("store write %s given up: %s", key, exc)
             except (StoreError, trio.TooSlowError) as exc:
                 failures += 1

@@ -1,0 +1,156 @@
+"""Postgres: [cluster] fencing by the epoch in `account_owner`.
+
+A node that acquires an account's lease bumps the account's epoch (`claim_account`) and keeps
+it; from then on every write on behalf of the account (the event append of the seq path and the
+batch writes) reads the owner row `FOR SHARE` in the write's own transaction and is refused with
+`FencedOut` unless the epoch is still the one this node claimed. The bump takes the row's
+exclusive lock, so a write racing it either commits first (the bump waits for it) or sees the new
+epoch and writes nothing. Reads are not fenced. Without [cluster] `_fences` stays None: no
+statement is added, no transaction is opened that was not there before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import asyncpg
+
+from ._postgres_bridge import CALL_FENCE, Fence, PostgresPart
+from .base import BatchRecord, BatchWithLegs, FencedOut, Json, LegRecord
+from .group_commit import GroupCommitter
+
+_CLAIM = (
+    "INSERT INTO account_owner (account, epoch, node, acquired_at) VALUES ($1, 1, $2, $3)"
+    " ON CONFLICT (account) DO UPDATE SET epoch = account_owner.epoch + 1,"
+    " node = EXCLUDED.node, acquired_at = EXCLUDED.acquired_at RETURNING epoch"
+)
+
+
+async def check_epochs(
+    conn: asyncpg.Connection, fences: Mapping[str, int], accounts: Sequence[str]
+) -> None:
+    """In the caller's transaction: lock the owner rows of `accounts` (shared) and raise
+    `FencedOut` naming those whose epoch is not the one this node holds (or never held)."""
+    wanted = sorted(set(accounts))
+    rows = await conn.fetch(
+        "SELECT account, epoch FROM account_owner WHERE account = ANY($1::text[])"
+        " ORDER BY account FOR SHARE",
+        wanted,
+    )
+    current = {r["account"]: r["epoch"] for r in rows}
+    stale = [a for a in wanted if a not in fences or current.get(a) != fences[a]]
+    if stale:
+        raise FencedOut(stale)
+
+
+def _account_fence(fences: Mapping[str, int], account: str) -> Fence:
+    async def fence(conn: asyncpg.Connection) -> None:
+        await check_epochs(conn, fences, [account])
+
+    return fence
+
+
+def _batch_fence(fences: Mapping[str, int], batch_id: str) -> Fence:
+    async def fence(conn: asyncpg.Connection) -> None:
+        account = await conn.fetchval("SELECT account FROM batches WHERE batch_id = $1", batch_id)
+        if account is not None:  # no such batch: the write itself says NotFound
+            await check_epochs(conn, fences, [account])
+
+    return fence
+
+
+class PostgresFencing(PostgresPart):
+    """Ownership claims, and the batch writes of the `Store` wrapped in the epoch check."""
+
+    _committer: GroupCommitter
+
+    def start_fencing(self) -> None:
+        """[cluster]: from now on a write on behalf of an account this node has not claimed
+        (or has dropped) is refused."""
+        if self._fences is None:
+            self._fences = {}
+
+    async def claim_account(self, account: str, node: str) -> int:
+        """Bump `account`'s epoch for `node` (this node, holding the lease); returns it. Writes
+        of whoever held it before are refused from its commit on."""
+        self.start_fencing()
+        assert self._fences is not None
+
+        async def q(conn: asyncpg.Connection) -> int:
+            return int(await conn.fetchval(_CLAIM, account, node, time.time()))
+
+        epoch = await self._call(q)
+        self._committer.forget(account)  # another node may have appended since we last did
+        self._fences[account] = epoch
+        return epoch
+
+    def drop_account(self, account: str) -> None:
+        """Stop writing for `account` (the lease is lost or given up): its writes are refused."""
+        if self._fences is not None:
+            self._fences.pop(account, None)
+
+    def epoch_of(self, account: str) -> int | None:
+        """The epoch this node holds for `account`, or None."""
+        return None if self._fences is None else self._fences.get(account)
+
+    async def owners(self) -> list[Json]:
+        """Every `account_owner` row: account, epoch, node, acquired_at (for `orderdesk
+        cluster`)."""
+        rows = await self._fetch_owner_rows()
+        return [dict(r) for r in rows]
+
+    async def _fetch_owner_rows(self) -> list[asyncpg.Record]:
+        async def q(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            return list(await conn.fetch(
+                "SELECT account, epoch, node, acquired_at FROM account_owner ORDER BY account"))
+
+        return await self._call(q)
+
+    @contextmanager
+    def _fenced(self, fence: Fence | None) -> Iterator[None]:
+        if fence is None:
+            yield
+            return
+        token = CALL_FENCE.set(fence)
+        try:
+            yield
+        finally:
+            CALL_FENCE.reset(token)
+
+    def _by_account(self, account: str) -> Fence | None:
+        return None if self._fences is None else _account_fence(self._fences, account)
+
+    def _by_batch(self, batch_id: str) -> Fence | None:
+        return None if self._fences is None else _batch_fence(self._fences, batch_id)
+
+    # -- the batch writes, fenced -------------------------------------------------------
+
+    async def create_batch(self, batch: BatchRecord, legs: Sequence[LegRecord]) -> None:
+        with self._fenced(self._by_account(batch.account)):
+            await super().create_batch(batch, legs)  # type: ignore[misc]
+
+    async def add_leg(self, leg: LegRecord) -> None:
+        with self._fenced(self._by_batch(leg.batch_id)):
+            await super().add_leg(leg)  # type: ignore[misc]
+
+    async def update_batch(self, batch_id: str, *, status: str, result: Json | None = None) -> None:
+        with self._fenced(self._by_batch(batch_id)):
+            await super().update_batch(batch_id, status=status, result=result)
+
+    async def update_leg(
+        self, batch_id: str, index: int, *, status: str, order_id: str | None = None,
+        detail: Json | None = None,
+    ) -> None:
+        with self._fenced(self._by_batch(batch_id)):
+            await super().update_leg(batch_id, index, status=status, order_id=order_id,
+                                     detail=detail)
+
+    async def unfinished_batches(self) -> list[BatchWithLegs]:
+        """Under fencing, only those of the accounts this node owns: another node's running
+        batches are not this node's to recover."""
+        found: list[BatchWithLegs] = await super().unfinished_batches()  # type: ignore[misc]
+        fences = self._fences
+        return found if fences is None else [b for b in found if b[0].account in fences]
+

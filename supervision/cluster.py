@@ -1,0 +1,78 @@
+"""[cluster]: this node's part in a cluster, for the supervision tree.
+
+`open_cluster` (nothing without `[cluster]`) turns fencing on in the store, opens the Redis
+client, announces the node every `renew_s` and hands out one `AccountOwner` per account: the
+tree runs it in place of the actor's own `run`, so an actor runs only where its account is
+owned. It outlives the accounts subtree (a stepping-down owner still releases its lease).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from actors.account import AccountActor
+from actors.health import HealthEntry
+from web.settings import ClusterSettings
+
+from .lease import REDIS_ERRORS, Leases, open_leases
+from .ownership import AccountOwner, Claims
+
+log = logging.getLogger("orderdesk.cluster")
+
+
+class Cluster:
+    """This node's owners, by account."""
+
+    def __init__(self, leases: Leases, store: Claims) -> None:
+        self.leases = leases
+        self._store = store
+        self.owners: dict[str, AccountOwner] = {}
+
+    def owner(self, actor: AccountActor, health: HealthEntry | None = None) -> AccountOwner:
+        """The ownership loop that runs `actor` whenever this node owns its account (`health`:
+        the actor's entry, whose upstream is not judged while the account is standby here)."""
+        owner = AccountOwner(actor, self.leases, self._store, health)
+        self.owners[actor.account] = owner
+        return owner
+
+    def owns(self, account: str) -> bool:
+        """Whether this node owns `account` now (the order path acts only for those)."""
+        owner = self.owners.get(account)
+        return owner is not None and owner.state == "owner"
+
+    def view(self) -> dict[str, dict[str, Any]]:
+        """Per account: this node, its state there (owner or standby), epoch, lease left."""
+        return {account: owner.view() for account, owner in self.owners.items()}
+
+    async def announce(self) -> None:
+        """Keep this node listed as alive (`orderdesk cluster`), until cancelled."""
+        while True:
+            try:
+                await self.leases.announce()
+            except REDIS_ERRORS as exc:
+                log.warning("cannot announce this node to Redis: %s", exc)
+            await trio.sleep(self.leases.cluster.renew_s)
+
+
+@asynccontextmanager
+async def open_cluster(settings: ClusterSettings | None, store: Any) -> AsyncIterator[
+        Cluster | None]:
+    """The node's `Cluster` for the block, or None without `[cluster]` (nothing is opened)."""
+    if settings is None:
+        yield None
+        return
+    if getattr(store, "engine", None) != "postgres":  # the settings refuse it; be sure of it
+        raise RuntimeError("[cluster] needs the Postgres store")
+    store.start_fencing()
+    async with open_leases(settings) as leases, trio.open_nursery() as nursery:
+        cluster = Cluster(leases, store)
+        nursery.start_soon(cluster.announce)
+        try:
+            yield cluster
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,81 @@
+"""Reading `[cluster]` of orderdesk.toml: the Redis lease's address and timings, this node's id.
+
+A cluster shares one Postgres (the fence: every owner's writes carry its epoch); SQLite is one
+process's file, so a cluster on it is refused here, before anything starts.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from web.settings import (
+    DEFAULT_LEASE_MARGIN_S,
+    DEFAULT_LEASE_S,
+    DEFAULT_RENEW_S,
+    ClusterSettings,
+)
+
+from .config_fields import ConfigError, optional_str, seconds
+
+
+def parse_cluster(doc: Mapping[str, Any], bind: str, database_url: str) -> ClusterSettings:
+    """`[cluster]` (a table) for a node serving on `bind` with the store at `database_url`."""
+    if not database_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "cluster: needs a Postgres store ([database] url postgresql://...); "
+            "SQLite serves one node only"
+        )
+    redis_url = optional_str(doc, "redis_url", "cluster")
+    if redis_url is None or not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            "cluster.redis_url: required, a redis:// (or rediss://, unix://) URL, "
+            f"not {redis_url!r}"
+        )
+    lease_s = seconds(doc, "lease_s", DEFAULT_LEASE_S, "cluster", minimum=0.001)
+    renew_s = seconds(doc, "renew_s", min(DEFAULT_RENEW_S, lease_s / 3), "cluster",
+                      minimum=0.001)
+    margin_s = seconds(doc, "margin_s", min(DEFAULT_LEASE_MARGIN_S, lease_s / 5), "cluster")
+    if renew_s + margin_s >= lease_s:
+        raise ConfigError(
+            f"cluster.renew_s: renew_s + margin_s ({renew_s} + {margin_s}) must be less than "
+            f"lease_s ({lease_s}), or the lease lapses between renewals"
+        )
+    node_id = optional_str(doc, "node_id", "cluster") or _default_node_id(bind)
+    advertised = optional_str(doc, "advertised", "cluster") or _default_advertised(bind)
+    prefix = optional_str(doc, "key_prefix", "cluster") or "od"
+    if any(c in prefix for c in "{}"):
+        raise ConfigError(f"cluster.key_prefix: must not contain braces, not {prefix!r}")
+    return ClusterSettings(
+        redis_url=redis_url, node_id=node_id, advertised=advertised, lease_s=lease_s,
+        renew_s=renew_s, margin_s=margin_s, key_prefix=prefix,
+    )
+
+
+def rebound(cluster: ClusterSettings, old_bind: str, new_bind: str) -> ClusterSettings:
+    """`cluster` for a node serving on `new_bind` (`serve --bind`): a node id and address
+    that were defaults follow the bind; ones the file gave stay."""
+    changes = {}
+    if cluster.node_id == _default_node_id(old_bind):
+        changes["node_id"] = _default_node_id(new_bind)
+    if cluster.advertised == _default_advertised(old_bind):
+        changes["advertised"] = _default_advertised(new_bind)
+    return attrs.evolve(cluster, **changes)
+
+
+def _default_node_id(bind: str) -> str:
+    """host:port: unique per node, as no two processes of a host serve on one port."""
+    return f"{socket.gethostname()}:{bind.rpartition(':')[2]}"
+
+
+def _default_advertised(bind: str) -> str:
+    host, _, port = bind.rpartition(":")
+    return f"http://{_reachable(host)}:{port}"
+
+
+def _reachable(host: str) -> str:
+    """A wildcard bind is advertised under the host's name."""
+    return socket.gethostname() if host in ("", "0.0.0.0", "[::]", "::") else host

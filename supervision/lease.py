@@ -1,0 +1,149 @@
+"""[cluster]: the Redis lease that says which node may own an account's actor.
+
+One key per account, `{<prefix>:acct:<id>}:lease` (the braces are a hash tag: each account's keys
+share one slot, so Redis Cluster works), holding the owner's node id with an expiry. It is taken
+with SET NX PX, renewed by a script that extends it only for its holder, and released by a script
+that deletes it only for its holder: a node can never extend or drop another node's lease.
+
+The holder's own view of its lease is a monotonic deadline measured from when the renewal was
+SENT (the reply may come late; Redis started counting no earlier), minus a margin for clock rate
+differences: past it, the node stops acting as the owner even if Redis has not expired the key
+yet. The lease alone is not the fence (Redis may lose an acknowledged write on failover):
+Postgres' epoch is (`store` `claim_account`).
+
+Nodes announce themselves in the hash `{<prefix>:nodes}` (node id -> address and when last
+seen), for `orderdesk cluster`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import coredis
+import trio
+from coredis.exceptions import RedisError
+
+from web.settings import ClusterSettings
+
+__all__ = ["Lease", "Leases", "RedisError", "open_leases"]
+
+#: Extend the lease only if this node still holds it (1), else 0.
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+#: Delete the lease only if this node holds it.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+#: Redis errors and a socket that failed under them: the lease cannot be read or renewed now.
+REDIS_ERRORS = (RedisError, OSError)
+
+
+@attrs.define(eq=False)
+class Lease:
+    """This node's hold on one account; `deadline` (trio clock) moves on at each renewal."""
+
+    account: str
+    key: str
+    deadline: float
+    acquired_at: float  # wall clock, for operators
+    renewed_at: float  # trio clock of the last renewal sent (or the acquisition)
+
+    def remaining(self) -> float:
+        """Seconds this node may still act as the owner (<= 0: it must have stopped)."""
+        return self.deadline - trio.current_time()
+
+
+class Leases:
+    """The leases of one node on one Redis."""
+
+    def __init__(self, client: Any, cluster: ClusterSettings) -> None:
+        self._client = client
+        self.cluster = cluster
+        self.node = cluster.node_id
+        self._ttl_ms = max(1, int(cluster.lease_s * 1000))
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    def key(self, account: str) -> str:
+        return f"{{{self.cluster.key_prefix}:acct:{account}}}:lease"
+
+    @property
+    def nodes_key(self) -> str:
+        return f"{{{self.cluster.key_prefix}:nodes}}"
+
+    def _valid_until(self, sent: float) -> float:
+        return sent + self.cluster.lease_s - self.cluster.margin_s
+
+    async def acquire(self, account: str) -> Lease | None:
+        """Take the lease if it is free; None while it is held, even under this node's id (a
+        node restarted within its lease waits for it to expire: two processes given one node
+        id never both own). Raises a `REDIS_ERRORS` one."""
+        key = self.key(account)
+        sent = trio.current_time()
+        if not await self._client.set(key, self.node, condition=coredis.PureToken.NX,
+                                      px=self._ttl_ms):
+            return None
+        return Lease(account, key, self._valid_until(sent), time.time(), sent)
+
+    async def renew(self, lease: Lease) -> bool:
+        """Extend `lease`; False if this node no longer holds it (expired, taken by another)."""
+        sent = trio.current_time()
+        if await self._renew(keys=[lease.key], args=[self.node, self._ttl_ms]) != 1:
+            return False
+        lease.deadline = max(lease.deadline, self._valid_until(sent))
+        lease.renewed_at = sent
+        return True
+
+    async def release(self, lease: Lease) -> None:
+        """Give the lease up now, if still held, so another node need not wait for it."""
+        lease.deadline = min(lease.deadline, trio.current_time())
+        await self._release(keys=[lease.key], args=[self.node])
+
+    async def holder(self, account: str) -> tuple[str | None, float | None]:
+        """Who holds `account`'s lease and for how many more seconds (None, None: nobody)."""
+        key = self.key(account)
+        node = await self._client.get(key)
+        ttl_ms = await self._client.pttl(key)
+        if node is None or ttl_ms < 0:
+            return None, None
+        return str(node), ttl_ms / 1000
+
+    async def announce(self) -> None:
+        """Say this node is alive (and where it serves) in the nodes hash."""
+        seen = {"advertised": self.cluster.advertised, "seen_at": time.time(),
+                "lease_s": self.cluster.lease_s}
+        await self._client.hset(self.nodes_key, {self.node: json.dumps(seen)})
+
+    async def nodes(self) -> dict[str, dict[str, Any]]:
+        """Every node that ever announced itself: its address and when it was last seen."""
+        found = await self._client.hgetall(self.nodes_key)
+        nodes = {}
+        for node, value in found.items():
+            try:
+                nodes[str(node)] = dict(json.loads(value))
+            except (ValueError, TypeError):  # not written by a node: not one
+                continue
+        return nodes
+
+
+@asynccontextmanager
+async def open_leases(cluster: ClusterSettings) -> AsyncIterator[Leases]:
+    """A Redis client for `cluster`; connecting is lazy, so a Redis that is down at start
+    makes the calls fail (and the ownership loops wait), not the start."""
+    timeout = max(0.05, min(1.0, cluster.renew_s))
+    client = coredis.Redis.from_url(cluster.redis_url, decode_responses=True,
+                                    connect_timeout=timeout, stream_timeout=timeout)
+    async with client:
+        yield Leases(client, cluster)

@@ -1,0 +1,182 @@
+"""[cluster]: an account's actor runs on this node only while this node owns the account.
+
+`AccountOwner.run` is the account's child in the supervision tree in place of the actor's own
+`run`. It waits (standby) until it can take the account's Redis lease, bumps the account's epoch
+in Postgres (from then on the previous owner's writes are refused), then runs the actor beside a
+keeper that renews the lease. It steps down (stops the actor, stops writing, gives the lease up)
+when:
+- the lease is lost: another node holds it, or no renewal succeeded before this node's own
+  deadline (sent + lease - margin), which comes before Redis expires the key, so the actor is
+  stopped while the lease still stands (Redis unreachable counts the same);
+- the store refuses a write by epoch (`FencedOut`): another node claimed the account.
+Then it is standby again. Cancelled (shutdown), it gives the lease up at once so a standby need
+not wait for it to expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+import trio
+
+from actors.account import AccountActor
+from actors.health import HealthEntry
+from store import FencedOut, StoreError
+
+from .lease import REDIS_ERRORS, Lease, Leases
+
+log = logging.getLogger("orderdesk.cluster")
+
+#: Why the subscribers of an account this node stops owning are closed (they reconnect, to
+#: whichever node owns it now).
+STEPPED_DOWN = "owner stepped down"
+
+
+class Claims(Protocol):
+    """What ownership needs of the store (the Postgres engine's fencing)."""
+
+    async def claim_account(self, account: str, node: str) -> int: ...
+    def drop_account(self, account: str) -> None: ...
+
+
+class AccountOwner:
+    """One account's ownership on this node; `view()` is what `/admin/actors` shows of it."""
+
+    def __init__(
+        self, actor: AccountActor, leases: Leases, store: Claims, health: HealthEntry | None
+    ) -> None:
+        self.account = actor.account
+        self._actor = actor
+        self._health = health
+        self._watch = None if health is None else health.upstream_watch
+        self._leases = leases
+        self._store = store
+        self.state = "standby"  # standby | owner
+        self.epoch: int | None = None
+        self.lease: Lease | None = None
+        self.last_step_down: str | None = None
+        self.holder: str | None = None  # the node holding the lease when this one last looked
+        self.takeovers = 0  # times this node took the account
+        self.step_downs = 0
+
+    def view(self) -> dict[str, Any]:
+        lease = self.lease
+        return {
+            "node": self._leases.node if self.state == "owner" else self.holder,
+            "this_node": self._leases.node,
+            "state": self.state,
+            "epoch": self.epoch,
+            "lease_remaining_s": None if lease is None else round(lease.remaining(), 3),
+            "acquired_at": None if lease is None else lease.acquired_at,
+            "last_step_down": self.last_step_down,
+        }
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the account whenever possible, until cancelled. Ready once the actor runs, or at
+        once when another node owns the account (standby is a healthy state)."""
+        ready: trio.TaskStatus[None] | None = task_status
+        pause = self._leases.cluster.renew_s
+        self._health_standby()
+        while True:
+            lease = await self._try_acquire()
+            if lease is not None and await self._own(lease, ready):
+                ready = None
+            elif ready is not None:
+                ready.started()
+                ready = None
+            await trio.sleep(pause)
+
+    async def _try_acquire(self) -> Lease | None:
+        try:
+            lease = await self._leases.acquire(self.account)
+            if lease is None:
+                self.holder, _ = await self._leases.holder(self.account)
+            return lease
+        except REDIS_ERRORS as exc:
+            self.holder = None
+            log.warning("account %s: cannot reach Redis for its lease: %s", self.account, exc)
+            return None
+
+    async def _own(self, lease: Lease, ready: trio.TaskStatus[None] | None) -> bool:
+        """Run the actor while the lease holds; True if it got as far as telling `ready`."""
+        self.lease = lease
+        reason = "shutdown"
+        told = False
+        try:
+            with trio.move_on_at(lease.deadline) as claiming:
+                self.epoch = await self._store.claim_account(self.account, self._leases.node)
+            if claiming.cancelled_caught:
+                reason = "the epoch could not be claimed within the lease"
+                return told
+            self.state = "owner"
+            self.takeovers += 1
+            if self._health is not None:  # its upstream is judged again
+                self._health.upstream_watch = self._watch
+            log.warning("account %s: owned by this node (%s), epoch %s",
+                        self.account, self._leases.node, self.epoch)
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self._actor.run)
+                    if ready is not None:
+                        ready.started()
+                        told = True
+                    reason = await self._keep(lease)
+                    nursery.cancel_scope.cancel()
+            except* FencedOut:
+                reason = "fenced out: another node claimed the account"
+            return told
+        except StoreError as exc:  # the claim itself failed: the store is down, try later
+            reason = f"the epoch could not be claimed: {exc}"
+            return told
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._step_down(lease, reason)
+
+    async def _keep(self, lease: Lease) -> str:
+        """Renew the lease every `renew_s` (sooner after a failure) until it is lost; returns
+        why. Never returns later than this node's deadline for the lease."""
+        renew_s = self._leases.cluster.renew_s
+        retry_at: float | None = None
+        while True:
+            await trio.sleep_until(min(retry_at or lease.renewed_at + renew_s, lease.deadline))
+            if lease.remaining() <= 0:
+                return "lease expired: no renewal succeeded in time"
+            with trio.move_on_at(lease.deadline):
+                try:
+                    held = await self._leases.renew(lease)
+                except REDIS_ERRORS as exc:
+                    log.warning("account %s: lease renewal failed (%.1f s left): %s",
+                                self.account, lease.remaining(), exc)
+                    retry_at = trio.current_time() + min(0.25, renew_s)
+                    continue
+                if not held:
+                    return "lease lost: another node holds it"
+                retry_at = None
+                continue
+            return "lease expired: no renewal succeeded in time"
+
+    def _health_standby(self) -> None:
+        """A standby account has no upstream to judge: its silence is not a stall."""
+        if self._health is not None:
+            self._health.upstream_watch = None
+            self._health.upstream = "standby"
+
+    async def _step_down(self, lease: Lease, reason: str) -> None:
+        """Stop writing for the account, close its subscribers, give the lease up (bounded)."""
+        self._store.drop_account(self.account)
+        was_owner = self.state == "owner"
+        self.state = "standby"
+        self._health_standby()
+        self.lease = None
+        if was_owner:
+            self.step_downs += 1
+            self.last_step_down = f"{time.strftime('%H:%M:%S')} {reason}"
+            log.warning("account %s: stepped down: %s", self.account, reason)
+            self._actor.close_subscribers(STEPPED_DOWN)
+        with trio.move_on_after(1.0):
+            try:
+                await self._leases.release(lease)
+            except REDIS_ERRORS:
+                pass  # it expires on its own

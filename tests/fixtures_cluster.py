@@ -1,0 +1,88 @@
+"""Fixtures for [cluster] tests: Redis settings with a key prefix of the test's own (other runs
+share the Redis), the `[cluster]` TOML of a node, and a TCP proxy in front of Redis that a test
+can freeze (a partition: connections stay open, nothing passes)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import attrs
+import coredis
+import pytest
+import trio
+
+from web.settings import ClusterSettings
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def key_prefix() -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted at the end."""
+    prefix = f"t{secrets.token_hex(6)}"
+    yield prefix
+    client = coredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    async with client:
+        keys = [k async for k in client.scan_iter(match=f"{{{prefix}:*")]
+        if keys:
+            await client.delete(keys)
+
+
+def cluster_settings(prefix: str, node: str, *, url: str = REDIS_URL, lease_s: float = 1.5,
+                     renew_s: float = 0.3, margin_s: float = 0.3) -> ClusterSettings:
+    return ClusterSettings(redis_url=url, node_id=node, advertised=f"http://{node}",
+                           lease_s=lease_s, renew_s=renew_s, margin_s=margin_s,
+                           key_prefix=prefix)
+
+
+def cluster_toml(settings: ClusterSettings) -> str:
+    fields = attrs.asdict(settings)
+    return "[cluster]\n" + "".join(
+        f"{k} = {v!r}\n".replace("'", '"') for k, v in fields.items())
+
+
+@attrs.define(eq=False)
+class FreezableProxy:
+    """Forwards 127.0.0.1:<port> to Redis; `frozen` (an event cleared) holds every byte."""
+
+    port: int = 0
+    flowing: trio.Event = attrs.field(factory=trio.Event)
+
+    def freeze(self) -> None:
+        self.flowing = trio.Event()
+
+    def thaw(self) -> None:
+        self.flowing.set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def _pipe(self, source: trio.SocketStream, sink: trio.SocketStream) -> None:
+        while data := await source.receive_some(65536):
+            await self.flowing.wait()
+            await sink.send_all(data)
+
+    async def _serve(self, client: trio.SocketStream) -> None:
+        async with client, await trio.open_tcp_stream("127.0.0.1", 6379) as upstream:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._pipe, client, upstream)
+                    nursery.start_soon(self._pipe, upstream, client)
+            except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+
+@asynccontextmanager
+async def redis_proxy() -> AsyncIterator[FreezableProxy]:
+    proxy = FreezableProxy()
+    proxy.thaw()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, proxy._serve, 0,
+                                                host="127.0.0.1"))
+        proxy.port = listeners[0].socket.getsockname()[1]
+        yield proxy
+        nursery.cancel_scope.cancel()
