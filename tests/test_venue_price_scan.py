@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import trio
-
 from brokers.paper import VenueConfig
 from brokers.paper.engine import Engine
 from brokers.paper.faults import Faults
@@ -48,4 +46,3 @@ async def test_price_events_scan_working_orders_only() -> None:
     engine.step_prices()
     assert looked_at == []
     assert len(engine.orders("A1")) == 301
-    await trio.sleep(0)
