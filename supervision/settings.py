@@ -36,6 +36,7 @@ from .config_sections import (
     metrics_bind,
     parse_calendar,
     parse_limits,
+    parse_retention,
     parse_ticker,
     pool_size,
     positions_rate,
@@ -249,6 +250,7 @@ def _from_document(
         unhedged_parallel=unhedged_parallel(batches),
         ticker=parse_ticker(table(doc, "ticker")),
         positions_max_rate_hz=positions_rate(table(doc, "positions")),
+        retention=parse_retention(table(doc, "retention")),
     )
 
 
