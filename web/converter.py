@@ -21,6 +21,7 @@ from actors.requests import (
     InstrumentsQuery,
     KiteCallbackQuery,
     LegRequest,
+    OrdersQuery,
     OrderStreamQuery,
     WatchRequest,
 )
@@ -29,6 +30,7 @@ from .queries import (
     structure_audit,
     structure_callback,
     structure_instruments,
+    structure_orders,
     structure_stream,
 )
 from .shapes import structure_batch, structure_exit, structure_leg
@@ -45,6 +47,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(ExitRequest, structure_exit)
     converter.register_structure_hook(InstrumentsQuery, structure_instruments)
     converter.register_structure_hook(AuditQuery, structure_audit)
+    converter.register_structure_hook(OrdersQuery, structure_orders)
     converter.register_structure_hook(OrderStreamQuery, structure_stream)
     converter.register_structure_hook(KiteCallbackQuery, structure_callback)
     converter.register_structure_hook(WatchRequest, structure_watch)

@@ -92,6 +92,11 @@ class AccountActor:
     def orders(self) -> list[dict[str, Any]]:
         return [dict(p) for p in self._book.payloads()]
 
+    def recent_orders(self) -> tuple[list[dict[str, Any]], str | None]:
+        """As the snapshot: every working order, the newest final ones, the paging cursor."""
+        orders, older = self._book.snapshot(self._config.snapshot_finished)
+        return [dict(p) for p in orders], older
+
     def order(self, order_id: str) -> dict[str, Any] | None:
         payload = self._book.get(order_id)
         return dict(payload) if payload is not None else None
