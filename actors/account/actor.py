@@ -22,7 +22,6 @@ from brokers.base import (
     Broker,
     BrokerError,
     Order,
-    RateLimited,
     TokenExpired,
     UpstreamLost,
 )
@@ -38,6 +37,7 @@ from .frames import order_frame, snapshot_frame, status_frame
 from .live_positions import LivePositions
 from .position_book import fill_changed
 from .positions import PositionsReport
+from .reconnect import reconcile_staggered
 from .replay import recent_events, replay_after
 from .subscribers import SubscriberSet, Subscription
 from .upstream import UpstreamState, pump_frames
@@ -249,17 +249,8 @@ class AccountActor:
                         type(exc).__name__, exc)
 
     async def _reconcile_within_budget(self) -> None:
-        """Reconcile; a listing refused with 429 (the read budget spent elsewhere) is retried
-        with backoff, the ticker kept open (its frames are held meanwhile), instead of tearing
-        the connection down and reconnecting, which would only read more."""
-        backoff = self._reconnect_backoff()
-        while True:
-            try:
-                return await self._reconcile()
-            except RateLimited as exc:
-                log.info("reconcile of %s refused (%s): retrying in %.2f s", self.account,
-                         exc, backoff.peek())
-            await trio.sleep(backoff.next())
+        await reconcile_staggered(self._reconcile, self._reconnect_backoff(), self.account,
+                                  self._config.reconcile_slots)
 
     def _reconnect_backoff(self) -> Backoff:
         return Backoff(self._config.reconnect_initial_s, self._config.reconnect_max_s)

@@ -33,6 +33,9 @@ class ActorConfig:
     # While an order is working, GET /orders this often: Kite never replays a lost push, and
     # a socket that stays open (heartbeats flowing) gives no other sign of one.
     reconcile_interval_s: float = 20.0
+    # Reconciles after a (re)connect running at once in the process (the others queue): a
+    # shared upstream coming back does not make every account list the day's orders at once.
+    reconcile_slots: int = 16
     held_frames: int = 10_000
     # `positions` messages per second at most, per account (each subscriber keeps the latest).
     positions_max_rate_hz: float = 4.0
