@@ -72,7 +72,7 @@ class RetentionSettings:
     days: int = 7
     prune_at: dt.time = dt.time(3, 0)
     snapshot_finished_orders: int = 500
-    book_finished_orders: int = 5_000
+    book_finished_orders: int = 1_000
 
 
 @attrs.frozen

@@ -85,3 +85,17 @@ def test_the_book_rolls_over_to_the_new_day() -> None:
     assert book.fill_payloads() == book.payloads()  # yesterday's fills are the broker's now
     # an id of yesterday's is news again on the new day (ids are per day at the broker)
     assert isinstance(committed(book, order(0, "OPEN", day="2026-12-02")), Accepted)
+
+
+def test_tags_of_retired_orders_are_still_found() -> None:
+    """An Idempotency-Key's replay looks its order up by tag, however long ago it settled."""
+    book = OrderBook(keep_finished=2)
+    for n in range(6):
+        committed(book, order(n, "OPEN", tag=f"od{n}"))
+        committed(book, order(n, "COMPLETE", tag=f"od{n}"))
+    assert len(book.payloads()) == 2
+    found = book.tagged("od0")
+    assert [(p["order_id"], p["status"], p["filled_quantity"]) for p in found] == [
+        (order(0, "OPEN")["order_id"], "COMPLETE", 75)]
+    assert len(book.tagged("od")) == 6
+    assert parse_order(dict(found[0])).tag == "od0"

@@ -92,6 +92,10 @@ class AccountActor:
     def orders(self) -> list[dict[str, Any]]:
         return [dict(p) for p in self._book.payloads()]
 
+    def orders_tagged(self, prefix: str) -> list[dict[str, Any]]:
+        """Orders whose tag starts with `prefix`, those retired from the book too."""
+        return [dict(p) for p in self._book.tagged(prefix)]
+
     def recent_orders(self) -> tuple[list[dict[str, Any]], str | None]:
         """As the snapshot: every working order, the newest final ones, the paging cursor."""
         orders, older = self._book.snapshot(self._config.snapshot_finished)

@@ -12,6 +12,7 @@ reused an id), not applied; the actor reports it.
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -80,13 +81,13 @@ class OrderBook:
     """
 
     def __init__(
-        self, payloads: Iterable[Mapping[str, Any]] = (), *, keep_finished: int = 5_000
+        self, payloads: Iterable[Mapping[str, Any]] = (), *, keep_finished: int = 1_000
     ) -> None:
         self._orders: dict[str, dict[str, Any]] = {}
         self._staged: dict[str, dict[str, Any]] = {}
         self._keep = max(1, keep_finished)
         self._finished: dict[str, None] = {}  # final orders held in full, oldest first
-        self._retired: dict[str, tuple[Any, ...]] = {}  # order id -> (status, *FIXED_FIELDS)
+        self._retired: dict[str, tuple[Any, ...]] = {}  # id -> (status, filled, *FIXED_FIELDS)
         self._retired_fills: dict[tuple[str, ...], list[Any]] = {}  # -> [quantity, value, token]
         for payload in payloads:
             self._orders[str(payload["order_id"])] = dict(payload)
@@ -101,6 +102,15 @@ class OrderBook:
     def payloads(self) -> list[Mapping[str, Any]]:
         """Every working order and the last `keep_finished` final ones."""
         return list(self._orders.values())
+
+    def tagged(self, prefix: str) -> list[Mapping[str, Any]]:
+        """Orders whose tag starts with `prefix`, retired ones too (their id, status, fill
+        and fixed fields): what an idempotency key's replay looks up."""
+        at = 2 + FIXED_FIELDS.index("tag")
+        retired = [self._retired_payload(oid) for oid, kept in self._retired.items()
+                   if str(kept[at] or "").startswith(prefix)]
+        return [*retired, *(p for p in self._orders.values()
+                            if str(p.get("tag") or "").startswith(prefix))]
 
     def working(self) -> bool:
         """Whether any order held may still change (every retired one is final)."""
@@ -161,7 +171,9 @@ class OrderBook:
 
     def _retire(self, payload: Mapping[str, Any]) -> None:
         self._retired[str(payload["order_id"])] = (
-            payload.get("status"), *(payload.get(k) for k in FIXED_FIELDS))
+            _shared(payload.get("status")), payload.get("filled_quantity"),
+            *(_shared(payload.get(k)) if k in _FEW_VALUES else payload.get(k)
+              for k in FIXED_FIELDS))
         filled = _num(payload.get("filled_quantity"))
         if filled <= 0:
             return
@@ -181,10 +193,14 @@ class OrderBook:
             return staged
         current = self._orders.get(order_id)
         if current is None and order_id in self._retired:
-            status, *fixed = self._retired[order_id]
-            return {"order_id": order_id, "status": status,
-                    **dict(zip(FIXED_FIELDS, fixed, strict=True))}
+            return self._retired_payload(order_id)
         return current
+
+    def _retired_payload(self, order_id: str) -> dict[str, Any]:
+        """What the book keeps of a retired order, as a payload."""
+        status, filled, *fixed = self._retired[order_id]
+        return {"order_id": order_id, "status": status, "filled_quantity": filled,
+                **dict(zip(FIXED_FIELDS, fixed, strict=True))}
 
     def apply(self, order: Order) -> Accepted | Conflict | None:
         """Stage `order` if it is news; None when it is a duplicate or stale, a `Conflict`
@@ -263,6 +279,14 @@ def _stale(current: Mapping[str, Any], incoming: Mapping[str, Any]) -> bool:
     # Kite's timestamps are "YYYY-MM-DD HH:MM:SS": string order is time order.
     new, old = incoming.get("exchange_update_timestamp"), current.get("exchange_update_timestamp")
     return bool(new and old and str(new) < str(old))
+
+
+#: Fixed fields with few distinct values: a retired order keeps the one shared string of each.
+_FEW_VALUES = frozenset({"exchange", "tradingsymbol", "transaction_type", "product"})
+
+
+def _shared(value: Any) -> Any:
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 def _no_raw(attribute: attrs.Attribute, _value: object) -> bool:

@@ -22,7 +22,7 @@ class ActorConfig:
     # final ones, the newest; the book holds `book_finished` final ones in full (older ones are
     # in the store only: the orders route pages them).
     snapshot_finished: int = 500
-    book_finished: int = 5_000
+    book_finished: int = 1_000
     # Unix time: when the IST day turns over (tests give a clock that follows Trio's).
     wall_clock: Callable[[], float] = time.time
     subscriber_queue: int = 1_000
