@@ -103,3 +103,32 @@ async def test_the_book_rolls_over_at_ist_midnight_while_running(tmp_path: Path)
                 assert fresh["orders"] == [] and fresh["seq"] == seq  # the seq goes on
                 assert actor.orders() == [] and actor.seq == seq
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_reconnect_applies_only_what_changed(tmp_path: Path) -> None:
+    """After a ticker drop the reconcile lists the whole day; what the book already holds
+    (retired final orders included) is not stored or sent again: the seq stays put, and the
+    one order that changed while the ticker was down is the only update."""
+    config = ActorConfig(snapshot_finished=2, book_finished=3, reconnect_initial_s=0.05,
+                         reconnect_jitter_s=0.01)
+    with trio.fail_after(60):
+        async with open_web_stack(tmp_path, accounts=("primary",), actor_config=config) as stack:
+            finished, working = await _a_day(stack)
+            actor = stack.actors["primary"]
+            seq, reconnects = actor.seq, actor.upstream.reconnects
+            async with trio.open_nursery() as nursery:
+                reader = Reader(await stack.connect(nursery))
+                await reader.next()  # the snapshot
+                async with httpx.AsyncClient(base_url=stack.venue.rest_url, timeout=10) as venue:
+                    await venue.post("/_venue/faults", json={"stall_ticker": True})
+                    await venue.post(f"/_venue/fill/{working[0]}")  # its push is lost
+                    await venue.post("/_venue/faults", json={"stall_ticker": False,
+                                                             "drop_ticker": True})
+                await wait_until(lambda: actor.upstream.reconnects > reconnects
+                                 and actor.upstream.state == "connected", "the reconnect")
+                update = await reader.until(lambda m: m["type"] == "order")
+                assert update["source"] == "reconcile"
+                assert update["order"]["order_id"] == working[0]
+                assert update["order"]["status"] == "COMPLETE"
+                nursery.cancel_scope.cancel()
+            assert actor.seq == seq + 1  # that fill, and nothing re-applied
