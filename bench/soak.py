@@ -19,6 +19,9 @@ per 10,000 updates, as measured and beyond what the replay buffers (bounded, 10,
 account, estimated from the frames' mean size) took meanwhile (<= 5), the last window's p99
 over the first's (<= 1.2), and the snapshot's
 size and time in the first and last windows (flat: independent of the day's size).
+
+With --book, no servers: the book's memory and one snapshot's CPU time at 1,000, 10,000 and
+40,000 orders a day, bounded and as before (every order held and sent).
 """
 
 from __future__ import annotations
@@ -276,6 +279,56 @@ async def run(args: argparse.Namespace) -> None:
             print(json.dumps(summary(lines, args.warmup)), flush=True)
 
 
+def book_lines(sizes: Sequence[int], keep: int, shown: int) -> None:
+    """In process, no I/O (robust to a loaded machine): an account's book after a day of
+    `sizes` orders (each OPEN then COMPLETE), bounded (`keep` final orders held, `shown` in
+    the snapshot) and as it was before (every order held and sent): the book's memory
+    (tracemalloc) and one snapshot's CPU time and size."""
+    import tracemalloc
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # before bench/store.py
+    from actors.account.book import OrderBook
+    from actors.account.frames import snapshot_frame
+    from brokers.kite import parse_order
+
+    for size in sizes:
+        for bounded in (True, False):
+            tracemalloc.start()
+            book = OrderBook(keep_finished=keep if bounded else 10**9)
+            for n in range(size):
+                for status in ("OPEN", "COMPLETE"):
+                    book.apply(parse_order(_payload(n, status)))
+                    book.commit()
+            held = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
+            started = time.process_time()
+            for _ in range(5):
+                orders, older = book.snapshot(shown if bounded else 10**9)
+                frame = snapshot_frame("acc", 2 * size, "connected", orders, older)
+            print(json.dumps({
+                "book": "bounded" if bounded else "unbounded (before)", "day_orders": size,
+                "book_mib": round(held / MIB, 2),
+                "snapshot_cpu_ms": round((time.process_time() - started) / 5 * 1000, 2),
+                "snapshot_bytes": len(frame), "snapshot_orders": len(orders)}), flush=True)
+
+
+def _payload(n: int, status: str) -> dict[str, Any]:
+    """A Kite order payload of the usual size (about 800 bytes of JSON)."""
+    filled = 75 if status == "COMPLETE" else 0
+    return {
+        "order_id": f"2512{n:011d}", "exchange_order_id": f"13{n:014d}", "parent_order_id": None,
+        "status": status, "status_message": None, "status_message_raw": None,
+        "order_timestamp": "2026-12-01 10:00:00", "exchange_update_timestamp":
+        "2026-12-01 10:00:01", "exchange_timestamp": "2026-12-01 10:00:01", "variety": "regular",
+        "modified": False, "exchange": "NFO", "tradingsymbol": "NIFTY26DECFUT",
+        "instrument_token": 13238786, "order_type": "MARKET", "transaction_type": "BUY",
+        "validity": "DAY", "validity_ttl": 0, "product": "NRML", "quantity": 75,
+        "disclosed_quantity": 0, "price": 0, "trigger_price": 0, "average_price":
+        24000.0 if filled else 0, "filled_quantity": filled, "pending_quantity": 75 - filled,
+        "cancelled_quantity": 0, "market_protection": -1, "meta": {}, "tag": f"od{n:08d}",
+        "guid": f"{n:016x}", "placed_by": "paper", "user_id": "paper"}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=15.0)
@@ -288,7 +341,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="windows before RSS is judged")
     parser.add_argument("--replay-cap", type=int, default=10_000,
                         help="the server's replay buffer per account (ActorConfig)")
-    trio.run(run, parser.parse_args(argv))
+    parser.add_argument("--book", action="store_true",
+                        help="only the in-process book figures (no servers): its memory and "
+                             "a snapshot's cost at 1,000 / 10,000 / 40,000 orders a day")
+    args = parser.parse_args(argv)
+    if args.book:
+        book_lines((1_000, 10_000, 40_000), keep=1_000, shown=500)
+        return
+    trio.run(run, args)
 
 
 if __name__ == "__main__":
