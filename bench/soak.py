@@ -185,6 +185,15 @@ async def orders(driver: Driver, accounts: Sequence[str], rate: float) -> None:
             nursery.start_soon(driver.place, accounts[index], "BUY" if round_ % 2 else "SELL")
 
 
+def _retention(args: argparse.Namespace) -> str:
+    """The server's `[retention]` book sizes, when given (smaller: the caps are reached, and
+    the RSS judged, sooner)."""
+    lines = [f"{key} = {value}" for key, value in (
+        ("snapshot_finished_orders", args.snapshot_finished),
+        ("book_finished_orders", args.book_finished)) if value is not None]
+    return "[retention]\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def _replay_bytes(watch: Watch, cap: int) -> float:
     """What the replay buffers hold by now, estimated: min(seq, cap) frames per account at
     the mean order frame's size, plus each entry's str, tuple, int and deque slot."""
@@ -234,7 +243,7 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         work = Path(tmp)
         async with open_venue(work, accounts) as venue, \
-                open_orderdesk(work, venue, accounts) as target, \
+                open_orderdesk(work, venue, accounts, extra_toml=_retention(args)) as target, \
                 httpx.AsyncClient(base_url=venue, timeout=15) as http:
             assert target.http_url is not None and target.pid is not None
             proc = psutil.Process(target.pid)
@@ -341,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="windows before RSS is judged")
     parser.add_argument("--replay-cap", type=int, default=10_000,
                         help="the server's replay buffer per account (ActorConfig)")
+    parser.add_argument("--snapshot-finished", type=int, help="[retention] of the server")
+    parser.add_argument("--book-finished", type=int, help="[retention] of the server")
     parser.add_argument("--book", action="store_true",
                         help="only the in-process book figures (no servers): its memory and "
                              "a snapshot's cost at 1,000 / 10,000 / 40,000 orders a day")
