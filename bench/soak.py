@@ -186,12 +186,15 @@ async def orders(driver: Driver, accounts: Sequence[str], rate: float) -> None:
 
 
 def _retention(args: argparse.Namespace) -> str:
-    """The server's `[retention]` book sizes, when given (smaller: the caps are reached, and
-    the RSS judged, sooner)."""
+    """The server's `[retention]` book sizes (smaller: the caps are reached, and the RSS
+    judged, sooner) and `[ticker] reconcile_interval_s`, when given."""
     lines = [f"{key} = {value}" for key, value in (
         ("snapshot_finished_orders", args.snapshot_finished),
         ("book_finished_orders", args.book_finished)) if value is not None]
-    return "[retention]\n" + "\n".join(lines) + "\n" if lines else ""
+    toml = "[retention]\n" + "\n".join(lines) + "\n" if lines else ""
+    if args.reconcile_interval is not None:
+        toml += f"[ticker]\nreconcile_interval_s = {args.reconcile_interval}\n"
+    return toml
 
 
 def _replay_bytes(watch: Watch, cap: int) -> float:
@@ -352,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="the server's replay buffer per account (ActorConfig)")
     parser.add_argument("--snapshot-finished", type=int, help="[retention] of the server")
     parser.add_argument("--book-finished", type=int, help="[retention] of the server")
+    parser.add_argument("--reconcile-interval", type=float,
+                        help="[ticker] reconcile_interval_s of the server (each lists the day)")
     parser.add_argument("--book", action="store_true",
                         help="only the in-process book figures (no servers): its memory and "
                              "a snapshot's cost at 1,000 / 10,000 / 40,000 orders a day")
