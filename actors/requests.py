@@ -36,6 +36,8 @@ MAX_TIMEOUT_S = 60.0
 MAX_INSTRUMENTS_LIMIT = 500
 DEFAULT_AUDIT_LIMIT = 100
 MAX_AUDIT_LIMIT = 1000
+DEFAULT_ORDERS_PAGE = 100
+MAX_ORDERS_PAGE = 1000
 
 Exchange = Literal["BCD", "BFO", "BSE", "CDS", "MCX", "NFO", "NSE"]
 TransactionType = Literal["BUY", "SELL"]
@@ -182,6 +184,20 @@ class AuditQuery:
         "doc": "only the entries of this account (absent or empty: every account)"})
     limit: int = attrs.field(default=DEFAULT_AUDIT_LIMIT, metadata={
         "doc": "at most this many entries", "minimum": 1, "maximum": MAX_AUDIT_LIMIT})
+
+
+@attrs.frozen(kw_only=True)
+class OrdersQuery:
+    """The query of `GET /accounts/{id}/orders`: without `before`, every working order and the
+    newest final ones (as the websocket's snapshot); with it, a page of older final ones."""
+
+    before: str | None = attrs.field(default=None, metadata={
+        "doc": "an order id (`older_before` of the last answer or snapshot): the final orders "
+               "that settled before it did, the latest first",
+        "pattern": r"^[A-Za-z0-9_-]{1,64}$"})
+    limit: int = attrs.field(default=DEFAULT_ORDERS_PAGE, metadata={
+        "doc": "with `before`: at most this many orders", "minimum": 1,
+        "maximum": MAX_ORDERS_PAGE})
 
 
 @attrs.frozen(kw_only=True)

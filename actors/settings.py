@@ -5,6 +5,8 @@ Plain frozen values; `supervision.settings` builds them from orderdesk.toml and 
 
 from __future__ import annotations
 
+import datetime as dt
+
 import attrs
 
 #: `[batches] unhedged_parallel`: what a `parallel` basket that fits only hedged gets.
@@ -59,6 +61,18 @@ class TickerSettings:
     def given(self) -> dict[str, float]:
         """The keys the file sets."""
         return {k: v for k, v in attrs.asdict(self).items() if v is not None}
+
+
+@attrs.frozen
+class RetentionSettings:
+    """`[retention]`: how many IST days the store keeps (today included), when the daily
+    prune runs (IST, outside every session), and how many final orders an account's book
+    holds and its snapshot carries (older ones: GET /accounts/{id}/orders?before=)."""
+
+    days: int = 7
+    prune_at: dt.time = dt.time(3, 0)
+    snapshot_finished_orders: int = 500
+    book_finished_orders: int = 1_000
 
 
 @attrs.frozen

@@ -134,16 +134,17 @@ async def open_venue(work: Path, accounts: Sequence[str]) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def open_orderdesk(
-    work: Path, venue_rest: str, accounts: Sequence[str], database_url: str | None = None
+    work: Path, venue_rest: str, accounts: Sequence[str], database_url: str | None = None,
+    extra_toml: str = "",
 ) -> AsyncIterator[Target]:
     """`orderdesk serve`, one paper account per id, against the venue; its store at
-    `database_url` (default: a fresh SQLite file)."""
+    `database_url` (default: a fresh SQLite file); `extra_toml`: more sections."""
     port = free_port()
     config = work / f"orderdesk-{port}.toml"
     database_url = database_url or f"sqlite:///{work}/orderdesk-{port}.db"
     config.write_text(
         f'[server]\nbind = "127.0.0.1:{port}"\nadmin_token = "{ADMIN_TOKEN}"\n\n'
-        f'[database]\nurl = "{database_url}"\n\n'
+        f'[database]\nurl = "{database_url}"\n\n{extra_toml}\n'
         + _accounts_toml(accounts, venue_rest)
     )
     base = f"http://127.0.0.1:{port}"

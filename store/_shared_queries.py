@@ -68,6 +68,17 @@ class SharedQueries:
         """Latest payload of every order of `account`, in the order they were last updated."""
         return [self._decode(r["payload"]) for r in await self._fetch(_sql.LOAD_ORDERS, account)]
 
+    async def finished_orders(
+        self, account: str, before: str, limit: int
+    ) -> list[Json] | None:
+        """Final orders of `account` that settled before order `before` did (their latest
+        payloads, the newest first); None when `before` names no order of the account."""
+        seq = await self._fetch_value(_sql.ORDER_SEQ, account, before)
+        if seq is None:
+            return None
+        rows = await self._fetch(_sql.FINISHED_ORDERS, account, seq, limit)
+        return [self._decode(r["payload"]) for r in rows]
+
     # ----------------------------------------------------------------------------- batches
 
     async def update_batch(self, batch_id: str, *, status: str, result: Json | None = None) -> None:

@@ -16,6 +16,8 @@ import re
 
 import attrs
 
+from brokers.base import FINAL_STATUSES
+
 from ._rows import LEG_COLUMNS
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
@@ -37,6 +39,11 @@ def sql(text: str) -> Statement:
     return Statement(postgres=text, sqlite=_PLACEHOLDER.sub(r"?\1", text))
 
 
+def in_list(values: frozenset[str]) -> str:
+    """A constant SQL list of strings, sorted: `IN (...)` alike on both engines."""
+    return "(" + ", ".join(f"'{v}'" for v in sorted(values)) + ")"
+
+
 # ------------------------------------------------------------------------------- migrations
 
 RECORD_MIGRATION = sql(
@@ -53,6 +60,14 @@ READ_EVENTS = sql(
 )
 
 LOAD_ORDERS = sql("SELECT payload FROM orders WHERE account = $1 ORDER BY seq")
+
+ORDER_SEQ = sql("SELECT seq FROM orders WHERE account = $1 AND order_id = $2")
+
+#: Final orders whose last update came before seq $2, the newest first.
+FINISHED_ORDERS = sql(
+    "SELECT payload FROM orders WHERE account = $1 AND seq < $2"
+    f" AND status IN {in_list(FINAL_STATUSES)} ORDER BY seq DESC LIMIT $3"
+)
 
 #: The tail of the `orders` upsert: the latest payload of an order replaces the one stored.
 ORDERS_UPSERT_TAIL = (

@@ -148,6 +148,16 @@ class BasketRecord:
     updated_at: float = 0.0
 
 
+@attrs.frozen
+class Pruned:
+    """What `Store.prune` deleted, rows per table."""
+
+    order_events: int = 0
+    orders: int = 0
+    batches: int = 0
+    webhook_outbox: int = 0
+
+
 BatchWithLegs = tuple[BatchRecord, list[LegRecord]]
 
 
@@ -211,6 +221,14 @@ class Store(Protocol):
     async def delete_basket(self, account: str, name: str) -> bool: ...
 
     async def health(self) -> Json: ...
+
+    # Retention (`_retention.py`): older than `before`, what nothing needs any more.
+    async def prune(self, before: float) -> Pruned: ...
+    # Final orders (latest payloads) that settled before order `before` did (seq order), the
+    # newest first; None when `before` names no order of the account.
+    async def finished_orders(
+        self, account: str, before: str, limit: int
+    ) -> list[Json] | None: ...
 
 
 def order_fields(payload: Json) -> tuple[str, str | None, str | None]:

@@ -26,6 +26,7 @@ from ._postgres_bridge import current_or_own_loop, init_connection
 from ._postgres_events import PostgresEvents
 from ._postgres_fencing import PostgresFencing
 from ._postgres_outbox import PostgresOutbox
+from ._postgres_retention import PostgresRetention
 from ._util import background
 from .base import Json, StoreOpenFailed
 from .group_commit import GroupCommitter
@@ -77,7 +78,9 @@ async def _select_one(conn: asyncpg.Connection) -> None:
     await conn.fetchval("SELECT 1")
 
 
-class PostgresStore(Engine, PostgresFencing, PostgresEvents, PostgresBatches, PostgresOutbox):
+class PostgresStore(
+    Engine, PostgresFencing, PostgresEvents, PostgresBatches, PostgresOutbox, PostgresRetention
+):
     """The `Store` on Postgres. Build it with `open_postgres` (or `store.open_store`)."""
 
     engine = "postgres"

@@ -26,6 +26,7 @@ from ._sqlite_batches import SqliteBatches
 from ._sqlite_events import SqliteEvents
 from ._sqlite_jobs import write_tx
 from ._sqlite_outbox import SqliteOutbox
+from ._sqlite_retention import SqliteRetention
 from ._sqlite_worker import SqliteWorker
 from ._util import background
 from .base import Json, StoreError, StoreOpenFailed
@@ -71,7 +72,7 @@ def _connect(path: str) -> Callable[[], sqlite3.Connection]:
     return connect
 
 
-class SqliteStore(Engine, SqliteEvents, SqliteBatches, SqliteOutbox):
+class SqliteStore(Engine, SqliteEvents, SqliteBatches, SqliteOutbox, SqliteRetention):
     """The `Store` on SQLite. Build it with `open_sqlite` (or `store.open_store`)."""
 
     engine = "sqlite"

@@ -1,4 +1,4 @@
-"""The server-side commands of `orderdesk`: `serve`, `venue` and `migrate`.
+"""The server-side commands of `orderdesk`: `serve`, `venue`, `migrate` and `prune`.
 
 Each takes the parsed arguments and returns an exit status; the heavy imports (trio, the web
 front, the store, the paper venue) happen inside, so the operator commands start fast.
@@ -112,6 +112,29 @@ def run_migrate(args: argparse.Namespace) -> int:
     with reported_startup_failures():
         trio_asyncio.run(migrate, settings.database_url)
     print(f"orderdesk: store migrated ({_redact_url(settings.database_url)})")
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    """Delete what the store keeps beyond `[retention] days` (or --days), today never."""
+    import trio_asyncio
+
+    from store import open_store
+
+    from .retention import prune_now
+
+    settings = _settings(args)
+    days = args.days or settings.retention.days
+
+    async def prune() -> dict[str, int]:
+        async with open_store(settings.database_url, pool_size=1) as store:
+            return attrs.asdict(await prune_now(store, days))
+
+    with reported_startup_failures():
+        counts = trio_asyncio.run(prune)
+    done = ", ".join(f"{n} {table}" for table, n in counts.items())
+    print(f"orderdesk: pruned before the last {days} days ({done}) "
+          f"from {_redact_url(settings.database_url)}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """The `orderdesk` command.
 
-Server commands: `serve` (the gateway), `venue` (a standalone paper venue), `migrate`, and
-`cluster` (the owners of a [cluster], read from Redis and Postgres).
+Server commands: `serve` (the gateway), `venue` (a standalone paper venue), `migrate`,
+`prune` (the store's retention, as the daily job does it) and `cluster` (the owners of a
+[cluster], read from Redis and Postgres).
 Operator commands, which talk to a running server's `/admin/*` routes over HTTP with the admin
 token: `status`, `actors`, `restart ACCOUNT`, `credentials ACCOUNT`,
 `rotate-token ACCOUNT NAME`.
@@ -24,7 +25,7 @@ from web.settings import DEFAULT_BIND
 from ._admin_client import DEFAULT_TIMEOUT_S, DEFAULT_URL, EXIT_UNREACHABLE
 from ._cluster_command import run_cluster
 from ._operator import run_actors, run_credentials, run_restart, run_rotate_token, run_status
-from ._serve_commands import run_migrate, run_serve, run_venue
+from ._serve_commands import run_migrate, run_prune, run_serve, run_venue
 from ._startup import StartupError
 from .settings import DEFAULT_VENUE_BIND, ConfigError
 
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"orderdesk: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:  # the servers stop on SIGINT by design; a client was cut short
-        return 0 if args.command in ("serve", "venue", "migrate") else 130
+        return 0 if args.command in ("serve", "venue", "migrate", "prune") else 130
 
 
 # -- the parser -------------------------------------------------------------------------------
@@ -126,6 +127,20 @@ def _add_server_commands(commands: Any) -> None:
     cluster.add_argument("--config", help="orderdesk.toml (default: ORDERDESK_CONFIG)")
     cluster.add_argument("--json", action="store_true", help="print the report as JSON")
     cluster.set_defaults(run=run_cluster)
+
+    prune = commands.add_parser(
+        "prune",
+        help="delete what the store keeps beyond [retention] days, then exit",
+        description="Delete order events, orders, batches and webhook deliveries older than "
+                    "[retention] days (today included) from DATABASE_URL / [database].url, as "
+                    "the server's daily job does at [retention] prune_at. Never deleted: "
+                    "today's, each account's last seq, what webhooks have not taken, open "
+                    "orders, unfinished batches, the audit log.",
+    )
+    prune.add_argument("--config", help="orderdesk.toml")
+    prune.add_argument("--days", type=_whole, help="days to keep, today included "
+                                                   "(default: [retention] days, 7)")
+    prune.set_defaults(run=run_prune, log_level=logging.INFO)
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
@@ -212,6 +227,12 @@ def _add_operator_commands(commands: Any) -> None:
     rotate.add_argument("account", metavar="ACCOUNT", help="the account id")
     rotate.add_argument("name", metavar="NAME", help="the token's name in orderdesk.toml")
     rotate.set_defaults(run=run_rotate_token)
+
+
+def _whole(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number >= 1, not {value!r}")
+    return int(value)
 
 
 def _positive(value: str) -> float:

@@ -1,5 +1,6 @@
 """The sections of orderdesk.toml beside the accounts: [calendar], [ticker], [batches],
-[limits], the venue's limits, and the [server]/[database] values that need a rule."""
+[limits], [retention], the venue's limits, and the [server]/[database] values that need a
+rule."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from actors.settings import (
     MIN_RECONCILE_INTERVAL_S,
     UNHEDGED_PARALLEL,
     LimitSettings,
+    RetentionSettings,
     TickerSettings,
 )
 from web.settings import DEFAULT_POOL_SIZE
@@ -137,3 +139,30 @@ def metrics_bind(server: Mapping[str, Any], bind: str) -> str | None:
     if value == bind and not value.endswith(":0"):
         raise ConfigError("server.metrics_bind: must differ from server.bind")
     return str(value)
+
+
+def parse_retention(table: Mapping[str, Any]) -> RetentionSettings:
+    """`[retention]`: days kept, the prune's IST time, the final orders a book holds and a
+    snapshot carries."""
+    known = {"days", "prune_at", "snapshot_finished_orders", "book_finished_orders"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(
+            f"retention.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    default = RetentionSettings()
+    values: dict[str, Any] = {}
+    for key in ("days", "snapshot_finished_orders", "book_finished_orders"):
+        value = table.get(key, getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"retention.{key}: must be a whole number >= 1, not {value!r}")
+        values[key] = value
+    if values["book_finished_orders"] < values["snapshot_finished_orders"]:
+        raise ConfigError("retention.book_finished_orders: must be at least "
+                          "snapshot_finished_orders")
+    prune_at = table.get("prune_at", default.prune_at)
+    try:
+        prune_at = prune_at if isinstance(prune_at, dt.time) else dt.time.fromisoformat(prune_at)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f'retention.prune_at: must be a time "HH:MM" (IST), not {prune_at!r}') from None
+    return RetentionSettings(prune_at=prune_at, **values)

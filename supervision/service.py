@@ -54,6 +54,7 @@ from web.settings import DEFAULT_SHUTDOWN_GRACE_S, Settings
 
 from ._startup import listen_errors, start_listener
 from .cluster import Cluster, open_cluster
+from .retention import prune_daily
 from .supervisor import (
     ChildSpec,
     DynamicSupervisor,
@@ -185,6 +186,7 @@ async def _open_tree(
     await root.start(supervise, ChildSpec(
         "store-monitor", partial(_monitor_store, store, store_entry, store_check_s)
     ), health)
+    await root.start(prune_daily, store, settings.retention)  # logs its failures, never raises
     venue = None
     if settings.venue is not None:
         venue = await start_listener(
@@ -378,8 +380,10 @@ def _actor_config(settings: Settings) -> ActorConfig:
     """`[ticker]`'s reconnect backoff and reconcile period; the rest of ActorConfig's defaults."""
     given = settings.ticker.given()
     given.pop("stall_timeout_s", None)  # the adapter's (`_kite_settings`)
+    retention = settings.retention
     return attrs.evolve(ActorConfig(), positions_max_rate_hz=settings.positions_max_rate_hz,
-                        **given)
+                        snapshot_finished=retention.snapshot_finished_orders,
+                        book_finished=retention.book_finished_orders, **given)
 
 
 def _kite_settings(

@@ -37,6 +37,7 @@ from .config_sections import (
     metrics_bind,
     parse_calendar,
     parse_limits,
+    parse_retention,
     parse_ticker,
     pool_size,
     positions_rate,
@@ -253,6 +254,7 @@ def _from_document(
         ticker=parse_ticker(table(doc, "ticker")),
         positions_max_rate_hz=positions_rate(table(doc, "positions")),
         cluster=cluster,
+        retention=parse_retention(table(doc, "retention")),
     )
 
 

@@ -101,6 +101,12 @@ async def account_routes(rec: Recorder) -> None:
     await rec.http("orders: access_token query", "GET",
                    f"/accounts/primary/orders?access_token={PRIMARY}")
     await the_three_denials(rec, "orders", "GET", "/accounts/primary/orders")
+    await rec.http("orders: 422 before no such order", "GET",
+                   "/accounts/primary/orders?before=151220000000000", token=PRIMARY)
+    await rec.http("orders: 422 before not an order id", "GET",
+                   "/accounts/primary/orders?before=a%20b", token=PRIMARY)
+    await rec.http("orders: 422 limit", "GET", "/accounts/primary/orders?before=1&limit=0",
+                   token=PRIMARY)
     await rec.http("ws-ticket", "POST", "/accounts/primary/ws-ticket", token=PRIMARY)
     await the_three_denials(rec, "ws-ticket", "POST", "/accounts/primary/ws-ticket")
     await rec.http("ws-ticket: 405 GET", "GET", "/accounts/primary/ws-ticket", token=PRIMARY)

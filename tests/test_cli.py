@@ -270,7 +270,8 @@ async def test_watch_refreshes_until_ctrl_c(
 
 @pytest.mark.parametrize(
     "command",
-    ["serve", "venue", "migrate", "status", "actors", "restart", "credentials", "rotate-token"],
+    ["serve", "venue", "migrate", "prune", "status", "actors", "restart", "credentials",
+     "rotate-token"],
 )
 def test_help_says_what_each_command_does(
     command: str, capsys: pytest.CaptureFixture[str]

@@ -1,5 +1,6 @@
 """Configuration: embedded defaults, the TOML file, environment overrides, clear errors."""
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,11 @@ PAPER = "[server]\nadmin_token='a'\n[[accounts]]\nid='x'\nrest_url='http://h'\nt
         (f"{PAPER}[ticker]\nstall_s=5\n", "ticker.stall_s: unknown key"),
         (f"{PAPER}[positions]\nmax_rate_hz=0\n", "positions.max_rate_hz: must be a number"),
         (f"{PAPER}[positions]\nrate=1\n", "positions.rate: unknown key"),
+        (f"{PAPER}[retention]\ndays=0\n", "retention.days: must be a whole number >= 1"),
+        (f"{PAPER}[retention]\nprune_at='3am'\n", "retention.prune_at: must be a time"),
+        (f"{PAPER}[retention]\nkeep=1\n", "retention.keep: unknown key"),
+        (f"{PAPER}[retention]\nsnapshot_finished_orders=50\nbook_finished_orders=10\n",
+         "retention.book_finished_orders: must be at least"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -263,3 +269,12 @@ def test_positions_rate(tmp_path: Path) -> None:
     assert load_settings(str(path), environ={}).positions_max_rate_hz == 4.0
     path.write_text(PAPER + "[positions]\nmax_rate_hz = 2\n")
     assert load_settings(str(path), environ={}).positions_max_rate_hz == 2.0
+
+
+def test_retention(tmp_path: Path) -> None:
+    path = tmp_path / "orderdesk.toml"
+    path.write_text(PAPER + "[retention]\ndays = 3\nprune_at = 02:15:00\n"
+                    "snapshot_finished_orders = 50\n")
+    retention = load_settings(str(path), environ={}).retention
+    assert (retention.days, retention.prune_at, retention.snapshot_finished_orders,
+            retention.book_finished_orders) == (3, dt.time(2, 15), 50, 1000)

@@ -56,7 +56,11 @@ class OrderBook:
 
     account: str = doc("the account")
     seq: int = doc("the last update's sequence number (reconnect the websocket with since=seq)")
-    orders: list[Json] = doc("Kite order objects (order_id, status, tag, ...)")
+    orders: list[Json] = doc("Kite order objects (order_id, status, tag, ...): without "
+                             "`before`, every working order and the newest final ones; with "
+                             "it, final orders, the latest first")
+    older_before: str | None = opt("present when older final orders were left out: pass it "
+                                   "as `before` for the next page")
 
 
 @attrs.frozen

@@ -40,6 +40,7 @@ from actors.requests import (
     LegRequest,
     ModifyRequest,
     OptionChainQuery,
+    OrdersQuery,
     SaveBasketRequest,
 )
 
@@ -98,8 +99,9 @@ def _order_id_param() -> dict[str, Any]:
 
 _PREFIX = "/accounts/<account_id>"
 OPERATIONS: tuple[Operation, ...] = (
-    Operation("GET", f"{_PREFIX}/orders", "The account's order book", "account",
-              {200: m.OrderBook}, ACCOUNT_ERRORS),
+    Operation("GET", f"{_PREFIX}/orders", "The account's order book: every working order and "
+              "the newest final ones; with `before`, a page of older final orders", "account",
+              {200: m.OrderBook}, (*ACCOUNT_ERRORS, 422, 503), query=OrdersQuery),
     Operation("GET", f"{_PREFIX}/positions", "Net positions and live P&L", "account",
               {200: PositionsReport}, ACCOUNT_ERRORS),
     Operation("POST", f"{_PREFIX}/ws-ticket", "A single-use websocket ticket", "ticket",

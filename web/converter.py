@@ -24,6 +24,7 @@ from actors.requests import (
     LegRequest,
     ModifyRequest,
     OptionChainQuery,
+    OrdersQuery,
     OrderStreamQuery,
     SaveBasketRequest,
     WatchRequest,
@@ -34,6 +35,7 @@ from .queries import (
     structure_callback,
     structure_chain,
     structure_instruments,
+    structure_orders,
     structure_stream,
 )
 from .shapes import (
@@ -61,6 +63,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(InstrumentsQuery, structure_instruments)
     converter.register_structure_hook(AuditQuery, structure_audit)
     converter.register_structure_hook(OptionChainQuery, structure_chain)
+    converter.register_structure_hook(OrdersQuery, structure_orders)
     converter.register_structure_hook(OrderStreamQuery, structure_stream)
     converter.register_structure_hook(KiteCallbackQuery, structure_callback)
     converter.register_structure_hook(WatchRequest, structure_watch)

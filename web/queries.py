@@ -18,27 +18,31 @@ import cattrs
 from actors.requests import (
     DEFAULT_AUDIT_LIMIT,
     DEFAULT_CHAIN_STRIKES,
+    DEFAULT_ORDERS_PAGE,
     MAX_AUDIT_LIMIT,
     MAX_CHAIN_STRIKES,
     MAX_INSTRUMENTS_LIMIT,
+    MAX_ORDERS_PAGE,
     AuditQuery,
     InstrumentsExchange,
     InstrumentsQuery,
     KiteCallbackQuery,
     OptionChainQuery,
+    OrdersQuery,
     OrderStreamQuery,
 )
 
 from .errors import FieldError, InvalidInput
 
 __all__ = ["int_param", "stream_query", "structure_audit", "structure_callback",
-           "structure_chain", "structure_instruments", "structure_stream"]
+           "structure_chain", "structure_instruments", "structure_orders", "structure_stream"]
 
 Args = Mapping[str, str]
 #: Instruments searched with `q` and no `limit`: this many.
 DEFAULT_SEARCH_LIMIT = 50
 _REQUEST_TOKEN = re.compile(attrs.fields(KiteCallbackQuery).request_token.metadata["pattern"])
 _UNDERLYING = re.compile(attrs.fields(OptionChainQuery).underlying.metadata["pattern"])
+_ORDER_ID = re.compile(attrs.fields(OrdersQuery).before.metadata["pattern"])
 
 
 def int_param(args: Args, name: str, *, default: int, minimum: int, maximum: int) -> int:
@@ -100,6 +104,17 @@ def structure_audit(args: Args, _: type = AuditQuery) -> AuditQuery:
     limit = int_param(args, "limit", default=DEFAULT_AUDIT_LIMIT, minimum=1,
                       maximum=MAX_AUDIT_LIMIT)
     return AuditQuery(account=args.get("account") or None, limit=limit)
+
+
+def structure_orders(args: Args, _: type = OrdersQuery) -> OrdersQuery:
+    before = args.get("before") or None
+    if before is not None and not _ORDER_ID.fullmatch(before):
+        raise InvalidInput([FieldError("before", "format",
+                                       "before must be an order id: 1..64 letters, digits, "
+                                       "'-' or '_'")])
+    limit = int_param(args, "limit", default=DEFAULT_ORDERS_PAGE, minimum=1,
+                      maximum=MAX_ORDERS_PAGE)
+    return OrdersQuery(before=before, limit=limit)
 
 
 def structure_stream(args: Args, _: type = OrderStreamQuery) -> OrderStreamQuery:

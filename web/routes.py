@@ -8,9 +8,12 @@ from typing import Any, cast
 
 from quart import Blueprint, Response, current_app, g, jsonify, request
 
+from actors.requests import OrdersQuery
+
 from .auth import Identity
 from .callers import Caller, identify, origin_refused
 from .errors import Forbidden, NotFound
+from .order_pages import older_orders
 
 log = logging.getLogger("web.routes")
 
@@ -68,9 +71,21 @@ def require_admin() -> Identity:
 
 @blueprint.get("/accounts/<account_id>/orders")
 async def account_orders(account_id: str) -> Response:
+    """Every working order and the newest final ones, as the snapshot; with `before`, a page
+    of older final orders from the store (the book holds only the newest)."""
     require_account(account_id)
+    query = _app().converter.structure(request.args, OrdersQuery)
     actor = _app().deps.actors[account_id]
-    return jsonify({"account": account_id, "seq": actor.seq, "orders": actor.orders()})
+    seq = actor.seq
+    if query.before is None:
+        orders, older = actor.recent_orders()
+    else:
+        orders, older = await older_orders(_app().deps.store, account_id, query.before,
+                                           query.limit)
+    body: dict[str, Any] = {"account": account_id, "seq": seq, "orders": orders}
+    if older is not None:
+        body["older_before"] = older
+    return jsonify(body)
 
 
 @blueprint.get("/accounts/<account_id>/positions")

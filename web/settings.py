@@ -12,7 +12,13 @@ from pathlib import Path
 import attrs
 
 from actors.calendar import DEFAULT_INSTRUMENT_REFRESH, TradingCalendar
-from actors.settings import UNHEDGED_PARALLEL, AccountSettings, LimitSettings, TickerSettings
+from actors.settings import (
+    UNHEDGED_PARALLEL,
+    AccountSettings,
+    LimitSettings,
+    RetentionSettings,
+    TickerSettings,
+)
 from brokers.paper import VenueConfig
 
 DEFAULT_BIND = "127.0.0.1:8081"
@@ -77,6 +83,7 @@ class Settings:
     ticker: TickerSettings = TickerSettings()
     positions_max_rate_hz: float = 4.0  # [positions] max_rate_hz: positions messages a second
     cluster: ClusterSettings | None = None  # [cluster]; None: a single node (the default)
+    retention: RetentionSettings = RetentionSettings()
 
     def account(self, account_id: str) -> AccountSettings | None:
         return next((a for a in self.accounts if a.id == account_id), None)

@@ -26,13 +26,23 @@ Upstream = str  # connected, connecting, disconnected, auth_expired, ...
 
 @attrs.frozen
 class Snapshot:
-    """The account's whole order book: the first message, unless `since` replays updates."""
+    """The account's order book: the first message, unless `since` replays updates; again
+    after a burst too large to send update by update, and when the IST day turns over (then
+    only the new day's orders). It carries every working order and the newest final ones (500
+    by default, `[retention] snapshot_finished_orders`): its size does not grow with the day.
+    When older final orders were left out, `older_before` says so; GET
+    /accounts/{account_id}/orders?before=<older_before> pages them. A client that ignores the
+    field sees what it always saw on a day with fewer final orders than that."""
 
     type: Literal["snapshot"] = doc("snapshot")
     account: str = doc("the account")
     seq: int = doc("the sequence number of the last update included; reconnect with since=seq")
     upstream: Upstream = doc("the broker connection's state")
-    orders: list[dict[str, Any]] = doc("Kite order objects (order_id, status, tag, ...)")
+    orders: list[dict[str, Any]] = doc("Kite order objects (order_id, status, tag, ...): every "
+                                       "working order and the newest final ones")
+    older_before: str | None = opt("present when older final orders were left out: the oldest "
+                                   "final order included, the `before` of GET "
+                                   "/accounts/{account_id}/orders for the rest")
 
 
 @attrs.frozen

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -22,10 +22,8 @@ from brokers.base import (
     Broker,
     BrokerError,
     Order,
-    RateLimited,
     TokenExpired,
     UpstreamLost,
-    stays_final,
 )
 from store import Store
 
@@ -34,10 +32,13 @@ from ..calendar import trading_day
 from ..health import HealthEntry, UpstreamWatch
 from .book import Accepted, Conflict, OrderBook, of_day
 from .config import ActorConfig
+from .day import roll_daily
 from .frames import order_frame, snapshot_frame, status_frame
 from .live_positions import LivePositions
 from .position_book import fill_changed
 from .positions import PositionsReport
+from .reconnect import reconcile_staggered
+from .replay import recent_events, replay_after
 from .subscribers import SubscriberSet, Subscription
 from .upstream import UpstreamState, pump_frames
 from .watchers import Watchers
@@ -67,12 +68,12 @@ class AccountActor:
         self._watch = UpstreamWatch(config.health)
         if health is not None:
             health.upstream_watch = self._watch
-        self._book = OrderBook()
+        self._book = OrderBook(keep_finished=config.book_finished)
         self._seq = 0
         self._replay: deque[tuple[int, str]] = deque(maxlen=config.replay_buffer)
         self._subscribers = SubscriberSet()
         self.live = LivePositions(account, broker, config, self._subscribers,
-                                  lambda: self._book.payloads())
+                                  lambda: self._book.fill_payloads())
         self._watchers = Watchers()
         self._expected: set[str] = set()  # placed here, not final in the book yet
         self._credentials = trio.Event()
@@ -90,6 +91,15 @@ class AccountActor:
 
     def orders(self) -> list[dict[str, Any]]:
         return [dict(p) for p in self._book.payloads()]
+
+    def orders_tagged(self, prefix: str) -> list[dict[str, Any]]:
+        """Orders whose tag starts with `prefix`, those retired from the book too."""
+        return [dict(p) for p in self._book.tagged(prefix)]
+
+    def recent_orders(self) -> tuple[list[dict[str, Any]], str | None]:
+        """As the snapshot: every working order, the newest final ones, the paging cursor."""
+        orders, older = self._book.snapshot(self._config.snapshot_finished)
+        return [dict(p) for p in orders], older
 
     def order(self, order_id: str) -> dict[str, Any] | None:
         payload = self._book.get(order_id)
@@ -122,6 +132,7 @@ class AccountActor:
         task_status.started()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.live.publish)
+            nursery.start_soon(roll_daily, self._config.wall_clock, self._new_day)
             await self._follow_with_backoff()
             nursery.cancel_scope.cancel()
 
@@ -165,22 +176,14 @@ class AccountActor:
 
     async def _load(self) -> None:
         """Book, seq and replay buffer from the store, swapped in at once (no await between)."""
-        payloads = of_day(await self._store.load_orders(self.account), trading_day().isoformat())
+        day = trading_day(self._config.wall_clock()).isoformat()
+        payloads = of_day(await self._store.load_orders(self.account), day)
         seq = await self._store.last_seq(self.account)
-        replay: deque[tuple[int, str]] = deque(maxlen=self._config.replay_buffer)
-        missed: list[tuple[int, dict[str, Any], str]] = []
-        first = max(0, seq - self._config.replay_buffer)
-        while first < seq:
-            events = await self._store.read_events(self.account, first, limit=1_000)
-            if not events:
-                break
-            for event in events:
-                message = order_frame(self.account, event.seq, event.payload)
-                replay.append((event.seq, message))
-                if self._seq < event.seq and len(self._subscribers):
-                    missed.append((event.seq, event.payload, message))
-            first = events[-1].seq
-        self._book, self._replay = OrderBook(payloads), replay
+        recent = await recent_events(self._store, self.account, seq, self._config.replay_buffer)
+        replay = deque(((s, m) for s, _, m in recent), maxlen=self._config.replay_buffer)
+        missed = [e for e in recent if e[0] > self._seq] if len(self._subscribers) else []
+        self._book = OrderBook(payloads, keep_finished=self._config.book_finished)
+        self._replay = replay
         self._seq = seq
         self.live.orders_changed(filled=True)
         # Committed by a run that was cancelled before it fanned them out: send them now.
@@ -250,17 +253,8 @@ class AccountActor:
                         type(exc).__name__, exc)
 
     async def _reconcile_within_budget(self) -> None:
-        """Reconcile; a listing refused with 429 (the read budget spent elsewhere) is retried
-        with backoff, the ticker kept open (its frames are held meanwhile), instead of tearing
-        the connection down and reconnecting, which would only read more."""
-        backoff = self._reconnect_backoff()
-        while True:
-            try:
-                return await self._reconcile()
-            except RateLimited as exc:
-                log.info("reconcile of %s refused (%s): retrying in %.2f s", self.account,
-                         exc, backoff.peek())
-            await trio.sleep(backoff.next())
+        await reconcile_staggered(self._reconcile, self._reconnect_backoff(), self.account,
+                                  self._config.reconcile_slots)
 
     def _reconnect_backoff(self) -> Backoff:
         return Backoff(self._config.reconnect_initial_s, self._config.reconnect_max_s)
@@ -276,13 +270,13 @@ class AccountActor:
     def expect(self, order_id: str) -> None:
         """An order placed for this account: followed by the periodic reconcile until the book
         shows it final, even if the ticker never pushes a word of it."""
-        if not _final(self._book.get(order_id)):
+        if not self._book.final(order_id):
             self._expected.add(order_id)
 
     def _working(self) -> bool:
         """Whether any order may still change: one not final in the book, or expected."""
-        self._expected = {oid for oid in self._expected if not _final(self._book.get(oid))}
-        return bool(self._expected) or not all(_final(p) for p in self._book.payloads())
+        self._expected = {oid for oid in self._expected if not self._book.final(oid)}
+        return bool(self._expected) or self._book.working()
 
     # -- the update path ---------------------------------------------------------------
 
@@ -376,11 +370,8 @@ class AccountActor:
 
     def subscribe(self, since: int | None = None, *, positions: bool = False) -> Subscription:
         """Register a subscriber: a snapshot (or the updates after `since`), then live."""
-        initial: list[str]
-        oldest = self._replay[0][0] if self._replay else self._seq + 1
-        if since is not None and 0 <= since <= self._seq and since >= oldest - 1:
-            initial = [message for seq, message in self._replay if seq > since]
-        else:
+        initial = replay_after(self._replay, self._seq, since)
+        if initial is None:
             initial = [self.snapshot_message()]
         initial.append(status_frame(self.account, self.upstream.state))
         if positions:
@@ -401,8 +392,17 @@ class AccountActor:
         self._subscribers.close_all(reason)
 
     def snapshot_message(self) -> str:
-        return snapshot_frame(self.account, self._seq, self.upstream.state,
-                              self._book.payloads())
+        """Every working order and the last `snapshot_finished` final ones: its cost does not
+        grow with the day (older ones are paged by GET /accounts/{id}/orders?before=)."""
+        orders, older = self._book.snapshot(self._config.snapshot_finished)
+        return snapshot_frame(self.account, self._seq, self.upstream.state, orders, older)
+
+    def _new_day(self, day: str) -> None:
+        """The IST day turned over while running: the book keeps that day's orders only, and
+        subscribers get a fresh snapshot (the seq goes on)."""
+        self._book.roll(day)
+        self.live.orders_changed(filled=True)
+        self._subscribers.broadcast(self.snapshot_message())
 
     # -- in-process waiters (the batch coordinator) ------------------------------------
 
@@ -412,6 +412,3 @@ class AccountActor:
         """Updates for an order_id or a tag, from now on; register before placing the order."""
         return self._watchers.watch(key, capacity)
 
-
-def _final(payload: Mapping[str, Any] | None) -> bool:
-    return payload is not None and stays_final(payload.get("status"))

@@ -11,6 +11,8 @@ reused an id), not applied; the actor reports it.
 
 from __future__ import annotations
 
+import itertools
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -70,13 +72,26 @@ class OrderBook:
 
     `apply` stages an update; readers (snapshots, the orders route) see it only after `commit`,
     which the actor calls once the update is stored, so nothing uncommitted is ever shown.
+
+    What it holds does not grow with the day: every working order and the last `keep_finished`
+    final ones in full; an older final order is retired to its id, status and fixed fields (a
+    late push of it is still stale, another order under its id still a `Conflict`) and its
+    fills to one running total per position and side (`fill_payloads`). The store keeps them
+    all; `GET /accounts/{id}/orders?before=` pages them from there.
     """
 
-    def __init__(self, payloads: Iterable[Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self, payloads: Iterable[Mapping[str, Any]] = (), *, keep_finished: int = 1_000
+    ) -> None:
         self._orders: dict[str, dict[str, Any]] = {}
         self._staged: dict[str, dict[str, Any]] = {}
+        self._keep = max(1, keep_finished)
+        self._finished: dict[str, None] = {}  # final orders held in full, oldest first
+        self._retired: dict[str, tuple[Any, ...]] = {}  # id -> (status, filled, *FIXED_FIELDS)
+        self._retired_fills: dict[tuple[str, ...], list[Any]] = {}  # -> [quantity, value, token]
         for payload in payloads:
             self._orders[str(payload["order_id"])] = dict(payload)
+        self._settle(self._orders)
 
     def __len__(self) -> int:
         return len(self._orders)
@@ -85,18 +100,107 @@ class OrderBook:
         return self._orders.get(order_id)
 
     def payloads(self) -> list[Mapping[str, Any]]:
+        """Every working order and the last `keep_finished` final ones."""
         return list(self._orders.values())
+
+    def tagged(self, prefix: str) -> list[Mapping[str, Any]]:
+        """Orders whose tag starts with `prefix`, retired ones too (their id, status, fill
+        and fixed fields): what an idempotency key's replay looks up."""
+        at = 2 + FIXED_FIELDS.index("tag")
+        retired = [self._retired_payload(oid) for oid, kept in self._retired.items()
+                   if str(kept[at] or "").startswith(prefix)]
+        return [*retired, *(p for p in self._orders.values()
+                            if str(p.get("tag") or "").startswith(prefix))]
+
+    def working(self) -> bool:
+        """Whether any order held may still change (every retired one is final)."""
+        return len(self._orders) > len(self._finished)
+
+    def final(self, order_id: str) -> bool:
+        """Whether the book knows `order_id` as final (held in full or retired)."""
+        if order_id in self._retired:
+            return True
+        payload = self._orders.get(order_id)
+        return payload is not None and stays_final(payload.get("status"))
+
+    def snapshot(self, finished: int) -> tuple[list[Mapping[str, Any]], str | None]:
+        """Every working order and the last `finished` final ones (book order), and the
+        paging cursor: the oldest final order shown, when older final ones were left out."""
+        newest = list(itertools.islice(reversed(self._finished), max(1, finished)))
+        shown = set(newest)
+        orders = [p for oid, p in self._orders.items() if oid in shown or oid not in self._finished]
+        left_out = self._retired or len(self._finished) > len(newest)
+        return orders, newest[-1] if left_out and newest else None
+
+    def fill_payloads(self) -> list[Mapping[str, Any]]:
+        """What the positions count: the orders held and, per position and side, one row
+        summing the fills of the retired ones."""
+        rows = [{"order_id": "retired:" + ":".join(key), "exchange": key[0],
+                 "tradingsymbol": key[1], "product": key[2], "transaction_type": key[3],
+                 "status": "COMPLETE", "filled_quantity": quantity,
+                 "average_price": value / quantity, "instrument_token": token}
+                for key, (quantity, value, token) in self._retired_fills.items()]
+        return [*self._orders.values(), *rows]
+
+    def roll(self, day: str) -> None:
+        """A new trading day (YYYY-MM-DD, IST) while running: only its orders stay, as a
+        start on that day would load them (`of_day`)."""
+        kept = of_day(self._orders.values(), day)
+        self._orders = {str(p["order_id"]): dict(p) for p in kept}
+        self._finished.clear()
+        self._retired.clear()
+        self._retired_fills.clear()
+        self._settle(self._orders)
 
     def commit(self) -> None:
         self._orders.update(self._staged)
+        self._settle(self._staged)
         self._staged.clear()
+
+    def _settle(self, order_ids: Iterable[str]) -> None:
+        """Note the orders of `order_ids` that are now final; retire the oldest beyond
+        `keep_finished`."""
+        for order_id in order_ids:
+            if stays_final(self._orders[order_id].get("status")):
+                self._finished.pop(order_id, None)
+                self._finished[order_id] = None
+        while len(self._finished) > self._keep:
+            order_id = next(iter(self._finished))
+            del self._finished[order_id]
+            self._retire(self._orders.pop(order_id))
+
+    def _retire(self, payload: Mapping[str, Any]) -> None:
+        self._retired[str(payload["order_id"])] = (
+            _shared(payload.get("status")), payload.get("filled_quantity"),
+            *(_shared(payload.get(k)) if k in _FEW_VALUES else payload.get(k)
+              for k in FIXED_FIELDS))
+        filled = _num(payload.get("filled_quantity"))
+        if filled <= 0:
+            return
+        key = tuple(str(payload.get(k) or "") for k in
+                    ("exchange", "tradingsymbol", "product", "transaction_type"))
+        total = self._retired_fills.setdefault(key, [0, 0.0, None])
+        total[0] += int(filled)
+        total[1] += filled * _num(payload.get("average_price"))
+        total[2] = payload.get("instrument_token") or total[2]
 
     def discard(self) -> None:
         self._staged.clear()
 
     def _latest(self, order_id: str) -> dict[str, Any] | None:
         staged = self._staged.get(order_id)
-        return staged if staged is not None else self._orders.get(order_id)
+        if staged is not None:
+            return staged
+        current = self._orders.get(order_id)
+        if current is None and order_id in self._retired:
+            return self._retired_payload(order_id)
+        return current
+
+    def _retired_payload(self, order_id: str) -> dict[str, Any]:
+        """What the book keeps of a retired order, as a payload."""
+        status, filled, *fixed = self._retired[order_id]
+        return {"order_id": order_id, "status": status, "filled_quantity": filled,
+                **dict(zip(FIXED_FIELDS, fixed, strict=True))}
 
     def apply(self, order: Order) -> Accepted | Conflict | None:
         """Stage `order` if it is news; None when it is a duplicate or stale, a `Conflict`
@@ -175,6 +279,14 @@ def _stale(current: Mapping[str, Any], incoming: Mapping[str, Any]) -> bool:
     # Kite's timestamps are "YYYY-MM-DD HH:MM:SS": string order is time order.
     new, old = incoming.get("exchange_update_timestamp"), current.get("exchange_update_timestamp")
     return bool(new and old and str(new) < str(old))
+
+
+#: Fixed fields with few distinct values: a retired order keeps the one shared string of each.
+_FEW_VALUES = frozenset({"exchange", "tradingsymbol", "transaction_type", "product"})
+
+
+def _shared(value: Any) -> Any:
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 def _no_raw(attribute: attrs.Attribute, _value: object) -> bool:

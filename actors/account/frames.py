@@ -1,8 +1,8 @@
 """The frames an account actor sends its subscribers, each encoded once for all of them.
 
 `order` carries one committed update and its seq (`source`: ticker or reconcile; `event`: an
-event-only status such as UPDATE); `snapshot` the whole book at a seq; `status` the upstream's
-state. Compact JSON, non-ASCII kept as is.
+event-only status such as UPDATE); `snapshot` the book at a seq (every working order, the newest
+final ones); `status` the upstream's state. Compact JSON, non-ASCII kept as is.
 """
 
 from __future__ import annotations
@@ -37,10 +37,16 @@ def status_frame(account: str, upstream: str) -> str:
 
 
 def snapshot_frame(
-    account: str, seq: int, upstream: str, orders: Sequence[Mapping[str, Any]]
+    account: str, seq: int, upstream: str, orders: Sequence[Mapping[str, Any]],
+    older_before: str | None = None,
 ) -> str:
-    return _dumps({"type": "snapshot", "account": account, "seq": seq, "upstream": upstream,
-                   "orders": orders})
+    """`older_before` (only when final orders were left out): the oldest final order shown,
+    the cursor of GET /accounts/{id}/orders?before= for the older ones."""
+    message = {"type": "snapshot", "account": account, "seq": seq, "upstream": upstream,
+               "orders": orders}
+    if older_before is not None:
+        message["older_before"] = older_before
+    return _dumps(message)
 
 
 def positions_frame(report: PositionsReport) -> str:

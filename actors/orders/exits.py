@@ -135,7 +135,7 @@ class PositionExits:
             if known.request_hash != request_hash:
                 raise IdempotencyConflict("this Idempotency-Key was used with another exit")
             return attrs.evolve(known.report, replayed=True)
-        sent = [o for o in ctx.actor.orders() if str(o.get("tag") or "").startswith(tag)]
+        sent = ctx.actor.orders_tagged(tag)
         if not sent:
             return None
         if any((o.get("exchange"), o.get("tradingsymbol"), o.get("product"))

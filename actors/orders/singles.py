@@ -143,7 +143,8 @@ class SingleOrders:
             return OrderPlaced(known.order_id, tag, replayed=True)
         order: Order | None
         if known is None and ctx.actor.upstream.state == "connected":
-            payload = next((p for p in ctx.actor.orders() if p.get("tag") == tag), None)
+            payload = next((p for p in ctx.actor.orders_tagged(tag) if p.get("tag") == tag),
+                           None)
             order = None if payload is None else ctx.actor.broker.parse_order(payload)
         else:
             try:

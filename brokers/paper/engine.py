@@ -73,6 +73,7 @@ class Engine:
         self.session = Session(config.session_open, config.session_close)
         self._publish = publish
         self._orders: dict[str, Order] = {}
+        self._working: dict[str, Order] = {}  # the price scan: OPEN and TRIGGER PENDING only
         self._positions: dict[PositionKey, Position] = {}
         self.margining = Margining(config.funds, master, self.prices, self._orders,
                                    self._positions)
@@ -103,6 +104,7 @@ class Engine:
 
     def reset(self) -> None:
         self._orders.clear()
+        self._working.clear()
         self._positions.clear()
         self._timers.clear()
         self._touched.clear()
@@ -134,21 +136,28 @@ class Engine:
         for order in orders:
             self.ids.seen(order.order_id)
             self._orders[order.order_id] = order
+            if order.status in LIVE_STATES:
+                self._working[order.order_id] = order
         for position in positions:
             self._positions[(position.account, position.instrument.key, position.product)] = (
                 position)
 
     # ---- prices -------------------------------------------------------------------------------
 
+    @property
+    def price_scan_size(self) -> int:
+        """Orders a price event looks at: the working ones, never the day's finished ones."""
+        return len(self._working)
+
     def step_prices(self) -> None:
         self.prices.step()
-        self._match_all(self._orders.values())
+        self._match_all(self._working.values())
 
     def set_prices(self, prices: Mapping[Instrument, float]) -> None:
         for instrument, price in prices.items():
             self.prices.set(instrument, price)
         touched = set(prices)
-        self._match_all(o for o in self._orders.values() if o.instrument in touched)
+        self._match_all(o for o in self._working.values() if o.instrument in touched)
 
     def ltp(self, instrument: Instrument) -> float:
         return self.prices.ltp(instrument)
@@ -305,6 +314,10 @@ class Engine:
     def _record(self, order: Order, status: str) -> None:
         if status not in (UPDATE, MODIFIED):
             order.status = status
+            if status in LIVE_STATES:
+                self._working[order.order_id] = order
+            else:
+                self._working.pop(order.order_id, None)
         snapshot = order.to_kite(status if status == MODIFIED else None)
         order.history.append(snapshot)
         self.changes.order(order.order_id)

@@ -1,0 +1,48 @@
+"""The venue's price scan looks at working orders only: a day's finished orders cost nothing
+on each price tick (issue 17)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from brokers.paper import VenueConfig
+from brokers.paper.engine import Engine
+from brokers.paper.faults import Faults
+from brokers.paper.instruments import builtin_master
+from brokers.paper.orderform import OrderRequest
+
+
+def _limit(side: str, price: float) -> OrderRequest:
+    return OrderRequest(variety="regular", exchange="NSE", tradingsymbol="SBIN",
+                        transaction_type=side, order_type="LIMIT", quantity=1, product="CNC",
+                        price=price)
+
+
+async def test_price_events_scan_working_orders_only() -> None:
+    master = builtin_master(dt.date(2026, 12, 1), {})
+    engine = Engine(VenueConfig(), master, Faults(), lambda *_: None)
+    sbin = engine.instrument("NSE", "SBIN")
+    ltp = engine.ltp(sbin)
+    for n in range(300):  # marketable: each completes at placement
+        engine.place("A1", _limit("BUY" if n % 2 else "SELL", ltp * (1.5 if n % 2 else 0.5)))
+    resting = engine.place("A1", _limit("BUY", round(ltp * 0.5, 1)))
+    assert engine.price_scan_size == 1
+
+    looked_at: list[str] = []
+    match_all = engine._match_all
+
+    def counting(orders):  # a spy on what the venue's own scan is given, not a stand-in
+        orders = list(orders)
+        looked_at.extend(o.order_id for o in orders)
+        match_all(orders)
+
+    engine._match_all = counting  # type: ignore[method-assign]
+    engine.step_prices()
+    assert looked_at == [resting]
+    engine.set_prices({sbin: ltp * 0.4})  # through the limit: it fills
+    assert engine.order("A1", resting).status == "COMPLETE"
+    assert engine.price_scan_size == 0
+    looked_at.clear()
+    engine.step_prices()
+    assert looked_at == []
+    assert len(engine.orders("A1")) == 301
