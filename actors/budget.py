@@ -17,6 +17,7 @@ import collections
 import datetime as dt
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import attrs
 import trio
@@ -74,6 +75,14 @@ class OrderBudget:
     def statistics(self) -> RateLimiterStatistics:
         """The per-second limiter's: writes waiting, grants given."""
         return self._second.statistics()
+
+    def undoing(self) -> AbstractContextManager[None]:
+        """A rollback runs: see `RateLimiter.undoing`."""
+        return self._second.undoing()
+
+    def hold(self, seconds: float) -> None:
+        """A write refused with 429: see `RateLimiter.hold`."""
+        self._second.hold(seconds)
 
     def _cap(self, limit: int | None, priority: Priority) -> float:
         if limit is None:

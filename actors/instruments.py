@@ -13,7 +13,7 @@ time), so no order after 08:30 is checked against yesterday's lots.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -22,6 +22,7 @@ import trio
 from brokers.base import Broker, Instrument
 
 from .calendar import DEFAULT_INSTRUMENT_REFRESH, IST, last_refresh
+from .instrument_search import SearchIndex, build_index
 
 #: NSE's published freeze quantities (units) for the index derivatives the desk trades.
 DEFAULT_FREEZE_LIMITS: Mapping[str, int] = {"NIFTY": 1800, "BANKNIFTY": 600}
@@ -66,6 +67,7 @@ class InstrumentCache:
         self._clock = clock
         self._by_exchange: dict[str, tuple[dt.datetime, dict[str, InstrumentInfo]]] = {}
         self._lock = trio.Lock()
+        self.version = 0  # one more at each load of an exchange's master
 
     async def load(self, exchanges: Iterable[str]) -> None:
         """Make sure the masters of `exchanges` are fresh (BrokerError if the broker fails)."""
@@ -80,6 +82,7 @@ class InstrumentCache:
                     now,
                     {r.tradingsymbol: self._info(r) for r in rows if r.exchange == exchange},
                 )
+                self.version += 1
 
     def get(self, exchange: str, tradingsymbol: str) -> InstrumentInfo | None:
         """A loaded instrument, or None (unknown, or its exchange was never loaded)."""
@@ -124,6 +127,7 @@ class InstrumentCaches:
                  refresh_at: dt.time = DEFAULT_INSTRUMENT_REFRESH) -> None:
         self._freeze, self._refresh_at = freeze_limits, refresh_at
         self._by_url: dict[str, InstrumentCache] = {}
+        self._indexes: dict[tuple[tuple[int, int], ...], SearchIndex] = {}
 
     def for_broker(self, broker: Broker) -> InstrumentCache:
         """The cache of `broker`'s URL, made on first use with the broker that asked."""
@@ -131,6 +135,26 @@ class InstrumentCaches:
         if url not in self._by_url:
             self._by_url[url] = InstrumentCache(broker, self._freeze, self._refresh_at)
         return self._by_url[url]
+
+
+    def search_index(
+        self, caches: Sequence[InstrumentCache], exchanges: Sequence[str]
+    ) -> SearchIndex:
+        """The search index over `caches` (in this order) for `exchanges`: built once per
+        load of their masters, then shared by every search until one of them reloads."""
+        unique = list(dict.fromkeys(caches))
+        key = tuple((id(cache), cache.version) for cache in unique)
+        index = self._indexes.get(key)
+        if index is None:
+            if len(self._indexes) >= MAX_INDEXES:  # stale versions, other account subsets
+                self._indexes.clear()
+            index = self._indexes[key] = build_index(
+                cache.loaded(exchange) for cache in unique for exchange in exchanges)
+        return index
+
+
+#: Search indexes kept (one per set of brokers searched together, at their current masters).
+MAX_INDEXES = 16
 
 
 def broker_url(broker: Any) -> str:

@@ -16,6 +16,9 @@ import collections
 import enum
 import heapq
 import itertools
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import attrs
 import trio
@@ -76,6 +79,8 @@ class RateLimiter:
         self._waiters: list[_Waiter] = []
         self._counter = itertools.count()
         self._granted = 0
+        self._held_until = -math.inf  # `hold`: no grant to anyone before then
+        self._undoing = 0  # rollbacks in progress (`undoing`): new orders wait meanwhile
 
     @property
     def limit(self) -> int:
@@ -98,7 +103,31 @@ class RateLimiter:
         while self._grants and self._grants[0] + self._window <= now:
             self._grants.popleft()
 
+    def hold(self, seconds: float) -> None:
+        """The broker refused a write as over its limit (429): it counts more than we do, so
+        nobody is granted anything for `seconds`. The refused write asks again at once and
+        keeps its place by priority: a rollback's retry still goes before new orders."""
+        self._held_until = max(self._held_until, trio.current_time() + seconds)
+
+    @contextmanager
+    def undoing(self) -> Iterator[None]:
+        """A rollback runs: no grant to new orders (NORMAL) until it is over, even one queued
+        before its reverse orders were (a reverse is sent only once its leg is settled, and
+        the window may slide meanwhile): exposure is undone before new risk goes out."""
+        self._undoing += 1
+        try:
+            yield
+        finally:
+            self._undoing -= 1
+            if not self._undoing:
+                self._wake_head()
+
+    def _blocked(self, waiter: _Waiter) -> bool:
+        return self._undoing > 0 and waiter.priority > Priority.ROLLBACK
+
     def _available(self, now: float) -> int:
+        if now < self._held_until:
+            return 0
         self._prune(now)
         available = self._limit - len(self._grants)
         if self._burst < self._limit:
@@ -112,7 +141,7 @@ class RateLimiter:
 
     def _next_free(self, now: float) -> float:
         """When the next grant may be given (`now` if it may be now)."""
-        at = now
+        at = max(now, self._held_until)
         if len(self._grants) >= self._limit:
             at = max(at, self._grants[-self._limit] + self._window)
         if self._burst < self._limit and len(self._grants) >= self._burst:
@@ -121,7 +150,7 @@ class RateLimiter:
 
     def _full_at(self) -> float:
         """When `burst` grants are available again, if none is given meanwhile."""
-        at = trio.current_time()
+        at = max(trio.current_time(), self._held_until)
         keep = self._limit - self._burst  # grants that may stay in the window
         if len(self._grants) > keep:
             at = max(at, self._grants[len(self._grants) - keep - 1] + self._window)
@@ -142,7 +171,7 @@ class RateLimiter:
         try:
             while True:
                 now = trio.current_time()
-                if self._waiters[0] is me and self._available(now) >= 1:
+                if self._waiters[0] is me and not self._blocked(me) and self._available(now):
                     self._grants.append(now)
                     heapq.heappop(self._waiters)
                     granted = True
@@ -151,7 +180,7 @@ class RateLimiter:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return
                 me.wakeup = trio.Event()
-                if self._waiters[0] is me:
+                if self._waiters[0] is me and not self._blocked(me):
                     with trio.move_on_at(self._next_free(now)):
                         await me.wakeup.wait()
                 else:

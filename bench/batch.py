@@ -78,6 +78,13 @@ admin_token = "bench-admin"
 [database]
 url = "sqlite:///{work}/batch.db"
 
+# Kite's 10 writes a second stay (production); its minute and day budgets (200 and 3,000, less
+# a reserve of 20) would refuse the bench's own repeated runs: one `--runs 5` pass of the
+# default legs takes several hundred writes in a few minutes.
+[limits]
+orders_per_minute = 0
+orders_per_day = 0
+
 [[accounts]]
 id = "primary"
 broker = "paper"

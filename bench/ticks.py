@@ -9,18 +9,32 @@ so every subscribed one ticks). One connection subscribes all N in a mode and co
 decoded again with `brokers.kite_ticks.decode_frame`, timed: microseconds of CPU per tick. One
 JSON line per (instruments, mode). The venue and the client share one process (and one core),
 so the rates are a floor.
+
+`--gateway [--accounts 100] [--held 20] [--seconds 10]`: the gateway's side instead. The venue
+runs as its own process (`orderdesk venue`, its simulation stepping once a second, so every
+instrument ticks once a second) and the whole service runs in this process (`open_service`,
+SQLite), one paper account per id, no subscribers (the positions throttle sends nothing). Every
+account holds the same `--held` NIFTY options (placed at the venue before the service starts),
+so each account's ticker connection subscribes them and every instrument is held by every
+account. It prints, over `--seconds`: ticks received (decoded) per second, frames per second,
+decodes per tick and connection (each frame is decoded once, on the connection it came in on),
+and the gateway's CPU per tick received (this process: the venue is another).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import trio
 from trio_websocket import open_websocket_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from brokers.kite_ticks import MODES, Segment, decode_frame, instrument_token
 from brokers.paper import VenueConfig, serve_venue
@@ -79,7 +93,16 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--interval", type=float, default=0.01, help="simulation step, s")
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--gateway", action="store_true", help="the gateway's side")
+    parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--held", type=int, default=20, help="instruments each account holds")
     args = parser.parse_args()
+    if args.gateway:
+        from _ticks_gateway import measure_gateway  # noqa: PLC0415 (its imports are heavy)
+
+        print(json.dumps(trio.run(measure_gateway, args.accounts, args.held, args.seconds)),
+              flush=True)
+        return
     for n in args.instruments:
         for mode in args.modes:
             print(json.dumps(trio.run(measure, n, mode, args.interval, args.seconds)), flush=True)

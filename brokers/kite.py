@@ -38,7 +38,7 @@ from .base import (
     TokenExpired,
     UpstreamLost,
 )
-from .kite_ticks import FrameError, Mode, Tick, decode_frame
+from .kite_ticks import FrameError, Mode, decode_prices
 
 log = logging.getLogger(__name__)
 
@@ -315,13 +315,13 @@ class KiteBroker:
 class KiteOrderStream:
     """Order updates from one ticker connection; heartbeats keep it alive, and the market ticks
     of the instruments subscribed on it (`subscribe`, in `ltp` mode: the price is all the P&L
-    needs) go to `on_ticks`, decoded."""
+    needs) go to `on_prices` as (instrument token, last price), each frame decoded once."""
 
     def __init__(self, ws: trio_websocket.WebSocketConnection, stall_timeout_s: float) -> None:
         self._ws = ws
         self._stall_timeout_s = stall_timeout_s
         self.last_frame_at: float | None = None  # trio time of the last frame received
-        self.on_ticks: Callable[[list[Tick]], None] | None = None
+        self.on_prices: Callable[[list[tuple[int, float]]], None] | None = None
 
     async def subscribe(self, tokens: Sequence[int], mode: Mode = "ltp") -> None:
         """Subscribe these instruments on this connection (Kite's subscribe, then mode)."""
@@ -340,14 +340,14 @@ class KiteOrderStream:
             raise UpstreamLost(f"ticker closed: {exc.reason}") from exc
 
     def _ticks(self, frame: bytes) -> None:
-        if len(frame) <= 1 or self.on_ticks is None:
+        if len(frame) <= 1 or self.on_prices is None:
             return  # a heartbeat, or nobody listening
         try:
-            ticks = decode_frame(frame)
+            prices = decode_prices(frame)
         except FrameError as exc:
             log.warning("ticker sent a binary frame we cannot read: %s", exc)
             return
-        self.on_ticks(ticks)
+        self.on_prices(prices)
 
     def __aiter__(self) -> KiteOrderStream:
         return self

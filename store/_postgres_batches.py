@@ -9,7 +9,7 @@ import asyncpg
 
 from ._postgres_bridge import PostgresPart
 from ._rows import batch_from_row, leg_from_row, leg_values
-from ._sql import BATCH_BY_ID, BATCH_BY_KEY, INSERT_BATCH, INSERT_LEG
+from ._sql import BATCH_BY_ID, BATCH_BY_KEY, DISCARD_BATCH, INSERT_BATCH, INSERT_LEG
 from .base import (
     FINAL_BATCH_STATUSES,
     BatchRecord,
@@ -68,6 +68,15 @@ class PostgresBatches(PostgresPart):
                 await conn.executemany(
                     INSERT_LEG.postgres, [leg_values(leg, batch.created_at) for leg in legs]
                 )
+
+        await self._call(q)
+
+    async def discard_batch(self, batch_id: str) -> None:
+        """Delete a stored batch that placed nothing (refused before its first POST): its
+        idempotency key is free again, as if it had never been stored."""
+
+        async def q(conn: asyncpg.Connection) -> None:
+            await conn.execute(DISCARD_BATCH.postgres, batch_id)
 
         await self._call(q)
 

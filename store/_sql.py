@@ -90,6 +90,9 @@ BATCH_BY_ID = sql("SELECT * FROM batches WHERE batch_id = $1")
 
 BATCH_BY_KEY = sql("SELECT * FROM batches WHERE account = $1 AND idempotency_key = $2")
 
+#: Only a batch still `running` (nothing placed yet, the coordinator's say): its legs cascade.
+DISCARD_BATCH = sql("DELETE FROM batches WHERE batch_id = $1 AND status = 'running'")
+
 UPDATE_BATCH = sql(
     "UPDATE batches SET status = $2, result = coalesce($3, result), updated_at = $4"
     " WHERE batch_id = $1"

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from ._rows import batch_from_row, leg_from_row, leg_values
-from ._sql import BATCH_BY_ID, BATCH_BY_KEY, INSERT_BATCH, INSERT_LEG
+from ._sql import BATCH_BY_ID, BATCH_BY_KEY, DISCARD_BATCH, INSERT_BATCH, INSERT_LEG
 from ._sqlite_jobs import SqlitePart, dumps, loads, write_tx
 from .base import (
     FINAL_BATCH_STATUSES,
@@ -65,6 +65,15 @@ class SqliteBatches(SqlitePart):
                 )
 
             write_tx(conn, body)
+
+        await self._run(q)
+
+    async def discard_batch(self, batch_id: str) -> None:
+        """Delete a stored batch that placed nothing (refused before its first POST): its
+        idempotency key is free again, as if it had never been stored."""
+
+        def q(conn: sqlite3.Connection) -> None:
+            write_tx(conn, lambda: conn.execute(DISCARD_BATCH.sqlite, (batch_id,)))
 
         await self._run(q)
 

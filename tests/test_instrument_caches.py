@@ -47,3 +47,25 @@ async def test_the_order_path_fills_the_cache_the_page_reads(tmp_path: Path) -> 
                 page = await http.get("/instruments", params={"q": fut, "exchange": "NFO"})
                 assert page.status_code == 200, page.text
                 assert [r["tradingsymbol"] for r in page.json()["instruments"]][:1] == [fut]
+
+
+async def test_the_page_searches_keys_made_once_per_load_of_the_master(tmp_path: Path) -> None:
+    """Keystrokes share one search index (symbols and names upper-cased, merged and ordered
+    once); a reload of the master makes a new one."""
+    with trio.fail_after(30):
+        async with open_test_service(tmp_path) as running, api(running) as http:
+            caches = running.app.deps.instruments
+            cache = caches.for_broker(running.actors["primary"].broker)
+            answers = []
+            for q in ("n", "ni", "nif", "nifty"):
+                page = await http.get("/instruments", params={"q": q, "limit": 5})
+                assert page.status_code == 200, page.text
+                answers.append([r["tradingsymbol"] for r in page.json()["instruments"]])
+            assert answers[3] and answers[3][0].startswith("NIFTY"), answers
+            exchanges = ("NFO", "NSE")
+            index = caches.search_index([cache], exchanges)
+            assert caches.search_index([cache, cache], exchanges) is index  # the 4 keystrokes'
+            await cache.load(["NSE"])  # fresh: not reloaded, the same index
+            assert caches.search_index([cache], exchanges) is index
+            cache.version += 1  # as a reload of an exchange's master does
+            assert caches.search_index([cache], exchanges) is not index

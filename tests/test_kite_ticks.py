@@ -28,6 +28,7 @@ from brokers.kite_ticks import (
     Segment,
     Tick,
     decode_frame,
+    decode_prices,
     encode_frame,
     instrument_token,
     price_divisor,
@@ -146,3 +147,16 @@ def test_encode_then_decode_round_trips(pairs: list[tuple[Tick, str]]) -> None:
     assert encode_frame([(t, t.mode) for t in decoded]) == frame
     if pairs:
         assert [as_kite(t) for t in decoded] == official_decode(frame)
+
+
+@given(st.lists(ticks(), max_size=5))
+def test_prices_are_what_the_full_decode_reads(pairs: list[tuple[Tick, str]]) -> None:
+    """`decode_prices` (the gateway's per-frame path: one pass over a frame of ltp packets, no
+    Tick per packet) gives every packet's token and last price, as `decode_frame` does, in any
+    mode and segment."""
+    frame = encode_frame(pairs)  # type: ignore[arg-type]
+    assert decode_prices(frame) == [(t.instrument_token, t.last_price)
+                                    for t in decode_frame(frame)]
+    ltp_only = encode_frame([(tick, "ltp") for tick, _ in pairs])
+    assert decode_prices(ltp_only) == [(t.instrument_token, t.last_price)
+                                       for t in decode_frame(ltp_only)]

@@ -272,7 +272,7 @@ async def test_a_stream_without_market_data_leaves_pnl_unknown() -> None:
     orders = [_fill("1", "BUY", 75, 100.0)]
     live = LivePositions("a", broker=None, config=FAST,  # type: ignore[arg-type]
                          subscribers=SubscriberSet(), payloads=lambda: orders)
-    live.on_ticks([])
+    live.on_prices([])
     await live.follow_market(object())  # a stream that cannot subscribe: returns at once
     (position,) = live.report().positions
     assert position.quantity == 75 and position.ltp is None and position.pnl is None

@@ -7,13 +7,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
 from actors.ratelimit import Priority, RateLimiter
 from brokers.base import OrderRequest, RateLimited
-from tests.fixtures_desk import open_desk
+from tests.fixtures_desk import FAST, open_desk
 from tests.fixtures_orders import leg, tags
 from tests.fixtures_venue import BANKNIFTY_FUT, start_venue
 
@@ -107,6 +108,62 @@ async def test_rollbacks_overtake_waiting_orders(autojump_clock: trio.testing.Mo
     assert served == ["rollback", "leg0", "leg1", "leg2"]
 
 
+async def test_new_orders_wait_while_a_rollback_runs(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """`undoing`: a new order queued before any reverse is not granted while the rollback runs,
+    even once the window has room; a reverse is."""
+    limiter = RateLimiter(rate=10)
+    served: list[tuple[str, float]] = []
+
+    async def take(name: str, priority: Priority) -> None:
+        await limiter.acquire(priority)
+        served.append((name, trio.current_time()))
+
+    async with trio.open_nursery() as nursery:
+        with limiter.undoing():
+            nursery.start_soon(take, "leg", Priority.NORMAL)
+            mock_clock.jump(2)  # the window is empty: only the rollback holds it back
+            await trio.testing.wait_all_tasks_blocked()
+            assert served == []
+            nursery.start_soon(take, "reverse", Priority.ROLLBACK)
+            await trio.testing.wait_all_tasks_blocked()
+            assert [name for name, _ in served] == ["reverse"]
+    assert [name for name, _ in served] == ["reverse", "leg"]
+    assert served[1][1] == served[0][1]  # granted as soon as the rollback was over
+
+
+async def test_a_write_refused_with_429_holds_everyone_and_keeps_its_place(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """`hold`: after a 429 nobody is granted anything for a while; the refused reverse asks
+    again at once and still goes before the new orders that queued meanwhile (a burst of 1:
+    one grant every 0.1 s, so the order of grants shows)."""
+    limiter = RateLimiter(rate=10, burst=1)
+    served: list[tuple[str, float]] = []
+
+    async def take(name: str, priority: Priority) -> None:
+        await limiter.acquire(priority)
+        served.append((name, trio.current_time()))
+
+    await limiter.acquire(Priority.ROLLBACK)  # the reverse's first try: refused (429)
+    start = trio.current_time()
+    limiter.hold(0.5)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(take, "leg", Priority.NORMAL)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(take, "reverse again", Priority.ROLLBACK)
+        mock_clock.jump(0.4)
+        await trio.testing.wait_all_tasks_blocked()
+        assert served == []  # the burst is back after 0.1 s, yet nothing during the hold
+        mock_clock.jump(0.1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [name for name, _ in served] == ["reverse again"]
+        mock_clock.jump(0.1)
+    assert [name for name, _ in served] == ["reverse again", "leg"]
+    assert served[0][1] - start == pytest.approx(0.5)
+
+
 async def test_cancelled_waiter_leaves_the_queue(autojump_clock: trio.testing.MockClock) -> None:
     limiter = RateLimiter(rate=1, burst=1)
     await limiter.acquire()
@@ -177,3 +234,58 @@ async def test_a_rollback_at_the_venue_draws_no_429(
             venue_tags = tags(await desk.orders())
             assert set(venue_tags.values()) == {1}
             assert len([t for t in venue_tags if t[-2] == "R"]) == 9
+
+
+async def test_every_reverse_of_a_rollback_goes_out_before_the_queued_legs_of_another_batch(
+    nursery: trio.Nursery, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch A takes the whole second with 10 legs, its 10th rejected: its 9 filled legs need 9
+    reverse orders. Batch B (10 more legs) comes in meanwhile and its legs queue for the next
+    second too. When the second slides, the rollback's reverses get every grant before any leg
+    of B: exposure is undone before new risk goes out (`Priority.ROLLBACK`, `undoing`). No
+    margin check, so that B's legs are surely queued before the second slides."""
+    venue = await start_venue(nursery, rate_limit_per_s=10)
+    with trio.fail_after(30):
+        async with open_desk(venue, sqlite_url, attrs.evolve(FAST, margin_check=False)) as desk:
+            await desk.faults(reject_symbols=[BANKNIFTY_FUT])
+            limiter = desk.coordinator.limiter("primary")
+            assert limiter is not None
+            broker = desk.actor.broker
+            real_place = broker.place
+            placed: list[tuple[str, int]] = []  # tag, writes waiting for a grant meanwhile
+            second_full = trio.Event()  # the first batch's 10 legs took the whole second
+
+            async def place(request: OrderRequest) -> str:
+                placed.append((request.tag or "", limiter.statistics().waiting))
+                if len(placed) == 10:
+                    second_full.set()
+                return await real_place(request)
+
+            monkeypatch.setattr(broker, "place", place)
+            sides = ["BUY", "SELL"] * 5
+            first = {"orders": [leg(side=s) for s in sides[:9]] + [leg(BANKNIFTY_FUT, "SELL", 35)]}
+            second = {"orders": [leg(side=s) for s in sides]}
+            answers: dict[str, tuple[int, dict[str, Any]]] = {}
+
+            async def submit(name: str, body: dict[str, Any]) -> None:
+                answers[name] = await desk.submit(body)
+
+            async with trio.open_nursery() as batches:
+                batches.start_soon(submit, "first", first)
+                await second_full.wait()
+                batches.start_soon(submit, "second", second)
+            assert answers["first"][1]["status"] == "rolled_back", answers["first"]
+            assert answers["second"][1]["status"] == "success", answers["second"]
+            first_id, second_id = answers["first"][1]["batch_id"], answers["second"][1]["batch_id"]
+            order = [tag for tag, _ in placed]
+            reverses = [k for k, tag in enumerate(order) if tag.startswith(f"od{first_id}")
+                        and tag[-2] == "R"]
+            queued = [k for k, tag in enumerate(order) if tag.startswith(f"od{second_id}")]
+            # (a write the venue refused with 429 is asked again: its tag shows twice)
+            assert len({order[k] for k in reverses}) == 9, order
+            assert len({order[k] for k in queued}) == 10, order
+            # The second batch's legs were already waiting (with the other reverses) when the
+            # first reverse went out, and every reverse went out before any of them.
+            assert placed[reverses[0]][1] >= 10, placed
+            assert max(reverses) < min(queued), order
+            assert await desk.positions() == {}

@@ -119,6 +119,22 @@ async def test_purge_frees_old_keys_of_finished_batches_only(store: Store) -> No
         await store.create_batch(batch("B4", key="k1"), [])  # the key is free again
 
 
+async def test_discard_deletes_a_running_batch_and_its_legs_and_frees_its_key(
+    store: Store,
+) -> None:
+    with trio.fail_after(10):
+        await store.create_batch(batch("D1", key="kd", status="running"), legs("D1"))
+        await store.create_batch(batch("D2", key="kf", status="success"), legs("D2"))
+        await store.discard_batch("D1")
+        await store.discard_batch("D2")  # only a batch still running is discarded
+        assert await store.get_batch("D1") is None
+        assert await store.find_batch("acc", "kd") is None
+        assert await store.get_batch("D2") is not None
+        await store.create_batch(batch("D3", key="kd", status="running"), legs("D3"))
+        found = await store.get_batch("D3")
+        assert found is not None and len(found[1]) == 2
+
+
 def delivery(event_id: str, url: str = "https://hook.invalid/a") -> WebhookDelivery:
     return WebhookDelivery(event_id, "acc", url, "batch.completed", {"event": event_id})
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -27,7 +26,7 @@ import attrs
 import trio
 from quart import Blueprint, Response, jsonify, redirect, request
 
-from actors.instruments import InstrumentCaches, broker_url
+from actors.instruments import InstrumentCache, InstrumentCaches, broker_url
 from actors.requests import InstrumentsExchange, InstrumentsQuery
 
 from .deps import current_deps, current_web
@@ -183,9 +182,9 @@ def _row(instrument: Any) -> InstrumentRow:
     )
 
 
-async def _rows(caches: InstrumentCaches, broker: Any) -> tuple[InstrumentRow, ...]:
-    """The broker's NFO and NSE rows from its URL's cache; refreshed as validation's are (once
-    the day's refresh instant passed), a stale copy served if the broker cannot answer now."""
+async def _loaded(caches: InstrumentCaches, broker: Any) -> InstrumentCache:
+    """The broker's URL's cache, its NFO and NSE masters loaded; refreshed as validation's are
+    (once the day's refresh instant passed), a stale copy served if the broker cannot answer."""
     cache = caches.for_broker(broker)
     try:
         with trio.fail_after(FETCH_TIMEOUT_S):
@@ -194,7 +193,7 @@ async def _rows(caches: InstrumentCaches, broker: Any) -> tuple[InstrumentRow, .
         log.warning("instruments of %s: fetch failed: %r", broker_url(broker), exc)
         if not any(cache.loaded(e) for e in EXCHANGES):
             raise ServiceUnavailable("the broker's instrument list is unavailable") from exc
-    return tuple(_row(i) for exchange in EXCHANGES for i in cache.loaded(exchange))
+    return cache
 
 
 @page_blueprint.record_once
@@ -204,28 +203,6 @@ def _install(state: Any) -> None:
     # folder does not exist) and its rule matches before ours: route it to our files.
     if "static" in app.view_functions:
         app.view_functions["static"] = _app_static
-
-
-def _merge(groups: Iterable[Sequence[InstrumentRow]]) -> list[InstrumentRow]:
-    seen: dict[tuple[str, str], InstrumentRow] = {}
-    for rows in groups:
-        for row in rows:
-            seen.setdefault((row.exchange, row.tradingsymbol), row)
-    return list(seen.values())
-
-
-def _matches(rows: Iterable[InstrumentRow], query: str) -> list[InstrumentRow]:
-    """Prefix matches first, then substring matches; NIFTY before NIFTY's options."""
-    prefix, inside = [], []
-    for row in rows:
-        symbol = row.tradingsymbol.upper()
-        if symbol.startswith(query):
-            prefix.append(row)
-        elif query in symbol or query in row.name.upper():
-            inside.append(row)
-    prefix.sort(key=lambda r: (len(r.tradingsymbol), r.tradingsymbol))
-    inside.sort(key=lambda r: (len(r.tradingsymbol), r.tradingsymbol))
-    return prefix + inside
 
 
 @page_blueprint.get("/instruments")
@@ -239,12 +216,8 @@ async def instruments() -> Response:
             raise NotFound(f"unknown account {requested!r}")
         accounts = [requested]
     deps = current_deps()
-    groups = [await _rows(deps.instruments, deps.actors[a].broker) for a in accounts]
-    rows = _merge(groups)
-    if query.exchange:
-        rows = [r for r in rows if r.exchange == query.exchange]
-    if query.q:
-        rows = _matches(rows, query.q)
+    caches = [await _loaded(deps.instruments, deps.actors[a].broker) for a in accounts]
+    found = deps.instruments.search_index(caches, EXCHANGES).search(query.q, query.exchange)
     if query.limit:
-        rows = rows[:query.limit]
-    return jsonify({"instruments": [r.as_json() for r in rows]})
+        found = found[:query.limit]
+    return jsonify({"instruments": [_row(i).as_json() for i in found]})

@@ -138,10 +138,12 @@ class LivePositions:
     def reconciled(self) -> None:
         self._fetch.set()
 
-    def on_ticks(self, ticks: Iterable[Any]) -> None:
+    def on_prices(self, prices: Iterable[tuple[int, float]]) -> None:
+        """A frame's (instrument token, last price) pairs."""
         moved = False
-        for tick in ticks:
-            moved = self.book.set_ltp(tick.instrument_token, tick.last_price) or moved
+        set_ltp = self.book.set_ltp
+        for token, price in prices:
+            moved = set_ltp(token, price) or moved
         if moved:
             self._moved.set()
 
@@ -182,7 +184,7 @@ class LivePositions:
         self._moved.set()
         if getattr(stream, "subscribe", None) is None:
             return  # no market data on this stream: LTP stays unavailable
-        stream.on_ticks = self.on_ticks
+        stream.on_prices = self.on_prices
         self._orders_moved = True
         try:
             while True:

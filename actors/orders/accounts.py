@@ -51,6 +51,7 @@ class Job:
     batch_id: str
     spec: BatchSpec
     legs: tuple[Leg, ...]
+    written_ahead: frozenset[int] = frozenset()  # legs stored PLACING with the batch
 
 
 @attrs.define(eq=False)

@@ -17,14 +17,12 @@ kill switch), `placing` (order primitives), `legs` (the tag scheme).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import attrs
 import trio
 
-from store import BatchRecord, Store, StoreError
+from store import BatchRecord, Store
 from store import IdempotencyConflict as KeyStoredBefore
 
 from ..account import AccountActor
@@ -34,7 +32,6 @@ from ..errors import (
     IdempotencyConflict,
     MalformedRequest,
     Overloaded,
-    StoreUnavailable,
     Unavailable,
     UnknownAccount,
 )
@@ -52,18 +49,19 @@ from ..outcomes import (
     stored_result,
 )
 from ..requests import BatchRequest, ExitRequest, LegRequest, ModifyRequest
-from .accounts import Accounts, Job, Work
+from .accounts import AccountContext, Accounts, Job, Work
 from .admission import admit
 from .checks import PreTrade
 from .config import BatchConfig
 from .execution import BatchRunner, EventHook
 from .exits import PositionExits
+from .intake import Intake
 from .kill import KillSwitch
 from .legs import batch_legs, new_batch_id
 from .modify import OrderModifier
 from .placing import OrderOps
 from .recovery import Recoveries
-from .results import FINAL, batch_progress, leg_record
+from .results import FINAL, batch_progress
 from .rollback import Rollback
 from .singles import SingleOrders
 from .validation import BatchSpec
@@ -118,6 +116,7 @@ class BatchCoordinator:
         rollback = Rollback(self.ops, config)
         self._runner = BatchRunner(store, config, self.ops, rollback, self._writes, on_event)
         self._checks = PreTrade(config)
+        self._intake = Intake(store, self._checks, self._accounts, self._jobs_send)
         self._recoveries = Recoveries(store, self._accounts, self._runner, config)
         self._singles = SingleOrders(self._accounts, self.ops, config)
         self._modifier = OrderModifier(self._accounts, self.ops, store, config)
@@ -214,41 +213,40 @@ class BatchCoordinator:
             if found is not None:
                 return await self._replay(found[0], request_hash)
         self._accounts.check_open(account, ctx)
-        spec = await self._checks.check_margin(ctx, await self._checks.validate(ctx, request))
+        spec = await self._checks.validate(ctx, request)
         self._accounts.check_open(account)  # it began meanwhile? From here to tracked, no await
-        load = self._accounts.load(ctx, account, len(spec.legs), self._writes.latency_s)
-        refusal = admit(self._config, load, len(spec.legs), spec.timeout_s)
-        if refusal is not None:
-            if self._on_refused is not None:
-                self._on_refused(refusal.reason)
-            log.warning("batch of %s by %s refused (%s): %s", account, client, refusal.reason,
-                        refusal.message)
-            raise Overloaded(refusal.reason, refusal.message, refusal.retry_after_s)
+        self._admit(ctx, account, spec, client)
         batch_id = new_batch_id()
         legs = batch_legs(batch_id, spec.legs, self._config.market_protection)
-        now = time.time()
-        record = BatchRecord(batch_id, account, idempotency_key, request_hash,
-                             _as_run(request, spec), "running", None, now, now)
         work = self._accounts.batches[batch_id] = Work(
             account, frozenset((leg.exchange, leg.tradingsymbol) for leg in spec.legs),
             legs=legs)
         try:
-            with trio.CancelScope(shield=True):  # stored means dispatched
-                await self._store.create_batch(record, [leg_record(batch_id, leg) for leg in legs])
-                await self._jobs_send.send(Job(account, batch_id, spec, legs))
-        except KeyStoredBefore as exc:
+            await self._intake.store_while_checking(ctx, Job(account, batch_id, spec, legs),
+                                                    request, request_hash, idempotency_key)
+        except BaseException as exc:
             del self._accounts.batches[batch_id]
             work.finish()
-            return await self._replay(exc.existing, request_hash)
-        except StoreError as exc:
-            del self._accounts.batches[batch_id]
-            work.finish()
-            raise StoreUnavailable(str(exc)) from exc
+            if isinstance(exc, KeyStoredBefore):
+                return await self._replay(exc.existing, request_hash)
+            raise
         log.info("batch %s of %s by %s: %d legs", batch_id, account, client, len(legs))
         await work.done.wait()
         if work.result is not None:  # the outcome reached, whether or not it is stored yet
             return work.result
         return await self.get(account, batch_id)
+
+    def _admit(self, ctx: AccountContext, account: str, spec: BatchSpec, client: str) -> None:
+        """Overloaded (503) when the batch cannot start in time or fit the order budget."""
+        load = self._accounts.load(ctx, account, len(spec.legs), self._writes.latency_s)
+        refusal = admit(self._config, load, len(spec.legs), spec.timeout_s)
+        if refusal is None:
+            return
+        if self._on_refused is not None:
+            self._on_refused(refusal.reason)
+        log.warning("batch of %s by %s refused (%s): %s", account, client, refusal.reason,
+                    refusal.message)
+        raise Overloaded(refusal.reason, refusal.message, refusal.retry_after_s)
 
     async def basket_margin(
         self, account: str, request: BatchRequest | MalformedRequest
@@ -355,12 +353,3 @@ class BatchCoordinator:
         """Flatten one position: see `exits.PositionExits.exit_position`."""
         return await self._exits.exit_position(account, request, request_hash, client,
                                                idempotency_key)
-
-
-def _as_run(request: BatchRequest | MalformedRequest, spec: BatchSpec) -> dict[str, Any]:
-    """What is stored with a batch: its request, with the execution it runs with when the
-    coordinator chose another (recovery unwinds it in that order)."""
-    run = attrs.asdict(request)
-    if spec.execution_reason is not None:
-        run.update(execution=spec.execution, execution_reason=spec.execution_reason)
-    return run

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import trio
@@ -32,7 +32,7 @@ from ..outcomes import BatchResult, as_json
 from ..ratelimit import Priority
 from .accounts import AccountContext, Accounts, Job
 from .config import BatchConfig
-from .legs import Leg
+from .legs import Leg, first_wave
 from .placing import OrderOps, UnknownOutcome
 from .results import Plan, batch_result
 from .rollback import Rollback, cut_short, failed
@@ -136,7 +136,8 @@ class BatchRunner:
         except Exception:
             log.exception("batch %s: placing its legs crashed", job.batch_id)
         finally:
-            with self._abortable() as scope:
+            undo = job.spec.rollback_on_failure and not all(leg.complete for leg in job.legs)
+            with self._abortable() as scope, ctx.limiter.undoing() if undo else nullcontext():
                 try:
                     status = await self._conclude(ctx, job, deadline)
                     result = await self.finish(job.account, job.batch_id, job.legs, status,
@@ -156,18 +157,15 @@ class BatchRunner:
         with trio.CancelScope(deadline=deadline) as scope:
             ctx.running[job.batch_id] = scope
             try:
-                first = [leg for leg in job.legs if job.spec.execution == "parallel"
-                         or leg.request.transaction_type == "BUY"]
+                first = first_wave(job.spec.execution, job.legs)
                 async with trio.open_nursery() as nursery:
                     for leg in first:
-                        nursery.start_soon(self._leg, ctx, job.batch_id, leg, scope, deadline)
+                        nursery.start_soon(self._leg, ctx, job, leg, scope, deadline)
                 if all(leg.complete for leg in first):
                     async with trio.open_nursery() as nursery:
                         for leg in job.legs:
                             if leg not in first:
-                                nursery.start_soon(
-                                    self._leg, ctx, job.batch_id, leg, scope, deadline
-                                )
+                                nursery.start_soon(self._leg, ctx, job, leg, scope, deadline)
             finally:
                 del ctx.running[job.batch_id]
 
@@ -237,12 +235,13 @@ class BatchRunner:
         await self.ops.save_leg(batch_id, leg)
 
     async def _leg(
-        self, ctx: AccountContext, batch_id: str, leg: Leg, scope: trio.CancelScope, deadline: float
+        self, ctx: AccountContext, job: Job, leg: Leg, scope: trio.CancelScope, deadline: float
     ) -> None:
+        batch_id = job.batch_id
         try:
             with ctx.actor.watch(leg.tag) as updates:
                 await self.ops.send(ctx.actor, ctx.limiter, batch_id, leg, Priority.NORMAL,
-                                    deadline)
+                                    deadline, written_ahead=leg.index in job.written_ahead)
                 await self.ops.follow(ctx.actor, leg, updates, deadline)
             if not leg.complete and leg.error is None:
                 leg.error = leg.status_message or f"leg ended {leg.status}"
@@ -271,7 +270,7 @@ class BatchRunner:
         Raises RollbackAborted when `abort()` cut it short: no final status is decided, the
         batch stays stored `rolling_back` (or `running`, if it was cut before that was written).
         """
-        with self._abortable() as scope:
+        with self._abortable() as scope, ctx.limiter.undoing():
             await self.save_batch(batch_id, "rolling_back")
             deadline = trio.current_time() + self._config.rollback_timeout_s
             with trio.CancelScope(deadline=deadline + self._config.cleanup_grace_s):

@@ -142,6 +142,13 @@ def batch_legs(
                  for n, request in enumerate(requests))
 
 
+def first_wave(execution: str, legs: Sequence[Leg]) -> list[Leg]:
+    """The legs a batch sends at once: all of them, or (hedge-first) its BUY legs; the SELL
+    legs go only once every BUY leg is COMPLETE."""
+    return [leg for leg in legs
+            if execution == "parallel" or leg.request.transaction_type == "BUY"]
+
+
 def reverse_request(
     request: OrderRequest, quantity: int, tag: str | None, protection: float
 ) -> OrderRequest:

@@ -61,7 +61,9 @@ class OrderOps:
     ) -> T:
         """One order write: wait for a token, then a shielded call with its own timeout.
 
-        A 429 means not processed: retried until `deadline`. A timeout is BrokerUnavailable.
+        A 429 means not processed: retried until `deadline`, the account's writes held back
+        meanwhile while this one keeps its place in the queue (`OrderBudget.hold`). A timeout
+        is BrokerUnavailable.
         """
         backoff = Backoff(0.05, 1.0)
         while True:
@@ -74,20 +76,21 @@ class OrderOps:
                     raise
             except trio.TooSlowError as exc:
                 raise BrokerUnavailable("the call timed out: outcome unknown") from exc
-            await trio.sleep(backoff.next())
+            limiter.hold(backoff.next())
 
     async def send(
         self, actor: AccountActor, limiter: OrderBudget, batch_id: str | None, leg: Leg,
-        priority: Priority, deadline: float,
+        priority: Priority, deadline: float, *, written_ahead: bool = False,
     ) -> None:
-        """Place `leg` (written ahead as PLACING); an unknown outcome is resolved by its tag.
+        """Place `leg` (written ahead as PLACING, unless its row already says so:
+        `written_ahead`); an unknown outcome is resolved by its tag.
 
         `leg.sent` is set only once the rate-limit token is granted and the POST goes out (a
         leg cancelled while waiting for its token was never sent: NOT_PLACED), and cleared
         again when the broker answered that it did not take the order (a 429, a rejection).
         """
         leg.status = "PLACING"
-        if batch_id is not None:
+        if batch_id is not None and not written_ahead:
             await self._write_ahead(batch_id, leg)
 
         async def post(request: OrderRequest) -> str:

@@ -109,5 +109,8 @@ def batch_progress(batch: BatchRecord, records: list[LegRecord]) -> BatchProgres
     )
 
 
-def leg_record(batch_id: str, leg: Leg) -> LegRecord:
-    return LegRecord(batch_id, leg.index, leg.tag, "PENDING", None, attrs.asdict(leg.request), {})
+def leg_record(batch_id: str, leg: Leg, written_ahead: bool = False) -> LegRecord:
+    """A new leg's row: PENDING, or PLACING when the row is its write-ahead (stored with the
+    batch, so sending it needs no write of its own)."""
+    return LegRecord(batch_id, leg.index, leg.tag, "PLACING" if written_ahead else "PENDING",
+                     None, attrs.asdict(leg.request), {})
