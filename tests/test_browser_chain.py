@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from tests.fixtures_browser import (
@@ -28,6 +29,7 @@ from tests.test_browser import expect_live
 
 TEST_TIMEOUT_S = 90
 STILL = 3600.0  # no simulation step during a test
+DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
@@ -239,3 +241,60 @@ async def test_chain_on_a_phone_without_a_sideways_scroll(
                 assert page.evaluate("document.documentElement.scrollWidth") <= width
 
             await in_browser(chromium, scenario, viewport=PHONE)
+
+
+#: Elements of `selector` whose text runs over more than one line (an inline box per line).
+BROKEN_LINES = """(selector) => [...document.querySelectorAll(selector)]
+  .filter((el) => el.getClientRects().length > 1).map((el) => el.textContent)"""
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1440x900", "390x844"])
+async def test_buy_sell_after_a_success_starts_a_new_ticket(
+    tmp_path: Path, chromium: str, viewport: dict[str, int]  # noqa: F811
+) -> None:
+    """The merged basket column: after a placed basket, B/S is a new ticket of that one leg
+    (as a template or Load is), not a fifth leg of the placed one with Repeat still offered;
+    the chain's put side, the Saved controls and each leg's result fit the column."""
+    with trio.fail_after(TEST_TIMEOUT_S):
+        async with open_served_desk(tmp_path, tick_interval_s=STILL) as desk:
+
+            def scenario(page: Any) -> None:
+                batches = record(page, "/batch-orders")
+                sign_in(page, desk.base_url, TOKENS["primary"])
+                expect_live(page)
+                wait_chain(page, "NIFTY")
+                wrap = page.evaluate("(() => { const w = document.querySelector('.chain-wrap');"
+                                     " return [w.scrollWidth, w.clientWidth]; })()")
+                assert wrap[0] <= wrap[1], f"the put side is cut off: {wrap}"
+                # Saved: each field with its buttons on one line, none left alone under it
+                tops = page.evaluate(
+                    "() => ['name', 'save', 'list', 'load', 'delete'].map((id) =>"
+                    " document.querySelector(`#saved-${id}`).getBoundingClientRect().top)")
+                assert tops[0] == tops[1] and tops[2] == tops[3] == tops[4], tops
+                page.get_by_role("button", name="Iron condor").click()
+                page.get_by_role("button", name="Place basket").click()
+                page.get_by_role("button", name="Confirm and place").click()
+                page.wait_for_selector('#basket-result[data-status="success"]')
+                # each leg's symbol and status readable on one line in the narrow column
+                assert page.evaluate(BROKEN_LINES, "#basket-result .sym, #basket-result "
+                                     ".status, #basket-result .order-id") == []
+                assert page.get_by_role("button", name="Repeat").is_visible()
+
+                with desk.client(TOKENS["primary"]) as client:
+                    call = symbol(chain_of(client), 24000.0, "CE")
+                page.get_by_role("button", name=f"Sell {call}").click()
+                assert ticket(page) == [(call, "SELL", "1")]
+                assert page.locator("#basket-submit").is_visible()
+                assert page.get_by_role("button", name="Repeat").count() == 0
+                assert page.locator("#basket-result").is_hidden()  # the placed basket's
+                assert page.locator("#chain-status").inner_text() == (
+                    f"Added: Sell {call}, 1 lot (leg 1).")
+                page.get_by_role("button", name="Place basket").click()
+                page.get_by_role("button", name="Confirm and place").click()
+                page.wait_for_selector('#basket-result[data-status="success"]')
+                assert page.locator("#basket-result tbody tr").count() == 1
+                assert len(batches) == 2
+                with desk.client(TOKENS["primary"]) as client:
+                    assert len(client.orders()) == 5  # the condor's four, then the one call
+
+            await in_browser(chromium, scenario, viewport=viewport)

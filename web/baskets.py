@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, jsonify
+from quart import Blueprint, Response
 
 from actors.baskets import SavedBaskets
 from actors.errors import FieldError, InvalidRequest, MalformedRequest
@@ -18,7 +18,7 @@ from actors.requests import BasketName, SaveBasketRequest
 
 from .deps import current_deps, current_web
 from .inputs import json_object
-from .replies import answer
+from .replies import reply
 from .routes import require_account
 
 __all__ = ["baskets_blueprint"]
@@ -28,11 +28,6 @@ baskets_blueprint = Blueprint("baskets", __name__, url_prefix="/accounts/<accoun
 
 def _baskets() -> SavedBaskets:
     return SavedBaskets(current_deps().store)
-
-
-def _reply(value: object) -> tuple[Response, int]:
-    status, body = answer(current_web().converter, value)
-    return jsonify(body), status
 
 
 def _structure(raw: Any, model: type[Any], problems: list[FieldError]) -> Any:
@@ -56,13 +51,13 @@ def _name(name: str) -> str:
 @baskets_blueprint.get("")
 async def list_baskets(account_id: str) -> tuple[Response, int]:
     require_account(account_id)
-    return _reply(await _baskets().summaries(account_id))
+    return reply(await _baskets().summaries(account_id))
 
 
 @baskets_blueprint.get("/<name>")
 async def load_basket(account_id: str, name: str) -> tuple[Response, int]:
     require_account(account_id)
-    return _reply(await _baskets().load(account_id, _name(name)))
+    return reply(await _baskets().load(account_id, _name(name)))
 
 
 @baskets_blueprint.put("/<name>")
@@ -74,10 +69,10 @@ async def save_basket(account_id: str, name: str) -> tuple[Response, int]:
     body = _structure(await json_object(), SaveBasketRequest, problems)
     if problems:
         raise InvalidRequest(problems)
-    return _reply(await _baskets().save(account_id, typed.name, body))
+    return reply(await _baskets().save(account_id, typed.name, body))
 
 
 @baskets_blueprint.delete("/<name>")
 async def delete_basket(account_id: str, name: str) -> tuple[Response, int]:
     require_account(account_id)
-    return _reply(await _baskets().delete(account_id, _name(name)))
+    return reply(await _baskets().delete(account_id, _name(name)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, TypeVar
 
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, request
 
 from actors.errors import MalformedRequest
 from actors.requests import BatchRequest, ExitRequest, LegRequest, ModifyRequest, body_hash
@@ -21,7 +21,7 @@ from actors.requests import BatchRequest, ExitRequest, LegRequest, ModifyRequest
 from .deps import current_deps, current_web
 from .errors import BadRequest, FieldError, InvalidInput, ServiceUnavailable
 from .inputs import json_object
-from .replies import answer
+from .replies import reply
 from .routes import require_account
 
 __all__ = ["orders_blueprint"]
@@ -40,13 +40,6 @@ def _coordinator() -> Any:
     if coordinator is None:
         raise ServiceUnavailable("the batch coordinator is not running")
     return coordinator
-
-
-def _reply(value: object) -> tuple[Response, int]:
-    """A result as its status and JSON (a refusal raised instead leaves through
-    `replies.install_refusal_handler`)."""
-    status, body = answer(current_web().converter, value)
-    return jsonify(body), status
 
 
 def _idempotency_key() -> str | None:
@@ -75,7 +68,7 @@ async def submit_batch(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
     key = _idempotency_key()
     request, digest = await _typed_body(BatchRequest)
-    return _reply(await _coordinator().submit(account_id, request, digest, key, identity.name))
+    return reply(await _coordinator().submit(account_id, request, digest, key, identity.name))
 
 
 @orders_blueprint.post("/basket-margin")
@@ -83,13 +76,13 @@ async def basket_margin(account_id: str) -> tuple[Response, int]:
     """The margin and net premium a batch body would need: read only, no Idempotency-Key."""
     require_account(account_id)
     request, _ = await _typed_body(BatchRequest)
-    return _reply(await _coordinator().basket_margin(account_id, request))
+    return reply(await _coordinator().basket_margin(account_id, request))
 
 
 @orders_blueprint.get("/batch-orders/<batch_id>")
 async def get_batch(account_id: str, batch_id: str) -> tuple[Response, int]:
     require_account(account_id)
-    return _reply(await _coordinator().get(account_id, batch_id))
+    return reply(await _coordinator().get(account_id, batch_id))
 
 
 @orders_blueprint.post("/orders")
@@ -97,8 +90,8 @@ async def place_order(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
     key = _idempotency_key()
     request, digest = await _typed_body(LegRequest)
-    return _reply(await _coordinator().place_single(account_id, request, digest, identity.name,
-                                                    key))
+    return reply(await _coordinator().place_single(account_id, request, digest, identity.name,
+                                                   key))
 
 
 def _order_id(order_id: str) -> str:
@@ -112,8 +105,8 @@ def _order_id(order_id: str) -> str:
 @orders_blueprint.delete("/orders/<order_id>")
 async def cancel_order(account_id: str, order_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
-    return _reply(await _coordinator().cancel_order(account_id, _order_id(order_id),
-                                                    identity.name))
+    return reply(await _coordinator().cancel_order(account_id, _order_id(order_id),
+                                                   identity.name))
 
 
 @orders_blueprint.put("/orders/<order_id>")
@@ -122,14 +115,14 @@ async def modify_order(account_id: str, order_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
     _order_id(order_id)
     request, _ = await _typed_body(ModifyRequest)
-    return _reply(await _coordinator().modify_order(account_id, order_id, request,
-                                                    identity.name))
+    return reply(await _coordinator().modify_order(account_id, order_id, request,
+                                                   identity.name))
 
 
 @orders_blueprint.post("/kill")
 async def kill(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
-    return _reply(await _coordinator().kill(account_id, identity.name))
+    return reply(await _coordinator().kill(account_id, identity.name))
 
 
 @orders_blueprint.post("/positions/exit")
@@ -139,5 +132,5 @@ async def exit_position(account_id: str) -> tuple[Response, int]:
     identity = require_account(account_id)
     key = _idempotency_key()
     request, digest = await _typed_body(ExitRequest)
-    return _reply(await _coordinator().exit_position(account_id, request, digest,
-                                                     identity.name, key))
+    return reply(await _coordinator().exit_position(account_id, request, digest,
+                                                    identity.name, key))

@@ -36,9 +36,10 @@ from actors.errors import (
 )
 from actors.outcomes import OrderOutcomeUnknown
 
+from .deps import current_web
 from .middleware import current_correlation_id
 
-__all__ = ["answer", "install_refusal_handler", "refusal"]
+__all__ = ["answer", "install_refusal_handler", "refusal", "reply"]
 
 #: Each refusal's status and error code.
 STATUS: dict[type[CoordinatorError], tuple[int, str]] = {
@@ -86,6 +87,13 @@ def answer(converter: cattrs.Converter, value: object) -> tuple[int, Any]:
     """A result's status and body: 202 for an order whose outcome is unknown, else 200."""
     status = 202 if isinstance(value, OrderOutcomeUnknown) else 200
     return status, converter.unstructure(value)
+
+
+def reply(value: object) -> tuple[Response, int]:
+    """A route's result as its status and JSON (a refusal raised instead leaves through
+    `install_refusal_handler`): the one way the order and basket routes answer."""
+    status, body = answer(current_web().converter, value)
+    return jsonify(body), status
 
 
 def install_refusal_handler(app: Quart, converter: cattrs.Converter) -> None:

@@ -108,11 +108,19 @@ export class Basket {
     return li;
   }
 
+  // Whether the ticket still holds a placed basket (its Clear/Repeat offer is showing).
+  get placed() {
+    return Boolean(this.result.querySelector(".after-success"));
+  }
+
   // The ticket's legs replaced by `list` (each as `addLeg` takes it; none: one blank leg): a
-  // new ticket, so a placed one's Clear/Repeat offer gives way to Place basket. The option
-  // chain's templates and a saved basket's Load fill the ticket through here.
+  // new ticket, so a placed one's outcome and Clear/Repeat offer give way to Place basket (as
+  // Clear does). The option chain's B/S and templates and a saved basket's Load fill it here.
   replaceLegs(list) {
-    this.result.querySelector(".after-success")?.remove();
+    if (this.placed) {
+      this.result.querySelector(".after-success").remove();
+      this.result.hidden = true;
+    }
     this.submitButton.hidden = false;
     for (const li of this.legs()) li.remove();
     for (const values of list.slice(0, MAX_LEGS)) this.addLeg(values);

@@ -211,7 +211,7 @@ export class OptionChain {
     const leg = this.legOf(side, symbol);
     const blank = this.basket.legs().every((li) =>
       !li.querySelector('[name="tradingsymbol"]').value.trim());
-    if (blank) this.basket.replaceLegs([leg]);
+    if (blank || this.basket.placed) this.basket.replaceLegs([leg]); // a placed ticket: a new one
     else if (!this.basket.addLeg(leg)) {
       this.say(`The ticket is full: ${symbol} not added.`, true);
       return;

@@ -22,8 +22,9 @@ function row(index, sent, { status, filled, orderId, error, rollback, action }) 
     <td><span class="status ${esc(statusClass)}">${esc(status)}</span>
       ${orderId ? `<span class="sub order-id">${esc(orderId)}</span>` : ""}
       ${error ? `<span class="sub err">${esc(error)}</span>` : ""}</td>
-    <td class="num">${esc(filled)}</td>
-    <td class="rollback" data-action="${esc(action ?? "none")}">${esc(rollback || "–")}</td>
+    <td class="num" data-label="Filled">${esc(filled)}</td>
+    <td class="rollback" data-label="Rollback" data-action="${esc(action ?? "none")}">${
+      esc(rollback || "–")}</td>
   </tr>`;
 }
 

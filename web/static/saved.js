@@ -140,8 +140,6 @@ export class SavedBaskets {
       if (o.price !== undefined) values.price = String(o.price);
       return values;
     });
-    // A ticket showing the last success's Clear/Repeat goes back to "Place basket" first.
-    this.basket.result.querySelector('.after-success [data-act="clear"]')?.click();
     this.basket.replaceLegs(legs);
     this.name.value = name;
     this.say(`Loaded “${name}”: ${legs.length} leg${legs.length === 1 ? "" : "s"} in the `
