@@ -25,9 +25,13 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 		 >/dev/null) ; } || echo "chromium not installed: browser tests will skip (fail on CI)"
 
+# Two workers (pytest-xdist): most tests wait on sockets, subprocesses and Postgres, so two at a
+# time nearly halve the wall time on a 2-core machine. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py

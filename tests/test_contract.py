@@ -4,6 +4,7 @@ running service keeps to it under schemathesis (every operation, valid tokens, s
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -33,8 +34,11 @@ from web.contract import OPERATIONS, WEBSOCKETS, path_of
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance,
           content_type_conformance, response_headers_conformance]
 #: Valid input per the document, then input that breaks it (each answered 4xx, as documented).
-MODES = ((GenerationMode.POSITIVE, 30), (GenerationMode.NEGATIVE, 15))
-BUDGET_S = 40.0  # the whole test stays under 60 s on a loaded machine
+MODES = ((GenerationMode.POSITIVE, 15), (GenerationMode.NEGATIVE, 10))
+#: Past this the passes stop (what is left is counted as skipped): generating cases costs as
+#: much as calling the service, so the deadline must stop the generation, not only the calls.
+#: `make test` gives it 35 s; ORDERDESK_CONTRACT_BUDGET_S=600 runs every pass to the end.
+BUDGET_S = float(os.environ.get("ORDERDESK_CONTRACT_BUDGET_S", "35"))
 GOLDEN = Path(__file__).parent / "golden"
 MASKED = re.compile(r"<[a-z_]+(:\d+)?>")
 
@@ -43,6 +47,7 @@ MASKED = re.compile(r"<[a-z_]+(:\d+)?>")
 class Figures:
     operations: int = 0
     cases: int = 0
+    skipped: list[str] = attrs.Factory(list)  # (mode, operation) passes the budget cut
     failures: list[str] = attrs.Factory(list)
     statuses: dict[int, int] = attrs.Factory(dict)
 
@@ -54,13 +59,19 @@ def _token(path: str) -> str:
 
 
 def _fuzz(document: dict[str, Any], base_url: str, figures: Figures) -> None:
-    """Every operation, seeded, in this (worker) thread; the service runs in the test's."""
+    """Every operation, seeded, in this (worker) thread; the service runs in the test's. Each
+    mode's pass goes over every operation before the next mode starts."""
     schema = schemathesis.openapi.from_dict(document)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    figures.operations = len(operations)
     deadline = time.monotonic() + BUDGET_S
-    for result in schema.get_all_operations():
-        figures.operations += 1
-        for mode, examples in MODES:
-            _fuzz_operation(result.ok(), mode, examples, base_url, figures, deadline)
+    for mode, examples in MODES:
+        for operation in operations:
+            if time.monotonic() > deadline:
+                figures.skipped.append(f"{mode.value} {operation.method.upper()} "
+                                       f"{operation.path}")
+                continue
+            _fuzz_operation(operation, mode, examples, base_url, figures, deadline)
 
 
 def _fuzz_operation(operation: Any, mode: GenerationMode, examples: int, base_url: str,
@@ -136,15 +147,18 @@ async def test_documents_are_cacheable(tmp_path: Path) -> None:
 
 async def test_the_service_keeps_to_its_contract(tmp_path: Path) -> None:
     figures = Figures()
-    with trio.fail_after(90):
+    with trio.fail_after(BUDGET_S + 55):
         async with open_test_service(tmp_path) as running:
             document = await _document(running)
             started = time.monotonic()
             await trio.to_thread.run_sync(_fuzz, document, f"http://{running.web_bind}", figures)
             elapsed = time.monotonic() - started
     print(f"schemathesis: {figures.operations} operations, {figures.cases} cases, "
-          f"{len(figures.failures)} failures in {elapsed:.1f}s; statuses {figures.statuses}")
+          f"{len(figures.failures)} failures, {len(figures.skipped)} passes skipped in "
+          f"{elapsed:.1f}s; statuses {figures.statuses}")
     assert figures.operations == len(OPERATIONS)
+    # the valid-input pass reaches every operation even on a loaded machine
+    assert not [s for s in figures.skipped if s.startswith(GenerationMode.POSITIVE.value)]
     assert figures.failures == [], "\n".join(figures.failures)
 
 
