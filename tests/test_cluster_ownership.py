@@ -135,7 +135,9 @@ async def test_a_fenced_owner_steps_down_and_takes_the_account_again(
     the account again under a new epoch; the order reaches the store once."""
     with trio.fail_after(40):
         async with (
-            node(tmp_path, pg_url, venue, key_prefix, "a") as a,
+            # a long lease: on a loaded machine a late renewal must not step a down first
+            node(tmp_path, pg_url, venue, key_prefix, "a", lease_s=6.0, renew_s=0.5,
+                 margin_s=1.0) as a,
             kite_http(venue) as kite,
         ):
             owner = a.cluster.owners["primary"] if a.cluster else None
