@@ -14,6 +14,7 @@ import trio_websocket
 
 from actors.account import ActorConfig
 from tests.fixtures_web import TOKENS, Reader, WebStack, open_web_stack, place_market
+from web import WebConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
 
@@ -91,7 +92,12 @@ async def test_a_slow_reader_gets_the_latest_positions_and_is_never_closed(
     tmp_path: Path,
 ) -> None:
     config = ActorConfig(subscriber_queue=16, positions_max_rate_hz=50)  # 200 would not fit
-    async with open_web_stack(tmp_path, accounts=("primary",), actor_config=config) as stack:
+    # The reader takes nothing while 200 prices move: on a loaded machine that outlasts the
+    # default send deadline (a peer that takes no write for 10 s is dropped, rightly); the
+    # deadline is not what this test is about.
+    web = WebConfig(send_timeout_s=60.0)
+    async with open_web_stack(tmp_path, accounts=("primary",), actor_config=config,
+                              web_config=web) as stack:
         actor = stack.actors["primary"]
         with trio.fail_after(40):
             async with trio.open_nursery() as nursery:
