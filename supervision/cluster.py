@@ -20,7 +20,7 @@ from actors.health import HealthEntry
 from web.settings import ClusterSettings
 
 from .lease import REDIS_ERRORS, Leases, open_leases
-from .ownership import AccountOwner, Claims
+from .ownership import AccountOwner, Claims, Takeovers
 
 log = logging.getLogger("orderdesk.cluster")
 
@@ -32,11 +32,13 @@ class Cluster:
         self.leases = leases
         self._store = store
         self.owners: dict[str, AccountOwner] = {}
+        #: The order path, once built: each takeover recovers the old owner's batches through it.
+        self.takeovers: Takeovers | None = None
 
     def owner(self, actor: AccountActor, health: HealthEntry | None = None) -> AccountOwner:
         """The ownership loop that runs `actor` whenever this node owns its account (`health`:
         the actor's entry, whose upstream is not judged while the account is standby here)."""
-        owner = AccountOwner(actor, self.leases, self._store, health)
+        owner = AccountOwner(actor, self.leases, self._store, health, lambda: self.takeovers)
         self.owners[actor.account] = owner
         return owner
 

@@ -3,8 +3,9 @@
 `AccountOwner.run` is the account's child in the supervision tree in place of the actor's own
 `run`. It waits (standby) until it can take the account's Redis lease, bumps the account's epoch
 in Postgres (from then on the previous owner's writes are refused), then runs the actor beside a
-keeper that renews the lease. It steps down (stops the actor, stops writing, gives the lease up)
-when:
+keeper that renews the lease, and has the order path recover the batches the previous owner left
+unfinished (`Takeovers`: new orders of the account are refused until they are tracked).
+It steps down (stops the actor, stops writing, gives the lease up) when:
 - the lease is lost: another node holds it, or no renewal succeeded before this node's own
   deadline (sent + lease - margin), which comes before Redis expires the key, so the actor is
   stopped while the lease still stands (Redis unreachable counts the same);
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import trio
@@ -34,6 +36,14 @@ log = logging.getLogger("orderdesk.cluster")
 STEPPED_DOWN = "owner stepped down"
 
 
+class Takeovers(Protocol):
+    """What a takeover needs of the order path (the batch coordinator): hold new orders of
+    the account, then recover what the previous owner left unfinished."""
+
+    def taking_over(self, account: str) -> None: ...
+    async def recover_account(self, account: str) -> None: ...
+
+
 class Claims(Protocol):
     """What ownership needs of the store (the Postgres engine's fencing)."""
 
@@ -45,9 +55,11 @@ class AccountOwner:
     """One account's ownership on this node; `view()` is what `/admin/actors` shows of it."""
 
     def __init__(
-        self, actor: AccountActor, leases: Leases, store: Claims, health: HealthEntry | None
+        self, actor: AccountActor, leases: Leases, store: Claims, health: HealthEntry | None,
+        takeovers: Callable[[], Takeovers | None] = lambda: None,
     ) -> None:
         self.account = actor.account
+        self._takeovers = takeovers
         self._actor = actor
         self._health = health
         self._watch = None if health is None else health.upstream_watch
@@ -110,7 +122,6 @@ class AccountOwner:
             if claiming.cancelled_caught:
                 reason = "the epoch could not be claimed within the lease"
                 return told
-            self.state = "owner"
             self.takeovers += 1
             if self._health is not None:  # its upstream is judged again
                 self._health.upstream_watch = self._watch
@@ -119,6 +130,11 @@ class AccountOwner:
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self._actor.run)
+                    takeovers = self._takeovers()
+                    if takeovers is not None:  # new orders wait for the old owner's batches
+                        takeovers.taking_over(self.account)
+                        nursery.start_soon(takeovers.recover_account, self.account)
+                    self.state = "owner"
                     if ready is not None:
                         ready.started()
                         told = True

@@ -246,6 +246,8 @@ async def _open_tree(
             instruments=instruments,
             owns=None if cluster is None else cluster.owns,
         )
+        if cluster is not None:  # a takeover recovers the old owner's unfinished batches
+            cluster.takeovers = coordinator
         batches = _Scoped()
         await root.start(batches.run, partial(supervise, ChildSpec("batches", coordinator.run),
                                               health))

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 import attrs
 import trio
 
-from store import BatchRecord, Store
+from store import BatchRecord, Store, StoreError
 from store import IdempotencyConflict as KeyStoredBefore
 
 from ..account import AccountActor
@@ -109,6 +109,10 @@ class BatchCoordinator:
         self._accounts = Accounts(actors, config, instruments or InstrumentCaches(
             config.freeze_limits, config.instrument_refresh), owns)
         self._jobs_send, self._jobs_receive = trio.open_memory_channel[Job](64)
+        # [cluster]: accounts this node just took over, each with the event set once their
+        # unfinished batches are tracked for recovery (`recover_account`).
+        self._takeovers_send, self._takeovers_receive = trio.open_memory_channel[
+            tuple[str, trio.Event]](max(1, len(actors)))
         self._started = False
         self._writes = StoreWrites(config.store_timeout_s, retry_max_s=config.store_retry_max_s,
                                    on_latency=on_store_write)
@@ -184,12 +188,48 @@ class BatchCoordinator:
                 self._recoveries.track(batch, legs)
                 nursery.start_soon(self._recoveries.recover_logged, batch, legs)
             self._started = True
+            nursery.start_soon(self._take_over, nursery)
             task_status.started()
             try:
                 async for job in self._jobs_receive:
                     nursery.start_soon(self._runner.execute_tracked, self._accounts, job)
             finally:
                 self._started = False
+
+    def taking_over(self, account: str) -> None:
+        """[cluster]: this node is taking `account` over: new batches and orders of it are
+        refused (Unavailable) until `recover_account` has tracked what the previous owner left."""
+        self._accounts.taking_over.add(account)
+
+    async def recover_account(self, account: str) -> None:
+        """[cluster]: this node has taken `account` over (its epoch claimed, its actor running):
+        recover the batches the previous owner left unfinished, as a start does. Returns once
+        they are tracked, not once they are recovered (new batches are accepted from then on, as
+        after a start); waits while the coordinator is not running yet."""
+        tracked = trio.Event()
+        try:
+            await self._takeovers_send.send((account, tracked))
+            await tracked.wait()
+        finally:
+            self._accounts.taking_over.discard(account)
+
+    async def _take_over(self, nursery: trio.Nursery) -> None:
+        """Serve `recover_account`: each unfinished batch of the account not tracked yet gets
+        a recovery task in `nursery` (the coordinator's own)."""
+        async for account, tracked in self._takeovers_receive:
+            try:
+                found = await self._store.unfinished_batches()
+            except StoreError as exc:
+                log.warning("account %s taken over, but its unfinished batches could not be "
+                            "read: %s; the next takeover or start recovers them", account, exc)
+                found = []
+            for batch, legs in found:
+                if batch.account == account and batch.batch_id not in self._accounts.batches:
+                    log.warning("batch %s of %s: left unfinished by the previous owner; "
+                                "recovering it", batch.batch_id, account)
+                    self._recoveries.track(batch, legs)
+                    nursery.start_soon(self._recoveries.recover_logged, batch, legs)
+            tracked.set()
 
     # -- batches -----------------------------------------------------------------------
 
