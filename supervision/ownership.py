@@ -72,6 +72,7 @@ class AccountOwner:
         self.holder: str | None = None  # the node holding the lease when this one last looked
         self.takeovers = 0  # times this node took the account
         self.step_downs = 0
+        self.calls_fenced = 0  # broker writes refused: the lease would end before the call
 
     def view(self) -> dict[str, Any]:
         lease = self.lease
@@ -83,6 +84,7 @@ class AccountOwner:
             "lease_remaining_s": None if lease is None else round(lease.remaining(), 3),
             "acquired_at": None if lease is None else lease.acquired_at,
             "last_step_down": self.last_step_down,
+            "calls_fenced": self.calls_fenced,
         }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -211,7 +211,8 @@ async def _open_tree(
 
     tls = ssl.create_default_context()
     async with (
-        open_cluster(settings.cluster, store) as cluster,  # None without [cluster]
+        open_cluster(settings.cluster, store,  # None without [cluster]
+                     (batch_config or BatchConfig()).place_timeout_s) as cluster,
         open_dynamic_supervisor(health) as accounts,
     ):
         for account in settings.accounts:
@@ -245,6 +246,7 @@ async def _open_tree(
             on_refused=lambda reason: metrics.batches_refused.labels(reason).inc(),
             instruments=instruments,
             owns=None if cluster is None else cluster.owns,
+            fence=None if cluster is None else cluster.fence,
         )
         if cluster is not None:  # a takeover recovers the old owner's unfinished batches
             cluster.takeovers = coordinator

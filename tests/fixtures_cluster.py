@@ -94,8 +94,10 @@ async def redis_proxy() -> AsyncIterator[FreezableProxy]:
         nursery.cancel_scope.cancel()
 
 
-#: The lease of nodes run as processes: short, so a takeover after kill -9 takes seconds.
-NODE_LEASE_S = 2.0
+#: The lease of nodes run as processes: short, so a takeover after kill -9 takes seconds, yet
+#: long enough that (renewed every 0.4 s, less the 0.4 s margin) it always outlasts a broker
+#: call's 3 s timeout, which the owner checks before each one.
+NODE_LEASE_S = 4.0
 
 
 def node_config(tmp_path: Path, pg_url: str, prefix: str, name: str, **cluster: Any) -> Path:

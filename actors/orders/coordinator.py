@@ -55,6 +55,7 @@ from .checks import PreTrade
 from .config import BatchConfig
 from .execution import BatchRunner, EventHook
 from .exits import PositionExits
+from .fence import BrokerFence
 from .intake import Intake
 from .kill import KillSwitch
 from .legs import batch_legs, new_batch_id
@@ -97,12 +98,14 @@ class BatchCoordinator:
         on_refused: Callable[[str], None] | None = None,
         instruments: InstrumentCaches | None = None,
         owns: Callable[[str], bool] | None = None,
+        fence: BrokerFence | None = None,
     ) -> None:
         """`on_store_write`: the duration of each store write attempt of a batch;
         `on_refused`: the reason of each batch refused by admission control; `instruments`:
         the masters, one per broker URL, shared with the page (made here when not given);
         `owns` ([cluster]): whether this node owns an account now (orders for one it does not
-        own are refused)."""
+        own are refused); `fence` ([cluster]): may an order write for an account start now
+        (its lease outlasts the call)?"""
         self._store = store
         self._on_refused = on_refused
         self._config = config
@@ -116,9 +119,10 @@ class BatchCoordinator:
         self._started = False
         self._writes = StoreWrites(config.store_timeout_s, retry_max_s=config.store_retry_max_s,
                                    on_latency=on_store_write)
-        self.ops = OrderOps(store, config, self._writes)
+        self.ops = OrderOps(store, config, self._writes, fence)
         rollback = Rollback(self.ops, config)
-        self._runner = BatchRunner(store, config, self.ops, rollback, self._writes, on_event)
+        self._runner = BatchRunner(store, config, self.ops, rollback, self._writes, on_event,
+                                   owned=self._accounts.owned)
         self._checks = PreTrade(config)
         self._intake = Intake(store, self._checks, self._accounts, self._jobs_send)
         self._recoveries = Recoveries(store, self._accounts, self._runner, config)
