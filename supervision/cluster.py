@@ -24,6 +24,7 @@ from web.settings import ClusterSettings
 
 from .lease import REDIS_ERRORS, Leases, open_leases
 from .ownership import AccountOwner, Claims, Takeovers
+from .tokens import TokenVault
 
 log = logging.getLogger("orderdesk.cluster")
 
@@ -31,9 +32,11 @@ log = logging.getLogger("orderdesk.cluster")
 class Cluster:
     """This node's owners, by account."""
 
-    def __init__(self, leases: Leases, store: Claims) -> None:
+    def __init__(self, leases: Leases, store: Claims, tokens: TokenVault | None = None) -> None:
         self.leases = leases
         self._store = store
+        #: The access tokens kept sealed in the store for every node.
+        self.tokens = tokens
         self.owners: dict[str, AccountOwner] = {}
         #: The order path, once built: each takeover recovers the old owner's batches through it.
         self.takeovers: Takeovers | None = None
@@ -41,7 +44,8 @@ class Cluster:
     def owner(self, actor: AccountActor, health: HealthEntry | None = None) -> AccountOwner:
         """The ownership loop that runs `actor` whenever this node owns its account (`health`:
         the actor's entry, whose upstream is not judged while the account is standby here)."""
-        owner = AccountOwner(actor, self.leases, self._store, health, lambda: self.takeovers)
+        owner = AccountOwner(actor, self.leases, self._store, health, lambda: self.takeovers,
+                             self.tokens)
         self.owners[actor.account] = owner
         return owner
 
@@ -96,7 +100,10 @@ async def open_cluster(
                     "not outlast, so most orders will be refused; lengthen lease_s",
                     settings.lease_s - settings.renew_s - settings.margin_s, call_timeout_s)
     async with open_leases(settings) as leases, trio.open_nursery() as nursery:
-        cluster = Cluster(leases, store)
+        cluster = Cluster(leases, store, TokenVault(store, settings.token_key, settings.node_id))
+        if not settings.token_key:
+            log.warning("ORDERDESK_TOKEN_KEY is not set: access tokens cannot be shared with "
+                        "the other nodes, and `orderdesk credentials` is refused on this node")
         nursery.start_soon(cluster.announce)
         try:
             yield cluster

@@ -3,7 +3,8 @@
 `AccountOwner.run` is the account's child in the supervision tree in place of the actor's own
 `run`. It waits (standby) until it can take the account's Redis lease, bumps the account's epoch
 in Postgres (from then on the previous owner's writes are refused), then runs the actor beside a
-keeper that renews the lease, and has the order path recover the batches the previous owner left
+keeper that renews the lease (having loaded the access token kept in the store, `tokens`),
+and has the order path recover the batches the previous owner left
 unfinished (`Takeovers`: new orders of the account are refused until they are tracked).
 It steps down (stops the actor, stops writing, gives the lease up) when:
 - the lease is lost: another node holds it, or no renewal succeeded before this node's own
@@ -28,6 +29,7 @@ from actors.health import HealthEntry
 from store import FencedOut, StoreError
 
 from .lease import REDIS_ERRORS, Lease, Leases
+from .tokens import AccountTokens, TokenVault
 
 log = logging.getLogger("orderdesk.cluster")
 
@@ -57,9 +59,11 @@ class AccountOwner:
     def __init__(
         self, actor: AccountActor, leases: Leases, store: Claims, health: HealthEntry | None,
         takeovers: Callable[[], Takeovers | None] = lambda: None,
+        tokens: TokenVault | None = None,
     ) -> None:
         self.account = actor.account
         self._takeovers = takeovers
+        self._tokens = None if tokens is None else AccountTokens(tokens, actor)
         self._actor = actor
         self._health = health
         self._watch = None if health is None else health.upstream_watch
@@ -124,6 +128,9 @@ class AccountOwner:
             if claiming.cancelled_caught:
                 reason = "the epoch could not be claimed within the lease"
                 return told
+            if self._tokens is not None:  # the token another node may have loaded
+                with trio.move_on_at(lease.deadline):
+                    await self._tokens.load()
             self.takeovers += 1
             if self._health is not None:  # its upstream is judged again
                 self._health.upstream_watch = self._watch
@@ -132,6 +139,8 @@ class AccountOwner:
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self._actor.run)
+                    if self._tokens is not None:
+                        nursery.start_soon(self._tokens.follow, self._leases.cluster.renew_s)
                     takeovers = self._takeovers()
                     if takeovers is not None:  # new orders wait for the old owner's batches
                         takeovers.taking_over(self.account)

@@ -257,6 +257,7 @@ async def _open_tree(
             settings, actors, store, health, metrics, web_config, batches=coordinator,
             supervisor=accounts, instruments=instruments,
             ownership=None if cluster is None else cluster.view,
+            tokens=None if cluster is None else cluster.tokens,
         )
         app = create_app(deps, blueprints=[orders_blueprint, page_blueprint, contract_blueprint,
                                    chain_blueprint])

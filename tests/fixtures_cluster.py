@@ -46,6 +46,7 @@ def cluster_settings(prefix: str, node: str, *, url: str = REDIS_URL, lease_s: f
 
 def cluster_toml(settings: ClusterSettings) -> str:
     fields = attrs.asdict(settings)
+    fields.pop("token_key")  # the environment's (ORDERDESK_TOKEN_KEY), not the file's
     return "[cluster]\n" + "".join(
         f"{k} = {v!r}\n".replace("'", '"') for k, v in fields.items())
 
