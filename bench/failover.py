@@ -14,7 +14,8 @@ round-robin over the accounts, as the accounts themselves would place them.
 account at the venue; the failover time of an account is kill -> its subscriber receives the
 probe's update (from the new owner: after its lease is taken, the epoch claimed, the stream
 reconciled). The killed node is started again (a standby) before the next kill. One JSON line
-per kill (min/median/max over the accounts), then one summing up: failover times over every
+per kill (min/median/max over the accounts, and `all_owned_s`: kill -> the new owner's
+`/admin/actors` shows every account owned), then one summing up: failover times over every
 kill, and what the subscribers missed or saw twice (seq gaps and repeats across every
 reconnect; orders whose last status seen is not the venue's). Targets: <= 5 s, 0, 0.
 """
@@ -259,20 +260,37 @@ async def one_kill(i: int, nodes: list[Node], owner_of: dict[str, str], venue: V
     async def probe(account: str) -> None:
         probes[account] = await venue.place(account)
 
+    owned: list[float] = []
+
+    async def taken_over() -> None:  # the new owner's /admin/actors shows every account
+        await until(lambda: len(owner_of) == len(accounts)
+                    and owner.url not in owner_of.values(), poll_s=0.01)
+        owned.append(time.monotonic() - killed_at)
+
     async with trio.open_nursery() as nursery:
-        for account in accounts:
-            nursery.start_soon(probe, account)
+        nursery.start_soon(taken_over)
+        async with trio.open_nursery() as probing:
+            for account in accounts:
+                probing.start_soon(probe, account)
+        took = await arrivals(followers, probes, killed_at)
+    await owner.process.wait()
+    print(json.dumps({"kill": i, "killed": owner.name, "accounts": len(accounts),
+                      "all_owned_s": round(owned[0], 3), "arrived": len(took),
+                      "failover_s": spread(took)}), flush=True)
+    await start(owner, work)  # back as the standby
+    return took
+
+
+async def arrivals(followers: dict[str, Follower], probes: dict[str, str],
+                   since: float) -> list[float]:
+    """Per account, seconds from `since` until its subscriber had its probe's update."""
     took: list[float] = []
     with trio.move_on_after(60):
-        for account in accounts:
+        for account in probes:
             follower = followers[account]
             while probes[account] not in follower.first_seen:
                 await follower.seen.wait()
-            took.append(follower.first_seen[probes[account]] - killed_at)
-    await owner.process.wait()
-    print(json.dumps({"kill": i, "killed": owner.name, "accounts": len(accounts),
-                      "arrived": len(took), "failover_s": spread(took)}), flush=True)
-    await start(owner, work)  # back as the standby
+            took.append(follower.first_seen[probes[account]] - since)
     return took
 
 
@@ -280,7 +298,7 @@ async def run(args: argparse.Namespace, database: str) -> None:
     accounts = [f"acct{i:03d}" for i in range(args.accounts)]
     prefix = f"bench{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="od-failover-") as tmp:
-        work = Path(tmp)
+        work = Path(tmp if args.logs is None else tempfile.mkdtemp(dir=args.logs))
         async with open_venue(work, accounts) as venue_url:
             instrument = await nifty_future(venue_url)
             nodes = []
@@ -361,6 +379,8 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=4.0, help="[cluster] lease_s")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--logs", default=None,
+                        help="keep the run's configs and logs in a new directory under LOGS")
     args = parser.parse_args()
     with throwaway_database(args.postgres, "od_failover") as database:
         trio.run(run, args, database)
