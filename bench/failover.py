@@ -1,11 +1,12 @@
 """Failover of a two-node cluster under load (issue 18).
 
     .venv/bin/python bench/failover.py [--accounts 20] [--kills 3] [--rate 20] [--lease 4]
-        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/0]
+        [--renew 0.4] [--margin 0.4] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+        [--redis redis://127.0.0.1:6379/0] [--logs DIR]
 
 A paper venue (`orderdesk venue`) and two `orderdesk serve` nodes with `[cluster]` (lease
---lease s, renewed every 0.4 s, margin 0.4 s) on a throwaway Postgres database and one Redis,
-each its own process. One websocket subscriber per account follows whichever node owns the
+--lease s, renewed every --renew s, margin --margin s) on a throwaway Postgres database and one
+Redis, each its own process. One websocket subscriber per account follows whichever node owns the
 account (an owner map from both nodes' `/admin/actors`, polled every 100 ms) and resumes with
 `since=<last seq>` after every close. The venue takes --rate MARKET orders a second in total,
 round-robin over the accounts, as the accounts themselves would place them.
@@ -104,14 +105,15 @@ class Node:
         return f"http://127.0.0.1:{self.port}"
 
 
-def node_toml(name: str, port: int, database: str, redis: str, prefix: str, lease: float,
+def node_toml(name: str, port: int, database: str, args: argparse.Namespace, prefix: str,
               venue: str, accounts: list[str]) -> str:
     ticker = "ws" + venue.removeprefix("http") + "/"
     lines = [
         "[server]", f'bind = "127.0.0.1:{port}"', f'admin_token = "{ADMIN_TOKEN}"', "",
         "[database]", f'url = "{database}"', "",
-        "[cluster]", f'redis_url = "{redis}"', f'node_id = "{name}"', f"lease_s = {lease}",
-        "renew_s = 0.4", "margin_s = 0.4", f'key_prefix = "{prefix}"', "",
+        "[cluster]", f'redis_url = "{args.redis}"', f'node_id = "{name}"',
+        f"lease_s = {args.lease}", f"renew_s = {args.renew}", f"margin_s = {args.margin}",
+        f'key_prefix = "{prefix}"', "",
     ]
     for account in accounts:
         lines += ["[[accounts]]", f'id = "{account}"', 'broker = "paper"',
@@ -305,8 +307,8 @@ async def run(args: argparse.Namespace, database: str) -> None:
             for name in ("a", "b"):
                 port = free_port()
                 config = work / f"{name}.toml"
-                config.write_text(node_toml(name, port, database, args.redis, prefix,
-                                            args.lease, venue_url, accounts))
+                config.write_text(node_toml(name, port, database, args, prefix, venue_url,
+                                            accounts))
                 nodes.append(Node(name, port, config))
             owner_of: dict[str, str] = {}
             followers = {a: Follower(a) for a in accounts}
@@ -316,14 +318,20 @@ async def run(args: argparse.Namespace, database: str) -> None:
                     trio.open_nursery() as nursery,
                 ):
                     venue = Venue(http, instrument.tradingsymbol, instrument.lot_size)
-                    for node in nodes:
-                        await start(node, work)
                     nursery.start_soon(owners, nodes, owner_of)
+                    await start(nodes[0], work)
+                    with trio.fail_after(120):  # a owns every account, then b is its standby
+                        await until(lambda: len(owner_of) == len(accounts))
+                    await start(nodes[1], work)
                     for follower in followers.values():
                         nursery.start_soon(follow, follower, owner_of)
-                    with trio.fail_after(120):
+                    with trio.move_on_after(120):
                         await until(lambda: all(f.last_seq is not None
                                                 for f in followers.values()))
+                    waiting = [a for a, f in followers.items() if f.last_seq is None]
+                    if waiting:
+                        raise RuntimeError(f"no snapshot within 120 s for {len(waiting)} "
+                                           f"accounts: {waiting[:5]}")
                     load = trio.CancelScope()
 
                     async def loading() -> None:
@@ -360,7 +368,7 @@ async def summary(args: argparse.Namespace, venue: Venue, followers: dict[str, F
         await until(lambda: not unconverged())
     print(json.dumps({
         "summary": True, "accounts": args.accounts, "kills": args.kills, "rate": args.rate,
-        "lease_s": args.lease, "failover_s": spread(took),
+        "lease_s": args.lease, "renew_s": args.renew, "failover_s": spread(took),
         "orders": sum(len(o) for o in truth.values()),
         "lost_updates": sum(f.gaps for f in followers.values()),
         "duplicated_updates": sum(f.repeats for f in followers.values()),
@@ -377,6 +385,8 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--rate", type=float, default=20.0, help="venue orders a second")
     parser.add_argument("--lease", type=float, default=4.0, help="[cluster] lease_s")
+    parser.add_argument("--renew", type=float, default=0.4, help="[cluster] renew_s")
+    parser.add_argument("--margin", type=float, default=0.4, help="[cluster] margin_s")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--logs", default=None,

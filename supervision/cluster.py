@@ -60,6 +60,8 @@ class Cluster:
         owner = self.owners.get(account)
         lease = owner.lease if owner is not None and owner.state == "owner" else None
         if owner is None or lease is None:
+            if owner is not None:
+                owner.calls_fenced += 1
             raise LeaseExpiring(f"not sent: this node does not own account {account!r}")
         left = lease.remaining()
         if left < call_s:

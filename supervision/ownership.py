@@ -2,11 +2,11 @@
 
 `AccountOwner.run` is the account's child in the supervision tree in place of the actor's own
 `run`. It waits (standby) until it can take the account's Redis lease, bumps the account's epoch
-in Postgres (from then on the previous owner's writes are refused), then runs the actor beside a
-keeper that renews the lease (having loaded the access token kept in the store, `tokens`),
-and has the order path recover the batches the previous owner left
-unfinished (`Takeovers`: new orders of the account are refused until they are tracked).
-It steps down (stops the actor, stops writing, gives the lease up) when:
+in Postgres (from then on the previous owner's writes are refused), loads the access token kept
+in the store (`tokens`), then runs the actor beside a keeper that renews the lease, and has the
+order path recover the batches the previous owner left unfinished (`Takeovers`: new orders of
+the account are refused until they are tracked). It steps down (stops the actor, stops writing,
+gives the lease up) when:
 - the lease is lost: another node holds it, or no renewal succeeded before this node's own
   deadline (sent + lease - margin), which comes before Redis expires the key, so the actor is
   stopped while the lease still stands (Redis unreachable counts the same);
@@ -76,7 +76,7 @@ class AccountOwner:
         self.holder: str | None = None  # the node holding the lease when this one last looked
         self.takeovers = 0  # times this node took the account
         self.step_downs = 0
-        self.calls_fenced = 0  # broker writes refused: the lease would end before the call
+        self.calls_fenced = 0  # broker writes refused: not the owner, or the lease ends first
 
     def view(self) -> dict[str, Any]:
         lease = self.lease

@@ -94,7 +94,7 @@ async def test_an_owner_that_lost_the_account_leaves_the_rollback_to_the_next_ow
             async def post() -> None:
                 response = await http.post("/accounts/primary/batch-orders", json={
                     "orders": [leg(), leg(order_type="LIMIT", price=20000.0)],
-                    "rollback_on_failure": True, "timeout_s": 5})
+                    "rollback_on_failure": True, "timeout_s": 6})
                 assert response.status_code == 200, response.text
                 answer.update(response.json())
 
@@ -109,8 +109,9 @@ async def test_an_owner_that_lost_the_account_leaves_the_rollback_to_the_next_ow
             proxy.freeze()
             await wait_until(lambda: owner.state == "standby", "a to step down", 5)
             await wait_until(lambda: answer, "the batch's answer (its deadline)", 10)
-            # Past its deadline the batch did not roll back: a no longer owns the account.
-            assert answer["status"] == "running", answer
+            # Past its deadline the batch did not roll back (its cancel, refused by the fence
+            # or never tried): a no longer owns the account. Unfinished, for the next owner.
+            assert answer["status"] in ("running", "rolling_back"), answer
             assert sorted(o["status"] for o in await venue_orders(kite)) == [
                 "COMPLETE", "OPEN"]
             assert len(await venue_orders(kite)) == 2
