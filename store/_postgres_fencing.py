@@ -1,4 +1,5 @@
-"""Postgres: [cluster] fencing by the epoch in `account_owner`.
+"""Postgres: [cluster] fencing by the epoch in `account_owner` (and the sealed access tokens
+that a node taking an account over loads).
 
 A node that acquires an account's lease bumps the account's epoch (`claim_account`) and keeps
 it; from then on every write on behalf of the account (the event append of the seq path and the
@@ -94,6 +95,27 @@ class PostgresFencing(PostgresPart):
     def epoch_of(self, account: str) -> int | None:
         """The epoch this node holds for `account`, or None."""
         return None if self._fences is None else self._fences.get(account)
+
+    async def save_access_token(self, account: str, sealed: str, node: str) -> None:
+        """[cluster]: keep `account`'s access token (`sealed`: encrypted by the caller) for
+        whichever node owns the account next. Not fenced: any node may receive it."""
+        async def q(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO access_tokens (account, sealed, node, updated_at)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (account) DO UPDATE SET"
+                " sealed = EXCLUDED.sealed, node = EXCLUDED.node,"
+                " updated_at = EXCLUDED.updated_at", account, sealed, node, time.time())
+
+        await self._call(q)
+
+    async def load_access_token(self, account: str) -> str | None:
+        """[cluster]: the sealed access token last kept for `account`, or None."""
+        async def q(conn: asyncpg.Connection) -> str | None:
+            found = await conn.fetchval(
+                "SELECT sealed FROM access_tokens WHERE account = $1", account)
+            return None if found is None else str(found)
+
+        return await self._call(q)
 
     async def owners(self) -> list[Json]:
         """Every `account_owner` row: account, epoch, node, acquired_at (for `orderdesk

@@ -3,7 +3,9 @@
 `open_cluster` (nothing without `[cluster]`) turns fencing on in the store, opens the Redis
 client, announces the node every `renew_s` and hands out one `AccountOwner` per account: the
 tree runs it in place of the actor's own `run`, so an actor runs only where its account is
-owned. It outlives the accounts subtree (a stepping-down owner still releases its lease).
+owned. `Cluster.fence` is the order path's check before each broker write (the lease must
+outlast the call). It outlives the accounts subtree (a stepping-down owner still releases
+its lease).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import trio
 
 from actors.account import AccountActor
 from actors.health import HealthEntry
+from actors.orders import LeaseExpiring
 from web.settings import ClusterSettings
 
 from .lease import REDIS_ERRORS, Leases, open_leases
-from .ownership import AccountOwner, Claims
+from .ownership import AccountOwner, Claims, Takeovers
+from .tokens import TokenVault
 
 log = logging.getLogger("orderdesk.cluster")
 
@@ -28,15 +32,20 @@ log = logging.getLogger("orderdesk.cluster")
 class Cluster:
     """This node's owners, by account."""
 
-    def __init__(self, leases: Leases, store: Claims) -> None:
+    def __init__(self, leases: Leases, store: Claims, tokens: TokenVault | None = None) -> None:
         self.leases = leases
         self._store = store
+        #: The access tokens kept sealed in the store for every node.
+        self.tokens = tokens
         self.owners: dict[str, AccountOwner] = {}
+        #: The order path, once built: each takeover recovers the old owner's batches through it.
+        self.takeovers: Takeovers | None = None
 
     def owner(self, actor: AccountActor, health: HealthEntry | None = None) -> AccountOwner:
         """The ownership loop that runs `actor` whenever this node owns its account (`health`:
         the actor's entry, whose upstream is not judged while the account is standby here)."""
-        owner = AccountOwner(actor, self.leases, self._store, health)
+        owner = AccountOwner(actor, self.leases, self._store, health, lambda: self.takeovers,
+                             self.tokens)
         self.owners[actor.account] = owner
         return owner
 
@@ -44,6 +53,22 @@ class Cluster:
         """Whether this node owns `account` now (the order path acts only for those)."""
         owner = self.owners.get(account)
         return owner is not None and owner.state == "owner"
+
+    def fence(self, account: str, call_s: float) -> None:
+        """The order path's `BrokerFence`: LeaseExpiring unless this node owns `account` and
+        its lease outlasts a call of `call_s` seconds started now."""
+        owner = self.owners.get(account)
+        lease = owner.lease if owner is not None and owner.state == "owner" else None
+        if owner is None or lease is None:
+            if owner is not None:
+                owner.calls_fenced += 1
+            raise LeaseExpiring(f"not sent: this node does not own account {account!r}")
+        left = lease.remaining()
+        if left < call_s:
+            owner.calls_fenced += 1
+            raise LeaseExpiring(
+                f"not sent: this node's lease on account {account!r} ends in {left:.2f} s, "
+                f"before the call's {call_s:g} s timeout would")
 
     def view(self) -> dict[str, dict[str, Any]]:
         """Per account: this node, its state there (owner or standby), epoch, lease left."""
@@ -60,17 +85,27 @@ class Cluster:
 
 
 @asynccontextmanager
-async def open_cluster(settings: ClusterSettings | None, store: Any) -> AsyncIterator[
-        Cluster | None]:
-    """The node's `Cluster` for the block, or None without `[cluster]` (nothing is opened)."""
+async def open_cluster(
+    settings: ClusterSettings | None, store: Any, call_timeout_s: float = 3.0
+) -> AsyncIterator[Cluster | None]:
+    """The node's `Cluster` for the block, or None without `[cluster]` (nothing is opened).
+    `call_timeout_s`: a broker write's timeout, which the lease must outlast (else a warning)."""
     if settings is None:
         yield None
         return
     if getattr(store, "engine", None) != "postgres":  # the settings refuse it; be sure of it
         raise RuntimeError("[cluster] needs the Postgres store")
     store.start_fencing()
+    if settings.lease_s - settings.renew_s - settings.margin_s < call_timeout_s:
+        log.warning("[cluster] lease_s - renew_s - margin_s (%g s) is shorter than a broker "
+                    "call's timeout (%g s): the owner refuses every order call its lease would "
+                    "not outlast, so most orders will be refused; lengthen lease_s",
+                    settings.lease_s - settings.renew_s - settings.margin_s, call_timeout_s)
     async with open_leases(settings) as leases, trio.open_nursery() as nursery:
-        cluster = Cluster(leases, store)
+        cluster = Cluster(leases, store, TokenVault(store, settings.token_key, settings.node_id))
+        if not settings.token_key:
+            log.warning("ORDERDESK_TOKEN_KEY is not set: access tokens cannot be shared with "
+                        "the other nodes, and `orderdesk credentials` is refused on this node")
         nursery.start_soon(cluster.announce)
         try:
             yield cluster

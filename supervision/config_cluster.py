@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+from cryptography.fernet import Fernet
 
 from web.settings import (
     DEFAULT_LEASE_MARGIN_S,
@@ -22,8 +23,11 @@ from web.settings import (
 from .config_fields import ConfigError, optional_str, seconds
 
 
-def parse_cluster(doc: Mapping[str, Any], bind: str, database_url: str) -> ClusterSettings:
-    """`[cluster]` (a table) for a node serving on `bind` with the store at `database_url`."""
+def parse_cluster(
+    doc: Mapping[str, Any], bind: str, database_url: str, token_key: str | None = None
+) -> ClusterSettings:
+    """`[cluster]` (a table) for a node serving on `bind` with the store at `database_url`;
+    `token_key`: ORDERDESK_TOKEN_KEY (a Fernet key), if set."""
     if not database_url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
             "cluster: needs a Postgres store ([database] url postgresql://...); "
@@ -49,9 +53,19 @@ def parse_cluster(doc: Mapping[str, Any], bind: str, database_url: str) -> Clust
     prefix = optional_str(doc, "key_prefix", "cluster") or "od"
     if any(c in prefix for c in "{}"):
         raise ConfigError(f"cluster.key_prefix: must not contain braces, not {prefix!r}")
+    if token_key:
+        try:
+            Fernet(token_key.strip().encode())
+        except ValueError:
+            raise ConfigError(
+                "ORDERDESK_TOKEN_KEY: not a Fernet key (32 url-safe base64-encoded bytes); "
+                "make one with `python -c \"from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())\"` and give every node the same"
+            ) from None
     return ClusterSettings(
         redis_url=redis_url, node_id=node_id, advertised=advertised, lease_s=lease_s,
         renew_s=renew_s, margin_s=margin_s, key_prefix=prefix,
+        token_key=(token_key or "").strip(),
     )
 
 

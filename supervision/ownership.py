@@ -2,9 +2,11 @@
 
 `AccountOwner.run` is the account's child in the supervision tree in place of the actor's own
 `run`. It waits (standby) until it can take the account's Redis lease, bumps the account's epoch
-in Postgres (from then on the previous owner's writes are refused), then runs the actor beside a
-keeper that renews the lease. It steps down (stops the actor, stops writing, gives the lease up)
-when:
+in Postgres (from then on the previous owner's writes are refused), loads the access token kept
+in the store (`tokens`), then runs the actor beside a keeper that renews the lease, and has the
+order path recover the batches the previous owner left unfinished (`Takeovers`: new orders of
+the account are refused until they are tracked). It steps down (stops the actor, stops writing,
+gives the lease up) when:
 - the lease is lost: another node holds it, or no renewal succeeded before this node's own
   deadline (sent + lease - margin), which comes before Redis expires the key, so the actor is
   stopped while the lease still stands (Redis unreachable counts the same);
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import trio
@@ -26,12 +29,21 @@ from actors.health import HealthEntry
 from store import FencedOut, StoreError
 
 from .lease import REDIS_ERRORS, Lease, Leases
+from .tokens import AccountTokens, TokenVault
 
 log = logging.getLogger("orderdesk.cluster")
 
 #: Why the subscribers of an account this node stops owning are closed (they reconnect, to
 #: whichever node owns it now).
 STEPPED_DOWN = "owner stepped down"
+
+
+class Takeovers(Protocol):
+    """What a takeover needs of the order path (the batch coordinator): hold new orders of
+    the account, then recover what the previous owner left unfinished."""
+
+    def taking_over(self, account: str) -> None: ...
+    async def recover_account(self, account: str) -> None: ...
 
 
 class Claims(Protocol):
@@ -45,9 +57,13 @@ class AccountOwner:
     """One account's ownership on this node; `view()` is what `/admin/actors` shows of it."""
 
     def __init__(
-        self, actor: AccountActor, leases: Leases, store: Claims, health: HealthEntry | None
+        self, actor: AccountActor, leases: Leases, store: Claims, health: HealthEntry | None,
+        takeovers: Callable[[], Takeovers | None] = lambda: None,
+        tokens: TokenVault | None = None,
     ) -> None:
         self.account = actor.account
+        self._takeovers = takeovers
+        self._tokens = None if tokens is None else AccountTokens(tokens, actor)
         self._actor = actor
         self._health = health
         self._watch = None if health is None else health.upstream_watch
@@ -60,6 +76,7 @@ class AccountOwner:
         self.holder: str | None = None  # the node holding the lease when this one last looked
         self.takeovers = 0  # times this node took the account
         self.step_downs = 0
+        self.calls_fenced = 0  # broker writes refused: not the owner, or the lease ends first
 
     def view(self) -> dict[str, Any]:
         lease = self.lease
@@ -71,6 +88,7 @@ class AccountOwner:
             "lease_remaining_s": None if lease is None else round(lease.remaining(), 3),
             "acquired_at": None if lease is None else lease.acquired_at,
             "last_step_down": self.last_step_down,
+            "calls_fenced": self.calls_fenced,
         }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -110,7 +128,9 @@ class AccountOwner:
             if claiming.cancelled_caught:
                 reason = "the epoch could not be claimed within the lease"
                 return told
-            self.state = "owner"
+            if self._tokens is not None:  # the token another node may have loaded
+                with trio.move_on_at(lease.deadline):
+                    await self._tokens.load()
             self.takeovers += 1
             if self._health is not None:  # its upstream is judged again
                 self._health.upstream_watch = self._watch
@@ -119,6 +139,13 @@ class AccountOwner:
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self._actor.run)
+                    if self._tokens is not None:
+                        nursery.start_soon(self._tokens.follow, self._leases.cluster.renew_s)
+                    takeovers = self._takeovers()
+                    if takeovers is not None:  # new orders wait for the old owner's batches
+                        takeovers.taking_over(self.account)
+                        nursery.start_soon(takeovers.recover_account, self.account)
+                    self.state = "owner"
                     if ready is not None:
                         ready.started()
                         told = True

@@ -211,7 +211,8 @@ async def _open_tree(
 
     tls = ssl.create_default_context()
     async with (
-        open_cluster(settings.cluster, store) as cluster,  # None without [cluster]
+        open_cluster(settings.cluster, store,  # None without [cluster]
+                     (batch_config or BatchConfig()).place_timeout_s) as cluster,
         open_dynamic_supervisor(health) as accounts,
     ):
         for account in settings.accounts:
@@ -245,7 +246,10 @@ async def _open_tree(
             on_refused=lambda reason: metrics.batches_refused.labels(reason).inc(),
             instruments=instruments,
             owns=None if cluster is None else cluster.owns,
+            fence=None if cluster is None else cluster.fence,
         )
+        if cluster is not None:  # a takeover recovers the old owner's unfinished batches
+            cluster.takeovers = coordinator
         batches = _Scoped()
         await root.start(batches.run, partial(supervise, ChildSpec("batches", coordinator.run),
                                               health))
@@ -253,6 +257,7 @@ async def _open_tree(
             settings, actors, store, health, metrics, web_config, batches=coordinator,
             supervisor=accounts, instruments=instruments,
             ownership=None if cluster is None else cluster.view,
+            tokens=None if cluster is None else cluster.tokens,
         )
         app = create_app(deps, blueprints=[orders_blueprint, page_blueprint, contract_blueprint,
                                    chain_blueprint])

@@ -229,7 +229,8 @@ def _from_document(
     metrics_token = given.metrics_token
     check_tokens(admin_token, accounts, metrics_token)
     calendar_doc = table(doc, "calendar")
-    cluster = (parse_cluster(table(doc, "cluster"), bind, given.database_url)
+    cluster = (parse_cluster(table(doc, "cluster"), bind, given.database_url,
+                             env.get("ORDERDESK_TOKEN_KEY"))
                if "cluster" in doc else None)
     return Settings(
         calendar=parse_calendar(calendar_doc) if "calendar" in doc else None,

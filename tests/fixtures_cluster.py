@@ -1,6 +1,7 @@
 """Fixtures for [cluster] tests: Redis settings with a key prefix of the test's own (other runs
-share the Redis), the `[cluster]` TOML of a node, and a TCP proxy in front of Redis that a test
-can freeze (a partition: connections stay open, nothing passes)."""
+share the Redis), the `[cluster]` TOML of a node, a TCP proxy in front of Redis that a test
+can freeze (a partition: connections stay open, nothing passes), and for nodes run as processes
+(`orderdesk serve`): their config and their view of account `primary`."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import attrs
 import coredis
+import httpx
 import pytest
 import trio
 
+from tests.fixtures_cli import free_port
+from tests.fixtures_service import ADMIN, write_config
 from web.settings import ClusterSettings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -40,6 +46,7 @@ def cluster_settings(prefix: str, node: str, *, url: str = REDIS_URL, lease_s: f
 
 def cluster_toml(settings: ClusterSettings) -> str:
     fields = attrs.asdict(settings)
+    fields.pop("token_key")  # the environment's (ORDERDESK_TOKEN_KEY), not the file's
     return "[cluster]\n" + "".join(
         f"{k} = {v!r}\n".replace("'", '"') for k, v in fields.items())
 
@@ -86,3 +93,42 @@ async def redis_proxy() -> AsyncIterator[FreezableProxy]:
         proxy.port = listeners[0].socket.getsockname()[1]
         yield proxy
         nursery.cancel_scope.cancel()
+
+
+#: The lease of nodes run as processes: short, so a takeover after kill -9 takes seconds, yet
+#: long enough that (renewed every 0.4 s, less the 0.4 s margin) it always outlasts a broker
+#: call's 3 s timeout, which the owner checks before each one.
+NODE_LEASE_S = 4.0
+
+
+def node_config(tmp_path: Path, pg_url: str, prefix: str, name: str, **cluster: Any) -> Path:
+    """The config of node `name` (its own directory and web port) on `pg_url`."""
+    where = tmp_path / name
+    where.mkdir(exist_ok=True)
+    settings = cluster_settings(prefix, name, lease_s=NODE_LEASE_S, renew_s=0.4, margin_s=0.4,
+                                **cluster)
+    config = write_config(where, pg_url, extra_toml=cluster_toml(settings))
+    text = config.read_text()  # the [server] bind comes first: a port of its own
+    config.write_text(text.replace('bind = "127.0.0.1:0"', f'bind = "127.0.0.1:{free_port()}"', 1))
+    return config
+
+
+def bind_of(config: Path) -> str:
+    return config.read_text().split('bind = "', 1)[1].split('"', 1)[0]
+
+
+async def primary(config: Path) -> dict[str, Any]:
+    """Node's view of account primary (status and owner), from its /admin/actors."""
+    async with httpx.AsyncClient(base_url=f"http://{bind_of(config)}", timeout=5,
+                                 headers={"Authorization": f"Bearer {ADMIN}"}) as http:
+        response = await http.get("/admin/actors")
+    assert response.status_code == 200, response.text
+    return response.json()["accounts"]["primary"]
+
+
+def owner_is(config: Path) -> Any:
+    """A check for `wait_until`: the node of `config` owns account primary."""
+    async def check() -> bool:
+        return (await primary(config))["owner"]["state"] == "owner"
+
+    return check

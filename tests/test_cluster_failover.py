@@ -7,41 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 from brokers.paper import VenueAddress
 from tests.fixtures_cli import cli_env, free_port, orderdesk, running_orderdesk
-from tests.fixtures_cluster import cluster_settings, cluster_toml
-from tests.fixtures_service import ADMIN, write_config
+from tests.fixtures_cluster import NODE_LEASE_S, node_config, owner_is, primary
 from tests.fixtures_venue import kite_http, order_form, place
 from tests.fixtures_waits import wait_until
 
-LEASE_S = 2.0
-
-
-def node_config(tmp_path: Path, pg_url: str, prefix: str, name: str, **cluster: Any) -> Path:
-    where = tmp_path / name
-    where.mkdir(exist_ok=True)
-    settings = cluster_settings(prefix, name, lease_s=LEASE_S, renew_s=0.4, margin_s=0.4,
-                                **cluster)
-    config = write_config(where, pg_url, extra_toml=cluster_toml(settings))
-    text = config.read_text()  # the [server] bind comes first: a port of its own
-    config.write_text(text.replace('bind = "127.0.0.1:0"', f'bind = "127.0.0.1:{free_port()}"', 1))
-    return config
-
-
-def bind_of(config: Path) -> str:
-    return config.read_text().split('bind = "', 1)[1].split('"', 1)[0]
-
-
-async def primary(config: Path) -> dict[str, Any]:
-    """Node's view of account primary (status and owner), from its /admin/actors."""
-    async with httpx.AsyncClient(base_url=f"http://{bind_of(config)}", timeout=5,
-                                 headers={"Authorization": f"Bearer {ADMIN}"}) as http:
-        response = await http.get("/admin/actors")
-    assert response.status_code == 200, response.text
-    return response.json()["accounts"]["primary"]
+LEASE_S = NODE_LEASE_S
 
 
 async def cluster_report(tmp_path: Path, config: Path) -> tuple[int, Any]:
@@ -79,7 +53,7 @@ async def test_kill_9_of_the_owner_and_the_other_node_takes_over(
                 a.kill()  # SIGKILL: no step-down, no release: b waits for the lease to expire
                 killed_at = trio.current_time()
                 await a.wait()
-                await wait_until(_owner_is(b_config), "b to own primary", LEASE_S + 5)
+                await wait_until(owner_is(b_config), "b to own primary", LEASE_S + 5)
                 took_s = trio.current_time() - killed_at
                 print(f"takeover after kill -9: {took_s:.2f} s (lease {LEASE_S} s)")
                 assert took_s <= LEASE_S + 3, took_s
@@ -92,13 +66,6 @@ async def test_kill_9_of_the_owner_and_the_other_node_takes_over(
                 assert report["accounts"]["primary"]["owner"] == "b"
                 assert report["nodes"]["a"]["alive"] is False  # silent since the kill
                 assert report["nodes"]["b"]["alive"] is True
-
-
-def _owner_is(config: Path) -> Any:
-    async def check() -> bool:
-        return (await primary(config))["owner"]["state"] == "owner"
-
-    return check
 
 
 async def _seq_at_least(config: Path, seq: int) -> bool:

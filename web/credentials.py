@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -14,13 +14,28 @@ from store import AuditEntry
 
 from .actor_status import actor_status
 from .deps import current_deps
+from .errors import ServiceUnavailable
 
-__all__ = ["broker_accepts", "load_access_token", "record_audit"]
+__all__ = ["TokenKeeper", "TokensNotShared", "broker_accepts", "load_access_token",
+           "record_audit"]
 
 log = logging.getLogger("web.credentials")
 
+
+
+class TokensNotShared(Exception):
+    """[cluster]: a token that could not be kept for the other nodes (no key, store down)."""
+
+
+class TokenKeeper(Protocol):
+    """[cluster]: keeps each access token for every node (`supervision.tokens.TokenVault`)."""
+
+    async def keep(self, account: str, token: str) -> None: ...
+
+
 AUDIT_TIMEOUT_S = 2.0
 VERIFY_TIMEOUT_S = 5.0
+KEEP_TIMEOUT_S = 5.0
 
 
 async def record_audit(account: str, who: str, action: str, detail: dict[str, Any]) -> None:
@@ -43,7 +58,19 @@ async def load_access_token(
     detail: dict[str, Any] | None = None,
 ) -> Any:
     """Hand `token` to the account's actor (it leaves auth_expired and reconnects now), let a
-    recovery waiting on the old token go, and audit it; returns the upstream state before."""
+    recovery waiting on the old token go, and audit it; returns the upstream state before.
+    [cluster]: the token is kept for the other nodes first; if it cannot be, nothing is loaded
+    (ServiceUnavailable)."""
+    keeper = current_deps().tokens
+    if keeper is not None:
+        try:
+            with trio.fail_after(KEEP_TIMEOUT_S):
+                await keeper.keep(account_id, token)
+        except TokensNotShared as exc:
+            raise ServiceUnavailable(str(exc)) from exc
+        except trio.TooSlowError as exc:
+            raise ServiceUnavailable("the store did not keep the access token in time; "
+                                     "nothing was loaded") from exc
     was = upstream_of(actor)
     actor.set_access_token(token)
     batches = current_deps().batches

@@ -4,6 +4,7 @@ the path."""
 
 from .config import BatchConfig
 from .coordinator import BatchCoordinator, CoordinatorStatistics
+from .fence import BrokerFence, LeaseExpiring
 from .legs import (
     Leg,
     exit_id,
@@ -19,7 +20,9 @@ from .placing import OrderOps, UnknownOutcome
 __all__ = [
     "BatchConfig",
     "BatchCoordinator",
+    "BrokerFence",
     "CoordinatorStatistics",
+    "LeaseExpiring",
     "Leg",
     "OrderOps",
     "UnknownOutcome",

@@ -121,6 +121,7 @@ class Accounts:
         self.batches = TrackedWork(self.changes)  # batch id -> an unfinished batch or recovery
         self.singles: dict[str, Work] = {}  # tag -> a single order being placed
         self.killing: set[str] = set()  # accounts whose kill switch is running
+        self.taking_over: set[str] = set()  # [cluster]: claimed, the old owner's batches untracked
 
     def context(self, account_id: str) -> AccountContext | None:
         """The account's context; None when the account is not configured."""
@@ -153,10 +154,17 @@ class Accounts:
         ahead = unsent + ctx.limiter.statistics().waiting
         return Load(len(works), ahead, store_latency_s, ctx.limiter.room(ahead + legs))
 
+    def owned(self, account: str) -> bool:
+        """Whether this node acts for `account` now (always, without [cluster])."""
+        return self._owns is None or self._owns(account)
+
     def check_owned(self, account: str) -> None:
         """[cluster]: refuse (Unavailable) to act for an account another node owns."""
-        if self._owns is not None and not self._owns(account):
+        if not self.owned(account):
             raise Unavailable(f"account {account!r} is owned by another node of the cluster")
+        if account in self.taking_over:
+            raise Unavailable(f"account {account!r} is being taken over by this node: the "
+                              "previous owner's unfinished batches come first; retry shortly")
 
     def check_open(self, account: str, ctx: AccountContext | None = None) -> None:
         """Refuse a new batch or order: the account's kill switch runs (KillRunning), or (with

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 import attrs
 import trio
 
-from store import BatchRecord, Store
+from store import BatchRecord, Store, StoreError
 from store import IdempotencyConflict as KeyStoredBefore
 
 from ..account import AccountActor
@@ -55,6 +55,7 @@ from .checks import PreTrade
 from .config import BatchConfig
 from .execution import BatchRunner, EventHook
 from .exits import PositionExits
+from .fence import BrokerFence
 from .intake import Intake
 from .kill import KillSwitch
 from .legs import batch_legs, new_batch_id
@@ -97,24 +98,31 @@ class BatchCoordinator:
         on_refused: Callable[[str], None] | None = None,
         instruments: InstrumentCaches | None = None,
         owns: Callable[[str], bool] | None = None,
+        fence: BrokerFence | None = None,
     ) -> None:
         """`on_store_write`: the duration of each store write attempt of a batch;
         `on_refused`: the reason of each batch refused by admission control; `instruments`:
         the masters, one per broker URL, shared with the page (made here when not given);
         `owns` ([cluster]): whether this node owns an account now (orders for one it does not
-        own are refused)."""
+        own are refused); `fence` ([cluster]): may an order write for an account start now
+        (its lease outlasts the call)?"""
         self._store = store
         self._on_refused = on_refused
         self._config = config
         self._accounts = Accounts(actors, config, instruments or InstrumentCaches(
             config.freeze_limits, config.instrument_refresh), owns)
         self._jobs_send, self._jobs_receive = trio.open_memory_channel[Job](64)
+        # [cluster]: accounts this node just took over, each with the event set once their
+        # unfinished batches are tracked for recovery (`recover_account`).
+        self._takeovers_send, self._takeovers_receive = trio.open_memory_channel[
+            tuple[str, trio.Event]](max(1, len(actors)))
         self._started = False
         self._writes = StoreWrites(config.store_timeout_s, retry_max_s=config.store_retry_max_s,
                                    on_latency=on_store_write)
-        self.ops = OrderOps(store, config, self._writes)
+        self.ops = OrderOps(store, config, self._writes, fence)
         rollback = Rollback(self.ops, config)
-        self._runner = BatchRunner(store, config, self.ops, rollback, self._writes, on_event)
+        self._runner = BatchRunner(store, config, self.ops, rollback, self._writes, on_event,
+                                   owned=self._accounts.owned)
         self._checks = PreTrade(config)
         self._intake = Intake(store, self._checks, self._accounts, self._jobs_send)
         self._recoveries = Recoveries(store, self._accounts, self._runner, config)
@@ -184,12 +192,48 @@ class BatchCoordinator:
                 self._recoveries.track(batch, legs)
                 nursery.start_soon(self._recoveries.recover_logged, batch, legs)
             self._started = True
+            nursery.start_soon(self._take_over, nursery)
             task_status.started()
             try:
                 async for job in self._jobs_receive:
                     nursery.start_soon(self._runner.execute_tracked, self._accounts, job)
             finally:
                 self._started = False
+
+    def taking_over(self, account: str) -> None:
+        """[cluster]: this node is taking `account` over: new batches and orders of it are
+        refused (Unavailable) until `recover_account` has tracked what the previous owner left."""
+        self._accounts.taking_over.add(account)
+
+    async def recover_account(self, account: str) -> None:
+        """[cluster]: this node has taken `account` over (its epoch claimed, its actor running):
+        recover the batches the previous owner left unfinished, as a start does. Returns once
+        they are tracked, not once they are recovered (new batches are accepted from then on, as
+        after a start); waits while the coordinator is not running yet."""
+        tracked = trio.Event()
+        try:
+            await self._takeovers_send.send((account, tracked))
+            await tracked.wait()
+        finally:
+            self._accounts.taking_over.discard(account)
+
+    async def _take_over(self, nursery: trio.Nursery) -> None:
+        """Serve `recover_account`: each unfinished batch of the account not tracked yet gets
+        a recovery task in `nursery` (the coordinator's own)."""
+        async for account, tracked in self._takeovers_receive:
+            try:
+                found = await self._store.unfinished_batches()
+            except StoreError as exc:
+                log.warning("account %s taken over, but its unfinished batches could not be "
+                            "read: %s; the next takeover or start recovers them", account, exc)
+                found = []
+            for batch, legs in found:
+                if batch.account == account and batch.batch_id not in self._accounts.batches:
+                    log.warning("batch %s of %s: left unfinished by the previous owner; "
+                                "recovering it", batch.batch_id, account)
+                    self._recoveries.track(batch, legs)
+                    nursery.start_soon(self._recoveries.recover_logged, batch, legs)
+            tracked.set()
 
     # -- batches -----------------------------------------------------------------------
 

@@ -55,7 +55,11 @@ class BatchRunner:
     def __init__(
         self, store: Store, config: BatchConfig, ops: OrderOps, rollback: Rollback,
         writes: StoreWrites, on_event: EventHook | None,
+        owned: Callable[[str], bool] = lambda account: True,
     ) -> None:
+        """`owned` ([cluster]): whether this node still owns an account; a rollback stops
+        once it does not, leaving the batch to the next owner's recovery."""
+        self._owned = owned
         self._store = store
         self._config = config
         self._on_event = on_event
@@ -267,9 +271,15 @@ class BatchRunner:
         while the short is still open; if a SELL leg's rollback fails, the BUY legs are
         cancelled and settled but their filled quantity is kept (the hedge), and named.
 
-        Raises RollbackAborted when `abort()` cut it short: no final status is decided, the
-        batch stays stored `rolling_back` (or `running`, if it was cut before that was written).
+        Raises RollbackAborted when `abort()` cut it short, or ([cluster]) this node no longer
+        owns the account (before or after it): no final status is decided, the batch stays
+        stored `rolling_back` (or `running`, if it was cut before that was written) for
+        recovery, by the next start or the account's next owner.
         """
+        account = ctx.actor.account
+        if not self._owned(account):
+            self.log_left(batch_id, legs, "before its rollback began", owner_lost=True)
+            raise RollbackAborted(batch_id)
         with self._abortable() as scope, ctx.limiter.undoing():
             await self.save_batch(batch_id, "rolling_back")
             deadline = trio.current_time() + self._config.rollback_timeout_s
@@ -283,8 +293,9 @@ class BatchRunner:
                                                     flatten=not hedged_failed)
                 else:
                     await self._rollback.unwind_all(ctx, batch_id, list(legs), deadline)
-        if scope.cancelled_caught:
-            self.log_left(batch_id, legs, "during its rollback")
+        if scope.cancelled_caught or not self._owned(account):
+            self.log_left(batch_id, legs, "during its rollback",
+                          owner_lost=not scope.cancelled_caught)
             raise RollbackAborted(batch_id)
         for leg in legs:
             if leg.rollback is None or leg.rollback["action"] == "in_progress":
@@ -295,8 +306,11 @@ class BatchRunner:
                     await self.ops.save_leg(batch_id, leg)
         return "rollback_failed" if any(failed(leg) for leg in legs) else "rolled_back"
 
-    def log_left(self, batch_id: str, legs: tuple[Leg, ...], stage: str) -> None:
-        """A warning naming what a batch cut short by shutdown leaves for recovery."""
+    def log_left(
+        self, batch_id: str, legs: tuple[Leg, ...], stage: str, *, owner_lost: bool = False
+    ) -> None:
+        """A warning naming what a batch cut short by shutdown (or, `owner_lost`, by this
+        node losing the account) leaves for recovery."""
         parts = []
         for leg in legs:
             part = f"{leg.tag} order {leg.order_id or '-'} {leg.status} filled {leg.filled}"
@@ -314,6 +328,11 @@ class BatchRunner:
             elif leg.unknown:
                 part += " (outcome unknown)"
             parts.append(part)
+        if owner_lost:
+            log.warning("batch %s: cut short %s: this node no longer owns its account; it "
+                        "stays stored unfinished and the account's new owner recovers it. "
+                        "Legs: %s", batch_id, stage, "; ".join(parts) or "none")
+            return
         log.warning("batch %s: cut short by shutdown %s (the grace is over); it stays stored "
                     "unfinished and recovery resumes it at the next start. Legs: %s",
                     batch_id, stage, "; ".join(parts) or "none")

@@ -81,7 +81,8 @@ class OrderModifier:
         try:
             await self._ops.write(
                 ctx.limiter, Priority.NORMAL, _modify, ctx.actor.broker, order_id,
-                change.form(), deadline=trio.current_time() + self._config.place_timeout_s)
+                change.form(), account=account,
+                deadline=trio.current_time() + self._config.place_timeout_s)
         except OrderRejected as exc:
             raise Rejected(exc.message) from exc
         except TokenExpired as exc:

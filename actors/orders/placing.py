@@ -35,6 +35,7 @@ from ..backoff import Backoff
 from ..budget import OrderBudget
 from ..ratelimit import Priority
 from .config import BatchConfig
+from .fence import BrokerFence, LeaseExpiring
 from .legs import Leg
 from .writes import StoreWrites, Write
 
@@ -50,24 +51,32 @@ class UnknownOutcome(Exception):
 class OrderOps:
     """Place, follow, cancel and flatten single orders: rate-limited, shielded, looked up by tag."""
 
-    def __init__(self, store: Store, config: BatchConfig, writes: StoreWrites) -> None:
+    def __init__(
+        self, store: Store, config: BatchConfig, writes: StoreWrites,
+        fence: BrokerFence | None = None,
+    ) -> None:
         self._store = store
         self._config = config
         self._writes = writes
+        self._fence = fence  # [cluster]: may a call for the account start now?
 
     async def write(
         self, limiter: OrderBudget, priority: Priority, call: Callable[..., Awaitable[T]],
-        *args: Any, deadline: float,
+        *args: Any, account: str, deadline: float,
     ) -> T:
-        """One order write: wait for a token, then a shielded call with its own timeout.
+        """One order write for `account`: wait for a token, then a shielded call with its own
+        timeout.
 
         A 429 means not processed: retried until `deadline`, the account's writes held back
         meanwhile while this one keeps its place in the queue (`OrderBudget.hold`). A timeout
-        is BrokerUnavailable.
+        is BrokerUnavailable. [cluster]: LeaseExpiring, nothing sent, when the call could run
+        past this node's lease on the account (checked right before each attempt).
         """
         backoff = Backoff(0.05, 1.0)
         while True:
             await limiter.acquire(priority)
+            if self._fence is not None:
+                self._fence(account, self._config.place_timeout_s)
             try:
                 with trio.CancelScope(shield=True), trio.fail_after(self._config.place_timeout_s):
                     return await call(*args)
@@ -104,7 +113,8 @@ class OrderOps:
                 raise
 
         try:
-            order_id = await self.write(limiter, priority, post, leg.request, deadline=deadline)
+            order_id = await self.write(limiter, priority, post, leg.request,
+                                        account=actor.account, deadline=deadline)
         except BrokerUnavailable as exc:
             leg.status = "UNKNOWN"
             if batch_id is not None:
@@ -199,8 +209,8 @@ class OrderOps:
         while not leg.is_final and leg.order_id is not None:
             try:
                 await self.write(limiter, Priority.ROLLBACK, cancel, leg.order_id,
-                                 deadline=deadline)
-            except (OrderRejected, BrokerUnavailable) as exc:
+                                 account=actor.account, deadline=deadline)
+            except (OrderRejected, BrokerUnavailable, LeaseExpiring) as exc:
                 error = str(exc)
                 log.info("cancel of %s: %s; waiting for its final state", leg.order_id, exc)
                 retry_at = trio.current_time() + self._config.cancel_retry_s

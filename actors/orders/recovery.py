@@ -260,6 +260,10 @@ class Recoveries:
                                 "it stays unfinished" if self.stopping
                                 else f"retrying in {backoff.peek():.1f} s",
                                 exc_info=not expected)
+                if not self._accounts.owned(batch.account):
+                    log.warning("batch %s: this node no longer owns account %s; its new owner "
+                                "recovers the batch", batch_id, batch.account)
+                    return
                 if not self.stopping:
                     done.retrying = True
                     with trio.move_on_after(backoff.next()):

@@ -101,7 +101,7 @@ class ReverseMarket:
                          order_type="LIMIT", price=price)
         try:
             await ops.write(self.limiter, Priority.ROLLBACK, modify, reverse.order_id,
-                            deadline=until)
+                            account=self._actor.account, deadline=until)
         except BrokerError as exc:  # filled or cancelled meanwhile, refused: following tells
             log.info("re-pricing reverse %s (order %s) at %s: %s", reverse.tag,
                      reverse.order_id, price, exc)

@@ -180,7 +180,8 @@ class SingleOrders:
             raise AuthExpired(account)
         try:
             await self._ops.write(ctx.limiter, Priority.NORMAL, ctx.actor.broker.cancel, order_id,
-                                 deadline=trio.current_time() + self._config.place_timeout_s)
+                                  account=account,
+                                  deadline=trio.current_time() + self._config.place_timeout_s)
         except OrderRejected as exc:
             raise Rejected(exc.message) from exc
         except TokenExpired as exc:

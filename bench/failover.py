@@ -1,0 +1,403 @@
+"""Failover of a two-node cluster under load (issue 18).
+
+    .venv/bin/python bench/failover.py [--accounts 20] [--kills 3] [--rate 20] [--lease 4]
+        [--renew 0.4] [--margin 0.4] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+        [--redis redis://127.0.0.1:6379/0] [--logs DIR]
+
+A paper venue (`orderdesk venue`) and two `orderdesk serve` nodes with `[cluster]` (lease
+--lease s, renewed every --renew s, margin --margin s) on a throwaway Postgres database and one
+Redis, each its own process. One websocket subscriber per account follows whichever node owns the
+account (an owner map from both nodes' `/admin/actors`, polled every 100 ms) and resumes with
+`since=<last seq>` after every close. The venue takes --rate MARKET orders a second in total,
+round-robin over the accounts, as the accounts themselves would place them.
+
+--kills times: `kill -9` of the node owning the accounts, then at once one probe order per
+account at the venue; the failover time of an account is kill -> its subscriber receives the
+probe's update (from the new owner: after its lease is taken, the epoch claimed, the stream
+reconciled). The killed node is started again (a standby) before the next kill. One JSON line
+per kill (min/median/max over the accounts, and `all_owned_s`: kill -> the new owner's
+`/admin/actors` shows every account owned), then one summing up: failover times over every
+kill, and what the subscribers missed or saw twice (seq gaps and repeats across every
+reconnect; orders whose last status seen is not the venue's). Targets: <= 5 s, 0, 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import coredis
+import httpx
+import trio
+import trio_websocket
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _fanout_stack import ADMIN_TOKEN, ORDERDESK, free_port, open_venue, token_for  # noqa: E402
+from _pg import throwaway_database  # noqa: E402
+from fanout import nifty_future  # noqa: E402
+
+
+@attrs.define(eq=False)
+class Follower:
+    """One account's subscriber: the seqs it saw and each order's last status and first
+    sighting (monotonic)."""
+
+    account: str
+    last_seq: int | None = None
+    gaps: int = 0
+    repeats: int = 0
+    reconnects: int = 0
+    resyncs: int = 0  # fresh snapshots after a reconnect (not a gap, but not a replay either)
+    statuses: dict[str, str] = attrs.field(factory=dict)
+    first_seen: dict[str, float] = attrs.field(factory=dict)
+    seen: trio.Event = attrs.field(factory=trio.Event)  # set (and replaced) on each update
+
+    def absorb(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "snapshot":
+            if self.last_seq is not None:  # `since` older than the replay buffer: a resync
+                self.resyncs += 1
+            self.last_seq = max(self.last_seq or 0, int(message["seq"]))
+            for order in message.get("orders", []):
+                self._order(order)
+            return
+        if message.get("type") != "order":
+            return
+        seq = int(message["seq"])
+        if self.last_seq is not None:
+            if seq <= self.last_seq:
+                self.repeats += 1
+                return
+            self.gaps += seq - self.last_seq - 1
+        self.last_seq = seq
+        self._order(message.get("order") or {})
+
+    def _order(self, order: dict[str, Any]) -> None:
+        order_id = order.get("order_id")
+        if not order_id:
+            return
+        self.statuses[order_id] = str(order.get("status"))
+        self.first_seen.setdefault(order_id, time.monotonic())
+        self.seen.set()
+        self.seen = trio.Event()
+
+
+@attrs.define(eq=False)
+class Node:
+    name: str
+    port: int
+    config: Path
+    process: trio.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def node_toml(name: str, port: int, database: str, args: argparse.Namespace, prefix: str,
+              venue: str, accounts: list[str]) -> str:
+    ticker = "ws" + venue.removeprefix("http") + "/"
+    lines = [
+        "[server]", f'bind = "127.0.0.1:{port}"', f'admin_token = "{ADMIN_TOKEN}"', "",
+        "[database]", f'url = "{database}"', "",
+        "[cluster]", f'redis_url = "{args.redis}"', f'node_id = "{name}"',
+        f"lease_s = {args.lease}", f"renew_s = {args.renew}", f"margin_s = {args.margin}",
+        f'key_prefix = "{prefix}"', "",
+    ]
+    for account in accounts:
+        lines += ["[[accounts]]", f'id = "{account}"', 'broker = "paper"',
+                  f'tokens = ["{token_for(account)}"]', f'rest_url = "{venue}"',
+                  f'ticker_url = "{ticker}"']
+    return "\n".join(lines) + "\n"
+
+
+async def start(node: Node, work: Path) -> None:
+    """`orderdesk serve` for `node`, back once its /health answers."""
+    with (work / f"{node.name}.log").open("ab") as log:
+        node.process = await trio.lowlevel.open_process(
+            [ORDERDESK, "serve", "--config", str(node.config)], stdout=log, stderr=log,
+            env={**os.environ, "ORDERDESK_VAR": str(work / f"var-{node.name}")})
+    async with httpx.AsyncClient(timeout=2) as http:
+        with trio.fail_after(120):
+            while True:
+                try:
+                    if (await http.get(f"{node.url}/health")).status_code in (200, 503):
+                        return
+                except httpx.HTTPError:
+                    pass
+                if node.process.poll() is not None:
+                    raise RuntimeError(f"node {node.name} exited; see {work}/{node.name}.log")
+                await trio.sleep(0.1)
+
+
+async def stop(node: Node) -> None:
+    process = node.process
+    if process is None or process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    with trio.move_on_after(10):
+        await process.wait()
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
+async def owners(nodes: list[Node], into: dict[str, str]) -> None:
+    """Keep `into` (account -> the URL of the node owning it) up to date, every 100 ms."""
+    async with httpx.AsyncClient(timeout=1,
+                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
+        while True:
+            found: dict[str, str] = {}
+            for node in nodes:
+                try:
+                    response = await http.get(f"{node.url}/admin/actors")
+                    accounts = response.json()["accounts"]
+                except (httpx.HTTPError, ValueError, KeyError):
+                    continue
+                for account, view in accounts.items():
+                    if (view.get("owner") or {}).get("state") == "owner":
+                        found[account] = node.url
+            into.clear()
+            into.update(found)
+            await trio.sleep(0.1)
+
+
+async def follow(follower: Follower, owner_of: dict[str, str]) -> None:
+    """Subscribe to the account at its owner, resuming with `since` after every close."""
+    account = follower.account
+    while True:
+        url = owner_of.get(account)
+        if url is None:
+            await trio.sleep(0.05)
+            continue
+        since = "" if follower.last_seq is None else f"?since={follower.last_seq}"
+        ws_url = url.replace("http", "ws", 1) + f"/ws/orders/{account}{since}"
+        try:
+            async with trio_websocket.open_websocket_url(
+                    ws_url, extra_headers=[("Authorization", f"Bearer {token_for(account)}")],
+                    connect_timeout=2) as ws:
+                while True:
+                    payload = json.loads(await ws.get_message())
+                    for message in payload if isinstance(payload, list) else [payload]:
+                        follower.absorb(message)
+        except (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError, OSError,
+                trio.TooSlowError):
+            follower.reconnects += 1
+            await trio.sleep(0.05)
+
+
+class Venue:
+    """Places MARKET orders at the venue as each account (Kite REST)."""
+
+    def __init__(self, http: httpx.AsyncClient, symbol: str, lot: int) -> None:
+        self._http = http
+        self._form = {"variety": "regular", "exchange": "NFO", "tradingsymbol": symbol,
+                      "transaction_type": "BUY", "order_type": "MARKET", "quantity": lot,
+                      "product": "NRML", "validity": "DAY", "market_protection": -1}
+
+    async def place(self, account: str) -> str:
+        response = await self._http.post(
+            "/orders/regular", data=self._form,
+            headers={"X-Kite-Version": "3", "Authorization": f"token paper:paper-{account}"})
+        response.raise_for_status()
+        return str(response.json()["data"]["order_id"])
+
+    async def orders(self, account: str) -> dict[str, str]:
+        response = await self._http.get(
+            "/orders", headers={"X-Kite-Version": "3",
+                                "Authorization": f"token paper:paper-{account}"})
+        response.raise_for_status()
+        return {o["order_id"]: o["status"] for o in response.json()["data"]}
+
+    async def load(self, accounts: list[str], rate: float) -> None:
+        """--rate orders a second in total, round-robin over `accounts`, until cancelled."""
+        if rate <= 0:
+            return
+        turn = 0
+        while True:
+            await self.place(accounts[turn % len(accounts)])
+            turn += 1
+            await trio.sleep(1 / rate)
+
+
+async def until(check: Callable[[], bool], poll_s: float = 0.05) -> None:
+    """Poll `check`: what it reads changes in other processes (no event tells of it)."""
+    while True:
+        if check():
+            return
+        await trio.sleep(poll_s)
+
+
+def spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"min": None, "median": None, "max": None}
+    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
+            "max": round(max(values), 3)}
+
+
+async def one_kill(i: int, nodes: list[Node], owner_of: dict[str, str], venue: Venue,
+                   followers: dict[str, Follower], work: Path) -> list[float]:
+    """Kill the owner, probe every account, time each probe's arrival; restart the node."""
+    accounts = list(followers)
+    with trio.fail_after(120):
+        await until(lambda: len(owner_of) == len(accounts)
+                    and len(set(owner_of.values())) == 1)
+    owner = next(n for n in nodes if n.url == next(iter(owner_of.values())))
+    assert owner.process is not None
+    owner.process.kill()
+    killed_at = time.monotonic()
+    probes: dict[str, str] = {}
+
+    async def probe(account: str) -> None:
+        probes[account] = await venue.place(account)
+
+    owned: list[float] = []
+
+    async def taken_over() -> None:  # the new owner's /admin/actors shows every account
+        await until(lambda: len(owner_of) == len(accounts)
+                    and owner.url not in owner_of.values(), poll_s=0.01)
+        owned.append(time.monotonic() - killed_at)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(taken_over)
+        async with trio.open_nursery() as probing:
+            for account in accounts:
+                probing.start_soon(probe, account)
+        took = await arrivals(followers, probes, killed_at)
+    await owner.process.wait()
+    print(json.dumps({"kill": i, "killed": owner.name, "accounts": len(accounts),
+                      "all_owned_s": round(owned[0], 3), "arrived": len(took),
+                      "failover_s": spread(took)}), flush=True)
+    await start(owner, work)  # back as the standby
+    return took
+
+
+async def arrivals(followers: dict[str, Follower], probes: dict[str, str],
+                   since: float) -> list[float]:
+    """Per account, seconds from `since` until its subscriber had its probe's update."""
+    took: list[float] = []
+    with trio.move_on_after(60):
+        for account in probes:
+            follower = followers[account]
+            while probes[account] not in follower.first_seen:
+                await follower.seen.wait()
+            took.append(follower.first_seen[probes[account]] - since)
+    return took
+
+
+async def run(args: argparse.Namespace, database: str) -> None:
+    accounts = [f"acct{i:03d}" for i in range(args.accounts)]
+    prefix = f"bench{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory(prefix="od-failover-") as tmp:
+        work = Path(tmp if args.logs is None else tempfile.mkdtemp(dir=args.logs))
+        async with open_venue(work, accounts) as venue_url:
+            instrument = await nifty_future(venue_url)
+            nodes = []
+            for name in ("a", "b"):
+                port = free_port()
+                config = work / f"{name}.toml"
+                config.write_text(node_toml(name, port, database, args, prefix, venue_url,
+                                            accounts))
+                nodes.append(Node(name, port, config))
+            owner_of: dict[str, str] = {}
+            followers = {a: Follower(a) for a in accounts}
+            try:
+                async with (
+                    httpx.AsyncClient(base_url=venue_url, timeout=10) as http,
+                    trio.open_nursery() as nursery,
+                ):
+                    venue = Venue(http, instrument.tradingsymbol, instrument.lot_size)
+                    nursery.start_soon(owners, nodes, owner_of)
+                    await start(nodes[0], work)
+                    with trio.fail_after(120):  # a owns every account, then b is its standby
+                        await until(lambda: len(owner_of) == len(accounts))
+                    await start(nodes[1], work)
+                    for follower in followers.values():
+                        nursery.start_soon(follow, follower, owner_of)
+                    with trio.move_on_after(120):
+                        await until(lambda: all(f.last_seq is not None
+                                                for f in followers.values()))
+                    waiting = [a for a, f in followers.items() if f.last_seq is None]
+                    if waiting:  # their owner flaps (see the nodes' "stepped down" lines)
+                        print(json.dumps({"error": "no snapshot within 120 s",
+                                          "accounts": args.accounts, "without": len(waiting),
+                                          "owned_now": len(owner_of)}), flush=True)
+                        nursery.cancel_scope.cancel()
+                        return
+                    load = trio.CancelScope()
+
+                    async def loading() -> None:
+                        with load:
+                            await venue.load(accounts, args.rate)
+
+                    nursery.start_soon(loading)
+                    took: list[float] = []
+                    for i in range(1, args.kills + 1):
+                        took += await one_kill(i, nodes, owner_of, venue, followers, work)
+                    load.cancel()
+                    await summary(args, venue, followers, took)
+                    nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True):
+                    for node in nodes:
+                        await stop(node)
+                    async with coredis.Redis.from_url(args.redis) as redis:
+                        keys = [k async for k in redis.scan_iter(match=f"{{{prefix}:*")]
+                        if keys:
+                            await redis.delete(keys)
+
+
+async def summary(args: argparse.Namespace, venue: Venue, followers: dict[str, Follower],
+                  took: list[float]) -> None:
+    """Once every subscriber shows each order as the venue has it (or 10 s): the last line."""
+    truth = {a: await venue.orders(a) for a in followers}
+
+    def unconverged() -> int:
+        return sum(1 for a, orders in truth.items() for order_id, status in orders.items()
+                   if followers[a].statuses.get(order_id) != status)
+
+    with trio.move_on_after(10):
+        await until(lambda: not unconverged())
+    print(json.dumps({
+        "summary": True, "accounts": args.accounts, "kills": args.kills, "rate": args.rate,
+        "lease_s": args.lease, "renew_s": args.renew, "failover_s": spread(took),
+        "orders": sum(len(o) for o in truth.values()),
+        "lost_updates": sum(f.gaps for f in followers.values()),
+        "duplicated_updates": sum(f.repeats for f in followers.values()),
+        "orders_not_converged": unconverged(),
+        "reconnects": sum(f.reconnects for f in followers.values()),
+        "snapshot_resyncs": sum(f.resyncs for f in followers.values()),
+        "targets": {"failover_s_max": 5, "lost": 0, "duplicated": 0},
+    }), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=20)
+    parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=20.0, help="venue orders a second")
+    parser.add_argument("--lease", type=float, default=4.0, help="[cluster] lease_s")
+    parser.add_argument("--renew", type=float, default=0.4, help="[cluster] renew_s")
+    parser.add_argument("--margin", type=float, default=0.4, help="[cluster] margin_s")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--logs", default=None,
+                        help="keep the run's configs and logs in a new directory under LOGS")
+    args = parser.parse_args()
+    with throwaway_database(args.postgres, "od_failover") as database:
+        trio.run(run, args, database)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""[cluster] fencing at the broker, in one process: a node reaching Redis through a proxy the test
+freezes, so its lease runs out on its own clock while the test watches.
+
+- A leg whose place call could outlast the owner's lease is not sent (LeaseExpiring): the venue
+  sees nothing, the batch fails and rolls back (nothing to undo).
+- An owner that loses the account with a leg resting at the broker does not roll back after it
+  stepped down: the order stays as it was, the batch stays unfinished, and the account's next
+  owner (here the same node, taking the account again under a new epoch) rolls it back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from brokers.paper import VenueAddress
+from supervision.ownership import AccountOwner
+from supervision.service import Running
+from tests.fixtures_cluster import cluster_settings, cluster_toml, redis_proxy
+from tests.fixtures_orders import leg
+from tests.fixtures_service import api, open_test_service
+from tests.fixtures_venue import kite_http, net_positions, venue_orders
+from tests.fixtures_waits import wait_until
+
+#: Valid 3.7 s after each renewal: a 3 s call fits right after one, not 0.7 s into a freeze.
+LEASE = dict(lease_s=4.0, renew_s=0.3, margin_s=0.3)
+CALL_S = 3.0  # BatchConfig.place_timeout_s
+
+
+def node(tmp_path: Path, pg_url: str, venue: VenueAddress, prefix: str, url: str) -> Any:
+    return open_test_service(
+        tmp_path, database=pg_url, environ={"ORDERDESK_VENUE_URL": venue.rest_url},
+        extra_toml=cluster_toml(cluster_settings(prefix, "a", url=url, **LEASE)),
+    )
+
+
+def owner_of(running: Running) -> AccountOwner:
+    assert running.cluster is not None
+    return running.cluster.owners["primary"]
+
+
+async def test_a_call_that_could_outlast_the_lease_is_not_sent(
+    aio_loop: Any, tmp_path: Path, pg_url: str, venue: VenueAddress, key_prefix: str
+) -> None:
+    with trio.fail_after(30):
+        async with (
+            redis_proxy() as proxy,
+            node(tmp_path, pg_url, venue, key_prefix, proxy.url) as a,
+            kite_http(venue) as kite,
+            api(a) as http,
+        ):
+            owner = owner_of(a)
+            assert owner.state == "owner"
+            proxy.freeze()  # renewals stop reaching Redis: the lease runs down
+
+            def lease_short() -> bool:
+                return owner.lease is not None and owner.lease.remaining() < CALL_S - 0.1
+
+            await wait_until(lease_short, "the lease to run below a call's timeout", 5,
+                             poll_s=0.01)
+            assert owner.state == "owner"  # still the owner: its lease has not ended
+            response = await http.post("/accounts/primary/batch-orders", json={
+                "orders": [leg()], "rollback_on_failure": True})
+            assert response.status_code == 200, response.text
+            result = response.json()
+            assert result["status"] in ("rolled_back", "running"), result
+            if result["status"] == "rolled_back":  # concluded before the owner stepped down
+                item = result["legs"][0]
+                assert "LeaseExpiring" in item["error"] and "lease" in item["error"], item
+                assert item["rollback"]["action"] == "none"
+            assert await venue_orders(kite) == []  # never sent
+            assert owner.calls_fenced >= 1
+            await wait_until(lambda: owner.state == "standby", "a to step down", 5)
+
+
+async def test_an_owner_that_lost_the_account_leaves_the_rollback_to_the_next_owner(
+    aio_loop: Any, tmp_path: Path, pg_url: str, venue: VenueAddress, key_prefix: str
+) -> None:
+    with trio.fail_after(40):
+        async with (
+            redis_proxy() as proxy,
+            node(tmp_path, pg_url, venue, key_prefix, proxy.url) as a,
+            kite_http(venue) as kite,
+            api(a) as http,
+            trio.open_nursery() as nursery,
+        ):
+            owner = owner_of(a)
+            assert owner.state == "owner" and owner.epoch is not None
+            first_epoch = owner.epoch
+            answer: dict[str, Any] = {}
+
+            async def post() -> None:
+                response = await http.post("/accounts/primary/batch-orders", json={
+                    "orders": [leg(), leg(order_type="LIMIT", price=20000.0)],
+                    "rollback_on_failure": True, "timeout_s": 6})
+                assert response.status_code == 200, response.text
+                answer.update(response.json())
+
+            nursery.start_soon(post)
+
+            async def placed() -> list[dict[str, Any]] | None:
+                orders = await venue_orders(kite)
+                done = sorted(o["status"] for o in orders) == ["COMPLETE", "OPEN"]
+                return orders if done else None
+
+            orders = await wait_until(placed, "one leg filled, one resting")
+            proxy.freeze()
+            await wait_until(lambda: owner.state == "standby", "a to step down", 5)
+            await wait_until(lambda: answer, "the batch's answer (its deadline)", 10)
+            # Past its deadline the batch did not roll back (its cancel, refused by the fence
+            # or never tried): a no longer owns the account. Unfinished, for the next owner.
+            assert answer["status"] in ("running", "rolling_back"), answer
+            assert sorted(o["status"] for o in await venue_orders(kite)) == [
+                "COMPLETE", "OPEN"]
+            assert len(await venue_orders(kite)) == 2
+
+            proxy.thaw()  # a takes the account again under a new epoch, and recovers the batch
+            await wait_until(lambda: owner.state == "owner" and owner.epoch != first_epoch,
+                             "a to own primary again", 10)
+            batch_id = answer["batch_id"]
+
+            async def recovered() -> dict[str, Any] | None:
+                response = await http.get(f"/accounts/primary/batch-orders/{batch_id}")
+                assert response.status_code == 200, response.text
+                body: dict[str, Any] = response.json()
+                return body if body["status"] not in ("running", "rolling_back") else None
+
+            result = await wait_until(recovered, "the batch recovered", 10)
+            assert result["status"] == "rolled_back", result
+            assert await net_positions(kite) == {}
+            tags = sorted(o["tag"] for o in await venue_orders(kite))
+            assert tags == sorted([*(o["tag"] for o in orders), f"od{batch_id}0R0"])
