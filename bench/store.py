@@ -110,8 +110,12 @@ async def bench(url: str, only: set[str] | None) -> None:
                 if only is None or scenario.name in only:
                     result = await run_scenario(store, scenario, run_id, fenced)
                     print(json.dumps(result), flush=True)
-        if only is None or "update_fixed_cost" in only:
-            print(json.dumps(await update_cost(store, f"{run_id}-update")), flush=True)
+            if only is None or "update_fixed_cost" in only:
+                account = f"{run_id}-update"
+                if fenced:  # once any account is claimed, the store fences every one
+                    await store.claim_account(account, "bench")  # type: ignore[attr-defined]
+                result = await update_cost(store, account)
+                print(json.dumps({**result, "fenced": fenced}), flush=True)
 
 
 def main() -> None:
