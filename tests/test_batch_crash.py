@@ -34,6 +34,8 @@ from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT, kite_headers
 from tests.fixtures_waits import wait_until
 
 ORDERDESK = Path(sys.executable).with_name("orderdesk")
+PROCESS_START_S = 30.0  # deadlines, not waits: each ends as soon as its condition holds
+TEST_TIMEOUT_S = 90.0
 TOKEN = "primary-secret"
 KEY = "crash-test-1"
 T = TypeVar("T")
@@ -132,7 +134,8 @@ async def open_venue(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
                 "--bind", f"127.0.0.1:{stack.venue_port}"),
         httpx.AsyncClient(base_url=stack.venue_url, headers=kite_headers(), timeout=10) as kite,
     ):
-        await wait_until(lambda: _answers(kite, "/orders"), "the venue")
+        # an interpreter start: seconds on a loaded machine
+        await wait_until(lambda: _answers(kite, "/orders"), "the venue", PROCESS_START_S)
         yield kite
 
 
@@ -149,7 +152,7 @@ async def open_gateway(stack: Stack) -> AsyncIterator[tuple[trio.Process, httpx.
         httpx.AsyncClient(base_url=stack.gateway_url, timeout=30,
                           headers={"Authorization": f"Bearer {TOKEN}"}) as api,
     ):
-        await wait_until(lambda: _answers(api, "/health"), "the gateway")
+        await wait_until(lambda: _answers(api, "/health"), "the gateway", PROCESS_START_S)
         yield process, api
 
 
@@ -248,7 +251,7 @@ async def test_killed_once_a_resting_leg_is_placed_rolls_back_at_the_next_start(
     body = {"orders": [leg(NIFTY_FUT, "BUY", 75), leg(BANKNIFTY_FUT, "SELL", 35),
                        leg(NIFTY_FUT, "BUY", 75, order_type="LIMIT", price=20000.0)],
             "rollback_on_failure": True, "timeout_s": 60}
-    with trio.fail_after(20):
+    with trio.fail_after(TEST_TIMEOUT_S):
         async with open_venue(stack) as kite:
             assert await positions(kite) == {}
             async with open_gateway(stack) as (gateway, api), trio.open_nursery() as client:
@@ -293,7 +296,7 @@ async def test_killed_after_every_leg_completed_is_success_at_the_next_start(
     stack = new_stack(tmp_path)
     body = {"orders": [leg(NIFTY_FUT, "BUY", 75), leg(BANKNIFTY_FUT, "SELL", 35)],
             "rollback_on_failure": True, "timeout_s": 60}
-    with trio.fail_after(20):
+    with trio.fail_after(TEST_TIMEOUT_S):
         async with open_venue(stack) as kite:
             await faults(kite, fill_delay_ms=1500)  # placed, then OPEN for 1.5 s
             async with open_gateway(stack) as (gateway, api), trio.open_nursery() as client:
