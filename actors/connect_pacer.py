@@ -4,8 +4,8 @@ At start every account opens its ticker socket, and when a shared upstream comes
 account reconnects within its backoff jitter: ten thousand accounts would open ten thousand
 sockets to the broker in one burst (a broker throttles that, and the handshakes' CPU starves
 everything else). So the accounts share one `ConnectPacer`, owned by the service: a connect
-waits for a token (at most `rate_per_s`, `burst` at once, each spread by up to one interval of
-jitter) and for one of `in_flight` slots, held until its handshake is done.
+waits for a token (at most `rate_per_s`, `burst` at once; one that has to wait is spread by
+up to one interval of jitter) and for one of `in_flight` slots, held until its handshake is done.
 
 The bucket is kept as the time its next token is free (GCRA): no task refills it and
 waiters are served in the order they asked.
@@ -39,12 +39,15 @@ class ConnectPacer:
         self.connects = 0  # connects admitted (for health and tests)
 
     def _reserve(self) -> float:
-        """Take the next token: how long to wait for it, jitter included."""
+        """Take the next token: how long to wait for it, jitter included when it is not free
+        at once (a lone reconnect goes straight on; a crowd is spread)."""
         now = trio.current_time()
         due = max(self._free_at, now)
         self._free_at = due + self._interval
         wait = due - now - (self._burst - 1) * self._interval
-        return max(0.0, wait) + self._random.uniform(0.0, self._interval)
+        if wait <= 0:
+            return 0.0
+        return wait + self._random.uniform(0.0, self._interval)
 
     @asynccontextmanager
     async def connecting(self) -> AsyncIterator[None]:

@@ -62,6 +62,20 @@ def process_rss_mib(pid: int) -> float:
     return math.nan
 
 
+def venue_pid() -> int | None:
+    """Our child running `orderdesk venue` (open_venue yields its URL only)."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if fields[1] == me and b"venue" in cmdline:
+            return int(stat.parent.name)
+    return None
+
+
 async def _venue_connects(venue: str) -> list[float]:
     async with httpx.AsyncClient(base_url=venue, timeout=30) as http:
         response = await http.get("/_venue/ticker/connects")
@@ -132,9 +146,12 @@ async def measure(n: int, work: Path, clients: Clients, args: argparse.Namespace
             if args.profile:
                 out = Path(args.profile) / f"idle-{n}.txt"
                 spy = await _profile(pid, out, args.idle_seconds)
+            other = venue_pid()
+            venue0 = process_cpu_s(other) if other else math.nan
             cpu0, t0 = process_cpu_s(pid), time.monotonic()
             await trio.sleep(args.idle_seconds)
             idle_cpu, window = process_cpu_s(pid) - cpu0, time.monotonic() - t0
+            venue_cpu = process_cpu_s(other) - venue0 if other else math.nan
             if spy is not None:
                 with trio.move_on_after(args.idle_seconds + 15):
                     await spy.wait()
@@ -150,6 +167,7 @@ async def measure(n: int, work: Path, clients: Clients, args: argparse.Namespace
         "idle_cpu_s": round(idle_cpu, 3),
         "idle_cpu_core_pct": round(100 * idle_cpu / window, 2),
         "idle_cpu_us_per_account_s": round(1e6 * idle_cpu / window / n, 2),
+        "venue_idle_cpu_core_pct": round(100 * venue_cpu / window, 2),
         "active": active,
         "venue": "separate process (orderdesk venue)",
     }

@@ -321,6 +321,7 @@ class KiteOrderStream:
         self._ws = ws
         self._stall_timeout_s = stall_timeout_s
         self.last_frame_at: float | None = None  # trio time of the last frame received
+        self._heard_at = trio.current_time()  # of the last frame, or of the connection
         self.on_prices: Callable[[list[tuple[int, float]]], None] | None = None
 
     async def subscribe(self, tokens: Sequence[int], mode: Mode = "ltp") -> None:
@@ -353,36 +354,52 @@ class KiteOrderStream:
         return self
 
     async def __anext__(self) -> Order:
+        """The next order update; heartbeats, ticks and frames we cannot read are taken in
+        passing. Stall detection costs nothing per frame: a frame only stamps the time, and
+        one cancel scope per `stall_timeout_s` (not one per frame: an idle account's whole
+        cost is its heartbeat) watches that stamp. When its deadline passes, a frame that
+        came meanwhile opens the next scope from its own time; none is a stall. The silence
+        counts from the later of the last frame and this call."""
+        since = trio.current_time()  # a consumer busy elsewhere is no silent ticker
         while True:
-            message = await self._receive()
-            if isinstance(message, bytes):
-                self._ticks(message)
-                continue
+            with trio.move_on_at(max(self._heard_at, since) + self._stall_timeout_s):
+                while True:
+                    message = await self._receive()
+                    if isinstance(message, bytes):
+                        self._ticks(message)
+                        continue
+                    order = self._order(message)
+                    if order is not None:
+                        return order
+            if trio.current_time() - max(self._heard_at, since) >= self._stall_timeout_s:
+                raise UpstreamLost(f"no frame from the ticker for {self._stall_timeout_s:g} s")
+
+    def _order(self, message: str) -> Order | None:
+        """A text frame's order update (None: some other message, or one we cannot read)."""
+        try:
+            frame = json.loads(message)
+        except ValueError:
+            log.warning("ticker sent a frame that is not JSON: %.80r", message)
+            return None
+        if not isinstance(frame, dict):
+            return None
+        if frame.get("type") == "order" and isinstance(frame.get("data"), dict):
             try:
-                frame = json.loads(message)
-            except ValueError:
-                log.warning("ticker sent a frame that is not JSON: %.80r", message)
-                continue
-            if not isinstance(frame, dict):
-                continue
-            if frame.get("type") == "order" and isinstance(frame.get("data"), dict):
-                try:
-                    return parse_order(frame["data"])
-                except Exception:  # one malformed push must not take the stream down
-                    log.warning("ticker sent an order we cannot read: %.200r", frame["data"])
-                    continue
-            if frame.get("type") == "error":
-                log.warning("ticker error: %s", frame.get("data"))
+                return parse_order(frame["data"])
+            except Exception:  # one malformed push must not take the stream down
+                log.warning("ticker sent an order we cannot read: %.200r", frame["data"])
+                return None
+        if frame.get("type") == "error":
+            log.warning("ticker error: %s", frame.get("data"))
+        return None
 
     async def _receive(self) -> str | bytes:
-        with trio.move_on_after(self._stall_timeout_s):
-            try:
-                message = await self._ws.get_message()
-                self.last_frame_at = trio.current_time()
-                return message
-            except trio_websocket.ConnectionClosed as exc:
-                reason = exc.reason
-                if reason is not None and reason.code == 1008:
-                    raise TokenExpired(f"ticker closed: {reason.reason}") from exc
-                raise UpstreamLost(f"ticker closed: {reason}") from exc
-        raise UpstreamLost(f"no frame from the ticker for {self._stall_timeout_s:g} s")
+        try:
+            message = await self._ws.get_message()
+        except trio_websocket.ConnectionClosed as exc:
+            reason = exc.reason
+            if reason is not None and reason.code == 1008:
+                raise TokenExpired(f"ticker closed: {reason.reason}") from exc
+            raise UpstreamLost(f"ticker closed: {reason}") from exc
+        self.last_frame_at = self._heard_at = trio.current_time()
+        return message

@@ -43,6 +43,7 @@ async def test_connects_paced_at_the_rate_with_jitter(autojump_clock: trio.abc.C
     pacer = ConnectPacer(10.0, 1000, rng=random.Random(7))
     admitted, _ = await _connect_all(pacer, 50, 0.0)
     offsets = sorted(t - start for t in admitted)
+    assert offsets[0] == 0  # the first goes at once
     for k, at in enumerate(offsets):  # the k-th token is due at k/rate, plus < 1/rate jitter
         assert k * 0.1 <= at < (k + 1) * 0.1 + 1e-9, (k, at)
     gaps = {round(b - a, 6) for a, b in zip(offsets, offsets[1:], strict=False)}
