@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # Kite heartbeats every second; its own clients call a socket silent for 5 s dead.
 STALL_TIMEOUT_S = 5.0
+_DISCONNECT_S = 1.0  # the close handshake of the ticker socket
+_GRACE_S = 1.0  # beyond trio-websocket's own timeouts, before the adapter cuts it short
 
 
 @attrs.frozen
@@ -291,10 +294,21 @@ class KiteBroker:
         query = urlencode({"api_key": s.api_key, "access_token": s.access_token})
         url = f"{s.ticker_url.rstrip('/')}/?{query}"
         try:
-            async with trio_websocket.open_websocket_url(
-                url, connect_timeout=s.timeout_s, disconnect_timeout=1.0
-            ) as ws:
-                yield KiteOrderStream(ws, s.stall_timeout_s)
+            # trio-websocket leaves its reader running when the handshake times out (or a
+            # close is cut short) and then waits for it: a reader blocked on a silent socket
+            # or on its full message queue would hold the account forever. This deadline,
+            # lifted while the stream is open, cancels the reader with the rest.
+            with trio.CancelScope(deadline=trio.current_time() + s.timeout_s + _GRACE_S) as guard:
+                async with trio_websocket.open_websocket_url(
+                    url, connect_timeout=s.timeout_s, disconnect_timeout=_DISCONNECT_S
+                ) as ws:
+                    guard.deadline = math.inf
+                    try:
+                        yield KiteOrderStream(ws, s.stall_timeout_s)
+                    finally:
+                        guard.deadline = trio.current_time() + _DISCONNECT_S + _GRACE_S
+            if guard.cancelled_caught:
+                raise UpstreamLost("ticker handshake or close timed out")
         except trio_websocket.ConnectionRejected as exc:
             if exc.status_code in (401, 403):
                 raise TokenExpired(

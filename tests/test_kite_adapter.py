@@ -256,6 +256,36 @@ async def test_a_consumer_busy_elsewhere_is_no_stall(venue: VenueAddress) -> Non
         await b.aclose()
 
 
+async def _accept_and_say_nothing(
+    held: list[trio.SocketStream], *, task_status: trio.TaskStatus[int]
+) -> None:
+    """A ticker that takes the TCP connection and never answers the handshake."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    async with listeners[0]:
+        while True:
+            held.append(await listeners[0].accept())
+
+
+async def test_a_handshake_that_never_ends_is_lost_not_hung(nursery: trio.Nursery) -> None:
+    """trio-websocket's connect timeout leaves its reader running, and its nursery waits for
+    it: without the adapter's own deadline an account whose handshake timed out (a loaded
+    broker, a loaded gateway) waits forever, silently."""
+    held: list[trio.SocketStream] = []
+    port = await nursery.start(_accept_and_say_nothing, held)
+    b = KiteBroker(KiteSettings(api_key="paper", access_token="paper-primary",
+                                rest_url=f"http://127.0.0.1:{port}",
+                                ticker_url=f"ws://127.0.0.1:{port}", timeout_s=0.3))
+    try:
+        with trio.fail_after(10):
+            with pytest.raises(UpstreamLost, match="ticker"):
+                async with b.open_stream():
+                    raise AssertionError("the handshake was never answered")
+        assert held  # the connection was taken, and the handshake never answered
+    finally:
+        await b.aclose()
+
+
 async def test_margins_instruments_ltp(broker: KiteBroker) -> None:
     with trio.fail_after(10):
         margin = await broker.basket_margins([market(), market("SELL")])
