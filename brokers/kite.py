@@ -298,17 +298,19 @@ class KiteBroker:
             # close is cut short) and then waits for it: a reader blocked on a silent socket
             # or on its full message queue would hold the account forever. This deadline,
             # lifted while the stream is open, cancels the reader with the rest.
+            opened = False
             with trio.CancelScope(deadline=trio.current_time() + s.timeout_s + _GRACE_S) as guard:
                 async with trio_websocket.open_websocket_url(
                     url, connect_timeout=s.timeout_s, disconnect_timeout=_DISCONNECT_S
                 ) as ws:
                     guard.deadline = math.inf
+                    opened = True
                     try:
                         yield KiteOrderStream(ws, s.stall_timeout_s)
                     finally:
                         guard.deadline = trio.current_time() + _DISCONNECT_S + _GRACE_S
             if guard.cancelled_caught:
-                raise UpstreamLost("ticker handshake or close timed out")
+                raise UpstreamLost(f"ticker {'close' if opened else 'handshake'} timed out")
         except trio_websocket.ConnectionRejected as exc:
             if exc.status_code in (401, 403):
                 raise TokenExpired(

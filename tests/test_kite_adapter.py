@@ -278,7 +278,7 @@ async def test_a_handshake_that_never_ends_is_lost_not_hung(nursery: trio.Nurser
                                 ticker_url=f"ws://127.0.0.1:{port}", timeout_s=0.3))
     try:
         with trio.fail_after(10):
-            with pytest.raises(UpstreamLost, match="ticker"):
+            with pytest.raises(UpstreamLost, match="ticker (handshake timed out|unreachable)"):
                 async with b.open_stream():
                     raise AssertionError("the handshake was never answered")
         assert held  # the connection was taken, and the handshake never answered
