@@ -14,6 +14,10 @@ UNHEDGED_PARALLEL = ("hedge_first", "refuse")
 #: Fewest seconds between two periodic reconciles (`[ticker] reconcile_interval_s`): each is a
 #: GET /orders, counted against Kite's read limits.
 MIN_RECONCILE_INTERVAL_S = 15.0
+#: `[ticker] connect_rate_per_s` and `connects_in_flight`: upstream connects (first ones and
+#: reconnects alike) the whole process opens per second, and has in handshake at once.
+CONNECT_RATE_PER_S = 200.0
+CONNECTS_IN_FLIGHT = 100
 
 
 @attrs.frozen
@@ -50,17 +54,26 @@ class AccountSettings:
 @attrs.frozen
 class TickerSettings:
     """`[ticker]`: when a silent ticker socket is dead, how reconnects back off, how often a
-    working order is reconciled. None: the default (Kite's clients' figures)."""
+    working order is reconciled, how fast the process opens upstream sockets. None: the
+    default (Kite's clients' figures; CONNECT_RATE_PER_S, CONNECTS_IN_FLIGHT)."""
 
     stall_timeout_s: float | None = None  # default 5 s
     reconnect_initial_s: float | None = None  # default 2 s, plus up to reconnect_jitter_s
     reconnect_max_s: float | None = None  # default 60 s
     reconnect_jitter_s: float | None = None  # default 3 s
     reconcile_interval_s: float | None = None  # default 20 s
+    connect_rate_per_s: float | None = None
+    connects_in_flight: int | None = None
 
     def given(self) -> dict[str, float]:
         """The keys the file sets."""
         return {k: v for k, v in attrs.asdict(self).items() if v is not None}
+
+    def connect_pace(self) -> tuple[float, int]:
+        """Connects per second and in flight, the defaults where the file sets none."""
+        rate = CONNECT_RATE_PER_S if self.connect_rate_per_s is None else self.connect_rate_per_s
+        cap = CONNECTS_IN_FLIGHT if self.connects_in_flight is None else self.connects_in_flight
+        return rate, cap
 
 
 @attrs.frozen

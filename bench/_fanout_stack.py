@@ -79,14 +79,16 @@ async def _process(
     log_path: Path,
     ready: Callable[[], Awaitable[bool]],
     env: dict[str, str] | None = None,
+    ready_timeout_s: float = 120.0,  # 200 accounts on a loaded shared machine
 ) -> AsyncIterator[trio.Process]:
-    """Start `args`, wait until `await ready()` is true (at most 120 s), stop it on exit."""
+    """Start `args`, wait until `await ready()` is true (at most `ready_timeout_s`), stop it
+    on exit."""
     with log_path.open("ab") as log:
         proc = await trio.lowlevel.open_process(
             list(args), stdout=log, stderr=log, cwd=str(ROOT), env={**os.environ, **(env or {})}
         )
     try:
-        with trio.fail_after(120):  # 200 accounts on a loaded shared machine
+        with trio.fail_after(ready_timeout_s):
             while not await ready():
                 if proc.poll() is not None:
                     raise RuntimeError(f"{args[0]} exited with {proc.returncode}; see {log_path}")
@@ -135,10 +137,11 @@ async def open_venue(work: Path, accounts: Sequence[str]) -> AsyncIterator[str]:
 @asynccontextmanager
 async def open_orderdesk(
     work: Path, venue_rest: str, accounts: Sequence[str], database_url: str | None = None,
-    extra_toml: str = "",
+    extra_toml: str = "", ready_timeout_s: float = 120.0,
 ) -> AsyncIterator[Target]:
     """`orderdesk serve`, one paper account per id, against the venue; its store at
-    `database_url` (default: a fresh SQLite file); `extra_toml`: more sections."""
+    `database_url` (default: a fresh SQLite file); `extra_toml`: more sections; ready once
+    every account is connected (within `ready_timeout_s`)."""
     port = free_port()
     config = work / f"orderdesk-{port}.toml"
     database_url = database_url or f"sqlite:///{work}/orderdesk-{port}.db"
@@ -166,6 +169,7 @@ async def open_orderdesk(
         work / f"orderdesk-{port}.log",
         lambda: _http_ok(f"{base}/health", all_connected),
         env={"ORDERDESK_VAR": str(work / "var")},
+        ready_timeout_s=ready_timeout_s,
     ) as proc:
         yield Target("orderdesk", subscriber, proc.pid, has_seq=True, http_url=base)
 

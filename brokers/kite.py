@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import logging
+import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -38,12 +38,14 @@ from .base import (
     TokenExpired,
     UpstreamLost,
 )
-from .kite_ticks import FrameError, Mode, decode_prices
+from .kite_stream import KiteOrderStream
 
 log = logging.getLogger(__name__)
 
 # Kite heartbeats every second; its own clients call a socket silent for 5 s dead.
 STALL_TIMEOUT_S = 5.0
+_DISCONNECT_S = 1.0  # the close handshake of the ticker socket
+_GRACE_S = 1.0  # beyond trio-websocket's own timeouts, before the adapter cuts it short
 
 
 @attrs.frozen
@@ -291,10 +293,23 @@ class KiteBroker:
         query = urlencode({"api_key": s.api_key, "access_token": s.access_token})
         url = f"{s.ticker_url.rstrip('/')}/?{query}"
         try:
-            async with trio_websocket.open_websocket_url(
-                url, connect_timeout=s.timeout_s, disconnect_timeout=1.0
-            ) as ws:
-                yield KiteOrderStream(ws, s.stall_timeout_s)
+            # trio-websocket leaves its reader running when the handshake times out (or a
+            # close is cut short) and then waits for it: a reader blocked on a silent socket
+            # or on its full message queue would hold the account forever. This deadline,
+            # lifted while the stream is open, cancels the reader with the rest.
+            opened = False
+            with trio.CancelScope(deadline=trio.current_time() + s.timeout_s + _GRACE_S) as guard:
+                async with trio_websocket.open_websocket_url(
+                    url, connect_timeout=s.timeout_s, disconnect_timeout=_DISCONNECT_S
+                ) as ws:
+                    guard.deadline = math.inf
+                    opened = True
+                    try:
+                        yield KiteOrderStream(ws, s.stall_timeout_s, parse_order)
+                    finally:
+                        guard.deadline = trio.current_time() + _DISCONNECT_S + _GRACE_S
+            if guard.cancelled_caught:
+                raise UpstreamLost(f"ticker {'close' if opened else 'handshake'} timed out")
         except trio_websocket.ConnectionRejected as exc:
             if exc.status_code in (401, 403):
                 raise TokenExpired(
@@ -310,79 +325,3 @@ class KiteBroker:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-class KiteOrderStream:
-    """Order updates from one ticker connection; heartbeats keep it alive, and the market ticks
-    of the instruments subscribed on it (`subscribe`, in `ltp` mode: the price is all the P&L
-    needs) go to `on_prices` as (instrument token, last price), each frame decoded once."""
-
-    def __init__(self, ws: trio_websocket.WebSocketConnection, stall_timeout_s: float) -> None:
-        self._ws = ws
-        self._stall_timeout_s = stall_timeout_s
-        self.last_frame_at: float | None = None  # trio time of the last frame received
-        self.on_prices: Callable[[list[tuple[int, float]]], None] | None = None
-
-    async def subscribe(self, tokens: Sequence[int], mode: Mode = "ltp") -> None:
-        """Subscribe these instruments on this connection (Kite's subscribe, then mode)."""
-        if tokens:
-            await self._send({"a": "subscribe", "v": list(tokens)})
-            await self._send({"a": "mode", "v": [mode, list(tokens)]})
-
-    async def unsubscribe(self, tokens: Sequence[int]) -> None:
-        if tokens:
-            await self._send({"a": "unsubscribe", "v": list(tokens)})
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        try:
-            await self._ws.send_message(json.dumps(message))
-        except trio_websocket.ConnectionClosed as exc:
-            raise UpstreamLost(f"ticker closed: {exc.reason}") from exc
-
-    def _ticks(self, frame: bytes) -> None:
-        if len(frame) <= 1 or self.on_prices is None:
-            return  # a heartbeat, or nobody listening
-        try:
-            prices = decode_prices(frame)
-        except FrameError as exc:
-            log.warning("ticker sent a binary frame we cannot read: %s", exc)
-            return
-        self.on_prices(prices)
-
-    def __aiter__(self) -> KiteOrderStream:
-        return self
-
-    async def __anext__(self) -> Order:
-        while True:
-            message = await self._receive()
-            if isinstance(message, bytes):
-                self._ticks(message)
-                continue
-            try:
-                frame = json.loads(message)
-            except ValueError:
-                log.warning("ticker sent a frame that is not JSON: %.80r", message)
-                continue
-            if not isinstance(frame, dict):
-                continue
-            if frame.get("type") == "order" and isinstance(frame.get("data"), dict):
-                try:
-                    return parse_order(frame["data"])
-                except Exception:  # one malformed push must not take the stream down
-                    log.warning("ticker sent an order we cannot read: %.200r", frame["data"])
-                    continue
-            if frame.get("type") == "error":
-                log.warning("ticker error: %s", frame.get("data"))
-
-    async def _receive(self) -> str | bytes:
-        with trio.move_on_after(self._stall_timeout_s):
-            try:
-                message = await self._ws.get_message()
-                self.last_frame_at = trio.current_time()
-                return message
-            except trio_websocket.ConnectionClosed as exc:
-                reason = exc.reason
-                if reason is not None and reason.code == 1008:
-                    raise TokenExpired(f"ticker closed: {reason.reason}") from exc
-                raise UpstreamLost(f"ticker closed: {reason}") from exc
-        raise UpstreamLost(f"no frame from the ticker for {self._stall_timeout_s:g} s")

@@ -59,10 +59,11 @@ def parse_ticker(table: Mapping[str, Any]) -> TickerSettings:
     unknown = sorted(set(table) - names)
     if unknown:
         raise ConfigError(f"ticker.{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    pace = {"connect_rate_per_s", "connects_in_flight"}
     ticker = TickerSettings(**{
         name: seconds(table, name, 0.0, "ticker",
                        minimum=0.0 if name == "reconnect_jitter_s" else 0.001)
-        for name in names if name in table})
+        for name in names - pace if name in table}, **_connect_pace(table))
     initial, top = ticker.reconnect_initial_s, ticker.reconnect_max_s
     if initial is not None and top is not None and top < initial:
         raise ConfigError(f"ticker.reconnect_max_s: must be at least reconnect_initial_s "
@@ -73,6 +74,24 @@ def parse_ticker(table: Mapping[str, Any]) -> TickerSettings:
                           f"{MIN_RECONCILE_INTERVAL_S:g} s (each is a GET /orders within Kite's "
                           f"read limits), not {interval:g}")
     return ticker
+
+
+def _connect_pace(table: Mapping[str, Any]) -> dict[str, Any]:
+    """`connect_rate_per_s` (connects a second, > 0) and `connects_in_flight` (>= 1)."""
+    pace: dict[str, Any] = {}
+    rate = table.get("connect_rate_per_s")
+    if rate is not None:
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 100_000:
+            raise ConfigError(f"ticker.connect_rate_per_s: must be a number of connects a "
+                              f"second > 0 (at most 100000), not {rate!r}")
+        pace["connect_rate_per_s"] = float(rate)
+    cap = table.get("connects_in_flight")
+    if cap is not None:
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 100_000:
+            raise ConfigError(f"ticker.connects_in_flight: must be a whole number from 1 to "
+                              f"100000, not {cap!r}")
+        pace["connects_in_flight"] = cap
+    return pace
 
 
 def positions_rate(table: Mapping[str, Any]) -> float:

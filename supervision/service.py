@@ -34,6 +34,7 @@ import attrs
 import trio
 
 from actors.account import AccountActor, ActorConfig
+from actors.connect_pacer import ConnectPacer
 from actors.health import ErrorInfo, HealthEntry, HealthRegistry
 from actors.instruments import InstrumentCaches
 from actors.orders import BatchConfig, BatchCoordinator
@@ -54,6 +55,7 @@ from web.settings import DEFAULT_SHUTDOWN_GRACE_S, Settings
 
 from ._startup import listen_errors, start_listener
 from .cluster import Cluster, open_cluster
+from .open_files import raise_open_files
 from .retention import prune_daily
 from .supervisor import (
     ChildSpec,
@@ -100,10 +102,12 @@ async def serve(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> 
     Running batches get `settings.shutdown_grace_s` ([server] shutdown_grace_s). A second
     signal ends the process at once."""
     previous: dict[int, Any] = {}
+    files = raise_open_files(len(settings.accounts), embedded_venue=settings.venue is not None)
     try:
         async with open_service(settings, grace_s=settings.shutdown_grace_s) as running:
             gc.freeze()  # start-up objects leave the collector's scans: no 50 ms pauses in fan-out
             log.info("orderdesk serving on http://%s", running.web_bind)
+            log.info("%s", files.describe())
             print(f"orderdesk: serving on http://{running.web_bind}", flush=True)
             task_status.started(running)
             with trio.open_signal_receiver(*_SHUTDOWN_SIGNALS) as signals:
@@ -210,6 +214,8 @@ async def _open_tree(
         relay.order_updated(account, seq, payload)
 
     tls = ssl.create_default_context()
+    rate, in_flight = settings.ticker.connect_pace()
+    pacer = ConnectPacer(rate, in_flight)  # every account's connects, first ones and again
     async with (
         open_cluster(settings.cluster, store,  # None without [cluster]
                      (batch_config or BatchConfig()).place_timeout_s) as cluster,
@@ -226,6 +232,7 @@ async def _open_tree(
             entry = health.register(name, "actor")
             actor = AccountActor(
                 account.id, broker, store, actor_config, health=entry, on_update=on_update,
+                pacer=pacer,
             )
             actors[account.id] = actor
             # [cluster]: the actor runs only while this node owns the account
@@ -384,7 +391,8 @@ def _batch_config(settings: Settings) -> BatchConfig:
 def _actor_config(settings: Settings) -> ActorConfig:
     """`[ticker]`'s reconnect backoff and reconcile period; the rest of ActorConfig's defaults."""
     given = settings.ticker.given()
-    given.pop("stall_timeout_s", None)  # the adapter's (`_kite_settings`)
+    for key in ("stall_timeout_s", "connect_rate_per_s", "connects_in_flight"):
+        given.pop(key, None)  # the adapter's (`_kite_settings`), the pacer's (`_open_tree`)
     retention = settings.retention
     return attrs.evolve(ActorConfig(), positions_max_rate_hz=settings.positions_max_rate_hz,
                         snapshot_finished=retention.snapshot_finished_orders,

@@ -224,6 +224,68 @@ async def test_stalled_and_dropped_ticker_are_lost(
         await b.aclose()
 
 
+async def test_heartbeats_keep_a_stream_past_many_stall_timeouts(venue: VenueAddress) -> None:
+    """The stall watch rolls over from one scope to the next while heartbeats (1 s apart)
+    come: 1.2 s of stall timeout, 3.5 s of heartbeats only, no loss."""
+    b = broker_for(venue, stall_timeout_s=1.2)
+    try:
+        with trio.fail_after(10):
+            async with b.open_stream() as stream:
+                with trio.move_on_after(3.5) as quiet:
+                    async for order in stream:
+                        raise AssertionError(f"no order was placed: {order}")
+                assert quiet.cancelled_caught
+                assert stream.last_frame_at is not None
+    finally:
+        await b.aclose()
+
+
+async def test_a_consumer_busy_elsewhere_is_no_stall(venue: VenueAddress) -> None:
+    """Silence counts while the stream is read: frames that waited for a busy consumer
+    longer than the stall timeout are read, not taken for a dead ticker."""
+    b = broker_for(venue, stall_timeout_s=1.2)
+    try:
+        with trio.fail_after(10):
+            async with b.open_stream() as stream:
+                await trio.sleep(2.0)  # the consumer is busy: heartbeats wait for it
+                with trio.move_on_after(1.5) as quiet:
+                    async for order in stream:
+                        raise AssertionError(f"no order was placed: {order}")
+                assert quiet.cancelled_caught
+    finally:
+        await b.aclose()
+
+
+async def _accept_and_say_nothing(
+    held: list[trio.SocketStream], *, task_status: trio.TaskStatus[int]
+) -> None:
+    """A ticker that takes the TCP connection and never answers the handshake."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    async with listeners[0]:
+        while True:
+            held.append(await listeners[0].accept())
+
+
+async def test_a_handshake_that_never_ends_is_lost_not_hung(nursery: trio.Nursery) -> None:
+    """trio-websocket's connect timeout leaves its reader running, and its nursery waits for
+    it: without the adapter's own deadline an account whose handshake timed out (a loaded
+    broker, a loaded gateway) waits forever, silently."""
+    held: list[trio.SocketStream] = []
+    port = await nursery.start(_accept_and_say_nothing, held)
+    b = KiteBroker(KiteSettings(api_key="paper", access_token="paper-primary",
+                                rest_url=f"http://127.0.0.1:{port}",
+                                ticker_url=f"ws://127.0.0.1:{port}", timeout_s=0.3))
+    try:
+        with trio.fail_after(10):
+            with pytest.raises(UpstreamLost, match="ticker (handshake timed out|unreachable)"):
+                async with b.open_stream():
+                    raise AssertionError("the handshake was never answered")
+        assert held  # the connection was taken, and the handshake never answered
+    finally:
+        await b.aclose()
+
+
 async def test_margins_instruments_ltp(broker: KiteBroker) -> None:
     with trio.fail_after(10):
         margin = await broker.basket_margins([market(), market("SELL")])

@@ -29,6 +29,7 @@ from store import Store
 
 from ..backoff import Backoff
 from ..calendar import trading_day
+from ..connect_pacer import ConnectPacer
 from ..health import HealthEntry, UpstreamWatch
 from .book import Accepted, Conflict, OrderBook, of_day
 from .config import ActorConfig
@@ -40,7 +41,7 @@ from .positions import PositionsReport
 from .reconnect import reconcile_staggered
 from .replay import recent_events, replay_after
 from .subscribers import SubscriberSet, Subscription
-from .upstream import UpstreamState, pump_frames
+from .upstream import UpstreamState, open_paced, pump_frames
 from .watchers import Watchers
 
 log = logging.getLogger("actors.account")  # its name before the move: log configs name it
@@ -58,8 +59,10 @@ class AccountActor:
         *,
         health: HealthEntry | None = None,
         on_update: Callable[[str, int, dict[str, Any]], None] | None = None,
+        pacer: ConnectPacer | None = None,  # the process's, shared by every account
     ) -> None:
         self.account = account
+        self._pacer = pacer
         self.broker = broker
         self._store = store
         self._config = config
@@ -194,7 +197,7 @@ class AccountActor:
     async def _follow_upstream(self) -> None:
         held_send, held_receive = trio.open_memory_channel[Order](self._config.held_frames)
         lost: list[BrokerError] = []
-        async with self.broker.open_stream() as stream, trio.open_nursery() as nursery:
+        async with open_paced(self.broker, self._pacer) as stream, trio.open_nursery() as nursery:
             self._watch.streaming(stream)
             nursery.start_soon(pump_frames, stream, held_send, lost, self._watch)
             nursery.start_soon(self.live.fetch_when_wanted)

@@ -6,7 +6,9 @@ Answers use Kite's envelope. `POST /_venue/ltp` `{"NFO:SYMBOL": price}` sets pri
 `/token` (-> `{"access_token": "paper-<id>-<n>"}`); `POST /_venue/session`
 `{"open": "HH:MM", "close": "HH:MM"}` or `{"closed": true|false}`; `POST /_venue/reset`;
 `POST /_venue/fill/<order_id>` fills a partially filled order's remainder; `GET /_venue/limits`
--> `{"refused": {limit: count}}`, the requests refused with 429 since start (or reset).
+-> `{"refused": {limit: count}}`, the requests refused with 429 since start (or reset);
+`GET /_venue/ticker/connects` -> `{"connected_at": [s, ...], "open": n}`: when each ticker socket
+opened (seconds on the venue's clock, oldest first, the latest 100,000) and how many are open.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ def add_control_routes(app: QuartTrio, venue: Venue) -> None:
         venue.faults.clear()
         venue.hub.stalled = False
         return ok(venue.faults.public())
+
+    @app.get("/_venue/ticker/connects")
+    async def ticker_connects() -> Response:
+        return ok({"connected_at": list(venue.hub.connected_at), "open": venue.hub.count()})
 
     @app.post("/_venue/accounts/<account>/expire")
     async def expire(account: str) -> Response:

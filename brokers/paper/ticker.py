@@ -7,6 +7,7 @@ one account go through every queue in the order the engine produced them.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -16,6 +17,7 @@ HEARTBEAT_S = 1.0
 STALL_CHECK_S = 0.05  # while stalled: how soon a beat goes out once the stall is cleared
 HEARTBEAT = b"\x00"
 QUEUE_SIZE = 256
+CONNECTS_KEPT = 100_000  # the latest socket opening times the hub remembers
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # bad or expired credentials
@@ -39,11 +41,14 @@ class TickerHub:
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscriber]] = {}
         self.stalled = False
+        # Trio time of each socket's opening, the latest first out: how fast clients connect.
+        self.connected_at: deque[float] = deque(maxlen=CONNECTS_KEPT)
 
     def subscribe(self, account: str) -> tuple[Subscriber, trio.MemoryReceiveChannel[str]]:
         send, receive = trio.open_memory_channel[str](QUEUE_SIZE)
         sub = Subscriber(account, send)
         self._subs.setdefault(account, set()).add(sub)
+        self.connected_at.append(trio.current_time())
         return sub, receive
 
     def unsubscribe(self, sub: Subscriber) -> None:
