@@ -67,8 +67,9 @@ class Lease:
     released: bool = False  # given up: a renewal answered late no longer moves the deadline
 
     def remaining(self) -> float:
-        """Seconds this node may still act as the owner (<= 0: it must have stopped)."""
-        return self.deadline - trio.current_time()
+        """Seconds this node may still act as the owner (<= 0: it must have stopped; 0 once
+        a renewal found the key lost)."""
+        return 0.0 if self.lost.is_set() else self.deadline - trio.current_time()
 
 
 class Leases:

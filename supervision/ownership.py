@@ -136,6 +136,9 @@ class AccountOwner:
         self.lease = lease
         reason = "shutdown"
         told = False
+        # renewed from now on, not only once the actor runs: starting it (and claiming the
+        # epoch) can take longer than the lease when a node takes 200 accounts at once
+        self._renewer.hold(lease)
         try:
             with trio.move_on_at(lease.deadline) as claiming:
                 self.epoch = await self._store.claim_account(self.account, self._leases.node)
@@ -152,6 +155,13 @@ class AccountOwner:
                         self.account, self._leases.node, self.epoch)
             try:
                 async with trio.open_nursery() as nursery:
+
+                    async def keep() -> None:  # from the start: the lease may end mid-start
+                        nonlocal reason
+                        reason = await self._keep(lease)
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(keep)
                     await nursery.start(self._actor.run)
                     if self._tokens is not None:
                         nursery.start_soon(self._tokens.follow, self._leases.cluster.renew_s)
@@ -163,8 +173,6 @@ class AccountOwner:
                     if ready is not None:
                         ready.started()
                         told = True
-                    reason = await self._keep(lease)
-                    nursery.cancel_scope.cancel()
             except* FencedOut:
                 reason = "fenced out: another node claimed the account"
             return told
@@ -172,22 +180,20 @@ class AccountOwner:
             reason = f"the epoch could not be claimed: {exc}"
             return told
         finally:
+            self._renewer.drop(lease)
             with trio.CancelScope(shield=True):
                 await self._step_down(lease, reason)
 
     async def _keep(self, lease: Lease) -> str:
-        """Hold the lease in this node's renewal rounds (`Renewer`) until it is lost; returns
-        why. Never returns later than this node's deadline for the lease, which each
+        """Wait while the node's renewal rounds (`Renewer`) keep the lease; returns why it
+        ended. Never returns later than this node's deadline for the lease, which each
         successful round moves on."""
-        self._renewer.hold(lease)
-        try:
-            while lease.remaining() > 0:
-                with trio.move_on_at(lease.deadline):
-                    await lease.lost.wait()
-                    return "lease lost: another node holds it"
-            return "lease expired: no renewal succeeded in time"
-        finally:
-            self._renewer.drop(lease)
+        while not lease.lost.is_set() and lease.remaining() > 0:
+            with trio.move_on_at(lease.deadline):
+                await lease.lost.wait()
+        if lease.lost.is_set():
+            return "lease lost: another node holds it"
+        return "lease expired: no renewal succeeded in time"
 
     def _health_standby(self) -> None:
         """A standby account has no upstream to judge: its silence is not a stall."""
