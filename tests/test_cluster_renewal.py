@@ -49,6 +49,15 @@ async def test_renew_all_answers_per_key(key_prefix: str) -> None:
             assert leases[0].renewed_at == leases[2].renewed_at  # one round, one send time
             assert leases[1].lost.is_set() and not leases[0].lost.is_set()
             assert (await b.holder("acc1"))[0] == "b"
+            # an error for one key alone (not a string there): that lease is not known, the
+            # others renew in the same round
+            async with coredis.Redis.from_url(REDIS_URL, decode_responses=True) as redis:
+                await redis.delete([leases[2].key])
+                await redis.hset(leases[2].key, {"not": "a lease"})
+            deadline = leases[2].deadline
+            await trio.sleep(0.05)
+            assert await a.renew_all([leases[0], leases[2]]) == [True, None]
+            assert leases[2].deadline == deadline and not leases[2].lost.is_set()
 
 
 async def test_one_round_serves_every_account_and_a_failed_round_steps_each_down_in_time(
@@ -74,6 +83,14 @@ async def test_one_round_serves_every_account_and_a_failed_round_steps_each_down
             leases = {acc: o.lease for acc, o in cluster.owners.items()}
             assert len({lease.renewed_at for lease in leases.values() if lease}) == 1
             assert cluster.renewer.statistics()["held"] == 50
+            # another node holds one key: that owner alone steps down, the round goes on
+            one = cluster.owners["many00"]
+            await redis.set(cluster.leases.key("many00"), "intruder", px=800)
+            await wait_until(lambda: one.state == "standby", "many00 to step down", 5)
+            assert "lease lost" in (one.last_step_down or "")
+            assert sum(o.state == "owner" for o in cluster.owners.values()) == 49
+            await wait_until(lambda: owners_in(a, "owner"), "a to take many00 again", 10)
+            leases = {acc: o.lease for acc, o in cluster.owners.items()}
 
             proxy.freeze()  # every later round fails (times out); nobody may act past its deadline
             last_deadline = {acc: lease.deadline for acc, lease in leases.items() if lease}
