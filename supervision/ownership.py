@@ -3,9 +3,10 @@
 `AccountOwner.run` is the account's child in the supervision tree in place of the actor's own
 `run`. It waits (standby) until it can take the account's Redis lease, bumps the account's epoch
 in Postgres (from then on the previous owner's writes are refused), loads the access token kept
-in the store (`tokens`), then runs the actor beside a keeper that renews the lease, and has the
-order path recover the batches the previous owner left unfinished (`Takeovers`: new orders of
-the account are refused until they are tracked). It steps down (stops the actor, stops writing,
+in the store (`tokens`), then runs the actor while the node's `Renewer` renews the lease (from
+the moment it is taken, in one Redis round with every other account's), and has the order path
+recover the batches the previous owner left unfinished (`Takeovers`: new orders of the account
+are refused until they are tracked). It steps down (stops the actor, stops writing,
 gives the lease up) when:
 - the lease is lost: another node holds it, or no renewal succeeded before this node's own
   deadline (sent + lease - margin), which comes before Redis expires the key, so the actor is
