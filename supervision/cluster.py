@@ -1,7 +1,8 @@
 """[cluster]: this node's part in a cluster, for the supervision tree.
 
 `open_cluster` (nothing without `[cluster]`) turns fencing on in the store, opens the Redis
-client, announces the node every `renew_s` and hands out one `AccountOwner` per account: the
+client, announces the node every `renew_s`, runs the node's `Renewer` (every lease the node
+holds, renewed in one Redis round) and hands out one `AccountOwner` per account: the
 tree runs it in place of the actor's own `run`, so an actor runs only where its account is
 owned. `Cluster.fence` is the order path's check before each broker write (the lease must
 outlast the call). It outlives the accounts subtree (a stepping-down owner still releases
@@ -24,9 +25,13 @@ from web.settings import ClusterSettings
 
 from .lease import REDIS_ERRORS, Leases, open_leases
 from .ownership import AccountOwner, Claims, Takeovers
+from .renewal import Renewer
 from .tokens import TokenVault
 
 log = logging.getLogger("orderdesk.cluster")
+
+#: Lease acquisitions (SET NX, plus a holder lookup now and then) in flight at once per node.
+ACQUIRING_AT_ONCE = 4
 
 
 class Cluster:
@@ -34,6 +39,10 @@ class Cluster:
 
     def __init__(self, leases: Leases, store: Claims, tokens: TokenVault | None = None) -> None:
         self.leases = leases
+        #: Renews the leases of every account this node owns, in one round each `renew_s`.
+        self.renewer = Renewer(leases)
+        #: Lease acquisitions in flight at once on this node (its standbys pace themselves).
+        self.acquiring = trio.CapacityLimiter(ACQUIRING_AT_ONCE)
         self._store = store
         #: The access tokens kept sealed in the store for every node.
         self.tokens = tokens
@@ -44,8 +53,8 @@ class Cluster:
     def owner(self, actor: AccountActor, health: HealthEntry | None = None) -> AccountOwner:
         """The ownership loop that runs `actor` whenever this node owns its account (`health`:
         the actor's entry, whose upstream is not judged while the account is standby here)."""
-        owner = AccountOwner(actor, self.leases, self._store, health, lambda: self.takeovers,
-                             self.tokens)
+        owner = AccountOwner(actor, self.renewer, self._store, health, lambda: self.takeovers,
+                             self.tokens, self.acquiring)
         self.owners[actor.account] = owner
         return owner
 
@@ -107,6 +116,7 @@ async def open_cluster(
             log.warning("ORDERDESK_TOKEN_KEY is not set: access tokens cannot be shared with "
                         "the other nodes, and `orderdesk credentials` is refused on this node")
         nursery.start_soon(cluster.announce)
+        nursery.start_soon(cluster.renewer.run)
         try:
             yield cluster
         finally:

@@ -8,8 +8,10 @@ that deletes it only for its holder: a node can never extend or drop another nod
 The holder's own view of its lease is a monotonic deadline measured from when the renewal was
 SENT (the reply may come late; Redis started counting no earlier), minus a margin for clock rate
 differences: past it, the node stops acting as the owner even if Redis has not expired the key
-yet. The lease alone is not the fence (Redis may lose an acknowledged write on failover):
-Postgres' epoch is (`store` `claim_account`).
+yet. A node renews all its leases in one round (`renew_all`, driven by `renewal.Renewer`): one
+pipeline of the renew script, one call per key, so each key keeps its own hash slot.
+The lease alone is not the fence (Redis may lose an acknowledged write on failover): Postgres'
+epoch is (`store` `claim_account`).
 
 Nodes announce themselves in the hash `{<prefix>:nodes}` (node id -> address and when last
 seen), for `orderdesk cluster`.
@@ -19,14 +21,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 import coredis
 import trio
-from coredis.exceptions import RedisError
+from coredis.exceptions import NoScriptError, RedisError
 
 from web.settings import ClusterSettings
 
@@ -59,10 +62,14 @@ class Lease:
     deadline: float
     acquired_at: float  # wall clock, for operators
     renewed_at: float  # trio clock of the last renewal sent (or the acquisition)
+    #: Set when a renewal finds another node holding the key (or none): the holder must stop.
+    lost: trio.Event = attrs.field(factory=trio.Event)
+    released: bool = False  # given up: a renewal answered late no longer moves the deadline
 
     def remaining(self) -> float:
-        """Seconds this node may still act as the owner (<= 0: it must have stopped)."""
-        return self.deadline - trio.current_time()
+        """Seconds this node may still act as the owner (<= 0: it must have stopped; 0 once
+        a renewal found the key lost)."""
+        return 0.0 if self.lost.is_set() else self.deadline - trio.current_time()
 
 
 class Leases:
@@ -75,6 +82,8 @@ class Leases:
         self._ttl_ms = max(1, int(cluster.lease_s * 1000))
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        #: Redis round trips by kind (renew_round: one `renew_all`, whatever its size).
+        self.calls: Counter[str] = Counter()
 
     def key(self, account: str) -> str:
         return f"{{{self.cluster.key_prefix}:acct:{account}}}:lease"
@@ -92,6 +101,7 @@ class Leases:
         id never both own). Raises a `REDIS_ERRORS` one."""
         key = self.key(account)
         sent = trio.current_time()
+        self.calls["acquire"] += 1
         if not await self._client.set(key, self.node, condition=coredis.PureToken.NX,
                                       px=self._ttl_ms):
             return None
@@ -100,22 +110,68 @@ class Leases:
     async def renew(self, lease: Lease) -> bool:
         """Extend `lease`; False if this node no longer holds it (expired, taken by another)."""
         sent = trio.current_time()
+        self.calls["renew"] += 1
         if await self._renew(keys=[lease.key], args=[self.node, self._ttl_ms]) != 1:
             return False
-        lease.deadline = max(lease.deadline, self._valid_until(sent))
-        lease.renewed_at = sent
+        self._renewed(lease, sent)
         return True
+
+    async def renew_all(self, leases: Sequence[Lease]) -> list[bool | None]:
+        """Extend every lease in one Redis round; per lease: True renewed (its deadline counts
+        from when the round was sent), False lost (`lease.lost` set), None not known (an error
+        for that key alone: the deadline stays). Raises a `REDIS_ERRORS` one when the round
+        itself fails (no lease moves on)."""
+        if not leases:
+            return []
+        sent = trio.current_time()
+        self.calls["renew_round"] += 1
+        replies = await self._pipelined(leases)
+        if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted: load it
+            self._renew.sha = await self._client.script_load(_RENEW)
+            sent = trio.current_time()
+            self.calls["renew_round"] += 1
+            replies = await self._pipelined(leases)
+        results: list[bool | None] = []
+        for lease, reply in zip(leases, replies, strict=True):
+            if isinstance(reply, BaseException):
+                results.append(None)
+            elif reply == 1:
+                self._renewed(lease, sent)
+                results.append(True)
+            else:
+                lease.lost.set()
+                results.append(False)
+        return results
+
+    async def _pipelined(self, leases: Sequence[Lease]) -> tuple[Any, ...]:
+        """The renew script for each lease, sent as one pipeline (not a transaction: in Redis
+        Cluster coredis sends each key to its slot's node). EVALSHA, not the Script object,
+        which would first ask SCRIPT EXISTS: a second round trip."""
+        async with self._client.pipeline(transaction=False, raise_on_error=False) as pipe:
+            for lease in leases:
+                pipe.evalsha(self._renew.sha, keys=[lease.key], args=[self.node, self._ttl_ms])
+        return pipe.results or ()
+
+    def _renewed(self, lease: Lease, sent: float) -> None:
+        if not lease.released:
+            lease.deadline = max(lease.deadline, self._valid_until(sent))
+            lease.renewed_at = sent
 
     async def release(self, lease: Lease) -> None:
         """Give the lease up now, if still held, so another node need not wait for it."""
+        lease.released = True
         lease.deadline = min(lease.deadline, trio.current_time())
+        self.calls["release"] += 1
         await self._release(keys=[lease.key], args=[self.node])
 
     async def holder(self, account: str) -> tuple[str | None, float | None]:
         """Who holds `account`'s lease and for how many more seconds (None, None: nobody)."""
         key = self.key(account)
-        node = await self._client.get(key)
-        ttl_ms = await self._client.pttl(key)
+        self.calls["holder"] += 1
+        async with self._client.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.get(key)
+            pipe.pttl(key)
+        node, ttl_ms = pipe.results or (None, -2)
         if node is None or ttl_ms < 0:
             return None, None
         return str(node), ttl_ms / 1000

@@ -3,9 +3,10 @@
 `AccountOwner.run` is the account's child in the supervision tree in place of the actor's own
 `run`. It waits (standby) until it can take the account's Redis lease, bumps the account's epoch
 in Postgres (from then on the previous owner's writes are refused), loads the access token kept
-in the store (`tokens`), then runs the actor beside a keeper that renews the lease, and has the
-order path recover the batches the previous owner left unfinished (`Takeovers`: new orders of
-the account are refused until they are tracked). It steps down (stops the actor, stops writing,
+in the store (`tokens`), then runs the actor while the node's `Renewer` renews the lease (from
+the moment it is taken, in one Redis round with every other account's), and has the order path
+recover the batches the previous owner left unfinished (`Takeovers`: new orders of the account
+are refused until they are tracked). It steps down (stops the actor, stops writing,
 gives the lease up) when:
 - the lease is lost: another node holds it, or no renewal succeeded before this node's own
   deadline (sent + lease - margin), which comes before Redis expires the key, so the actor is
@@ -18,6 +19,7 @@ not wait for it to expire.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -28,7 +30,8 @@ from actors.account import AccountActor
 from actors.health import HealthEntry
 from store import FencedOut, StoreError
 
-from .lease import REDIS_ERRORS, Lease, Leases
+from .lease import REDIS_ERRORS, Lease
+from .renewal import Renewer
 from .tokens import AccountTokens, TokenVault
 
 log = logging.getLogger("orderdesk.cluster")
@@ -57,17 +60,22 @@ class AccountOwner:
     """One account's ownership on this node; `view()` is what `/admin/actors` shows of it."""
 
     def __init__(
-        self, actor: AccountActor, leases: Leases, store: Claims, health: HealthEntry | None,
+        self, actor: AccountActor, renewer: Renewer, store: Claims, health: HealthEntry | None,
         takeovers: Callable[[], Takeovers | None] = lambda: None,
         tokens: TokenVault | None = None,
+        acquiring: trio.CapacityLimiter | None = None,
     ) -> None:
         self.account = actor.account
+        self._renewer = renewer
+        #: The node's bound on acquisitions in flight at once: standbys never stampede Redis.
+        self._acquiring = acquiring or trio.CapacityLimiter(1)
+        self._holder_looked_at: float | None = None
         self._takeovers = takeovers
         self._tokens = None if tokens is None else AccountTokens(tokens, actor)
         self._actor = actor
         self._health = health
         self._watch = None if health is None else health.upstream_watch
-        self._leases = leases
+        self._leases = renewer.leases
         self._store = store
         self.state = "standby"  # standby | owner
         self.epoch: int | None = None
@@ -95,7 +103,7 @@ class AccountOwner:
         """Own the account whenever possible, until cancelled. Ready once the actor runs, or at
         once when another node owns the account (standby is a healthy state)."""
         ready: trio.TaskStatus[None] | None = task_status
-        pause = self._leases.cluster.renew_s
+        renew_s = self._leases.cluster.renew_s
         self._health_standby()
         while True:
             lease = await self._try_acquire()
@@ -104,16 +112,23 @@ class AccountOwner:
             elif ready is not None:
                 ready.started()
                 ready = None
-            await trio.sleep(pause)
+            # jittered, so a node's standbys do not all try in the same instant
+            await trio.sleep(renew_s * random.uniform(0.5, 1.5))
 
     async def _try_acquire(self) -> Lease | None:
+        """One try (within the node's bound on tries at once); who holds the account is
+        looked up at the first failed try and then once per lease time, not at every try."""
         try:
-            lease = await self._leases.acquire(self.account)
-            if lease is None:
-                self.holder, _ = await self._leases.holder(self.account)
+            async with self._acquiring:
+                lease = await self._leases.acquire(self.account)
+                now = trio.current_time()
+                if lease is None and (self._holder_looked_at is None or now
+                                      > self._holder_looked_at + self._leases.cluster.lease_s):
+                    self._holder_looked_at = now
+                    self.holder, _ = await self._leases.holder(self.account)
             return lease
         except REDIS_ERRORS as exc:
-            self.holder = None
+            self.holder = self._holder_looked_at = None
             log.warning("account %s: cannot reach Redis for its lease: %s", self.account, exc)
             return None
 
@@ -122,6 +137,9 @@ class AccountOwner:
         self.lease = lease
         reason = "shutdown"
         told = False
+        # renewed from now on, not only once the actor runs: starting it (and claiming the
+        # epoch) can take longer than the lease when a node takes 200 accounts at once
+        self._renewer.hold(lease)
         try:
             with trio.move_on_at(lease.deadline) as claiming:
                 self.epoch = await self._store.claim_account(self.account, self._leases.node)
@@ -138,6 +156,13 @@ class AccountOwner:
                         self.account, self._leases.node, self.epoch)
             try:
                 async with trio.open_nursery() as nursery:
+
+                    async def keep() -> None:  # from the start: the lease may end mid-start
+                        nonlocal reason
+                        reason = await self._keep(lease)
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(keep)
                     await nursery.start(self._actor.run)
                     if self._tokens is not None:
                         nursery.start_soon(self._tokens.follow, self._leases.cluster.renew_s)
@@ -149,8 +174,6 @@ class AccountOwner:
                     if ready is not None:
                         ready.started()
                         told = True
-                    reason = await self._keep(lease)
-                    nursery.cancel_scope.cancel()
             except* FencedOut:
                 reason = "fenced out: another node claimed the account"
             return told
@@ -158,31 +181,20 @@ class AccountOwner:
             reason = f"the epoch could not be claimed: {exc}"
             return told
         finally:
+            self._renewer.drop(lease)
             with trio.CancelScope(shield=True):
                 await self._step_down(lease, reason)
 
     async def _keep(self, lease: Lease) -> str:
-        """Renew the lease every `renew_s` (sooner after a failure) until it is lost; returns
-        why. Never returns later than this node's deadline for the lease."""
-        renew_s = self._leases.cluster.renew_s
-        retry_at: float | None = None
-        while True:
-            await trio.sleep_until(min(retry_at or lease.renewed_at + renew_s, lease.deadline))
-            if lease.remaining() <= 0:
-                return "lease expired: no renewal succeeded in time"
+        """Wait while the node's renewal rounds (`Renewer`) keep the lease; returns why it
+        ended. Never returns later than this node's deadline for the lease, which each
+        successful round moves on."""
+        while not lease.lost.is_set() and lease.remaining() > 0:
             with trio.move_on_at(lease.deadline):
-                try:
-                    held = await self._leases.renew(lease)
-                except REDIS_ERRORS as exc:
-                    log.warning("account %s: lease renewal failed (%.1f s left): %s",
-                                self.account, lease.remaining(), exc)
-                    retry_at = trio.current_time() + min(0.25, renew_s)
-                    continue
-                if not held:
-                    return "lease lost: another node holds it"
-                retry_at = None
-                continue
-            return "lease expired: no renewal succeeded in time"
+                await lease.lost.wait()
+        if lease.lost.is_set():
+            return "lease lost: another node holds it"
+        return "lease expired: no renewal succeeded in time"
 
     def _health_standby(self) -> None:
         """A standby account has no upstream to judge: its silence is not a stall."""
@@ -197,6 +209,7 @@ class AccountOwner:
         self.state = "standby"
         self._health_standby()
         self.lease = None
+        self._holder_looked_at = None  # look again: it may be another node's now
         if was_owner:
             self.step_downs += 1
             self.last_step_down = f"{time.strftime('%H:%M:%S')} {reason}"
