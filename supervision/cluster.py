@@ -83,6 +83,22 @@ class Cluster:
         """Per account: this node, its state there (owner or standby), epoch, lease left."""
         return {account: owner.view() for account, owner in self.owners.items()}
 
+    def counters(self) -> dict[str, Any]:
+        """What `/metrics` shows of this node's ownership: per account whether it owns it and
+        its takeovers, step-downs, broker calls fenced and store writes refused by epoch; the
+        renewal rounds of the node."""
+        renewals = self.renewer.statistics()
+        return {
+            "accounts": {
+                account: {"owner": owner.state == "owner", "takeovers": owner.takeovers,
+                          "step_downs": owner.step_downs, "calls_fenced": owner.calls_fenced,
+                          "fenced_out": owner.fenced_out}
+                for account, owner in self.owners.items()
+            },
+            "renewal_rounds": renewals["rounds"],
+            "renewal_failed_rounds": renewals["failed_rounds"],
+        }
+
     async def announce(self) -> None:
         """Keep this node listed as alive (`orderdesk cluster`), until cancelled."""
         while True:

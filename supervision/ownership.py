@@ -85,6 +85,7 @@ class AccountOwner:
         self.takeovers = 0  # times this node took the account
         self.step_downs = 0
         self.calls_fenced = 0  # broker writes refused: not the owner, or the lease ends first
+        self.fenced_out = 0  # store writes refused by epoch (another node claimed the account)
 
     def view(self) -> dict[str, Any]:
         lease = self.lease
@@ -175,6 +176,7 @@ class AccountOwner:
                         ready.started()
                         told = True
             except* FencedOut:
+                self.fenced_out += 1
                 reason = "fenced out: another node claimed the account"
             return told
         except StoreError as exc:  # the claim itself failed: the store is down, try later

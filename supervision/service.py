@@ -116,10 +116,8 @@ async def serve(settings: Settings, *, task_status=trio.TASK_STATUS_IGNORED) -> 
             # the shutdown waits for (a shielded rollback, a stuck store). A batch cut short
             # that way stays stored unfinished and is resumed by recovery at the next start.
             previous = {s: signal.signal(s, signal.SIG_DFL) for s in _SHUTDOWN_SIGNALS}
-            log.info(
-                "signal %s: shutting down (batches get %.1f s; a second signal exits at once)",
-                signal.Signals(signum).name, settings.shutdown_grace_s,
-            )
+            log.info("signal %s: shutting down (batches get %.1f s; a second signal exits at once)",
+                     signal.Signals(signum).name, settings.shutdown_grace_s)
     finally:
         for signum, handler in previous.items():
             if handler is not None:
@@ -264,6 +262,7 @@ async def _open_tree(
             settings, actors, store, health, metrics, web_config, batches=coordinator,
             supervisor=accounts, instruments=instruments,
             ownership=None if cluster is None else cluster.view,
+            cluster_counters=None if cluster is None else cluster.counters,
             tokens=None if cluster is None else cluster.tokens,
         )
         app = create_app(deps, blueprints=[orders_blueprint, page_blueprint, contract_blueprint,

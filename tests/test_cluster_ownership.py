@@ -20,6 +20,7 @@ from tests.fixtures_orders import leg
 from tests.fixtures_service import ADMIN, api, open_test_service
 from tests.fixtures_venue import kite_http, order_form, place, venue_orders
 from tests.fixtures_waits import wait_until
+from tests.test_metrics import scrape
 
 
 def node(tmp_path: Path, pg_url: str, venue: VenueAddress, prefix: str, name: str,
@@ -157,3 +158,11 @@ async def test_a_fenced_owner_steps_down_and_takes_the_account_again(
             await wait_until(lambda: a.actors["primary"].order(order_id), "the order")
             assert await seqs(pg_url) == list(range(1, a.actors["primary"].seq + 1))
             assert a.health.get("account:primary").restarts == 0  # stepped down, no crash
+            samples = await scrape(a)  # what an operator sees of it on /metrics
+            primary = (("account", "primary"),)
+            assert samples[("orderdesk_cluster_owner", primary)] == 1.0
+            assert samples[("orderdesk_cluster_fenced_out_total", primary)] == 1.0
+            assert samples[("orderdesk_cluster_step_downs_total", primary)] == 1.0
+            assert samples[("orderdesk_cluster_takeovers_total", primary)] == 2.0
+            assert samples[("orderdesk_cluster_calls_fenced_total", primary)] == 0.0
+            assert samples[("orderdesk_cluster_renewal_rounds_total", ())] >= 1.0

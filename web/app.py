@@ -61,7 +61,7 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
     app.streams = StreamRegistry()
     app.activity = Activity()
     app.converter = make_converter()
-    deps.metrics.observe(deps.actors, deps.health)
+    deps.metrics.observe(deps.actors, deps.health, deps.cluster_counters)
     install_request_hooks(app)
     install_cors(app)  # before the blueprints: a preflight is answered before the Origin check
     install_error_handler(app)

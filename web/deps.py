@@ -66,6 +66,8 @@ class WebDeps:
     instruments: InstrumentCaches = attrs.field(factory=InstrumentCaches)
     #: [cluster]: per account, this node's ownership of it (None: not clustered).
     ownership: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+    #: [cluster]: the ownership counters `/metrics` shows (None: not clustered).
+    cluster_counters: Callable[[], Mapping[str, Any]] | None = None
     #: [cluster]: keeps each access token loaded here for the other nodes (None: not clustered).
     tokens: Any = None  # web.credentials.TokenKeeper
 

@@ -103,10 +103,13 @@ class Metrics:
         self,
         actors: Callable[[], Iterable[_ActorLike]] | Mapping[str, _ActorLike],
         health: _HealthLike | None = None,
+        cluster: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
-        """Read upstream state, reconnects and restarts from these at every scrape."""
+        """Read upstream state, reconnects and restarts (and [cluster] ownership) from these at
+        every scrape."""
         self._sources.actors = actors.values if isinstance(actors, Mapping) else actors
         self._sources.health = health
+        self._sources.cluster = cluster
 
     def on_update(self, account: str, seq: int, payload: object) -> None:
         """Fits `AccountActor(on_update=...)`: counts committed updates per account."""
@@ -122,6 +125,7 @@ class _SourcesCollector(Collector):
     def __init__(self) -> None:
         self.actors: Callable[[], Iterable[_ActorLike]] | None = None
         self.health: _HealthLike | None = None
+        self.cluster: Callable[[], Mapping[str, Any]] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # samples depend on the configured accounts: describe nothing up front
@@ -150,4 +154,32 @@ class _SourcesCollector(Collector):
         if self.health is not None:
             for entry in self.health.snapshot():
                 restarts.add_metric([str(entry["name"])], float(entry.get("restarts") or 0))
-        return [connected, reconnects, restarts, conflicts]
+        return [connected, reconnects, restarts, conflicts, *self._cluster()]
+
+    def _cluster(self) -> list[Metric]:
+        """[cluster]: ownership per account and the node's lease renewals (none otherwise)."""
+        if self.cluster is None:
+            return []
+        counters = self.cluster()
+        owner = GaugeMetricFamily("orderdesk_cluster_owner",
+                                  "1 when this node owns the account", labels=["account"])
+        per_account = {
+            name: CounterMetricFamily(f"orderdesk_cluster_{name}", text, labels=["account"])
+            for name, text in (
+                ("takeovers", "Times this node took the account over"),
+                ("step_downs", "Times this node stopped owning the account"),
+                ("calls_fenced", "Broker writes not sent: not the owner, or the lease ends first"),
+                ("fenced_out", "Store writes refused by epoch: another node claimed the account"),
+            )
+        }
+        for account, values in counters["accounts"].items():
+            owner.add_metric([account], 1.0 if values["owner"] else 0.0)
+            for name, family in per_account.items():
+                family.add_metric([account], float(values[name]))
+        rounds = CounterMetricFamily("orderdesk_cluster_renewal_rounds",
+                                     "Lease renewal rounds (every lease of this node in one)")
+        rounds.add_metric([], float(counters["renewal_rounds"]))
+        failed = CounterMetricFamily("orderdesk_cluster_renewal_failed_rounds",
+                                     "Lease renewal rounds that failed as a whole")
+        failed.add_metric([], float(counters["renewal_failed_rounds"]))
+        return [owner, *per_account.values(), rounds, failed]
