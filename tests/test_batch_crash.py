@@ -29,7 +29,7 @@ import attrs
 import httpx
 import trio
 
-from tests.fixtures_orders import leg
+from tests.fixtures_orders import batch_concluded, leg, post_batch_never_answered
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT, kite_headers
 from tests.fixtures_waits import wait_until
 
@@ -215,28 +215,6 @@ async def faults(kite: httpx.AsyncClient, **values: Any) -> None:
     assert response.status_code == 200, response.text
 
 
-async def post_batch(api: httpx.AsyncClient, body: dict[str, Any]) -> None:
-    """The client whose request dies with the gateway: no answer ever comes."""
-    try:
-        response = await api.post("/accounts/primary/batch-orders", json=body,
-                                  headers={"Idempotency-Key": KEY})
-    except httpx.TransportError:
-        return
-    raise AssertionError(f"the batch finished before the kill: {response.text}")
-
-
-async def recovered(api: httpx.AsyncClient, batch_id: str) -> dict[str, Any]:
-    """GET the batch until recovery has given it a final status."""
-    async def probe() -> dict[str, Any] | None:
-        response = await api.get(f"/accounts/primary/batch-orders/{batch_id}")
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body if body["status"] in ("success", "rolled_back", "rollback_failed") else None
-
-    result: dict[str, Any] = await wait_until(probe, "recovery")
-    return result
-
-
 def new_stack(tmp_path: Path) -> Stack:
     return Stack(tmp_path, free_port(), free_port())
 
@@ -255,7 +233,7 @@ async def test_killed_once_a_resting_leg_is_placed_rolls_back_at_the_next_start(
         async with open_venue(stack) as kite:
             assert await positions(kite) == {}
             async with open_gateway(stack) as (gateway, api), trio.open_nursery() as client:
-                client.start_soon(post_batch, api, body)
+                client.start_soon(post_batch_never_answered, api, body, KEY)
 
                 async def leg_2_placed() -> list[dict[str, Any]] | None:
                     batch, legs = await stored(stack)
@@ -273,7 +251,7 @@ async def test_killed_once_a_resting_leg_is_placed_rolls_back_at_the_next_start(
                 legs[0]["tag"]: "COMPLETE", legs[1]["tag"]: "COMPLETE", legs[2]["tag"]: "OPEN"}
 
             async with open_gateway(stack) as (_, api):
-                result = await recovered(api, batch_id)
+                result = await batch_concluded(api, batch_id, "recovery")
                 assert result["status"] == "rolled_back", result
                 assert [item["rollback"]["action"] for item in result["legs"]] == [
                     "flattened", "flattened", "cancelled"]
@@ -300,7 +278,7 @@ async def test_killed_after_every_leg_completed_is_success_at_the_next_start(
         async with open_venue(stack) as kite:
             await faults(kite, fill_delay_ms=1500)  # placed, then OPEN for 1.5 s
             async with open_gateway(stack) as (gateway, api), trio.open_nursery() as client:
-                client.start_soon(post_batch, api, body)
+                client.start_soon(post_batch_never_answered, api, body, KEY)
 
                 async def all_placed() -> list[dict[str, Any]] | None:
                     _, legs = await stored(stack)
@@ -322,7 +300,7 @@ async def test_killed_after_every_leg_completed_is_success_at_the_next_start(
             await faults(kite, fill_delay_ms=0)
 
             async with open_gateway(stack) as (_, api):
-                result = await recovered(api, batch["batch_id"])
+                result = await batch_concluded(api, batch["batch_id"], "recovery")
                 assert result["status"] == "success", result
                 assert [item["status"] for item in result["legs"]] == ["COMPLETE"] * 2
                 assert [item["filled_quantity"] for item in result["legs"]] == [75, 35]

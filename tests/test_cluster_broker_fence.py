@@ -19,7 +19,7 @@ from brokers.paper import VenueAddress
 from supervision.ownership import AccountOwner
 from supervision.service import Running
 from tests.fixtures_cluster import cluster_settings, cluster_toml, redis_proxy
-from tests.fixtures_orders import leg
+from tests.fixtures_orders import batch_concluded, leg
 from tests.fixtures_service import api, open_test_service
 from tests.fixtures_venue import kite_http, net_positions, venue_orders
 from tests.fixtures_waits import wait_until
@@ -121,13 +121,7 @@ async def test_an_owner_that_lost_the_account_leaves_the_rollback_to_the_next_ow
                              "a to own primary again", 10)
             batch_id = answer["batch_id"]
 
-            async def recovered() -> dict[str, Any] | None:
-                response = await http.get(f"/accounts/primary/batch-orders/{batch_id}")
-                assert response.status_code == 200, response.text
-                body: dict[str, Any] = response.json()
-                return body if body["status"] not in ("running", "rolling_back") else None
-
-            result = await wait_until(recovered, "the batch recovered", 10)
+            result = await batch_concluded(http, batch_id, "the batch recovered")
             assert result["status"] == "rolled_back", result
             assert await net_positions(kite) == {}
             tags = sorted(o["tag"] for o in await venue_orders(kite))

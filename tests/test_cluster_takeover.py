@@ -15,7 +15,7 @@ import trio
 from brokers.paper import VenueAddress
 from tests.fixtures_cli import cli_env, running_orderdesk
 from tests.fixtures_cluster import NODE_LEASE_S, bind_of, node_config, owner_is, primary
-from tests.fixtures_orders import leg
+from tests.fixtures_orders import batch_concluded, leg, post_batch_never_answered
 from tests.fixtures_service import TOKENS
 from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT, kite_http, net_positions
 from tests.fixtures_waits import wait_until
@@ -31,12 +31,7 @@ def client(config: Path) -> httpx.AsyncClient:
 async def post_batch(config: Path, body: dict[str, Any]) -> None:
     """The client whose request dies with its node: no answer ever comes."""
     async with client(config) as api:
-        try:
-            response = await api.post("/accounts/primary/batch-orders", json=body,
-                                      headers={"Idempotency-Key": KEY})
-        except httpx.TransportError:
-            return
-    raise AssertionError(f"the batch finished before the kill: {response.text}")
+        await post_batch_never_answered(api, body, KEY)
 
 
 async def test_the_new_owner_rolls_back_a_batch_the_killed_owner_left(
@@ -75,13 +70,7 @@ async def test_the_new_owner_rolls_back_a_batch_the_killed_owner_left(
             await wait_until(owner_is(b_config), "b to own primary", NODE_LEASE_S + 5)
 
             async with client(b_config) as api:
-                async def recovered() -> dict[str, Any] | None:
-                    response = await api.get(f"/accounts/primary/batch-orders/{batch_id}")
-                    assert response.status_code == 200, response.text
-                    found: dict[str, Any] = response.json()
-                    return found if found["status"] not in ("running", "rolling_back") else None
-
-                result = await wait_until(recovered, "b to recover the batch", 15)
+                result = await batch_concluded(api, batch_id, "b to recover the batch", 15)
                 assert result["status"] == "rolled_back", result
                 assert [item["rollback"]["action"] for item in result["legs"]] == [
                     "flattened", "flattened", "cancelled"]
