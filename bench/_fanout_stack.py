@@ -15,8 +15,9 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import attrs
@@ -202,3 +203,15 @@ def external_target(name: str, template: str, pid: int | None) -> Target:
         return Subscriber(account, template.format(account=account, token=token_for(account)))
 
     return Target(name, subscriber, pid, has_seq=True)
+
+
+@contextmanager
+def workdir(keep: str | None, prefix: str) -> Iterator[Path]:
+    """Where a bench run's configs and logs go: `keep` (kept after the run), else a temporary
+    directory."""
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield Path(keep)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)

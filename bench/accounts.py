@@ -28,12 +28,10 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fanout_stack import open_orderdesk, open_venue  # noqa: E402
+from _fanout_stack import open_orderdesk, open_venue, workdir  # noqa: E402
 from fanout import Clients, Driver, _quantile, _wait_for, nifty_future  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -177,7 +175,7 @@ async def run(args: argparse.Namespace) -> None:
     sizes = [int(x) for x in args.accounts.split(",")]
     clients = Clients(1)
     try:
-        with _workdir(args.keep) as work:
+        with workdir(args.keep, "orderdesk-accounts-") as work:
             alone = await measure(1, work, clients, args)
             _emit(alone)
             for n in sizes:
@@ -195,16 +193,6 @@ async def run(args: argparse.Namespace) -> None:
 
 def _emit(line: dict[str, Any]) -> None:
     print(json.dumps(line), flush=True)
-
-
-@contextmanager
-def _workdir(keep: str | None) -> Iterator[Path]:
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        yield Path(keep)
-        return
-    with tempfile.TemporaryDirectory(prefix="orderdesk-accounts-") as tmp:
-        yield Path(tmp)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

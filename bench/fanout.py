@@ -35,12 +35,11 @@ import json
 import math
 import multiprocessing
 import sys
-import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, nullcontext
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,7 @@ from _fanout_stack import (  # noqa: E402
     open_orderdesk,
     open_relay,
     open_venue,
+    workdir,
 )
 
 DEFAULT_CONFIGS = "1x1,1x100,1x1000@10,200x2@2,1x200"
@@ -458,7 +458,7 @@ async def run(args: argparse.Namespace) -> None:
     clients = Clients(args.clients)
     results: dict[tuple[str, str], dict[str, Any]] = {}
     try:
-        with _workdir(args.keep) as work:
+        with workdir(args.keep, "orderdesk-fanout-") as work:
             for config in configs:
                 accounts = (args.account_ids.split(",") if args.account_ids
                             else [f"a{i}" for i in range(config.accounts)])[: config.accounts]
@@ -475,16 +475,6 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         with trio.CancelScope(shield=True):
             await clients.aclose()
-
-
-@contextmanager
-def _workdir(keep: str | None) -> Iterator[Path]:
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        yield Path(keep)
-        return
-    with tempfile.TemporaryDirectory(prefix="orderdesk-fanout-") as tmp:
-        yield Path(tmp)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
