@@ -30,7 +30,12 @@ class FileBudget:
     soft: int
     hard: int
     accounts: int
-    needed: int  # the accounts' sockets plus HEADROOM
+    per_account: int  # sockets each account holds
+
+    @property
+    def needed(self) -> int:
+        """The accounts' sockets plus HEADROOM."""
+        return self.accounts * self.per_account + HEADROOM
 
     @property
     def fits(self) -> bool:
@@ -43,8 +48,7 @@ class FileBudget:
     @property
     def accounts_possible(self) -> int:
         """How many accounts the soft limit holds beside the headroom."""
-        per_account = (self.needed - HEADROOM) // max(1, self.accounts)
-        return max(0, (self.soft - HEADROOM) // max(1, per_account))
+        return max(0, (self.soft - HEADROOM) // self.per_account)
 
 
 def raise_open_files(accounts: int, *, embedded_venue: bool) -> FileBudget:
@@ -60,7 +64,7 @@ def raise_open_files(accounts: int, *, embedded_venue: bool) -> FileBudget:
             log.warning("could not raise the open-file limit from %d to %d: %s",
                         soft, target, exc)
     per_account = 4 if embedded_venue else 2
-    budget = FileBudget(soft, hard, accounts, accounts * per_account + HEADROOM)
+    budget = FileBudget(soft, hard, accounts, per_account)
     if not budget.fits:  # said before the start, which then fails part way
         log.warning(
             "open files: limit %d (hard %d) holds about %d accounts, %d are configured "
