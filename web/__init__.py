@@ -1,49 +1,36 @@
-"""The web front: Quart-Trio app factory, HTTP routes, the order websocket, auth, metrics."""
+"""The web front: Quart-Trio app factory, HTTP routes, the order websocket, auth, metrics.
 
-from .app import create_app, serve_web
-from .auth import Authenticator, Identity, TicketBook
-from .deps import OrderDeskApp, WebConfig, WebDeps, current_deps
-from .errors import (
-    ApiError,
-    Conflict,
-    FieldError,
-    Forbidden,
-    InvalidInput,
-    InvalidJson,
-    NotFound,
-    ServiceUnavailable,
-    Unauthorized,
-    UnsupportedMediaType,
-)
-from .metrics import Metrics
-from .middleware import CorrelationIdFilter, current_correlation_id, install_log_context
-from .routes import authenticate, require_account, require_admin
+The names below load on first use (PEP 562): the CLI reads `web.settings` on every command, and
+importing the app with it (Quart, Hypercorn) cost `orderdesk status` ~1 s of CPU.
+"""
 
-__all__ = [
-    "ApiError",
-    "Authenticator",
-    "Conflict",
-    "CorrelationIdFilter",
-    "FieldError",
-    "Forbidden",
-    "Identity",
-    "InvalidInput",
-    "InvalidJson",
-    "Metrics",
-    "NotFound",
-    "OrderDeskApp",
-    "ServiceUnavailable",
-    "TicketBook",
-    "Unauthorized",
-    "UnsupportedMediaType",
-    "WebConfig",
-    "WebDeps",
-    "authenticate",
-    "create_app",
-    "current_correlation_id",
-    "current_deps",
-    "install_log_context",
-    "require_account",
-    "require_admin",
-    "serve_web",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Each public name and the module that defines it.
+_FACE = {
+    "create_app": "app", "serve_web": "app",
+    "Authenticator": "auth", "Identity": "auth", "TicketBook": "auth",
+    "OrderDeskApp": "deps", "WebConfig": "deps", "WebDeps": "deps", "current_deps": "deps",
+    "ApiError": "errors", "Conflict": "errors", "FieldError": "errors", "Forbidden": "errors",
+    "InvalidInput": "errors", "InvalidJson": "errors", "NotFound": "errors",
+    "ServiceUnavailable": "errors", "Unauthorized": "errors", "UnsupportedMediaType": "errors",
+    "Metrics": "metrics",
+    "CorrelationIdFilter": "middleware", "current_correlation_id": "middleware",
+    "install_log_context": "middleware",
+    "authenticate": "routes", "require_account": "routes", "require_admin": "routes",
+}
+
+__all__ = sorted(_FACE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'web' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once: later lookups skip this function
+    return value
+
