@@ -13,6 +13,7 @@ statement is added, no transaction is opened that was not there before.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -72,6 +73,7 @@ class PostgresFencing(PostgresPart):
         (or has dropped) is refused."""
         if self._fences is None:
             self._fences = {}
+            self._refused: Counter[str] = Counter()
 
     async def claim_account(self, account: str, node: str) -> int:
         """Bump `account`'s epoch for `node` (this node, holding the lease); returns it. Writes
@@ -91,6 +93,11 @@ class PostgresFencing(PostgresPart):
         """Stop writing for `account` (the lease is lost or given up): its writes are refused."""
         if self._fences is not None:
             self._fences.pop(account, None)
+
+    def refused_writes(self, account: str) -> int:
+        """Batch and leg writes for `account` refused by epoch since start (the appends are
+        the account owner's to count: it steps down on the first)."""
+        return 0 if self._fences is None else self._refused[account]
 
     def epoch_of(self, account: str) -> int | None:
         """The epoch this node holds for `account`, or None."""
@@ -138,6 +145,9 @@ class PostgresFencing(PostgresPart):
         token = CALL_FENCE.set(fence)
         try:
             yield
+        except FencedOut as exc:
+            self._refused.update(exc.accounts)
+            raise
         finally:
             CALL_FENCE.reset(token)
 

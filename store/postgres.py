@@ -104,6 +104,15 @@ class PostgresStore(
         await self._call(q)
 
 
+#: A transaction left open by a process that stopped mid-way (paused, frozen, swapped out) would
+#: keep its row locks, and with them the `FOR SHARE` lock on an account's owner row that a new
+#: owner's epoch claim must wait for: a takeover would hang for as long as the old owner is
+#: paused. Our transactions never wait on anything but Postgres, so one idle in a transaction for
+#: 2 s has a stalled client; Postgres ends its session (its writes are retried, or refused by
+#: epoch once another node has claimed the account).
+SESSION_SETTINGS = {"idle_in_transaction_session_timeout": "2s"}
+
+
 @asynccontextmanager
 async def open_postgres(url: str, *, pool_size: int = 10) -> AsyncIterator[PostgresStore]:
     """Connect a pool, apply migrations, run the committer; close everything on exit."""
@@ -111,7 +120,8 @@ async def open_postgres(url: str, *, pool_size: int = 10) -> AsyncIterator[Postg
         loop = await current_or_own_loop(stack)
         try:
             pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool, loop=loop)(
-                url, min_size=1, max_size=pool_size, init=init_connection, reset=_keep_session
+                url, min_size=1, max_size=pool_size, init=init_connection, reset=_keep_session,
+                server_settings=SESSION_SETTINGS,
             )
         except _CONNECT_ERRORS as exc:
             raise unreachable(url, exc) from exc

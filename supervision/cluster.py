@@ -92,7 +92,7 @@ class Cluster:
             "accounts": {
                 account: {"owner": owner.state == "owner", "takeovers": owner.takeovers,
                           "step_downs": owner.step_downs, "calls_fenced": owner.calls_fenced,
-                          "fenced_out": owner.fenced_out}
+                          "fenced_out": owner.fenced_out + self._store.refused_writes(account)}
                 for account, owner in self.owners.items()
             },
             "renewal_rounds": renewals["rounds"],

@@ -101,13 +101,14 @@ async def redis_proxy() -> AsyncIterator[FreezableProxy]:
 NODE_LEASE_S = 4.0
 
 
-def node_config(tmp_path: Path, pg_url: str, prefix: str, name: str, **cluster: Any) -> Path:
+def node_config(tmp_path: Path, pg_url: str, prefix: str, name: str, *, limits_toml: str = "",
+                **cluster: Any) -> Path:
     """The config of node `name` (its own directory and web port) on `pg_url`."""
     where = tmp_path / name
     where.mkdir(exist_ok=True)
     settings = cluster_settings(prefix, name, lease_s=NODE_LEASE_S, renew_s=0.4, margin_s=0.4,
                                 **cluster)
-    config = write_config(where, pg_url, extra_toml=cluster_toml(settings))
+    config = write_config(where, pg_url, extra_toml=cluster_toml(settings), limits_toml=limits_toml)
     text = config.read_text()  # the [server] bind comes first: a port of its own
     config.write_text(text.replace('bind = "127.0.0.1:0"', f'bind = "127.0.0.1:{free_port()}"', 1))
     return config
