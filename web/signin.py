@@ -52,8 +52,8 @@ async def sign_in() -> Response:
     sessions = _app().sessions
     previous = cookie_of(request)
     if previous is not None:
-        sessions.end(previous)
-    session = sessions.open(identity)
+        await sessions.end(previous)
+    session = await sessions.open(identity)
     return _with_cookie(session.id, int(sessions.ttl_s))
 
 
@@ -62,9 +62,9 @@ async def sign_out() -> Response:
     identity = current_caller().identity
     sessions = _app().sessions
     session_id = cookie_of(request)
-    session = sessions.get(session_id) if session_id is not None else None
+    session = await sessions.get(session_id) if session_id is not None else None
     if session is not None and (identity.admin or session.identity == identity):
-        sessions.end(session.id)
+        await sessions.end(session.id)
     return _with_cookie("", 0)
 
 
@@ -75,11 +75,14 @@ async def rotate_token(account_id: str, name: str) -> Response:
     if account_id not in app.deps.actors:
         raise NotFound(f"unknown account {account_id!r}")
     identity = Identity(name, account_id)
+    if not app.auth.knows(identity):
+        raise NotFound(f"account {account_id!r} has no token named {name!r}")
+    # The books first: if they cannot answer ([cluster]: Redis down, 503), nothing changed.
+    await app.tickets.drop_for(identity)
+    ended = await app.sessions.end_for(identity)
     token = secrets.token_urlsafe(32)
     if not app.auth.rotate(identity, token):
         raise NotFound(f"account {account_id!r} has no token named {name!r}")
-    app.tickets.drop_for(identity)
-    ended = app.sessions.end_for(identity)
     await record_audit(account_id, admin.name, "token_rotated",
                        {"token": name, "sessions_ended": ended})
     return jsonify({"account": account_id, "name": name, "token": token,
