@@ -10,8 +10,9 @@ browser session (web/sessions.py).
   clears the cookie. 204 either way.
 - `PUT /admin/accounts/{id}/tokens/{name}` (admin) gives that client token a new random value,
   answered once: the old value is refused from then on, the tickets and sessions it got end and
-  their sockets close (4401). The new value lives in memory: put it into orderdesk.toml too, or
-  the configured one is back at the next start.
+  their sockets close (4401; with `[cluster]` on every node). The new value lives in this
+  process's memory: put it into orderdesk.toml too (every node's), or the configured one is
+  back at the next start.
 """
 
 from __future__ import annotations
