@@ -8,8 +8,9 @@ stepped down, say) and opens its socket on "a".
 - b's session cookie opens a's socket; sign-out on b closes it (4401 SESSION_ENDED) within a
   session check, a bearer socket beside it streams on; a token rotation on b does the same.
 - Sessions per identity are bounded: past `max_sessions` the oldest ends.
-- Redis not answering: ticket and sign-in answer 503 naming Redis, a ticket handshake is
-  refused 503 before the upgrade, and the socket already open keeps streaming.
+- Redis not answering: ticket, sign-in and token rotation answer 503 naming Redis (the token
+  is not rotated), a ticket handshake is refused 503 before the upgrade, and the socket already
+  open keeps streaming.
 """
 
 from __future__ import annotations
@@ -238,7 +239,9 @@ async def test_redis_not_answering_is_a_503_and_open_sockets_stream_on(
             assert (await reader.next())["type"] == "snapshot"
 
             proxy.freeze()
-            for response in (await ticket_of(a), await _sign_in_answer(a)):
+            async with api(a, ADMIN) as admin:  # nothing rotated: the old token works on
+                rotation = await admin.put("/admin/accounts/primary/tokens/primary-desk")
+            for response in (await ticket_of(a), await _sign_in_answer(a), rotation):
                 assert response.status_code == 503, response.text
                 body = response.json()
                 assert body["error"] == "unavailable" and "Redis" in body["message"]
