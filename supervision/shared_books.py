@@ -100,7 +100,8 @@ class _RedisBook:
         """`call`'s result; `ServiceUnavailable` (503) naming Redis when it does not answer."""
         try:
             return await call()
-        except REDIS_ERRORS as exc:
+        except* REDIS_ERRORS as group:  # the client's own task group may wrap it
+            exc = group.exceptions[0]
             log.warning("%s: Redis at %s does not answer: %s", self._what, self._where, exc)
             raise ServiceUnavailable(
                 f"{self._what} are kept in Redis ({self._where}), which does not answer "
@@ -163,8 +164,12 @@ def _loaded(raw: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _identity(value: dict[str, Any]) -> Identity:
-    return Identity(str(value["name"]), value["account"])
+def _identity(value: dict[str, Any]) -> Identity | None:
+    """The identity a value names; None for one not written by a node (not ours)."""
+    name, account = value.get("name"), value.get("account")
+    if not isinstance(name, str) or not isinstance(account, str | None):
+        return None
+    return Identity(name, account)
 
 
 class RedisTickets:
@@ -188,9 +193,11 @@ class RedisTickets:
         """What the ticket stands for, once across the cluster; None if unknown, used or
         expired."""
         value = await self._book.take(ticket)
-        if value is None:
+        identity = None if value is None else _identity(value)
+        if value is None or identity is None or not isinstance(value.get("for"), str):
             return None
-        return Ticket(_identity(value), str(value["for"]), value.get("session"))
+        session = value.get("session")
+        return Ticket(identity, value["for"], session if isinstance(session, str) else None)
 
     async def drop_for(self, identity: Identity) -> None:
         """A rotated token: the tickets issued to it are void on every node."""
@@ -223,7 +230,8 @@ class RedisSessions:
     async def get(self, session_id: str) -> Session | None:
         """The live session of that id; None when unknown, ended or expired."""
         value = await self._book.get(session_id)
-        return None if value is None else Session(session_id, _identity(value))
+        identity = None if value is None else _identity(value)
+        return None if identity is None else Session(session_id, identity)
 
     def attach(self, session_id: str, socket: Closable) -> bool:
         """Track a socket the session opened (checked live by the caller; if it ended since,
@@ -239,8 +247,9 @@ class RedisSessions:
         other nodes at their next check."""
         value = await self._book.take(session_id)
         self._sockets.close(session_id)
-        if value is not None:
-            await self._book.forget(_identity(value), session_id)
+        identity = None if value is None else _identity(value)
+        if identity is not None:
+            await self._book.forget(identity, session_id)
 
     async def end_for(self, identity: Identity) -> int:
         """A rotated token: every session opened with it ends, on every node. How many did."""
@@ -261,14 +270,16 @@ class RedisSessions:
         if not ids:
             return
         self.checks += 1
+        live: list[bool] | None = None
         try:
             live = await self._book.live(ids)
-        except REDIS_ERRORS as exc:
+        except* REDIS_ERRORS as group:  # the client's own task group may wrap it
             self.failed_checks += 1
             if not self._failing:
                 log.warning("cannot check %d browser sessions in Redis (their sockets stay "
-                            "open until it answers): %s", len(ids), exc)
+                            "open until it answers): %s", len(ids), group.exceptions[0])
             self._failing = True
+        if live is None:
             return
         if self._failing:
             log.info("browser sessions checked in Redis again")
