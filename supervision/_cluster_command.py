@@ -43,7 +43,7 @@ async def _gather(cluster: Any, database_url: str, accounts: list[str]) -> dict[
     """The report, or one line saying which of Redis and Postgres does not answer."""
     from store import StoreError, account_owners
 
-    from .lease import REDIS_ERRORS, open_leases
+    from .lease import REDIS_ERRORS, open_leases, redis_address
 
     failed: BaseException | None = None
     try:
@@ -53,18 +53,12 @@ async def _gather(cluster: Any, database_url: str, accounts: list[str]) -> dict[
     except* REDIS_ERRORS as group:  # the client's own task group may wrap it
         failed = group.exceptions[0]
     if failed is not None:
-        return f"cannot reach Redis at {_where(cluster.redis_url)}: {failed}"
+        return f"cannot reach Redis at {redis_address(cluster.redis_url)}: {failed}"
     try:
         owners = {o["account"]: o for o in await account_owners(database_url)}
     except StoreError as exc:
         return str(exc)
     return _report(cluster.lease_s, nodes, holders, owners)
-
-
-def _where(url: str) -> str:
-    """The Redis URL without its password."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rpartition('@')[2]}"
 
 
 def _report(lease_s: float, nodes: dict[str, dict[str, Any]],

@@ -26,6 +26,7 @@ from web.settings import ClusterSettings
 from .lease import REDIS_ERRORS, Leases, open_leases
 from .ownership import AccountOwner, Claims, Takeovers
 from .renewal import Renewer
+from .shared_books import BookLimits, RedisSessions, RedisTickets
 from .tokens import TokenVault
 
 log = logging.getLogger("orderdesk.cluster")
@@ -37,8 +38,14 @@ ACQUIRING_AT_ONCE = 4
 class Cluster:
     """This node's owners, by account."""
 
-    def __init__(self, leases: Leases, store: Claims, tokens: TokenVault | None = None) -> None:
+    def __init__(self, leases: Leases, store: Claims, tokens: TokenVault | None = None,
+                 books: BookLimits = BookLimits()) -> None:
         self.leases = leases
+        #: Websocket tickets and browser sessions every node takes (Redis).
+        self.tickets = RedisTickets(leases.client, leases.cluster, books.ticket_ttl_s,
+                                    books.max_tickets)
+        self.sessions = RedisSessions(leases.client, leases.cluster, books.session_ttl_s,
+                                      books.max_sessions)
         #: Renews the leases of every account this node owns, in one round each `renew_s`.
         self.renewer = Renewer(leases)
         #: Lease acquisitions in flight at once on this node (its standbys pace themselves).
@@ -79,6 +86,12 @@ class Cluster:
                 f"not sent: this node's lease on account {account!r} ends in {left:.2f} s, "
                 f"before the call's {call_s:g} s timeout would")
 
+    def web_deps(self) -> dict[str, Any]:
+        """What the web front takes of the cluster (`WebDeps` fields): the ownership view and
+        counters, the shared access tokens, tickets and sessions."""
+        return {"ownership": self.view, "cluster_counters": self.counters, "tokens": self.tokens,
+                "tickets": self.tickets, "sessions": self.sessions}
+
     def view(self) -> dict[str, dict[str, Any]]:
         """Per account: this node, its state there (owner or standby), epoch, lease left."""
         return {account: owner.view() for account, owner in self.owners.items()}
@@ -111,10 +124,12 @@ class Cluster:
 
 @asynccontextmanager
 async def open_cluster(
-    settings: ClusterSettings | None, store: Any, call_timeout_s: float = 3.0
+    settings: ClusterSettings | None, store: Any, call_timeout_s: float = 3.0,
+    books: BookLimits = BookLimits(),
 ) -> AsyncIterator[Cluster | None]:
     """The node's `Cluster` for the block, or None without `[cluster]` (nothing is opened).
-    `call_timeout_s`: a broker write's timeout, which the lease must outlast (else a warning)."""
+    `call_timeout_s`: a broker write's timeout, which the lease must outlast (else a warning);
+    `books`: the lifetimes and caps of the tickets and sessions kept in Redis."""
     if settings is None:
         yield None
         return
@@ -127,12 +142,14 @@ async def open_cluster(
                     "not outlast, so most orders will be refused; lengthen lease_s",
                     settings.lease_s - settings.renew_s - settings.margin_s, call_timeout_s)
     async with open_leases(settings) as leases, trio.open_nursery() as nursery:
-        cluster = Cluster(leases, store, TokenVault(store, settings.token_key, settings.node_id))
+        cluster = Cluster(leases, store, TokenVault(store, settings.token_key, settings.node_id),
+                          books)
         if not settings.token_key:
             log.warning("ORDERDESK_TOKEN_KEY is not set: access tokens cannot be shared with "
                         "the other nodes, and `orderdesk credentials` is refused on this node")
         nursery.start_soon(cluster.announce)
         nursery.start_soon(cluster.renewer.run)
+        nursery.start_soon(cluster.sessions.watch)  # sessions ended on other nodes
         try:
             yield cluster
         finally:

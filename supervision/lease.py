@@ -33,7 +33,7 @@ from coredis.exceptions import NoScriptError, RedisError
 
 from web.settings import ClusterSettings
 
-__all__ = ["Lease", "Leases", "RedisError", "open_leases"]
+__all__ = ["Lease", "Leases", "RedisError", "open_leases", "redis_address"]
 
 #: Extend the lease only if this node still holds it (1), else 0.
 _RENEW = """
@@ -51,6 +51,12 @@ return 0
 """
 #: Redis errors and a socket that failed under them: the lease cannot be read or renewed now.
 REDIS_ERRORS = (RedisError, OSError)
+
+
+def redis_address(url: str) -> str:
+    """The Redis URL without its password, for messages."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
 
 
 @attrs.define(eq=False)
@@ -84,6 +90,11 @@ class Leases:
         self._release = client.register_script(_RELEASE)
         #: Redis round trips by kind (renew_round: one `renew_all`, whatever its size).
         self.calls: Counter[str] = Counter()
+
+    @property
+    def client(self) -> Any:
+        """The node's Redis client, which the shared books (shared_books.py) use too."""
+        return self._client
 
     def key(self, account: str) -> str:
         return f"{{{self.cluster.key_prefix}:acct:{account}}}:lease"

@@ -54,7 +54,7 @@ from web.page import page_blueprint
 from web.settings import DEFAULT_SHUTDOWN_GRACE_S, Settings
 
 from ._startup import listen_errors, start_listener
-from .cluster import Cluster, open_cluster
+from .cluster import BookLimits, Cluster, open_cluster
 from .open_files import raise_open_files
 from .retention import prune_daily
 from .supervisor import (
@@ -216,7 +216,9 @@ async def _open_tree(
     pacer = ConnectPacer(rate, in_flight)  # every account's connects, first ones and again
     async with (
         open_cluster(settings.cluster, store,  # None without [cluster]
-                     (batch_config or BatchConfig()).place_timeout_s) as cluster,
+                     (batch_config or BatchConfig()).place_timeout_s,
+                     BookLimits(web_config.ticket_ttl_s, settings.session_ttl_s,
+                                web_config.max_tickets, web_config.max_sessions)) as cluster,
         open_dynamic_supervisor(health) as accounts,
     ):
         for account in settings.accounts:
@@ -261,9 +263,7 @@ async def _open_tree(
         deps = WebDeps(
             settings, actors, store, health, metrics, web_config, batches=coordinator,
             supervisor=accounts, instruments=instruments,
-            ownership=None if cluster is None else cluster.view,
-            cluster_counters=None if cluster is None else cluster.counters,
-            tokens=None if cluster is None else cluster.tokens,
+            **({} if cluster is None else cluster.web_deps()),
         )
         app = create_app(deps, blueprints=[orders_blueprint, page_blueprint, contract_blueprint,
                                    chain_blueprint])

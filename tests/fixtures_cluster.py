@@ -38,10 +38,11 @@ async def key_prefix() -> AsyncIterator[str]:
 
 
 def cluster_settings(prefix: str, node: str, *, url: str = REDIS_URL, lease_s: float = 1.5,
-                     renew_s: float = 0.3, margin_s: float = 0.3) -> ClusterSettings:
+                     renew_s: float = 0.3, margin_s: float = 0.3,
+                     session_check_s: float = 1.0) -> ClusterSettings:
     return ClusterSettings(redis_url=url, node_id=node, advertised=f"http://{node}",
                            lease_s=lease_s, renew_s=renew_s, margin_s=margin_s,
-                           key_prefix=prefix)
+                           key_prefix=prefix, session_check_s=session_check_s)
 
 
 def cluster_toml(settings: ClusterSettings) -> str:

@@ -44,6 +44,7 @@ def test_cluster_defaults_and_values(tmp_path: Path) -> None:
     assert cluster.redis_url == "redis://r:6379/0"
     assert cluster.node_id.endswith(":9100") and cluster.advertised == "http://127.0.0.1:9100"
     assert (cluster.lease_s, cluster.renew_s, cluster.margin_s) == (10.0, 3.0, 1.0)
+    assert cluster.session_check_s == 1.0
     moved = rebound(cluster, "127.0.0.1:9100", "127.0.0.1:9200")  # serve --bind
     assert moved.node_id.endswith(":9200") and moved.advertised == "http://127.0.0.1:9200"
     path = _write(tmp_path, "postgresql://x@h/db", """
@@ -55,6 +56,7 @@ lease_s = 3
 renew_s = 0.5
 margin_s = 0.5
 key_prefix = "t1"
+session_check_s = 0.25
 """)
     cluster = load_settings(str(path), environ={}).cluster
     assert cluster is not None
@@ -62,6 +64,7 @@ key_prefix = "t1"
         "a", "http://a.internal:8081", "t1")
     assert rebound(cluster, "127.0.0.1:9100", "127.0.0.1:9200") == cluster  # given: kept
     assert (cluster.lease_s, cluster.renew_s, cluster.margin_s) == (3.0, 0.5, 0.5)
+    assert cluster.session_check_s == 0.25
 
 
 @pytest.mark.parametrize(("cluster", "names"), [
@@ -70,6 +73,7 @@ key_prefix = "t1"
     ('redis_url = "redis://r"\nlease_s = 2\nrenew_s = 1.5\nmargin_s = 0.5', "cluster.renew_s"),
     ('redis_url = "redis://r"\nlease_s = 0', "cluster.lease_s"),
     ('redis_url = "redis://r"\nkey_prefix = "{x}"', "cluster.key_prefix"),
+    ('redis_url = "redis://r"\nsession_check_s = 0', "cluster.session_check_s"),
 ])
 def test_bad_cluster_values_name_the_key(tmp_path: Path, cluster: str, names: str) -> None:
     path = _write(tmp_path, "postgresql://x@h/db", f"\n[cluster]\n{cluster}\n")

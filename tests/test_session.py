@@ -52,34 +52,34 @@ class _Socket:
 # -- the book ----------------------------------------------------------------------------
 
 
-def test_a_session_expires_after_its_lifetime() -> None:
+async def test_a_session_expires_after_its_lifetime() -> None:
     now = [100.0]
     book = SessionBook(60.0, clock=lambda: now[0])
-    session = book.open(PRIMARY)
+    session = await book.open(PRIMARY)
     socket = _Socket()
     assert book.attach(session.id, socket)
     now[0] += 59.9
-    assert book.get(session.id) == session
+    assert await book.get(session.id) == session
     now[0] += 0.1
-    assert book.get(session.id) is None
+    assert await book.get(session.id) is None
     assert socket.closed == SESSION_ENDED
     assert not book.attach(session.id, _Socket())
 
 
-def test_sessions_are_bounded_and_the_oldest_goes_first() -> None:
+async def test_sessions_are_bounded_and_the_oldest_goes_first() -> None:
     book = SessionBook(60.0, max_sessions=2)
-    first, second = book.open(PRIMARY), book.open(PRIMARY)
+    first, second = await book.open(PRIMARY), await book.open(PRIMARY)
     socket = _Socket()
     book.attach(first.id, socket)
-    third = book.open(Identity("other", "secondary"))
+    third = await book.open(Identity("other", "secondary"))
     assert len(book) == 2
-    assert book.get(first.id) is None and socket.closed == SESSION_ENDED
-    assert book.get(second.id) and book.get(third.id)
-    assert book.end_for(PRIMARY) == 1 and len(book) == 1
+    assert await book.get(first.id) is None and socket.closed == SESSION_ENDED
+    assert await book.get(second.id) and await book.get(third.id)
+    assert await book.end_for(PRIMARY) == 1 and len(book) == 1
 
 
-def test_the_cookie_is_never_the_token_and_is_named_for_tls() -> None:
-    session = SessionBook(60.0).open(PRIMARY)
+async def test_the_cookie_is_never_the_token_and_is_named_for_tls() -> None:
+    session = await SessionBook(60.0).open(PRIMARY)
     assert len(session.id) >= 40 and TOKENS["primary"] not in session.id
     assert cookie_name(True) == "__Host-orderdesk_session"
     assert cookie_name(False) == COOKIE
@@ -284,7 +284,7 @@ async def test_sign_in_replaces_the_previous_session(web_stack: WebStack) -> Non
                                      headers=bearer(TOKENS["primary"])) as http:
             second = await http.post("/session", headers={"Cookie": f"{COOKIE}={first}"})
         assert second.cookies[COOKIE] != first
-        assert web_stack.app.sessions.get(first) is None
+        assert await web_stack.app.sessions.get(first) is None
 
 
 async def test_over_tls_the_cookie_is_host_prefixed_and_secure(web_stack: WebStack) -> None:
@@ -299,7 +299,7 @@ async def test_over_tls_the_cookie_is_host_prefixed_and_secure(web_stack: WebSta
     for attribute in ("Secure", "HttpOnly", "Path=/", "SameSite=Strict"):
         assert attribute in header
     session_id = header.split(";")[0].split("=", 1)[1]
-    assert app.sessions.get(session_id) is not None
+    assert await app.sessions.get(session_id) is not None
     for scheme, cookie, found in (("https", "__Host-orderdesk_session", True),
                                   ("https", COOKIE, False), ("http", COOKIE, True)):
         async with app.test_request_context("/", scheme=scheme,

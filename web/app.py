@@ -55,9 +55,12 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
     )
     app.deps = deps
     app.auth = Authenticator(deps.settings)
-    app.tickets = TicketBook(deps.config.ticket_ttl_s, clock=deps.config.clock)
-    app.sessions = SessionBook(deps.settings.session_ttl_s, clock=deps.config.clock,
-                               max_sessions=deps.config.max_sessions)
+    # [cluster]: the books shared through Redis; else this process's own
+    app.tickets = deps.tickets if deps.tickets is not None else TicketBook(
+        deps.config.ticket_ttl_s, clock=deps.config.clock, max_tickets=deps.config.max_tickets)
+    app.sessions = deps.sessions if deps.sessions is not None else SessionBook(
+        deps.settings.session_ttl_s, clock=deps.config.clock,
+        max_sessions=deps.config.max_sessions)
     app.streams = StreamRegistry()
     app.activity = Activity()
     app.converter = make_converter()

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import attrs
 
@@ -26,6 +27,7 @@ __all__ = [
     "Identity",
     "Ticket",
     "TicketBook",
+    "Tickets",
     "bearer_token",
     "origin_allowed",
 ]
@@ -73,10 +75,14 @@ class Authenticator:
             return False
         return hmac.compare_digest(_digest(token), self._metrics)
 
+    def knows(self, identity: Identity) -> bool:
+        """Whether a client token (not the admin's) stands for `identity`: one `rotate` takes."""
+        return not identity.admin and any(i == identity for _, i in self._entries)
+
     def rotate(self, identity: Identity, token: str) -> bool:
         """Give `identity`'s token a new value: the old one is refused from now on. False (and
         nothing changed) when no token stands for `identity` or the value is already in use."""
-        if identity.admin or all(i != identity for _, i in self._entries):
+        if not self.knows(identity):
             return False
         if self.identify(token) not in (None, identity) or self.is_metrics_token(token):
             return False
@@ -128,8 +134,25 @@ class Ticket:
     session: str | None = attrs.field(default=None, repr=False)
 
 
+class Tickets(Protocol):
+    """What the web layer asks of a ticket book: `TicketBook` in memory, or the one kept in
+    Redis with `[cluster]` (supervision/shared_books.py), which may raise `ServiceUnavailable`
+    when Redis does not answer."""
+
+    @property
+    def ttl_s(self) -> float: ...
+
+    async def issue(self, identity: Identity, account: str, session: str | None = None) -> str:
+        ...
+
+    async def redeem(self, ticket: str) -> Ticket | None: ...
+
+    async def drop_for(self, identity: Identity) -> None: ...
+
+
 class TicketBook:
-    """Single-use websocket tickets, bounded in number; expired ones are dropped as we go."""
+    """Single-use websocket tickets of one process, bounded in number; expired ones are
+    dropped as we go."""
 
     def __init__(
         self,
@@ -147,13 +170,13 @@ class TicketBook:
     def __len__(self) -> int:
         return len(self._book)
 
-    def issue(self, identity: Identity, account: str, session: str | None = None) -> str:
+    async def issue(self, identity: Identity, account: str, session: str | None = None) -> str:
         return self._book.add(Ticket(identity, account, session))
 
-    def redeem(self, ticket: str) -> Ticket | None:
+    async def redeem(self, ticket: str) -> Ticket | None:
         """What the ticket stands for, once; None if unknown, used or expired."""
         return self._book.pop(ticket)
 
-    def drop_for(self, identity: Identity) -> None:
+    async def drop_for(self, identity: Identity) -> None:
         """A rotated token: the tickets issued to it are void."""
         self._book.drop_if(lambda t: t.identity == identity)

@@ -26,7 +26,15 @@ if TYPE_CHECKING:
 
     from .deps import OrderDeskApp
 
-__all__ = ["Caller", "Connection", "cookie_of", "identify", "is_tls", "origin_refused"]
+__all__ = [
+    "Caller",
+    "Connection",
+    "cookie_of",
+    "identify",
+    "identify_browser",
+    "is_tls",
+    "origin_refused",
+]
 
 TICKET_REFUSED = "ticket unknown, used or expired"
 SESSION_REFUSED = "session unknown, signed out or expired: sign in again"
@@ -74,30 +82,42 @@ def origin_refused(conn: Connection, allowed: tuple[str, ...]) -> bool:
     return not origin_allowed(conn.headers.get("Origin"), allowed, conn.headers.get("Host"))
 
 
-def identify(
-    conn: Connection, app: OrderDeskApp, *, ticket: bool = False, cookie: bool = False
-) -> Caller:
-    """The caller, from the first credential source present; `ticket` and `cookie` admit those
-    sources. Raises `Unauthorized` (401 / close 4401) for missing, unknown or spent
-    credentials and `Forbidden` (403, before any upgrade) for a cookie without a good Origin."""
-    args = conn.args
+def identify(conn: Connection, app: OrderDeskApp) -> Caller:
+    """The caller by token only (`Authorization: Bearer`, else the `access_token` query): what
+    every route but the browser's two takes. Raises `Unauthorized` (401) without a valid one."""
     header = conn.headers.get("Authorization")
     if header is not None:
         return _token(app, bearer_token(header))
+    if "access_token" in conn.args:
+        return _token(app, conn.args["access_token"])
+    raise Unauthorized()
+
+
+async def identify_browser(
+    conn: Connection, app: OrderDeskApp, *, ticket: bool = False
+) -> Caller:
+    """The caller, from the first credential source present, the session cookie admitted (and
+    a websocket ticket where `ticket`). Raises `Unauthorized` (401 / close 4401) for missing,
+    unknown or spent credentials, `Forbidden` (403, before any upgrade) for a cookie without a
+    good Origin, and `ServiceUnavailable` (503) when the shared book ([cluster]: Redis) does
+    not answer."""
+    args = conn.args
+    if conn.headers.get("Authorization") is not None:
+        return identify(conn, app)
     if ticket and "ticket" in args:
-        redeemed = app.tickets.redeem(args["ticket"])
+        redeemed = await app.tickets.redeem(args["ticket"])
         if redeemed is None:
             raise Unauthorized(TICKET_REFUSED)
         return Caller(redeemed.identity, redeemed.session, redeemed.account)
     if "access_token" in args:
-        return _token(app, args["access_token"])
-    session_id = cookie_of(conn) if cookie else None
+        return identify(conn, app)
+    session_id = cookie_of(conn)
     if session_id is None:
         raise Unauthorized()
     origin = conn.headers.get("Origin")
     if origin is None or origin_refused(conn, app.deps.settings.allowed_origins):
         raise Forbidden(COOKIE_ORIGIN_REFUSED)
-    session = app.sessions.get(session_id)
+    session = await app.sessions.get(session_id)
     if session is None:
         raise Unauthorized(SESSION_REFUSED)
     return Caller(session.identity, session.id)

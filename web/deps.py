@@ -23,10 +23,10 @@ from actors.instruments import InstrumentCaches
 from web.settings import Settings
 
 from ._lean import LeanWebsocket, LeanWebsocketConnection
-from .auth import Authenticator, TicketBook
+from .auth import Authenticator, Tickets
 from .inputs import StrictJsonRequest
 from .metrics import Metrics
-from .sessions import SessionBook
+from .sessions import Sessions
 from .streams import StreamRegistry
 
 
@@ -40,7 +40,8 @@ class WebConfig:
     read_timeout_s: float | None = 60.0  # a peer silent this long (no pong either) is dropped
     graceful_timeout_s: float = 3.0  # how long connections may take to finish at shutdown
     ticket_ttl_s: float = 30.0
-    max_sessions: int = 10_000  # browser sessions (the session cookie); the oldest goes first
+    max_tickets: int = 10_000  # websocket tickets ([cluster]: per identity); the oldest goes first
+    max_sessions: int = 10_000  # browser sessions ([cluster]: per identity); the oldest goes first
     clock: Callable[[], float] = time.monotonic  # ticket and session expiry; tests inject theirs
     max_frame_messages: int = 256  # a lagging subscriber gets at most this many per frame
     max_frame_bytes: int = 256 * 1024
@@ -70,6 +71,10 @@ class WebDeps:
     cluster_counters: Callable[[], Mapping[str, Any]] | None = None
     #: [cluster]: keeps each access token loaded here for the other nodes (None: not clustered).
     tokens: Any = None  # web.credentials.TokenKeeper
+    #: [cluster]: websocket tickets and browser sessions shared through Redis (None: this
+    #: process's own, in memory).
+    tickets: Tickets | None = None
+    sessions: Sessions | None = None
 
 
 class Activity:
@@ -103,8 +108,8 @@ class OrderDeskApp(QuartTrio):
     asgi_websocket_class = LeanWebsocketConnection
     deps: WebDeps
     auth: Authenticator
-    tickets: TicketBook
-    sessions: SessionBook
+    tickets: Tickets
+    sessions: Sessions
     streams: StreamRegistry
     activity: Activity
     converter: cattrs.Converter

@@ -11,7 +11,7 @@ from quart import Blueprint, Response, current_app, g, jsonify, request
 from actors.requests import OrdersQuery
 
 from .auth import Identity
-from .callers import Caller, identify, origin_refused
+from .callers import Caller, identify, identify_browser, origin_refused
 from .errors import Forbidden, NotFound
 from .order_pages import older_orders
 
@@ -33,10 +33,17 @@ async def _check_origin() -> None:
 # -- auth helpers for handlers (later blueprints use them too) ---------------------------
 
 
-def current_caller(*, cookie: bool = False) -> Caller:
-    """The caller of this request: `Authorization: Bearer` or the `access_token` query (and,
-    where `cookie`, the session cookie: web/callers.py says when that is allowed)."""
-    caller = identify(request, _app(), cookie=cookie)
+def current_caller() -> Caller:
+    """The caller of this request: `Authorization: Bearer` or the `access_token` query."""
+    caller = identify(request, _app())
+    g.identity_name = caller.identity.name
+    return caller
+
+
+async def browser_caller() -> Caller:
+    """As `current_caller`, the session cookie admitted too (web/callers.py says when that is
+    allowed); looking the session up may wait on the shared book ([cluster]: Redis)."""
+    caller = await identify_browser(request, _app())
     g.identity_name = caller.identity.name
     return caller
 
@@ -97,8 +104,8 @@ async def account_positions(account_id: str) -> Response:
 
 @blueprint.post("/accounts/<account_id>/ws-ticket")
 async def ws_ticket(account_id: str) -> Response:
-    caller = current_caller(cookie=True)  # a signed-in page may ask with its cookie
+    caller = await browser_caller()  # a signed-in page may ask with its cookie
     identity = _account_caller(account_id, caller)
     tickets = _app().tickets
-    ticket = tickets.issue(identity, account_id, caller.session)
+    ticket = await tickets.issue(identity, account_id, caller.session)
     return jsonify({"ticket": ticket, "expires_in": int(tickets.ttl_s)})

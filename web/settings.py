@@ -53,6 +53,9 @@ class ClusterSettings:
     renew_s: float = DEFAULT_RENEW_S
     margin_s: float = DEFAULT_LEASE_MARGIN_S
     key_prefix: str = "od"  # Redis keys are `{<prefix>:acct:<id>}:lease` (one hash slot each)
+    #: How often a node checks that the sessions it holds sockets for still exist (a session
+    #: ended on another node closes its sockets here within this).
+    session_check_s: float = 1.0
     # ORDERDESK_TOKEN_KEY: the Fernet key sealing the access tokens kept in Postgres for the
     # other nodes ("" without it: `orderdesk credentials` is refused on this node).
     token_key: str = attrs.field(default="", repr=False)

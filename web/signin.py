@@ -10,8 +10,9 @@ browser session (web/sessions.py).
   clears the cookie. 204 either way.
 - `PUT /admin/accounts/{id}/tokens/{name}` (admin) gives that client token a new random value,
   answered once: the old value is refused from then on, the tickets and sessions it got end and
-  their sockets close (4401). The new value lives in memory: put it into orderdesk.toml too, or
-  the configured one is back at the next start.
+  their sockets close (4401; with `[cluster]` on every node). The new value lives in this
+  process's memory: put it into orderdesk.toml too (every node's), or the configured one is
+  back at the next start.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ async def sign_in() -> Response:
     sessions = _app().sessions
     previous = cookie_of(request)
     if previous is not None:
-        sessions.end(previous)
-    session = sessions.open(identity)
+        await sessions.end(previous)
+    session = await sessions.open(identity)
     return _with_cookie(session.id, int(sessions.ttl_s))
 
 
@@ -62,9 +63,9 @@ async def sign_out() -> Response:
     identity = current_caller().identity
     sessions = _app().sessions
     session_id = cookie_of(request)
-    session = sessions.get(session_id) if session_id is not None else None
+    session = await sessions.get(session_id) if session_id is not None else None
     if session is not None and (identity.admin or session.identity == identity):
-        sessions.end(session.id)
+        await sessions.end(session.id)
     return _with_cookie("", 0)
 
 
@@ -75,11 +76,14 @@ async def rotate_token(account_id: str, name: str) -> Response:
     if account_id not in app.deps.actors:
         raise NotFound(f"unknown account {account_id!r}")
     identity = Identity(name, account_id)
+    if not app.auth.knows(identity):
+        raise NotFound(f"account {account_id!r} has no token named {name!r}")
+    # The books first: if they cannot answer ([cluster]: Redis down, 503), nothing changed.
+    await app.tickets.drop_for(identity)
+    ended = await app.sessions.end_for(identity)
     token = secrets.token_urlsafe(32)
     if not app.auth.rotate(identity, token):
         raise NotFound(f"account {account_id!r} has no token named {name!r}")
-    app.tickets.drop_for(identity)
-    ended = app.sessions.end_for(identity)
     await record_audit(account_id, admin.name, "token_rotated",
                        {"token": name, "sessions_ended": ended})
     return jsonify({"account": account_id, "name": name, "token": token,

@@ -40,8 +40,8 @@ from actors.requests import OrderStreamQuery
 
 from . import queries
 from ._frames import PARTIAL, REFUSED, DirectSocket, decline_compression, frame_of
-from .callers import Caller, identify, origin_refused
-from .errors import Forbidden, Unauthorized, error_body
+from .callers import Caller, identify_browser, origin_refused
+from .errors import Forbidden, ServiceUnavailable, Unauthorized, error_body
 from .middleware import log_websocket
 from .sessions import SESSION_ENDED
 from .watch import Watcher, error_frame
@@ -87,23 +87,25 @@ async def _check_origin() -> object:
     return None
 
 
-def _refuse_upgrade(message: str, *, reason: str) -> Response:
+def _refuse_upgrade(message: str, *, reason: str, status: int = 403,
+                    code: str = "forbidden") -> Response:
     log_websocket(websocket, "refused", reason=reason)
-    response = jsonify(error_body("forbidden", message))
-    response.status_code = 403
+    response = jsonify(error_body(code, message))
+    response.status_code = status
     return response
 
 
-def _authenticate(app: OrderDeskApp, account_id: str) -> tuple[int, str] | Caller:
+async def _authenticate(app: OrderDeskApp, account_id: str) -> tuple[int, str] | Caller:
     """The caller, or the close code and reason that refuse it (`Forbidden` is raised for a
-    session cookie without an allowed Origin: that is refused before the upgrade)."""
+    session cookie without an allowed Origin, `ServiceUnavailable` when the shared books do
+    not answer: those are refused before the upgrade)."""
     try:
-        caller = identify(websocket, app, ticket=True, cookie=True)
+        caller = await identify_browser(websocket, app, ticket=True)
     except Unauthorized as exc:
         return CLOSE_UNAUTHORIZED, exc.message
     if caller.ticket_account not in (None, account_id):
         return CLOSE_FORBIDDEN, "ticket was issued for another account"
-    if caller.session is not None and app.sessions.get(caller.session) is None:
+    if caller.session is not None and await app.sessions.get(caller.session) is None:
         return CLOSE_UNAUTHORIZED, SESSION_ENDED  # a ticket of a session that ended since
     if account_id not in app.deps.actors:
         return CLOSE_NOT_FOUND, "unknown account"
@@ -127,9 +129,12 @@ async def orders_stream(account_id: str) -> Response | None:
     # is subscribed. Refusals are still sent as close codes (browsers cannot read HTTP errors).
     refusal: tuple[int, str] | None = None
     try:
-        who = _authenticate(app, account_id)
+        who = await _authenticate(app, account_id)
     except Forbidden as exc:
         return _refuse_upgrade(exc.message, reason="cookie origin")
+    except ServiceUnavailable as exc:
+        return _refuse_upgrade(exc.message, reason="books unavailable", status=exc.status,
+                               code=exc.code)
     query = _query()
     if app.streams.closing is not None:
         refusal = CLOSE_GOING_AWAY, "server shutting down"
@@ -150,8 +155,8 @@ async def orders_stream(account_id: str) -> Response | None:
     # (only asked when wanted: the stand-in actors of some tests know no `positions`)
     sub = actor.subscribe(since, positions=True) if query.positions else actor.subscribe(since)
     app.streams.add(sub)
-    if who.session is not None:
-        app.sessions.attach(who.session, sub)  # an ended session closes it (4401)
+    if who.session is not None and not app.sessions.attach(who.session, sub):
+        sub.close(SESSION_ENDED)  # it ended since it was checked (4401)
     gauge.inc()
     opened = time.monotonic()
     try:
