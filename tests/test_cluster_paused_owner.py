@@ -91,7 +91,7 @@ async def test_a_paused_owner_resumed_past_its_lease_sends_nothing_and_steps_dow
                 assert all(item["status"] == "PLACING" for item in stored["legs"]
                            if item["tag"] in waiting), stored
 
-                await wait_until(owner_is(b_config), "b to own primary", NODE_LEASE_S + 10)
+                await wait_until(owner_is(b_config), "b to own primary", NODE_LEASE_S + 20)
                 async with client(b_config) as api:
                     result = await batch_concluded(api, batch_id, "b to recover the batch", 30)
                 assert result["status"] == "rolled_back", result
