@@ -13,8 +13,8 @@ import io
 import logging
 import math
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,6 +25,7 @@ import trio
 import trio_websocket
 
 from ._shared import SharedCall
+from ._wire import make_wire_converter, order_id_of, wire_number
 from .base import (
     BasketMargin,
     BrokerError,
@@ -75,21 +76,16 @@ def session_checksum(api_key: str, request_token: str, api_secret: str) -> str:
     return hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
 
 
-def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter()
-    conv.register_structure_hook(float, lambda v, _: 0.0 if v in (None, "") else float(v))
-    conv.register_structure_hook(int, lambda v, _: 0 if v in (None, "") else int(v))
-    return conv
-
-
-_converter = _make_converter()
+_converter = make_wire_converter()
 
 
 def parse_order(payload: dict[str, Any]) -> Order:
     """A Kite order payload (REST or ticker) as an `Order`, keeping the payload as `raw`."""
-    fields = {key: payload[key] for key in _ORDER_FIELDS if key in payload}
-    if fields.get("order_id") is not None:
-        fields["order_id"] = str(fields["order_id"])
+    # A null says nothing (the field's default); a missing status refuses the payload.
+    fields = {key: payload[key] for key in _ORDER_FIELDS if payload.get(key) is not None}
+    fields["order_id"] = order_id_of(payload.get("order_id"))
+    if payload.get("instrument_token") is not None:  # not an Order field, but the book reads it
+        _converter.structure(payload["instrument_token"], int)
     fields["raw"] = payload
     return _converter.structure(fields, Order)
 
@@ -121,6 +117,16 @@ _INSTRUMENT_FIELDS = tuple(f.name for f in attrs.fields(Instrument))
 def parse_instrument(row: dict[str, str]) -> Instrument:
     fields = {key: row[key] for key in _INSTRUMENT_FIELDS if key in row}
     return _converter.structure(fields, Instrument)
+
+
+@contextmanager
+def _readable(what: str) -> Iterator[None]:
+    """A payload we cannot read is the broker's failure (BrokerUnavailable, which every caller
+    handles), not a crash of the caller."""
+    try:
+        yield
+    except (LookupError, TypeError, ValueError, AttributeError, cattrs.BaseValidationError) as exc:
+        raise BrokerUnavailable(f"broker sent {what} we cannot read: {exc!r:.200}") from exc
 
 
 def error_from_response(status: int, body: Any) -> BrokerError:
@@ -216,16 +222,19 @@ class KiteBroker:
 
     async def place(self, request: OrderRequest) -> str:
         data = await self._call("POST", f"/orders/{request.variety}", data=request.form())
-        return str(data["order_id"])
+        with _readable("an order answer"):  # placed or not: unknown, looked up by tag
+            return order_id_of(data["order_id"])
 
     async def modify(self, order_id: str, *, variety: str = "regular", **changes: Any) -> str:
         form = {key: str(value) for key, value in changes.items() if value is not None}
         data = await self._call("PUT", f"/orders/{variety}/{order_id}", data=form)
-        return str(data["order_id"])
+        with _readable("an order answer"):  # placed or not: unknown, looked up by tag
+            return order_id_of(data["order_id"])
 
     async def cancel(self, order_id: str, *, variety: str = "regular") -> str:
         data = await self._call("DELETE", f"/orders/{variety}/{order_id}")
-        return str(data["order_id"])
+        with _readable("an order answer"):  # placed or not: unknown, looked up by tag
+            return order_id_of(data["order_id"])
 
     async def orders(self, *, max_age_s: float = 0.0) -> list[Order]:
         """GET /orders, one in flight: callers asking meanwhile share the next one; with
@@ -245,7 +254,8 @@ class KiteBroker:
 
     async def positions(self) -> list[Position]:
         data = await self._call("GET", "/portfolio/positions")
-        return [parse_position(item) for item in data.get("net", [])]
+        with _readable("positions"):
+            return [parse_position(item) for item in data.get("net", [])]
 
     async def basket_margins(self, requests: Sequence[OrderRequest]) -> BasketMargin:
         body = [
@@ -255,11 +265,12 @@ class KiteBroker:
         data = await self._call(
             "POST", "/margins/basket", params={"consider_positions": "true"}, json=body
         )
-        return BasketMargin(
-            initial=float(data["initial"]["total"]),
-            final=float(data["final"]["total"]),
-            available=None,
-        )
+        with _readable("basket margins"):
+            return BasketMargin(
+                initial=wire_number(data["initial"]["total"]),
+                final=wire_number(data["final"]["total"]),
+                available=None,
+            )
 
     async def instruments(self, exchange: str | None = None) -> list[Instrument]:
         """Kite's instrument master (CSV, not the JSON envelope)."""
@@ -276,15 +287,18 @@ class KiteBroker:
             except ValueError:
                 body = None
             raise error_from_response(response.status_code, body)
-        return [parse_instrument(row) for row in csv.DictReader(io.StringIO(response.text))]
+        with _readable("instruments"):
+            return [parse_instrument(row) for row in csv.DictReader(io.StringIO(response.text))]
 
     async def available_funds(self) -> float:
         data = await self._call("GET", "/user/margins")
-        return float(data["equity"]["net"])
+        with _readable("margins"):
+            return wire_number(data["equity"]["net"])
 
     async def ltp(self, instruments: Sequence[str]) -> dict[str, float]:
         data = await self._call("GET", "/quote/ltp", params=[("i", i) for i in instruments])
-        return {key: float(value["last_price"]) for key, value in data.items()}
+        with _readable("last prices"):
+            return {key: wire_number(value["last_price"]) for key, value in data.items()}
 
     @asynccontextmanager
     async def open_stream(self) -> AsyncIterator[KiteOrderStream]:

@@ -94,7 +94,7 @@ class KiteOrderStream:
         """A text frame's order update (None: some other message, or one we cannot read)."""
         try:
             frame = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
             log.warning("ticker sent a frame that is not JSON: %.80r", message)
             return None
         if not isinstance(frame, dict):

@@ -8,7 +8,10 @@ Answers use Kite's envelope. `POST /_venue/ltp` `{"NFO:SYMBOL": price}` sets pri
 `POST /_venue/fill/<order_id>` fills a partially filled order's remainder; `GET /_venue/limits`
 -> `{"refused": {limit: count}}`, the requests refused with 429 since start (or reset);
 `GET /_venue/ticker/connects` -> `{"connected_at": [s, ...], "open": n}`: when each ticker socket
-opened (seconds on the venue's clock, oldest first, the latest 100,000) and how many are open.
+opened (seconds on the venue's clock, oldest first, the latest 100,000) and how many are open;
+`POST /_venue/ticker/<account>/frames` `{"frames": ["<text>", ...]}` sends these text frames
+as they are to the account's ticker sockets, in order (a broker that pushes what it should not:
+malformed or mistyped order updates).
 """
 
 from __future__ import annotations
@@ -81,6 +84,16 @@ def add_control_routes(app: QuartTrio, venue: Venue) -> None:
     @app.get("/_venue/ticker/connects")
     async def ticker_connects() -> Response:
         return ok({"connected_at": list(venue.hub.connected_at), "open": venue.hub.count()})
+
+    @app.post("/_venue/ticker/<account>/frames")
+    async def push_frames(account: str) -> Response:
+        body = await json_body()
+        frames = body.get("frames") if isinstance(body, dict) else None
+        if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
+            raise input_error('Expected {"frames": ["<text frame>", ...]}.')
+        for frame in frames:
+            venue.hub.publish(account, frame)
+        return ok({"account": account, "sent": len(frames), "sockets": venue.hub.count(account)})
 
     @app.post("/_venue/accounts/<account>/expire")
     async def expire(account: str) -> Response:
