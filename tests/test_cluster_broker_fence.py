@@ -6,6 +6,9 @@ freezes, so its lease runs out on its own clock while the test watches.
 - An owner that loses the account with a leg resting at the broker does not roll back after it
   stepped down: the order stays as it was, the batch stays unfinished, and the account's next
   owner (here the same node, taking the account again under a new epoch) rolls it back.
+- A rollback whose calls the fence refuses for a while (renewals late, the node still the
+  owner) tries them again once the lease is renewed: the batch rolls back, under one tag per
+  reverse. (It used to conclude rollback_failed, a filled leg left open.)
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ LEASE = dict(lease_s=4.0, renew_s=0.3, margin_s=0.3)
 CALL_S = 3.0  # BatchConfig.place_timeout_s
 
 
-def node(tmp_path: Path, pg_url: str, venue: VenueAddress, prefix: str, url: str) -> Any:
+def node(tmp_path: Path, pg_url: str, venue: VenueAddress, prefix: str, url: str,
+         lease: dict[str, float] = LEASE) -> Any:
     return open_test_service(
         tmp_path, database=pg_url, environ={"ORDERDESK_VENUE_URL": venue.rest_url},
-        extra_toml=cluster_toml(cluster_settings(prefix, "a", url=url, **LEASE)),
+        extra_toml=cluster_toml(cluster_settings(prefix, "a", url=url, **lease)),
     )
 
 
@@ -125,4 +129,54 @@ async def test_an_owner_that_lost_the_account_leaves_the_rollback_to_the_next_ow
             assert result["status"] == "rolled_back", result
             assert await net_positions(kite) == {}
             tags = sorted(o["tag"] for o in await venue_orders(kite))
+            assert tags == sorted([*(o["tag"] for o in orders), f"od{batch_id}0R0"])
+
+
+#: Refusing 4.7 s after the last renewal (7.7 s left < the 3 s call), expiring 3 s later.
+LONG_LEASE = dict(lease_s=8.0, renew_s=0.3, margin_s=0.3)
+
+
+async def test_a_rollback_the_fence_holds_up_goes_on_once_the_lease_is_renewed(
+    aio_loop: Any, tmp_path: Path, pg_url: str, venue: VenueAddress, key_prefix: str
+) -> None:
+    with trio.fail_after(40):
+        async with (
+            redis_proxy() as proxy,
+            node(tmp_path, pg_url, venue, key_prefix, proxy.url, LONG_LEASE) as a,
+            kite_http(venue) as kite,
+            api(a) as http,
+            trio.open_nursery() as nursery,
+        ):
+            owner = owner_of(a)
+            first_epoch = owner.epoch
+            answer: dict[str, Any] = {}
+
+            async def post() -> None:
+                # Its deadline (6.5 s) falls after the fence starts refusing (at most 6.2 s),
+                # well before the lease would run out (at least 7.9 s).
+                response = await http.post("/accounts/primary/batch-orders", json={
+                    "orders": [leg(), leg(order_type="LIMIT", price=20000.0)],
+                    "rollback_on_failure": True, "timeout_s": 6.5})
+                assert response.status_code == 200, response.text
+                answer.update(response.json())
+
+            nursery.start_soon(post)
+
+            async def placed() -> list[dict[str, Any]] | None:
+                orders = await venue_orders(kite)
+                done = sorted(o["status"] for o in orders) == ["COMPLETE", "OPEN"]
+                return orders if done else None
+
+            orders = await wait_until(placed, "one leg filled, one resting")
+            proxy.freeze()  # renewals stop: the fence refuses once less than 3 s is left
+            await wait_until(lambda: owner.calls_fenced >= 2,
+                             "the rollback's cancel and reverse refused", 10)
+            assert owner.state == "owner"
+            proxy.thaw()  # renewed: the refused calls go out on their next try
+            await wait_until(lambda: answer, "the batch's answer", 15)
+            assert answer["status"] == "rolled_back", answer
+            assert (owner.state, owner.epoch) == ("owner", first_epoch)  # never stepped down
+            assert await net_positions(kite) == {}
+            tags = sorted(o["tag"] for o in await venue_orders(kite))
+            batch_id = answer["batch_id"]
             assert tags == sorted([*(o["tag"] for o in orders), f"od{batch_id}0R0"])

@@ -196,9 +196,29 @@ class BatchCoordinator:
             task_status.started()
             try:
                 async for job in self._jobs_receive:
-                    nursery.start_soon(self._runner.execute_tracked, self._accounts, job)
+                    nursery.start_soon(self._execute, job)
             finally:
                 self._started = False
+
+    async def _execute(self, job: Job) -> None:
+        """Run a submitted batch. One that did not conclude while this node still owns its
+        account and runs on (its conclusion crashed, or the fence kept its rollback's reverse
+        orders from being sent) is recovered now, not at the next start."""
+        if await self._runner.execute_tracked(self._accounts, job) is not None:
+            return
+        if self._recoveries.stopping or not self._accounts.owned(job.account):
+            return  # shutdown's next start, or the account's next owner, recovers it
+        try:
+            found = await self._store.get_batch(job.batch_id)
+        except StoreError as exc:
+            log.warning("batch %s did not conclude and could not be read (%s): the next start "
+                        "or takeover recovers it", job.batch_id, exc)
+            return
+        if found is None or found[0].status in FINAL:
+            return
+        if job.batch_id not in self._accounts.batches:
+            log.warning("batch %s did not conclude; recovering it", job.batch_id)
+            await self._recoveries.recover_logged(*found)
 
     def taking_over(self, account: str) -> None:
         """[cluster]: this node is taking `account` over: new batches and orders of it are

@@ -45,7 +45,13 @@ EventHook = Callable[[str, dict[str, Any]], None]
 
 class RollbackAborted(Exception):
     """Shutdown's grace ran out during a batch's rollback: it stays stored unfinished, for
-    recovery at the next start. Already logged (warning) with what was left."""
+    recovery at the next start. Already logged (warning) with what was left. `fenced`
+    ([cluster]): the fence kept its reverse orders from being sent to the end while this
+    node still owned the account (its lease renewed too late each time): recovery tries again."""
+
+    def __init__(self, batch_id: str, *, fenced: bool = False) -> None:
+        super().__init__(batch_id)
+        self.fenced = fenced
 
 
 class BatchRunner:
@@ -104,9 +110,11 @@ class BatchRunner:
         found = self._unstored.get(batch_id)
         return found[1] if found is not None and found[0] == account else None
 
-    async def execute_tracked(self, accounts: Accounts, job: Job) -> None:
+    async def execute_tracked(self, accounts: Accounts, job: Job) -> BatchResult | None:
         """`execute` a submitted batch as tracked work: the kill switch can stop it before it
-        places anything, and its `Work` gets the result and is finished."""
+        places anything, and its `Work` gets the result and is finished. None: it did not
+        conclude (see `execute`)."""
+        result = None
         ctx = accounts.context(job.account)
         assert ctx is not None
         try:
@@ -127,6 +135,7 @@ class BatchRunner:
             work = accounts.batches.pop(job.batch_id, None)
             if work is not None:
                 work.finish()
+        return result
 
     async def execute(self, ctx: AccountContext, job: Job) -> BatchResult | None:
         """Run one batch to a final result (None: cut short, or it crashed; recovery finishes
@@ -280,6 +289,7 @@ class BatchRunner:
         if not self._owned(account):
             self.log_left(batch_id, legs, "before its rollback began", owner_lost=True)
             raise RollbackAborted(batch_id)
+        fenced = False
         with self._abortable() as scope, ctx.limiter.undoing():
             await self.save_batch(batch_id, "rolling_back")
             deadline = trio.current_time() + self._config.rollback_timeout_s
@@ -287,16 +297,22 @@ class BatchRunner:
                 if execution == "hedge_first":
                     sells = [leg for leg in legs if leg.request.transaction_type == "SELL"]
                     buys = [leg for leg in legs if leg not in sells]
-                    await self._rollback.unwind_all(ctx, batch_id, sells, deadline)
+                    fenced = await self._rollback.unwind_all(ctx, batch_id, sells, deadline)
                     hedged_failed = any(failed(leg) for leg in sells)
-                    await self._rollback.unwind_all(ctx, batch_id, buys, deadline,
-                                                    flatten=not hedged_failed)
+                    fenced |= await self._rollback.unwind_all(ctx, batch_id, buys, deadline,
+                                                              flatten=not hedged_failed)
                 else:
-                    await self._rollback.unwind_all(ctx, batch_id, list(legs), deadline)
-        if scope.cancelled_caught or not self._owned(account):
+                    fenced = await self._rollback.unwind_all(ctx, batch_id, list(legs),
+                                                             deadline)
+        # Fenced to the end: the reverse orders were not sent, and not for lack of a market;
+        # this node may not decide that the rollback failed (a recovery, here or on the next
+        # owner, tries again).
+        owner_lost = not self._owned(account)
+        if scope.cancelled_caught or owner_lost or fenced:
             self.log_left(batch_id, legs, "during its rollback",
-                          owner_lost=not scope.cancelled_caught)
-            raise RollbackAborted(batch_id)
+                          owner_lost=owner_lost and not scope.cancelled_caught,
+                          fenced=fenced and not owner_lost and not scope.cancelled_caught)
+            raise RollbackAborted(batch_id, fenced=not (scope.cancelled_caught or owner_lost))
         for leg in legs:
             if leg.rollback is None or leg.rollback["action"] == "in_progress":
                 leg.rollback = cut_short(leg, "the rollback ran out of time")
@@ -307,7 +323,8 @@ class BatchRunner:
         return "rollback_failed" if any(failed(leg) for leg in legs) else "rolled_back"
 
     def log_left(
-        self, batch_id: str, legs: tuple[Leg, ...], stage: str, *, owner_lost: bool = False
+        self, batch_id: str, legs: tuple[Leg, ...], stage: str, *, owner_lost: bool = False,
+        fenced: bool = False,
     ) -> None:
         """A warning naming what a batch cut short by shutdown (or, `owner_lost`, by this
         node losing the account) leaves for recovery."""
@@ -328,6 +345,12 @@ class BatchRunner:
             elif leg.unknown:
                 part += " (outcome unknown)"
             parts.append(part)
+        if fenced:
+            log.warning("batch %s: cut short %s: the fence kept its reverse orders from being "
+                        "sent (the lease was not renewed in time); it stays stored unfinished "
+                        "and is recovered again. Legs: %s", batch_id, stage,
+                        "; ".join(parts) or "none")
+            return
         if owner_lost:
             log.warning("batch %s: cut short %s: this node no longer owns its account; it "
                         "stays stored unfinished and the account's new owner recovers it. "

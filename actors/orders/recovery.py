@@ -248,8 +248,12 @@ class Recoveries:
                         log.info("batch %s recovered (%s) after %d failed attempts", batch_id,
                                  status, done.failures)
                     return
-                except RollbackAborted:
-                    return  # shutdown cut it short: logged with what was left
+                except RollbackAborted as exc:
+                    if not exc.fenced:
+                        return  # shutdown or a lost account cut it short: logged as such
+                    done.failures += 1  # fenced while owned: tried again as a failure is
+                    self.failures += 1
+                    self._accounts.changes.notify()
                 except Exception as exc:
                     done.failures += 1
                     self.failures += 1

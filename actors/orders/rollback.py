@@ -26,6 +26,7 @@ from ..instruments import InstrumentCache
 from ..ratelimit import Priority
 from .accounts import AccountContext
 from .config import BatchConfig
+from .fence import LeaseExpiring
 from .legs import Leg, reverse_index, reverse_request, reverse_tag
 from .placing import OrderOps, UnknownOutcome
 from .reverse import ReverseMarket
@@ -46,20 +47,25 @@ class Rollback:
     async def unwind_all(
         self, ctx: AccountContext, batch_id: str, legs: list[Leg], deadline: float,
         *, flatten: bool = True,
-    ) -> None:
-        """Unwind `legs` concurrently; a leg whose unwind crashed gets a failed rollback."""
+    ) -> bool:
+        """Unwind `legs` concurrently; a leg whose unwind crashed gets a failed rollback.
+        True when the fence ([cluster]) kept a reverse order from being sent until the end:
+        then the outcome is not this node's to decide (the caller leaves it to recovery)."""
+        fenced: list[Leg] = []
         async with trio.open_nursery() as nursery:
             for leg in legs:
                 nursery.start_soon(partial(self._unwind_logged, ctx, batch_id, leg, deadline,
-                                           flatten=flatten))
+                                           fenced, flatten=flatten))
+        return bool(fenced)
 
     async def _unwind_logged(
-        self, ctx: AccountContext, batch_id: str, leg: Leg, deadline: float, *,
-        flatten: bool = True,
+        self, ctx: AccountContext, batch_id: str, leg: Leg, deadline: float,
+        fenced: list[Leg], *, flatten: bool = True,
     ) -> None:
         try:
-            await self.unwind(ctx.actor, ctx.limiter, batch_id, leg, deadline,
-                              flatten=flatten, instruments=ctx.instruments)
+            if await self.unwind(ctx.actor, ctx.limiter, batch_id, leg, deadline,
+                                 flatten=flatten, instruments=ctx.instruments):
+                fenced.append(leg)
         except Exception as exc:  # one leg's failure must not stop the others' rollback
             log.exception("rollback of %s failed", leg.tag)
             leg.rollback = cut_short(leg, f"{type(exc).__name__}: {exc}")
@@ -84,9 +90,10 @@ class Rollback:
     async def unwind(
         self, actor: AccountActor, limiter: OrderBudget, batch_id: str, leg: Leg,
         deadline: float, *, flatten: bool = True, instruments: InstrumentCache | None = None,
-    ) -> None:
+    ) -> bool:
         """Roll one leg back: cancel it if open, wait for its final state, then flatten the
-        filled quantity with tagged reverse orders. Sets `leg.rollback`.
+        filled quantity with tagged reverse orders. Sets `leg.rollback`; True when the fence
+        kept its last reverse from being sent (see `flatten`).
 
         A leg whose POST had an unknown outcome is watched (its tag: pushes and GET /orders)
         until `deadline - cleanup_grace_s`; found, it is undone like any other, not found, its
@@ -110,11 +117,11 @@ class Rollback:
                             "tag appeared by the rollback deadline: its exposure is unknown "
                             "(none or the whole quantity)")
             await self.ops.save_leg(batch_id, leg)
-            return
+            return False
         if leg.order_id is None:
             rb["action"] = "none"
             await self.ops.save_leg(batch_id, leg)
-            return
+            return False
         if not leg.is_final:
             working = [leg.order_id]
             if leg.reverse is not None and leg.reverse.order_id:
@@ -123,7 +130,7 @@ class Rollback:
                       open_order_ids=working,
                       error="the leg is still open at the rollback deadline")
             await self.ops.save_leg(batch_id, leg)
-            return
+            return False
         if not flatten:
             rb.update(filled=leg.reversed_qty, remaining=leg.exposure)
             if leg.exposure > 0:
@@ -131,18 +138,19 @@ class Rollback:
             else:
                 rb["action"] = "cancelled" if cancelled else "none"
             await self.ops.save_leg(batch_id, leg)
-            return
+            return False
         market = ReverseMarket(actor, limiter, instruments, self._config)
-        await self.flatten(actor, market, batch_id, leg, deadline, rb)
+        fenced = await self.flatten(actor, market, batch_id, leg, deadline, rb)
         if rb["action"] == "in_progress":
             rb["action"] = "cancelled" if cancelled else "none"
         await self.ops.save_leg(batch_id, leg)
+        return fenced
 
     async def flatten(
         self, actor: AccountActor, market: ReverseMarket, batch_id: str | None, leg: Leg,
         deadline: float, rb: dict[str, Any], *, tag_of: Callable[[int], str] | None = None,
         on_reverse: Callable[[Leg], None] | None = None,
-    ) -> None:
+    ) -> bool:
         """Reverse orders until the leg's filled quantity is undone, one at a time, each at
         most the freeze quantity. A reverse is a MARKET order with protection; once one was
         refused at its POST, a marketable LIMIT. A working reverse is followed (and re-priced, see
@@ -153,7 +161,12 @@ class Rollback:
 
         The kill switch flattens a position through here (`flatten_position`: a leg that
         filled the position, `batch_id` None: nothing stored), with tags of its own
-        (`tag_of(attempt)`); `on_reverse` sees each reverse once it is over."""
+        (`tag_of(attempt)`); `on_reverse` sees each reverse once it is over.
+
+        [cluster] A reverse the fence refused (`LeaseExpiring`: the lease was not renewed in
+        time, or the account is lost) was not sent: it is tried again under the same tag every
+        `cancel_retry_s`, a slow renewal being no reason to leave a position open. Returns True
+        when the last try was refused too (the caller may not decide the outcome)."""
         limiter = market.limiter
         follow_until = deadline - self._config.cleanup_grace_s
         last: Leg | None = leg.reverse
@@ -161,7 +174,7 @@ class Rollback:
             with actor.watch(leg.reverse.tag) as updates:
                 await self.ops.settle(actor, limiter, batch_id, leg.reverse, updates, deadline)
             self._close_reverse(leg)
-        failures, as_limit = 0, False
+        failures, as_limit, fenced = 0, False, False
         while (leg.reverse is None and leg.exposure > 0
                and failures < self._config.reverse_attempts
                and trio.current_time() < follow_until):
@@ -182,10 +195,21 @@ class Rollback:
                                     deadline)
                 except OrderRejected as exc:
                     reverse.status, reverse.error = "REJECTED", exc.message
+                except LeaseExpiring as exc:  # not sent
+                    reverse.status, reverse.error = "NOT_PLACED", str(exc)
+                    fenced = True
+                    retry_at = trio.current_time() + self._config.cancel_retry_s
+                    if retry_at < follow_until:
+                        log.info("reverse %s: %s; trying again", tag, exc)
+                        leg.reverse, leg.next_attempt = None, attempt
+                        await trio.sleep_until(retry_at)
+                        continue
                 except (UnknownOutcome, BrokerError) as exc:
                     reverse.error = str(exc)
                     if not reverse.sent:
                         reverse.status = "NOT_PLACED"
+                else:
+                    fenced = False
                 if reverse.unknown:  # it may still land: never send another meanwhile
                     await self.ops.find_late(actor, reverse, updates, follow_until)
                 rb.update(order_id=reverse.order_id, status=reverse.status)  # the one working
@@ -209,6 +233,7 @@ class Rollback:
             if reverse.status == "REJECTED" or reverse.order_id is None:
                 break
         self.reverse_outcome(leg, rb, last)
+        return fenced
 
     @staticmethod
     def _close_reverse(leg: Leg) -> None:
