@@ -28,6 +28,7 @@ from .base import (
     StoreError,
     StoreOpenFailed,
     StoreUnavailable,
+    TokenRotation,
     WebhookDelivery,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "StoreInUse",
     "StoreOpenFailed",
     "StoreUnavailable",
+    "TokenRotation",
     "WebhookDelivery",
     "account_owners",
     "exclusive_store",

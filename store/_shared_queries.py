@@ -15,7 +15,7 @@ from typing import Any
 from . import _sql
 from ._rows import Row, audit_from_row, basket_from_row
 from ._sql import Statement
-from .base import AuditEntry, BasketRecord, BasketsFull, Json, OrderEvent
+from .base import AuditEntry, BasketRecord, BasketsFull, Json, OrderEvent, TokenRotation
 
 
 class SharedQueries:
@@ -182,3 +182,14 @@ class SharedQueries:
     async def delete_basket(self, account: str, name: str) -> bool:
         """Whether there was such a basket (it is gone now)."""
         return bool(await self._fetch(_sql.DELETE_BASKET, account, name))
+
+    # ---------------------------------------------------------------------- token rotations
+
+    async def save_token_rotation(self, rotation: TokenRotation) -> None:
+        await self._execute(_sql.SAVE_TOKEN_ROTATION, rotation.account, rotation.name,
+                            rotation.digest, rotation.replaced, rotation.rotated_at)
+
+    async def token_rotations(self) -> list[TokenRotation]:
+        return [TokenRotation(r["account"], r["name"], r["digest"], r["replaced"],
+                              r["rotated_at"])
+                for r in await self._fetch(_sql.LIST_TOKEN_ROTATIONS)]

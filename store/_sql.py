@@ -177,3 +177,16 @@ LIST_BASKETS = sql("SELECT * FROM saved_baskets WHERE account = $1 ORDER BY name
 DELETE_BASKET = sql(
     "DELETE FROM saved_baskets WHERE account = $1 AND name = $2 RETURNING name"
 )
+
+# The first rotation records the configured value it replaced; later ones keep that.
+SAVE_TOKEN_ROTATION = sql(
+    "INSERT INTO token_rotations (account, name, digest, replaced, rotated_at)"
+    " VALUES ($1, $2, $3, $4, $5)"
+    " ON CONFLICT (account, name) DO UPDATE SET digest = excluded.digest,"
+    " rotated_at = excluded.rotated_at"
+)
+
+LIST_TOKEN_ROTATIONS = sql(
+    "SELECT account, name, digest, replaced, rotated_at FROM token_rotations"
+    " ORDER BY account, name"
+)

@@ -138,6 +138,18 @@ class AuditEntry:
 
 
 @attrs.frozen
+class TokenRotation:
+    """A client token rotated since it was configured: hex SHA-256 digests of its value now
+    and of the configured value it first replaced (values are never stored)."""
+
+    account: str
+    name: str
+    digest: str
+    replaced: str
+    rotated_at: float = 0.0
+
+
+@attrs.frozen
 class BasketRecord:
     """A basket saved under a name for an account: its legs as a batch request's orders."""
 
@@ -220,6 +232,11 @@ class Store(Protocol):
     async def load_basket(self, account: str, name: str) -> BasketRecord | None: ...
     async def list_baskets(self, account: str) -> list[BasketRecord]: ...
     async def delete_basket(self, account: str, name: str) -> bool: ...
+
+    # Client token rotations, keyed (account, name): `save_token_rotation` keeps the first
+    # rotation's `replaced`.
+    async def save_token_rotation(self, rotation: TokenRotation) -> None: ...
+    async def token_rotations(self) -> list[TokenRotation]: ...
 
     async def health(self) -> Json: ...
 

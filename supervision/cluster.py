@@ -21,11 +21,13 @@ import trio
 from actors.account import AccountActor
 from actors.health import HealthEntry
 from actors.orders import LeaseExpiring
+from web import Authenticator
 from web.settings import ClusterSettings
 
 from .lease import REDIS_ERRORS, Leases, open_leases
 from .ownership import AccountOwner, Claims, Takeovers
 from .renewal import Renewer
+from .rotations import follow_rotations
 from .shared_books import BookLimits, RedisSessions, RedisTickets
 from .tokens import TokenVault
 
@@ -125,11 +127,12 @@ class Cluster:
 @asynccontextmanager
 async def open_cluster(
     settings: ClusterSettings | None, store: Any, call_timeout_s: float = 3.0,
-    books: BookLimits = BookLimits(),
+    books: BookLimits = BookLimits(), auth: Authenticator | None = None,
 ) -> AsyncIterator[Cluster | None]:
     """The node's `Cluster` for the block, or None without `[cluster]` (nothing is opened).
     `call_timeout_s`: a broker write's timeout, which the lease must outlast (else a warning);
-    `books`: the lifetimes and caps of the tickets and sessions kept in Redis."""
+    `books`: the lifetimes and caps of the tickets and sessions kept in Redis; `auth`: the
+    web front's tokens, which take the rotations other nodes keep in the store."""
     if settings is None:
         yield None
         return
@@ -150,6 +153,8 @@ async def open_cluster(
         nursery.start_soon(cluster.announce)
         nursery.start_soon(cluster.renewer.run)
         nursery.start_soon(cluster.sessions.watch)  # sessions ended on other nodes
+        if auth is not None:  # tokens rotated on other nodes
+            nursery.start_soon(follow_rotations, store, auth, settings.session_check_s)
         try:
             yield cluster
         finally:

@@ -57,6 +57,7 @@ from ._startup import listen_errors, start_listener
 from .cluster import BookLimits, Cluster, open_cluster
 from .open_files import raise_open_files
 from .retention import prune_daily
+from .rotations import open_authenticator
 from .supervisor import (
     ChildSpec,
     DynamicSupervisor,
@@ -212,21 +213,19 @@ async def _open_tree(
         relay.order_updated(account, seq, payload)
 
     tls = ssl.create_default_context()
-    rate, in_flight = settings.ticker.connect_pace()
-    pacer = ConnectPacer(rate, in_flight)  # every account's connects, first ones and again
+    pacer = ConnectPacer(*settings.ticker.connect_pace())  # every account's connects, any time
+    auth = await open_authenticator(settings, store)  # with the rotations the store keeps
     async with (
         open_cluster(settings.cluster, store,  # None without [cluster]
                      (batch_config or BatchConfig()).place_timeout_s,
                      BookLimits(web_config.ticket_ttl_s, settings.session_ttl_s,
-                                web_config.max_tickets, web_config.max_sessions)) as cluster,
+                                web_config.max_tickets, web_config.max_sessions), auth) as cluster,
         open_dynamic_supervisor(health) as accounts,
     ):
         for account in settings.accounts:
             reads = settings.limits.reads_per_s
-            broker = KiteBroker(
-                _kite_settings(account, venue, settings.ticker), ssl_context=tls,
-                before_read=RateLimiter(reads).acquire if reads else None,
-            )
+            broker = KiteBroker(_kite_settings(account, venue, settings.ticker), ssl_context=tls,
+                                before_read=RateLimiter(reads).acquire if reads else None)
             brokers.append(broker)
             name = f"account:{account.id}"
             entry = health.register(name, "actor")
@@ -262,7 +261,7 @@ async def _open_tree(
                                               health))
         deps = WebDeps(
             settings, actors, store, health, metrics, web_config, batches=coordinator,
-            supervisor=accounts, instruments=instruments,
+            supervisor=accounts, instruments=instruments, auth=auth,
             **({} if cluster is None else cluster.web_deps()),
         )
         app = create_app(deps, blueprints=[orders_blueprint, page_blueprint, contract_blueprint,

@@ -6,7 +6,8 @@ stepped down, say) and opens its socket on "a".
 - A ticket issued on b opens one socket on a; the second use is refused on either node.
 - A ticket past its lifetime is refused (Redis expired it).
 - b's session cookie opens a's socket; sign-out on b closes it (4401 SESSION_ENDED) within a
-  session check, a bearer socket beside it streams on; a token rotation on b does the same.
+  session check, a bearer socket beside it streams on; a token rotation on b does the same,
+  and a refuses the old value within `session_check_s` (the rotation is kept in the store).
 - Sessions per identity are bounded: past `max_sessions` the oldest ends.
 - Redis not answering: ticket, sign-in and token rotation answer 503 naming Redis (the token
   is not rotated), a ticket handshake is refused 503 before the upgrade, and the socket already
@@ -201,6 +202,13 @@ async def test_a_token_rotation_on_one_node_ends_its_sessions_on_another(
             reason = await closed_with(mine)
             assert (reason.code, reason.reason) == (4401, SESSION_ENDED)
             await streams(theirs)
+
+            async def old_value_refused() -> bool:  # a reads the rotation off the store
+                async with api(a) as http:
+                    return (await http.post("/session")).status_code == 401
+
+            await wait_until(old_value_refused, "a to refuse the rotated-away value", 10)
+            await sign_in(a, rotated.json()["token"])  # and to take the new one
             nursery.cancel_scope.cancel()
 
 

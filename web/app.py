@@ -54,7 +54,7 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
     app.deps = deps
-    app.auth = Authenticator(deps.settings)
+    app.auth = deps.auth if deps.auth is not None else Authenticator(deps.settings)
     # [cluster]: the books shared through Redis; else this process's own
     app.tickets = deps.tickets if deps.tickets is not None else TicketBook(
         deps.config.ticket_ttl_s, clock=deps.config.clock, max_tickets=deps.config.max_tickets)

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import attrs
 
+from store import TokenRotation
 from web.settings import Settings
 
 from .expiring import ExpiringBook
@@ -56,7 +57,8 @@ def _digest(value: str) -> bytes:
 
 
 class Authenticator:
-    """Resolves a presented token to an `Identity`, built once from the settings."""
+    """Resolves a presented token to an `Identity`, built once from the settings; the
+    rotations kept in the store (`apply`) give client tokens their values since."""
 
     def __init__(self, settings: Settings) -> None:
         entries: list[tuple[bytes, Identity]] = []
@@ -67,6 +69,8 @@ class Authenticator:
                 if token.value:
                     entries.append((_digest(token.value), Identity(token.name, account.id)))
         self._entries = tuple(entries)
+        # What the settings give each client token: a rotation replaced that, or a newer file.
+        self._configured = {i: d.hex() for d, i in entries if not i.admin}
         # Prometheus' token reads /metrics and nothing else: it is no Identity.
         self._metrics = _digest(settings.metrics_token) if settings.metrics_token else None
 
@@ -79,16 +83,26 @@ class Authenticator:
         """Whether a client token (not the admin's) stands for `identity`: one `rotate` takes."""
         return not identity.admin and any(i == identity for _, i in self._entries)
 
-    def rotate(self, identity: Identity, token: str) -> bool:
-        """Give `identity`'s token a new value: the old one is refused from now on. False (and
-        nothing changed) when no token stands for `identity` or the value is already in use."""
+    def rotation(self, identity: Identity, token: str) -> TokenRotation | None:
+        """The record of giving `identity`'s token the value `token` (nothing changes until
+        it is applied). None when no token stands for `identity` or the value is in use."""
         if not self.knows(identity):
-            return False
+            return None
         if self.identify(token) not in (None, identity) or self.is_metrics_token(token):
-            return False
-        digest = _digest(token)
-        self._entries = tuple((digest if i == identity else d, i) for d, i in self._entries)
-        return True
+            return None
+        return TokenRotation(identity.account or "", identity.name, _digest(token).hex(),
+                             self._configured[identity], time.time())
+
+    def apply(self, rotations: Iterable[TokenRotation]) -> int:
+        """Give client tokens the values these rotations (the store's) gave them: the old value
+        is refused from then on. A rotation of a value the settings no longer give is passed
+        over (a new value in orderdesk.toml wins). How many tokens changed."""
+        digests = {Identity(r.name, r.account): bytes.fromhex(r.digest) for r in rotations
+                   if self._configured.get(Identity(r.name, r.account)) == r.replaced}
+        changed = sum(1 for d, i in self._entries if i in digests and digests[i] != d)
+        if changed:
+            self._entries = tuple((digests.get(i, d), i) for d, i in self._entries)
+        return changed
 
     def identify(self, token: str | None) -> Identity | None:
         if not token:

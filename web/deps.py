@@ -75,6 +75,8 @@ class WebDeps:
     #: process's own, in memory).
     tickets: Tickets | None = None
     sessions: Sessions | None = None
+    #: Client and admin tokens (None: made from `settings`, without the store's rotations).
+    auth: Authenticator | None = None
 
 
 class Activity:

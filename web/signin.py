@@ -22,10 +22,12 @@ from typing import Any, cast
 
 from quart import Blueprint, Response, current_app, jsonify, request
 
+from store import StoreError
+
 from .auth import Identity
 from .callers import cookie_of, is_tls
 from .credentials import record_audit
-from .errors import NotFound
+from .errors import NotFound, ServiceUnavailable
 from .routes import current_caller, require_admin
 from .sessions import cookie_name
 
@@ -78,12 +80,20 @@ async def rotate_token(account_id: str, name: str) -> Response:
     identity = Identity(name, account_id)
     if not app.auth.knows(identity):
         raise NotFound(f"account {account_id!r} has no token named {name!r}")
+    token = secrets.token_urlsafe(32)
+    rotation = app.auth.rotation(identity, token)
+    if rotation is None:
+        raise NotFound(f"account {account_id!r} has no token named {name!r}")
     # The books first: if they cannot answer ([cluster]: Redis down, 503), nothing changed.
     await app.tickets.drop_for(identity)
     ended = await app.sessions.end_for(identity)
-    token = secrets.token_urlsafe(32)
-    if not app.auth.rotate(identity, token):
-        raise NotFound(f"account {account_id!r} has no token named {name!r}")
+    try:  # kept in the store: it outlives a restart, and every node of a cluster takes it
+        await app.deps.store.save_token_rotation(rotation)
+    except StoreError as exc:
+        raise ServiceUnavailable(
+            f"the store did not keep the new token ({type(exc).__name__}); the token was not "
+            f"rotated ({ended} sessions of it ended): try again") from exc
+    app.auth.apply([rotation])
     await record_audit(account_id, admin.name, "token_rotated",
                        {"token": name, "sessions_ended": ended})
     return jsonify({"account": account_id, "name": name, "token": token,
