@@ -253,8 +253,7 @@ async def _open_tree(
             on_refused=lambda reason: metrics.batches_refused.labels(reason).inc(),
             instruments=instruments,
             owns=None if cluster is None else cluster.owns,
-            fence=None if cluster is None else cluster.fence,
-        )
+            fence=None if cluster is None else cluster.fence, on_late=metrics.late_order)
         if cluster is not None:  # a takeover recovers the old owner's unfinished batches
             cluster.takeovers = coordinator
         batches = _Scoped()

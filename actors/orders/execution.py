@@ -358,6 +358,16 @@ class BatchRunner:
             self._on_event(f"batch.{status}", {"account": account, **as_json(result)})
         return result
 
+    async def amend(self, account: str, result: BatchResult, event: str | None = None) -> None:
+        """A finished batch's result changed after the fact (a late order undone): stored
+        (answered from memory until it is), and `event` emitted with it if given."""
+        self._unstored[result.batch_id] = (account, result)
+        with trio.CancelScope(shield=True):
+            await self.save_batch(result.batch_id, result.status, as_json(result),
+                                  bound=self._config.store_timeout_s)
+        if event is not None and self._on_event is not None:
+            self._on_event(event, {"account": account, **as_json(result)})
+
     async def save_batch(
         self, batch_id: str, status: str, result: dict | None = None, *, bound: float = 0.0
     ) -> bool:
