@@ -83,7 +83,7 @@ class BatchRunner:
         return len(self._shielded)
 
     @contextmanager
-    def _abortable(self) -> Iterator[trio.CancelScope]:
+    def abortable(self) -> Iterator[trio.CancelScope]:
         """A shielded scope (from the batch's cancellation, the client, shutdown) that `abort()`
         can still cancel: cancelling a shielded scope directly does cancel what runs in it."""
         with trio.CancelScope(shield=True) as scope:
@@ -141,7 +141,7 @@ class BatchRunner:
             log.exception("batch %s: placing its legs crashed", job.batch_id)
         finally:
             undo = job.spec.rollback_on_failure and not all(leg.complete for leg in job.legs)
-            with self._abortable() as scope, ctx.limiter.undoing() if undo else nullcontext():
+            with self.abortable() as scope, ctx.limiter.undoing() if undo else nullcontext():
                 try:
                     status = await self._conclude(ctx, job, deadline)
                     result = await self.finish(job.account, job.batch_id, job.legs, status,
@@ -280,7 +280,7 @@ class BatchRunner:
         if not self._owned(account):
             self.log_left(batch_id, legs, "before its rollback began", owner_lost=True)
             raise RollbackAborted(batch_id)
-        with self._abortable() as scope, ctx.limiter.undoing():
+        with self.abortable() as scope, ctx.limiter.undoing():
             await self.save_batch(batch_id, "rolling_back")
             deadline = trio.current_time() + self._config.rollback_timeout_s
             with trio.CancelScope(deadline=deadline + self._config.cleanup_grace_s):

@@ -182,18 +182,21 @@ class LateOrders:
                   order.filled_quantity)
         ctx.actor.expect(order.order_id)
         deadline = trio.current_time() + self._config.rollback_timeout_s
-        with (trio.CancelScope(shield=True, deadline=deadline + self._config.cleanup_grace_s),
-              ctx.limiter.undoing()):
-            try:
-                await self._rollback.unwind(ctx.actor, ctx.limiter, batch_id, leg, deadline,
-                                            instruments=ctx.instruments)
-            except Exception as exc:  # recorded as failed: never left silent
-                log.exception("undoing late order %s failed", order.order_id)
-                leg.rollback = cut_short(leg, f"{type(exc).__name__}: {exc}")
+        # Shielded as a rollback is (shutdown past its grace still cuts it: `abortable`).
+        with self._runner.abortable() as shield, ctx.limiter.undoing():
+            with trio.CancelScope(deadline=deadline + self._config.cleanup_grace_s):
+                try:
+                    await self._rollback.unwind(ctx.actor, ctx.limiter, batch_id, leg,
+                                                deadline, instruments=ctx.instruments)
+                except Exception as exc:  # recorded as failed: never left silent
+                    log.exception("undoing late order %s failed", order.order_id)
+                    leg.rollback = cut_short(leg, f"{type(exc).__name__}: {exc}")
             if leg.rollback is None or leg.rollback["action"] == "in_progress":
-                leg.rollback = cut_short(leg, "undoing the late order ran out of time")
+                leg.rollback = cut_short(leg, "cut short by shutdown" if shield.cancel_called
+                                         else "undoing the late order ran out of time")
+            with trio.CancelScope(shield=True):
                 await self._runner.ops.save_leg(batch_id, leg)
-            await self._record(watch, leg)
+                await self._record(watch, leg)
         if not failed(leg):
             self._changed(undone=1)
         log.log(logging.ERROR if failed(leg) else logging.WARNING,
