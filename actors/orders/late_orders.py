@@ -40,7 +40,7 @@ from brokers.base import BrokerError, Order
 from store import LegRecord
 
 from ..outcomes import BatchResult, LateOrder, RollbackDetail
-from .accounts import AccountContext, Accounts
+from .accounts import AccountContext, Accounts, Work
 from .config import BatchConfig
 from .execution import BatchRunner
 from .legs import Leg, reverse_of
@@ -181,22 +181,38 @@ class LateOrders:
                   account, batch_id, leg.index, order.order_id, leg.tag, order.status,
                   order.filled_quantity)
         ctx.actor.expect(order.order_id)
+        # Tracked as a recovery while it runs: a kill switch (and shutdown's drain) waits for
+        # it, so the two never flatten the same fill. One found while a kill switch runs is
+        # cancelled, not flattened: the kill may already have flattened its fill.
+        killing = account in self._accounts.killing
+        key = f"{batch_id}:late:{leg.index}"
+        work = self._accounts.batches.setdefault(key, Work(account, frozenset(
+            {(leg.request.exchange, leg.request.tradingsymbol)}), recovery=True))
         deadline = trio.current_time() + self._config.rollback_timeout_s
-        # Shielded as a rollback is (shutdown past its grace still cuts it: `abortable`).
-        with self._runner.abortable() as shield, ctx.limiter.undoing():
-            with trio.CancelScope(deadline=deadline + self._config.cleanup_grace_s):
-                try:
-                    await self._rollback.unwind(ctx.actor, ctx.limiter, batch_id, leg,
-                                                deadline, instruments=ctx.instruments)
-                except Exception as exc:  # recorded as failed: never left silent
-                    log.exception("undoing late order %s failed", order.order_id)
-                    leg.rollback = cut_short(leg, f"{type(exc).__name__}: {exc}")
-            if leg.rollback is None or leg.rollback["action"] == "in_progress":
-                leg.rollback = cut_short(leg, "cut short by shutdown" if shield.cancel_called
-                                         else "undoing the late order ran out of time")
-            with trio.CancelScope(shield=True):
-                await self._runner.ops.save_leg(batch_id, leg)
-                await self._record(watch, leg)
+        try:
+            # Shielded as a rollback is (shutdown past its grace still cuts it: `abortable`).
+            with self._runner.abortable() as shield, ctx.limiter.undoing():
+                with trio.CancelScope(deadline=deadline + self._config.cleanup_grace_s):
+                    try:
+                        await self._rollback.unwind(ctx.actor, ctx.limiter, batch_id, leg,
+                                                    deadline, flatten=not killing,
+                                                    instruments=ctx.instruments)
+                    except Exception as exc:  # recorded as failed: never left silent
+                        log.exception("undoing late order %s failed", order.order_id)
+                        leg.rollback = cut_short(leg, f"{type(exc).__name__}: {exc}")
+                if leg.rollback is None or leg.rollback["action"] == "in_progress":
+                    leg.rollback = cut_short(leg, "cut short by shutdown" if shield.cancel_called
+                                             else "undoing the late order ran out of time")
+                elif killing and leg.exposure > 0:
+                    leg.rollback["error"] = ("not flattened: the account's kill switch was "
+                                             "running (it flattens positions); check the position")
+                with trio.CancelScope(shield=True):
+                    await self._runner.ops.save_leg(batch_id, leg)
+                    await self._record(watch, leg)
+        finally:
+            if self._accounts.batches.get(key) is work:
+                del self._accounts.batches[key]
+            work.finish()
         if not failed(leg):
             self._changed(undone=1)
         log.log(logging.ERROR if failed(leg) else logging.WARNING,
