@@ -14,7 +14,7 @@ from actors.orders import single_tag
 from brokers.paper import VenueAddress
 from tests.fixtures_desk import FAST, crashed_batch, open_desk, place_at_venue, resume
 from tests.fixtures_orders import tags
-from tests.fixtures_venue import kite_http, order_form
+from tests.fixtures_venue import NIFTY_FUT, kite_http, order_form
 from web.metrics import Metrics
 
 #: A window long enough for any test step (a late order is found by push or by a poll).
@@ -103,3 +103,30 @@ async def test_other_tags_and_orders_after_the_window_are_left_alone(
             assert sorted(tags(await desk.orders())) == sorted(
                 [leg_tags[0], f"od{batch_id}0R0", single, leg_tags[1]])  # nothing undone
             assert await desk.positions() == {}  # the single BUY and the late SELL: net flat
+
+
+async def test_a_late_order_that_cannot_be_undone_makes_the_batch_rollback_failed(
+    venue: VenueAddress, pg_url: str
+) -> None:
+    """Its reverse order's POST fails (a 500, no order created): the late fill's exposure is
+    named on the batch, which becomes rollback_failed."""
+    legs = [("BUY", "PLACED"), ("SELL", "PLACING")]
+    _, leg_tags = await crashed_batch(pg_url, "late-4", legs)
+    with trio.fail_after(30):
+        await place_at_venue(venue, "BUY", leg_tags[0])
+        async with open_desk(venue, pg_url, WATCHED) as desk:
+            assert (await resume(desk, "late-4", legs))["status"] == "rolled_back"
+            await desk.coordinator.statistics_until(lambda s: s.late_watching == 1)
+            await desk.faults(fail_nth_order=2)  # the late order goes in, its reverse not
+            await place_at_venue(venue, "SELL", leg_tags[1])
+            await desk.coordinator.statistics_until(
+                lambda s: s.late_orders == 1 and s.recoveries_pending == 0)
+            result = await resume(desk, "late-4", legs)
+            assert result["status"] == "rollback_failed", result
+            [late] = result["late_orders"]
+            assert late["rollback"]["action"] == "failed", late
+            assert late["rollback"]["unknown_tags"], late
+            [exposure] = result["exposure"]
+            assert (exposure["index"], exposure["transaction_type"]) == (1, "SELL"), exposure
+            assert desk.coordinator.statistics().late_undone == 0
+            assert await desk.positions() == {NIFTY_FUT: -75}  # the late SELL, held
