@@ -377,8 +377,7 @@ def _batch_config(settings: Settings) -> BatchConfig:
         store_timeout_s=settings.store_timeout_s, rate_per_s=limits.orders_per_s,
         rate_per_minute=limits.orders_per_minute, rate_per_day=limits.orders_per_day,
         rate_reserve=limits.reserve, instrument_refresh=settings.instrument_refresh,
-        unhedged_parallel=settings.unhedged_parallel,
-    )
+        unhedged_parallel=settings.unhedged_parallel, late_watch_s=settings.late_watch_s)
     if settings.calendar is not None:
         return attrs.evolve(config, session=settings.calendar)
     if all(a.broker == "paper" for a in settings.accounts):
