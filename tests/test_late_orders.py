@@ -7,6 +7,8 @@ as the stalled node would have. Real Postgres, the paper venue over loopback."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import trio
 
@@ -112,9 +114,11 @@ async def test_a_late_order_that_cannot_be_undone_makes_the_batch_rollback_faile
     named on the batch, which becomes rollback_failed."""
     legs = [("BUY", "PLACED"), ("SELL", "PLACING")]
     _, leg_tags = await crashed_batch(pg_url, "late-4", legs)
+    events: list[tuple[str, dict[str, Any]]] = []
     with trio.fail_after(30):
         await place_at_venue(venue, "BUY", leg_tags[0])
-        async with open_desk(venue, pg_url, WATCHED) as desk:
+        async with open_desk(venue, pg_url, WATCHED,
+                             on_event=lambda *event: events.append(event)) as desk:
             assert (await resume(desk, "late-4", legs))["status"] == "rolled_back"
             await desk.coordinator.statistics_until(lambda s: s.late_watching == 1)
             await desk.faults(fail_nth_order=2)  # the late order goes in, its reverse not
@@ -130,3 +134,6 @@ async def test_a_late_order_that_cannot_be_undone_makes_the_batch_rollback_faile
             assert (exposure["index"], exposure["transaction_type"]) == (1, "SELL"), exposure
             assert desk.coordinator.statistics().late_undone == 0
             assert await desk.positions() == {NIFTY_FUT: -75}  # the late SELL, held
+    assert [(name, body["status"]) for name, body in events] == [
+        ("batch.rolled_back", "rolled_back"), ("batch.rollback_failed", "rollback_failed")]
+    assert events[-1][1]["late_orders"] == result["late_orders"]

@@ -11,13 +11,16 @@ only while it knows of a working order) for `late_watch_s`. Found, it is logged 
 (`on_late`: /metrics), cancelled if open and its fill flattened by the rollback's own `unwind`
 (reverse orders tagged as the leg's, `legs.reverse_tag`, numbered after any the leg had), and
 recorded on the batch (`late_orders` in its result; an exposure left makes it
-`rollback_failed`, with that webhook event).
+`rollback_failed`, with that webhook event). While it is undone it counts as a recovery, so a
+kill switch waits for it; one found while a kill switch runs is only cancelled (the kill may
+have flattened its fill already) and named as failed if it filled.
 
-Why 300 s by default: the order can only be late by the stalled sender's pause plus its HTTP
-call (`place_timeout_s`, seconds). A GC pause or a swap storm is seconds; a frozen or live
-migrated VM, or a SIGSTOP an operator undoes, tens of seconds to minutes; and Kite's own
-connection and read timeouts end a request stalled much longer. Five minutes covers those with
-room, at the cost of one shared listing every `late_poll_s` per batch watched.
+Why 300 s by default (`[batches] late_watch_s`): the order is late by the sender's pause plus
+its own call (`place_timeout_s`, seconds). A GC pause or a swap storm lasts seconds; a frozen or
+live-migrated VM, tens of seconds; a SIGSTOP an operator undoes, or a VM resumed by hand,
+minutes. Five minutes covers the first two with a wide margin and the usual third; an order
+paused longer than the window lands unwatched (the account's orders still show it). Its cost:
+one shared `GET /orders` every `late_poll_s` while any leg is watched, nothing otherwise.
 
 The watch is in memory on the node that owns the account and ends with that ownership. A node
 restarted while a batch is still unfinished recovers it again and looks its tags up at the
