@@ -16,7 +16,8 @@ import cattrs
 __all__ = ["OMITTING", "BasketMarginQuote", "BatchProgress", "BatchResult", "CancelRequested",
            "CancelledOrder",
            "ExitReport", "Exposure", "FlattenOrder", "FlattenedPosition", "HeldPosition",
-           "KillReport", "LegProgress", "LegResult", "OrderModified", "OrderOutcomeUnknown",
+           "KillReport", "LateOrder", "LegProgress", "LegResult", "OrderModified",
+           "OrderOutcomeUnknown",
            "OrderPlaced",
            "RollbackDetail",           "StoppedBatch", "Symbol", "as_json", "stored_result"]
 
@@ -163,6 +164,23 @@ class BatchResult:
     execution_reason: str | None = _omitted("why it ran otherwise than asked")
     exposure: list[Exposure] | None = _omitted(
         "with rollback_failed: what each failed rollback left held")
+    late_orders: list[LateOrder] | None = _omitted(
+        "orders that reached the broker with a leg's tag after recovery had concluded that "
+        "leg not placed (a paused or killed node's order landing late), and how each was undone")
+
+
+@attrs.frozen(kw_only=True)
+class LateOrder:
+    """An order that landed at the broker with a leg's tag after recovery concluded the leg
+    NOT_PLACED: cancelled if open, its fill flattened by reverse orders of the leg."""
+
+    index: int = attrs.field(metadata={"doc": "the leg whose tag it carries"})
+    tag: str = attrs.field(metadata={"doc": "that tag"})
+    order_id: str = attrs.field(metadata={"doc": "the broker's order id of the late order"})
+    status: str = attrs.field(metadata={"doc": "its last status (CANCELLED, COMPLETE, ...)"})
+    filled_quantity: int = attrs.field(metadata={"doc": "units it filled"})
+    rollback: RollbackDetail = attrs.field(metadata={
+        "doc": "how it was undone (action failed: exposure may remain, see error)"})
 
 
 @attrs.frozen(kw_only=True)

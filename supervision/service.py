@@ -252,8 +252,7 @@ async def _open_tree(
             on_refused=lambda reason: metrics.batches_refused.labels(reason).inc(),
             instruments=instruments,
             owns=None if cluster is None else cluster.owns,
-            fence=None if cluster is None else cluster.fence,
-        )
+            fence=None if cluster is None else cluster.fence, on_late=metrics.late_order)
         if cluster is not None:  # a takeover recovers the old owner's unfinished batches
             cluster.takeovers = coordinator
         batches = _Scoped()
@@ -377,8 +376,7 @@ def _batch_config(settings: Settings) -> BatchConfig:
         store_timeout_s=settings.store_timeout_s, rate_per_s=limits.orders_per_s,
         rate_per_minute=limits.orders_per_minute, rate_per_day=limits.orders_per_day,
         rate_reserve=limits.reserve, instrument_refresh=settings.instrument_refresh,
-        unhedged_parallel=settings.unhedged_parallel,
-    )
+        unhedged_parallel=settings.unhedged_parallel, late_watch_s=settings.late_watch_s)
     if settings.calendar is not None:
         return attrs.evolve(config, session=settings.calendar)
     if all(a.broker == "paper" for a in settings.accounts):

@@ -23,6 +23,7 @@ from actors.settings import AccountSettings, ClientToken
 from brokers.paper import VenueConfig
 from web.settings import (
     DEFAULT_BIND,
+    DEFAULT_LATE_WATCH_S,
     DEFAULT_SEND_TIMEOUT_S,
     DEFAULT_SESSION_TTL_S,
     DEFAULT_SHUTDOWN_GRACE_S,
@@ -252,6 +253,7 @@ def _from_document(
         send_timeout_s=seconds(server, "send_timeout_s", DEFAULT_SEND_TIMEOUT_S),
         session_ttl_s=seconds(server, "session_ttl_s", DEFAULT_SESSION_TTL_S, minimum=0.001),
         unhedged_parallel=unhedged_parallel(batches),
+        late_watch_s=seconds(batches, "late_watch_s", DEFAULT_LATE_WATCH_S, "batches"),
         ticker=parse_ticker(table(doc, "ticker")),
         positions_max_rate_hz=positions_rate(table(doc, "positions")),
         cluster=cluster,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -73,9 +73,12 @@ class Desk:
 
 @asynccontextmanager
 async def open_desk(
-    venue: VenueAddress, store_url: str, config: BatchConfig = FAST
+    venue: VenueAddress, store_url: str, config: BatchConfig = FAST,
+    on_late: Callable[[str], None] | None = None,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> AsyncIterator[Desk]:
-    """Store, actor (connected) and coordinator (recovered, running) on `venue`."""
+    """Store, actor (connected) and coordinator (recovered, running) on `venue`; `on_late`
+    and `on_event` as `BatchCoordinator` takes them."""
     settings = KiteSettings("paper", "paper-primary", venue.rest_url, venue.ticker_url,
                             stall_timeout_s=2.0)
     broker = KiteBroker(settings)
@@ -88,7 +91,8 @@ async def open_desk(
         actor = AccountActor("primary", broker, store, FAST_ACTOR)
         await nursery.start(actor.run)
         await connected(actor)
-        coordinator = BatchCoordinator(store, {"primary": actor}, config)
+        coordinator = BatchCoordinator(store, {"primary": actor}, config, on_late=on_late,
+                                       on_event=on_event)
         await nursery.start(coordinator.run)
         try:
             yield Desk(coordinator, actor, store, kite, control, nursery)

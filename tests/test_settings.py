@@ -74,6 +74,7 @@ PAPER = "[server]\nadmin_token='a'\n[[accounts]]\nid='x'\nrest_url='http://h'\nt
         ("[[accounts]]\nid='x'\nrest_url='http://h'\nticker_url='ws://h'\n", "admin_token"),
         ("not toml [", "not valid TOML"),
         (f"{PAPER}[batches]\nunhedged_parallel='maybe'\n", "batches.unhedged_parallel"),
+        (f"{PAPER}[batches]\nlate_watch_s=-1\n", "batches.late_watch_s: must be a number"),
         (f"{PAPER}[ticker]\nstall_timeout_s=0\n", r"ticker.stall_timeout_s: .* > 0"),
         (f"{PAPER}[ticker]\nreconcile_interval_s=5\n", "reconcile_interval_s: must be at least 15"),
         (f"{PAPER}[ticker]\nreconnect_initial_s=5\nreconnect_max_s=1\n", "reconnect_max_s"),
@@ -99,10 +100,11 @@ def test_batches_and_ticker_tables(tmp_path: Path) -> None:
     path.write_text(PAPER)
     default = load_settings(str(path), environ={})
     assert default.unhedged_parallel == "hedge_first" and default.ticker.given() == {}
-    path.write_text(PAPER + "[batches]\nunhedged_parallel='refuse'\n[ticker]\n"
+    assert default.late_watch_s == 300.0
+    path.write_text(PAPER + "[batches]\nunhedged_parallel='refuse'\nlate_watch_s=600\n[ticker]\n"
                     "stall_timeout_s=8\nreconnect_initial_s=1\nreconcile_interval_s=30\n")
     settings = load_settings(str(path), environ={})
-    assert settings.unhedged_parallel == "refuse"
+    assert (settings.unhedged_parallel, settings.late_watch_s) == ("refuse", 600.0)
     assert settings.ticker.given() == {"stall_timeout_s": 8.0, "reconnect_initial_s": 1.0,
                                        "reconcile_interval_s": 30.0}
 

@@ -93,6 +93,11 @@ class Metrics:
             "batches_refused_total", "Batches refused before anything was placed (503 "
             "overloaded), by reason", ["reason"], registry=r,
         )
+        self.late_orders = Counter(
+            "orderdesk_late_orders", "Orders that reached the broker with the tag of a leg "
+            "recovery had concluded NOT_PLACED (each undone, see the batch)", ["account"],
+            registry=r,
+        )
         self.webhook_deliveries = Counter(
             "webhook_deliveries_total", "Webhook delivery attempts", ["result"], registry=r
         )
@@ -114,6 +119,10 @@ class Metrics:
     def on_update(self, account: str, seq: int, payload: object) -> None:
         """Fits `AccountActor(on_update=...)`: counts committed updates per account."""
         self.order_updates.labels(account).inc()
+
+    def late_order(self, account: str) -> None:
+        """Fits `BatchCoordinator(on_late=...)`: counts late orders per account."""
+        self.late_orders.labels(account).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

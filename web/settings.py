@@ -28,6 +28,7 @@ DEFAULT_SHUTDOWN_GRACE_S = 10.0
 DEFAULT_SEND_TIMEOUT_S = 10.0
 #: Seconds a browser session (the session cookie set by signing in on the page) lasts.
 DEFAULT_SESSION_TTL_S = 8 * 3600.0
+DEFAULT_LATE_WATCH_S = 300.0  # actors/orders/late_orders.py says why
 #: Postgres connections in the pool ([database] pool_size).
 DEFAULT_POOL_SIZE = 10
 #: One store write attempt of a batch ([database] store_timeout_s); failed ones are retried.
@@ -86,6 +87,7 @@ class Settings:
     calendar: TradingCalendar | None = None
     instrument_refresh: dt.time = DEFAULT_INSTRUMENT_REFRESH
     unhedged_parallel: str = UNHEDGED_PARALLEL[0]
+    late_watch_s: float = DEFAULT_LATE_WATCH_S  # [batches]
     ticker: TickerSettings = TickerSettings()
     positions_max_rate_hz: float = 4.0  # [positions] max_rate_hz: positions messages a second
     cluster: ClusterSettings | None = None  # [cluster]; None: a single node (the default)

@@ -65,6 +65,11 @@ class BatchConfig:
     # stops.
     recovery_retry_initial_s: float = 0.5
     recovery_retry_max_s: float = 30.0
+    # A leg recovery concluded NOT_PLACED (its POST's outcome was unknown, no order carries its
+    # tag) is watched this long for a late order with its tag (`late_orders.py` says why so
+    # long), its tag also looked up (a shared GET /orders) every `late_poll_s`.
+    late_watch_s: float = 300.0
+    late_poll_s: float = 5.0
     # The kill switch waits this long for the account's unfinished batches and recoveries
     # (None: place + lookup + rollback + cleanup); past it, their symbols are left alone.
     kill_wait_s: float | None = None

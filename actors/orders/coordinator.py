@@ -58,6 +58,7 @@ from .exits import PositionExits
 from .fence import BrokerFence
 from .intake import Intake
 from .kill import KillSwitch
+from .late_orders import LateOrders
 from .legs import batch_legs, new_batch_id
 from .modify import OrderModifier
 from .placing import OrderOps
@@ -81,6 +82,9 @@ class CoordinatorStatistics:
     recoveries_pending: int  # unfinished batches of an earlier run not recovered yet
     recoveries_retrying: int  # of those, waiting for a retry after a failed attempt
     recovery_failures: int  # failed recovery attempts since start
+    late_watching: int = 0  # legs recovery concluded NOT_PLACED, watched for a late order now
+    late_orders: int = 0  # late orders found with such a leg's tag since start
+    late_undone: int = 0  # of those, undone (cancelled or flattened) with nothing left
 
 
 class BatchCoordinator:
@@ -99,13 +103,15 @@ class BatchCoordinator:
         instruments: InstrumentCaches | None = None,
         owns: Callable[[str], bool] | None = None,
         fence: BrokerFence | None = None,
+        on_late: Callable[[str], None] | None = None,
     ) -> None:
         """`on_store_write`: the duration of each store write attempt of a batch;
         `on_refused`: the reason of each batch refused by admission control; `instruments`:
         the masters, one per broker URL, shared with the page (made here when not given);
         `owns` ([cluster]): whether this node owns an account now (orders for one it does not
         own are refused); `fence` ([cluster]): may an order write for an account start now
-        (its lease outlasts the call)?"""
+        (its lease outlasts the call)? `on_late(account)`: an order landed late with the tag
+        of a leg recovery had concluded NOT_PLACED (`late_orders.py`)."""
         self._store = store
         self._on_refused = on_refused
         self._config = config
@@ -125,7 +131,8 @@ class BatchCoordinator:
                                    owned=self._accounts.owned)
         self._checks = PreTrade(config)
         self._intake = Intake(store, self._checks, self._accounts, self._jobs_send)
-        self._recoveries = Recoveries(store, self._accounts, self._runner, config)
+        self._late = LateOrders(self._accounts, self._runner, rollback, config, on_late)
+        self._recoveries = Recoveries(store, self._accounts, self._runner, config, self._late)
         self._singles = SingleOrders(self._accounts, self.ops, config)
         self._modifier = OrderModifier(self._accounts, self.ops, store, config)
         self._kill = KillSwitch(self._accounts, rollback, store, config, get=self.get,
@@ -154,6 +161,9 @@ class BatchCoordinator:
             recoveries_pending=len(recoveries),
             recoveries_retrying=sum(1 for work in recoveries if work.retrying),
             recovery_failures=self._recoveries.failures,
+            late_watching=self._late.watching,
+            late_orders=self._late.found,
+            late_undone=self._late.undone,
         )
 
     async def statistics_until(
@@ -201,24 +211,10 @@ class BatchCoordinator:
                 self._started = False
 
     async def _execute(self, job: Job) -> None:
-        """Run a submitted batch. One that did not conclude while this node still owns its
-        account and runs on (its conclusion crashed, or the fence kept its rollback's reverse
-        orders from being sent) is recovered now, not at the next start."""
-        if await self._runner.execute_tracked(self._accounts, job) is not None:
-            return
-        if self._recoveries.stopping or not self._accounts.owned(job.account):
-            return  # shutdown's next start, or the account's next owner, recovers it
-        try:
-            found = await self._store.get_batch(job.batch_id)
-        except StoreError as exc:
-            log.warning("batch %s did not conclude and could not be read (%s): the next start "
-                        "or takeover recovers it", job.batch_id, exc)
-            return
-        if found is None or found[0].status in FINAL:
-            return
-        if job.batch_id not in self._accounts.batches:
-            log.warning("batch %s did not conclude; recovering it", job.batch_id)
-            await self._recoveries.recover_logged(*found)
+        """Run a submitted batch; one that did not conclude is recovered now if this node can
+        (`Recoveries.resume`), not at the next start."""
+        if await self._runner.execute_tracked(self._accounts, job) is None:
+            await self._recoveries.resume(job.account, job.batch_id)
 
     def taking_over(self, account: str) -> None:
         """[cluster]: this node is taking `account` over: new batches and orders of it are

@@ -89,7 +89,7 @@ class BatchRunner:
         return len(self._shielded)
 
     @contextmanager
-    def _abortable(self) -> Iterator[trio.CancelScope]:
+    def abortable(self) -> Iterator[trio.CancelScope]:
         """A shielded scope (from the batch's cancellation, the client, shutdown) that `abort()`
         can still cancel: cancelling a shielded scope directly does cancel what runs in it."""
         with trio.CancelScope(shield=True) as scope:
@@ -150,7 +150,7 @@ class BatchRunner:
             log.exception("batch %s: placing its legs crashed", job.batch_id)
         finally:
             undo = job.spec.rollback_on_failure and not all(leg.complete for leg in job.legs)
-            with self._abortable() as scope, ctx.limiter.undoing() if undo else nullcontext():
+            with self.abortable() as scope, ctx.limiter.undoing() if undo else nullcontext():
                 try:
                     status = await self._conclude(ctx, job, deadline)
                     result = await self.finish(job.account, job.batch_id, job.legs, status,
@@ -290,7 +290,7 @@ class BatchRunner:
             self.log_left(batch_id, legs, "before its rollback began", owner_lost=True)
             raise RollbackAborted(batch_id)
         fenced = False
-        with self._abortable() as scope, ctx.limiter.undoing():
+        with self.abortable() as scope, ctx.limiter.undoing():
             await self.save_batch(batch_id, "rolling_back")
             deadline = trio.current_time() + self._config.rollback_timeout_s
             with trio.CancelScope(deadline=deadline + self._config.cleanup_grace_s):
@@ -380,6 +380,16 @@ class BatchRunner:
         if self._on_event is not None:
             self._on_event(f"batch.{status}", {"account": account, **as_json(result)})
         return result
+
+    async def amend(self, account: str, result: BatchResult, event: str | None = None) -> None:
+        """A finished batch's result changed after the fact (a late order undone): stored
+        (answered from memory until it is), and `event` emitted with it if given."""
+        self._unstored[result.batch_id] = (account, result)
+        with trio.CancelScope(shield=True):
+            await self.save_batch(result.batch_id, result.status, as_json(result),
+                                  bound=self._config.store_timeout_s)
+        if event is not None and self._on_event is not None:
+            self._on_event(event, {"account": account, **as_json(result)})
 
     async def save_batch(
         self, batch_id: str, status: str, result: dict | None = None, *, bound: float = 0.0

@@ -32,6 +32,7 @@ from ..calendar import trading_day
 from .accounts import AccountContext, Accounts, Work
 from .config import BatchConfig
 from .execution import BatchRunner, RollbackAborted
+from .late_orders import LateOrders, LateWatch
 from .legs import NOT_SENT, Leg, reverse_index, reverse_of, reverse_prefix, reverse_request
 from .placing import UnknownOutcome
 from .results import FINAL, Plan
@@ -45,10 +46,14 @@ def _sent(record: LegRecord) -> bool:
 
 
 async def recover(
-    runner: BatchRunner, ctx: AccountContext, batch: BatchRecord, records: list[LegRecord]
+    runner: BatchRunner, ctx: AccountContext, batch: BatchRecord, records: list[LegRecord],
+    late: LateWatch | None = None,
 ) -> str:
     """Reconcile one unfinished batch with the broker by tag: success, rolled back, or (orders
-    the broker no longer lists) rollback_failed naming them."""
+    the broker no longer lists) rollback_failed naming them. `late` (its tags watched since
+    before the listing) hears of each leg concluded NOT_PLACED, and of the result."""
+    if late is not None:
+        late.begin()
     listing = await ctx.actor.broker.orders()
     by_tag = {o.tag: o for o in listing if o.tag}
     listed = {o.order_id for o in listing}
@@ -75,7 +80,9 @@ async def recover(
             if leg.order_id and leg.order_id not in listed:
                 lost[leg.index] = [leg.tag]
             elif leg.unknown:  # the day's listing is complete: it never reached the broker
-                leg.sent, leg.status = False, "NOT_PLACED"
+                leg.sent, leg.status = False, "NOT_PLACED"  # ... yet: `late` watches for it
+                if late is not None:
+                    late.not_placed(leg)
     plan = Plan.of_request(batch.request)
     if lost:
         _report_lost(legs, stored, lost, reverses, by_tag, batch)
@@ -86,7 +93,9 @@ async def recover(
         await _settle_reverses(runner, ctx, batch.batch_id, legs, reverses, by_tag)
         status = await runner.rollback(ctx, batch.batch_id, legs, plan.execution)
     elapsed = max(time.time() - batch.created_at, 0.0)
-    await runner.finish(batch.account, batch.batch_id, legs, status, elapsed, plan)
+    result = await runner.finish(batch.account, batch.batch_id, legs, status, elapsed, plan)
+    if late is not None:
+        late.finished(result)
     return status
 
 
@@ -199,8 +208,10 @@ class Recoveries:
     is retried with backoff until one succeeds or the coordinator stops."""
 
     def __init__(
-        self, store: Store, accounts: Accounts, runner: BatchRunner, config: BatchConfig
+        self, store: Store, accounts: Accounts, runner: BatchRunner, config: BatchConfig,
+        late: LateOrders,
     ) -> None:
+        self._late = late
         self._store = store
         self._accounts = accounts
         self._runner = runner
@@ -226,11 +237,39 @@ class Recoveries:
         self.stopping = True
         self.retry_now()
 
+    async def resume(self, account: str, batch_id: str) -> None:
+        """A submitted batch that did not conclude while this node still owns its account and
+        runs on (its conclusion crashed, or the fence kept its rollback's reverse orders from
+        being sent to the end): recovered now. Else the next start, or the account's next
+        owner, recovers it."""
+        if self.stopping or not self._accounts.owned(account) or batch_id in self._accounts.batches:
+            return
+        try:
+            found = await self._store.get_batch(batch_id)
+        except StoreError as exc:
+            log.warning("batch %s did not conclude and could not be read (%s): the next start "
+                        "or takeover recovers it", batch_id, exc)
+            return
+        if found is not None and found[0].status not in FINAL:
+            log.warning("batch %s did not conclude; recovering it", batch_id)
+            await self.recover_logged(*found)
+
     async def recover_logged(self, batch: BatchRecord, records: list[LegRecord]) -> None:
-        """Recover one unfinished batch. A failed attempt (the broker unreachable, the day's
-        token not loaded yet) is logged and retried with exponential backoff until one
-        succeeds or the coordinator stops; each retry starts from what the store holds then,
-        as a restart would, so nothing done by the failed attempt is done twice."""
+        """Recover one unfinished batch, then (no longer tracked: a kill or a shutdown does
+        not wait for it) guard the legs it concluded NOT_PLACED against a late order."""
+        ctx = self._accounts.context(batch.account)
+        with self._late.watch(ctx, batch.batch_id, records) as late:
+            await self._recover_retrying(batch, records, late)
+            if ctx is not None and late is not None:
+                await self._late.guard(ctx, late)
+
+    async def _recover_retrying(
+        self, batch: BatchRecord, records: list[LegRecord], late: LateWatch | None
+    ) -> None:
+        """A failed attempt (the broker unreachable, the day's token not loaded yet) is
+        logged and retried with exponential backoff until one succeeds or the coordinator
+        stops; each retry starts from what the store holds then, as a restart would, so
+        nothing done by the failed attempt is done twice."""
         done = self.track(batch, records)
         batch_id = batch.batch_id
         backoff = Backoff(self._config.recovery_retry_initial_s,
@@ -243,7 +282,7 @@ class Recoveries:
                         if found is None or found[0].status in FINAL:
                             return
                         batch, records = found
-                    status = await self._recover(batch, records)
+                    status = await self._recover(batch, records, late)
                     if done.failures:
                         log.info("batch %s recovered (%s) after %d failed attempts", batch_id,
                                  status, done.failures)
@@ -283,10 +322,12 @@ class Recoveries:
                 del self._accounts.batches[batch_id]
             done.finish()
 
-    async def _recover(self, batch: BatchRecord, records: list[LegRecord]) -> str | None:
+    async def _recover(
+        self, batch: BatchRecord, records: list[LegRecord], late: LateWatch | None
+    ) -> str | None:
         """Reconcile one unfinished batch with the broker by tag: success or rolled back."""
         ctx = self._accounts.context(batch.account)
         if ctx is None:
             log.error("batch %s: account %s is not configured", batch.batch_id, batch.account)
             return None
-        return await recover(self._runner, ctx, batch, records)
+        return await recover(self._runner, ctx, batch, records, late)

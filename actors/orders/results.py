@@ -28,7 +28,7 @@ def batch_result(
     """The batch's answer. `succeeded` counts the legs whose fills are still held (a leg
     rolled back is not one), `failed` the legs that did not fill (rejected, cancelled,
     unfilled); `order_ids` are the legs' broker orders in leg order, never reverse orders."""
-    exposure = [_exposure(leg) for leg in legs
+    exposure = [exposure_of(leg) for leg in legs
                 if leg.rollback and leg.rollback["action"] == "failed"]
     return BatchResult(
         status=status,
@@ -76,7 +76,7 @@ class Plan:
         return cls(str(request.get("execution") or "parallel"), request.get("execution_reason"))
 
 
-def _exposure(leg: Leg) -> Exposure:
+def exposure_of(leg: Leg) -> Exposure:
     """What a leg whose rollback failed leaves: `quantity` is None when it is unknown (an
     order whose outcome is unknown, or that the broker no longer lists, named in
     `unknown_tags`, with `quantity_at_most`); orders still working in `open_order_ids`."""
