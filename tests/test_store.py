@@ -192,7 +192,7 @@ async def test_restart_sees_committed_events_and_continues_seq(store_url: str) -
 
 async def test_migrations_apply_to_empty_and_migrated_database(store_url: str) -> None:
     with trio.fail_after(20):
-        assert await migrate(store_url) == [1, 2, 3, 4, 5]
+        assert await migrate(store_url) == [1, 2, 3, 4, 5, 6]
         assert await migrate(store_url) == []
         async with open_store(store_url) as store:
             assert await store.append_events("acc", [order("1")]) == [1]
