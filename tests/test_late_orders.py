@@ -14,7 +14,15 @@ import trio
 
 from actors.orders import single_tag
 from brokers.paper import VenueAddress
-from tests.fixtures_desk import FAST, crashed_batch, open_desk, place_at_venue, resume
+from store import LegRecord
+from tests.fixtures_desk import (
+    FAST,
+    crashed_batch,
+    open_desk,
+    place_at_venue,
+    resume,
+    stored_request,
+)
 from tests.fixtures_orders import tags
 from tests.fixtures_venue import NIFTY_FUT, kite_http, order_form
 from web.metrics import Metrics
@@ -137,3 +145,39 @@ async def test_a_late_order_that_cannot_be_undone_makes_the_batch_rollback_faile
     assert [(name, body["status"]) for name, body in events] == [
         ("batch.rolled_back", "rolled_back"), ("batch.rollback_failed", "rollback_failed")]
     assert events[-1][1]["late_orders"] == result["late_orders"]
+
+
+async def test_a_late_reverse_order_is_bought_back_under_an_exit_tag(
+    venue: VenueAddress, pg_url: str
+) -> None:
+    """A rollback's reverse stored PLACING never reached the venue before the crash: recovery
+    concludes it NOT_PLACED and flattens the leg with the next reverse (R1). Then the stalled
+    R0 lands and fills: the leg is over-flattened (short 75). The guard buys it back under an
+    exit tag (`od<id>00X0`), never under one of the leg's reverse tags."""
+    legs = [("BUY", "COMPLETE")]
+    # The leg's first reverse (stored at index 100 x (attempt + 1) + the leg's).
+    r0 = LegRecord("", 100, "odBATCH0R0", "PLACING", None,
+                   stored_request("SELL", tag="odBATCH0R0"), {}, kind="reverse")
+    batch_id, leg_tags = await crashed_batch(pg_url, "late-5", legs, status="rolling_back",
+                                             reverses=[r0], filled={0: 75})
+    reverse_tags = [f"od{batch_id}0R0", f"od{batch_id}0R1"]
+    with trio.fail_after(30):
+        await place_at_venue(venue, "BUY", leg_tags[0])
+        async with open_desk(venue, pg_url, WATCHED) as desk:
+            result = await resume(desk, "late-5", legs)
+            assert result["status"] == "rolled_back", result
+            assert await desk.positions() == {}  # flattened by R1
+            await desk.coordinator.statistics_until(lambda s: s.late_watching == 1)
+            late_id = await place_at_venue(venue, "SELL", reverse_tags[0])  # R0 lands, fills
+            await desk.coordinator.statistics_until(lambda s: s.late_undone == 1)
+            result = await resume(desk, "late-5", legs)
+            [late] = result["late_orders"]
+            assert (late["index"], late["tag"], late["order_id"], late["filled_quantity"],
+                    late["rollback"]["action"], late["rollback"]["remaining"]) == (
+                100, reverse_tags[0], late_id, 75, "flattened", 0), late
+            assert result["status"] == "rolled_back", result
+            assert await desk.positions() == {}
+            venue_tags = tags(await desk.orders())
+            exits = [t for t in venue_tags if t[-2] == "X"]
+            assert len(exits) == 1 and exits[0].endswith("00X0"), venue_tags
+            assert sorted(venue_tags) == sorted([leg_tags[0], *reverse_tags, *exits])

@@ -22,6 +22,11 @@ minutes. Five minutes covers the first two with a wide margin and the usual thir
 paused longer than the window lands unwatched (the account's orders still show it). Its cost:
 one shared `GET /orders` every `late_poll_s` while any leg is watched, nothing otherwise.
 
+A rollback's reverse order whose outcome was unknown, concluded not placed, is watched the
+same way: recovery sent the next reverse in its place, so a late one over-flattens the leg.
+It is cancelled if open and what it filled is bought back (or sold again) under an exit tag
+(`od<id>00X<n>`), never a reverse tag of the leg: those run the other way.
+
 The watch is in memory on the node that owns the account and ends with that ownership. A node
 restarted while a batch is still unfinished recovers it again and looks its tags up at the
 broker anew (and watches again what it concludes NOT_PLACED); a batch recovery already finished
@@ -46,8 +51,9 @@ from ..outcomes import BatchResult, LateOrder, RollbackDetail
 from .accounts import AccountContext, Accounts, Work
 from .config import BatchConfig
 from .execution import BatchRunner
-from .legs import Leg, reverse_of
+from .legs import Leg, exit_id, exit_tag, reverse_of
 from .results import exposure_of
+from .reverse import ReverseMarket
 from .rollback import Rollback, cut_short, failed
 
 __all__ = ["LateOrders", "LateWatch"]
@@ -107,7 +113,7 @@ class LateOrders:
         if ctx is None:
             yield None
             return
-        legs = [Leg.from_record(r) for r in records if r.kind == "leg"]
+        legs = [Leg.from_record(r) for r in records]  # reverses too: one may land late
         attempts: dict[int, int] = {}
         for record in records:
             index, attempt = reverse_of(record.index)
@@ -197,9 +203,13 @@ class LateOrders:
             with self._runner.abortable() as shield, ctx.limiter.undoing():
                 with trio.CancelScope(deadline=deadline + self._config.cleanup_grace_s):
                     try:
-                        await self._rollback.unwind(ctx.actor, ctx.limiter, batch_id, leg,
-                                                    deadline, flatten=not killing,
-                                                    instruments=ctx.instruments)
+                        if leg.is_reverse:
+                            await self._unwind_reverse(ctx, leg, watch.updates[leg.tag],
+                                                       deadline, flatten=not killing)
+                        else:
+                            await self._rollback.unwind(ctx.actor, ctx.limiter, batch_id, leg,
+                                                        deadline, flatten=not killing,
+                                                        instruments=ctx.instruments)
                     except Exception as exc:  # recorded as failed: never left silent
                         log.exception("undoing late order %s failed", order.order_id)
                         leg.rollback = cut_short(leg, f"{type(exc).__name__}: {exc}")
@@ -221,6 +231,39 @@ class LateOrders:
         log.log(logging.ERROR if failed(leg) else logging.WARNING,
                 "account %s batch %s: late order %s (%s): %s", account, batch_id,
                 order.order_id, leg.tag, leg.rollback)
+
+    async def _unwind_reverse(
+        self, ctx: AccountContext, leg: Leg, updates: trio.MemoryReceiveChannel[Order],
+        deadline: float, *, flatten: bool,
+    ) -> None:
+        """A late reverse order over-flattens the leg it reversed (recovery sent another in its
+        place): cancel it if open, then buy back (or sell again) what it filled, under an exit
+        tag of its own (`legs.exit_tag`) so that no recovery takes that order for one of the
+        leg's reverses, whose tags run in the reverse direction."""
+        rb: dict[str, object] = {"action": "in_progress", "order_id": None, "status": None,
+                                 "filled": 0, "remaining": 0}
+        leg.rollback = rb
+        cancelled = False
+        if not leg.is_final:
+            error = await self._runner.ops.cancel_and_settle(ctx.actor, ctx.limiter, leg,
+                                                             updates, deadline)
+            cancelled = error is None and leg.status == "CANCELLED"
+        if not leg.is_final:
+            rb.update(action="failed", remaining=leg.filled, open_order_ids=[leg.order_id],
+                      error="the late reverse order is still open at the deadline")
+            return
+        if leg.filled == 0:
+            rb["action"] = "cancelled" if cancelled else "none"
+            return
+        if not flatten:
+            rb.update(action="failed", remaining=leg.filled)
+            return
+        tag_of = partial(exit_tag, exit_id(ctx.actor.account))
+        held = Leg(0, tag_of(None), leg.request, status="COMPLETE", filled=leg.filled)
+        market = ReverseMarket(ctx.actor, ctx.limiter, ctx.instruments, self._config)
+        await self._rollback.flatten(ctx.actor, market, None, held, deadline, rb, tag_of=tag_of)
+        leg.reverse_filled = held.reversed_qty
+        rb["remaining"] = leg.exposure
 
     async def _record(self, watch: LateWatch, leg: Leg) -> None:
         """The batch's result with the late order added (and, if it left exposure, as

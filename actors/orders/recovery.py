@@ -90,7 +90,7 @@ async def recover(
     elif batch.status == "running" and not reverses and all(leg.complete for leg in legs):
         status = "success"
     else:
-        await _settle_reverses(runner, ctx, batch.batch_id, legs, reverses, by_tag)
+        await _settle_reverses(runner, ctx, batch.batch_id, legs, reverses, by_tag, late)
         status = await runner.rollback(ctx, batch.batch_id, legs, plan.execution)
     elapsed = max(time.time() - batch.created_at, 0.0)
     result = await runner.finish(batch.account, batch.batch_id, legs, status, elapsed, plan)
@@ -175,11 +175,12 @@ def _report_lost(
 
 async def _settle_reverses(
     runner: BatchRunner, ctx: AccountContext, batch_id: str, legs: tuple[Leg, ...],
-    reverses: list[LegRecord], by_tag: Mapping[str, Any],
+    reverses: list[LegRecord], by_tag: Mapping[str, Any], late: LateWatch | None = None,
 ) -> None:
     """Reverse orders of an interrupted rollback: wait for (or cancel) them, count fills. One
     still working is kept on its leg (`leg.reverse`): the rollback settles it before it sends
-    any other, and names it if it cannot."""
+    any other, and names it if it cannot. One not at the broker is not placed (the rollback
+    sends the next attempt), and `late` watches for it landing after all."""
     deadline = trio.current_time() + runner.config.rollback_timeout_s
     by_index = {leg.index: leg for leg in legs}
     for record in reverses:
@@ -188,6 +189,8 @@ async def _settle_reverses(
         leg.next_attempt = max(leg.next_attempt, attempt + 1)
         order = by_tag.get(record.tag)
         if order is None:
+            if late is not None:
+                late.not_placed(Leg.from_record(record))
             continue
         reverse = Leg.from_record(record)
         reverse.sent, reverse.order_id = True, order.order_id
