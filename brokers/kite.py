@@ -11,7 +11,6 @@ import csv
 import hashlib
 import io
 import logging
-import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -22,8 +21,8 @@ import attrs
 import cattrs
 import httpx
 import trio
-import trio_websocket
 
+from . import _ws_client as ws_client
 from ._shared import SharedCall
 from .base import (
     BasketMargin,
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 # Kite heartbeats every second; its own clients call a socket silent for 5 s dead.
 STALL_TIMEOUT_S = 5.0
 _DISCONNECT_S = 1.0  # the close handshake of the ticker socket
-_GRACE_S = 1.0  # beyond trio-websocket's own timeouts, before the adapter cuts it short
 
 
 @attrs.frozen
@@ -288,36 +286,29 @@ class KiteBroker:
 
     @asynccontextmanager
     async def open_stream(self) -> AsyncIterator[KiteOrderStream]:
-        """Connect the ticker; raises TokenExpired on a refused token, UpstreamLost otherwise."""
+        """Connect the ticker; raises TokenExpired on a refused token, UpstreamLost otherwise.
+        The handshake is bounded by `timeout_s`; the close handshake, on the way out, by
+        `_DISCONNECT_S` (shielded: a cancelled account still closes, and never waits longer)."""
         s = self._settings
         query = urlencode({"api_key": s.api_key, "access_token": s.access_token})
         url = f"{s.ticker_url.rstrip('/')}/?{query}"
         try:
-            # trio-websocket leaves its reader running when the handshake times out (or a
-            # close is cut short) and then waits for it: a reader blocked on a silent socket
-            # or on its full message queue would hold the account forever. This deadline,
-            # lifted while the stream is open, cancels the reader with the rest.
-            opened = False
-            with trio.CancelScope(deadline=trio.current_time() + s.timeout_s + _GRACE_S) as guard:
-                async with trio_websocket.open_websocket_url(
-                    url, connect_timeout=s.timeout_s, disconnect_timeout=_DISCONNECT_S
-                ) as ws:
-                    guard.deadline = math.inf
-                    opened = True
-                    try:
-                        yield KiteOrderStream(ws, s.stall_timeout_s, parse_order)
-                    finally:
-                        guard.deadline = trio.current_time() + _DISCONNECT_S + _GRACE_S
-            if guard.cancelled_caught:
-                raise UpstreamLost(f"ticker {'close' if opened else 'handshake'} timed out")
-        except trio_websocket.ConnectionRejected as exc:
+            with trio.fail_after(s.timeout_s):
+                ws = await ws_client.connect(url, close_timeout_s=_DISCONNECT_S)
+        except trio.TooSlowError as exc:
+            raise UpstreamLost("ticker handshake timed out") from exc
+        except ws_client.HandshakeRejected as exc:
             if exc.status_code in (401, 403):
                 raise TokenExpired(
                     "ticker refused the access token", status=exc.status_code
                 ) from exc
             raise UpstreamLost(f"ticker refused the connection: {exc.status_code}") from exc
-        except (OSError, trio_websocket.HandshakeError) as exc:
+        except (OSError, ws_client.HandshakeError) as exc:
             raise UpstreamLost(f"ticker unreachable: {exc!r}") from exc
+        try:
+            yield KiteOrderStream(ws, s.stall_timeout_s, parse_order)
+        finally:
+            await ws.aclose()
 
     def parse_order(self, payload: dict[str, Any]) -> Order:
         """A Kite order payload (REST or ticker; the account's book keeps them) as an `Order`."""

@@ -1,7 +1,8 @@
 """The Kite ticker websocket as a stream of order updates (`KiteBroker.open_stream` opens it).
 
 Heartbeats keep it alive and cost as little as can be (an idle account's whole cost is its
-heartbeat); binary frames are market ticks, text frames order updates and errors.
+heartbeat: hence our own lean client, `_ws_client`, whose `get_message` is the only reader);
+binary frames are market ticks, text frames order updates and errors.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
-import trio_websocket
 
+from ._ws_client import ConnectionClosed, WebSocket
 from .base import Order, TokenExpired, UpstreamLost
 from .kite_ticks import FrameError, Mode, decode_prices
 
@@ -26,7 +27,7 @@ class KiteOrderStream:
     needs) go to `on_prices` as (instrument token, last price), each frame decoded once."""
 
     def __init__(
-        self, ws: trio_websocket.WebSocketConnection, stall_timeout_s: float,
+        self, ws: WebSocket, stall_timeout_s: float,
         parse_order: Callable[[dict[str, Any]], Order],
     ) -> None:
         self._ws = ws
@@ -49,8 +50,8 @@ class KiteOrderStream:
     async def _send(self, message: dict[str, Any]) -> None:
         try:
             await self._ws.send_message(json.dumps(message))
-        except trio_websocket.ConnectionClosed as exc:
-            raise UpstreamLost(f"ticker closed: {exc.reason}") from exc
+        except ConnectionClosed as exc:
+            raise UpstreamLost(f"ticker closed: {exc}") from exc
 
     def _ticks(self, frame: bytes) -> None:
         if len(frame) <= 1 or self.on_prices is None:
@@ -112,10 +113,9 @@ class KiteOrderStream:
     async def _receive(self) -> str | bytes:
         try:
             message = await self._ws.get_message()
-        except trio_websocket.ConnectionClosed as exc:
-            reason = exc.reason
-            if reason is not None and reason.code == 1008:
-                raise TokenExpired(f"ticker closed: {reason.reason}") from exc
-            raise UpstreamLost(f"ticker closed: {reason}") from exc
+        except ConnectionClosed as exc:
+            if exc.code == 1008:
+                raise TokenExpired(f"ticker closed: {exc.reason}") from exc
+            raise UpstreamLost(f"ticker closed: {exc}") from exc
         self.last_frame_at = self._heard_at = trio.current_time()
         return message
