@@ -18,17 +18,28 @@ paper venue (the server side) keep hypercorn / trio-websocket.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
+import socket
 import ssl
 from urllib.parse import urlsplit
 
 import trio
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from ._ws_handshake import (
+    GUID,
+    HandshakeError,
+    HandshakeRejected,
+    check_answer,
+    new_key,
+    read_answer,
+    upgrade_request,
+)
+from ._ws_transport import SocketTransport, Transport
+
+__all__ = ["GUID", "ConnectionClosed", "HandshakeError", "HandshakeRejected", "WebSocket",
+           "connect"]
+
 MAX_MESSAGE = 4 * 1024 * 1024
-MAX_HEAD = 16 * 1024  # the server's handshake answer
 RECEIVE_SIZE = 65536
 CLOSE_TIMEOUT_S = 1.0
 
@@ -52,18 +63,6 @@ class ConnectionClosed(Exception):
         super().__init__(f"{code} {reason}".rstrip())
         self.code = code
         self.reason = reason
-
-
-class HandshakeError(Exception):
-    """The server did not answer the upgrade as a websocket server."""
-
-
-class HandshakeRejected(HandshakeError):
-    """The server answered the upgrade with `status_code`, not 101."""
-
-    def __init__(self, status_code: int) -> None:
-        super().__init__(f"the server answered {status_code}")
-        self.status_code = status_code
 
 
 class _Fail(Exception):
@@ -99,7 +98,7 @@ class WebSocket:
     """One open client websocket; `get_message` by one consumer, `send_message` by any task."""
 
     def __init__(
-        self, stream: trio.abc.Stream, buffered: bytes = b"", *,
+        self, stream: Transport, buffered: bytes = b"", *,
         max_message: int = MAX_MESSAGE, close_timeout_s: float = CLOSE_TIMEOUT_S,
     ) -> None:
         self._stream = stream
@@ -319,12 +318,8 @@ async def connect(
     secure = parts.scheme == "wss"
     port = parts.port or (443 if secure else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    key = base64.b64encode(os.urandom(16))
-    request = (
-        f"GET {target} HTTP/1.1\r\nHost: {parts.netloc.rpartition('@')[2]}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
+    key = new_key()
+    request = upgrade_request(target, parts.netloc.rpartition("@")[2], key)
     stream: trio.abc.Stream = await trio.open_tcp_stream(parts.hostname, port)
     opened = False
     try:
@@ -334,49 +329,16 @@ async def connect(
                                     https_compatible=True)
         try:
             await stream.send_all(request)
-            head, rest = await _read_head(stream)
+            head, rest = await read_answer(stream)
         except trio.BrokenResourceError as exc:
             raise HandshakeError(f"connection lost during the handshake: {exc!r}") from exc
-        _check_answer(head, key)
+        check_answer(head, key)
+        transport: Transport = stream  # type: ignore[assignment]
+        if isinstance(stream, trio.SocketStream):
+            transport = SocketTransport(socket.socket(fileno=stream.socket.detach()))
         opened = True
-        return WebSocket(stream, rest, max_message=max_message, close_timeout_s=close_timeout_s)
+        return WebSocket(transport, rest, max_message=max_message,
+                         close_timeout_s=close_timeout_s)
     finally:
         if not opened:
             await trio.aclose_forcefully(stream)
-
-
-async def _read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
-    """The answer's head, and whatever came after it (frames sent at once)."""
-    data = bytearray()
-    while (end := data.find(b"\r\n\r\n")) < 0:
-        if len(data) > MAX_HEAD:
-            raise HandshakeError(f"handshake answer over {MAX_HEAD} bytes")
-        chunk = await stream.receive_some(4096)
-        if not chunk:
-            raise HandshakeError("connection closed during the handshake")
-        data += chunk
-    return bytes(data[:end]), bytes(data[end + 4:])
-
-
-def _check_answer(head: bytes, key: bytes) -> None:
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ", 2)
-    if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
-        raise HandshakeError(f"not an HTTP answer: {lines[0][:80]!r}")
-    if int(status[1]) != 101:
-        raise HandshakeRejected(int(status[1]))
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise HandshakeError(f"bad header line: {line[:80]!r}")
-        name = name.strip().lower()
-        headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
-    connection = {token.strip().lower() for token in headers.get("connection", "").split(",")}
-    if headers.get("upgrade", "").lower() != "websocket" or "upgrade" not in connection:
-        raise HandshakeError("101 without Upgrade: websocket / Connection: upgrade")
-    accept = base64.b64encode(hashlib.sha1(key + GUID).digest()).decode()
-    if headers.get("sec-websocket-accept") != accept:
-        raise HandshakeError("wrong Sec-WebSocket-Accept")
-    if "sec-websocket-extensions" in headers or "sec-websocket-protocol" in headers:
-        raise HandshakeError("the server chose an extension or subprotocol nobody offered")

@@ -153,11 +153,12 @@ class KiteBroker:
         self._settings = settings
         self._before_read = before_read
         self._listing = SharedCall(self._list_orders)
+        self._ssl_context = ssl_context or ssl.create_default_context()  # REST and wss://
         self._client = httpx.AsyncClient(
             base_url=settings.rest_url,
             timeout=settings.timeout_s,
             headers={"X-Kite-Version": "3", "User-Agent": "orderdesk"},
-            verify=ssl_context or ssl.create_default_context(),
+            verify=self._ssl_context,
         )
 
     @property
@@ -294,7 +295,9 @@ class KiteBroker:
         url = f"{s.ticker_url.rstrip('/')}/?{query}"
         try:
             with trio.fail_after(s.timeout_s):
-                ws = await ws_client.connect(url, close_timeout_s=_DISCONNECT_S)
+                ws = await ws_client.connect(
+                    url, ssl_context=self._ssl_context, close_timeout_s=_DISCONNECT_S
+                )
         except trio.TooSlowError as exc:
             raise UpstreamLost("ticker handshake timed out") from exc
         except ws_client.HandshakeRejected as exc:

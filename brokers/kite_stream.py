@@ -77,11 +77,12 @@ class KiteOrderStream:
         stall = self._stall_timeout_s
         since = trio.current_time()  # a consumer busy elsewhere is no silent ticker
         while True:
-            with trio.move_on_at(max(self._heard_at, since) + stall) as watch:
+            deadline = max(self._heard_at, since) + stall  # the scope's, kept at hand
+            with trio.move_on_at(deadline) as watch:
                 while True:
                     message = await self._receive()
-                    if watch.deadline - self._heard_at < stall / 2:
-                        watch.deadline = self._heard_at + stall  # so it never fires in vain
+                    if deadline - self._heard_at < stall / 2:
+                        deadline = watch.deadline = self._heard_at + stall  # never in vain
                     if isinstance(message, bytes):
                         self._ticks(message)
                         continue
