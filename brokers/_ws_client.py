@@ -12,9 +12,10 @@ a few lines (they are unmasked) and costs about 1 us per heartbeat against wspro
 recv per heartbeat, no failed recv first); wss:// goes through trio's SSLStream.
 
 Measured with `bench/accounts.py --accounts 1000`, before and after on the same (shared,
-loaded) machine: idle CPU 166-218 us per account per second with trio-websocket, 61-71 us
-with this client; RSS 162-164 MiB -> 144-145 MiB. The ticker path alone (1,000 connections,
-beats 10 times a second, nothing else in the process): 56-95 us per beat -> 21-34 us.
+loaded) machine, four runs each: idle CPU 157-218 us per account per second with
+trio-websocket, 61-71 us with this client; RSS 162-164 MiB -> 144-145 MiB. The ticker path
+alone (1,000 connections beaten 10 times a second, nothing else in the process): 56-95 us per
+beat -> 21-34 us.
 
 Ticker only: one consumer, no extensions (no permessage-deflate), no subprotocol, text and
 binary messages (fragmented ones too) up to `max_message` bytes. A protocol error closes with
