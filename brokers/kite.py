@@ -11,7 +11,6 @@ import csv
 import hashlib
 import io
 import logging
-import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -22,8 +21,8 @@ import attrs
 import cattrs
 import httpx
 import trio
-import trio_websocket
 
+from . import _ws_client as ws_client
 from ._shared import SharedCall
 from ._wire import make_wire_converter, order_id_of, wire_number
 from .base import (
@@ -46,7 +45,6 @@ log = logging.getLogger(__name__)
 # Kite heartbeats every second; its own clients call a socket silent for 5 s dead.
 STALL_TIMEOUT_S = 5.0
 _DISCONNECT_S = 1.0  # the close handshake of the ticker socket
-_GRACE_S = 1.0  # beyond trio-websocket's own timeouts, before the adapter cuts it short
 
 
 @attrs.frozen
@@ -161,11 +159,12 @@ class KiteBroker:
         self._settings = settings
         self._before_read = before_read
         self._listing = SharedCall(self._list_orders)
+        self._ssl_context = ssl_context or ssl.create_default_context()  # REST and wss://
         self._client = httpx.AsyncClient(
             base_url=settings.rest_url,
             timeout=settings.timeout_s,
             headers={"X-Kite-Version": "3", "User-Agent": "orderdesk"},
-            verify=ssl_context or ssl.create_default_context(),
+            verify=self._ssl_context,
         )
 
     @property
@@ -302,36 +301,31 @@ class KiteBroker:
 
     @asynccontextmanager
     async def open_stream(self) -> AsyncIterator[KiteOrderStream]:
-        """Connect the ticker; raises TokenExpired on a refused token, UpstreamLost otherwise."""
+        """Connect the ticker; raises TokenExpired on a refused token, UpstreamLost otherwise.
+        The handshake is bounded by `timeout_s`; the close handshake, on the way out, by
+        `_DISCONNECT_S` (shielded: a cancelled account still closes, and never waits longer)."""
         s = self._settings
         query = urlencode({"api_key": s.api_key, "access_token": s.access_token})
         url = f"{s.ticker_url.rstrip('/')}/?{query}"
         try:
-            # trio-websocket leaves its reader running when the handshake times out (or a
-            # close is cut short) and then waits for it: a reader blocked on a silent socket
-            # or on its full message queue would hold the account forever. This deadline,
-            # lifted while the stream is open, cancels the reader with the rest.
-            opened = False
-            with trio.CancelScope(deadline=trio.current_time() + s.timeout_s + _GRACE_S) as guard:
-                async with trio_websocket.open_websocket_url(
-                    url, connect_timeout=s.timeout_s, disconnect_timeout=_DISCONNECT_S
-                ) as ws:
-                    guard.deadline = math.inf
-                    opened = True
-                    try:
-                        yield KiteOrderStream(ws, s.stall_timeout_s, parse_order)
-                    finally:
-                        guard.deadline = trio.current_time() + _DISCONNECT_S + _GRACE_S
-            if guard.cancelled_caught:
-                raise UpstreamLost(f"ticker {'close' if opened else 'handshake'} timed out")
-        except trio_websocket.ConnectionRejected as exc:
+            with trio.fail_after(s.timeout_s):
+                ws = await ws_client.connect(
+                    url, ssl_context=self._ssl_context, close_timeout_s=_DISCONNECT_S
+                )
+        except trio.TooSlowError as exc:
+            raise UpstreamLost("ticker handshake timed out") from exc
+        except ws_client.HandshakeRejected as exc:
             if exc.status_code in (401, 403):
                 raise TokenExpired(
                     "ticker refused the access token", status=exc.status_code
                 ) from exc
             raise UpstreamLost(f"ticker refused the connection: {exc.status_code}") from exc
-        except (OSError, trio_websocket.HandshakeError) as exc:
+        except (OSError, ws_client.HandshakeError) as exc:
             raise UpstreamLost(f"ticker unreachable: {exc!r}") from exc
+        try:
+            yield KiteOrderStream(ws, s.stall_timeout_s, parse_order)
+        finally:
+            await ws.aclose()
 
     def parse_order(self, payload: dict[str, Any]) -> Order:
         """A Kite order payload (REST or ticker; the account's book keeps them) as an `Order`."""

@@ -1,7 +1,8 @@
 """The Kite ticker websocket as a stream of order updates (`KiteBroker.open_stream` opens it).
 
 Heartbeats keep it alive and cost as little as can be (an idle account's whole cost is its
-heartbeat); binary frames are market ticks, text frames order updates and errors.
+heartbeat: hence our own lean client, `_ws_client`, whose `get_message` is the only reader);
+binary frames are market ticks, text frames order updates and errors.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
-import trio_websocket
 
+from ._ws_client import ConnectionClosed, WebSocket
 from .base import Order, TokenExpired, UpstreamLost
 from .kite_ticks import FrameError, Mode, decode_prices
 
@@ -26,7 +27,7 @@ class KiteOrderStream:
     needs) go to `on_prices` as (instrument token, last price), each frame decoded once."""
 
     def __init__(
-        self, ws: trio_websocket.WebSocketConnection, stall_timeout_s: float,
+        self, ws: WebSocket, stall_timeout_s: float,
         parse_order: Callable[[dict[str, Any]], Order],
     ) -> None:
         self._ws = ws
@@ -49,8 +50,8 @@ class KiteOrderStream:
     async def _send(self, message: dict[str, Any]) -> None:
         try:
             await self._ws.send_message(json.dumps(message))
-        except trio_websocket.ConnectionClosed as exc:
-            raise UpstreamLost(f"ticker closed: {exc.reason}") from exc
+        except ConnectionClosed as exc:
+            raise UpstreamLost(f"ticker closed: {exc}") from exc
 
     def _ticks(self, frame: bytes) -> None:
         if len(frame) <= 1 or self.on_prices is None:
@@ -76,11 +77,12 @@ class KiteOrderStream:
         stall = self._stall_timeout_s
         since = trio.current_time()  # a consumer busy elsewhere is no silent ticker
         while True:
-            with trio.move_on_at(max(self._heard_at, since) + stall) as watch:
+            deadline = max(self._heard_at, since) + stall  # the scope's, kept at hand
+            with trio.move_on_at(deadline) as watch:
                 while True:
                     message = await self._receive()
-                    if watch.deadline - self._heard_at < stall / 2:
-                        watch.deadline = self._heard_at + stall  # so it never fires in vain
+                    if deadline - self._heard_at < stall / 2:
+                        deadline = watch.deadline = self._heard_at + stall  # never in vain
                     if isinstance(message, bytes):
                         self._ticks(message)
                         continue
@@ -112,10 +114,9 @@ class KiteOrderStream:
     async def _receive(self) -> str | bytes:
         try:
             message = await self._ws.get_message()
-        except trio_websocket.ConnectionClosed as exc:
-            reason = exc.reason
-            if reason is not None and reason.code == 1008:
-                raise TokenExpired(f"ticker closed: {reason.reason}") from exc
-            raise UpstreamLost(f"ticker closed: {reason}") from exc
+        except ConnectionClosed as exc:
+            if exc.code == 1008:
+                raise TokenExpired(f"ticker closed: {exc.reason}") from exc
+            raise UpstreamLost(f"ticker closed: {exc}") from exc
         self.last_frame_at = self._heard_at = trio.current_time()
         return message
