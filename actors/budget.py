@@ -138,15 +138,21 @@ class OrderBudget:
             return self._minute[0] + MINUTE_S + self._limits.margin_s
         return None
 
-    async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
-        """Wait for the minute and the second; count the write (or BudgetExhausted)."""
+    async def acquire(self, priority: Priority = Priority.NORMAL) -> float:
+        """Wait for the minute and the second; count the write (or BudgetExhausted). Returns
+        the grant's time, to give `answered` once the write is answered."""
         while True:
             slides_at = self._check(priority)
             if slides_at is not None:
                 await trio.sleep_until(slides_at)
                 continue
-            await self._second.acquire(priority)
+            granted_at = await self._second.acquire(priority)
             if self._check(priority) is None:  # no checkpoint from here to the count
                 self._minute.append(trio.current_time())
                 self._day_count += 1
-                return
+                return granted_at
+
+    def answered(self, granted_at: float) -> None:
+        """The write granted at `granted_at` was answered: its second counts from now
+        (`RateLimiter.answered`)."""
+        self._second.answered(granted_at)

@@ -162,8 +162,24 @@ class RateLimiter:
         if self._waiters:
             self._waiters[0].wakeup.set()
 
-    async def acquire(self, priority: Priority = Priority.NORMAL) -> None:
-        """Wait for a grant; higher priority waiters overtake lower ones still waiting."""
+    def answered(self, granted_at: float) -> None:
+        """The write granted at `granted_at` (what `acquire` returned) has been answered: it
+        counts from now on. The broker counts a write when it arrives, which is after the grant
+        and before the answer: a busy process or network can put more than `margin` between
+        grant and arrival, and the broker would then see 11 in a second. Counted from the
+        answer, the window cannot start before the broker's."""
+        now = trio.current_time()
+        try:
+            at = self._grants.index(granted_at)
+        except ValueError:
+            return  # out of the window already
+        self._grants[at] = max(granted_at, now)
+        if at + 1 < len(self._grants) and self._grants[at] > self._grants[at + 1]:
+            self._grants = collections.deque(sorted(self._grants))
+
+    async def acquire(self, priority: Priority = Priority.NORMAL) -> float:
+        """Wait for a grant; higher priority waiters overtake lower ones still waiting.
+        Returns the grant's time, for `answered`."""
         await trio.lowlevel.checkpoint_if_cancelled()
         me = _Waiter(int(priority), next(self._counter))
         heapq.heappush(self._waiters, me)
@@ -178,7 +194,7 @@ class RateLimiter:
                     self._granted += 1
                     self._wake_head()
                     await trio.lowlevel.cancel_shielded_checkpoint()
-                    return
+                    return now
                 me.wakeup = trio.Event()
                 if self._waiters[0] is me and not self._blocked(me):
                     with trio.move_on_at(self._next_free(now)):

@@ -35,6 +35,27 @@ async def test_burst_then_rate(autojump_clock: trio.testing.MockClock) -> None:
     assert limiter.statistics().tokens == 0
 
 
+async def test_a_write_counts_from_its_answer_not_its_grant(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The broker counts a write when it arrives, at most when it is answered: a write
+    answered 0.3 s after its grant holds its place in the second until 1.3 s."""
+    limiter = RateLimiter(rate=2)
+    start = trio.current_time()
+    first = await limiter.acquire()
+    second = await limiter.acquire()
+    await trio.sleep(0.1)
+    limiter.answered(second)  # answered at 0.1: counts from 0.1
+    await trio.sleep(0.2)
+    limiter.answered(first)  # answered at 0.3, after the second: the window stays in order
+    limiter.answered(first)  # once more, or a stamp gone from the window: nothing happens
+    times = []
+    for _ in range(2):
+        await limiter.acquire()
+        times.append(trio.current_time() - start)
+    assert times == [pytest.approx(1.1), pytest.approx(1.3)]
+
+
 async def test_a_smaller_burst_spreads_the_grants(autojump_clock: trio.testing.MockClock) -> None:
     limiter = RateLimiter(rate=10, burst=2)
     start = trio.current_time()

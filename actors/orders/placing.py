@@ -74,7 +74,7 @@ class OrderOps:
         """
         backoff = Backoff(0.05, 1.0)
         while True:
-            await limiter.acquire(priority)
+            granted_at = await limiter.acquire(priority)
             if self._fence is not None:
                 self._fence(account, self._config.place_timeout_s)
             try:
@@ -85,6 +85,8 @@ class OrderOps:
                     raise
             except trio.TooSlowError as exc:
                 raise BrokerUnavailable("the call timed out: outcome unknown") from exc
+            finally:  # it reached the broker by its answer: counted from then (a sliding second)
+                limiter.answered(granted_at)
             limiter.hold(backoff.next())
 
     async def send(
