@@ -5,7 +5,8 @@ shielded from that cancellation and from the client hanging up, every leg unwoun
 within `rollback_timeout_s` (plus `cleanup_grace_s` to cancel a reverse still working). The final
 status is written through `StoreWrites` (retried until stored) and waited for up to
 `store_timeout_s`; the answer is the outcome the batch reached, from memory, never read back
-from a store that may be behind (`unstored` holds it until the write lands).
+from a store that may be behind (`unstored` holds it until the write lands). A `success` is
+answered earlier still, the moment its last leg is COMPLETE (`answer.py`).
 
 Shutdown's grace is binding: once it is over, `abort()` cancels every conclusion and rollback
 (their shielded scopes are kept in a registry for that). Each place/cancel call inside stays
