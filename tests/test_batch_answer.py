@@ -114,3 +114,31 @@ async def test_a_leg_pushed_complete_stays_complete_when_its_place_call_fails_af
     positions = await desk.positions()
     assert (positions[NIFTY_FUT], positions[BANKNIFTY_FUT]) == (75, -35), positions
     assert sum(failure.logged in r.getMessage() for r in caplog.records) == 2, caplog.text
+
+
+async def test_a_leg_pushed_open_is_cancelled_when_its_place_call_is_refused_after(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The push named a working order before the POST said "refused": the order is the
+    broker's word, so the rollback cancels it (it is not taken for never placed)."""
+    await warm(desk)
+    await desk.faults(latency_ms=300, fill_delay_ms=60_000)  # pushed OPEN, answered late
+    real_place = desk.actor.broker.place
+
+    async def place(request: OrderRequest) -> str:
+        await real_place(request)
+        raise OrderRejected("refused after all")
+
+    monkeypatch.setattr(desk.actor.broker, "place", place)
+    caplog.set_level(logging.WARNING, "actors.batch")
+    with trio.fail_after(20):
+        status, result = await desk.submit(BODY)
+        assert status == 200 and result["status"] == "rolled_back", result
+        venue = {o["tag"]: o for o in await desk.orders()}
+    assert [venue[row["tag"]]["status"] for row in result["legs"]] == ["CANCELLED"] * 2
+    assert result["order_ids"] == [venue[row["tag"]]["order_id"] for row in result["legs"]]
+    assert [row["rollback"]["action"] for row in result["legs"]] == ["cancelled"] * 2, result
+    positions = await desk.positions()
+    assert (positions.get(NIFTY_FUT), positions.get(BANKNIFTY_FUT)) == (None, None), positions
+    # (the first refusal cancels the other leg's task: its refusal may go unheard)
+    assert any("yet placing it said" in r.getMessage() for r in caplog.records), caplog.text

@@ -278,9 +278,11 @@ class BatchRunner:
             if not leg.complete and leg.error is None:
                 leg.error = leg.status_message or f"leg ended {leg.status}"
         except (BrokerError, StoreError, UnknownOutcome) as exc:
-            if leg.complete:  # its push said COMPLETE first: the broker's word stands
-                log.error("batch %s: leg %s is COMPLETE (order %s), yet placing it said: %r",
-                          batch_id, leg.tag, leg.order_id, exc)
+            if leg.order_id is not None:  # its push named the order first: its state stands
+                log.error("batch %s: leg %s is order %s (%s), yet placing it said: %r",
+                          batch_id, leg.tag, leg.order_id, leg.status, exc)
+                if not leg.complete:  # failed, and undone as an order it is (cancelled...)
+                    leg.error = f"{type(exc).__name__}: {exc}"
             elif isinstance(exc, OrderRejected):
                 leg.status, leg.error = "REJECTED", exc.message
             elif isinstance(exc, UnknownOutcome):
