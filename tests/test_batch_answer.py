@@ -92,7 +92,7 @@ async def test_a_leg_pushed_complete_stays_complete_when_its_place_call_fails_af
     failure: LateFailure,
 ) -> None:
     await warm(desk)
-    await desk.faults(latency_ms=300)  # the fill is pushed before the POST answers
+    await desk.faults(latency_ms=1000)  # the fill is pushed long before the POST answers
     real_place = desk.actor.broker.place
 
     async def place(request: OrderRequest) -> str:
@@ -122,7 +122,7 @@ async def test_a_leg_pushed_open_is_cancelled_when_its_place_call_is_refused_aft
     """The push named a working order before the POST said "refused": the order is the
     broker's word, so the rollback cancels it (it is not taken for never placed)."""
     await warm(desk)
-    await desk.faults(latency_ms=300, fill_delay_ms=60_000)  # pushed OPEN, answered late
+    await desk.faults(latency_ms=600, fill_delay_ms=60_000)  # pushed OPEN, answered late
     real_place = desk.actor.broker.place
 
     async def place(request: OrderRequest) -> str:
