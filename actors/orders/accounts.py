@@ -62,6 +62,8 @@ class Work:
     account: str
     symbols: frozenset[tuple[str, str]]  # (exchange, tradingsymbol)
     done: trio.Event = attrs.field(factory=trio.Event)
+    # Its outcome is known (`result`, or finished): a batch may answer before it is done.
+    answered: trio.Event = attrs.field(factory=trio.Event)
     scope: trio.CancelScope | None = None  # a submitted batch's execution, once it started
     recovery: bool = False  # an unfinished batch of an earlier run, being recovered
     failures: int = 0  # failed recovery attempts
@@ -70,6 +72,7 @@ class Work:
     legs: tuple[Leg, ...] = ()  # a submitted batch's
 
     def finish(self) -> None:
+        self.answered.set()
         self.done.set()
 
 

@@ -291,7 +291,7 @@ class BatchCoordinator:
                 return await self._replay(exc.existing, request_hash)
             raise
         log.info("batch %s of %s by %s: %d legs", batch_id, account, client, len(legs))
-        await work.done.wait()
+        await work.answered.wait()
         if work.result is not None:  # the outcome reached, whether or not it is stored yet
             return work.result
         return await self.get(account, batch_id)
@@ -372,7 +372,7 @@ class BatchCoordinator:
         work = self._accounts.batches.get(existing.batch_id)
         with trio.move_on_after(self._config.idempotency_wait_s):
             if work is not None:
-                await work.done.wait()
+                await work.answered.wait()
             while (existing.status not in FINAL
                    and self._runner.unstored(existing.account, existing.batch_id) is None):
                 await trio.sleep(0.1)  # running in a previous process: recovery finishes it

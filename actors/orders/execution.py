@@ -5,7 +5,8 @@ shielded from that cancellation and from the client hanging up, every leg unwoun
 within `rollback_timeout_s` (plus `cleanup_grace_s` to cancel a reverse still working). The final
 status is written through `StoreWrites` (retried until stored) and waited for up to
 `store_timeout_s`; the answer is the outcome the batch reached, from memory, never read back
-from a store that may be behind (`unstored` holds it until the write lands).
+from a store that may be behind (`unstored` holds it until the write lands). A `success` is
+answered earlier still, the moment its last leg is COMPLETE (`answer.py`).
 
 Shutdown's grace is binding: once it is over, `abort()` cancels every conclusion and rollback
 (their shielded scopes are kept in a registry for that). Each place/cancel call inside stays
@@ -29,12 +30,12 @@ from brokers.base import BrokerError, OrderRejected
 from store import Store, StoreError
 
 from ..outcomes import BatchResult, as_json
-from ..ratelimit import Priority
 from .accounts import AccountContext, Accounts, Job
+from .answer import AnswerHook, EarlyAnswer, send_absorbing
 from .config import BatchConfig
 from .legs import Leg, first_wave
 from .placing import OrderOps, UnknownOutcome
-from .results import Plan, batch_result
+from .results import Plan, batch_result, left_behind
 from .rollback import Rollback, cut_short, failed
 from .writes import StoreWrites
 
@@ -117,6 +118,14 @@ class BatchRunner:
         result = None
         ctx = accounts.context(job.account)
         assert ctx is not None
+
+        def answer(early: BatchResult) -> None:  # every leg COMPLETE: `answer.py`
+            self._unstored[job.batch_id] = (job.account, early)
+            if work is not None:
+                work.result = early
+                work.answered.set()
+
+        work = None
         try:
             # The kill switch cancels this scope: a batch dispatched but not yet placing (not
             # in `ctx.running` yet) is stopped as well. Its rollback is shielded from it.
@@ -127,7 +136,7 @@ class BatchRunner:
                 if job.account in accounts.killing:
                     ctx.killed.add(job.batch_id)
                     scope.cancel()
-                result = await self.execute(ctx, job)
+                result = await self.execute(ctx, job, answer)
             if work is not None:
                 work.result = result
         finally:
@@ -137,15 +146,20 @@ class BatchRunner:
                 work.finish()
         return result
 
-    async def execute(self, ctx: AccountContext, job: Job) -> BatchResult | None:
+    async def execute(
+        self, ctx: AccountContext, job: Job, on_answer: AnswerHook | None = None
+    ) -> BatchResult | None:
         """Run one batch to a final result (None: cut short, or it crashed; recovery finishes
         it). Cancelling it cuts its legs, not its rollback; only `abort()` (shutdown past its
-        grace) cuts that, leaving it unfinished."""
+        grace) cuts that, leaving it unfinished. `on_answer`: its `success` as soon as every
+        leg is COMPLETE, before the rest is stored (`answer.py`)."""
         result = None
         started = trio.current_time()
         deadline = started + job.spec.timeout_s
+        plan = Plan(job.spec.execution, job.spec.execution_reason)
+        early = EarlyAnswer(job.batch_id, job.legs, started, plan, on_answer)
         try:
-            await self._place_legs(ctx, job, deadline)
+            await self._place_legs(ctx, job, deadline, early)
         except Exception:
             log.exception("batch %s: placing its legs crashed", job.batch_id)
         finally:
@@ -154,9 +168,8 @@ class BatchRunner:
                 try:
                     status = await self._conclude(ctx, job, deadline)
                     result = await self.finish(job.account, job.batch_id, job.legs, status,
-                                               trio.current_time() - started,
-                                               Plan(job.spec.execution,
-                                                    job.spec.execution_reason))
+                                               trio.current_time() - started, plan,
+                                               answered=early.result)
                 except RollbackAborted:
                     pass  # logged with what was left
                 except Exception:
@@ -165,7 +178,9 @@ class BatchRunner:
                 self.log_left(job.batch_id, job.legs, "before its rollback began")
         return result
 
-    async def _place_legs(self, ctx: AccountContext, job: Job, deadline: float) -> None:
+    async def _place_legs(
+        self, ctx: AccountContext, job: Job, deadline: float, early: EarlyAnswer
+    ) -> None:
         """All legs concurrently under one deadline (hedge_first: BUY legs, then SELL legs)."""
         with trio.CancelScope(deadline=deadline) as scope:
             ctx.running[job.batch_id] = scope
@@ -173,12 +188,13 @@ class BatchRunner:
                 first = first_wave(job.spec.execution, job.legs)
                 async with trio.open_nursery() as nursery:
                     for leg in first:
-                        nursery.start_soon(self._leg, ctx, job, leg, scope, deadline)
+                        nursery.start_soon(self._leg, ctx, job, leg, scope, deadline, early)
                 if all(leg.complete for leg in first):
                     async with trio.open_nursery() as nursery:
                         for leg in job.legs:
                             if leg not in first:
-                                nursery.start_soon(self._leg, ctx, job, leg, scope, deadline)
+                                nursery.start_soon(self._leg, ctx, job, leg, scope, deadline,
+                                                   early)
             finally:
                 del ctx.running[job.batch_id]
 
@@ -248,22 +264,31 @@ class BatchRunner:
         await self.ops.save_leg(batch_id, leg)
 
     async def _leg(
-        self, ctx: AccountContext, job: Job, leg: Leg, scope: trio.CancelScope, deadline: float
+        self, ctx: AccountContext, job: Job, leg: Leg, scope: trio.CancelScope, deadline: float,
+        early: EarlyAnswer,
     ) -> None:
         batch_id = job.batch_id
         try:
             with ctx.actor.watch(leg.tag) as updates:
-                await self.ops.send(ctx.actor, ctx.limiter, batch_id, leg, Priority.NORMAL,
-                                    deadline, written_ahead=leg.index in job.written_ahead)
+                await send_absorbing(self.ops, ctx.actor, ctx.limiter, batch_id, leg, updates,
+                                     deadline, written_ahead=leg.index in job.written_ahead,
+                                     changed=early.check)
                 await self.ops.follow(ctx.actor, leg, updates, deadline)
+            early.check()
             if not leg.complete and leg.error is None:
                 leg.error = leg.status_message or f"leg ended {leg.status}"
-        except OrderRejected as exc:
-            leg.status, leg.error = "REJECTED", exc.message
-        except UnknownOutcome as exc:
-            leg.error = str(exc)
-        except (BrokerError, StoreError) as exc:
-            leg.error = f"{type(exc).__name__}: {exc}"
+        except (BrokerError, StoreError, UnknownOutcome) as exc:
+            if leg.order_id is not None:  # its push named the order first: its state stands
+                log.error("batch %s: leg %s is order %s (%s), yet placing it said: %r",
+                          batch_id, leg.tag, leg.order_id, leg.status, exc)
+                if not leg.complete:  # failed, and undone as an order it is (cancelled...)
+                    leg.error = f"{type(exc).__name__}: {exc}"
+            elif isinstance(exc, OrderRejected):
+                leg.status, leg.error = "REJECTED", exc.message
+            elif isinstance(exc, UnknownOutcome):
+                leg.error = str(exc)
+            else:
+                leg.error = f"{type(exc).__name__}: {exc}"
         finally:
             with trio.CancelScope(shield=True):
                 await self.ops.save_leg(batch_id, leg)
@@ -328,23 +353,7 @@ class BatchRunner:
     ) -> None:
         """A warning naming what a batch cut short by shutdown (or, `owner_lost`, by this
         node losing the account) leaves for recovery."""
-        parts = []
-        for leg in legs:
-            part = f"{leg.tag} order {leg.order_id or '-'} {leg.status} filled {leg.filled}"
-            if leg.reverse_filled:
-                part += f" reversed {leg.reverse_filled}"
-            reverse = leg.reverse
-            if reverse is not None:
-                if reverse.order_id:
-                    part += (f" reverse order {reverse.order_id} working ({reverse.tag} "
-                             f"{reverse.status} filled {reverse.filled})")
-                else:
-                    part += f" reverse {reverse.tag} outcome unknown"
-            elif leg.order_id and not leg.is_final:
-                part += " (open)"
-            elif leg.unknown:
-                part += " (outcome unknown)"
-            parts.append(part)
+        parts = left_behind(legs)
         if fenced:
             log.warning("batch %s: cut short %s: the fence kept its reverse orders from being "
                         "sent (the lease was not renewed in time); it stays stored unfinished "
@@ -362,9 +371,14 @@ class BatchRunner:
 
     async def finish(
         self, account: str, batch_id: str, legs: tuple[Leg, ...], status: str, elapsed: float,
-        plan: Plan,
+        plan: Plan, *, answered: BatchResult | None = None,
     ) -> BatchResult:
-        result = batch_result(batch_id, legs, status, elapsed, plan)
+        """Store the final status and result (`answered`: the one already given, stored as
+        given), count it and emit its event."""
+        if answered is not None and answered.status == status:
+            result = answered
+        else:
+            result = batch_result(batch_id, legs, status, elapsed, plan)
         self._unstored[batch_id] = (account, result)
         with trio.CancelScope(shield=True):
             if not await self.save_batch(batch_id, status, as_json(result),

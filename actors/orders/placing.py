@@ -111,24 +111,23 @@ class OrderOps:
             except BrokerUnavailable:
                 raise
             except BrokerError:
-                leg.sent = False  # answered: the broker did not take it
+                if leg.order_id is None:  # (a push naming its order says it did take it)
+                    leg.sent = False  # answered: the broker did not take it
                 raise
 
         try:
             order_id = await self.write(limiter, priority, post, leg.request,
                                         account=actor.account, deadline=deadline)
         except BrokerUnavailable as exc:
-            leg.status = "UNKNOWN"
-            if batch_id is not None:
-                await self.save_leg(batch_id, leg)
-            order = await self.lookup(actor, leg.tag)
-            if order is None:
-                raise UnknownOutcome(
-                    f"placing {leg.tag} failed ({exc.message}) and no order carries that tag"
-                ) from exc
-            leg.order_id = order.order_id
-            leg.absorb(order)
+            if leg.order_id is not None:  # a push named its order meanwhile (`answer.py`)
+                log.warning("placing %s: %s; its order %s is known from its push", leg.tag,
+                            exc.message, leg.order_id)
+            else:
+                await self._find_unknown(actor, batch_id, leg, exc)
         else:
+            if leg.order_id not in (None, order_id):
+                log.error("placing %s: the broker answered order %s, its push named order %s",
+                          leg.tag, order_id, leg.order_id)
             leg.order_id = order_id
             if leg.status == "PLACING":
                 leg.status = "PLACED"
@@ -139,6 +138,21 @@ class OrderOps:
             actor.expect(leg.order_id)  # followed even if the ticker loses its pushes
         if batch_id is not None:
             await self.save_leg(batch_id, leg)
+
+    async def _find_unknown(
+        self, actor: AccountActor, batch_id: str | None, leg: Leg, exc: BrokerUnavailable
+    ) -> None:
+        """A POST with an unknown outcome: its order looked up by tag, else UnknownOutcome."""
+        leg.status = "UNKNOWN"
+        if batch_id is not None:
+            await self.save_leg(batch_id, leg)
+        order = await self.lookup(actor, leg.tag)
+        if order is None:
+            raise UnknownOutcome(
+                f"placing {leg.tag} failed ({exc.message}) and no order carries that tag"
+            ) from exc
+        leg.order_id = order.order_id
+        leg.absorb(order)
 
     async def lookup(self, actor: AccountActor, tag: str) -> Order | None:
         """The broker's order carrying `tag` (GET /orders), None if there is none."""

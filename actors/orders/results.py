@@ -114,3 +114,25 @@ def leg_record(batch_id: str, leg: Leg, written_ahead: bool = False) -> LegRecor
     batch, so sending it needs no write of its own)."""
     return LegRecord(batch_id, leg.index, leg.tag, "PLACING" if written_ahead else "PENDING",
                      None, attrs.asdict(leg.request), {})
+
+
+def left_behind(legs: tuple[Leg, ...]) -> list[str]:
+    """What each leg of a batch cut short leaves for recovery, one phrase a leg (for a log)."""
+    parts = []
+    for leg in legs:
+        part = f"{leg.tag} order {leg.order_id or '-'} {leg.status} filled {leg.filled}"
+        if leg.reverse_filled:
+            part += f" reversed {leg.reverse_filled}"
+        reverse = leg.reverse
+        if reverse is not None:
+            if reverse.order_id:
+                part += (f" reverse order {reverse.order_id} working ({reverse.tag} "
+                         f"{reverse.status} filled {reverse.filled})")
+            else:
+                part += f" reverse {reverse.tag} outcome unknown"
+        elif leg.order_id and not leg.is_final:
+            part += " (open)"
+        elif leg.unknown:
+            part += " (outcome unknown)"
+        parts.append(part)
+    return parts

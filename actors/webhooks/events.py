@@ -223,7 +223,11 @@ class EventRelay:
             events.append(order_event(account, update.seq, update.payload))
             cursors[account] = update.seq
         batches = self._ready_batches(cursors)
-        events.extend(batches)
+        # Each batch event right after its seq's order event: an order event committed after
+        # the batch was stamped (a later batch's leg, placed once this one had answered) was
+        # maybe queued before this batch event, and goes after it all the same.
+        events = sorted([*events, *batches],
+                        key=lambda e: (e.seq or 0, e.event_type != ORDER_UPDATED))
         if events or cursors:
             await self._dispatcher.emit_many(events, cursors=cursors)
         self._cursors.update(cursors)  # each only moved forward, one seq at a time
