@@ -17,9 +17,10 @@ import coredis
 import httpx
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures_cli import free_port
-from tests.fixtures_service import ADMIN, write_config
+from tests.fixtures_service import ADMIN, METRICS, TOKENS, write_config
 from web.settings import ClusterSettings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -117,6 +118,21 @@ def node_config(tmp_path: Path, pg_url: str, prefix: str, name: str, *, limits_t
 
 def bind_of(config: Path) -> str:
     return config.read_text().split('bind = "', 1)[1].split('"', 1)[0]
+
+
+def node_client(config: Path, token: str = TOKENS["primary"]) -> httpx.AsyncClient:
+    """An HTTP client of the node of `config`, with `token` (primary's own by default)."""
+    return httpx.AsyncClient(base_url=f"http://{bind_of(config)}", timeout=120,
+                             headers={"Authorization": f"Bearer {token}"})
+
+
+async def primary_metric(config: Path, name: str) -> float:
+    """The node's /metrics sample `name` for account primary (0 when absent)."""
+    async with node_client(config, METRICS) as http:
+        text = (await http.get("/metrics")).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == name and sample.labels.get("account") == "primary")
 
 
 async def primary(config: Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from brokers.paper import VenueAddress
@@ -43,6 +44,28 @@ def node(tmp_path: Path, pg_url: str, venue: VenueAddress, prefix: str, url: str
 def owner_of(running: Running) -> AccountOwner:
     assert running.cluster is not None
     return running.cluster.owners["primary"]
+
+
+async def post_filled_and_resting(http: httpx.AsyncClient, answer: dict[str, Any],
+                                  timeout_s: float) -> None:
+    """A batch of a MARKET leg (fills) and a LIMIT leg far from the market (rests); its
+    answer into `answer`."""
+    response = await http.post("/accounts/primary/batch-orders", json={
+        "orders": [leg(), leg(order_type="LIMIT", price=20000.0)],
+        "rollback_on_failure": True, "timeout_s": timeout_s})
+    assert response.status_code == 200, response.text
+    answer.update(response.json())
+
+
+async def one_filled_one_resting(kite: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """The venue's orders once one leg filled and the other rests."""
+
+    async def placed() -> list[dict[str, Any]] | None:
+        orders = await venue_orders(kite)
+        done = sorted(o["status"] for o in orders) == ["COMPLETE", "OPEN"]
+        return orders if done else None
+
+    return await wait_until(placed, "one leg filled, one resting")
 
 
 async def test_a_call_that_could_outlast_the_lease_is_not_sent(
@@ -95,21 +118,8 @@ async def test_an_owner_that_lost_the_account_leaves_the_rollback_to_the_next_ow
             first_epoch = owner.epoch
             answer: dict[str, Any] = {}
 
-            async def post() -> None:
-                response = await http.post("/accounts/primary/batch-orders", json={
-                    "orders": [leg(), leg(order_type="LIMIT", price=20000.0)],
-                    "rollback_on_failure": True, "timeout_s": 6})
-                assert response.status_code == 200, response.text
-                answer.update(response.json())
-
-            nursery.start_soon(post)
-
-            async def placed() -> list[dict[str, Any]] | None:
-                orders = await venue_orders(kite)
-                done = sorted(o["status"] for o in orders) == ["COMPLETE", "OPEN"]
-                return orders if done else None
-
-            orders = await wait_until(placed, "one leg filled, one resting")
+            nursery.start_soon(post_filled_and_resting, http, answer, 6)
+            orders = await one_filled_one_resting(kite)
             proxy.freeze()
             await wait_until(lambda: owner.state == "standby", "a to step down", 5)
             await wait_until(lambda: answer, "the batch's answer (its deadline)", 10)
@@ -151,23 +161,10 @@ async def test_a_rollback_the_fence_holds_up_goes_on_once_the_lease_is_renewed(
             first_epoch = owner.epoch
             answer: dict[str, Any] = {}
 
-            async def post() -> None:
-                # Its deadline (6.5 s) falls after the fence starts refusing (at most 6.2 s),
-                # well before the lease would run out (at least 7.9 s).
-                response = await http.post("/accounts/primary/batch-orders", json={
-                    "orders": [leg(), leg(order_type="LIMIT", price=20000.0)],
-                    "rollback_on_failure": True, "timeout_s": 6.5})
-                assert response.status_code == 200, response.text
-                answer.update(response.json())
-
-            nursery.start_soon(post)
-
-            async def placed() -> list[dict[str, Any]] | None:
-                orders = await venue_orders(kite)
-                done = sorted(o["status"] for o in orders) == ["COMPLETE", "OPEN"]
-                return orders if done else None
-
-            orders = await wait_until(placed, "one leg filled, one resting")
+            # Its deadline (6.5 s) falls after the fence starts refusing (at most 6.2 s), well
+            # before the lease would run out (at least 7.9 s).
+            nursery.start_soon(post_filled_and_resting, http, answer, 6.5)
+            orders = await one_filled_one_resting(kite)
             proxy.freeze()  # renewals stop: the fence refuses once less than 3 s is left
             await wait_until(lambda: owner.calls_fenced >= 2,
                              "the rollback's cancel and reverse refused", 10)

@@ -14,31 +14,27 @@ from typing import Any
 
 import httpx
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 
 from brokers.paper import VenueAddress
 from tests.fixtures_cli import cli_env, running_orderdesk
-from tests.fixtures_cluster import NODE_LEASE_S, bind_of, node_config, owner_is, primary
+from tests.fixtures_cluster import (
+    NODE_LEASE_S,
+    node_client,
+    node_config,
+    owner_is,
+    primary,
+    primary_metric,
+)
 from tests.fixtures_orders import batch_concluded, leg
-from tests.fixtures_service import METRICS, TOKENS
 from tests.fixtures_venue import kite_http, market_form, net_positions
 from tests.fixtures_waits import wait_until
 
 LEGS = 3
 
 
-def client(config: Path, token: str = TOKENS["primary"]) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=f"http://{bind_of(config)}", timeout=120,
-                             headers={"Authorization": f"Bearer {token}"})
-
 
 async def late_orders_counted(config: Path) -> float:
-    async with client(config, METRICS) as http:
-        text = (await http.get("/metrics")).text
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples
-               if sample.name == "orderdesk_late_orders_total"
-               and sample.labels.get("account") == "primary")
+    return await primary_metric(config, "orderdesk_late_orders_total")
 
 
 async def test_a_paused_owners_late_order_is_undone_by_the_new_owner(
@@ -52,7 +48,7 @@ async def test_a_paused_owners_late_order_is_undone_by_the_new_owner(
             "rollback_on_failure": True, "timeout_s": 60}
 
     async def post_batch() -> None:
-        async with client(a_config) as api:
+        async with node_client(a_config) as api:
             try:
                 await api.post("/accounts/primary/batch-orders", json=body,
                                headers={"Idempotency-Key": "late-1"})
@@ -79,7 +75,7 @@ async def test_a_paused_owners_late_order_is_undone_by_the_new_owner(
                 at_stop = {o["tag"] for o in (await kite.get("/orders")).json()["data"]}
                 batch_id = next(iter(at_stop))[2:12]
                 await wait_until(owner_is(b_config), "b to own primary", NODE_LEASE_S + 20)
-                async with client(b_config) as api:
+                async with node_client(b_config) as api:
                     result = await batch_concluded(api, batch_id, "b to recover the batch", 30)
                 assert result["status"] == "rolled_back", result
                 waiting = [item for item in result["legs"] if item["status"] == "NOT_PLACED"]
@@ -93,7 +89,7 @@ async def test_a_paused_owners_late_order_is_undone_by_the_new_owner(
                 late_id = response.json()["data"]["order_id"]
 
                 async def late_order_undone() -> dict[str, Any] | None:
-                    async with client(b_config) as api:
+                    async with node_client(b_config) as api:
                         got = (await api.get(f"/accounts/primary/batch-orders/{batch_id}")
                                ).json()
                     return got if got.get("late_orders") else None

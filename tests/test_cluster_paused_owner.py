@@ -15,32 +15,27 @@ from typing import Any
 
 import httpx
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 
 from brokers.paper import VenueAddress
 from tests.fixtures_cli import cli_env, running_orderdesk
-from tests.fixtures_cluster import NODE_LEASE_S, bind_of, node_config, owner_is, primary
+from tests.fixtures_cluster import (
+    NODE_LEASE_S,
+    node_client,
+    node_config,
+    owner_is,
+    primary,
+    primary_metric,
+)
 from tests.fixtures_orders import batch_concluded, leg
-from tests.fixtures_service import METRICS, TOKENS
 from tests.fixtures_venue import kite_http, net_positions
 from tests.fixtures_waits import wait_until
 
 LEGS = 4  # placed one a second: when the first is at the venue, the rest wait with intents stored
 
 
-def client(config: Path, token: str = TOKENS["primary"]) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=f"http://{bind_of(config)}", timeout=120,
-                             headers={"Authorization": f"Bearer {token}"})
-
 
 async def refused_by_epoch(config: Path) -> float:
-    """What the node's /metrics says of its writes for primary refused by epoch."""
-    async with client(config, METRICS) as http:
-        text = (await http.get("/metrics")).text
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples
-               if sample.name == "orderdesk_cluster_fenced_out_total"
-               and sample.labels.get("account") == "primary")
+    return await primary_metric(config, "orderdesk_cluster_fenced_out_total")
 
 
 async def test_a_paused_owner_resumed_past_its_lease_sends_nothing_and_steps_down(
@@ -55,7 +50,7 @@ async def test_a_paused_owner_resumed_past_its_lease_sends_nothing_and_steps_dow
     answers: list[httpx.Response | Exception] = []
 
     async def post_batch() -> None:
-        async with client(a_config) as api:
+        async with node_client(a_config) as api:
             try:
                 answers.append(await api.post("/accounts/primary/batch-orders", json=body,
                                               headers={"Idempotency-Key": "paused-1"}))
@@ -83,7 +78,7 @@ async def test_a_paused_owner_resumed_past_its_lease_sends_nothing_and_steps_dow
             try:
                 at_stop = {o["tag"] for o in (await kite.get("/orders")).json()["data"]}
                 batch_id = next(iter(at_stop))[2:12]
-                async with client(b_config) as api:
+                async with node_client(b_config) as api:
                     stored = (await api.get(f"/accounts/primary/batch-orders/{batch_id}")).json()
                 intents = {item["tag"] for item in stored["legs"]}
                 waiting = intents - at_stop  # stored PLACING, not sent when the owner stopped
@@ -92,7 +87,7 @@ async def test_a_paused_owner_resumed_past_its_lease_sends_nothing_and_steps_dow
                            if item["tag"] in waiting), stored
 
                 await wait_until(owner_is(b_config), "b to own primary", NODE_LEASE_S + 20)
-                async with client(b_config) as api:
+                async with node_client(b_config) as api:
                     result = await batch_concluded(api, batch_id, "b to recover the batch", 30)
                 assert result["status"] == "rolled_back", result
                 assert await net_positions(kite) == {}
@@ -118,7 +113,7 @@ async def test_a_paused_owner_resumed_past_its_lease_sends_nothing_and_steps_dow
             assert not waiting & set(sent), (waiting, sent)  # never sent, by either node
             assert all(n == 1 for n in sent.values()), sent
             assert await net_positions(kite) == {}
-            async with client(b_config) as api:  # the store holds b's result, not a's
+            async with node_client(b_config) as api:  # the store holds b's result, not a's
                 assert (await api.get(f"/accounts/primary/batch-orders/{batch_id}")
                         ).json()["status"] == "rolled_back"
             assert b.returncode is None
