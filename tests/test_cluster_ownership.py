@@ -113,7 +113,10 @@ async def test_an_owner_cut_off_from_redis_stops_before_its_lease_expires(
     with trio.fail_after(40):
         async with (
             redis_proxy() as proxy,
-            node(tmp_path, pg_url, venue, key_prefix, "a", url=proxy.url) as a,
+            # a margin of 1 s: a steps down 1 s before Redis expires its key, so a loaded
+            # machine (a late step-down, or a late look from this test) cannot blur the two
+            node(tmp_path, pg_url, venue, key_prefix, "a", url=proxy.url, lease_s=3.0,
+                 renew_s=0.3, margin_s=1.0) as a,
             node(tmp_path, pg_url, venue, key_prefix, "b") as b,
             coredis.Redis.from_url(REDIS_URL, decode_responses=True) as redis,
         ):
