@@ -120,6 +120,9 @@ async def test_events_committed_while_the_relay_was_down_are_enqueued_at_restart
         second = EventRelay(dispatcher_for(store, "acc"), store)
         async with relaying(second):
             await until(cursor_at(store, "acc", 7))
+            # The cursor is in the store a moment before the relay counts what it read back
+            # (it resumes after the write): wait for the count too, then check it exactly.
+            await until(lambda: second.statistics().caught_up >= 4)
             assert second.statistics().caught_up == 4
             await commit(store, "acc", 8, 1, second)  # and then it follows live reports
             await until(cursor_at(store, "acc", 8))
