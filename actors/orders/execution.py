@@ -332,12 +332,12 @@ class BatchRunner:
         # Fenced to the end: the reverse orders were not sent, and not for lack of a market;
         # this node may not decide that the rollback failed (a recovery, here or on the next
         # owner, tries again).
-        owner_lost = not self._owned(account)
+        owner_lost = not self._owned(account) and not scope.cancelled_caught
+        fenced = fenced and not (scope.cancelled_caught or owner_lost)
         if scope.cancelled_caught or owner_lost or fenced:
-            self.log_left(batch_id, legs, "during its rollback",
-                          owner_lost=owner_lost and not scope.cancelled_caught,
-                          fenced=fenced and not owner_lost and not scope.cancelled_caught)
-            raise RollbackAborted(batch_id, fenced=not (scope.cancelled_caught or owner_lost))
+            self.log_left(batch_id, legs, "during its rollback", owner_lost=owner_lost,
+                          fenced=fenced)
+            raise RollbackAborted(batch_id, fenced=fenced)
         for leg in legs:
             if leg.rollback is None or leg.rollback["action"] == "in_progress":
                 leg.rollback = cut_short(leg, "the rollback ran out of time")

@@ -290,17 +290,15 @@ class Recoveries:
                         log.info("batch %s recovered (%s) after %d failed attempts", batch_id,
                                  status, done.failures)
                     return
-                except RollbackAborted as exc:
-                    if not exc.fenced:
-                        return  # shutdown or a lost account cut it short: logged as such
-                    done.failures += 1  # fenced while owned: tried again as a failure is
-                    self.failures += 1
-                    self._accounts.changes.notify()
                 except Exception as exc:
+                    if isinstance(exc, RollbackAborted) and not exc.fenced:
+                        return  # shutdown or a lost account cut it short: logged as such
+                    # fenced while this node owns the account: tried again as a failure is
                     done.failures += 1
                     self.failures += 1
                     self._accounts.changes.notify()
-                    expected = isinstance(exc, (BrokerError, StoreError, UnknownOutcome))
+                    expected = isinstance(exc, (BrokerError, StoreError, UnknownOutcome,
+                                                RollbackAborted))
                     log.warning("recovery of batch %s failed (attempt %d): %s: %s; %s", batch_id,
                                 done.failures, type(exc).__name__, exc,
                                 "it stays unfinished" if self.stopping
