@@ -6,12 +6,17 @@ it; from then on every write on behalf of the account (the event append of the s
 batch writes) reads the owner row `FOR SHARE` in the write's own transaction and is refused with
 `FencedOut` unless the epoch is still the one this node claimed. The bump takes the row's
 exclusive lock, so a write racing it either commits first (the bump waits for it) or sees the new
-epoch and writes nothing. Reads are not fenced. Without [cluster] `_fences` stays None: no
-statement is added, no transaction is opened that was not there before.
+epoch and writes nothing. A write that holds the row and never ends (its node paused between two
+messages of one statement, where Postgres' idle-in-transaction timeout does not run) would hold
+the bump, and the takeover, for as long as that node stays paused: after `stuck_write_s` the
+claim ends the sessions it waits for (`_end_blockers`). Reads are not fenced. Without [cluster]
+`_fences` stays None: no statement is added, no transaction is opened that was not there before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,6 +27,8 @@ import asyncpg
 from ._postgres_bridge import CALL_FENCE, Fence, PostgresPart
 from .base import BatchRecord, BatchWithLegs, FencedOut, Json, LegRecord
 from .group_commit import GroupCommitter
+
+log = logging.getLogger("orderdesk.store")
 
 _CLAIM = (
     "INSERT INTO account_owner (account, epoch, node, acquired_at) VALUES ($1, 1, $2, $3)"
@@ -67,6 +74,10 @@ class PostgresFencing(PostgresPart):
     """Ownership claims, and the batch writes of the `Store` wrapped in the epoch check."""
 
     _committer: GroupCommitter
+    #: How long a claim waits for the writes holding the owner row before it ends their
+    #: sessions. The lease is this node's now, so the old owner is past its own deadline: its
+    #: writes would be refused anyway; a write in flight normally ends within milliseconds.
+    stuck_write_s: float = 1.0
 
     def start_fencing(self) -> None:
         """[cluster]: from now on a write on behalf of an account this node has not claimed
@@ -82,12 +93,36 @@ class PostgresFencing(PostgresPart):
         assert self._fences is not None
 
         async def q(conn: asyncpg.Connection) -> int:
-            return int(await conn.fetchval(_CLAIM, account, node, time.time()))
+            ender = asyncio.ensure_future(self._end_blockers(account, conn.get_server_pid()))
+            try:
+                return int(await conn.fetchval(_CLAIM, account, node, time.time()))
+            finally:
+                ender.cancel()
 
         epoch = await self._call(q)
         self._committer.forget(account)  # another node may have appended since we last did
         self._fences[account] = epoch
         return epoch
+
+    async def _end_blockers(self, account: str, claimer: int) -> None:
+        """(asyncio) Every `stuck_write_s` while the claim of `account` (session `claimer`)
+        waits: end the sessions it waits for. Postgres may refuse (another role without
+        pg_signal_backend): then the claim waits on, bounded by the caller's lease."""
+        while True:
+            await asyncio.sleep(self.stuck_write_s)
+            try:
+                async with self._pool.acquire() as conn:
+                    ended = await conn.fetch(
+                        "SELECT pid, pg_terminate_backend(pid) AS ended"
+                        " FROM unnest(pg_blocking_pids($1)) AS pid", claimer)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                log.warning("account %s: cannot end the sessions holding its claim: %s",
+                            account, exc)
+                continue
+            if ended:
+                log.warning("account %s: the claim waited %.1f s for sessions %s holding the"
+                            " owner row (a previous owner paused mid-write?): ended them",
+                            account, self.stuck_write_s, [r["pid"] for r in ended])
 
     def drop_account(self, account: str) -> None:
         """Stop writing for `account` (the lease is lost or given up): its writes are refused."""

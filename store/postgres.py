@@ -109,7 +109,9 @@ class PostgresStore(
 #: owner's epoch claim must wait for: a takeover would hang for as long as the old owner is
 #: paused. Our transactions never wait on anything but Postgres, so one idle in a transaction for
 #: 2 s has a stalled client; Postgres ends its session (its writes are retried, or refused by
-#: epoch once another node has claimed the account).
+#: epoch once another node has claimed the account). The timeout does not run while a session
+#: waits between the messages of one statement (asyncpg prepares with Flush, not Sync, and binds
+#: next): a claim ends such a session itself (`_postgres_fencing`).
 SESSION_SETTINGS = {"idle_in_transaction_session_timeout": "2s"}
 
 

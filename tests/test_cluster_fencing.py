@@ -141,6 +141,7 @@ async def test_the_increment_waits_for_a_write_that_locked_first(aio_loop: Any,
     write lands before the new epoch, never after."""
     with trio.fail_after(20):
         async with node(pg_url) as new, raw(pg_url) as writer:
+            new.stuck_write_s = 60  # this writer is slow, not stuck
             await q(writer.execute, "INSERT INTO account_owner VALUES ('a', 1, 'old', 0)")
             await q(writer.execute, "BEGIN")
             assert await q(writer.fetchval, "SELECT epoch FROM account_owner"
@@ -158,6 +159,27 @@ async def test_the_increment_waits_for_a_write_that_locked_first(aio_loop: Any,
                 await q(writer.execute, "COMMIT")
             assert claimed == [2]
             assert await new.append_events("a", [order("2")]) == [2]  # after the old write
+
+
+async def test_a_claim_ends_a_write_that_holds_the_row_and_never_ends(aio_loop: Any,
+                                                                     pg_url: str) -> None:
+    """A previous owner paused mid-write (here: a session that locked the owner row and says
+    nothing more; Postgres' idle-in-transaction timeout does not end a session paused between
+    the messages of one statement) would hold the takeover for as long as it stays paused: the
+    claim ends the sessions it waits for, and its write is never committed."""
+    with trio.fail_after(20):
+        async with node(pg_url) as new, raw(pg_url) as writer:
+            new.stuck_write_s = 0.2
+            await q(writer.execute, "INSERT INTO account_owner VALUES ('a', 1, 'old', 0)")
+            await q(writer.execute, "BEGIN")
+            await q(writer.fetchval, "SELECT epoch FROM account_owner WHERE account = 'a'"
+                    " FOR SHARE")
+            await q(writer.execute, "INSERT INTO order_events VALUES ('a', 1, '1', '{}', 0)")
+            assert await new.claim_account("a", "new") == 2
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+                await q(writer.execute, "COMMIT")
+            assert await events(pg_url, "a") == []
+            assert await new.append_events("a", [order("1")]) == [1]
 
 
 async def test_batch_writes_are_fenced_and_recovery_sees_only_owned_batches(
