@@ -25,7 +25,7 @@ import trio
 from brokers.base import BrokerError
 
 from .calendar import IST
-from .ratelimit import Priority, RateLimiter, RateLimiterStatistics
+from .ratelimit import Priority, RateLimiter, RateLimiterStatistics, restamped
 
 MINUTE_S = 60.0
 
@@ -148,11 +148,12 @@ class OrderBudget:
                 continue
             granted_at = await self._second.acquire(priority)
             if self._check(priority) is None:  # no checkpoint from here to the count
-                self._minute.append(trio.current_time())
+                self._minute.append(granted_at)
                 self._day_count += 1
                 return granted_at
 
     def answered(self, granted_at: float) -> None:
-        """The write granted at `granted_at` was answered: its second counts from now
-        (`RateLimiter.answered`)."""
+        """The write granted at `granted_at` was answered: its second and its minute count
+        from now (`RateLimiter.answered`: the broker counts a write when it arrives)."""
         self._second.answered(granted_at)
+        self._minute = restamped(self._minute, granted_at, trio.current_time())

@@ -52,6 +52,20 @@ class RateLimiterStatistics:
     full_in: float = 0.0  # seconds until `burst` grants are available again, if nobody asks
 
 
+def restamped(stamps: collections.deque[float], granted_at: float,
+              now: float) -> collections.deque[float]:
+    """`stamps` (in order) with the write stamped `granted_at` counted from `now` instead,
+    still in order; unchanged when that stamp has left the window already."""
+    try:
+        at = stamps.index(granted_at)
+    except ValueError:
+        return stamps
+    stamps[at] = max(granted_at, now)
+    if at + 1 < len(stamps) and stamps[at] > stamps[at + 1]:
+        return collections.deque(sorted(stamps))
+    return stamps
+
+
 class RateLimiter:
     """`await limiter.acquire(priority)` before each order write.
 
@@ -168,14 +182,7 @@ class RateLimiter:
         and before the answer: a busy process or network can put more than `margin` between
         grant and arrival, and the broker would then see 11 in a second. Counted from the
         answer, the window cannot start before the broker's."""
-        now = trio.current_time()
-        try:
-            at = self._grants.index(granted_at)
-        except ValueError:
-            return  # out of the window already
-        self._grants[at] = max(granted_at, now)
-        if at + 1 < len(self._grants) and self._grants[at] > self._grants[at + 1]:
-            self._grants = collections.deque(sorted(self._grants))
+        self._grants = restamped(self._grants, granted_at, trio.current_time())
 
     async def acquire(self, priority: Priority = Priority.NORMAL) -> float:
         """Wait for a grant; higher priority waiters overtake lower ones still waiting.

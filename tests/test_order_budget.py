@@ -117,6 +117,24 @@ async def test_room_for_waits_until_the_minute_slid(autojump_clock: trio.abc.Clo
     assert room.minute == 7 and room.minute_wait_s == 0
 
 
+async def test_a_write_counts_in_the_minute_from_its_answer(
+    autojump_clock: trio.abc.Clock
+) -> None:
+    """Kite counts a write when it arrives, after the grant: a write answered 2 s after its
+    grant holds its place in the minute until 62 s, and the window stays in order."""
+    budget = OrderBudget(LIMITS, clock=_Clock())
+    start = trio.current_time()
+    grants = [await budget.acquire(Priority.NORMAL) for _ in range(7)]
+    await trio.sleep(2)
+    budget.answered(grants[0])  # answered at 2 s; the others at their grant
+    for granted_at in grants[1:]:
+        budget.answered(granted_at - 1)  # a stamp not in the window: nothing happens
+    await budget.acquire(Priority.NORMAL)  # at 60 s six leave the minute; the answered one stays
+    assert trio.current_time() - start == pytest.approx(60)
+    assert budget.room(5).minute_wait_s == 0
+    assert budget.room(6).minute_wait_s == pytest.approx(2)  # the answered write leaves at 62 s
+
+
 async def test_the_day_refuses_new_risk_then_rollbacks(autojump_clock: trio.abc.Clock) -> None:
     clock = _Clock()
     budget = OrderBudget(LIMITS, clock=clock)
