@@ -375,12 +375,14 @@ def _profile(args: argparse.Namespace, target: Target, config: Config) -> Any:
 
 @asynccontextmanager
 async def _py_spy(out: Path, target: Target, config: Config, seconds: float) -> AsyncIterator[None]:
-    """py-spy record of the server over the drive window, as collapsed stacks (one per line)."""
+    """py-spy record of the server over the drive window, as collapsed stacks (one per line).
+    Only the thread holding the GIL is sampled (`--gil`): CPU spent in Python, not a wait in
+    epoll or in SQLite's fsync, which the CPU figures do not count either."""
     spy = str(Path(sys.executable).with_name("py-spy"))
     output = out / f"{target.name}-{config.label.replace('@', '_at_')}.txt"
     proc = await trio.lowlevel.open_process([
         spy, "record", "--pid", str(target.pid), "--duration", str(int(seconds)),
-        "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(output),
+        "--rate", "200", "--nonblocking", "--gil", "--format", "raw", "--output", str(output),
     ])
     try:
         yield
