@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from array import array
@@ -81,7 +82,8 @@ async def _venue_connects(venue: str) -> list[float]:
 
 
 async def _profile(pid: int, out: Path, seconds: float) -> trio.Process:
-    spy = str(Path(sys.executable).with_name("py-spy"))
+    beside = Path(sys.executable).with_name("py-spy")
+    spy = str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
     return await trio.lowlevel.open_process([
         spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
         "--nonblocking", "--format", "raw", "--output", str(out),
