@@ -216,7 +216,8 @@ async def _open_tree(
 
     tls = ssl.create_default_context()
     pacer = ConnectPacer(*settings.ticker.connect_pace())  # every account's connects, any time
-    reader = TickerReader() if shared_reading() else None  # every ticker socket, one task:
+    gather = settings.ticker.read_gather_s  # every ticker socket read by one task:
+    reader = TickerReader(*([] if gather is None else [gather])) if shared_reading() else None
     if reader is not None:  # a heartbeat wakes no account
         await root.start(supervise, ChildSpec("ticker-reader", reader.run), health)
     auth = await open_authenticator(settings, store)  # with the rotations the store keeps
@@ -393,8 +394,8 @@ def _batch_config(settings: Settings) -> BatchConfig:
 def _actor_config(settings: Settings) -> ActorConfig:
     """`[ticker]`'s reconnect backoff and reconcile period; the rest of ActorConfig's defaults."""
     given = settings.ticker.given()
-    for key in ("stall_timeout_s", "connect_rate_per_s", "connects_in_flight"):
-        given.pop(key, None)  # the adapter's (`_kite_settings`), the pacer's (`_open_tree`)
+    for key in ("stall_timeout_s", "connect_rate_per_s", "connects_in_flight", "read_gather_s"):
+        given.pop(key, None)  # the adapter's (`_kite_settings`), the pacer's and the reader's
     retention = settings.retention
     return attrs.evolve(ActorConfig(), positions_max_rate_hz=settings.positions_max_rate_hz,
                         snapshot_finished=retention.snapshot_finished_orders,
