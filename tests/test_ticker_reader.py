@@ -35,10 +35,11 @@ async def test_heartbeats_do_not_wake_the_consumer() -> None:
     beats = 20
     counter = StepCounter()
     got: list[str | bytes] = []
-    done = trio.Event()
+    done, added = trio.Event(), trio.Event()
 
     async def peer(p: Peer) -> None:
         await p.accept()
+        await added.wait()
         for _ in range(beats):
             heard = ws.heard_at
             await p.stream.send_all(HEARTBEAT)
@@ -56,6 +57,7 @@ async def test_heartbeats_do_not_wake_the_consumer() -> None:
             port = await nursery.start(serve_peer, peer)
             ws = await wsc.connect(url_of(port), absorb_heartbeats=True)
             reader.add(ws)
+            added.set()
             trio.lowlevel.add_instrument(counter)
             try:
                 consumer = await nursery.start(consume)

@@ -16,7 +16,7 @@ import ipaddress
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +32,12 @@ from brokers import _ws_client as wsc
 from brokers.base import TokenExpired, UpstreamLost
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
-from brokers.ticker_reader import TickerReader, open_ticker_reader
+from brokers.ticker_reader import TickerReader
 from tests.fixtures_venue import ticker_url
 
 TIMEOUT_S = 5
 
 Connect = Callable[..., Awaitable[wsc.WebSocket]]
-
-
-@pytest.fixture(params=["own", "shared"])
-async def reader(request: pytest.FixtureRequest) -> AsyncIterator[TickerReader | None]:
-    """Each test twice: the consumer reads its socket itself, or the shared reader does."""
-    if request.param == "own":
-        yield None
-        return
-    async with open_ticker_reader() as shared:
-        yield shared
 
 
 @pytest.fixture
