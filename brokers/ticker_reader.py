@@ -17,6 +17,13 @@ Isolation: the reader only reads and parses, never writes nor awaits on one sock
 that fails (reset, bad TLS, protocol fault, even a bug in the parse) ends that connection
 alone. If the task itself ends, every connection is told so (and reconnects).
 
+Measured on the 2-core VM the helpers share (loaded: load average 5-9), process CPU from
+/proc: a process wake-up alone costs 120-340 us there, the reading of a heartbeat a few. The
+ticker path alone, 1,000 connections beaten once a second by a bare server: 69 us per
+connection per second read by their own consumers, 35 with this reader (rounds 5 ms apart),
+30 with 20 ms. The gateway with 1,000 idle paper accounts (`bench/accounts.py`): 61-74 ->
+41 us per account per second, 48 wake-ups a second instead of about 1,000.
+
 Linux (epoll) only, as trio's own I/O here is; elsewhere each consumer reads its own socket.
 """
 
