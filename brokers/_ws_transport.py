@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import trio
+
+T = TypeVar("T")
 
 __all__ = ["Transport"]
 
@@ -92,9 +96,10 @@ class Transport:
         if self._tls is None:
             await self._send_raw(data)
             return
-        await self._tls_call(lambda: self._tls.write(data))  # type: ignore[union-attr]
+        tls = self._tls
+        await self._tls_call(lambda: tls.write(data))
 
-    async def _tls_call(self, call) -> object:  # type: ignore[no-untyped-def]
+    async def _tls_call(self, call: Callable[[], T]) -> T:
         """Run a TLS step, feeding it the peer's bytes until it has what it wants; what it
         writes goes out."""
         assert self._in is not None and self._out is not None
@@ -138,7 +143,7 @@ class Transport:
                 raise self._broken(exc) from exc
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def _wait(self, wait) -> None:  # type: ignore[no-untyped-def]
+    async def _wait(self, wait: Callable[[socket.socket], Awaitable[None]]) -> None:
         if self.sock.fileno() < 0:
             raise trio.ClosedResourceError("the socket is closed")
         await wait(self.sock)
