@@ -54,7 +54,8 @@ class AccountSettings:
 @attrs.frozen
 class TickerSettings:
     """`[ticker]`: when a silent ticker socket is dead, how reconnects back off, how often a
-    working order is reconciled, how fast the process opens upstream sockets. None: the
+    working order is reconciled, how fast the process opens upstream sockets, how far apart
+    its one ticker reader's rounds may be while sockets are busy (0: no pacing). None: the
     default (Kite's clients' figures; CONNECT_RATE_PER_S, CONNECTS_IN_FLIGHT)."""
 
     stall_timeout_s: float | None = None  # default 5 s
@@ -64,6 +65,7 @@ class TickerSettings:
     reconcile_interval_s: float | None = None  # default 20 s
     connect_rate_per_s: float | None = None
     connects_in_flight: int | None = None
+    read_gather_s: float | None = None  # default 5 ms (brokers.ticker_reader.GATHER_S)
 
     def given(self) -> dict[str, float]:
         """The keys the file sets."""

@@ -1,7 +1,7 @@
 """Many accounts in one process: what an idle account costs, and what it costs the busy one.
 
     .venv/bin/python bench/accounts.py [--accounts 100,1000,10000] [--idle-seconds 10]
-        [--seconds 10] [--rate 10] [--connect-rate R] [--profile DIR] [--keep DIR]
+        [--seconds 10] [--rate 10] [--connect-rate R] [--gather S] [--profile DIR] [--keep DIR]
 
 For 1 account (the "alone" reference), then each N in --accounts, in turn, fresh processes:
 
@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from array import array
@@ -81,7 +82,8 @@ async def _venue_connects(venue: str) -> list[float]:
 
 
 async def _profile(pid: int, out: Path, seconds: float) -> trio.Process:
-    spy = str(Path(sys.executable).with_name("py-spy"))
+    beside = Path(sys.executable).with_name("py-spy")
+    spy = str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
     return await trio.lowlevel.open_process([
         spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
         "--nonblocking", "--format", "raw", "--output", str(out),
@@ -127,9 +129,11 @@ def _floats(raw: bytes) -> list[float]:
 
 async def measure(n: int, work: Path, clients: Clients, args: argparse.Namespace) -> dict:
     accounts = [f"a{i}" for i in range(n)]
-    extra = ""
+    extra = "[ticker]\n"
     if args.connect_rate:
-        extra = f"[ticker]\nconnect_rate_per_s = {args.connect_rate}\n"
+        extra += f"connect_rate_per_s = {args.connect_rate}\n"
+    if args.gather is not None:
+        extra += f"read_gather_s = {args.gather}\n"
     async with open_venue(work, accounts) as venue:
         started = time.monotonic()
         async with open_orderdesk(work, venue, accounts, extra_toml=extra,
@@ -160,6 +164,7 @@ async def measure(n: int, work: Path, clients: Clients, args: argparse.Namespace
         "venue_connect_span_s": round(connects[-1] - connects[0], 2) if connects else None,
         "venue_connects": len(connects),
         "connect_rate_per_s": args.connect_rate or "default",
+        "read_gather_s": "default" if args.gather is None else args.gather,
         "rss_mib": round(rss, 1),
         "idle_window_s": round(window, 2),
         "idle_cpu_s": round(idle_cpu, 3),
@@ -203,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="the active account's drive")
     parser.add_argument("--rate", type=float, default=10.0, help="orders/s for the active one")
     parser.add_argument("--connect-rate", type=float, help="[ticker] connect_rate_per_s")
+    parser.add_argument("--gather", type=float, help="[ticker] read_gather_s")
     parser.add_argument("--startup-limit", type=float, default=300.0, help="seconds")
     parser.add_argument("--profile", metavar="DIR", help="py-spy record the idle window")
     parser.add_argument("--keep", metavar="DIR", help="keep configs, logs, databases in DIR")

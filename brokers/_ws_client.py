@@ -3,31 +3,29 @@
 Why not trio-websocket here: per connection it runs a reader task that feeds wsproto and hands
 each message to the consumer over a memory channel, so each frame costs a wake-up of that
 reader, wsproto's event machinery, a channel hop and then a wake-up of the consumer. The ticker
-of an idle account carries nothing but a 1-byte heartbeat a second, and at 1,000 idle accounts
-that path was almost all of the gateway's idle CPU. Here there is no background task: the
-single consumer's own `get_message` reads the socket and parses the frames itself, so one
-heartbeat is one task wake-up; pings are answered inline. Parsing a server's frames by hand is
-a few lines (they are unmasked) and costs about 1 us per heartbeat against wsproto's 12 us
-(same machine, no I/O). Plain TCP is read by `SocketTransport` (one readiness wait and one
-recv per heartbeat, no failed recv first); wss:// goes through trio's SSLStream.
+of an idle account carries nothing but a 1-byte heartbeat a second, and at thousands of idle
+accounts that path is almost all of the gateway's idle CPU. Here a connection is read either
+by one shared reader for every connection of the process (`TickerReader`, `ticker_reader`: the
+heartbeat is absorbed there and wakes nobody; a message wakes this connection's consumer), or,
+with no reader, by the consumer's own `get_message`. Pings and the peer's close are answered
+by the consumer, in order, bounded; the reader never writes.
 
-Measured with `bench/accounts.py --accounts 1000`, before and after on the same (shared,
-loaded) machine, four runs each: idle CPU 157-218 us per account per second with
-trio-websocket, 61-71 us with this client; RSS 162-164 MiB -> 144-145 MiB. The ticker path
-alone (1,000 connections beaten 10 times a second, nothing else in the process): 56-95 us per
-beat -> 21-34 us.
+Measured with `bench/accounts.py`: see `ticker_reader`'s docstring.
 
 Ticker only: one consumer, no extensions (no permessage-deflate), no subprotocol, text and
 binary messages (fragmented ones too) up to `max_message` bytes. A protocol error closes with
-1002 (oversized: 1009, bad UTF-8: 1007) and raises `ConnectionClosed`. The web layer and the
-paper venue (the server side) keep hypercorn / trio-websocket.
+1002 (oversized: 1009, bad UTF-8: 1007) and raises `ConnectionClosed`; silence past the
+reader's stall timeout raises `Stalled`. The web layer and the paper venue (the server side)
+keep hypercorn / trio-websocket.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import ssl
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import trio
@@ -41,25 +39,30 @@ from ._ws_handshake import (
     read_answer,
     upgrade_request,
 )
-from ._ws_transport import SocketTransport, Transport
+from ._ws_incoming import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Control,
+    Incoming,
+)
+from ._ws_transport import Transport
 
-__all__ = ["GUID", "ConnectionClosed", "HandshakeError", "HandshakeRejected", "WebSocket",
-           "connect"]
+__all__ = ["GUID", "OP_CLOSE", "OP_CONTINUATION", "OP_PING", "OP_PONG", "ConnectionClosed",
+           "HandshakeError", "HandshakeRejected", "Stalled", "WebSocket", "connect"]
 
 MAX_MESSAGE = 4 * 1024 * 1024
 RECEIVE_SIZE = 65536
 CLOSE_TIMEOUT_S = 1.0
-
-OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_DATA = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY))
-_KNOWN = _DATA | {OP_CLOSE, OP_PING, OP_PONG}
 
 CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL = 1002
 CLOSE_NO_STATUS = 1005  # never sent: a close frame without a code
 CLOSE_ABNORMAL = 1006  # never sent: the connection ended without a close frame
 CLOSE_BAD_DATA = 1007
-CLOSE_TOO_BIG = 1009
 
 
 class ConnectionClosed(Exception):
@@ -72,13 +75,13 @@ class ConnectionClosed(Exception):
         self.reason = reason
 
 
-class _Fail(Exception):
-    """A frame we must refuse: close with `code`."""
+class Stalled(ConnectionClosed):
+    """Nothing (not even a heartbeat) for `stall_timeout_s`: the connection is given up;
+    `aclose` still says goodbye."""
 
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+    def __init__(self, stall_timeout_s: float) -> None:
+        super().__init__(CLOSE_ABNORMAL, f"no frame for {stall_timeout_s:g} s")
+        self.stall_timeout_s = stall_timeout_s
 
 
 def valid_close_code(code: int) -> bool:
@@ -101,118 +104,109 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
     return head + mask + masked
 
 
+class Reader(Protocol):
+    """What reads a websocket for its consumer (`ticker_reader.TickerReader`)."""
+
+    def caught_up(self, ws: WebSocket) -> None: ...
+
+    def remove(self, ws: WebSocket) -> None: ...
+
+
 class WebSocket:
-    """One open client websocket; `get_message` by one consumer, `send_message` by any task."""
+    """One open client websocket; `get_message` by one consumer, `send_message` by any task.
+    Read by a `TickerReader` once `reader.add`ed to it, else by `get_message` itself."""
 
     def __init__(
-        self, stream: Transport, buffered: bytes = b"", *,
+        self, transport: Transport, buffered: bytes = b"", *,
         max_message: int = MAX_MESSAGE, close_timeout_s: float = CLOSE_TIMEOUT_S,
+        absorb_heartbeats: bool = False, stall_timeout_s: float | None = None,
     ) -> None:
-        self._stream = stream
-        self._buf = bytearray(buffered)
-        self._max = max_message
+        self.transport = transport
+        self.incoming = Incoming(max_message, absorb_heartbeats=absorb_heartbeats)
+        self.incoming.feed(buffered)
         self._close_timeout_s = close_timeout_s
-        self._parts: list[bytes] = []  # the fragments of the message being assembled
-        self._part_op = 0  # its opcode (0: none under way)
-        self._part_size = 0
+        self.stall_timeout_s = stall_timeout_s  # None: silence is never a fault
         self._send_lock = trio.StrictFIFOLock()
         self._close_sent = False
         self.closed: ConnectionClosed | None = None  # why it closed, once it has
+        self.lost: ConnectionClosed | None = None  # why reading stopped (a reset, a stall)
+        self.heard_at: float | None = None  # trio time bytes last arrived (heartbeats too)
+        self.reader: Reader | None = None  # set by TickerReader.add
+        self.news = trio.lowlevel.ParkingLot()  # the consumer waits here for the reader
+
+    def fileno(self) -> int:
+        return self.transport.fileno()
+
+    def pump(self) -> bool:
+        """Read what the socket has, once, without waiting, and parse it; True if the
+        consumer has news (a message, a control frame, a fault or the end)."""
+        try:
+            data = self.transport.recv_nowait(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.lost = ConnectionClosed(CLOSE_ABNORMAL, f"connection lost: {exc!r}")
+            return True
+        if data is None:
+            return False
+        if not data:
+            self.lost = ConnectionClosed(CLOSE_ABNORMAL, "connection ended without a close frame")
+            return True
+        self.heard_at = trio.current_time()
+        return self.incoming.feed(data)
+
+    @property
+    def done_reading(self) -> bool:
+        return self.lost is not None or self.incoming.stopped
 
     async def get_message(self) -> str | bytes:
         """The next whole text (str) or binary (bytes) message; answers pings on the way.
         Raises ConnectionClosed once the connection is closed, by either side or by a fault."""
-        buf = self._buf
-        while True:
+        incoming = self.incoming
+        since = trio.current_time()  # read by us, silence counts from the later of this call
+        while True:                  # and the last bytes: a busy consumer is no silent peer
             if self.closed is not None:
                 raise ConnectionClosed(self.closed.code, self.closed.reason)
-            try:
-                frame = self._frame() if len(buf) >= 2 else None
-            except _Fail as fail:
-                await self._fail(fail.code, fail.reason)
+            if incoming.items:
+                item = incoming.take()
+                if not isinstance(item, Control):
+                    return item
+                await self._answer(item)
                 continue
-            if frame is None:
-                try:
-                    data = await self._stream.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    await self._lost(f"connection lost: {exc!r}")
-                    continue
-                if not data:
-                    await self._lost("connection ended without a close frame")
-                    continue
-                buf += data
-                continue
-            opcode, fin, payload = frame
-            if opcode == OP_BINARY and fin and not self._part_op:
-                return payload  # the common case: a heartbeat, a tick
-            message = await self._take(opcode, fin, payload)
-            if message is not None:
-                return message
+            if incoming.fault is not None:
+                await self._fail(incoming.fault.code, incoming.fault.reason)
+            elif isinstance(self.lost, Stalled):
+                raise Stalled(self.lost.stall_timeout_s)  # not closed: aclose says goodbye
+            elif self.lost is not None:
+                await self._shut(self.lost)
+            elif self.reader is not None:
+                self.reader.caught_up(self)
+                await self.news.park()
+            else:
+                await self._read_here(since)
 
-    async def _take(self, opcode: int, fin: bool, payload: bytes) -> str | bytes | None:
-        """One frame: a whole message, or None (a fragment, a control frame handled)."""
+    async def _read_here(self, since: float) -> None:
+        """No reader: wait for the socket (at most until a stall) and read it ourselves."""
+        deadline = math.inf
+        if self.stall_timeout_s is not None:
+            deadline = max(since, self.heard_at or since) + self.stall_timeout_s
+        try:
+            with trio.move_on_at(deadline) as watch:
+                await trio.lowlevel.wait_readable(self.transport.sock)
+        except trio.ClosedResourceError as exc:
+            self.lost = ConnectionClosed(CLOSE_ABNORMAL, f"connection lost: {exc!r}")
+            return
+        if watch.cancelled_caught:
+            assert self.stall_timeout_s is not None
+            self.lost = Stalled(self.stall_timeout_s)
+            return
+        self.pump()
+
+    async def _answer(self, control: Control) -> None:
+        opcode, payload = control
         if opcode == OP_PING:
             if not await self._send_bounded(OP_PONG, payload):
-                await self._lost("could not answer a ping")
-            return None
-        if opcode == OP_PONG:
-            return None
-        if opcode == OP_CLOSE:
-            await self._peer_closed(payload)
-            return None
-        if opcode == OP_CONTINUATION:
-            if not self._part_op:
-                await self._fail(CLOSE_PROTOCOL, "continuation frame without a message")
-                return None
-        elif self._part_op:
-            await self._fail(CLOSE_PROTOCOL, "new message inside a fragmented one")
-            return None
+                await self._shut(ConnectionClosed(CLOSE_ABNORMAL, "could not answer a ping"))
         else:
-            self._part_op = opcode
-        self._parts.append(payload)
-        self._part_size += len(payload)
-        if not fin:
-            return None
-        whole, opcode = b"".join(self._parts), self._part_op
-        self._parts, self._part_op, self._part_size = [], 0, 0
-        if opcode == OP_BINARY:
-            return whole
-        try:
-            return whole.decode("utf-8")
-        except UnicodeDecodeError:
-            await self._fail(CLOSE_BAD_DATA, "text message is not UTF-8")
-            return None
-
-    def _frame(self) -> tuple[int, bool, bytes] | None:
-        """The next whole frame off the buffer (None: not all of it here yet). Refuses what a
-        server must not send, and a message over `max_message` as soon as its header says so."""
-        buf = self._buf
-        b0, b1 = buf[0], buf[1]
-        if b1 & 0x80:
-            raise _Fail(CLOSE_PROTOCOL, "masked frame from the server")
-        if b0 & 0x70:
-            raise _Fail(CLOSE_PROTOCOL, "reserved bits set (no extension was agreed)")
-        opcode, fin, length, head = b0 & 0x0F, bool(b0 & 0x80), b1 & 0x7F, 2
-        if opcode not in _KNOWN:
-            raise _Fail(CLOSE_PROTOCOL, f"reserved opcode {opcode:#x}")
-        if length >= 126:
-            head = 4 if length == 126 else 10
-            if len(buf) < head:
-                return None
-            length = int.from_bytes(buf[2:head], "big")
-            if length >> 63:
-                raise _Fail(CLOSE_PROTOCOL, "frame length over 2**63")
-        if opcode >= OP_CLOSE:
-            if length > 125 or not fin:
-                raise _Fail(CLOSE_PROTOCOL, "control frame fragmented or over 125 bytes")
-        elif self._part_size + length > self._max:
-            raise _Fail(CLOSE_TOO_BIG, f"message over {self._max} bytes")
-        end = head + length
-        if len(buf) < end:
-            return None
-        payload = bytes(buf[head:end])
-        del buf[:end]
-        return opcode, fin, payload
+            await self._peer_closed(payload)
 
     async def send_message(self, message: str | bytes) -> None:
         """Send one text (str) or binary (bytes) message; ConnectionClosed once closed."""
@@ -225,7 +219,7 @@ class WebSocket:
                 closed = self.closed or ConnectionClosed(CLOSE_NORMAL, "closing")
                 raise ConnectionClosed(closed.code, closed.reason)
             try:
-                await self._stream.send_all(frame)
+                await self.transport.send_all(frame)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ConnectionClosed(CLOSE_ABNORMAL, f"connection lost: {exc!r}") from exc
 
@@ -239,7 +233,7 @@ class WebSocket:
                     return False
                 self._close_sent = opcode == OP_CLOSE
                 try:
-                    await self._stream.send_all(frame)
+                    await self.transport.send_all(frame)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return False
                 return True
@@ -270,20 +264,23 @@ class WebSocket:
         await self._send_bounded(OP_CLOSE, code.to_bytes(2, "big") + reason.encode()[:120])
         await self._shut(ConnectionClosed(code, reason))
 
-    async def _lost(self, reason: str) -> None:
-        await self._shut(ConnectionClosed(CLOSE_ABNORMAL, reason))
-
     async def _shut(self, why: ConnectionClosed) -> None:
         if self.closed is None:
             self.closed = why
-        await trio.aclose_forcefully(self._stream)
+        self._detach()
+        await trio.aclose_forcefully(self.transport)
+
+    def _detach(self) -> None:
+        if self.reader is not None:
+            self.reader.remove(self)
 
     async def aclose(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """The close handshake: our close frame, then the peer's awaited for at most
         `close_timeout_s` (shielded: a cancelled owner still closes cleanly, and never for
         longer), then the transport closed. Messages still arriving are dropped."""
+        self._detach()  # from here on we read the socket ourselves
         if self.closed is not None:
-            await trio.aclose_forcefully(self._stream)
+            await trio.aclose_forcefully(self.transport)
             return
         with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout_s):
             if await self._send_bounded(OP_CLOSE, code.to_bytes(2, "big") + reason.encode()):
@@ -291,34 +288,29 @@ class WebSocket:
         await self._shut(ConnectionClosed(code, reason or "closed by us"))
 
     async def _drain(self) -> None:
-        """Read and drop frames until the peer's close frame, the end of the stream or a
+        """Read and drop messages until the peer's close frame, the end of the stream or a
         frame we cannot read."""
-        buf = self._buf
+        incoming = self.incoming
         while True:
-            try:
-                frame = self._frame() if len(buf) >= 2 else None
-            except _Fail:
-                return
-            if frame is not None:
-                if frame[0] == OP_CLOSE:
+            while incoming.items:
+                item = incoming.take()
+                if isinstance(item, Control) and item[0] == OP_CLOSE:
                     return
-                continue
-            try:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if self.done_reading:
                 return
-            if not data:
-                return
-            buf += data
+            await self._read_here(trio.current_time())
 
 
 async def connect(
     url: str, *, ssl_context: ssl.SSLContext | None = None, max_message: int = MAX_MESSAGE,
-    close_timeout_s: float = CLOSE_TIMEOUT_S,
+    close_timeout_s: float = CLOSE_TIMEOUT_S, absorb_heartbeats: bool = False,
+    stall_timeout_s: float | None = None,
 ) -> WebSocket:
     """Open `url` (ws:// or wss://) and do the upgrade handshake. The caller bounds the time
     (`trio.fail_after`). Raises OSError (no TCP connection), HandshakeRejected (a non-101
-    answer: its status code) or HandshakeError (anything else wrong, TLS included)."""
+    answer: its status code) or HandshakeError (anything else wrong, TLS included).
+    `absorb_heartbeats`: Kite's heartbeat (a binary message of one byte) is never returned;
+    `stall_timeout_s`: that long without a byte, `get_message` raises `Stalled`."""
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(f"not a websocket URL: {url!r}")
@@ -327,25 +319,24 @@ async def connect(
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     key = new_key()
     request = upgrade_request(target, parts.netloc.rpartition("@")[2], key)
-    stream: trio.abc.Stream = await trio.open_tcp_stream(parts.hostname, port)
+    stream = await trio.open_tcp_stream(parts.hostname, port)
+    sock = socket.socket(fileno=stream.socket.detach())
+    transport = Transport(sock)
     opened = False
     try:
-        if secure:
-            context = ssl_context or ssl.create_default_context()
-            stream = trio.SSLStream(stream, context, server_hostname=parts.hostname,
-                                    https_compatible=True)
         try:
-            await stream.send_all(request)
-            head, rest = await read_answer(stream)
-        except trio.BrokenResourceError as exc:
+            if secure:
+                transport = await Transport.open_tls(
+                    sock, ssl_context or ssl.create_default_context(), parts.hostname)
+            await transport.send_all(request)
+            head, rest = await read_answer(transport)
+        except (trio.BrokenResourceError, ssl.SSLError) as exc:
             raise HandshakeError(f"connection lost during the handshake: {exc!r}") from exc
         check_answer(head, key)
-        transport: Transport = stream  # type: ignore[assignment]
-        if isinstance(stream, trio.SocketStream):
-            transport = SocketTransport(socket.socket(fileno=stream.socket.detach()))
         opened = True
         return WebSocket(transport, rest, max_message=max_message,
-                         close_timeout_s=close_timeout_s)
+                         close_timeout_s=close_timeout_s, absorb_heartbeats=absorb_heartbeats,
+                         stall_timeout_s=stall_timeout_s)
     finally:
         if not opened:
-            await trio.aclose_forcefully(stream)
+            await trio.aclose_forcefully(transport)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-
-import trio
+from typing import Protocol
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEAD = 16 * 1024  # the server's handshake answer
@@ -37,7 +36,11 @@ def upgrade_request(target: str, host: str, key: bytes) -> bytes:
     ).encode()
 
 
-async def read_answer(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
+class _Readable(Protocol):
+    async def receive_some(self, max_bytes: int) -> bytes: ...
+
+
+async def read_answer(stream: _Readable) -> tuple[bytes, bytes]:
     """The answer's head, and whatever came after it (frames sent at once)."""
     data = bytearray()
     while (end := data.find(b"\r\n\r\n")) < 0:

@@ -39,6 +39,7 @@ from .base import (
     UpstreamLost,
 )
 from .kite_stream import KiteOrderStream
+from .ticker_reader import TickerReader
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +153,14 @@ class KiteBroker:
     def __init__(
         self, settings: KiteSettings, *, ssl_context: ssl.SSLContext | None = None,
         before_read: Callable[[], Awaitable[None]] | None = None,
+        reader: TickerReader | None = None,
     ):
         """`ssl_context`: share one across accounts (each default context costs ~1 MB);
         `before_read`: awaited before each read (GET, basket margins): the account's read
-        budget (Kite: about 10 a second per user)."""
+        budget (Kite: about 10 a second per user); `reader`: the process's one ticker reader
+        (None: the stream's consumer reads its socket itself)."""
         self._settings = settings
+        self._reader = reader
         self._before_read = before_read
         self._listing = SharedCall(self._list_orders)
         self._ssl_context = ssl_context or ssl.create_default_context()  # REST and wss://
@@ -310,7 +314,8 @@ class KiteBroker:
         try:
             with trio.fail_after(s.timeout_s):
                 ws = await ws_client.connect(
-                    url, ssl_context=self._ssl_context, close_timeout_s=_DISCONNECT_S
+                    url, ssl_context=self._ssl_context, close_timeout_s=_DISCONNECT_S,
+                    absorb_heartbeats=True, stall_timeout_s=s.stall_timeout_s,
                 )
         except trio.TooSlowError as exc:
             raise UpstreamLost("ticker handshake timed out") from exc
@@ -322,8 +327,10 @@ class KiteBroker:
             raise UpstreamLost(f"ticker refused the connection: {exc.status_code}") from exc
         except (OSError, ws_client.HandshakeError) as exc:
             raise UpstreamLost(f"ticker unreachable: {exc!r}") from exc
+        if self._reader is not None:
+            self._reader.add(ws)
         try:
-            yield KiteOrderStream(ws, s.stall_timeout_s, parse_order)
+            yield KiteOrderStream(ws, parse_order)
         finally:
             await ws.aclose()
 

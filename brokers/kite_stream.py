@@ -1,8 +1,9 @@
 """The Kite ticker websocket as a stream of order updates (`KiteBroker.open_stream` opens it).
 
 Heartbeats keep it alive and cost as little as can be (an idle account's whole cost is its
-heartbeat: hence our own lean client, `_ws_client`, whose `get_message` is the only reader);
-binary frames are market ticks, text frames order updates and errors.
+heartbeat: hence our own lean client, `_ws_client`, read by the process's one `TickerReader`,
+which absorbs heartbeats and finds stalls without waking this stream's consumer); binary
+frames are market ticks, text frames order updates and errors.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import trio
-
-from ._ws_client import ConnectionClosed, WebSocket
+from ._ws_client import ConnectionClosed, Stalled, WebSocket
 from .base import Order, TokenExpired, UpstreamLost
 from .kite_ticks import FrameError, Mode, decode_prices
 
@@ -26,16 +25,15 @@ class KiteOrderStream:
     of the instruments subscribed on it (`subscribe`, in `ltp` mode: the price is all the P&L
     needs) go to `on_prices` as (instrument token, last price), each frame decoded once."""
 
-    def __init__(
-        self, ws: WebSocket, stall_timeout_s: float,
-        parse_order: Callable[[dict[str, Any]], Order],
-    ) -> None:
+    def __init__(self, ws: WebSocket, parse_order: Callable[[dict[str, Any]], Order]) -> None:
         self._ws = ws
         self._parse_order = parse_order
-        self._stall_timeout_s = stall_timeout_s
-        self.last_frame_at: float | None = None  # trio time of the last frame received
-        self._heard_at = trio.current_time()  # of the last frame, or of the connection
         self.on_prices: Callable[[list[tuple[int, float]]], None] | None = None
+
+    @property
+    def last_frame_at(self) -> float | None:
+        """trio time the last bytes arrived (heartbeats too); None before the first."""
+        return self._ws.heard_at
 
     async def subscribe(self, tokens: Sequence[int], mode: Mode = "ltp") -> None:
         """Subscribe these instruments on this connection (Kite's subscribe, then mode)."""
@@ -67,30 +65,16 @@ class KiteOrderStream:
         return self
 
     async def __anext__(self) -> Order:
-        """The next order update; heartbeats, ticks and frames we cannot read are taken in
-        passing. Stall detection costs next to nothing per frame (an idle account's whole
-        cost is its heartbeat): one cancel scope, not one per frame, whose deadline a frame
-        pushes forward only once it is less than half the timeout away (a heap push every few
-        heartbeats; a scope that fires costs far more: measured). Should it fire with a frame
-        heard meanwhile, the next scope counts from that frame; none is a stall. The silence
-        counts from the later of the last frame and this call."""
-        stall = self._stall_timeout_s
-        since = trio.current_time()  # a consumer busy elsewhere is no silent ticker
+        """The next order update; ticks and frames we cannot read are taken in passing
+        (heartbeats and stalls are the websocket's: `Stalled` after its stall timeout)."""
         while True:
-            deadline = max(self._heard_at, since) + stall  # the scope's, kept at hand
-            with trio.move_on_at(deadline) as watch:
-                while True:
-                    message = await self._receive()
-                    if deadline - self._heard_at < stall / 2:
-                        deadline = watch.deadline = self._heard_at + stall  # never in vain
-                    if isinstance(message, bytes):
-                        self._ticks(message)
-                        continue
-                    order = self._order(message)
-                    if order is not None:
-                        return order
-            if trio.current_time() - max(self._heard_at, since) >= stall:
-                raise UpstreamLost(f"no frame from the ticker for {stall:g} s")
+            message = await self._receive()
+            if isinstance(message, bytes):
+                self._ticks(message)
+                continue
+            order = self._order(message)
+            if order is not None:
+                return order
 
     def _order(self, message: str) -> Order | None:
         """A text frame's order update (None: some other message, or one we cannot read)."""
@@ -113,10 +97,10 @@ class KiteOrderStream:
 
     async def _receive(self) -> str | bytes:
         try:
-            message = await self._ws.get_message()
+            return await self._ws.get_message()
+        except Stalled as exc:
+            raise UpstreamLost(f"no frame from the ticker for {exc.stall_timeout_s:g} s") from exc
         except ConnectionClosed as exc:
             if exc.code == 1008:
                 raise TokenExpired(f"ticker closed: {exc.reason}") from exc
             raise UpstreamLost(f"ticker closed: {exc}") from exc
-        self.last_frame_at = self._heard_at = trio.current_time()
-        return message

@@ -62,7 +62,7 @@ def parse_ticker(table: Mapping[str, Any]) -> TickerSettings:
     pace = {"connect_rate_per_s", "connects_in_flight"}
     ticker = TickerSettings(**{
         name: seconds(table, name, 0.0, "ticker",
-                       minimum=0.0 if name == "reconnect_jitter_s" else 0.001)
+                       minimum=0.0 if name in ("reconnect_jitter_s", "read_gather_s") else 0.001)
         for name in names - pace if name in table}, **_connect_pace(table))
     initial, top = ticker.reconnect_initial_s, ticker.reconnect_max_s
     if initial is not None and top is not None and top < initial:

@@ -3,6 +3,7 @@
 root
 ├── store      opened first, closed last (it flushes); `store-monitor` polls its health
 ├── venue      the embedded paper venue, when [venue] is configured
+├── ticker-reader  one task reading every account's ticker socket (`brokers.ticker_reader`)
 ├── accounts   a dynamic supervisor: one AccountActor per account
 ├── batches    the BatchCoordinator (recovers unfinished batches at start)
 ├── webhooks   the outbox dispatcher, and the relay that feeds it
@@ -43,6 +44,7 @@ from actors.settings import AccountSettings, TickerSettings
 from actors.webhooks import EventRelay, WebhookConfig, WebhookDispatcher
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress, serve_venue
+from brokers.ticker_reader import TickerReader, shared_reading
 from store import Store, open_store
 from web import Metrics, OrderDeskApp, WebConfig, WebDeps, create_app
 from web.chain import chain_blueprint
@@ -214,6 +216,10 @@ async def _open_tree(
 
     tls = ssl.create_default_context()
     pacer = ConnectPacer(*settings.ticker.connect_pace())  # every account's connects, any time
+    gather = settings.ticker.read_gather_s  # every ticker socket read by one task:
+    reader = TickerReader(*([] if gather is None else [gather])) if shared_reading() else None
+    if reader is not None:  # a heartbeat wakes no account
+        await root.start(supervise, ChildSpec("ticker-reader", reader.run), health)
     auth = await open_authenticator(settings, store)  # with the rotations the store keeps
     async with (
         open_cluster(settings.cluster, store,  # None without [cluster]
@@ -225,7 +231,8 @@ async def _open_tree(
         for account in settings.accounts:
             reads = settings.limits.reads_per_s
             broker = KiteBroker(_kite_settings(account, venue, settings.ticker), ssl_context=tls,
-                                before_read=RateLimiter(reads).acquire if reads else None)
+                                before_read=RateLimiter(reads).acquire if reads else None,
+                                reader=reader)
             brokers.append(broker)
             name = f"account:{account.id}"
             entry = health.register(name, "actor")
@@ -387,8 +394,8 @@ def _batch_config(settings: Settings) -> BatchConfig:
 def _actor_config(settings: Settings) -> ActorConfig:
     """`[ticker]`'s reconnect backoff and reconcile period; the rest of ActorConfig's defaults."""
     given = settings.ticker.given()
-    for key in ("stall_timeout_s", "connect_rate_per_s", "connects_in_flight"):
-        given.pop(key, None)  # the adapter's (`_kite_settings`), the pacer's (`_open_tree`)
+    for key in ("stall_timeout_s", "connect_rate_per_s", "connects_in_flight", "read_gather_s"):
+        given.pop(key, None)  # the adapter's (`_kite_settings`), the pacer's and the reader's
     retention = settings.retention
     return attrs.evolve(ActorConfig(), positions_max_rate_hz=settings.positions_max_rate_hz,
                         snapshot_finished=retention.snapshot_finished_orders,
@@ -404,13 +411,9 @@ def _kite_settings(
         raise RuntimeError(f"account {account.id}: no rest_url/ticker_url and no venue")
     login_url = account.login_url or (
         f"{rest_url}/connect/login" if account.broker == "paper" else None)
-    settings = KiteSettings(
-        api_key=account.api_key,
-        access_token=account.access_token,
-        rest_url=rest_url,
-        ticker_url=ticker_url,
-        **({"login_url": login_url} if login_url else {}),
-    )
+    settings = KiteSettings(api_key=account.api_key, access_token=account.access_token,
+                            rest_url=rest_url, ticker_url=ticker_url,
+                            **({"login_url": login_url} if login_url else {}))
     if ticker.stall_timeout_s is None:
         return settings
     return attrs.evolve(settings, stall_timeout_s=ticker.stall_timeout_s)

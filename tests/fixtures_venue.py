@@ -28,6 +28,7 @@ from brokers.kite import parse_instrument
 from brokers.paper import VenueAddress, VenueConfig, serve_venue
 from brokers.paper.config import IST
 from brokers.paper.instruments import InstrumentMaster, builtin_master
+from brokers.ticker_reader import TickerReader, open_ticker_reader
 
 TEST_CONFIG = VenueConfig(
     bind="127.0.0.1:0",
@@ -219,3 +220,13 @@ async def net_positions(venue: httpx.AsyncClient) -> dict[str, int]:
 async def venue_orders(venue: httpx.AsyncClient) -> list[dict]:
     headers = {"X-Kite-Version": "3", "Authorization": "token paper:paper-primary"}
     return (await venue.get("/orders", headers=headers)).json()["data"]
+
+
+@pytest.fixture(params=["own", "shared"])
+async def reader(request: pytest.FixtureRequest) -> AsyncIterator[TickerReader | None]:
+    """A ticker test twice: the consumer reads its socket itself, or the shared reader does."""
+    if request.param == "own":
+        yield None
+        return
+    async with open_ticker_reader() as shared:
+        yield shared

@@ -19,6 +19,7 @@ from brokers.base import (
 )
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
+from brokers.ticker_reader import TickerReader
 from tests.fixtures_venue import start_venue
 
 FUT = "NIFTY26DECFUT"
@@ -28,7 +29,9 @@ def market(side: str = "BUY", qty: int = 75, symbol: str = FUT, **kw) -> OrderRe
     return OrderRequest(symbol, "NFO", side, "MARKET", qty, "NRML", market_protection=-1, **kw)
 
 
-def broker_for(venue: VenueAddress, account: str = "primary", **kw) -> KiteBroker:
+def broker_for(
+    venue: VenueAddress, account: str = "primary", reader: TickerReader | None = None, **kw,
+) -> KiteBroker:
     settings = KiteSettings(
         api_key="paper",
         access_token=kw.pop("token", f"paper-{account}"),
@@ -36,7 +39,7 @@ def broker_for(venue: VenueAddress, account: str = "primary", **kw) -> KiteBroke
         ticker_url=venue.ticker_url,
         **kw,
     )
-    return KiteBroker(settings)
+    return KiteBroker(settings, reader=reader)
 
 
 @pytest.fixture
@@ -204,9 +207,9 @@ async def test_rate_limited(nursery: trio.Nursery) -> None:
 
 
 async def test_stalled_and_dropped_ticker_are_lost(
-    venue: VenueAddress, control: httpx.AsyncClient
+    venue: VenueAddress, control: httpx.AsyncClient, reader: TickerReader | None,
 ) -> None:
-    b = broker_for(venue, stall_timeout_s=0.5)
+    b = broker_for(venue, reader=reader, stall_timeout_s=0.5)
     try:
         with trio.fail_after(10):
             async with b.open_stream() as stream:
@@ -224,10 +227,12 @@ async def test_stalled_and_dropped_ticker_are_lost(
         await b.aclose()
 
 
-async def test_heartbeats_keep_a_stream_past_many_stall_timeouts(venue: VenueAddress) -> None:
-    """The stall watch rolls over from one scope to the next while heartbeats (1 s apart)
-    come: 1.2 s of stall timeout, 3.5 s of heartbeats only, no loss."""
-    b = broker_for(venue, stall_timeout_s=1.2)
+async def test_heartbeats_keep_a_stream_past_many_stall_timeouts(
+    venue: VenueAddress, reader: TickerReader | None,
+) -> None:
+    """The stall watch rolls over while heartbeats (1 s apart) come: 1.2 s of stall
+    timeout, 3.5 s of heartbeats only, no loss."""
+    b = broker_for(venue, reader=reader, stall_timeout_s=1.2)
     try:
         with trio.fail_after(10):
             async with b.open_stream() as stream:
@@ -240,10 +245,12 @@ async def test_heartbeats_keep_a_stream_past_many_stall_timeouts(venue: VenueAdd
         await b.aclose()
 
 
-async def test_a_consumer_busy_elsewhere_is_no_stall(venue: VenueAddress) -> None:
-    """Silence counts while the stream is read: frames that waited for a busy consumer
-    longer than the stall timeout are read, not taken for a dead ticker."""
-    b = broker_for(venue, stall_timeout_s=1.2)
+async def test_a_consumer_busy_elsewhere_is_no_stall(
+    venue: VenueAddress, reader: TickerReader | None,
+) -> None:
+    """Frames that waited for a busy consumer longer than the stall timeout are read, not
+    taken for a dead ticker (the shared reader reads them meanwhile)."""
+    b = broker_for(venue, reader=reader, stall_timeout_s=1.2)
     try:
         with trio.fail_after(10):
             async with b.open_stream() as stream:

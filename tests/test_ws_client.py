@@ -18,6 +18,7 @@ import ssl
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -31,9 +32,23 @@ from brokers import _ws_client as wsc
 from brokers.base import TokenExpired, UpstreamLost
 from brokers.kite import KiteBroker, KiteSettings
 from brokers.paper import VenueAddress
+from brokers.ticker_reader import TickerReader
 from tests.fixtures_venue import ticker_url
 
 TIMEOUT_S = 5
+
+Connect = Callable[..., Awaitable[wsc.WebSocket]]
+
+
+@pytest.fixture
+def connect(reader: TickerReader | None) -> Connect:
+    """`wsc.connect`, the websocket then read by `reader` (if any)."""
+    async def connect(url: str, **options: Any) -> wsc.WebSocket:
+        ws = await wsc.connect(url, **options)
+        if reader is not None:
+            reader.add(ws)
+        return ws
+    return connect
 
 
 def server_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,
@@ -150,9 +165,11 @@ def url_of(port: int, scheme: str = "ws") -> str:
 # ---- the paper venue (hypercorn's server side) ----------------------------------------------
 
 
-async def test_against_the_venue_heartbeats_send_and_a_clean_close(venue: VenueAddress) -> None:
+async def test_against_the_venue_heartbeats_send_and_a_clean_close(
+    venue: VenueAddress, connect: Connect,
+) -> None:
     with trio.fail_after(TIMEOUT_S):
-        ws = await wsc.connect(ticker_url(venue.ticker_url))
+        ws = await connect(ticker_url(venue.ticker_url))
         assert await ws.get_message() == b"\x00"  # the heartbeat: one binary byte
         await ws.send_message('{"a": "subscribe", "v": [256265]}')
         await ws.aclose()
@@ -236,7 +253,7 @@ async def test_the_adapter_maps_a_refused_upgrade(status: int, error: type[Excep
         assert info.value.status == status  # type: ignore[attr-defined]
 
 
-async def test_the_request_and_frames_sent_with_the_101() -> None:
+async def test_the_request_and_frames_sent_with_the_101(connect: Connect) -> None:
     """Frames the server writes together with its 101 are not lost; the request is a proper
     upgrade for the URL's target."""
     seen: dict[str, str] = {}
@@ -250,7 +267,7 @@ async def test_the_request_and_frames_sent_with_the_101() -> None:
     with trio.fail_after(TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_peer, peer)
-            ws = await wsc.connect(url_of(port))
+            ws = await connect(url_of(port))
             assert await ws.get_message() == "first"
             assert await ws.get_message() == b"\x00"
             await ws.aclose()
@@ -262,7 +279,9 @@ async def test_the_request_and_frames_sent_with_the_101() -> None:
 # ---- messages --------------------------------------------------------------------------------
 
 
-async def test_fragments_with_a_ping_between_and_lengths_of_16_and_64_bits() -> None:
+async def test_fragments_with_a_ping_between_and_lengths_of_16_and_64_bits(
+    connect: Connect,
+) -> None:
     big16, big64 = b"x" * 300, bytes(range(256)) * 300  # 76,800 bytes: a 64-bit length
     pongs: list[bytes] = []
 
@@ -288,7 +307,7 @@ async def test_fragments_with_a_ping_between_and_lengths_of_16_and_64_bits() -> 
     with trio.fail_after(TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_peer, peer)
-            ws = await wsc.connect(url_of(port))
+            ws = await connect(url_of(port))
             assert await ws.get_message() == "héllo, world"
             assert await ws.get_message() == big16
             assert await ws.get_message() == big64
@@ -297,7 +316,9 @@ async def test_fragments_with_a_ping_between_and_lengths_of_16_and_64_bits() -> 
     assert pongs == [b"are you there"]
 
 
-async def test_a_pong_unasked_is_ignored_and_the_peer_close_is_echoed() -> None:
+async def test_a_pong_unasked_is_ignored_and_the_peer_close_is_echoed(
+    connect: Connect,
+) -> None:
     async def peer(p: Peer) -> None:
         await p.accept()
         await p.stream.send_all(server_frame(wsc.OP_PONG, b"?")
@@ -308,7 +329,7 @@ async def test_a_pong_unasked_is_ignored_and_the_peer_close_is_echoed() -> None:
     with trio.fail_after(TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_peer, peer)
-            ws = await wsc.connect(url_of(port))
+            ws = await connect(url_of(port))
             with pytest.raises(wsc.ConnectionClosed) as info:
                 await ws.get_message()
             assert (info.value.code, info.value.reason) == (4001, "bye")
@@ -345,7 +366,7 @@ VIOLATIONS = [
 
 
 @pytest.mark.parametrize("bad", VIOLATIONS, ids=lambda v: v.name)
-async def test_a_protocol_violation_closes_with_its_code(bad: Violation) -> None:
+async def test_a_protocol_violation_closes_with_its_code(bad: Violation, connect: Connect) -> None:
     sent: list[int | None] = []
 
     async def peer(p: Peer) -> None:
@@ -357,7 +378,7 @@ async def test_a_protocol_violation_closes_with_its_code(bad: Violation) -> None
     with trio.fail_after(TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_peer, peer)
-            ws = await wsc.connect(url_of(port), max_message=100_000)
+            ws = await connect(url_of(port), max_message=100_000)
             with pytest.raises(wsc.ConnectionClosed) as info:
                 await ws.get_message()
             assert info.value.code == bad.code
@@ -368,7 +389,7 @@ async def test_a_protocol_violation_closes_with_its_code(bad: Violation) -> None
 # ---- a peer gone wrong -----------------------------------------------------------------------
 
 
-async def test_a_reset_mid_frame_is_upstream_lost() -> None:
+async def test_a_reset_mid_frame_is_upstream_lost(reader: TickerReader | None) -> None:
     async def peer(p: Peer) -> None:
         await p.accept()
         await p.stream.send_all(server_frame(wsc.OP_BINARY, b"\x00")
@@ -378,7 +399,8 @@ async def test_a_reset_mid_frame_is_upstream_lost() -> None:
     with trio.fail_after(TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_peer, peer)
-            b = KiteBroker(KiteSettings("k", "t", f"http://127.0.0.1:{port}", url_of(port)))
+            b = KiteBroker(KiteSettings("k", "t", f"http://127.0.0.1:{port}", url_of(port)),
+                           reader=reader)
             try:
                 with pytest.raises(UpstreamLost, match="ticker closed"):
                     async with b.open_stream() as stream:
@@ -388,7 +410,9 @@ async def test_a_reset_mid_frame_is_upstream_lost() -> None:
                 await b.aclose()
 
 
-async def test_a_peer_that_never_answers_the_close_is_left_after_the_timeout() -> None:
+async def test_a_peer_that_never_answers_the_close_is_left_after_the_timeout(
+    connect: Connect,
+) -> None:
     got_close = trio.Event()
 
     async def peer(p: Peer) -> None:
@@ -400,7 +424,7 @@ async def test_a_peer_that_never_answers_the_close_is_left_after_the_timeout() -
     with trio.fail_after(TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_peer, peer)
-            ws = await wsc.connect(url_of(port), close_timeout_s=0.3)
+            ws = await connect(url_of(port), close_timeout_s=0.3)
             started = trio.current_time()
             await ws.aclose()
             took = trio.current_time() - started
@@ -408,7 +432,7 @@ async def test_a_peer_that_never_answers_the_close_is_left_after_the_timeout() -
     assert 0.3 <= took < 1.5
 
 
-async def test_a_cancelled_owner_still_closes_within_the_timeout() -> None:
+async def test_a_cancelled_owner_still_closes_within_the_timeout(connect: Connect) -> None:
     """aclose under a cancelled scope: shielded, so the close frame goes out, and bounded."""
     codes: list[int | None] = []
 
@@ -420,14 +444,14 @@ async def test_a_cancelled_owner_still_closes_within_the_timeout() -> None:
     with trio.fail_after(TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_peer, peer)
-            ws = await wsc.connect(url_of(port), close_timeout_s=0.3)
+            ws = await connect(url_of(port), close_timeout_s=0.3)
             with trio.CancelScope() as scope:
                 scope.cancel()
                 await ws.aclose()
     assert codes == [1000]
 
 
-async def test_a_silent_ticker_is_a_stall() -> None:
+async def test_a_silent_ticker_is_a_stall(reader: TickerReader | None) -> None:
     async def peer(p: Peer) -> None:
         await p.accept()
         await p.close_code()  # says nothing, until the client gives up on it
@@ -437,7 +461,7 @@ async def test_a_silent_ticker_is_a_stall() -> None:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_peer, peer)
             b = KiteBroker(KiteSettings("k", "t", f"http://127.0.0.1:{port}", url_of(port),
-                                        stall_timeout_s=0.4))
+                                        stall_timeout_s=0.4), reader=reader)
             try:
                 with pytest.raises(UpstreamLost, match="no frame"):
                     async with b.open_stream() as stream:
@@ -476,7 +500,9 @@ def self_signed(where: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-async def test_wss_over_tls_and_an_untrusted_certificate_is_refused(tmp_path: Path) -> None:
+async def test_wss_over_tls_and_an_untrusted_certificate_is_refused(
+    tmp_path: Path, connect: Connect,
+) -> None:
     server_ctx, client_ctx = self_signed(tmp_path)
 
     async def serve_tls(*, task_status: trio.TaskStatus[int]) -> None:
@@ -499,7 +525,7 @@ async def test_wss_over_tls_and_an_untrusted_certificate_is_refused(tmp_path: Pa
     with trio.fail_after(TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(serve_tls)
-            ws = await wsc.connect(url_of(port, "wss"), ssl_context=client_ctx)
+            ws = await connect(url_of(port, "wss"), ssl_context=client_ctx)
             assert await ws.get_message() == b"\x00"
             await ws.send_message("over tls")
             await ws.aclose()
