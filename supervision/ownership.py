@@ -27,11 +27,13 @@ from typing import Any, Protocol
 import trio
 
 from actors.account import AccountActor
+from actors.account.frames import status_frame
 from actors.health import HealthEntry
 from store import FencedOut, StoreError
 
 from .lease import REDIS_ERRORS, Lease
 from .renewal import Renewer
+from .stream_append import StreamAppender
 from .tokens import AccountTokens, TokenVault
 
 log = logging.getLogger("orderdesk.cluster")
@@ -65,8 +67,12 @@ class AccountOwner:
         takeovers: Callable[[], Takeovers | None] = lambda: None,
         tokens: TokenVault | None = None,
         acquiring: trio.CapacityLimiter | None = None,
+        appender: Callable[[str], StreamAppender] | None = None,
     ) -> None:
         self.account = actor.account
+        #: Makes the appender of each ownership period (None: nothing is appended).
+        self._new_appender = appender
+        self.appender: StreamAppender | None = None  # the current or last period's
         self._renewer = renewer
         #: The node's bound on acquisitions in flight at once: standbys never stampede Redis.
         self._acquiring = acquiring or trio.CapacityLimiter(1)
@@ -156,6 +162,8 @@ class AccountOwner:
                 self._health.upstream_watch = self._watch
             log.warning("account %s: owned by this node (%s), epoch %s",
                         self.account, self._leases.node, self.epoch)
+            appender = None if self._new_appender is None else self._new_appender(self.account)
+            self.appender = appender
             try:
                 async with trio.open_nursery() as nursery:
 
@@ -165,7 +173,12 @@ class AccountOwner:
                         nursery.cancel_scope.cancel()
 
                     nursery.start_soon(keep)
+                    if appender is not None:  # every update committed from the start on
+                        self._actor.tap = appender.tap
                     await nursery.start(self._actor.run)
+                    if appender is not None:  # the stream reaches the loaded seq first
+                        nursery.start_soon(appender.run, self._actor.seq, status_frame(
+                            self.account, self._actor.upstream.state))
                     if self._tokens is not None:
                         nursery.start_soon(self._tokens.follow, self._leases.cluster.renew_s)
                     takeovers = self._takeovers()
@@ -184,6 +197,7 @@ class AccountOwner:
             reason = f"the epoch could not be claimed: {exc}"
             return told
         finally:
+            self._actor.tap = None
             self._renewer.drop(lease)
             with trio.CancelScope(shield=True):
                 await self._step_down(lease, reason)
