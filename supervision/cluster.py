@@ -4,9 +4,11 @@
 client, announces the node every `renew_s`, runs the node's `Renewer` (every lease the node
 holds, renewed in one Redis round) and hands out one `AccountOwner` per account: the
 tree runs it in place of the actor's own `run`, so an actor runs only where its account is
-owned. `Cluster.fence` is the order path's check before each broker write (the lease must
-outlast the call). It outlives the accounts subtree (a stepping-down owner still releases
-its lease).
+owned (and appends its updates to its stream). This node's subscribers of accounts it does
+not own are fed from those streams (`StreamFeeds`, its reader runs here; `Cluster.subscribe`
+is what the web front calls). `Cluster.fence` is the order path's check before each broker
+write (the lease must outlast the call). It outlives the accounts subtree (a stepping-down
+owner still releases its lease).
 """
 
 from __future__ import annotations

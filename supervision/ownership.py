@@ -6,7 +6,9 @@ in Postgres (from then on the previous owner's writes are refused), loads the ac
 in the store (`tokens`), then runs the actor while the node's `Renewer` renews the lease (from
 the moment it is taken, in one Redis round with every other account's), and has the order path
 recover the batches the previous owner left unfinished (`Takeovers`: new orders of the account
-are refused until they are tracked). It steps down (stops the actor, stops writing,
+are refused until they are tracked), and appends each update the actor commits to the
+account's Redis stream (`StreamAppender`, made per ownership period: the stream first reaches
+the seq the actor loaded, filled from the store). It steps down (stops the actor, stops writing,
 gives the lease up) when:
 - the lease is lost: another node holds it, or no renewal succeeded before this node's own
   deadline (sent + lease - margin), which comes before Redis expires the key, so the actor is
