@@ -128,6 +128,7 @@ async def phase(kind: str, nodes: list[Node], venue: str, accounts: list[str],
     deliveries = sum(sum(r["per_account"].values()) for r in replies)
     return {
         "phase": kind, "accounts": len(accounts), "subscribers": connected["connected"],
+        "connect_failures": connected["failures"],
         "orders": sum(driver.ok.values()), "deliveries": deliveries,
         "expected": 2 * sum(driver.ok.values()) * args.subscribers,
         "p50_ms": round(quantile(ordered, 0.5) * 1000, 2),
