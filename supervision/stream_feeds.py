@@ -4,8 +4,15 @@ The owner appends every committed update to the account's Redis stream (stream_a
 one reader task per node follows the streams of every account that has such subscribers here,
 in one blocking XREAD: one Redis connection and one round trip for any number of accounts,
 where a task per account would hold a connection each (it needs a single Redis, or one reader
-per shard under Redis Cluster: a later slice). An account joining cancels the XREAD under way
-and the next one includes it.
+per shard under Redis Cluster: a later slice).
+
+An account joining must get into the XREAD under way. Cancelling it is no way to do that: the
+client drops a connection whose blocking command is cancelled (its reply would otherwise land
+on the next command), so every join would cost a reconnect and a burst of joins starves the
+reader. Nor is a short BLOCK: joins would wait for it, and an idle node would send the whole
+list of keys several times a second. So each XREAD also reads a wake stream of this reader's
+own, and a joiner that finds the reader blocked adds an entry to it (one per XREAD however
+many join): the XREAD returns at once and the next one includes the account.
 
 A subscriber gets what a local one gets, with the same seqs: a snapshot (built from the store at
 a seq) or the updates after `since` (from the stream, or from the store where the stream does
@@ -23,8 +30,10 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 
 import attrs
+import coredis
 import trio
 
 from actors.account import (
@@ -51,6 +60,8 @@ CATCH_UP_S = 5.0
 #: Entries per stream per XREAD, and how long one blocks.
 READ_COUNT = 1_000
 BLOCK_MS = 1_000
+#: A wake stream outlives a reader that died by this long at most (it is renewed on each use).
+WAKE_TTL_MS = 3_600_000
 
 
 @attrs.define(eq=False)
@@ -81,8 +92,14 @@ class StreamFeeds:
         self._config = config
         self._follows: dict[str, _Follow] = {}
         self._changed = trio.Event()
-        self._reading: trio.CancelScope | None = None
+        #: This reader's wake stream (a key of its own), where it stands in it, whether an
+        #: XREAD is under way and whether it has been woken already.
+        self._wake_key = f"{{{prefix}:feeds:{secrets.token_hex(8)}}}:wake"
+        self._wake_position = "0-0"
+        self._blocked = False
+        self._woken = False
         self.read_errors = 0
+        self.wakes = 0  # entries added to the wake stream
 
     def statistics(self) -> dict[str, dict[str, int]]:
         """Per followed account: subscribers here, frames delivered from its stream."""
@@ -102,11 +119,13 @@ class StreamFeeds:
 
     async def _subscribe(self, account: str, since: int | None) -> Subscription:
         follow = self._follows.get(account)
+        new = follow is None
         if follow is None:
             follow = self._follows[account] = _Follow(account)
-            self._wake_reader()
         follow.joining += 1
         try:
+            if new:
+                await self._wake_reader()
             with trio.move_on_after(CATCH_UP_S):
                 while follow.position is None:
                     await follow.advanced.wait()
@@ -170,10 +189,17 @@ class StreamFeeds:
             return [(seq or after, m) for seq, m in found]
         return await frames_between(self._store, account, after, upto)
 
-    def _wake_reader(self) -> None:
+    async def _wake_reader(self) -> None:
+        """Have the reader take a new account: the next round does; one blocked in XREAD is
+        woken through the wake stream (once per XREAD)."""
         self._changed.set()
-        if self._reading is not None:
-            self._reading.cancel()
+        if self._blocked and not self._woken:
+            self._woken = True
+            self.wakes += 1
+            async with self._client.pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
+                pipe.xadd(self._wake_key, {"w": "1"}, trim_strategy=coredis.PureToken.MAXLEN,
+                          threshold=1)
+                pipe.pexpire(self._wake_key, WAKE_TTL_MS)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The node's reader, until cancelled."""
@@ -193,15 +219,17 @@ class StreamFeeds:
                 await trio.sleep(backoff.next())
 
     async def _start_follows(self) -> None:
-        """Where a newly followed account's stream stands: its last entry (else, empty, the
-        store's seq) and status."""
-        for follow in list(self._follows.values()):
-            if follow.position is not None:
-                continue
-            key = stream_key(self._prefix, follow.account)
-            top = await self._client.xrevrange(key, count=1)  # type: ignore[attr-defined]
-            status = await self._client.get(  # type: ignore[attr-defined]
-                upstream_key(self._prefix, follow.account))
+        """Where each newly followed account's stream stands: its last entry (else, empty, the
+        store's seq) and status, for all of them in one round trip."""
+        new = [f for f in self._follows.values() if f.position is None]
+        if not new:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
+            for follow in new:
+                pipe.xrevrange(stream_key(self._prefix, follow.account), count=1)
+                pipe.get(upstream_key(self._prefix, follow.account))
+        replies = pipe.results or ()
+        for follow, top, status in zip(new, replies[::2], replies[1::2], strict=True):
             if top:
                 follow.delivered = _seq_of(top[0].identifier, whole=True)
                 follow.position = top[0].identifier
@@ -214,15 +242,20 @@ class StreamFeeds:
     async def _read_round(self) -> None:
         follows = {stream_key(self._prefix, f.account): f for f in self._follows.values()
                    if f.position is not None}
-        if not follows:
+        if not follows or self._changed.is_set():  # an account joined: start it first
             return
-        found = None
-        with trio.CancelScope() as self._reading:
+        positions = {key: f.position for key, f in follows.items()}
+        positions[self._wake_key] = self._wake_position
+        self._blocked, self._woken = True, False
+        try:
             found = await self._client.xread(  # type: ignore[attr-defined]
-                {key: f.position for key, f in follows.items()}, count=READ_COUNT,
-                block=BLOCK_MS)
-        self._reading = None
+                positions, count=READ_COUNT, block=BLOCK_MS)
+        finally:
+            self._blocked = False
         for key, entries in (found or {}).items():
+            if key == self._wake_key:
+                self._wake_position = entries[-1].identifier
+                continue
             follow = follows[key]
             for entry in entries:
                 await self._deliver(follow, entry.identifier, entry.field_values["m"])

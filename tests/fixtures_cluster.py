@@ -58,10 +58,12 @@ def cluster_toml(settings: ClusterSettings) -> str:
 
 @attrs.define(eq=False)
 class FreezableProxy:
-    """Forwards 127.0.0.1:<port> to Redis; `frozen` (an event cleared) holds every byte."""
+    """Forwards 127.0.0.1:<port> to Redis; `frozen` (an event cleared) holds every byte;
+    `connections` counts the connections it took (a client that reconnects shows here)."""
 
     port: int = 0
     flowing: trio.Event = attrs.field(factory=trio.Event)
+    connections: int = 0
 
     def freeze(self) -> None:
         self.flowing = trio.Event()
@@ -79,6 +81,7 @@ class FreezableProxy:
             await sink.send_all(data)
 
     async def _serve(self, client: trio.SocketStream) -> None:
+        self.connections += 1
         async with client, await trio.open_tcp_stream("127.0.0.1", 6379) as upstream:
             try:
                 async with trio.open_nursery() as nursery:

@@ -23,7 +23,7 @@ from actors.calendar import trading_day
 from store import Store, open_store
 from supervision.stream_append import StreamAppender, stream_key, upstream_key
 from supervision.stream_feeds import StreamFeeds
-from tests.fixtures_cluster import REDIS_URL
+from tests.fixtures_cluster import REDIS_URL, redis_proxy
 from tests.fixtures_waits import wait_until
 
 ACCOUNT = "primary"
@@ -200,4 +200,50 @@ async def test_the_reader_fills_a_jump_in_the_stream_from_the_store(
 
             await wait_until(upto_6, "seq 6 delivered")
             assert seen == [3, 4, 5, 6]
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_burst_of_subscribers_all_get_in_without_the_reader_reconnecting(
+    redis: Any, store: Store, key_prefix: str
+) -> None:
+    accounts = [f"acct{i:02d}" for i in range(50)]
+    appenders = [StreamAppender(redis, key_prefix, a, store, cap=100) for a in accounts]
+
+    async def commit_all() -> None:
+        for appender in appenders:
+            [seq] = await store.append_events(appender.account, [{"order_id": "o", "tag": None}])
+            appender.tap(seq, order_frame(appender.account, seq, {"order_id": "o"}))
+
+    await commit_all()
+    subs: list[Subscription] = []
+
+    async def join(i: int) -> None:
+        await trio.sleep(i * 0.004)  # arrivals spread over 0.4 s, as a load balancer sends them
+        subs.append(await feeds.subscribe(accounts[i // 2], None))
+
+    with trio.fail_after(30):
+        async with redis_proxy() as proxy, trio.open_nursery() as nursery, \
+                coredis.Redis.from_url(proxy.url, decode_responses=True,
+                                       stream_timeout=5) as reader:
+            feeds = StreamFeeds(reader, key_prefix, store, ActorConfig())
+            for appender in appenders:
+                nursery.start_soon(appender.run, 0, status_frame(appender.account, "connected"))
+            await nursery.start(feeds.run)
+            await wait_until(lambda: all(a.appended == 1 for a in appenders), "seq 1 appended")
+            async with trio.open_nursery() as joins:
+                for i in range(2 * len(accounts)):
+                    joins.start_soon(join, i)
+            assert len(subs) == 100 and all(seqs_of(received(s)) == [] for s in subs)
+            await commit_all()
+            seen: dict[int, list[int]] = {id(s): [] for s in subs}
+
+            def all_got_seq_2() -> bool:
+                for sub in subs:
+                    seen[id(sub)] += seqs_of(received(sub))
+                return all(got == [2] for got in seen.values())
+
+            await wait_until(all_got_seq_2, "every subscriber to get seq 2")
+            # the blocking XREAD's connection and one shared by the other calls, kept
+            assert proxy.connections <= 3, proxy.connections
+            assert feeds.wakes > 0  # joins did find the reader blocked in XREAD
             nursery.cancel_scope.cancel()
