@@ -1,7 +1,7 @@
 """Local vs cross-node delivery in a two-node cluster (issue 19, fan-out on Redis Streams).
 
     .venv/bin/python bench/cross_node.py [--accounts 20] [--subscribers 5] [--rate 20]
-        [--seconds 10] [--rounds 2] [--clients 2] [--logs DIR]
+        [--seconds 10] [--rounds 2] [--clients 2] [--logs DIR] [--profile DIR]
         [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/0]
 
 A paper venue (`orderdesk venue`) and two `orderdesk serve` nodes with `[cluster]` on a
@@ -16,7 +16,8 @@ One JSON line per phase: deliveries, latency venue emit -> client receive (p50/p
 gaps, CPU seconds of a, b and Redis (INFO cpu; the Redis is shared, so approximate) over drive +
 drain, and server CPU per delivery (a + b, µs). Then one line comparing the phases (medians over
 the rounds) with issue 19's targets: cross-node p50 within 2 ms of local; cross-node CPU per
-delivery <= 1.5x local; 0 gaps.
+delivery <= 1.5x local; 0 gaps. --profile: py-spy samples both nodes over each phase's drive +
+drain, into DIR/<phase><round>-<node>.txt (collapsed stacks, one per line with its count).
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from array import array
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +95,32 @@ async def owned_by_a(a: Node, accounts: list[str]) -> bool:
     return all((found.get(x, {}).get("owner") or {}).get("state") == "owner" for x in accounts)
 
 
+@asynccontextmanager
+async def profiled(nodes: list[Node], into: Path | None, name: str) -> AsyncIterator[None]:
+    """py-spy on every node for the block (nothing without `into`)."""
+    if into is None:
+        yield
+        return
+    spies = []
+    for node in nodes:
+        assert node.process is not None
+        spies.append(await trio.lowlevel.open_process([
+            str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+            str(node.process.pid), "--format", "raw", "--nonblocking", "--output",
+            str(into / f"{name}-{node.name}.txt")], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL))
+    try:
+        yield
+    finally:
+        with trio.CancelScope(shield=True):
+            for spy in spies:  # on SIGINT py-spy writes what it sampled
+                spy.send_signal(signal.SIGINT)
+            for spy in spies:
+                await spy.wait()
+
+
 async def phase(kind: str, nodes: list[Node], venue: str, accounts: list[str],
-                args: argparse.Namespace, redis: Any) -> dict[str, Any]:
+                args: argparse.Namespace, redis: Any, name: str) -> dict[str, Any]:
     node = nodes[0] if kind == "local" else nodes[1]
     clients = Clients(args.clients)
     try:
@@ -110,10 +139,11 @@ async def phase(kind: str, nodes: list[Node], venue: str, accounts: list[str],
             await settle(clients, want, limit_s=10, still_s=2)
             await clients.call("reset")
             driver = Driver(http, instrument)
-            started = [cpu(n) for n in nodes], await redis_cpu(redis), time.monotonic()
-            await driver.run(accounts, len(accounts) * args.rate / 2, args.seconds)
-            want = Counter({a: 2 * n * args.subscribers for a, n in driver.ok.items()})
-            await settle(clients, want, limit_s=15, still_s=1)
+            async with profiled(nodes, args.profile, name):
+                started = [cpu(n) for n in nodes], await redis_cpu(redis), time.monotonic()
+                await driver.run(accounts, len(accounts) * args.rate / 2, args.seconds)
+                want = Counter({a: 2 * n * args.subscribers for a, n in driver.ok.items()})
+                await settle(clients, want, limit_s=15, still_s=1)
             (cpu_a, cpu_b), cpu_redis = ([cpu(n) - c for n, c in zip(nodes, started[0],
                                                                      strict=True)],
                                          await redis_cpu(redis) - started[1])
@@ -165,9 +195,10 @@ async def run(args: argparse.Namespace, database: str) -> None:
                             break
                         await trio.sleep(0.2)
                 await start(nodes[1], work)
-                for _ in range(args.rounds):
+                for round_ in range(args.rounds):
                     for kind in ("local", "cross"):
-                        line = await phase(kind, nodes, venue_url, accounts, args, redis)
+                        line = await phase(kind, nodes, venue_url, accounts, args, redis,
+                                           f"{kind}{round_}")
                         results[kind].append(line)
                         print(json.dumps(line), flush=True)
             finally:
@@ -208,6 +239,8 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--logs", default=None,
                         help="keep the run's configs and logs in a new directory under LOGS")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="py-spy both nodes in each phase, into this directory")
     args = parser.parse_args()
     with throwaway_database(args.postgres, "od_cross") as database:
         trio.run(run, args, database)

@@ -33,8 +33,9 @@ from .renewal import Renewer
 from .rotations import follow_rotations
 from .shared_books import BookLimits, RedisSessions, RedisTickets
 from .stream_append import StreamAppender
-from .stream_feeds import BLOCK_MS, StreamFeeds
+from .stream_feeds import StreamFeeds
 from .tokens import TokenVault
+from .xread_connection import XReadConnection
 
 log = logging.getLogger("orderdesk.cluster")
 
@@ -188,11 +189,12 @@ async def open_cluster(
                     "call's timeout (%g s): the owner refuses every order call its lease would "
                     "not outlast, so most orders will be refused; lengthen lease_s",
                     settings.lease_s - settings.renew_s - settings.margin_s, call_timeout_s)
-    # the stream reader's own client: its XREAD blocks longer than the leases' timeout
+    # the stream reader's own client (its catch-up reads must not delay lease renewals)
     reader = coredis.Redis.from_url(settings.redis_url, decode_responses=True,
-                                    connect_timeout=1.0, stream_timeout=BLOCK_MS / 1000 + 2)
+                                    connect_timeout=1.0, stream_timeout=5.0)
     async with open_leases(settings) as leases, reader, trio.open_nursery() as nursery:
-        feeds = StreamFeeds(reader, settings.key_prefix, store, actor_config)
+        feeds = StreamFeeds(reader, XReadConnection(settings.redis_url), settings.key_prefix,
+                            store, actor_config)
         cluster = Cluster(leases, store, TokenVault(store, settings.token_key, settings.node_id),
                           books, feeds, actor_config.replay_buffer)
         if not settings.token_key:

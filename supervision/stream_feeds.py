@@ -50,6 +50,7 @@ from web.errors import ServiceUnavailable
 
 from .lease import REDIS_ERRORS
 from .stream_append import stream_key, upstream_key
+from .xread_connection import XReadConnection
 
 __all__ = ["StreamFeeds"]
 
@@ -85,8 +86,10 @@ class _Follow:
 class StreamFeeds:
     """The subscribers this node serves from streams, and the reader that feeds them."""
 
-    def __init__(self, client: object, prefix: str, store: Store, config: ActorConfig) -> None:
-        self._client = client
+    def __init__(self, client: object, xread: XReadConnection, prefix: str, store: Store,
+                 config: ActorConfig) -> None:
+        self._client = client  # every call but the blocking XREAD
+        self._xread = xread
         self._prefix = prefix
         self._store = store
         self._config = config
@@ -197,7 +200,7 @@ class StreamFeeds:
             self._woken = True
             self.wakes += 1
             async with self._client.pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
-                pipe.xadd(self._wake_key, {"w": "1"}, trim_strategy=coredis.PureToken.MAXLEN,
+                pipe.xadd(self._wake_key, {"m": "wake"}, trim_strategy=coredis.PureToken.MAXLEN,
                           threshold=1)
                 pipe.pexpire(self._wake_key, WAKE_TTL_MS)
 
@@ -205,18 +208,21 @@ class StreamFeeds:
         """The node's reader, until cancelled."""
         task_status.started()
         backoff = Backoff(0.1, 2.0)
-        while True:
-            if not self._follows:
-                await self._changed.wait()
-            self._changed = trio.Event()
-            try:
-                await self._start_follows()
-                await self._read_round()
-                backoff.reset()
-            except REDIS_ERRORS as exc:
-                self.read_errors += 1
-                log.warning("cannot read the accounts' streams: %s", exc)
-                await trio.sleep(backoff.next())
+        try:
+            while True:
+                if not self._follows:
+                    await self._changed.wait()
+                self._changed = trio.Event()
+                try:
+                    await self._start_follows()
+                    await self._read_round()
+                    backoff.reset()
+                except REDIS_ERRORS as exc:
+                    self.read_errors += 1
+                    log.warning("cannot read the accounts' streams: %s", exc)
+                    await trio.sleep(backoff.next())
+        finally:
+            await self._xread.aclose()
 
     async def _start_follows(self) -> None:
         """Where each newly followed account's stream stands: its last entry (else, empty, the
@@ -248,17 +254,16 @@ class StreamFeeds:
         positions[self._wake_key] = self._wake_position
         self._blocked, self._woken = True, False
         try:
-            found = await self._client.xread(  # type: ignore[attr-defined]
-                positions, count=READ_COUNT, block=BLOCK_MS)
+            found = await self._xread.xread(positions, READ_COUNT, BLOCK_MS)
         finally:
             self._blocked = False
-        for key, entries in (found or {}).items():
+        for key, entries in found.items():
             if key == self._wake_key:
-                self._wake_position = entries[-1].identifier
+                self._wake_position = entries[-1][0]
                 continue
             follow = follows[key]
-            for entry in entries:
-                await self._deliver(follow, entry.identifier, entry.field_values["m"])
+            for entry_id, frame in entries:
+                await self._deliver(follow, entry_id, frame)
 
     async def _deliver(self, follow: _Follow, entry_id: str, frame: str) -> None:
         seq = _seq_of(entry_id)

@@ -23,6 +23,7 @@ from actors.calendar import trading_day
 from store import Store, open_store
 from supervision.stream_append import StreamAppender, stream_key, upstream_key
 from supervision.stream_feeds import StreamFeeds
+from supervision.xread_connection import XReadConnection
 from tests.fixtures_cluster import REDIS_URL, redis_proxy
 from tests.fixtures_waits import wait_until
 
@@ -134,7 +135,8 @@ async def test_subscribers_fed_from_the_stream_see_every_seq_once(
 ) -> None:
     appender = StreamAppender(redis, key_prefix, ACCOUNT, store, cap=5)
     owner = Owner(store, appender)
-    feeds = StreamFeeds(redis, key_prefix, store, ActorConfig(replay_buffer=50))
+    feeds = StreamFeeds(redis, XReadConnection(REDIS_URL), key_prefix, store,
+                        ActorConfig(replay_buffer=50))
     await owner.commit(3)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
@@ -180,7 +182,7 @@ async def test_the_reader_fills_a_jump_in_the_stream_from_the_store(
 ) -> None:
     appender = StreamAppender(redis, key_prefix, ACCOUNT, store, cap=100)
     owner = Owner(store, appender)
-    feeds = StreamFeeds(redis, key_prefix, store, ActorConfig())
+    feeds = StreamFeeds(redis, XReadConnection(REDIS_URL), key_prefix, store, ActorConfig())
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(appender.run, 0, status_frame(ACCOUNT, "connected"))
@@ -225,7 +227,8 @@ async def test_a_burst_of_subscribers_all_get_in_without_the_reader_reconnecting
         async with redis_proxy() as proxy, trio.open_nursery() as nursery, \
                 coredis.Redis.from_url(proxy.url, decode_responses=True,
                                        stream_timeout=5) as reader:
-            feeds = StreamFeeds(reader, key_prefix, store, ActorConfig())
+            xread = XReadConnection(proxy.url)
+            feeds = StreamFeeds(reader, xread, key_prefix, store, ActorConfig())
             for appender in appenders:
                 nursery.start_soon(appender.run, 0, status_frame(appender.account, "connected"))
             await nursery.start(feeds.run)
@@ -246,4 +249,5 @@ async def test_a_burst_of_subscribers_all_get_in_without_the_reader_reconnecting
             # the blocking XREAD's connection and one shared by the other calls, kept
             assert proxy.connections <= 3, proxy.connections
             assert feeds.wakes > 0  # joins did find the reader blocked in XREAD
+            assert xread.connects == 1
             nursery.cancel_scope.cancel()
