@@ -158,8 +158,8 @@ async def orders_stream(account_id: str) -> Response | None:
         try:
             sub = await remote.subscribe(account_id, since)
         except ServiceUnavailable as exc:
-            return _refuse_upgrade(exc.message, reason="stream unavailable", status=exc.status,
-                                   code=exc.code)
+            return _refuse_upgrade(exc.message, reason=f"stream unavailable: {exc.message}",
+                                   status=exc.status, code=exc.code)
         unsubscribe = remote.unsubscribe
     else:
         # (only asked when wanted: the stand-in actors of some tests know no `positions`)
