@@ -7,10 +7,12 @@
 A paper venue (`orderdesk venue`) and two `orderdesk serve` nodes with `[cluster]` on a
 throwaway Postgres database and one Redis, each its own process. Node a owns every account; b is
 a standby, so b's subscribers are fed from the accounts' Redis streams (a appends each committed
-update; b's one reader follows them). Phases alternate, --rounds times each: `local` connects
---subscribers per account to a, `cross` the same number to b (from --clients client processes,
-bench/_fanout_clients.py); then MARKET orders at the venue, --rate updates per second per
-account (two pushes per order), for --seconds, as bench/fanout.py drives them.
+update; b's one reader follows them). Phases alternate, --rounds times each, local first in
+even rounds and cross first in odd ones (each update costs more as the day's orders pile up,
+which must not weigh on one side): `local` connects --subscribers per account to a, `cross`
+the same number to b (from --clients client processes, bench/_fanout_clients.py); then MARKET
+orders at the venue, --rate updates per second per account (two pushes per order), for
+--seconds, as bench/fanout.py drives them.
 
 One JSON line per phase: deliveries, latency venue emit -> client receive (p50/p99, ms), seq
 gaps, CPU seconds of a, b and Redis (INFO cpu; the Redis is shared, so approximate) over drive +
@@ -196,7 +198,9 @@ async def run(args: argparse.Namespace, database: str) -> None:
                         await trio.sleep(0.2)
                 await start(nodes[1], work)
                 for round_ in range(args.rounds):
-                    for kind in ("local", "cross"):
+                    # local, cross, cross, local, ...: the order books grow phase after phase
+                    # (and each update's cost with them), which would otherwise weigh on cross
+                    for kind in ("local", "cross")[::1 if round_ % 2 == 0 else -1]:
                         line = await phase(kind, nodes, venue_url, accounts, args, redis,
                                            f"{kind}{round_}")
                         results[kind].append(line)
