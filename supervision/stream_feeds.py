@@ -77,6 +77,8 @@ class _Follow:
     joining: int = 0  # subscribers on their way in
     advanced: trio.Event = attrs.field(factory=trio.Event)
     deliveries: int = 0  # frames written to (or queued for) subscribers
+    snapshot: tuple[int, str] | None = None  # the latest read from the store: seq, frame
+    reading: trio.Event | None = None  # a snapshot read under way (set when it ends)
 
     def moved(self) -> None:
         self.advanced.set()
@@ -103,6 +105,7 @@ class StreamFeeds:
         self._woken = False
         self.read_errors = 0
         self.wakes = 0  # entries added to the wake stream
+        self.snapshot_reads = 0  # snapshots read from the store
 
     def statistics(self) -> dict[str, dict[str, int]]:
         """Per followed account: subscribers here, frames delivered from its stream."""
@@ -146,8 +149,8 @@ class StreamFeeds:
                         follow.subs.add(sub)
                         return sub
             raise ServiceUnavailable(
-                f"the updates of account {account!r} do not reach this node now (its stream "
-                "lags the store); try again shortly")
+                f"the updates of account {account!r} do not reach this node in time now (its "
+                "stream lags the store, or the store is slow); try again shortly")
         finally:
             follow.joining -= 1
             self._forget_if_unused(follow)
@@ -175,9 +178,29 @@ class StreamFeeds:
                     await follow.advanced.wait()
             if follow.delivered - self._config.replay_buffer <= since <= follow.delivered:
                 return [], since
-        upstream = _upstream_of(follow.status)
-        seq, frame = await stored_snapshot(self._store, follow.account, upstream, self._config)
+        seq, frame = await self._snapshot(follow)
         return [frame], seq
+
+    async def _snapshot(self, follow: _Follow) -> tuple[int, str]:
+        """The account's snapshot from the store, read once for every subscriber that joins
+        while it is read or before the account moves on (each then gets what follows its seq,
+        as from any snapshot): a burst of joins reads each account's orders once, not once a
+        subscriber (what made joins time out under load)."""
+        while follow.reading is not None:
+            await follow.reading.wait()
+            if follow.snapshot is not None:
+                return follow.snapshot
+        if follow.snapshot is not None and follow.snapshot[0] >= follow.delivered:
+            return follow.snapshot
+        follow.reading, follow.snapshot = trio.Event(), None
+        try:
+            follow.snapshot = await stored_snapshot(
+                self._store, follow.account, _upstream_of(follow.status), self._config)
+            self.snapshot_reads += 1
+            return follow.snapshot
+        finally:
+            follow.reading.set()
+            follow.reading = None
 
     async def _between(self, account: str, after: int, upto: int) -> list[tuple[int, str]]:
         """(seq, frame) of the order frames `after` < seq <= `upto` (and status frames among

@@ -237,6 +237,7 @@ async def test_a_burst_of_subscribers_all_get_in_without_the_reader_reconnecting
                 for i in range(2 * len(accounts)):
                     joins.start_soon(join, i)
             assert len(subs) == 100 and all(seqs_of(received(s)) == [] for s in subs)
+            assert feeds.snapshot_reads == len(accounts)  # one per account, shared
             await commit_all()
             seen: dict[int, list[int]] = {id(s): [] for s in subs}
 
