@@ -6,13 +6,14 @@ in one blocking XREAD: one Redis connection and one round trip for any number of
 where a task per account would hold a connection each (it needs a single Redis, or one reader
 per shard under Redis Cluster: a later slice).
 
-An account joining must get into the XREAD under way. Cancelling it is no way to do that: the
-client drops a connection whose blocking command is cancelled (its reply would otherwise land
-on the next command), so every join would cost a reconnect and a burst of joins starves the
-reader. Nor is a short BLOCK: joins would wait for it, and an idle node would send the whole
-list of keys several times a second. So each XREAD also reads a wake stream of this reader's
-own, and a joiner that finds the reader blocked adds an entry to it (one per XREAD however
-many join): the XREAD returns at once and the next one includes the account.
+An account joining must get into the XREAD under way. Cancelling it is no way to do that: a
+connection whose blocking command is cancelled must be dropped (its reply would otherwise land
+on the next command; coredis drops it, and so does xread_connection.py), so every join would
+cost a reconnect and a burst of joins starves the reader. Nor is a short BLOCK: joins would
+wait for it, and an idle node would send the whole list of keys several times a second. So
+each XREAD also reads a wake stream of this reader's own, and a joiner that finds the reader
+blocked adds an entry to it (one per XREAD however many join): the XREAD returns at once and
+the next one includes the account.
 
 A subscriber gets what a local one gets, with the same seqs: a snapshot (built from the store at
 a seq) or the updates after `since` (from the stream, or from the store where the stream does
