@@ -4,9 +4,11 @@
 client, announces the node every `renew_s`, runs the node's `Renewer` (every lease the node
 holds, renewed in one Redis round) and hands out one `AccountOwner` per account: the
 tree runs it in place of the actor's own `run`, so an actor runs only where its account is
-owned. `Cluster.fence` is the order path's check before each broker write (the lease must
-outlast the call). It outlives the accounts subtree (a stepping-down owner still releases
-its lease).
+owned (and appends its updates to its stream). This node's subscribers of accounts it does
+not own are fed from those streams (`StreamFeeds`, its reader runs here; `Cluster.subscribe`
+is what the web front calls). `Cluster.fence` is the order path's check before each broker
+write (the lease must outlast the call). It outlives the accounts subtree (a stepping-down
+owner still releases its lease).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import coredis
 import trio
 
-from actors.account import AccountActor
+from actors.account import AccountActor, ActorConfig, Subscription
 from actors.health import HealthEntry
 from actors.orders import LeaseExpiring
 from web import Authenticator
@@ -29,7 +32,10 @@ from .ownership import AccountOwner, Claims, Takeovers
 from .renewal import Renewer
 from .rotations import follow_rotations
 from .shared_books import BookLimits, RedisSessions, RedisTickets
+from .stream_append import StreamAppender
+from .stream_feeds import StreamFeeds
 from .tokens import TokenVault
+from .xread_connection import XReadConnection
 
 log = logging.getLogger("orderdesk.cluster")
 
@@ -41,8 +47,12 @@ class Cluster:
     """This node's owners, by account."""
 
     def __init__(self, leases: Leases, store: Claims, tokens: TokenVault | None = None,
-                 books: BookLimits = BookLimits()) -> None:
+                 books: BookLimits = BookLimits(), feeds: StreamFeeds | None = None,
+                 stream_cap: int = ActorConfig().replay_buffer) -> None:
         self.leases = leases
+        #: This node's subscribers of accounts it does not own, fed from their streams.
+        self.feeds = feeds
+        self._stream_cap = stream_cap  # entries each account's stream keeps (its replay size)
         #: Websocket tickets and browser sessions every node takes (Redis).
         self.tickets = RedisTickets(leases.client, leases.cluster, books.ticket_ttl_s,
                                     books.max_tickets)
@@ -63,9 +73,27 @@ class Cluster:
         """The ownership loop that runs `actor` whenever this node owns its account (`health`:
         the actor's entry, whose upstream is not judged while the account is standby here)."""
         owner = AccountOwner(actor, self.renewer, self._store, health, lambda: self.takeovers,
-                             self.tokens, self.acquiring)
+                             self.tokens, self.acquiring, self._appender)
         self.owners[actor.account] = owner
         return owner
+
+    def _appender(self, account: str) -> StreamAppender:
+        return StreamAppender(self.leases.client, self.leases.cluster.key_prefix, account,
+                              self._store, self._stream_cap)  # type: ignore[arg-type]
+
+    def local(self, account: str) -> bool:
+        """Whether a subscriber of `account` is served by the actor here (this node owns it),
+        not from the account's stream (`feeds`)."""
+        return self.owns(account)
+
+    async def subscribe(self, account: str, since: int | None) -> Subscription:
+        """A subscriber of `account` (not owned here) fed from its stream (`StreamFeeds`)."""
+        assert self.feeds is not None
+        return await self.feeds.subscribe(account, since)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if self.feeds is not None:
+            self.feeds.unsubscribe(sub)
 
     def owns(self, account: str) -> bool:
         """Whether this node owns `account` now (the order path acts only for those)."""
@@ -92,7 +120,7 @@ class Cluster:
         """What the web front takes of the cluster (`WebDeps` fields): the ownership view and
         counters, the shared access tokens, tickets and sessions."""
         return {"ownership": self.view, "cluster_counters": self.counters, "tokens": self.tokens,
-                "tickets": self.tickets, "sessions": self.sessions}
+                "tickets": self.tickets, "sessions": self.sessions, "remote": self}
 
     def view(self) -> dict[str, dict[str, Any]]:
         """Per account: this node, its state there (owner or standby), epoch, lease left."""
@@ -100,14 +128,17 @@ class Cluster:
 
     def counters(self) -> dict[str, Any]:
         """What `/metrics` shows of this node's ownership: per account whether it owns it and
-        its takeovers, step-downs, broker calls fenced and store writes refused by epoch; the
-        renewal rounds of the node."""
+        its takeovers, step-downs, broker calls fenced and store writes refused by epoch, its
+        stream's appends (seqs appended, failed calls, gaps filled, lag) and the updates its
+        stream delivered to this node's subscribers; the renewal rounds of the node."""
         renewals = self.renewer.statistics()
+        feeds = {} if self.feeds is None else self.feeds.statistics()
         return {
             "accounts": {
                 account: {"owner": owner.state == "owner", "takeovers": owner.takeovers,
                           "step_downs": owner.step_downs, "calls_fenced": owner.calls_fenced,
-                          "fenced_out": owner.fenced_out + self._store.refused_writes(account)}
+                          "fenced_out": owner.fenced_out + self._store.refused_writes(account),
+                          **_stream_counters(owner.appender, feeds.get(account))}
                 for account, owner in self.owners.items()
             },
             "renewal_rounds": renewals["rounds"],
@@ -124,15 +155,29 @@ class Cluster:
             await trio.sleep(self.leases.cluster.renew_s)
 
 
+def _stream_counters(appender: StreamAppender | None,
+                     feed: dict[str, int] | None) -> dict[str, float]:
+    """An account's stream, as `counters` shows it: appended here, and delivered from it."""
+    return {
+        "stream_appends": 0 if appender is None else appender.appends,
+        "stream_append_errors": 0 if appender is None else appender.errors,
+        "stream_fills": 0 if appender is None else appender.fills,
+        "stream_append_lag_s": 0.0 if appender is None else appender.lag_s(),
+        "stream_deliveries": 0 if feed is None else feed["deliveries"],
+    }
+
+
 @asynccontextmanager
 async def open_cluster(
     settings: ClusterSettings | None, store: Any, call_timeout_s: float = 3.0,
     books: BookLimits = BookLimits(), auth: Authenticator | None = None,
+    actor_config: ActorConfig = ActorConfig(),
 ) -> AsyncIterator[Cluster | None]:
     """The node's `Cluster` for the block, or None without `[cluster]` (nothing is opened).
     `call_timeout_s`: a broker write's timeout, which the lease must outlast (else a warning);
     `books`: the lifetimes and caps of the tickets and sessions kept in Redis; `auth`: the
-    web front's tokens, which take the rotations other nodes keep in the store."""
+    web front's tokens, which take the rotations other nodes keep in the store;
+    `actor_config`: the accounts' replay size (each stream's) and what a snapshot holds."""
     if settings is None:
         yield None
         return
@@ -144,14 +189,20 @@ async def open_cluster(
                     "call's timeout (%g s): the owner refuses every order call its lease would "
                     "not outlast, so most orders will be refused; lengthen lease_s",
                     settings.lease_s - settings.renew_s - settings.margin_s, call_timeout_s)
-    async with open_leases(settings) as leases, trio.open_nursery() as nursery:
+    # the stream reader's own client (its catch-up reads must not delay lease renewals)
+    reader = coredis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                    connect_timeout=1.0, stream_timeout=5.0)
+    async with open_leases(settings) as leases, reader, trio.open_nursery() as nursery:
+        feeds = StreamFeeds(reader, XReadConnection(settings.redis_url), settings.key_prefix,
+                            store, actor_config)
         cluster = Cluster(leases, store, TokenVault(store, settings.token_key, settings.node_id),
-                          books)
+                          books, feeds, actor_config.replay_buffer)
         if not settings.token_key:
             log.warning("ORDERDESK_TOKEN_KEY is not set: access tokens cannot be shared with "
                         "the other nodes, and `orderdesk credentials` is refused on this node")
         nursery.start_soon(cluster.announce)
         nursery.start_soon(cluster.renewer.run)
+        nursery.start_soon(feeds.run)
         nursery.start_soon(cluster.sessions.watch)  # sessions ended on other nodes
         if auth is not None:  # tokens rotated on other nodes
             nursery.start_soon(follow_rotations, store, auth, settings.session_check_s)

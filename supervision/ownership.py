@@ -6,7 +6,9 @@ in Postgres (from then on the previous owner's writes are refused), loads the ac
 in the store (`tokens`), then runs the actor while the node's `Renewer` renews the lease (from
 the moment it is taken, in one Redis round with every other account's), and has the order path
 recover the batches the previous owner left unfinished (`Takeovers`: new orders of the account
-are refused until they are tracked). It steps down (stops the actor, stops writing,
+are refused until they are tracked), and appends each update the actor commits to the
+account's Redis stream (`StreamAppender`, made per ownership period: the stream first reaches
+the seq the actor loaded, filled from the store). It steps down (stops the actor, stops writing,
 gives the lease up) when:
 - the lease is lost: another node holds it, or no renewal succeeded before this node's own
   deadline (sent + lease - margin), which comes before Redis expires the key, so the actor is
@@ -27,11 +29,13 @@ from typing import Any, Protocol
 import trio
 
 from actors.account import AccountActor
+from actors.account.frames import status_frame
 from actors.health import HealthEntry
 from store import FencedOut, StoreError
 
 from .lease import REDIS_ERRORS, Lease
 from .renewal import Renewer
+from .stream_append import StreamAppender
 from .tokens import AccountTokens, TokenVault
 
 log = logging.getLogger("orderdesk.cluster")
@@ -65,8 +69,12 @@ class AccountOwner:
         takeovers: Callable[[], Takeovers | None] = lambda: None,
         tokens: TokenVault | None = None,
         acquiring: trio.CapacityLimiter | None = None,
+        appender: Callable[[str], StreamAppender] | None = None,
     ) -> None:
         self.account = actor.account
+        #: Makes the appender of each ownership period (None: nothing is appended).
+        self._new_appender = appender
+        self.appender: StreamAppender | None = None  # the current or last period's
         self._renewer = renewer
         #: The node's bound on acquisitions in flight at once: standbys never stampede Redis.
         self._acquiring = acquiring or trio.CapacityLimiter(1)
@@ -156,6 +164,8 @@ class AccountOwner:
                 self._health.upstream_watch = self._watch
             log.warning("account %s: owned by this node (%s), epoch %s",
                         self.account, self._leases.node, self.epoch)
+            appender = None if self._new_appender is None else self._new_appender(self.account)
+            self.appender = appender
             try:
                 async with trio.open_nursery() as nursery:
 
@@ -165,7 +175,12 @@ class AccountOwner:
                         nursery.cancel_scope.cancel()
 
                     nursery.start_soon(keep)
+                    if appender is not None:  # every update committed from the start on
+                        self._actor.tap = appender.tap
                     await nursery.start(self._actor.run)
+                    if appender is not None:  # the stream reaches the loaded seq first
+                        nursery.start_soon(appender.run, self._actor.seq, status_frame(
+                            self.account, self._actor.upstream.state))
                     if self._tokens is not None:
                         nursery.start_soon(self._tokens.follow, self._leases.cluster.renew_s)
                     takeovers = self._takeovers()
@@ -184,6 +199,7 @@ class AccountOwner:
             reason = f"the epoch could not be claimed: {exc}"
             return told
         finally:
+            self._actor.tap = None
             self._renewer.drop(lease)
             with trio.CancelScope(shield=True):
                 await self._step_down(lease, reason)

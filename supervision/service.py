@@ -225,7 +225,8 @@ async def _open_tree(
         open_cluster(settings.cluster, store,  # None without [cluster]
                      (batch_config or BatchConfig()).place_timeout_s,
                      BookLimits(web_config.ticket_ttl_s, settings.session_ttl_s,
-                                web_config.max_tickets, web_config.max_sessions), auth) as cluster,
+                                web_config.max_tickets, web_config.max_sessions), auth,
+                     actor_config) as cluster,
         open_dynamic_supervisor(health) as accounts,
     ):
         for account in settings.accounts:

@@ -1,10 +1,12 @@
 """Fixtures for [cluster] tests: Redis settings with a key prefix of the test's own (other runs
 share the Redis), the `[cluster]` TOML of a node, a TCP proxy in front of Redis that a test
 can freeze (a partition: connections stay open, nothing passes), and for nodes run as processes
-(`orderdesk serve`): their config and their view of account `primary`."""
+(`orderdesk serve`): their config, their view of account `primary`, and a websocket subscriber
+of it that resumes on any node (`Follower`)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +19,7 @@ import coredis
 import httpx
 import pytest
 import trio
+import trio_websocket
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures_cli import free_port
@@ -55,10 +58,12 @@ def cluster_toml(settings: ClusterSettings) -> str:
 
 @attrs.define(eq=False)
 class FreezableProxy:
-    """Forwards 127.0.0.1:<port> to Redis; `frozen` (an event cleared) holds every byte."""
+    """Forwards 127.0.0.1:<port> to Redis; `frozen` (an event cleared) holds every byte;
+    `connections` counts the connections it took (a client that reconnects shows here)."""
 
     port: int = 0
     flowing: trio.Event = attrs.field(factory=trio.Event)
+    connections: int = 0
 
     def freeze(self) -> None:
         self.flowing = trio.Event()
@@ -76,6 +81,7 @@ class FreezableProxy:
             await sink.send_all(data)
 
     async def _serve(self, client: trio.SocketStream) -> None:
+        self.connections += 1
         async with client, await trio.open_tcp_stream("127.0.0.1", 6379) as upstream:
             try:
                 async with trio.open_nursery() as nursery:
@@ -150,3 +156,49 @@ def owner_is(config: Path) -> Any:
         return (await primary(config))["owner"]["state"] == "owner"
 
     return check
+
+
+@attrs.define(eq=False)
+class Follower:
+    """A websocket subscriber of account primary that resumes with `since` on whichever node it
+    is pointed at next: every seq it saw, in order (a snapshot counts as its seq)."""
+
+    seqs: list[int] = attrs.field(factory=list)
+    snapshots: int = 0
+    closes: list[int | None] = attrs.field(factory=list)
+
+    @property
+    def last(self) -> int | None:
+        return self.seqs[-1] if self.seqs else None
+
+    async def follow(self, config: Path) -> None:
+        """Read from the node of `config` until the connection ends (resuming after the last
+        seq seen, if any)."""
+        query = f"access_token={TOKENS['primary']}"
+        if self.last is not None:
+            query += f"&since={self.last}"
+        url = f"ws://{bind_of(config)}/ws/orders/primary?{query}"
+        try:
+            async with trio_websocket.open_websocket_url(url) as ws:
+                while True:
+                    text = await ws.get_message()
+                    message = json.loads(text)
+                    for item in message if isinstance(message, list) else [message]:
+                        if item["type"] == "snapshot":
+                            self.snapshots += 1
+                            self.seqs.append(item["seq"])
+                        elif item["type"] == "order":
+                            self.seqs.append(item["seq"])
+        except trio_websocket.ConnectionClosed as exc:
+            self.closes.append(exc.reason.code)
+        except (OSError, trio_websocket.HandshakeError):
+            self.closes.append(None)
+
+    def gaps_and_repeats(self) -> tuple[list[int], list[int]]:
+        """Seqs missing between two seen, and seqs seen again."""
+        gaps, repeats = [], []
+        for before, after in zip(self.seqs, self.seqs[1:], strict=False):
+            if after <= before:
+                repeats.append(after)
+            gaps += range(before + 1, after)
+        return gaps, repeats

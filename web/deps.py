@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import attrs
 import cattrs
@@ -17,7 +17,7 @@ import trio
 from quart import current_app
 from quart_trio import QuartTrio
 
-from actors.account import AccountActor
+from actors.account import AccountActor, Subscription
 from actors.health import HealthRegistry
 from actors.instruments import InstrumentCaches
 from web.settings import Settings
@@ -28,6 +28,14 @@ from .inputs import StrictJsonRequest
 from .metrics import Metrics
 from .sessions import Sessions
 from .streams import StreamRegistry
+
+
+class RemoteFeeds(Protocol):
+    """[cluster]: where a subscriber of an account another node owns is fed from."""
+
+    def local(self, account: str) -> bool: ...
+    async def subscribe(self, account: str, since: int | None) -> Subscription: ...
+    def unsubscribe(self, sub: Subscription) -> None: ...
 
 
 @attrs.frozen
@@ -75,6 +83,9 @@ class WebDeps:
     #: process's own, in memory).
     tickets: Tickets | None = None
     sessions: Sessions | None = None
+    #: [cluster]: serves subscribers of accounts this node does not own from their streams
+    #: (None: every subscriber is the actor's).
+    remote: RemoteFeeds | None = None
     #: Client and admin tokens (None: made from `settings`, without the store's rotations).
     auth: Authenticator | None = None
 

@@ -181,14 +181,28 @@ class _SourcesCollector(Collector):
                 ("fenced_out", "Store writes refused by epoch: another node claimed the account"),
             )
         }
+        per_account.update({
+            name: CounterMetricFamily(f"orderdesk_cluster_{name}", text, labels=["account"])
+            for name, text in (
+                ("stream_appends", "Updates this node appended to the account's stream"),
+                ("stream_append_errors", "Stream appends that failed (tried again)"),
+                ("stream_fills", "Times the stream lacked seqs and was filled from the store"),
+                ("stream_deliveries", "Updates delivered from the account's stream to "
+                                      "subscribers on this node (cross-node deliveries)"),
+            )
+        })
+        lag = GaugeMetricFamily("orderdesk_cluster_stream_append_lag_seconds",
+                                "How long the oldest update not yet in the stream has waited",
+                                labels=["account"])
         for account, values in counters["accounts"].items():
             owner.add_metric([account], 1.0 if values["owner"] else 0.0)
+            lag.add_metric([account], float(values.get("stream_append_lag_s", 0.0)))
             for name, family in per_account.items():
-                family.add_metric([account], float(values[name]))
+                family.add_metric([account], float(values.get(name, 0)))
         rounds = CounterMetricFamily("orderdesk_cluster_renewal_rounds",
                                      "Lease renewal rounds (every lease of this node in one)")
         rounds.add_metric([], float(counters["renewal_rounds"]))
         failed = CounterMetricFamily("orderdesk_cluster_renewal_failed_rounds",
                                      "Lease renewal rounds that failed as a whole")
         failed.add_metric([], float(counters["renewal_failed_rounds"]))
-        return [owner, *per_account.values(), rounds, failed]
+        return [owner, lag, *per_account.values(), rounds, failed]

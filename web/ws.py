@@ -7,7 +7,8 @@ subscription's initial messages (snapshot or `since` replay, then a status, and 
 such: the queue holds a wake-up (`LATEST`) and the sender takes the latest value when it gets
 there, so a slow reader skips stale positions instead of filling its queue. Such a socket
 may also watch instruments (`{"action":"watch",...}`, web/watch.py): their prices come in its
-own `positions` messages.
+own `positions` messages. [cluster]: a subscriber of an account another node owns is fed from
+the account's stream (`WebDeps.remote`), with the same frames and seqs (no `positions` yet).
 One writer of messages per socket: the sender task (replies to what the client sends join the
 subscription's queue); while it has nothing to do, the actor's fan-out writes new messages'
 frames to the socket itself (see `_sender` and web/_frames.py; `WebConfig.direct_writes=False`
@@ -152,15 +153,25 @@ async def orders_stream(account_id: str) -> Response | None:
     metrics = app.deps.metrics
     gauge = metrics.websocket_connections.labels(account_id)
     since = query.since
-    # (only asked when wanted: the stand-in actors of some tests know no `positions`)
-    sub = actor.subscribe(since, positions=True) if query.positions else actor.subscribe(since)
+    remote = app.deps.remote
+    if remote is not None and not remote.local(account_id):  # [cluster]: another node's
+        try:
+            sub = await remote.subscribe(account_id, since)
+        except ServiceUnavailable as exc:
+            return _refuse_upgrade(exc.message, reason=f"stream unavailable: {exc.message}",
+                                   status=exc.status, code=exc.code)
+        unsubscribe = remote.unsubscribe
+    else:
+        # (only asked when wanted: the stand-in actors of some tests know no `positions`)
+        sub = actor.subscribe(since, positions=True) if query.positions else actor.subscribe(since)
+        unsubscribe = actor.unsubscribe
     app.streams.add(sub)
     if who.session is not None and not app.sessions.attach(who.session, sub):
         sub.close(SESSION_ENDED)  # it ended since it was checked (4401)
     gauge.inc()
     opened = time.monotonic()
     try:
-        watcher = Watcher(app, actor, sub) if query.positions else None
+        watcher = Watcher(app, actor, sub) if query.positions and sub.positions else None
         ws.on_message = partial(_on_message, sub, watcher)  # before accepting: none earlier
         if not app.deps.config.websocket_compression:
             decline_compression(ws.asgi_send)
@@ -178,7 +189,7 @@ async def orders_stream(account_id: str) -> Response | None:
         app.streams.discard(sub)
         if who.session is not None:
             app.sessions.detach(who.session, sub)
-        actor.unsubscribe(sub)
+        unsubscribe(sub)
         gauge.dec()
         metrics.websocket_duration.observe(time.monotonic() - opened)
 

@@ -2,6 +2,7 @@
 
 from .actor import AccountActor, ActorConfig
 from .book import Accepted, Conflict, OrderBook
+from .replay import frames_between, stored_snapshot
 from .subscribers import LATEST, SLOW_CONSUMER, SubscriberSet, Subscription
 from .upstream import UpstreamState
 
@@ -16,4 +17,6 @@ __all__ = [
     "SubscriberSet",
     "Subscription",
     "UpstreamState",
+    "frames_between",
+    "stored_snapshot",
 ]

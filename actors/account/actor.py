@@ -18,13 +18,7 @@ from typing import Any
 
 import trio
 
-from brokers.base import (
-    Broker,
-    BrokerError,
-    Order,
-    TokenExpired,
-    UpstreamLost,
-)
+from brokers.base import Broker, BrokerError, Order, TokenExpired, UpstreamLost
 from store import Store
 
 from ..backoff import Backoff
@@ -85,6 +79,9 @@ class AccountActor:
         self._random = random.Random()
         self.upstream = UpstreamState()
         self.order_conflicts = 0  # updates refused as another order under a known id
+        #: [cluster]: hears each committed order frame (its seq) and status frame (None), after
+        #: the store commit; set by the owner, which appends them to the account's stream.
+        self.tap: Callable[[int | None, str], None] | None = None
 
     # -- state others read -------------------------------------------------------------
 
@@ -292,7 +289,7 @@ class AccountActor:
             if taken is None:
                 continue
             if isinstance(taken, Conflict):
-                self._conflict(taken)
+                self.report_conflict(taken.reason)
                 self._watchers.notify(order)  # never stored; legs match by id and tag
             else:
                 accepted.append((order, taken))
@@ -316,6 +313,8 @@ class AccountActor:
             message = order_frame(self.account, seq, taken.payload, source=source,
                                   event=taken.event)
             self._replay.append((seq, message))
+            if self.tap is not None:
+                self.tap(seq, message)
             if not burst:
                 self._subscribers.broadcast(message)
             self._updated(seq, taken.payload)
@@ -330,9 +329,6 @@ class AccountActor:
         if self._health is not None:
             self._health.touch()
         self._report(self._subscribers.depth)  # as the fan-out found it: no scan per update
-
-    def _conflict(self, conflict: Conflict) -> None:
-        self.report_conflict(conflict.reason)
 
     def report_conflict(self, reason: str) -> None:
         """A disagreement with the broker (one line): counted, logged and shown in health; the
@@ -363,7 +359,10 @@ class AccountActor:
     def _set_upstream(self, state: str, error: str | None) -> None:
         if state != self.upstream.state:
             self.upstream.state = state
-            self._subscribers.broadcast(status_frame(self.account, state))
+            frame = status_frame(self.account, state)
+            self._subscribers.broadcast(frame)
+            if self.tap is not None:
+                self.tap(None, frame)
         if error is not None:
             self.upstream.last_error = error
             log.warning("account %s upstream %s: %s", self.account, state, error)
