@@ -2,7 +2,9 @@
 
 `open_cluster` (nothing without `[cluster]`) turns fencing on in the store, opens the Redis
 client, announces the node every `renew_s`, runs the node's `Renewer` (every lease the node
-holds, renewed in one Redis round) and hands out one `AccountOwner` per account: the
+holds, renewed in one Redis round) and `Acquirer` (every lease it waits for, tried in one
+round, the epochs of those taken claimed together) and hands out one `AccountOwner` per
+account: the
 tree runs it in place of the actor's own `run`, so an actor runs only where its account is
 owned. `Cluster.fence` is the order path's check before each broker write (the lease must
 outlast the call). It outlives the accounts subtree (a stepping-down owner still releases
@@ -24,6 +26,7 @@ from actors.orders import LeaseExpiring
 from web import Authenticator
 from web.settings import ClusterSettings
 
+from .acquisition import Acquirer
 from .lease import REDIS_ERRORS, Leases, open_leases
 from .ownership import AccountOwner, Claims, Takeovers
 from .renewal import Renewer
@@ -32,10 +35,6 @@ from .shared_books import BookLimits, RedisSessions, RedisTickets
 from .tokens import TokenVault
 
 log = logging.getLogger("orderdesk.cluster")
-
-#: Lease acquisitions (SET NX, plus a holder lookup now and then) in flight at once per node.
-ACQUIRING_AT_ONCE = 4
-
 
 class Cluster:
     """This node's owners, by account."""
@@ -50,8 +49,9 @@ class Cluster:
                                       books.max_sessions)
         #: Renews the leases of every account this node owns, in one round each `renew_s`.
         self.renewer = Renewer(leases)
-        #: Lease acquisitions in flight at once on this node (its standbys pace themselves).
-        self.acquiring = trio.CapacityLimiter(ACQUIRING_AT_ONCE)
+        #: Takes the leases (and claims the epochs) of the accounts this node waits for, in
+        #: rounds.
+        self.acquirer = Acquirer(leases, self.renewer, store)
         self._store = store
         #: The access tokens kept sealed in the store for every node.
         self.tokens = tokens
@@ -62,8 +62,8 @@ class Cluster:
     def owner(self, actor: AccountActor, health: HealthEntry | None = None) -> AccountOwner:
         """The ownership loop that runs `actor` whenever this node owns its account (`health`:
         the actor's entry, whose upstream is not judged while the account is standby here)."""
-        owner = AccountOwner(actor, self.renewer, self._store, health, lambda: self.takeovers,
-                             self.tokens, self.acquiring)
+        owner = AccountOwner(actor, self.acquirer, self.renewer, self._store, health,
+                             lambda: self.takeovers, self.tokens)
         self.owners[actor.account] = owner
         return owner
 
@@ -152,6 +152,7 @@ async def open_cluster(
                         "the other nodes, and `orderdesk credentials` is refused on this node")
         nursery.start_soon(cluster.announce)
         nursery.start_soon(cluster.renewer.run)
+        nursery.start_soon(cluster.acquirer.run)
         nursery.start_soon(cluster.sessions.watch)  # sessions ended on other nodes
         if auth is not None:  # tokens rotated on other nodes
             nursery.start_soon(follow_rotations, store, auth, settings.session_check_s)

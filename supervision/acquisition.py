@@ -1,0 +1,163 @@
+"""[cluster]: one acquirer per node tries, in one Redis round, the lease of every account the
+node waits for, and claims in one Postgres statement the epochs of those it took.
+
+Each standby owner trying its own SET NX every `renew_s` (jittered) spread a takeover of 200
+accounts over two seconds of tries and 200 claims, on a node busy starting their actors. Now a
+standby `AccountOwner` waits in `take`, and the `Acquirer` sends a round (`Leases.acquire_all`)
+while any owner waits: every `renew_s`, sooner when the last round saw a key about to expire
+(its holder stopped renewing: the keys of a node that died were renewed together and expire
+together, and are tried the moment they do), and at once for an owner's first try (a starting
+node takes its accounts one by one, as the supervision tree starts them). The leases taken are
+renewed (`Renewer.hold`) from that moment on, then their epochs are claimed together
+(`claim_accounts`: each bumped, so the previous owners' writes are refused from its commit on),
+within the leases' deadline. Each owner gets its lease and epoch (`Attempt`), or who holds the
+account. A lease taken for an owner that stopped waiting meanwhile is given up at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+import attrs
+import trio
+
+from store import StoreError
+
+from .lease import REDIS_ERRORS, Lease, Leases, Try
+from .renewal import Renewer
+
+log = logging.getLogger("orderdesk.cluster")
+
+#: The shortest time between two rounds (a key about to expire is tried again no sooner).
+MIN_GAP_S = 0.01
+
+
+class EpochClaims(Protocol):
+    """What acquisition needs of the store (the Postgres engine's fencing)."""
+
+    async def claim_accounts(self, accounts: Sequence[str], node: str) -> dict[str, int]: ...
+    def drop_account(self, account: str) -> None: ...
+
+
+@attrs.frozen
+class Attempt:
+    """What one round did for one account: its lease taken and epoch claimed; its lease taken
+    but no epoch (`failure` says why: the owner gives the lease up); or not taken (`holder`:
+    the node holding it, None when not known)."""
+
+    lease: Lease | None
+    epoch: int | None = None
+    holder: str | None = None
+    failure: str = ""
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    attempt: Attempt = Attempt(None)
+    gone: bool = False  # its owner stopped waiting (cancelled) before the round answered
+
+    def finish(self, attempt: Attempt) -> None:
+        self.attempt = attempt
+        self.done.set()
+
+
+class Acquirer:
+    """The node's acquisition rounds (`run`), for every owner waiting in `take`."""
+
+    def __init__(self, leases: Leases, renewer: Renewer, store: EpochClaims) -> None:
+        self.leases = leases
+        self._renewer = renewer
+        self._store = store
+        self._waiting: dict[str, _Waiter] = {}
+        self._wake = trio.Event()
+        self._at_once = False
+        self._due_at = -math.inf
+        self.rounds = 0  # rounds sent
+        self.failed_rounds = 0  # rounds that failed as a whole (Redis error)
+
+    async def take(self, account: str, *, at_once: bool = False) -> Attempt:
+        """Wait for the next round's try of `account`'s lease (`at_once`: send it now)."""
+        waiter = _Waiter()
+        self._waiting[account] = waiter
+        self._at_once = self._at_once or at_once
+        self._wake.set()
+        try:
+            await waiter.done.wait()
+        finally:
+            if not waiter.done.is_set():
+                waiter.gone = True
+                if self._waiting.get(account) is waiter:
+                    del self._waiting[account]
+        return waiter.attempt
+
+    async def run(self) -> None:
+        """Rounds while any owner waits, until cancelled."""
+        renew_s = self.leases.cluster.renew_s
+        while True:
+            if self._waiting and (self._at_once or trio.current_time() >= self._due_at):
+                sent = trio.current_time()
+                waiting, self._waiting, self._at_once = self._waiting, {}, False
+                expires_in = await self._round(waiting)
+                self._due_at = sent + max(MIN_GAP_S, min(renew_s, expires_in))
+                continue
+            self._wake = trio.Event()
+            with trio.move_on_at(self._due_at if self._waiting else math.inf):
+                await self._wake.wait()
+
+    async def _round(self, waiting: dict[str, _Waiter]) -> float:
+        """One try of every waiting account's lease, its answer to each waiter; returns in how
+        many seconds the first key another node holds expires (inf: not known)."""
+        self.rounds += 1
+        try:
+            tries = await self.leases.acquire_all(list(waiting))
+        except REDIS_ERRORS as exc:
+            self.failed_rounds += 1
+            log.warning("cannot reach Redis for the leases of %d accounts: %s", len(waiting), exc)
+            for waiter in waiting.values():
+                waiter.finish(Attempt(None))
+            return math.inf
+        taken = [t.lease for t in tries if t.lease is not None]
+        for lease in taken:  # renewed from now on: claiming and starting may take a while
+            self._renewer.hold(lease)
+        epochs, failure = await self._claim(taken)
+        for one in tries:
+            waiter = waiting[one.account]
+            if one.lease is None:
+                waiter.finish(Attempt(None, holder=one.holder))
+            elif waiter.gone:
+                await self._give_up(one.lease)
+            else:
+                waiter.finish(Attempt(one.lease, epochs.get(one.account), failure=failure))
+        return min((t.expires_in_s for t in tries if _expiring(t)), default=math.inf)
+
+    async def _claim(self, taken: list[Lease]) -> tuple[dict[str, int], str]:
+        """The epochs of the accounts taken, claimed in one statement before their leases'
+        deadline; else none, and why."""
+        if not taken:
+            return {}, ""
+        with trio.move_on_at(min(lease.deadline for lease in taken)):
+            try:
+                accounts = [lease.account for lease in taken]
+                return await self._store.claim_accounts(accounts, self.leases.node), ""
+            except StoreError as exc:
+                return {}, f"the epoch could not be claimed: {exc}"
+        return {}, "the epoch could not be claimed within the lease"
+
+    async def _give_up(self, lease: Lease) -> None:
+        """A lease taken for an owner that no longer waits: not renewed, not written for, and
+        released (bounded: else it expires on its own)."""
+        self._renewer.drop(lease)
+        self._store.drop_account(lease.account)
+        with trio.move_on_after(1.0):
+            try:
+                await self.leases.release(lease)
+            except REDIS_ERRORS:
+                pass
+
+
+def _expiring(one: Try) -> bool:
+    return one.lease is None and one.expires_in_s is not None
