@@ -79,6 +79,10 @@ class Acquirer:
         self.rounds = 0  # rounds sent
         self.failed_rounds = 0  # rounds that failed as a whole (Redis error)
 
+    def statistics(self) -> dict[str, int]:
+        return {"waiting": len(self._waiting), "rounds": self.rounds,
+                "failed_rounds": self.failed_rounds}
+
     async def take(self, account: str, *, at_once: bool = False) -> Attempt:
         """Wait for the next round's try of `account`'s lease (`at_once`: send it now)."""
         waiter = _Waiter()
@@ -101,19 +105,21 @@ class Acquirer:
             if self._waiting and (self._at_once or trio.current_time() >= self._due_at):
                 sent = trio.current_time()
                 waiting, self._waiting, self._at_once = self._waiting, {}, False
-                expires_in = await self._round(waiting)
-                self._due_at = sent + max(MIN_GAP_S, min(renew_s, expires_in))
+                expires_at = await self._round(waiting)
+                self._due_at = max(sent, min(sent + renew_s, expires_at)) + MIN_GAP_S
                 continue
             self._wake = trio.Event()
             with trio.move_on_at(self._due_at if self._waiting else math.inf):
                 await self._wake.wait()
 
     async def _round(self, waiting: dict[str, _Waiter]) -> float:
-        """One try of every waiting account's lease, its answer to each waiter; returns in how
-        many seconds the first key another node holds expires (inf: not known)."""
+        """One try of every waiting account's lease, its answer to each waiter; returns when
+        (trio clock) the first key another node holds has expired for sure (inf: not known)."""
         self.rounds += 1
         try:
             tries = await self.leases.acquire_all(list(waiting))
+            # each ttl was read before the answer came: counted from now, the key is gone
+            answered = trio.current_time()
         except REDIS_ERRORS as exc:
             self.failed_rounds += 1
             log.warning("cannot reach Redis for the leases of %d accounts: %s", len(waiting), exc)
@@ -132,7 +138,7 @@ class Acquirer:
                 await self._give_up(one.lease)
             else:
                 waiter.finish(Attempt(one.lease, epochs.get(one.account), failure=failure))
-        return min((t.expires_in_s for t in tries if _expiring(t)), default=math.inf)
+        return answered + min((t.expires_in_s for t in tries if _expiring(t)), default=math.inf)
 
     async def _claim(self, taken: list[Lease]) -> tuple[dict[str, int], str]:
         """The epochs of the accounts taken, claimed in one statement before their leases'
