@@ -10,21 +10,23 @@ together, and are tried the moment they do), and at once for an owner's first tr
 node takes its accounts one by one, as the supervision tree starts them). The leases taken are
 renewed (`Renewer.hold`) from that moment on, then their epochs are claimed together
 (`claim_accounts`: each bumped, so the previous owners' writes are refused from its commit on),
-within the leases' deadline. Each owner gets its lease and epoch (`Attempt`), or who holds the
-account. A lease taken for an owner that stopped waiting meanwhile is given up at once.
+within the leases' deadline, and the state their actors start from is read in one go
+(`prepare`: instead of three reads per actor). Each owner gets its lease, epoch and state
+(`Attempt`), or who holds the account. A lease taken for an owner that stopped waiting
+meanwhile is given up at once.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import attrs
 import trio
 
-from store import StoreError
+from store import AccountState, StoreError
 
 from .lease import REDIS_ERRORS, Lease, Leases, Try
 from .renewal import Renewer
@@ -42,6 +44,10 @@ class EpochClaims(Protocol):
     def drop_account(self, account: str) -> None: ...
 
 
+#: Reads the state the actors of the accounts claimed in a round start from, in one go.
+Prepare = Callable[[list[str]], Awaitable[dict[str, AccountState]]]
+
+
 @attrs.frozen
 class Attempt:
     """What one round did for one account: its lease taken and epoch claimed; its lease taken
@@ -52,6 +58,9 @@ class Attempt:
     epoch: int | None = None
     holder: str | None = None
     failure: str = ""
+    #: Its actor's state, read after the claim with the others' of the round (None: the actor
+    #: reads its own).
+    loaded: AccountState | None = None
 
 
 @attrs.define(eq=False)
@@ -68,10 +77,12 @@ class _Waiter:
 class Acquirer:
     """The node's acquisition rounds (`run`), for every owner waiting in `take`."""
 
-    def __init__(self, leases: Leases, renewer: Renewer, store: EpochClaims) -> None:
+    def __init__(self, leases: Leases, renewer: Renewer, store: EpochClaims,
+                 prepare: Prepare | None = None) -> None:
         self.leases = leases
         self._renewer = renewer
         self._store = store
+        self._prepare = prepare
         self._waiting: dict[str, _Waiter] = {}
         self._wake = trio.Event()
         self._at_once = False
@@ -130,6 +141,7 @@ class Acquirer:
         for lease in taken:  # renewed from now on: claiming and starting may take a while
             self._renewer.hold(lease)
         epochs, failure = await self._claim(taken)
+        loaded = await self._load(list(epochs), taken)
         for one in tries:
             waiter = waiting[one.account]
             if one.lease is None:
@@ -137,7 +149,8 @@ class Acquirer:
             elif waiter.gone:
                 await self._give_up(one.lease)
             else:
-                waiter.finish(Attempt(one.lease, epochs.get(one.account), failure=failure))
+                waiter.finish(Attempt(one.lease, epochs.get(one.account), failure=failure,
+                                      loaded=loaded.get(one.account)))
         return answered + min((t.expires_in_s for t in tries if _expiring(t)), default=math.inf)
 
     async def _claim(self, taken: list[Lease]) -> tuple[dict[str, int], str]:
@@ -152,6 +165,19 @@ class Acquirer:
             except StoreError as exc:
                 return {}, f"the epoch could not be claimed: {exc}"
         return {}, "the epoch could not be claimed within the lease"
+
+    async def _load(self, accounts: list[str], taken: list[Lease]) -> dict[str, AccountState]:
+        """The start of the claimed accounts' actors, read in one go before the leases'
+        deadline; else none (each actor reads its own)."""
+        if self._prepare is None or not accounts:
+            return {}
+        with trio.move_on_at(min(lease.deadline for lease in taken)):
+            try:
+                return await self._prepare(accounts)
+            except StoreError as exc:
+                log.warning("the state of %d accounts taken could not be read at once: %s",
+                            len(accounts), exc)
+        return {}
 
     async def _give_up(self, lease: Lease) -> None:
         """A lease taken for an owner that no longer waits: not renewed, not written for, and

@@ -23,6 +23,7 @@ import trio
 from actors.account import AccountActor
 from actors.health import HealthEntry
 from actors.orders import LeaseExpiring
+from store import AccountState
 from web import Authenticator
 from web.settings import ClusterSettings
 
@@ -51,7 +52,8 @@ class Cluster:
         self.renewer = Renewer(leases)
         #: Takes the leases (and claims the epochs) of the accounts this node waits for, in
         #: rounds.
-        self.acquirer = Acquirer(leases, self.renewer, store)
+        self.acquirer = Acquirer(leases, self.renewer, store, self._load_actors)
+        self._actors: dict[str, AccountActor] = {}
         self._store = store
         #: The access tokens kept sealed in the store for every node.
         self.tokens = tokens
@@ -65,7 +67,13 @@ class Cluster:
         owner = AccountOwner(actor, self.acquirer, self.renewer, self._store, health,
                              lambda: self.takeovers, self.tokens)
         self.owners[actor.account] = owner
+        self._actors[actor.account] = actor
         return owner
+
+    async def _load_actors(self, accounts: list[str]) -> dict[str, AccountState]:
+        """What the actors of `accounts` (taken in one round) start from, in one read."""
+        recent = max(self._actors[account].replay_size for account in accounts)
+        return await self._store.load_accounts(accounts, recent)
 
     def owns(self, account: str) -> bool:
         """Whether this node owns `account` now (the order path acts only for those)."""

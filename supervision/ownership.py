@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import trio
 
 from actors.account import AccountActor
 from actors.health import HealthEntry
-from store import FencedOut
+from store import AccountState, FencedOut
 
 from .acquisition import Acquirer, Attempt
 from .lease import REDIS_ERRORS, Lease
@@ -54,6 +55,8 @@ class Claims(Protocol):
     """What ownership needs of the store (the Postgres engine's fencing)."""
 
     async def claim_accounts(self, accounts: Sequence[str], node: str) -> dict[str, int]: ...
+    async def load_accounts(self, accounts: Sequence[str], recent: int
+                            ) -> dict[str, AccountState]: ...
     def drop_account(self, account: str) -> None: ...
     def refused_writes(self, account: str) -> int: ...
 
@@ -150,7 +153,7 @@ class AccountOwner:
                         nursery.cancel_scope.cancel()
 
                     nursery.start_soon(keep)
-                    await nursery.start(self._actor.run)
+                    await nursery.start(partial(self._actor.run, loaded=attempt.loaded))
                     if self._tokens is not None:
                         nursery.start_soon(self._tokens.follow, self._leases.cluster.renew_s)
                     takeovers = self._takeovers()

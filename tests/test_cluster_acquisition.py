@@ -1,7 +1,8 @@
 """[cluster] acquisition in rounds: one Redis round tries the lease of every account a node waits
-for and one statement claims the epochs of those taken (the old owner's writes refused from
-its commit); a key about to expire is tried when it does, not at the next period; a lease
-taken for an owner that stopped waiting is given up. Real Redis and Postgres, in process."""
+for, one statement claims the epochs of those taken (the old owner's writes refused from its
+commit) and one read gives their actors' start; a key about to expire is tried when it does,
+not at the next period; a lease taken for an owner that stopped waiting is given up. Real
+Redis and Postgres, in process."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import trio
 import trio_asyncio
 
-from store import BatchRecord, FencedOut, open_store
+from store import AccountState, BatchRecord, FencedOut, open_store
 from store.postgres import PostgresStore
 from supervision.acquisition import Acquirer, Attempt
 from supervision.lease import Leases, open_leases
@@ -65,6 +66,28 @@ async def test_a_batch_claim_bumps_each_epoch_and_refuses_the_old_owners_writes(
             assert owners == {"a": (2, "new"), "b": (1, "new"), "c": (1, "old")}
 
 
+async def test_one_read_starts_many_actors_as_their_own_reads_would(
+    aio_loop: Any, pg_url: str
+) -> None:
+    with trio.fail_after(20):
+        async with node(pg_url) as store:
+            await store.claim_accounts(["a", "b", "c"], "n")
+            for i in range(5):  # order 1 updated last: it comes last
+                await store.append_events("a", [order(str(i % 3)), order("1")])
+            await store.append_events("c", [order("9")])
+            states = await store.load_accounts(["c", "a", "b"], recent=3)
+            assert sorted(states) == ["a", "b", "c"]
+            for account in ("a", "c"):
+                seq = await store.last_seq(account)
+                assert states[account] == AccountState(
+                    await store.load_orders(account), seq,
+                    await store.read_events(account, max(0, seq - 3)))
+            assert states["a"].seq == 10 and [e.seq for e in states["a"].recent] == [8, 9, 10]
+            assert [o["order_id"] for o in states["a"].orders] == ["2", "0", "1"]
+            assert states["b"] == AccountState([], 0, [])
+            assert (await store.load_accounts(["a"], recent=0))["a"].recent == []
+
+
 async def test_one_round_takes_every_free_lease_and_claims_them_together(
     aio_loop: Any, pg_url: str, key_prefix: str
 ) -> None:
@@ -74,7 +97,13 @@ async def test_one_round_takes_every_free_lease_and_claims_them_together(
                     open_leases(cluster_settings(key_prefix, "b")) as b,
                     node(pg_url) as store):
             assert await b.acquire("acc07") is not None  # b's: a must not take it
-            acquirer = Acquirer(a, Renewer(a), store)
+            loads: list[list[str]] = []
+
+            async def prepare(accounts: list[str]) -> dict[str, AccountState]:
+                loads.append(accounts)
+                return await store.load_accounts(accounts, 10)
+
+            acquirer = Acquirer(a, Renewer(a), store, prepare)
             attempts: dict[str, Attempt] = {}
 
             async def take(account: str) -> None:
@@ -92,7 +121,10 @@ async def test_one_round_takes_every_free_lease_and_claims_them_together(
             assert a.calls["acquire"] == 0 and a.calls["holder"] == 0
             held = attempts.pop("acc07")
             assert held.lease is None and held.epoch is None and held.holder == "b"
+            assert held.loaded is None
             assert all(t.lease is not None and t.epoch == 1 for t in attempts.values())
+            assert loads == [sorted(attempts)]  # one read for the actors of the round
+            assert all(t.loaded == AccountState([], 0, []) for t in attempts.values())
             owners = {o["account"]: o["node"] for o in await store.owners()}
             assert owners == dict.fromkeys(attempts, "a")
             assert sorted(store.epoch_of(x) for x in attempts) == [1] * len(attempts)

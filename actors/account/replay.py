@@ -5,27 +5,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from store import Store
+from store import AccountState, OrderEvent, Store
 
 from .frames import order_frame
 
-__all__ = ["recent_events", "replay_after"]
+__all__ = ["framed", "load_state", "replay_after"]
 
 
-async def recent_events(
-    store: Store, account: str, seq: int, count: int
-) -> list[tuple[int, dict[str, Any], str]]:
-    """(seq, payload, order frame) of `account`'s last `count` updates up to `seq`, oldest
-    first: what a subscriber resuming with `since` is replayed."""
-    recent: list[tuple[int, dict[str, Any], str]] = []
+async def load_state(store: Store, account: str, count: int) -> AccountState:
+    """`account`'s orders, last seq and last `count` updates (oldest first), read from `store`:
+    what its actor starts from, unless it was read for many accounts at once."""
+    orders = await store.load_orders(account)
+    seq = await store.last_seq(account)
+    recent: list[OrderEvent] = []
     first = max(0, seq - count)
     while first < seq:
         events = await store.read_events(account, first, limit=1_000)
         if not events:
             break
-        recent.extend((e.seq, e.payload, order_frame(account, e.seq, e.payload)) for e in events)
+        recent.extend(events)
         first = events[-1].seq
-    return recent
+    return AccountState(orders, seq, recent)
+
+
+def framed(
+    account: str, events: Sequence[OrderEvent], seq: int, count: int
+) -> list[tuple[int, dict[str, Any], str]]:
+    """(seq, payload, order frame) of the events up to `seq` of the last `count`: what a
+    subscriber resuming with `since` is replayed."""
+    return [(e.seq, e.payload, order_frame(account, e.seq, e.payload))
+            for e in events if seq - count < e.seq <= seq]
 
 
 def replay_after(
