@@ -37,19 +37,36 @@ from web.settings import ClusterSettings
 
 __all__ = ["Lease", "Leases", "RedisError", "Try", "open_leases", "redis_address"]
 
-#: Take the lease if it is free: {1}; else who holds it and its ttl in ms: {0, holder, pttl}.
+#: Per key: the lease taken if it was free, {1}; else who holds it (a key that is not a lease:
+#: '') and its ttl in ms, {0, holder, pttl}. Any number of keys (one call per slot in Cluster).
 _ACQUIRE = """
-if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1}
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    out[i] = {1}
+  else
+    local held = redis.pcall('get', key)
+    if type(held) ~= 'string' then held = '' end
+    out[i] = {0, held, redis.call('pttl', key)}
+  end
 end
-return {0, redis.call('get', KEYS[1]) or '', redis.call('pttl', KEYS[1])}
+return out
 """
-#: Extend the lease only if this node still holds it (1), else 0.
+#: Per key: 1 extended (this node still holds it), 0 not (another node's, or none), -1 not
+#: known (not a lease: an error for that key alone).
 _RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local held = redis.pcall('get', key)
+  if type(held) == 'table' and held.err then
+    out[i] = -1
+  elseif held == ARGV[1] then
+    out[i] = redis.call('pexpire', key, ARGV[2])
+  else
+    out[i] = 0
+  end
 end
-return 0
+return out
 """
 #: Delete the lease only if this node holds it.
 _RELEASE = """
@@ -174,7 +191,7 @@ class Leases:
         """Extend `lease`; False if this node no longer holds it (expired, taken by another)."""
         sent = trio.current_time()
         self.calls["renew"] += 1
-        if await self._renew(keys=[lease.key], args=[self.node, self._ttl_ms]) != 1:
+        if await self._renew(keys=[lease.key], args=[self.node, self._ttl_ms]) != [1]:
             return False
         self._renewed(lease, sent)
         return True
@@ -197,7 +214,7 @@ class Leases:
             replies = await self._scripted(self._renew, keys, [self.node, self._ttl_ms])
         results: list[bool | None] = []
         for lease, reply in zip(leases, replies, strict=True):
-            if isinstance(reply, BaseException):
+            if isinstance(reply, BaseException) or reply == -1:
                 results.append(None)
             elif reply == 1:
                 self._renewed(lease, sent)
@@ -207,14 +224,22 @@ class Leases:
                 results.append(False)
         return results
 
-    async def _scripted(self, script: Any, keys: Sequence[str], args: list[Any]) -> tuple[Any, ...]:
-        """`script` once per key with the same `args`, sent as one pipeline (not a transaction:
-        in Redis Cluster coredis sends each key to its slot's node). EVALSHA, not the Script
-        object, which would first ask SCRIPT EXISTS: a second round trip."""
+    async def _scripted(self, script: Any, keys: Sequence[str], args: list[Any]) -> list[Any]:
+        """`script` over `keys` with the same `args`: its reply per key, or the error of the
+        call that carried the key. One call for every key (one round trip, one command to
+        build and parse), except on Redis Cluster, where each key may live on another node:
+        one call per key there, sent as one pipeline (not a transaction: coredis sends each to
+        its slot's node). EVALSHA, not the Script object, which would first ask SCRIPT EXISTS:
+        a second round trip."""
+        if not isinstance(self._client, coredis.RedisCluster):
+            try:
+                return list(await self._client.evalsha(script.sha, keys=keys, args=args))
+            except NoScriptError as exc:
+                return [exc] * len(keys)
         async with self._client.pipeline(transaction=False, raise_on_error=False) as pipe:
             for key in keys:
                 pipe.evalsha(script.sha, keys=[key], args=args)
-        return pipe.results or ()
+        return [r if isinstance(r, BaseException) else r[0] for r in pipe.results or ()]
 
     def _renewed(self, lease: Lease, sent: float) -> None:
         if not lease.released:
