@@ -142,15 +142,18 @@ class Acquirer:
             self._renewer.hold(lease)
         epochs, failure = await self._claim(taken)
         loaded = await self._load(list(epochs), taken)
+        unwanted = []
         for one in tries:
             waiter = waiting[one.account]
             if one.lease is None:
                 waiter.finish(Attempt(None, holder=one.holder))
             elif waiter.gone:
-                await self._give_up(one.lease)
+                unwanted.append(one.lease)
             else:
                 waiter.finish(Attempt(one.lease, epochs.get(one.account), failure=failure,
                                       loaded=loaded.get(one.account)))
+        for lease in unwanted:  # once the others have theirs
+            await self._give_up(lease)
         return answered + min((t.expires_in_s for t in tries if _expiring(t)), default=math.inf)
 
     async def _claim(self, taken: list[Lease]) -> tuple[dict[str, int], str]:
