@@ -112,18 +112,12 @@ class AccountOwner:
             attempt = await self._acquirer.take(self.account, at_once=first)
             first = False
             self.holder = attempt.holder
-            if attempt.lease is None:
-                if ready is not None:
-                    ready.started()
-                    ready = None
-                continue
-            if await self._own(attempt.lease, attempt, ready):
-                ready = None
-            elif ready is not None:
+            told = attempt.lease is not None and await self._own(attempt.lease, attempt, ready)
+            if ready is not None and not told:
                 ready.started()
-                ready = None
-            # not back at once: the node that made this one step down gets to own it first
-            await trio.sleep(self._leases.cluster.renew_s)
+            ready = None
+            if attempt.lease is not None:  # stepped down: the node that made it gets to own it
+                await trio.sleep(self._leases.cluster.renew_s)
 
     async def _own(self, lease: Lease, attempt: Attempt,
                    ready: trio.TaskStatus[None] | None) -> bool:
