@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import secrets
 import signal
@@ -59,6 +60,7 @@ class Follower:
     gaps: int = 0
     repeats: int = 0
     reconnects: int = 0
+    opened: int = 0  # websockets opened (the handshake done)
     resyncs: int = 0  # fresh snapshots after a reconnect (not a gap, but not a replay either)
     statuses: dict[str, str] = attrs.field(factory=dict)
     first_seen: dict[str, float] = attrs.field(factory=dict)
@@ -173,6 +175,10 @@ async def owners(nodes: list[Node], into: dict[str, str]) -> None:
             await trio.sleep(0.1)
 
 
+#: A subscriber's websocket handshake gives up after this long (and connects again).
+CONNECT_S = 5.0
+
+
 async def follow(follower: Follower, owner_of: dict[str, str]) -> None:
     """Subscribe to the account at its owner, resuming with `since` after every close."""
     account = follower.account
@@ -183,18 +189,27 @@ async def follow(follower: Follower, owner_of: dict[str, str]) -> None:
             continue
         since = "" if follower.last_seq is None else f"?since={follower.last_seq}"
         ws_url = url.replace("http", "ws", 1) + f"/ws/orders/{account}{since}"
+        # The connect is bounded here, not by trio-websocket's connect_timeout: when that
+        # fires after the socket opened (a loaded bench process), open_websocket_url waits
+        # for its reader task, which the frames already received (snapshot, status) keep
+        # blocked on its one-message queue: the subscriber would hang for good.
+        connecting = trio.CancelScope(deadline=trio.current_time() + CONNECT_S)
         try:
-            async with trio_websocket.open_websocket_url(
-                    ws_url, extra_headers=[("Authorization", f"Bearer {token_for(account)}")],
-                    connect_timeout=2) as ws:
-                while True:
-                    payload = json.loads(await ws.get_message())
-                    for message in payload if isinstance(payload, list) else [payload]:
-                        follower.absorb(message)
+            with connecting:
+                async with trio_websocket.open_websocket_url(
+                        ws_url, extra_headers=[("Authorization", f"Bearer {token_for(account)}")],
+                        connect_timeout=2 * CONNECT_S) as ws:
+                    connecting.deadline = math.inf
+                    follower.opened += 1
+                    while True:
+                        payload = json.loads(await ws.get_message())
+                        for message in payload if isinstance(payload, list) else [payload]:
+                            follower.absorb(message)
         except (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError, OSError,
                 trio.TooSlowError):
-            follower.reconnects += 1
-            await trio.sleep(0.05)
+            pass
+        follower.reconnects += 1
+        await trio.sleep(0.05)
 
 
 class Venue:
@@ -332,6 +347,10 @@ async def run(args: argparse.Namespace, database: str) -> None:
                     if waiting:  # their owner flaps (see the nodes' "stepped down" lines)
                         print(json.dumps({"error": "no snapshot within 120 s",
                                           "accounts": args.accounts, "without": len(waiting),
+                                          "opened_without": sum(followers[a].opened > 0
+                                                                for a in waiting),
+                                          "reconnects": sum(f.reconnects
+                                                            for f in followers.values()),
                                           "owned_now": len(owner_of)}), flush=True)
                         nursery.cancel_scope.cancel()
                         return

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from ._lock import StoreInUse, exclusive_store
 from .base import (
     FINAL_BATCH_STATUSES,
+    AccountState,
     AuditEntry,
     BasketRecord,
     BasketsFull,
@@ -34,6 +35,7 @@ from .base import (
 
 __all__ = [
     "FINAL_BATCH_STATUSES",
+    "AccountState",
     "AuditEntry",
     "BasketRecord",
     "BasketsFull",

@@ -17,12 +17,22 @@ import asyncpg
 from ._postgres_bridge import PostgresPart
 from ._rows import event_rows
 from ._sql import ORDERS_UPSERT_TAIL
-from .base import FencedOut, Json
+from .base import AccountState, FencedOut, Json, OrderEvent
 from .group_commit import assign_seqs
 
 _LAST_SEQS = (
     "SELECT account, max(seq) AS seq FROM order_events WHERE account = ANY($1::text[])"
     " GROUP BY account"
+)
+#: Every order of the accounts $1, each account's in the order they were last updated.
+_LOAD_ORDERS = (
+    "SELECT account, payload FROM orders WHERE account = ANY($1::text[]) ORDER BY account, seq"
+)
+#: The last $2 events of each account of $1 (the newest first), each read by its primary key.
+_LAST_EVENTS = (
+    "SELECT a.account, e.seq, e.order_id, e.payload FROM unnest($1::text[]) AS a(account)"
+    " CROSS JOIN LATERAL (SELECT seq, order_id, payload FROM order_events"
+    " WHERE account = a.account ORDER BY seq DESC LIMIT $2) AS e"
 )
 _APPEND = (
     "WITH events AS (INSERT INTO order_events (account, seq, order_id, payload, created_at)"
@@ -57,7 +67,33 @@ _FENCED_APPEND = (
 
 
 class PostgresEvents(PostgresPart):
-    """`_write_round` for the committer (the event reads are `SharedQueries`)."""
+    """`_write_round` for the committer, and the start of many actors in one read (the other
+    event reads are `SharedQueries`)."""
+
+    async def load_accounts(self, accounts: Sequence[str], recent: int) -> dict[str, AccountState]:
+        """For each of `accounts`, in one crossing: what `load_orders`, `last_seq` and
+        `read_events` of its last `recent` updates would say (a node taking many accounts over
+        starts their actors from it)."""
+        wanted = sorted(set(accounts))
+
+        async def q(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], ...]:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return (list(await conn.fetch(_LOAD_ORDERS, wanted)),
+                        list(await conn.fetch(_LAST_EVENTS, wanted, max(1, recent))))
+
+        orders, events = await self._call(q)
+        states = {a: AccountState([], 0, []) for a in wanted}
+        for row in orders:
+            states[row["account"]].orders.append(row["payload"])
+        for row in reversed(events):  # oldest first
+            state = states[row["account"]]
+            state.recent.append(OrderEvent(row["account"], row["seq"], row["order_id"],
+                                           row["payload"]))
+        for account, state in states.items():
+            seq = state.recent[-1].seq if state.recent else 0
+            kept = [e for e in state.recent if e.seq > seq - recent]
+            states[account] = AccountState(state.orders, seq, kept)
+        return states
 
     async def _write_round(
         self, requests: list[tuple[str, Sequence[Json]]], known: dict[str, int]

@@ -30,10 +30,13 @@ from .group_commit import GroupCommitter
 
 log = logging.getLogger("orderdesk.store")
 
+#: Every account of $1 (sorted: rows are locked in the order `check_epochs` locks them) gets
+#: the next epoch (the first: 1), for node $2, in one statement.
 _CLAIM = (
-    "INSERT INTO account_owner (account, epoch, node, acquired_at) VALUES ($1, 1, $2, $3)"
+    "INSERT INTO account_owner (account, epoch, node, acquired_at)"
+    " SELECT account, 1, $2, $3 FROM unnest($1::text[]) AS claimed(account) ORDER BY account"
     " ON CONFLICT (account) DO UPDATE SET epoch = account_owner.epoch + 1,"
-    " node = EXCLUDED.node, acquired_at = EXCLUDED.acquired_at RETURNING epoch"
+    " node = EXCLUDED.node, acquired_at = EXCLUDED.acquired_at RETURNING account, epoch"
 )
 
 
@@ -89,23 +92,30 @@ class PostgresFencing(PostgresPart):
     async def claim_account(self, account: str, node: str) -> int:
         """Bump `account`'s epoch for `node` (this node, holding the lease); returns it. Writes
         of whoever held it before are refused from its commit on."""
+        return (await self.claim_accounts([account], node))[account]
+
+    async def claim_accounts(self, accounts: Sequence[str], node: str) -> dict[str, int]:
+        """`claim_account` for each of `accounts` (leases this node holds), in one statement:
+        one transaction bumps every epoch. The epoch of each, by account."""
         self.start_fencing()
         assert self._fences is not None
+        wanted = sorted(set(accounts))
 
-        async def q(conn: asyncpg.Connection) -> int:
-            ender = asyncio.ensure_future(self._end_blockers(account, conn.get_server_pid()))
+        async def q(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            ender = asyncio.ensure_future(self._end_blockers(wanted, conn.get_server_pid()))
             try:
-                return int(await conn.fetchval(_CLAIM, account, node, time.time()))
+                return list(await conn.fetch(_CLAIM, wanted, node, time.time()))
             finally:
                 ender.cancel()
 
-        epoch = await self._call(q)
-        self._committer.forget(account)  # another node may have appended since we last did
-        self._fences[account] = epoch
-        return epoch
+        epochs = {r["account"]: int(r["epoch"]) for r in await self._call(q)}
+        for account, epoch in epochs.items():
+            self._committer.forget(account)  # another node may have appended since we did
+            self._fences[account] = epoch
+        return epochs
 
-    async def _end_blockers(self, account: str, claimer: int) -> None:
-        """(asyncio) Every `stuck_write_s` while the claim of `account` (session `claimer`)
+    async def _end_blockers(self, accounts: Sequence[str], claimer: int) -> None:
+        """(asyncio) Every `stuck_write_s` while the claim of `accounts` (session `claimer`)
         waits: end the sessions it waits for. Postgres may refuse (another role without
         pg_signal_backend): then the claim waits on, bounded by the caller's lease."""
         while True:
@@ -116,13 +126,13 @@ class PostgresFencing(PostgresPart):
                         "SELECT pid, pg_terminate_backend(pid) AS ended"
                         " FROM unnest(pg_blocking_pids($1)) AS pid", claimer)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                log.warning("account %s: cannot end the sessions holding its claim: %s",
-                            account, exc)
+                log.warning("accounts %s: cannot end the sessions holding their claim: %s",
+                            ", ".join(accounts), exc)
                 continue
             if ended:
-                log.warning("account %s: the claim waited %.1f s for sessions %s holding the"
-                            " owner row (a previous owner paused mid-write?): ended them",
-                            account, self.stuck_write_s, [r["pid"] for r in ended])
+                log.warning("accounts %s: the claim waited %.1f s for sessions %s holding"
+                            " owner rows (a previous owner paused mid-write?): ended them",
+                            ", ".join(accounts), self.stuck_write_s, [r["pid"] for r in ended])
 
     def drop_account(self, account: str) -> None:
         """Stop writing for `account` (the lease is lost or given up): its writes are refused."""

@@ -82,6 +82,16 @@ class OrderEvent:
 
 
 @attrs.frozen
+class AccountState:
+    """What an account's actor starts from: the latest payload of each order (in the order they
+    were last updated), the last committed seq (0: none) and the last events (oldest first)."""
+
+    orders: list[Json]
+    seq: int
+    recent: list[OrderEvent]
+
+
+@attrs.frozen
 class BatchRecord:
     """A multi-leg batch, written before any leg is sent (write-ahead)."""
 

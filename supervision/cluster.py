@@ -2,7 +2,9 @@
 
 `open_cluster` (nothing without `[cluster]`) turns fencing on in the store, opens the Redis
 client, announces the node every `renew_s`, runs the node's `Renewer` (every lease the node
-holds, renewed in one Redis round) and hands out one `AccountOwner` per account: the
+holds, renewed in one Redis round) and `Acquirer` (every lease it waits for, tried in one
+round, the epochs of those taken claimed together) and hands out one `AccountOwner` per
+account: the
 tree runs it in place of the actor's own `run`, so an actor runs only where its account is
 owned (and appends its updates to its stream). This node's subscribers of accounts it does
 not own are fed from those streams (`StreamFeeds`, its reader runs here; `Cluster.subscribe`
@@ -24,9 +26,11 @@ import trio
 from actors.account import AccountActor, ActorConfig, Subscription
 from actors.health import HealthEntry
 from actors.orders import LeaseExpiring
+from store import AccountState
 from web import Authenticator
 from web.settings import ClusterSettings
 
+from .acquisition import Acquirer
 from .lease import REDIS_ERRORS, Leases, open_leases
 from .ownership import AccountOwner, Claims, Takeovers
 from .renewal import Renewer
@@ -38,10 +42,6 @@ from .tokens import TokenVault
 from .xread_connection import XReadConnection
 
 log = logging.getLogger("orderdesk.cluster")
-
-#: Lease acquisitions (SET NX, plus a holder lookup now and then) in flight at once per node.
-ACQUIRING_AT_ONCE = 4
-
 
 class Cluster:
     """This node's owners, by account."""
@@ -60,8 +60,10 @@ class Cluster:
                                       books.max_sessions)
         #: Renews the leases of every account this node owns, in one round each `renew_s`.
         self.renewer = Renewer(leases)
-        #: Lease acquisitions in flight at once on this node (its standbys pace themselves).
-        self.acquiring = trio.CapacityLimiter(ACQUIRING_AT_ONCE)
+        #: Takes the leases (and claims the epochs) of the accounts this node waits for, in
+        #: rounds.
+        self.acquirer = Acquirer(leases, self.renewer, store, self._load_actors)
+        self._actors: dict[str, AccountActor] = {}
         self._store = store
         #: The access tokens kept sealed in the store for every node.
         self.tokens = tokens
@@ -72,9 +74,10 @@ class Cluster:
     def owner(self, actor: AccountActor, health: HealthEntry | None = None) -> AccountOwner:
         """The ownership loop that runs `actor` whenever this node owns its account (`health`:
         the actor's entry, whose upstream is not judged while the account is standby here)."""
-        owner = AccountOwner(actor, self.renewer, self._store, health, lambda: self.takeovers,
-                             self.tokens, self.acquiring, self._appender)
+        owner = AccountOwner(actor, self.acquirer, self.renewer, self._store, health,
+                             lambda: self.takeovers, self.tokens, self._appender)
         self.owners[actor.account] = owner
+        self._actors[actor.account] = actor
         return owner
 
     def _appender(self, account: str) -> StreamAppender:
@@ -94,6 +97,11 @@ class Cluster:
     def unsubscribe(self, sub: Subscription) -> None:
         if self.feeds is not None:
             self.feeds.unsubscribe(sub)
+
+    async def _load_actors(self, accounts: list[str]) -> dict[str, AccountState]:
+        """What the actors of `accounts` (taken in one round) start from, in one read."""
+        recent = max(self._actors[account].replay_size for account in accounts)
+        return await self._store.load_accounts(accounts, recent)
 
     def owns(self, account: str) -> bool:
         """Whether this node owns `account` now (the order path acts only for those)."""
@@ -203,6 +211,7 @@ async def open_cluster(
         nursery.start_soon(cluster.announce)
         nursery.start_soon(cluster.renewer.run)
         nursery.start_soon(feeds.run)
+        nursery.start_soon(cluster.acquirer.run)
         nursery.start_soon(cluster.sessions.watch)  # sessions ended on other nodes
         if auth is not None:  # tokens rotated on other nodes
             nursery.start_soon(follow_rotations, store, auth, settings.session_check_s)

@@ -8,8 +8,10 @@ that deletes it only for its holder: a node can never extend or drop another nod
 The holder's own view of its lease is a monotonic deadline measured from when the renewal was
 SENT (the reply may come late; Redis started counting no earlier), minus a margin for clock rate
 differences: past it, the node stops acting as the owner even if Redis has not expired the key
-yet. A node renews all its leases in one round (`renew_all`, driven by `renewal.Renewer`): one
-pipeline of the renew script, one call per key, so each key keeps its own hash slot.
+yet. A node renews all its leases in one round (`renew_all`, driven by `renewal.Renewer`) and
+tries every lease it waits for in one round too (`acquire_all`, driven by
+`acquisition.Acquirer`): one pipeline of a script, one call per key, so each key keeps its own
+hash slot.
 The lease alone is not the fence (Redis may lose an acknowledged write on failover): Postgres'
 epoch is (`store` `claim_account`).
 
@@ -33,14 +35,38 @@ from coredis.exceptions import NoScriptError, RedisError
 
 from web.settings import ClusterSettings
 
-__all__ = ["Lease", "Leases", "RedisError", "open_leases", "redis_address"]
+__all__ = ["Lease", "Leases", "RedisError", "Try", "open_leases", "redis_address"]
 
-#: Extend the lease only if this node still holds it (1), else 0.
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
+#: Per key: the lease taken if it was free, {1}; else who holds it (a key that is not a lease:
+#: '') and its ttl in ms, {0, holder, pttl}. Any number of keys (one call per slot in Cluster).
+_ACQUIRE = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    out[i] = {1}
+  else
+    local held = redis.pcall('get', key)
+    if type(held) ~= 'string' then held = '' end
+    out[i] = {0, held, redis.call('pttl', key)}
+  end
 end
-return 0
+return out
+"""
+#: Per key: 1 extended (this node still holds it), 0 not (another node's, or none), -1 not
+#: known (not a lease: an error for that key alone).
+_RENEW = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local held = redis.pcall('get', key)
+  if type(held) == 'table' and held.err then
+    out[i] = -1
+  elseif held == ARGV[1] then
+    out[i] = redis.call('pexpire', key, ARGV[2])
+  else
+    out[i] = 0
+  end
+end
+return out
 """
 #: Delete the lease only if this node holds it.
 _RELEASE = """
@@ -78,6 +104,17 @@ class Lease:
         return 0.0 if self.lost.is_set() else self.deadline - trio.current_time()
 
 
+@attrs.frozen
+class Try:
+    """One account's part of an acquisition round: the lease taken, or who holds it and for
+    how much longer (None: not known, e.g. the key expired between the two reads)."""
+
+    account: str
+    lease: Lease | None
+    holder: str | None = None
+    expires_in_s: float | None = None
+
+
 class Leases:
     """The leases of one node on one Redis."""
 
@@ -86,6 +123,7 @@ class Leases:
         self.cluster = cluster
         self.node = cluster.node_id
         self._ttl_ms = max(1, int(cluster.lease_s * 1000))
+        self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         #: Redis round trips by kind (renew_round: one `renew_all`, whatever its size).
@@ -118,11 +156,42 @@ class Leases:
             return None
         return Lease(account, key, self._valid_until(sent), time.time(), sent)
 
+    async def acquire_all(self, accounts: Sequence[str]) -> list[Try]:
+        """Try every account's lease in one Redis round (SET NX as `acquire` does, one script
+        call per key); a taken lease's deadline counts from when the round was sent. A key
+        whose try fails alone is not taken (nor its holder known). Raises a `REDIS_ERRORS` one
+        when the round fails as a whole (a key taken in it then expires untouched)."""
+        if not accounts:
+            return []
+        keys = [self.key(account) for account in accounts]
+        sent = trio.current_time()
+        self.calls["acquire_round"] += 1
+        replies = await self._scripted(self._acquire, keys, [self.node, self._ttl_ms])
+        if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted: load it
+            self._acquire.sha = await self._client.script_load(_ACQUIRE)
+            sent = trio.current_time()
+            self.calls["acquire_round"] += 1
+            replies = await self._scripted(self._acquire, keys,
+                                           [self.node, self._ttl_ms])
+        now = time.time()
+        tries = []
+        for account, key, reply in zip(accounts, keys, replies, strict=True):
+            if isinstance(reply, BaseException):  # that key alone: not taken, holder not known
+                tries.append(Try(account, None))
+            elif int(reply[0]) == 1:
+                tries.append(Try(account, Lease(account, key, self._valid_until(sent), now,
+                                                sent)))
+            else:
+                holder, ttl_ms = str(reply[1]), int(reply[2])
+                tries.append(Try(account, None, holder or None,
+                                 ttl_ms / 1000 if holder and ttl_ms >= 0 else None))
+        return tries
+
     async def renew(self, lease: Lease) -> bool:
         """Extend `lease`; False if this node no longer holds it (expired, taken by another)."""
         sent = trio.current_time()
         self.calls["renew"] += 1
-        if await self._renew(keys=[lease.key], args=[self.node, self._ttl_ms]) != 1:
+        if await self._renew(keys=[lease.key], args=[self.node, self._ttl_ms]) != [1]:
             return False
         self._renewed(lease, sent)
         return True
@@ -136,15 +205,16 @@ class Leases:
             return []
         sent = trio.current_time()
         self.calls["renew_round"] += 1
-        replies = await self._pipelined(leases)
+        keys = [lease.key for lease in leases]
+        replies = await self._scripted(self._renew, keys, [self.node, self._ttl_ms])
         if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted: load it
             self._renew.sha = await self._client.script_load(_RENEW)
             sent = trio.current_time()
             self.calls["renew_round"] += 1
-            replies = await self._pipelined(leases)
+            replies = await self._scripted(self._renew, keys, [self.node, self._ttl_ms])
         results: list[bool | None] = []
         for lease, reply in zip(leases, replies, strict=True):
-            if isinstance(reply, BaseException):
+            if isinstance(reply, BaseException) or reply == -1:
                 results.append(None)
             elif reply == 1:
                 self._renewed(lease, sent)
@@ -154,14 +224,22 @@ class Leases:
                 results.append(False)
         return results
 
-    async def _pipelined(self, leases: Sequence[Lease]) -> tuple[Any, ...]:
-        """The renew script for each lease, sent as one pipeline (not a transaction: in Redis
-        Cluster coredis sends each key to its slot's node). EVALSHA, not the Script object,
-        which would first ask SCRIPT EXISTS: a second round trip."""
+    async def _scripted(self, script: Any, keys: Sequence[str], args: list[Any]) -> list[Any]:
+        """`script` over `keys` with the same `args`: its reply per key, or the error of the
+        call that carried the key. One call for every key (one round trip, one command to
+        build and parse), except on Redis Cluster, where each key may live on another node:
+        one call per key there, sent as one pipeline (not a transaction: coredis sends each to
+        its slot's node). EVALSHA, not the Script object, which would first ask SCRIPT EXISTS:
+        a second round trip."""
+        if not isinstance(self._client, coredis.RedisCluster):
+            try:
+                return list(await self._client.evalsha(script.sha, keys=keys, args=args))
+            except NoScriptError as exc:
+                return [exc] * len(keys)
         async with self._client.pipeline(transaction=False, raise_on_error=False) as pipe:
-            for lease in leases:
-                pipe.evalsha(self._renew.sha, keys=[lease.key], args=[self.node, self._ttl_ms])
-        return pipe.results or ()
+            for key in keys:
+                pipe.evalsha(script.sha, keys=[key], args=args)
+        return [r if isinstance(r, BaseException) else r[0] for r in pipe.results or ()]
 
     def _renewed(self, lease: Lease, sent: float) -> None:
         if not lease.released:

@@ -1,10 +1,11 @@
 """[cluster]: an account's actor runs on this node only while this node owns the account.
 
 `AccountOwner.run` is the account's child in the supervision tree in place of the actor's own
-`run`. It waits (standby) until it can take the account's Redis lease, bumps the account's epoch
-in Postgres (from then on the previous owner's writes are refused), loads the access token kept
-in the store (`tokens`), then runs the actor while the node's `Renewer` renews the lease (from
-the moment it is taken, in one Redis round with every other account's), and has the order path
+`run`. It waits (standby) until the node's `Acquirer` takes the account's Redis lease and bumps
+its epoch in Postgres (from then on the previous owner's writes are refused), in rounds shared
+with every other account the node waits for; it loads the access token kept in the store
+(`tokens`), then runs the actor while the node's `Renewer` renews the lease (from the moment it
+is taken, in one Redis round with every other account's), and has the order path
 recover the batches the previous owner left unfinished (`Takeovers`: new orders of the account
 are refused until they are tracked), and appends each update the actor commits to the
 account's Redis stream (`StreamAppender`, made per ownership period: the stream first reaches
@@ -21,9 +22,9 @@ not wait for it to expire.
 from __future__ import annotations
 
 import logging
-import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import trio
@@ -31,8 +32,9 @@ import trio
 from actors.account import AccountActor
 from actors.account.frames import status_frame
 from actors.health import HealthEntry
-from store import FencedOut, StoreError
+from store import AccountState, FencedOut
 
+from .acquisition import Acquirer, Attempt
 from .lease import REDIS_ERRORS, Lease
 from .renewal import Renewer
 from .stream_append import StreamAppender
@@ -56,7 +58,9 @@ class Takeovers(Protocol):
 class Claims(Protocol):
     """What ownership needs of the store (the Postgres engine's fencing)."""
 
-    async def claim_account(self, account: str, node: str) -> int: ...
+    async def claim_accounts(self, accounts: Sequence[str], node: str) -> dict[str, int]: ...
+    async def load_accounts(self, accounts: Sequence[str], recent: int
+                            ) -> dict[str, AccountState]: ...
     def drop_account(self, account: str) -> None: ...
     def refused_writes(self, account: str) -> int: ...
 
@@ -65,20 +69,17 @@ class AccountOwner:
     """One account's ownership on this node; `view()` is what `/admin/actors` shows of it."""
 
     def __init__(
-        self, actor: AccountActor, renewer: Renewer, store: Claims, health: HealthEntry | None,
-        takeovers: Callable[[], Takeovers | None] = lambda: None,
+        self, actor: AccountActor, acquirer: Acquirer, renewer: Renewer, store: Claims,
+        health: HealthEntry | None, takeovers: Callable[[], Takeovers | None] = lambda: None,
         tokens: TokenVault | None = None,
-        acquiring: trio.CapacityLimiter | None = None,
         appender: Callable[[str], StreamAppender] | None = None,
     ) -> None:
         self.account = actor.account
+        self._acquirer = acquirer
         #: Makes the appender of each ownership period (None: nothing is appended).
         self._new_appender = appender
         self.appender: StreamAppender | None = None  # the current or last period's
         self._renewer = renewer
-        #: The node's bound on acquisitions in flight at once: standbys never stampede Redis.
-        self._acquiring = acquiring or trio.CapacityLimiter(1)
-        self._holder_looked_at: float | None = None
         self._takeovers = takeovers
         self._tokens = None if tokens is None else AccountTokens(tokens, actor)
         self._actor = actor
@@ -113,49 +114,30 @@ class AccountOwner:
         """Own the account whenever possible, until cancelled. Ready once the actor runs, or at
         once when another node owns the account (standby is a healthy state)."""
         ready: trio.TaskStatus[None] | None = task_status
-        renew_s = self._leases.cluster.renew_s
         self._health_standby()
+        first = True
         while True:
-            lease = await self._try_acquire()
-            if lease is not None and await self._own(lease, ready):
-                ready = None
-            elif ready is not None:
+            attempt = await self._acquirer.take(self.account, at_once=first)
+            first = False
+            self.holder = attempt.holder
+            told = attempt.lease is not None and await self._own(attempt.lease, attempt, ready)
+            if ready is not None and not told:
                 ready.started()
-                ready = None
-            # jittered, so a node's standbys do not all try in the same instant
-            await trio.sleep(renew_s * random.uniform(0.5, 1.5))
+            ready = None
+            if attempt.lease is not None:  # stepped down: the node that made it gets to own it
+                await trio.sleep(self._leases.cluster.renew_s)
 
-    async def _try_acquire(self) -> Lease | None:
-        """One try (within the node's bound on tries at once); who holds the account is
-        looked up at the first failed try and then once per lease time, not at every try."""
-        try:
-            async with self._acquiring:
-                lease = await self._leases.acquire(self.account)
-                now = trio.current_time()
-                if lease is None and (self._holder_looked_at is None or now
-                                      > self._holder_looked_at + self._leases.cluster.lease_s):
-                    self._holder_looked_at = now
-                    self.holder, _ = await self._leases.holder(self.account)
-            return lease
-        except REDIS_ERRORS as exc:
-            self.holder = self._holder_looked_at = None
-            log.warning("account %s: cannot reach Redis for its lease: %s", self.account, exc)
-            return None
-
-    async def _own(self, lease: Lease, ready: trio.TaskStatus[None] | None) -> bool:
-        """Run the actor while the lease holds; True if it got as far as telling `ready`."""
+    async def _own(self, lease: Lease, attempt: Attempt,
+                   ready: trio.TaskStatus[None] | None) -> bool:
+        """Run the actor while the lease holds (the `Renewer` renews it from when it was
+        taken); True if it got as far as telling `ready`."""
         self.lease = lease
-        reason = "shutdown"
+        reason = attempt.failure or "shutdown"
         told = False
-        # renewed from now on, not only once the actor runs: starting it (and claiming the
-        # epoch) can take longer than the lease when a node takes 200 accounts at once
-        self._renewer.hold(lease)
         try:
-            with trio.move_on_at(lease.deadline) as claiming:
-                self.epoch = await self._store.claim_account(self.account, self._leases.node)
-            if claiming.cancelled_caught:
-                reason = "the epoch could not be claimed within the lease"
+            if attempt.epoch is None:  # taken, but the store did not claim it: give it up
                 return told
+            self.epoch = attempt.epoch
             if self._tokens is not None:  # the token another node may have loaded
                 with trio.move_on_at(lease.deadline):
                     await self._tokens.load()
@@ -177,7 +159,7 @@ class AccountOwner:
                     nursery.start_soon(keep)
                     if appender is not None:  # every update committed from the start on
                         self._actor.tap = appender.tap
-                    await nursery.start(self._actor.run)
+                    await nursery.start(partial(self._actor.run, loaded=attempt.loaded))
                     if appender is not None:  # the stream reaches the loaded seq first
                         nursery.start_soon(appender.run, self._actor.seq, status_frame(
                             self.account, self._actor.upstream.state))
@@ -194,9 +176,6 @@ class AccountOwner:
             except* FencedOut:
                 self.fenced_out += 1
                 reason = "fenced out: another node claimed the account"
-            return told
-        except StoreError as exc:  # the claim itself failed: the store is down, try later
-            reason = f"the epoch could not be claimed: {exc}"
             return told
         finally:
             self._actor.tap = None
@@ -228,7 +207,6 @@ class AccountOwner:
         self.state = "standby"
         self._health_standby()
         self.lease = None
-        self._holder_looked_at = None  # look again: it may be another node's now
         if was_owner:
             self.step_downs += 1
             self.last_step_down = f"{time.strftime('%H:%M:%S')} {reason}"

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from brokers.base import Broker, BrokerError, Order, TokenExpired, UpstreamLost
-from store import Store
+from store import AccountState, Store
 
 from ..backoff import Backoff
 from ..calendar import trading_day
@@ -33,7 +33,7 @@ from .live_positions import LivePositions
 from .position_book import fill_changed
 from .positions import PositionsReport
 from .reconnect import reconcile_staggered
-from .replay import recent_events, replay_after
+from .replay import framed, load_state, replay_after
 from .subscribers import SubscriberSet, Subscription
 from .upstream import UpstreamState, open_paced, pump_frames
 from .watchers import Watchers
@@ -45,13 +45,8 @@ class AccountActor:
     """One per account. `run()` may be restarted by its supervisor; subscribers survive it."""
 
     def __init__(
-        self,
-        account: str,
-        broker: Broker,
-        store: Store,
-        config: ActorConfig = ActorConfig(),
-        *,
-        health: HealthEntry | None = None,
+        self, account: str, broker: Broker, store: Store, config: ActorConfig = ActorConfig(),
+        *, health: HealthEntry | None = None,
         on_update: Callable[[str, int, dict[str, Any]], None] | None = None,
         pacer: ConnectPacer | None = None,  # the process's, shared by every account
     ) -> None:
@@ -88,6 +83,11 @@ class AccountActor:
     @property
     def seq(self) -> int:
         return self._seq
+
+    @property
+    def replay_size(self) -> int:
+        """How many of its last updates the actor keeps to replay (what `run(loaded=)` needs)."""
+        return self._config.replay_buffer
 
     def orders(self) -> list[dict[str, Any]]:
         return [dict(p) for p in self._book.payloads()]
@@ -126,9 +126,11 @@ class AccountActor:
 
     # -- the actor's life --------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Load the book and seq from the store, then follow the upstream until cancelled."""
-        await self._load()
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                  loaded: AccountState | None = None) -> None:
+        """Load the book and seq from the store (or start from `loaded`, read for it with many
+        others'), then follow the upstream until cancelled."""
+        await self._load(loaded)
         task_status.started()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.live.publish)
@@ -174,12 +176,13 @@ class AccountActor:
         self._credentials.set()
         self._credentials = trio.Event()
 
-    async def _load(self) -> None:
+    async def _load(self, loaded: AccountState | None = None) -> None:
         """Book, seq and replay buffer from the store, swapped in at once (no await between)."""
         day = trading_day(self._config.wall_clock()).isoformat()
-        payloads = of_day(await self._store.load_orders(self.account), day)
-        seq = await self._store.last_seq(self.account)
-        recent = await recent_events(self._store, self.account, seq, self._config.replay_buffer)
+        if loaded is None:
+            loaded = await load_state(self._store, self.account, self._config.replay_buffer)
+        payloads, seq = of_day(loaded.orders, day), loaded.seq
+        recent = framed(self.account, loaded.recent, seq, self._config.replay_buffer)
         replay = deque(((s, m) for s, _, m in recent), maxlen=self._config.replay_buffer)
         missed = [e for e in recent if e[0] > self._seq] if len(self._subscribers) else []
         self._book = OrderBook(payloads, keep_finished=self._config.book_finished)

@@ -8,42 +8,57 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from store import Store
+from store import AccountState, OrderEvent, Store
 
 from ..calendar import trading_day
 from .book import OrderBook, of_day
 from .config import ActorConfig
 from .frames import order_frame, snapshot_frame
 
-__all__ = ["frames_between", "recent_events", "replay_after", "stored_snapshot"]
+__all__ = ["frames_between", "framed", "load_state", "replay_after", "stored_snapshot"]
 
 #: Tries to read a snapshot with no update committed in between (`stored_snapshot`).
 _SNAPSHOT_TRIES = 5
 
 
-async def recent_events(
-    store: Store, account: str, seq: int, count: int
-) -> list[tuple[int, dict[str, Any], str]]:
-    """(seq, payload, order frame) of `account`'s last `count` updates up to `seq`, oldest
-    first: what a subscriber resuming with `since` is replayed."""
-    recent: list[tuple[int, dict[str, Any], str]] = []
-    first = max(0, seq - count)
-    while first < seq:
+async def load_state(store: Store, account: str, count: int) -> AccountState:
+    """`account`'s orders, last seq and last `count` updates (oldest first), read from `store`:
+    what its actor starts from, unless it was read for many accounts at once."""
+    orders = await store.load_orders(account)
+    seq = await store.last_seq(account)
+    return AccountState(orders, seq, await _events_between(store, account, seq - count, seq))
+
+
+async def _events_between(
+    store: Store, account: str, after: int, upto: int
+) -> list[OrderEvent]:
+    """`account`'s updates with `after` < seq <= `upto`, oldest first."""
+    found: list[OrderEvent] = []
+    first = max(0, after)
+    while first < upto:
         events = await store.read_events(account, first, limit=1_000)
         if not events:
             break
-        recent.extend((e.seq, e.payload, order_frame(account, e.seq, e.payload))
-                      for e in events if e.seq <= seq)
+        found.extend(e for e in events if e.seq <= upto)
         first = events[-1].seq
-    return recent
+    return found
+
+
+def framed(
+    account: str, events: Sequence[OrderEvent], seq: int, count: int
+) -> list[tuple[int, dict[str, Any], str]]:
+    """(seq, payload, order frame) of the events up to `seq` of the last `count`: what a
+    subscriber resuming with `since` is replayed."""
+    return [(e.seq, e.payload, order_frame(account, e.seq, e.payload))
+            for e in events if seq - count < e.seq <= seq]
 
 
 async def frames_between(
     store: Store, account: str, after: int, upto: int
 ) -> list[tuple[int, str]]:
     """(seq, order frame) of `account`'s updates with `after` < seq <= `upto`, oldest first."""
-    return [(seq, frame) for seq, _, frame in await recent_events(store, account, upto,
-                                                                  upto - after)]
+    return [(e.seq, order_frame(account, e.seq, e.payload))
+            for e in await _events_between(store, account, after, upto)]
 
 
 async def stored_snapshot(

@@ -234,22 +234,27 @@ class BatchCoordinator:
             self._accounts.taking_over.discard(account)
 
     async def _take_over(self, nursery: trio.Nursery) -> None:
-        """Serve `recover_account`: each unfinished batch of the account not tracked yet gets
-        a recovery task in `nursery` (the coordinator's own)."""
-        async for account, tracked in self._takeovers_receive:
+        """Serve `recover_account`: each unfinished batch of the accounts not tracked yet gets
+        a recovery task in `nursery` (the coordinator's own); one read for all those queued."""
+        async for first in self._takeovers_receive:
+            waiting = [first]
+            while self._takeovers_receive.statistics().current_buffer_used:
+                waiting.append(self._takeovers_receive.receive_nowait())
+            accounts = {account for account, _ in waiting}
             try:
                 found = await self._store.unfinished_batches()
             except StoreError as exc:
-                log.warning("account %s taken over, but its unfinished batches could not be "
-                            "read: %s; the next takeover or start recovers them", account, exc)
+                log.warning("accounts %s taken over, but their unfinished batches could not be "
+                            "read: %s; the next takeover or start recovers them", accounts, exc)
                 found = []
             for batch, legs in found:
-                if batch.account == account and batch.batch_id not in self._accounts.batches:
+                if batch.account in accounts and batch.batch_id not in self._accounts.batches:
                     log.warning("batch %s of %s: left unfinished by the previous owner; "
-                                "recovering it", batch.batch_id, account)
+                                "recovering it", batch.batch_id, batch.account)
                     self._recoveries.track(batch, legs)
                     nursery.start_soon(self._recoveries.recover_logged, batch, legs)
-            tracked.set()
+            for _, tracked in waiting:
+                tracked.set()
 
     # -- batches -----------------------------------------------------------------------
 
