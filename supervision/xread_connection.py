@@ -2,12 +2,13 @@
 
 The reader sends one XREAD per update when updates come one at a time, so what a round costs
 the client is what a cross-node delivery costs beyond a local one. Through coredis a round
-takes about 500 µs of CPU here (argument checks, retries, timeouts, the hops between its
-writer and reader tasks), nearly all of it client overhead, not parsing; written and parsed
-here, about 200 µs. Hence this connection: RESP2 over one socket (redis://, rediss://,
-unix://, with the URL's user, password and db), one command at a time, dropped on any error
-or cancellation (its reply could otherwise be taken for the next one's) and made again by the
-next call. Every other call of the reader stays on coredis.
+takes 400-650 µs of CPU (bench/xread_round.py, 20 streams, a loaded 2-core machine: argument
+checks, retries, timeouts, the hops between its writer and reader tasks; nearly all client
+overhead, not parsing); written and parsed here, 125-230 µs. Hence this connection: RESP2
+over one socket (redis://, rediss://, unix://, with the URL's user, password and db), one
+command at a time, dropped on any error or cancellation (its reply could otherwise be taken
+for the next one's) and made again by the next call. Every other call of the reader stays on
+coredis.
 """
 
 from __future__ import annotations
