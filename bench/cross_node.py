@@ -50,30 +50,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fanout_stack import ADMIN_TOKEN, free_port, open_venue, token_for  # noqa: E402
 from _pg import throwaway_database  # noqa: E402
 from failover import Node, node_toml, start, stop  # noqa: E402
-from fanout import Clients, Driver, nifty_future  # noqa: E402
+from fanout import Clients, Driver, nifty_future, wait_for_deliveries  # noqa: E402
 
 
 def quantile(ordered: list[float], q: float) -> float:
     if not ordered:
         return float("nan")
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-async def settle(clients: Clients, want: Counter[str], limit_s: float, still_s: float) -> None:
-    """Until every account's deliveries reach `want`, nothing moved for `still_s`, or the
-    limit."""
-    deadline = trio.current_time() + limit_s
-    last, moved = -1, trio.current_time()
-    while trio.current_time() < deadline:
-        counts = await clients.counts()
-        if all(counts[a] >= n for a, n in want.items()):
-            return
-        total = sum(counts.values())
-        if total != last:
-            last, moved = total, trio.current_time()
-        elif trio.current_time() - moved >= still_s:
-            return
-        await trio.sleep(0.05)
 
 
 def cpu(node: Node) -> float:
@@ -138,14 +121,14 @@ async def phase(kind: str, nodes: list[Node], venue: str, accounts: list[str],
                     nursery.start_soon(warm.place, account, "BUY")
             counts = await clients.counts()
             want = Counter({a: counts[a] + 2 * args.subscribers for a in accounts})
-            await settle(clients, want, limit_s=10, still_s=2)
+            await wait_for_deliveries(clients, want, limit_s=10, still_s=2)
             await clients.call("reset")
             driver = Driver(http, instrument)
             async with profiled(nodes, args.profile, name):
                 started = [cpu(n) for n in nodes], await redis_cpu(redis), time.monotonic()
                 await driver.run(accounts, len(accounts) * args.rate / 2, args.seconds)
                 want = Counter({a: 2 * n * args.subscribers for a, n in driver.ok.items()})
-                await settle(clients, want, limit_s=15, still_s=1)
+                await wait_for_deliveries(clients, want, limit_s=15, still_s=1)
             (cpu_a, cpu_b), cpu_redis = ([cpu(n) - c for n, c in zip(nodes, started[0],
                                                                      strict=True)],
                                          await redis_cpu(redis) - started[1])

@@ -239,7 +239,9 @@ def _round(value: float, digits: int) -> float | None:
     return None if math.isnan(value) else round(value, digits)
 
 
-async def _wait_for(clients: Clients, want: Counter[str], limit_s: float, still_s: float) -> None:
+async def wait_for_deliveries(
+    clients: Clients, want: Counter[str], limit_s: float, still_s: float
+) -> None:
     """Until every account's deliveries reach `want`, nothing moved for `still_s`, or the limit."""
     deadline = trio.current_time() + limit_s
     last, moved = -1, trio.current_time()
@@ -284,7 +286,7 @@ async def measure(
                 for account in cold:
                     nursery.start_soon(warm.place, account, "BUY")
             want = Counter({a: 2 * config.subscribers for a in accounts})
-            await _wait_for(clients, want, limit_s=5, still_s=2)
+            await wait_for_deliveries(clients, want, limit_s=5, still_s=2)
         await trio.sleep(0.5)
         await clients.call("reset")
 
@@ -296,7 +298,7 @@ async def measure(
             await driver.run(accounts, orders_per_s, args.seconds)
             drive_s = time.monotonic() - started  # longer than --seconds if the venue lagged
             want = Counter({a: 2 * n * config.subscribers for a, n in driver.ok.items()})
-            await _wait_for(clients, want, limit_s=10, still_s=1)
+            await wait_for_deliveries(clients, want, limit_s=10, still_s=1)
         cpu_used, window = _cpu(proc) - cpu_start, time.monotonic() - started
         machine_busy = _machine_busy() - busy_start
     rss_end = _rss(proc)

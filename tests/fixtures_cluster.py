@@ -22,6 +22,8 @@ import trio
 import trio_websocket
 from prometheus_client.parser import text_string_to_metric_families
 
+from store import open_store
+from store.postgres import PostgresStore
 from tests.fixtures_cli import free_port
 from tests.fixtures_service import ADMIN, METRICS, TOKENS, write_config
 from web.settings import ClusterSettings
@@ -39,6 +41,14 @@ async def key_prefix() -> AsyncIterator[str]:
         keys = [k async for k in client.scan_iter(match=f"{{{prefix}:*")]
         if keys:
             await client.delete(keys)
+
+
+@asynccontextmanager
+async def postgres_node(url: str) -> AsyncIterator[PostgresStore]:
+    """One node's store: a Postgres store of its own on `url` (two of them: two nodes)."""
+    async with open_store(url) as store:
+        assert isinstance(store, PostgresStore)
+        yield store
 
 
 def cluster_settings(prefix: str, node: str, *, url: str = REDIS_URL, lease_s: float = 1.5,

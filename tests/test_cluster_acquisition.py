@@ -15,24 +15,18 @@ import pytest
 import trio
 import trio_asyncio
 
-from store import AccountState, BatchRecord, FencedOut, open_store
+from store import AccountState, BatchRecord, FencedOut
 from store.postgres import PostgresStore
 from supervision.acquisition import Acquirer, Attempt
 from supervision.lease import Leases, open_leases
 from supervision.renewal import Renewer
 from tests.fixtures_cluster import cluster_settings
+from tests.fixtures_cluster import postgres_node as node
 from tests.fixtures_waits import wait_until
 
 
 def order(order_id: str) -> dict[str, object]:
     return {"order_id": order_id, "status": "OPEN", "tag": f"t{order_id}"}
-
-
-@asynccontextmanager
-async def node(url: str) -> AsyncIterator[PostgresStore]:
-    async with open_store(url) as store:
-        assert isinstance(store, PostgresStore)
-        yield store
 
 
 @asynccontextmanager

@@ -14,8 +14,8 @@ import pytest
 import trio
 import trio_asyncio
 
-from store import BatchRecord, FencedOut, LegRecord, open_store
-from store.postgres import PostgresStore
+from store import BatchRecord, FencedOut, LegRecord
+from tests.fixtures_cluster import postgres_node as node
 from tests.fixtures_waits import wait_until
 
 
@@ -27,13 +27,6 @@ def batch(batch_id: str, account: str) -> BatchRecord:
     return BatchRecord(batch_id=batch_id, account=account, idempotency_key=None,
                        request_hash="h", request={}, status="pending",
                        created_at=1.0, updated_at=1.0)
-
-
-@asynccontextmanager
-async def node(url: str) -> AsyncIterator[PostgresStore]:
-    async with open_store(url) as store:
-        assert isinstance(store, PostgresStore)
-        yield store
 
 
 @asynccontextmanager
