@@ -187,11 +187,7 @@ class Acquirer:
         released (bounded: else it expires on its own)."""
         self._renewer.drop(lease)
         self._store.drop_account(lease.account)
-        with trio.move_on_after(1.0):
-            try:
-                await self.leases.release(lease)
-            except REDIS_ERRORS:
-                pass
+        await self.leases.give_up(lease)
 
 
 def _expiring(one: Try) -> bool:

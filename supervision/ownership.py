@@ -35,7 +35,7 @@ from actors.health import HealthEntry
 from store import AccountState, FencedOut
 
 from .acquisition import Acquirer, Attempt
-from .lease import REDIS_ERRORS, Lease
+from .lease import Lease
 from .renewal import Renewer
 from .stream_append import StreamAppender
 from .tokens import AccountTokens, TokenVault
@@ -212,8 +212,4 @@ class AccountOwner:
             self.last_step_down = f"{time.strftime('%H:%M:%S')} {reason}"
             log.warning("account %s: stepped down: %s", self.account, reason)
             self._actor.close_subscribers(STEPPED_DOWN)
-        with trio.move_on_after(1.0):
-            try:
-                await self._leases.release(lease)
-            except REDIS_ERRORS:
-                pass  # it expires on its own
+        await self._leases.give_up(lease)
