@@ -101,13 +101,14 @@ def test_settings_default_and_given(tmp_path: Path) -> None:
 
 
 ACCOUNTS = 24
+IN_FLIGHT = 4
 RATE = 10.0  # unpaced, 24 accounts open within ~0.7 s here: 10/s takes > 2 s
 
 
 async def test_service_paces_its_accounts_connects(tmp_path: Path) -> None:
     extra = "".join(f'[[accounts]]\nid = "acct{i}"\nbroker = "paper"\n'
                     for i in range(ACCOUNTS - 2))
-    extra += f"[ticker]\nconnect_rate_per_s = {RATE}\nconnects_in_flight = 4\n"
+    extra += f"[ticker]\nconnect_rate_per_s = {RATE}\nconnects_in_flight = {IN_FLIGHT}\n"
     with trio.fail_after(30):
         async with open_test_service(tmp_path, extra_toml=extra) as running:
             assert running.venue is not None
@@ -123,7 +124,9 @@ async def test_service_paces_its_accounts_connects(tmp_path: Path) -> None:
     # Paced: the last connect about (n - 1) intervals after the first (each token is due one
     # interval after the one before; the first handshake, on a cold venue, may be the slowest).
     assert times[-1] - times[0] >= (ACCOUNTS - 4) / RATE
-    # At most 0.25 s * RATE + 2 in any 0.25 s (the jitter lets two come close), one more for
-    # a busy machine's late wakeup; unpaced, 8 or more.
-    most_in_window = max(sum(1 for t in times if a <= t < a + 0.25) for a in times)
-    assert most_in_window <= 0.25 * RATE + 3, times
+    # In any 1 s at most RATE + 2 tokens are given (the jitter lets two come close), and a
+    # socket the venue sees in that second was let through in it or was one of the
+    # IN_FLIGHT handshakes already under way (a busy machine finishes late ones together).
+    # Unpaced, all 24 open within 1 s.
+    most_in_window = max(sum(1 for t in times if a <= t < a + 1.0) for a in times)
+    assert most_in_window <= RATE + 2 + IN_FLIGHT, times
