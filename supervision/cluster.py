@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import coredis
@@ -28,10 +28,12 @@ from actors.health import HealthEntry
 from actors.orders import LeaseExpiring
 from store import AccountState
 from web import Authenticator
+from web.forward import Forwarder, open_forwarder
 from web.settings import ClusterSettings
 
 from .acquisition import Acquirer
 from .lease import REDIS_ERRORS, Leases, open_leases
+from .owner_finder import OwnerFinder
 from .ownership import AccountOwner, Claims, Takeovers
 from .renewal import Renewer
 from .rotations import follow_rotations
@@ -70,6 +72,8 @@ class Cluster:
         self.owners: dict[str, AccountOwner] = {}
         #: The order path, once built: each takeover recovers the old owner's batches through it.
         self.takeovers: Takeovers | None = None
+        #: Sends requests for accounts other nodes own to them (None: no shared secret).
+        self.forwarder: Forwarder | None = None
 
     def owner(self, actor: AccountActor, health: HealthEntry | None = None) -> AccountOwner:
         """The ownership loop that runs `actor` whenever this node owns its account (`health`:
@@ -128,7 +132,8 @@ class Cluster:
         """What the web front takes of the cluster (`WebDeps` fields): the ownership view and
         counters, the shared access tokens, tickets and sessions."""
         return {"ownership": self.view, "cluster_counters": self.counters, "tokens": self.tokens,
-                "tickets": self.tickets, "sessions": self.sessions, "remote": self}
+                "tickets": self.tickets, "sessions": self.sessions, "remote": self,
+                "forwarder": self.forwarder}
 
     def view(self) -> dict[str, dict[str, Any]]:
         """Per account: this node, its state there (owner or standby), epoch, lease left."""
@@ -200,11 +205,21 @@ async def open_cluster(
     # the stream reader's own client (its catch-up reads must not delay lease renewals)
     reader = coredis.Redis.from_url(settings.redis_url, decode_responses=True,
                                     connect_timeout=1.0, stream_timeout=5.0)
-    async with open_leases(settings) as leases, reader, trio.open_nursery() as nursery:
+    async with (
+        open_leases(settings) as leases, reader, AsyncExitStack() as stack,
+        trio.open_nursery() as nursery,
+    ):
         feeds = StreamFeeds(reader, XReadConnection(settings.redis_url), settings.key_prefix,
                             store, actor_config)
         cluster = Cluster(leases, store, TokenVault(store, settings.token_key, settings.node_id),
                           books, feeds, actor_config.replay_buffer)
+        if settings.secret:
+            cluster.forwarder = await stack.enter_async_context(open_forwarder(
+                OwnerFinder(leases, cluster.owns), settings.secret, settings.forward_timeout_s,
+                settings.renew_s))
+        else:
+            log.warning("%s is not set: requests for accounts other nodes own are refused "
+                        "(503), not forwarded to their owner", settings.secret_env)
         if not settings.token_key:
             log.warning("ORDERDESK_TOKEN_KEY is not set: access tokens cannot be shared with "
                         "the other nodes, and `orderdesk credentials` is refused on this node")

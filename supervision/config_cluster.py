@@ -14,20 +14,27 @@ import attrs
 from cryptography.fernet import Fernet
 
 from web.settings import (
+    DEFAULT_FORWARD_TIMEOUT_S,
     DEFAULT_LEASE_MARGIN_S,
     DEFAULT_LEASE_S,
     DEFAULT_RENEW_S,
+    DEFAULT_SECRET_ENV,
     ClusterSettings,
 )
 
 from .config_fields import ConfigError, optional_str, seconds
 
+#: The forwarding secret's least length: guessing it must be out of reach.
+MIN_SECRET = 16
+
 
 def parse_cluster(
-    doc: Mapping[str, Any], bind: str, database_url: str, token_key: str | None = None
+    doc: Mapping[str, Any], bind: str, database_url: str, token_key: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ClusterSettings:
     """`[cluster]` (a table) for a node serving on `bind` with the store at `database_url`;
-    `token_key`: ORDERDESK_TOKEN_KEY (a Fernet key), if set."""
+    `token_key`: ORDERDESK_TOKEN_KEY (a Fernet key), if set; `env`: where the forwarding
+    secret is read (the variable `secret_env` names)."""
     if not database_url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
             "cluster: needs a Postgres store ([database] url postgresql://...); "
@@ -63,10 +70,18 @@ def parse_cluster(
                 "make one with `python -c \"from cryptography.fernet import Fernet; "
                 "print(Fernet.generate_key().decode())\"` and give every node the same"
             ) from None
+    secret_env = optional_str(doc, "secret_env", "cluster") or DEFAULT_SECRET_ENV
+    secret = (env or {}).get(secret_env, "").strip()
+    if secret and len(secret) < MIN_SECRET:
+        raise ConfigError(f"{secret_env}: the cluster's forwarding secret must be at least "
+                          f"{MIN_SECRET} characters (give every node the same)")
+    forward_timeout_s = seconds(doc, "forward_timeout_s", DEFAULT_FORWARD_TIMEOUT_S, "cluster",
+                                minimum=0.001)
     return ClusterSettings(
         redis_url=redis_url, node_id=node_id, advertised=advertised, lease_s=lease_s,
         renew_s=renew_s, margin_s=margin_s, key_prefix=prefix, session_check_s=session_check_s,
-        token_key=(token_key or "").strip(),
+        token_key=(token_key or "").strip(), secret=secret, secret_env=secret_env,
+        forward_timeout_s=forward_timeout_s,
     )
 
 

@@ -231,7 +231,7 @@ def _from_document(
     check_tokens(admin_token, accounts, metrics_token)
     calendar_doc = table(doc, "calendar")
     cluster = (parse_cluster(table(doc, "cluster"), bind, given.database_url,
-                             env.get("ORDERDESK_TOKEN_KEY"))
+                             env.get("ORDERDESK_TOKEN_KEY"), env)
                if "cluster" in doc else None)
     return Settings(
         calendar=parse_calendar(calendar_doc) if "calendar" in doc else None,

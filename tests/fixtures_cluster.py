@@ -29,6 +29,8 @@ from tests.fixtures_service import ADMIN, METRICS, TOKENS, write_config
 from web.settings import ClusterSettings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+#: The forwarding secret of nodes run as processes (ORDERDESK_CLUSTER_SECRET in their env).
+CLUSTER_SECRET = "test-cluster-secret-0123456789"
 
 
 @pytest.fixture
@@ -53,8 +55,8 @@ async def postgres_node(url: str) -> AsyncIterator[PostgresStore]:
 
 def cluster_settings(prefix: str, node: str, *, url: str = REDIS_URL, lease_s: float = 1.5,
                      renew_s: float = 0.3, margin_s: float = 0.3,
-                     session_check_s: float = 1.0) -> ClusterSettings:
-    return ClusterSettings(redis_url=url, node_id=node, advertised=f"http://{node}",
+                     session_check_s: float = 1.0, advertised: str = "") -> ClusterSettings:
+    return ClusterSettings(redis_url=url, node_id=node, advertised=advertised or f"http://{node}",
                            lease_s=lease_s, renew_s=renew_s, margin_s=margin_s,
                            key_prefix=prefix, session_check_s=session_check_s)
 
@@ -62,6 +64,7 @@ def cluster_settings(prefix: str, node: str, *, url: str = REDIS_URL, lease_s: f
 def cluster_toml(settings: ClusterSettings) -> str:
     fields = attrs.asdict(settings)
     fields.pop("token_key")  # the environment's (ORDERDESK_TOKEN_KEY), not the file's
+    fields.pop("secret")  # the environment's too (ORDERDESK_CLUSTER_SECRET)
     return "[cluster]\n" + "".join(
         f"{k} = {v!r}\n".replace("'", '"') for k, v in fields.items())
 
@@ -124,11 +127,12 @@ def node_config(tmp_path: Path, pg_url: str, prefix: str, name: str, *, limits_t
     """The config of node `name` (its own directory and web port) on `pg_url`."""
     where = tmp_path / name
     where.mkdir(exist_ok=True)
+    port = free_port()
     settings = cluster_settings(prefix, name, lease_s=NODE_LEASE_S, renew_s=0.4, margin_s=0.4,
-                                **cluster)
+                                advertised=f"http://127.0.0.1:{port}", **cluster)
     config = write_config(where, pg_url, extra_toml=cluster_toml(settings), limits_toml=limits_toml)
     text = config.read_text()  # the [server] bind comes first: a port of its own
-    config.write_text(text.replace('bind = "127.0.0.1:0"', f'bind = "127.0.0.1:{free_port()}"', 1))
+    config.write_text(text.replace('bind = "127.0.0.1:0"', f'bind = "127.0.0.1:{port}"', 1))
     return config
 
 

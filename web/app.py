@@ -25,6 +25,7 @@ from .converter import make_converter
 from .cors import install_cors
 from .deps import Activity, OrderDeskApp, WebConfig, WebDeps
 from .errors import install_error_handler
+from .forward import install_forwarding
 from .kite_login import kite_login_blueprint
 from .middleware import install_log_context, install_request_hooks
 from .replies import install_refusal_handler
@@ -73,6 +74,7 @@ def create_app(deps: WebDeps, *, blueprints: Iterable[Blueprint] = ()) -> OrderD
                signin_blueprint, baskets_blueprint, *blueprints):
         if bp.name not in app.blueprints:
             app.register_blueprint(bp)
+    install_forwarding(app)  # [cluster]: after the Origin check, before any handler
     return app
 
 

@@ -25,6 +25,7 @@ from web.settings import Settings
 from ._lean import LeanWebsocket, LeanWebsocketConnection
 from .auth import Authenticator, Tickets
 from .inputs import StrictJsonRequest
+from .internal import internal_scope
 from .metrics import Metrics
 from .sessions import Sessions
 from .streams import StreamRegistry
@@ -88,6 +89,9 @@ class WebDeps:
     remote: RemoteFeeds | None = None
     #: Client and admin tokens (None: made from `settings`, without the store's rotations).
     auth: Authenticator | None = None
+    #: [cluster]: sends requests for accounts another node owns to their owner (web/forward.py;
+    #: None: not clustered, or no shared secret, and such requests are refused 503).
+    forwarder: Any = None
 
 
 class Activity:
@@ -133,7 +137,7 @@ class OrderDeskApp(QuartTrio):
             return
         self.activity.enter()
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(internal_scope(scope), receive, send)
         finally:
             self.activity.exit()
 

@@ -101,6 +101,25 @@ class Metrics:
         self.webhook_deliveries = Counter(
             "webhook_deliveries_total", "Webhook delivery attempts", ["result"], registry=r
         )
+        self.forwards = Counter(
+            "orderdesk_forwarded_requests_total", "[cluster] Requests for accounts another node "
+            "owns, answered by the owner, by its status", ["method", "route", "status"],
+            registry=r,
+        )
+        self.forward_errors = Counter(
+            "orderdesk_forward_errors_total", "[cluster] Requests for accounts another node owns "
+            "not answered by the owner (unavailable: none known or it does not answer, 503; "
+            "owner_failed: it failed mid-request, 502)", ["route", "reason"], registry=r,
+        )
+        self.forward_duration = Histogram(
+            "orderdesk_forward_duration_seconds", "[cluster] A forwarded request, from the "
+            "owner lookup to its answer", ["method", "route"], buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.forwards_received = Counter(
+            "orderdesk_forwards_received_total", "[cluster] Requests other nodes forwarded "
+            "here (refused: without the cluster's credential)", ["result"], registry=r,
+        )
         self._sources = _SourcesCollector()
         r.register(self._sources)
 

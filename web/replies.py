@@ -41,6 +41,10 @@ from .middleware import current_correlation_id
 
 __all__ = ["answer", "install_refusal_handler", "refusal", "reply"]
 
+#: When a client may try an `Unavailable` again (seconds): a start, a step-down or a takeover
+#: is over within a lease time, and clients retrying every second find it done soon enough.
+UNAVAILABLE_RETRY_AFTER = "1"
+
 #: Each refusal's status and error code.
 STATUS: dict[type[CoordinatorError], tuple[int, str]] = {
     Rejected: (400, "rejected"),
@@ -105,6 +109,8 @@ def install_refusal_handler(app: Quart, converter: cattrs.Converter) -> None:
         response.status_code = status
         if isinstance(exc, Overloaded):  # when to try again
             response.headers["Retry-After"] = str(exc.retry_after_s)
+        elif isinstance(exc, Unavailable):  # starting, stopping, or [cluster] no owner here
+            response.headers["Retry-After"] = UNAVAILABLE_RETRY_AFTER
         return response
 
     app.register_error_handler(CoordinatorError, _handle)

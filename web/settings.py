@@ -40,6 +40,8 @@ DEFAULT_STORE_TIMEOUT_S = 5.0
 DEFAULT_LEASE_S = 10.0
 DEFAULT_RENEW_S = 3.0
 DEFAULT_LEASE_MARGIN_S = 1.0
+DEFAULT_SECRET_ENV = "ORDERDESK_CLUSTER_SECRET"
+DEFAULT_FORWARD_TIMEOUT_S = 150.0
 
 
 @attrs.frozen
@@ -60,6 +62,15 @@ class ClusterSettings:
     # ORDERDESK_TOKEN_KEY: the Fernet key sealing the access tokens kept in Postgres for the
     # other nodes ("" without it: `orderdesk credentials` is refused on this node).
     token_key: str = attrs.field(default="", repr=False)
+    # The shared secret a node shows the owner when it forwards a client's request to it (the
+    # environment variable `secret_env` names; "" without it: nothing is forwarded, a request
+    # for an account another node owns is refused 503 as before, and the internal route
+    # refuses everything). Never logged.
+    secret: str = attrs.field(default="", repr=False)
+    secret_env: str = DEFAULT_SECRET_ENV
+    #: The longest a forwarded request waits for the owner's answer (longer than any answer the
+    #: owner gives itself: a batch's deadline and rollback, an idempotent retry's wait).
+    forward_timeout_s: float = DEFAULT_FORWARD_TIMEOUT_S
 
 
 @attrs.frozen

@@ -1,0 +1,210 @@
+"""[cluster] requests on any node, with real processes: three `orderdesk serve` on one Postgres and
+one Redis, trading on one paper venue (in the test's process). A batch or order sent to a node
+that does not own the account is executed by the owner (forwarded with the cluster's secret) and
+answered as the owner answers; an idempotent retry on a third node gets the stored result and the
+venue shows every tag placed once. The internal route refuses a request without the secret; bad
+input gets the owner's body on any node; a forwarded request that finds its receiver not owning
+the account is refused 503, never forwarded again; an owner that is gone answers 503 with
+Retry-After, not a hang."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import trio
+
+from brokers.paper import VenueAddress
+from tests.fixtures_cli import cli_env, running_orderdesk
+from tests.fixtures_cluster import (
+    CLUSTER_SECRET,
+    NODE_LEASE_S,
+    bind_of,
+    node_client,
+    node_config,
+    owner_is,
+    primary,
+)
+from tests.fixtures_orders import leg
+from tests.fixtures_service import METRICS, TOKENS
+from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT, kite_http, venue_orders
+from tests.fixtures_waits import wait_until
+from web.internal import CREDENTIAL_HEADER, INTERNAL_PREFIX
+
+BATCH = {"orders": [leg(NIFTY_FUT, "BUY", 75), leg(BANKNIFTY_FUT, "SELL", 35)],
+         "rollback_on_failure": True}
+
+
+def env_of(tmp_path: Path, venue: VenueAddress) -> dict[str, str]:
+    return cli_env(tmp_path, ORDERDESK_VENUE_URL=venue.rest_url,
+                   ORDERDESK_CLUSTER_SECRET=CLUSTER_SECRET)
+
+
+async def forwards(config: Path) -> float:
+    """The node's forwarded requests the owner answered (any status)."""
+    async with node_client(config, METRICS) as http:
+        text = (await http.get("/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("orderdesk_forwarded_requests_total{"))
+
+
+async def test_a_non_owner_forwards_to_the_owner_and_a_retry_elsewhere_places_nothing_twice(
+    tmp_path: Path, pg_url: str, venue: VenueAddress, key_prefix: str
+) -> None:
+    env = env_of(tmp_path, venue)
+    a, b, c = (node_config(tmp_path, pg_url, key_prefix, name) for name in "abc")
+    with trio.fail_after(90):
+        async with (
+            kite_http(venue) as kite,
+            running_orderdesk(tmp_path / "a", "serve", "--config", str(a), env=env),
+        ):
+            assert (await primary(a))["owner"]["state"] == "owner"
+            async with (
+                running_orderdesk(tmp_path / "b", "serve", "--config", str(b), env=env),
+                running_orderdesk(tmp_path / "c", "serve", "--config", str(c), env=env),
+                node_client(b) as on_b, node_client(c) as on_c, node_client(a) as on_a,
+            ):
+                assert (await primary(b))["owner"]["state"] == "standby"
+                first = await on_b.post("/accounts/primary/batch-orders", json=BATCH,
+                                        headers={"Idempotency-Key": "fwd-1",
+                                                 "X-Correlation-ID": "fwd-batch"})
+                assert first.status_code == 200, first.text
+                result = first.json()
+                assert result["status"] == "success", result
+                assert first.headers["X-Correlation-ID"] == "fwd-batch"
+                retry = await on_c.post("/accounts/primary/batch-orders", json=BATCH,
+                                        headers={"Idempotency-Key": "fwd-1"})
+                assert retry.status_code == 200, retry.text
+                assert (retry.json()["batch_id"], retry.json()["order_ids"]) == (
+                    result["batch_id"], result["order_ids"])
+                # the same key with another body: the owner's 409, relayed
+                other = await on_c.post("/accounts/primary/batch-orders",
+                                        json={**BATCH, "rollback_on_failure": False},
+                                        headers={"Idempotency-Key": "fwd-1"})
+                assert other.status_code == 409, other.text
+                assert other.json()["error"] == "idempotency_conflict"
+
+                order = {"tradingsymbol": NIFTY_FUT, "exchange": "NFO",
+                         "transaction_type": "BUY", "quantity": 75, "order_type": "LIMIT",
+                         "product": "NRML", "price": 20000.0}
+                placed = await on_b.post("/accounts/primary/orders", json=order,
+                                         headers={"Idempotency-Key": "fwd-2"})
+                assert placed.status_code == 200, placed.text
+                again = await on_c.post("/accounts/primary/orders", json=order,
+                                        headers={"Idempotency-Key": "fwd-2"})
+                assert again.json()["order_id"] == placed.json()["order_id"], again.text
+                order_id = placed.json()["order_id"]
+                # reads only the owner answers, and a cancel, through the other nodes
+                book = await on_c.get("/accounts/primary/orders")
+                assert order_id in {o["order_id"] for o in book.json()["orders"]}, book.text
+                positions = await on_b.get("/accounts/primary/positions")
+                assert positions.json() == (await on_a.get("/accounts/primary/positions")).json()
+                cancelled = await on_c.delete(f"/accounts/primary/orders/{order_id}")
+                assert cancelled.status_code == 200, cancelled.text
+
+                tags = Counter(o["tag"] for o in await venue_orders(kite))
+                assert tags and max(tags.values()) == 1, tags  # nothing placed twice
+                assert len(tags) == 3  # two legs and the single order
+                assert await forwards(b) >= 3 and await forwards(c) >= 4
+                assert await forwards(a) == 0  # the owner forwarded nothing
+
+
+async def test_the_internal_route_needs_the_secret_and_bad_input_answers_alike(
+    tmp_path: Path, pg_url: str, venue: VenueAddress, key_prefix: str
+) -> None:
+    env = env_of(tmp_path, venue)
+    a, b = (node_config(tmp_path, pg_url, key_prefix, name) for name in "ab")
+    internal = f"{INTERNAL_PREFIX}/accounts/primary/orders"
+    with trio.fail_after(60):
+        async with running_orderdesk(tmp_path / "a", "serve", "--config", str(a), env=env):
+            assert (await primary(a))["owner"]["state"] == "owner"
+            async with (
+                running_orderdesk(tmp_path / "b", "serve", "--config", str(b), env=env),
+                node_client(a) as on_a, node_client(b) as on_b,
+            ):
+                for headers in ({}, {CREDENTIAL_HEADER: "not-the-secret"},
+                                {CREDENTIAL_HEADER: ""}):
+                    refused = await on_a.post(internal, json={}, headers=headers)
+                    assert refused.status_code == 403, refused.text
+                    assert refused.json()["error"] == "forbidden"
+                # with the secret: the owner answers (here: the body is invalid, 422)
+                inside = await on_a.post(internal, json={},
+                                         headers={CREDENTIAL_HEADER: CLUSTER_SECRET})
+                assert inside.status_code == 422, inside.text
+                # ...but a node that does not own the account never forwards it again
+                loop = await on_b.post(internal, json={},
+                                       headers={CREDENTIAL_HEADER: CLUSTER_SECRET})
+                assert loop.status_code == 503, loop.text
+                assert loop.headers["Retry-After"] == "1"
+                assert "no longer owned by this node" in loop.json()["message"]
+                # only the owner routes are inside; the client's credentials are checked too
+                other = await on_a.get(f"{INTERNAL_PREFIX}/admin/actors",
+                                       headers={CREDENTIAL_HEADER: CLUSTER_SECRET})
+                assert other.status_code == 404, other.text
+                async with httpx.AsyncClient(base_url=f"http://{bind_of(a)}") as anonymous:
+                    nobody = await anonymous.post(internal, json={},
+                                                  headers={CREDENTIAL_HEADER: CLUSTER_SECRET})
+                assert nobody.status_code == 401, nobody.text
+
+                bad = [({"tradingsymbol": NIFTY_FUT}, None), ({"quantity": "x"}, None),
+                       (b"{not json", "application/json"), (b"[]", "application/json")]
+                for body, content_type in bad:
+                    answers = []
+                    for http in (on_a, on_b):
+                        headers = {"X-Correlation-ID": "same-id"}
+                        if content_type is None:
+                            answer = await http.post("/accounts/primary/orders", json=body,
+                                                     headers=headers)
+                        else:
+                            answer = await http.post("/accounts/primary/orders", content=body,
+                                                     headers={**headers,
+                                                              "Content-Type": content_type})
+                        answers.append((answer.status_code, answer.json()))
+                    assert answers[0] == answers[1], answers
+                    assert 400 <= answers[0][0] < 500, answers
+                wrong = httpx.AsyncClient(base_url=f"http://{bind_of(b)}",
+                                          headers={"Authorization": "Bearer wrong"})
+                async with wrong:
+                    refused = await wrong.post("/accounts/primary/orders", json={})
+                assert refused.status_code == 401, refused.text  # checked on b, not forwarded
+                elsewhere = httpx.AsyncClient(base_url=f"http://{bind_of(b)}", headers={
+                    "Authorization": f"Bearer {TOKENS['secondary']}"})
+                async with elsewhere:
+                    refused = await elsewhere.post("/accounts/primary/orders", json={})
+                assert refused.status_code == 403, refused.text
+
+
+async def test_an_owner_gone_answers_503_with_retry_after_then_the_next_owner_answers(
+    tmp_path: Path, pg_url: str, venue: VenueAddress, key_prefix: str
+) -> None:
+    env = env_of(tmp_path, venue)
+    a, b, c = (node_config(tmp_path, pg_url, key_prefix, name) for name in "abc")
+    with trio.fail_after(90):
+        async with running_orderdesk(tmp_path / "a", "serve", "--config", str(a),
+                                     env=env) as a_node:
+            assert (await primary(a))["owner"]["state"] == "owner"
+            async with (
+                running_orderdesk(tmp_path / "b", "serve", "--config", str(b), env=env),
+                running_orderdesk(tmp_path / "c", "serve", "--config", str(c), env=env),
+                node_client(b) as on_b, node_client(c) as on_c,
+            ):
+                a_node.kill()  # its lease stands for up to NODE_LEASE_S: the owner is a, gone
+                await a_node.wait()
+                started = trio.current_time()
+                gone = await on_b.post("/accounts/primary/batch-orders", json=BATCH,
+                                       headers={"Idempotency-Key": "fwd-gone"})
+                assert trio.current_time() - started < 2.0  # the connect is refused at once
+                assert gone.status_code == 503, gone.text
+                assert gone.headers["Retry-After"] == "1"
+                assert gone.json()["error"] == "unavailable"
+
+                async def someone_owns() -> bool:
+                    return await owner_is(b)() or await owner_is(c)()
+
+                await wait_until(someone_owns, "b or c to take over", NODE_LEASE_S + 10)
+                non_owner = on_c if await owner_is(b)() else on_b
+                answer = await non_owner.post("/accounts/primary/batch-orders", json=BATCH,
+                                              headers={"Idempotency-Key": "fwd-gone"})
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["status"] == "success", answer.text
