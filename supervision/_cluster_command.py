@@ -1,11 +1,13 @@
 """`orderdesk cluster`: the cluster as Redis and Postgres see it, without asking any node.
 
 It reads the `[cluster]` of the configuration (--config / ORDERDESK_CONFIG): the nodes that
-announced themselves in Redis (alive: seen within one lease time), each configured account's
-lease holder and what is left of its lease, and from Postgres the epoch and the node that last
-claimed it (when, hence the lease's age). Exit status as `status`: 0 every account has a live
-owner, 1 degraded (an account without an owner, its owner not alive, or Redis and Postgres
-disagreeing on it: a takeover under way), 2 Redis or Postgres unreachable (or no [cluster]).
+announced themselves in Redis (alive: seen within one lease time; `forwards`: it sends requests
+for accounts it does not own to their owner, else it refuses them 503, having no shared secret),
+each configured account's lease holder and what is left of its lease, and from Postgres the
+epoch and the node that last claimed it (when, hence the lease's age). Exit status as
+`status`: 0 every account has a live owner, 1 degraded (an account without an owner, its owner
+not alive, or Redis and Postgres disagreeing on it: a takeover under way), 2 Redis or Postgres
+unreachable (or no [cluster]).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def _report(lease_s: float, nodes: dict[str, dict[str, Any]],
     now = time.time()
     node_rows = {
         node: {"advertised": seen.get("advertised"),
+               "forwards": bool(seen.get("forwards")),
                "last_seen_s": round(now - float(seen.get("seen_at", 0)), 3),
                "alive": now - float(seen.get("seen_at", 0)) <= lease_s}
         for node, seen in sorted(nodes.items())
@@ -105,12 +108,13 @@ def _render(report: dict[str, Any]) -> None:
     if not console.is_terminal:
         console = Console(width=max(console.width, 160))
     nodes = Table(title="nodes", title_justify="left")
-    for column in ("node", "address", "alive", "last seen"):
+    for column in ("node", "address", "alive", "last seen", "forwards"):
         nodes.add_column(column)
     for node, row in report["nodes"].items():
         nodes.add_row(node, str(row["advertised"] or "-"),
                       Text("yes", style="green") if row["alive"] else Text("no", style="red"),
-                      f"{row['last_seen_s']:.1f}s ago")
+                      f"{row['last_seen_s']:.1f}s ago",
+                      "yes" if row["forwards"] else Text("no (503)", style="yellow"))
     accounts = Table(title="accounts", title_justify="left")
     for column in ("account", "owner", "lease left", "lease age", "epoch"):
         accounts.add_column(column)

@@ -15,8 +15,9 @@ hash slot.
 The lease alone is not the fence (Redis may lose an acknowledged write on failover): Postgres'
 epoch is (`store` `claim_account`).
 
-Nodes announce themselves in the hash `{<prefix>:nodes}` (node id -> address and when last
-seen), for `orderdesk cluster`.
+Nodes announce themselves in the hash `{<prefix>:nodes}` (node id -> address, when last seen,
+whether it forwards requests with the cluster's secret), for `orderdesk cluster` and for the
+nodes that forward requests to an account's owner (owner_finder.py).
 """
 
 from __future__ import annotations
@@ -277,7 +278,7 @@ class Leases:
     async def announce(self) -> None:
         """Say this node is alive (and where it serves) in the nodes hash."""
         seen = {"advertised": self.cluster.advertised, "seen_at": time.time(),
-                "lease_s": self.cluster.lease_s}
+                "lease_s": self.cluster.lease_s, "forwards": bool(self.cluster.secret)}
         await self._client.hset(self.nodes_key, {self.node: json.dumps(seen)})
 
     async def nodes(self) -> dict[str, dict[str, Any]]:

@@ -9,6 +9,7 @@ Retry-After, not a hang."""
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import httpx
 import trio
 
 from brokers.paper import VenueAddress
-from tests.fixtures_cli import cli_env, running_orderdesk
+from tests.fixtures_cli import cli_env, orderdesk, running_orderdesk
 from tests.fixtures_cluster import (
     CLUSTER_SECRET,
     NODE_LEASE_S,
@@ -108,6 +109,13 @@ async def test_a_non_owner_forwards_to_the_owner_and_a_retry_elsewhere_places_no
                 assert len(tags) == 3  # two legs and the single order
                 assert await forwards(b) >= 3 and await forwards(c) >= 4
                 assert await forwards(a) == 0  # the owner forwarded nothing
+                report = await orderdesk(tmp_path, "cluster", "--config", str(b), "--json",
+                                         env=env)
+                assert report.code == 0, report.stderr
+                nodes = report.json()["nodes"]
+                assert {n: (row["forwards"], row["advertised"]) for n, row in nodes.items()} == {
+                    n: (True, f"http://{bind_of(config)}")
+                    for n, config in (("a", a), ("b", b), ("c", c))}
 
 
 async def test_the_internal_route_needs_the_secret_and_bad_input_answers_alike(
@@ -208,3 +216,69 @@ async def test_an_owner_gone_answers_503_with_retry_after_then_the_next_owner_an
                                               headers={"Idempotency-Key": "fwd-gone"})
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["status"] == "success", answer.text
+
+
+async def test_an_owner_paused_mid_request_is_not_waited_for_past_its_lease(
+    tmp_path: Path, pg_url: str, venue: VenueAddress, key_prefix: str
+) -> None:
+    """The owner SIGSTOPped with forwarded requests in its socket: the forwarder stops waiting
+    once the owner's lease is gone (not after its 150 s timeout). A request with an
+    Idempotency-Key is not known to be done: 503, retry with the key (or, if the next owner is
+    there already, re-sent to it); one without: 502 owner_failed, outcome unknown. Resumed,
+    the old owner places nothing (its lease is gone) and the retry places each leg once."""
+    env = env_of(tmp_path, venue)
+    a, b, c = (node_config(tmp_path, pg_url, key_prefix, name) for name in "abc")
+    order = {"tradingsymbol": NIFTY_FUT, "exchange": "NFO", "transaction_type": "BUY",
+             "quantity": 75, "order_type": "LIMIT", "product": "NRML", "price": 20000.0}
+    answers: dict[str, httpx.Response] = {}
+    with trio.fail_after(90):
+        async with (
+            kite_http(venue) as kite,
+            running_orderdesk(tmp_path / "a", "serve", "--config", str(a), env=env) as a_node,
+        ):
+            assert (await primary(a))["owner"]["state"] == "owner"
+            async with (
+                running_orderdesk(tmp_path / "b", "serve", "--config", str(b), env=env),
+                running_orderdesk(tmp_path / "c", "serve", "--config", str(c), env=env),
+                node_client(b) as on_b,
+            ):
+                a_node.send_signal(signal.SIGSTOP)
+                started = trio.current_time()
+                try:
+                    async with trio.open_nursery() as nursery:
+                        async def send(name: str, path: str, body: dict, key: str | None
+                                       ) -> None:
+                            headers = {} if key is None else {"Idempotency-Key": key}
+                            answers[name] = await on_b.post(path, json=body, headers=headers)
+
+                        nursery.start_soon(send, "keyed", "/accounts/primary/batch-orders",
+                                           BATCH, "fwd-paused")
+                        nursery.start_soon(send, "bare", "/accounts/primary/orders", order, None)
+                    waited = trio.current_time() - started
+                finally:
+                    a_node.send_signal(signal.SIGCONT)
+                assert waited < NODE_LEASE_S + 3, waited
+                bare = answers["bare"]
+                assert bare.status_code == 502, bare.text
+                assert bare.json()["error"] == "owner_failed"
+                keyed = answers["keyed"]
+                assert keyed.status_code in (200, 503), keyed.text
+                if keyed.status_code == 503:
+                    assert "same Idempotency-Key" in keyed.json()["message"]
+                    assert keyed.headers["Retry-After"] == "1"
+
+                async def retried() -> httpx.Response | None:
+                    for config in (b, c):
+                        if await owner_is(config)():
+                            continue
+                        async with node_client(config) as http:
+                            answer = await http.post("/accounts/primary/batch-orders",
+                                                     json=BATCH,
+                                                     headers={"Idempotency-Key": "fwd-paused"})
+                        return answer if answer.status_code == 200 else None
+                    return None
+
+                answer = await wait_until(retried, "the retry to be answered", 30)
+                assert answer.json()["status"] in ("success", "rolled_back"), answer.text
+                tags = Counter(o["tag"] for o in await venue_orders(kite))
+                assert max(tags.values(), default=1) == 1, tags
