@@ -13,6 +13,9 @@ growing book weighs on both alike): --orders single LIMIT orders (resting, far b
 market), one at a time, round-robin over the accounts (each account's order budget of 10 a
 second is never the bottleneck), --gap s apart, POSTed to a (`owner`) or to b (`forwarded`).
 
+Each round ends with a `refused` phase: the same orders sent to b with a wrong token (401 from
+b itself: what b's own HTTP handling costs, without a forward).
+
 One JSON line per phase: answers by status, client-side latency p50/p90/p99 (ms), CPU seconds of
 a and b over the phase and server CPU per order (a + b, ms). Then one line comparing the phases
 (medians over the rounds): the forwarding overhead at p50 and the extra CPU per order, with the
@@ -68,7 +71,8 @@ async def owned_by(node: Node, accounts: list[str]) -> bool:
 
 
 async def phase(name: str, round_: int, target: Node, nodes: list[Node], accounts: list[str],
-                symbol: str, args: argparse.Namespace) -> dict[str, Any]:
+                symbol: str, args: argparse.Namespace, token: str | None = None
+                ) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     cpu_before = [cpu_s(node) for node in nodes]
@@ -81,7 +85,7 @@ async def phase(name: str, round_: int, target: Node, nodes: list[Node], account
             started = time.perf_counter()
             response = await http.post(
                 f"/accounts/{account}/orders", json=body,
-                headers={"Authorization": f"Bearer {token_for(account)}"})
+                headers={"Authorization": f"Bearer {token or token_for(account)}"})
             latencies.append((time.perf_counter() - started) * 1000)
             statuses[response.status_code] += 1
             await trio.sleep(args.gap)
@@ -121,12 +125,16 @@ async def run(args: argparse.Namespace, database: str) -> None:
                 with trio.fail_after(120):  # a owns every account, then b starts
                     await _polled(lambda: owned_by(nodes[0], accounts))
                 await start(nodes[1], work)
-                rows: dict[str, list[dict[str, Any]]] = {"owner": [], "forwarded": []}
+                rows: dict[str, list[dict[str, Any]]] = {"owner": [], "forwarded": [],
+                                                        "refused": []}
                 for round_ in range(args.rounds):
                     order = [("owner", nodes[0]), ("forwarded", nodes[1])]
                     for name, target in order if round_ % 2 == 0 else order[::-1]:
                         rows[name].append(await phase(name, round_, target, nodes, accounts,
                                                       instrument.tradingsymbol, args))
+                    rows["refused"].append(await phase(  # b's own HTTP handling, no forward
+                        "refused", round_, nodes[1], nodes, accounts, instrument.tradingsymbol,
+                        args, token="not-a-token"))
                 print(json.dumps(_summary(rows)), flush=True)
             finally:
                 with trio.CancelScope(shield=True):
@@ -159,7 +167,10 @@ def _summary(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "forwarded_p99_ms": median("forwarded", "p99_ms"),
         "owner_cpu_per_order_ms": median("owner", "cpu_per_order_ms"),
         "forwarded_cpu_per_order_ms": median("forwarded", "cpu_per_order_ms"),
-        "all_answered_200": all(set(r["statuses"]) == {"200"} for v in rows.values() for r in v),
+        "refused_on_b_p50_ms": median("refused", "p50_ms"),
+        "refused_on_b_cpu_per_request_ms": median("refused", "cpu_per_order_ms"),
+        "all_answered_200": all(set(r["statuses"]) == {"200"}
+                                for name in ("owner", "forwarded") for r in rows[name]),
     }
 
 

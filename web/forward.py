@@ -11,11 +11,15 @@ back as it is (status, body, `Retry-After`). The owner checks the client's crede
 What cannot be forwarded answers as the non-owner did before forwarding existed: 503
 `unavailable` with `Retry-After` (no owner known: a takeover under way; the owner does not
 accept connections). A forwarded request that finds its receiver no longer owner is refused the
-same way, never forwarded again (no loops). A forward whose owner fails after the request went
-out (the connection dropped, or the owner lost its lease while the client waited: the watch
-below) has an unknown outcome: it is sent again, once, to the next owner only when it carries an
-`Idempotency-Key` (the owner's store answers a retry with the first result and places nothing
-twice); without a key nothing is re-sent: 502 `owner_failed` says the outcome is unknown.
+same way, never forwarded again (no loops); that refusal (`NOT_OWNER_HEADER`: nothing was done)
+and a connect refused make the sender ask Redis who owns the account now and send it there once
+(the owner is remembered between requests: most forwards cost no Redis round trip).
+
+A forward whose owner fails after the request went out (the connection dropped, or the owner
+lost its lease while the client waited: the watch below) has an unknown outcome: it is sent
+again, once, to the next owner only when it carries an `Idempotency-Key` (the owner's store
+answers a retry with the first result and places nothing twice); without a key nothing is
+re-sent: 502 `owner_failed` says the outcome is unknown.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Protocol
 import attrs
 import httpx
 import trio
-from quart import Quart, Request, Response, request
+from quart import Quart, Request, Response, g, request
 
 from actors.errors import Unavailable
 
@@ -51,6 +55,9 @@ OWNER_ROUTES = frozenset({
 #: (the correlation id and timing are this node's, the same id the owner used).
 _REQUEST_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Accept")
 _RESPONSE_HEADERS = ("Content-Type", "Retry-After", "Cache-Control", "Location")
+#: Set on the 503 of a forwarded request its receiver does not own: refused before anything
+#: was done, so the sender may ask who owns the account now and send it there.
+NOT_OWNER_HEADER = "X-Orderdesk-Not-Owner"
 #: A forward that failed before the request went out: nothing reached the owner.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -65,7 +72,7 @@ class OwnerLookup(Protocol):
     """Where an account is owned (supervision/owner_finder.py, from the Redis lease)."""
 
     def local(self, account: str) -> bool: ...
-    async def find(self, account: str) -> Owner | None: ...
+    async def find(self, account: str, *, fresh: bool = False) -> Owner | None: ...
     async def still_holds(self, account: str, node: str) -> bool: ...
 
 
@@ -104,8 +111,9 @@ class Forwarder:
                         "Accept-Encoding": "identity"})
         keyed = "Idempotency-Key" in headers
         tried: str | None = None
+        fresh = False  # the owner as last found, until it says otherwise
         while True:
-            owner = await self._owners.find(account)
+            owner = await self._owners.find(account, fresh=fresh)
             if owner is None or owner.node == tried:
                 if tried is not None:
                     raise Unavailable(
@@ -121,8 +129,14 @@ class Forwarder:
             outcome = await self._exchange(account, owner, self._client.build_request(
                 incoming.method, url, content=body, headers=headers))
             if isinstance(outcome, httpx.Response):
+                if outcome.headers.get(NOT_OWNER_HEADER) and not fresh:
+                    fresh = True  # it refused before doing anything: ask who owns it now
+                    continue
                 return _relay(outcome)
             if outcome is None:
+                if not fresh:  # nothing reached it: ask who owns it now
+                    fresh = True
+                    continue
                 raise Unavailable(f"the owner of account {account!r} (node {owner.node}) does "
                                   "not answer; retry shortly")
             if not keyed:
@@ -130,7 +144,7 @@ class Forwarder:
                     f"the owner of account {account!r} (node {owner.node}) failed while "
                     f"answering ({outcome.why}): the outcome is unknown; look the orders up "
                     "before trying again (with an Idempotency-Key a retry is safe)")
-            tried = owner.node  # once more, to the next owner, if one is known already
+            tried, fresh = owner.node, True  # once more, to the next owner, if known already
 
     async def _exchange(self, account: str, owner: Owner,
                         outgoing: httpx.Request) -> httpx.Response | _Lost | None:
@@ -206,6 +220,7 @@ def install_forwarding(app: Quart) -> None:
         if forwarder.local(account):
             return None
         if inbound:
+            g.not_owner = True
             raise Unavailable(f"account {account!r} is no longer owned by this node; retry "
                               "shortly")
         route = request.url_rule.rule if request.url_rule is not None else "?"
@@ -219,4 +234,10 @@ def install_forwarding(app: Quart) -> None:
         metrics.forwards.labels(request.method, route, str(response.status_code)).inc()
         metrics.forward_duration.labels(request.method, route).observe(
             time.perf_counter() - started)
+        return response
+
+    @app.after_request
+    async def _mark_not_owner(response: Response) -> Response:
+        if g.get("not_owner"):
+            response.headers[NOT_OWNER_HEADER] = "1"
         return response
