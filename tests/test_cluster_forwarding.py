@@ -29,7 +29,13 @@ from tests.fixtures_cluster import (
 )
 from tests.fixtures_orders import leg
 from tests.fixtures_service import METRICS, TOKENS
-from tests.fixtures_venue import BANKNIFTY_FUT, NIFTY_FUT, kite_http, venue_orders
+from tests.fixtures_venue import (
+    BANKNIFTY_FUT,
+    NIFTY_FUT,
+    kite_http,
+    net_positions,
+    venue_orders,
+)
 from tests.fixtures_waits import wait_until
 from web.internal import CREDENTIAL_HEADER, INTERNAL_PREFIX
 
@@ -101,13 +107,19 @@ async def test_a_non_owner_forwards_to_the_owner_and_a_retry_elsewhere_places_no
                 assert order_id in {o["order_id"] for o in book.json()["orders"]}, book.text
                 positions = await on_b.get("/accounts/primary/positions")
                 assert positions.json() == (await on_a.get("/accounts/primary/positions")).json()
+                modified = await on_b.put(f"/accounts/primary/orders/{order_id}",
+                                          json={"price": 20001.0})
+                assert modified.status_code == 200, modified.text
                 cancelled = await on_c.delete(f"/accounts/primary/orders/{order_id}")
                 assert cancelled.status_code == 200, cancelled.text
 
                 tags = Counter(o["tag"] for o in await venue_orders(kite))
                 assert tags and max(tags.values()) == 1, tags  # nothing placed twice
                 assert len(tags) == 3  # two legs and the single order
-                assert await forwards(b) >= 3 and await forwards(c) >= 4
+                assert await forwards(b) >= 4 and await forwards(c) >= 4
+                killed = await on_b.post("/accounts/primary/kill")  # flattens the batch's
+                assert killed.status_code == 200, killed.text
+                assert await net_positions(kite) == {}
                 assert await forwards(a) == 0  # the owner forwarded nothing
                 report = await orderdesk(tmp_path, "cluster", "--config", str(b), "--json",
                                          env=env)

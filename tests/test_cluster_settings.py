@@ -100,3 +100,20 @@ async def test_serve_refuses_a_cluster_on_sqlite_with_one_line(tmp_path: Path) -
         "orderdesk: configuration error: cluster: needs a Postgres store ([database] url "
         "postgresql://...); SQLite serves one node only"
     ]
+
+
+def test_the_forwarding_secret_comes_from_the_environment(tmp_path: Path) -> None:
+    table = '\n[cluster]\nredis_url = "redis://r:6379/0"\n'
+    path = _write(tmp_path, "postgresql://x@h/db", table)
+    assert load_settings(str(path), environ={}).cluster.secret == ""  # type: ignore[union-attr]
+    cluster = load_settings(str(path), environ={"ORDERDESK_CLUSTER_SECRET": "s" * 16}).cluster
+    assert cluster is not None and cluster.secret == "s" * 16
+    assert "s" * 16 not in repr(cluster)  # never in a log line
+    assert cluster.forward_timeout_s == 150.0
+    with pytest.raises(ConfigError, match="ORDERDESK_CLUSTER_SECRET: .* at least 16"):
+        load_settings(str(path), environ={"ORDERDESK_CLUSTER_SECRET": "short"})
+    path = _write(tmp_path, "postgresql://x@h/db",
+                  table + 'secret_env = "OUR_SECRET"\nforward_timeout_s = 20\n')
+    cluster = load_settings(str(path), environ={"OUR_SECRET": "t" * 20,
+                                                "ORDERDESK_CLUSTER_SECRET": "s" * 16}).cluster
+    assert cluster is not None and (cluster.secret, cluster.forward_timeout_s) == ("t" * 20, 20)
