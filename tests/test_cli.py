@@ -366,7 +366,7 @@ def test_grafana_dashboard_charts_every_metric() -> None:
         for line in Metrics().render().decode().splitlines()
         if line.startswith("# TYPE") and not line.split()[2].endswith("_created")
     }
-    assert len(families) == 16, families
+    assert len(families) == 20, families
     missing = {name for name in families if name not in exprs}
     assert not missing, f"metrics without a panel: {sorted(missing)}"
     ids = [panel["id"] for panel in dashboard["panels"]]

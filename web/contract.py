@@ -65,9 +65,11 @@ MEANING = {
     413: "request body too large",
     415: "Content-Type is not JSON",
     422: "invalid input: every problem listed in `fields`",
-    502: "the broker answered with a failure",
+    502: "the broker answered with a failure, or ([cluster]) the node owning the account "
+         "failed while answering a request another node forwarded (owner_failed: the outcome "
+         "is unknown)",
     503: "unavailable: overloaded (with Retry-After), store or broker unavailable, starting or "
-         "shutting down",
+         "shutting down, or ([cluster]) no node owns the account now (with Retry-After)",
 }
 ACCOUNT_ERRORS = (401, 403, 404)
 BODY_ERRORS = (400, 413, 415, 422)
@@ -248,7 +250,7 @@ def _answer(status: int, model: Any, op: Operation, components: Components) -> d
     if status >= 400 and model is None:
         model = m.ErrorBody
     if status == 503:
-        headers["Retry-After"] = {"description": "overloaded: seconds to wait",
+        headers["Retry-After"] = {"description": "overloaded or unavailable: seconds to wait",
                                   "schema": {"type": "string"}}
     if model is None:
         media = op.media if status < 300 else "application/json"

@@ -139,6 +139,11 @@ class Forwarder:
                     continue
                 raise Unavailable(f"the owner of account {account!r} (node {owner.node}) does "
                                   "not answer; retry shortly")
+            if tried is not None:  # sent again once already
+                raise Unavailable(
+                    f"the owners of account {account!r} failed twice while answering: retry "
+                    "with the same Idempotency-Key (the first result is returned, nothing is "
+                    "placed twice)")
             if not keyed:
                 raise OwnerFailed(
                     f"the owner of account {account!r} (node {owner.node}) failed while "
