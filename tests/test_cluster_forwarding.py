@@ -105,8 +105,13 @@ async def test_a_non_owner_forwards_to_the_owner_and_a_retry_elsewhere_places_no
                 # reads only the owner answers, and a cancel, through the other nodes
                 book = await on_c.get("/accounts/primary/orders")
                 assert order_id in {o["order_id"] for o in book.json()["orders"]}, book.text
+                def held(answer: httpx.Response) -> dict[str, int]:  # P&L moves with prices
+                    return {p["tradingsymbol"]: p["quantity"] for p in answer.json()["positions"]}
+
                 positions = await on_b.get("/accounts/primary/positions")
-                assert positions.json() == (await on_a.get("/accounts/primary/positions")).json()
+                assert positions.status_code == 200, positions.text
+                assert held(positions) == held(await on_a.get("/accounts/primary/positions"))
+                assert held(positions) == {NIFTY_FUT: 75, BANKNIFTY_FUT: -35}
                 modified = await on_b.put(f"/accounts/primary/orders/{order_id}",
                                           json={"price": 20001.0})
                 assert modified.status_code == 200, modified.text
