@@ -27,8 +27,7 @@ from actors.account import AccountActor, ActorConfig, Subscription
 from actors.health import HealthEntry
 from actors.orders import LeaseExpiring
 from store import AccountState
-from web import Authenticator
-from web.forward import Forwarder, open_forwarder
+from web import Authenticator, Forwarder, open_forwarder
 from web.settings import ClusterSettings
 
 from .acquisition import Acquirer

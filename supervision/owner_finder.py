@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import trio
 
-from web.forward import Owner
+from web import Owner
 
 from .lease import REDIS_ERRORS, Leases
 
@@ -25,7 +25,7 @@ log = logging.getLogger("orderdesk.cluster")
 
 
 class OwnerFinder:
-    """`web.forward.OwnerLookup` from the leases of this node's Redis."""
+    """What `web.Forwarder` asks (its `OwnerLookup`), from the leases of this node's Redis."""
 
     def __init__(self, leases: Leases, owns: Callable[[str], bool],
                  refresh_s: float = 30.0) -> None:

@@ -172,17 +172,22 @@ async def test_the_internal_route_needs_the_secret_and_bad_input_answers_alike(
                                                   headers={CREDENTIAL_HEADER: CLUSTER_SECRET})
                 assert nobody.status_code == 401, nobody.text
 
-                bad = [({"tradingsymbol": NIFTY_FUT}, None), ({"quantity": "x"}, None),
-                       (b"{not json", "application/json"), (b"[]", "application/json")]
-                for body, content_type in bad:
+                orders, batches = "/accounts/primary/orders", "/accounts/primary/batch-orders"
+                bad = [(orders, {"tradingsymbol": NIFTY_FUT}, None),
+                       (orders, {"quantity": "x"}, None),
+                       (orders, b"{not json", "application/json"),
+                       (orders, b"[]", "application/json"),
+                       (orders, b"{}", "text/plain"),
+                       (batches, {"orders": []}, None),
+                       (batches, {"orders": [leg(quantity=74)], "execution": "later"}, None)]
+                for path, body, content_type in bad:
                     answers = []
                     for http in (on_a, on_b):
                         headers = {"X-Correlation-ID": "same-id"}
                         if content_type is None:
-                            answer = await http.post("/accounts/primary/orders", json=body,
-                                                     headers=headers)
+                            answer = await http.post(path, json=body, headers=headers)
                         else:
-                            answer = await http.post("/accounts/primary/orders", content=body,
+                            answer = await http.post(path, content=body,
                                                      headers={**headers,
                                                               "Content-Type": content_type})
                         answers.append((answer.status_code, answer.json()))

@@ -17,6 +17,7 @@ _FACE = {
     "ApiError": "errors", "Conflict": "errors", "FieldError": "errors", "Forbidden": "errors",
     "InvalidInput": "errors", "InvalidJson": "errors", "NotFound": "errors",
     "ServiceUnavailable": "errors", "Unauthorized": "errors", "UnsupportedMediaType": "errors",
+    "Forwarder": "forward", "Owner": "forward", "open_forwarder": "forward",
     "Metrics": "metrics",
     "CorrelationIdFilter": "middleware", "current_correlation_id": "middleware",
     "install_log_context": "middleware",
