@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # httpx logs every request's URL at INFO, query and all: a request forwarded to the owner
+    # ([cluster]) may carry the client's `access_token` there. Our own request log redacts it.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return int(args.run(args) or 0)
     except ConfigError as exc:

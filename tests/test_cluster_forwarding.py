@@ -103,8 +103,12 @@ async def test_a_non_owner_forwards_to_the_owner_and_a_retry_elsewhere_places_no
                 assert again.json()["order_id"] == placed.json()["order_id"], again.text
                 order_id = placed.json()["order_id"]
                 # reads only the owner answers, and a cancel, through the other nodes
-                book = await on_c.get("/accounts/primary/orders")
-                assert order_id in {o["order_id"] for o in book.json()["orders"]}, book.text
+                async def in_the_book() -> bool:  # once the owner has the venue's push
+                    book = await on_c.get("/accounts/primary/orders")
+                    assert book.status_code == 200, book.text
+                    return order_id in {o["order_id"] for o in book.json()["orders"]}
+
+                await wait_until(in_the_book, "the order in the owner's book, read through c")
                 def held(answer: httpx.Response) -> dict[str, int]:  # P&L moves with prices
                     return {p["tradingsymbol"]: p["quantity"] for p in answer.json()["positions"]}
 
@@ -193,6 +197,16 @@ async def test_the_internal_route_needs_the_secret_and_bad_input_answers_alike(
                         answers.append((answer.status_code, answer.json()))
                     assert answers[0] == answers[1], answers
                     assert 400 <= answers[0][0] < 500, answers
+                # the client's token in the query (scripts may): forwarded, never logged
+                query = f"/accounts/primary/orders?access_token={TOKENS['primary']}"
+                async with httpx.AsyncClient(base_url=f"http://{bind_of(b)}") as script:
+                    answer = await script.get(query)
+                assert answer.status_code == 200, answer.text
+                for node in ("a", "b"):
+                    log = (tmp_path / node / "stderr.log").read_text()
+                    leaks = [line for line in log.splitlines()
+                             if TOKENS["primary"] in line or CLUSTER_SECRET in line]
+                    assert not leaks, (node, leaks)
                 wrong = httpx.AsyncClient(base_url=f"http://{bind_of(b)}",
                                           headers={"Authorization": "Bearer wrong"})
                 async with wrong:
