@@ -9,8 +9,10 @@ tree runs it in place of the actor's own `run`, so an actor runs only where its 
 owned (and appends its updates to its stream). This node's subscribers of accounts it does
 not own are fed from those streams (`StreamFeeds`, its reader runs here; `Cluster.subscribe`
 is what the web front calls). `Cluster.fence` is the order path's check before each broker
-write (the lease must outlast the call). It outlives the accounts subtree (a stepping-down
-owner still releases its lease).
+write (the lease must outlast the call). With the cluster's secret, requests for accounts
+another node owns are forwarded to it (`Cluster.forwarder`, web/forward.py; the owner found by
+`OwnerFinder`). It outlives the accounts subtree (a stepping-down owner still releases its
+lease).
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ class Cluster:
 
     def web_deps(self) -> dict[str, Any]:
         """What the web front takes of the cluster (`WebDeps` fields): the ownership view and
-        counters, the shared access tokens, tickets and sessions."""
+        counters, the shared access tokens, tickets and sessions, the forwarder to owners."""
         return {"ownership": self.view, "cluster_counters": self.counters, "tokens": self.tokens,
                 "tickets": self.tickets, "sessions": self.sessions, "remote": self,
                 "forwarder": self.forwarder}

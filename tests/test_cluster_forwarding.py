@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from brokers.paper import VenueAddress
 from tests.fixtures_cli import cli_env, orderdesk, running_orderdesk
@@ -48,12 +49,18 @@ def env_of(tmp_path: Path, venue: VenueAddress) -> dict[str, str]:
                    ORDERDESK_CLUSTER_SECRET=CLUSTER_SECRET)
 
 
-async def forwards(config: Path) -> float:
-    """The node's forwarded requests the owner answered (any status)."""
+async def metric(config: Path, name: str, **labels: str) -> float:
+    """The node's /metrics samples `name` with `labels`, summed."""
     async with node_client(config, METRICS) as http:
         text = (await http.get("/metrics")).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("orderdesk_forwarded_requests_total{"))
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples if sample.name == name
+               and all(sample.labels.get(k) == v for k, v in labels.items()))
+
+
+async def forwards(config: Path) -> float:
+    """The node's forwarded requests the owner answered (any status)."""
+    return await metric(config, "orderdesk_forwarded_requests_total")
 
 
 async def test_a_non_owner_forwards_to_the_owner_and_a_retry_elsewhere_places_nothing_twice(
@@ -157,6 +164,8 @@ async def test_the_internal_route_needs_the_secret_and_bad_input_answers_alike(
                     refused = await on_a.post(internal, json={}, headers=headers)
                     assert refused.status_code == 403, refused.text
                     assert refused.json()["error"] == "forbidden"
+                assert await metric(a, "orderdesk_forwards_received_total",
+                                    result="refused") == 3
                 # with the secret: the owner answers (here: the body is invalid, 422)
                 inside = await on_a.post(internal, json={},
                                          headers={CREDENTIAL_HEADER: CLUSTER_SECRET})
@@ -294,6 +303,8 @@ async def test_an_owner_paused_mid_request_is_not_waited_for_past_its_lease(
                 finally:
                     a_node.send_signal(signal.SIGCONT)
                 assert waited < NODE_LEASE_S + 3, waited
+                assert await metric(b, "orderdesk_forward_errors_total",
+                                    reason="owner_failed") == 1
                 bare = answers["bare"]
                 assert bare.status_code == 502, bare.text
                 assert bare.json()["error"] == "owner_failed"
