@@ -100,12 +100,14 @@ def _order_id_param() -> dict[str, Any]:
 
 
 _PREFIX = "/accounts/<account_id>"
+#: Every route; those a node forwards to the account's owner ([cluster], web/forward.py's
+#: OWNER_ROUTES) list 502 (owner_failed) and 503 (no owner now) whatever they do on one node.
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", f"{_PREFIX}/orders", "The account's order book: every working order and "
               "the newest final ones; with `before`, a page of older final orders", "account",
-              {200: m.OrderBook}, (*ACCOUNT_ERRORS, 422, 503), query=OrdersQuery),
+              {200: m.OrderBook}, (*ACCOUNT_ERRORS, 422, 502, 503), query=OrdersQuery),
     Operation("GET", f"{_PREFIX}/positions", "Net positions and live P&L", "account",
-              {200: PositionsReport}, ACCOUNT_ERRORS),
+              {200: PositionsReport}, (*ACCOUNT_ERRORS, 502, 503)),
     Operation("POST", f"{_PREFIX}/ws-ticket", "A single-use websocket ticket", "ticket",
               {200: m.WsTicket}, ACCOUNT_ERRORS),
     Operation("POST", f"{_PREFIX}/batch-orders", "Place a multi-leg batch, all or nothing",
@@ -117,7 +119,7 @@ OPERATIONS: tuple[Operation, ...] = (
               {200: BasketMarginQuote}, (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503),
               BatchRequest),
     Operation("GET", f"{_PREFIX}/batch-orders/<batch_id>", "A batch's result or progress",
-              "account", {200: BatchResult}, (*ACCOUNT_ERRORS, 503)),
+              "account", {200: BatchResult}, (*ACCOUNT_ERRORS, 502, 503)),
     Operation("POST", f"{_PREFIX}/orders", "Place one order", "account",
               {200: OrderPlaced, 202: OrderOutcomeUnknown},
               (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), LegRequest, idempotency_key=True),
@@ -139,10 +141,10 @@ OPERATIONS: tuple[Operation, ...] = (
               "book does not know)", "account", {200: OrderModified},
               (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), ModifyRequest),
     Operation("POST", f"{_PREFIX}/kill", "Kill switch: cancel everything, flatten every "
-              "position", "account", {200: KillReport}, (*ACCOUNT_ERRORS, 409, 503)),
+              "position", "account", {200: KillReport}, (*ACCOUNT_ERRORS, 409, 502, 503)),
     Operation("POST", f"{_PREFIX}/positions/exit", "Flatten one position (market-protected "
               "orders split at the freeze limit; 404 also for no such position)", "account",
-              {200: ExitReport}, (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 503), ExitRequest,
+              {200: ExitReport}, (*ACCOUNT_ERRORS, *BODY_ERRORS, 409, 502, 503), ExitRequest,
               idempotency_key=True),
     Operation("GET", f"{_PREFIX}/option-chain", "An underlying's options of one expiry "
               "around the money, with last prices (422 also for an unknown underlying or "
