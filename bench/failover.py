@@ -115,8 +115,10 @@ def node_toml(name: str, port: int, database: str, args: argparse.Namespace, pre
         "[database]", f'url = "{database}"', "",
         "[cluster]", f'redis_url = "{args.redis}"', f'node_id = "{name}"',
         f"lease_s = {args.lease}", f"renew_s = {args.renew}", f"margin_s = {args.margin}",
-        f'key_prefix = "{prefix}"', "",
+        f'key_prefix = "{prefix}"', f"warm_standby = {str(args.warm_standby).lower()}", "",
     ]
+    if args.connect_rate is not None:
+        lines += ["[ticker]", f"connect_rate_per_s = {args.connect_rate}", ""]
     for account in accounts:
         lines += ["[[accounts]]", f'id = "{account}"', 'broker = "paper"',
                   f'tokens = ["{token_for(account)}"]', f'rest_url = "{venue}"',
@@ -409,6 +411,10 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=4.0, help="[cluster] lease_s")
     parser.add_argument("--renew", type=float, default=0.4, help="[cluster] renew_s")
     parser.add_argument("--margin", type=float, default=0.4, help="[cluster] margin_s")
+    parser.add_argument("--warm-standby", action="store_true",
+                        help="[cluster] warm_standby: the standby keeps each ticker socket open")
+    parser.add_argument("--connect-rate", type=float, default=None,
+                        help="[ticker] connect_rate_per_s (default: the node's, 200)")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--logs", default=None,

@@ -75,7 +75,8 @@ class Cluster:
         """The ownership loop that runs `actor` whenever this node owns its account (`health`:
         the actor's entry, whose upstream is not judged while the account is standby here)."""
         owner = AccountOwner(actor, self.acquirer, self.renewer, self._store, health,
-                             lambda: self.takeovers, self.tokens, self._appender)
+                             lambda: self.takeovers, self.tokens, self._appender,
+                             warm=self.leases.cluster.warm_standby)
         self.owners[actor.account] = owner
         self._actors[actor.account] = actor
         return owner

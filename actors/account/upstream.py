@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -14,6 +14,9 @@ from brokers.base import Broker, BrokerError, Order
 
 from ..connect_pacer import ConnectPacer
 from ..health import UpstreamWatch
+
+if TYPE_CHECKING:
+    from .warm import WarmStream
 
 __all__ = ["UpstreamState", "open_paced", "pump_frames"]
 
@@ -46,9 +49,16 @@ async def pump_frames(
 
 
 @asynccontextmanager
-async def open_paced(broker: Broker, pacer: ConnectPacer | None) -> AsyncIterator[Any]:
+async def open_paced(broker: Broker, pacer: ConnectPacer | None,
+                     warm: WarmStream | None = None) -> AsyncIterator[Any]:
     """`broker.open_stream()`, its handshake paced by the process's `pacer` (None: at once);
-    the pacer's slot is given back as soon as the stream is open."""
+    the pacer's slot is given back as soon as the stream is open. The connection a warm
+    standby kept for the takeover (`warm`), if any, comes first, at once."""
+    if warm is not None:
+        async with warm.take() as kept:
+            if kept is not None:
+                yield kept
+                return
     async with AsyncExitStack() as stack:
         if pacer is None:
             stream = await stack.enter_async_context(broker.open_stream())
