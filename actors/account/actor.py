@@ -30,13 +30,13 @@ from .config import ActorConfig
 from .day import roll_daily
 from .frames import order_frame, snapshot_frame, status_frame
 from .live_positions import LivePositions
+from .opening import WarmStream, open_paced
 from .position_book import fill_changed
 from .positions import PositionsReport
 from .reconnect import reconcile_periodic, reconcile_staggered
 from .replay import framed, load_state, replay_after
 from .subscribers import SubscriberSet, Subscription
-from .upstream import UpstreamState, open_paced, pump_frames
-from .warm import WarmStream
+from .upstream import UpstreamState, pump_frames
 from .watchers import Watchers
 
 log = logging.getLogger("actors.account")  # its name before the move: log configs name it

@@ -1,4 +1,7 @@
-"""[cluster] warm standby: while this node stands by for an account, one ticker connection held
+"""How an account's ticker connection is opened: through the process's pacer (`open_paced`), or,
+right after a takeover, taken over from a warm standby (`WarmStream`).
+
+[cluster] warm standby: while this node stands by for an account, one ticker connection is held
 open for it, so that taking the account over does not wait for a connect.
 
 A takeover of N accounts used to open N ticker sockets on the new owner, paced by the process's
@@ -28,9 +31,8 @@ from brokers.base import Broker, BrokerError, TokenExpired
 
 from ..backoff import Backoff
 from ..connect_pacer import ConnectPacer
-from .upstream import open_paced
 
-__all__ = ["WarmStream"]
+__all__ = ["WarmStream", "open_paced"]
 
 log = logging.getLogger("actors.account")
 
@@ -103,3 +105,22 @@ class WarmStream:
             with trio.CancelScope(shield=True):
                 await stack.aclose()
 
+
+@asynccontextmanager
+async def open_paced(broker: Broker, pacer: ConnectPacer | None,
+                     warm: WarmStream | None = None) -> AsyncIterator[Any]:
+    """`broker.open_stream()`, its handshake paced by the process's `pacer` (None: at once);
+    the pacer's slot is given back as soon as the stream is open. The connection a warm
+    standby kept for the takeover (`warm`), if any, comes first, at once."""
+    if warm is not None:
+        async with warm.take() as kept:
+            if kept is not None:
+                yield kept
+                return
+    async with AsyncExitStack() as stack:
+        if pacer is None:
+            stream = await stack.enter_async_context(broker.open_stream())
+        else:
+            async with pacer.connecting():
+                stream = await stack.enter_async_context(broker.open_stream())
+        yield stream
