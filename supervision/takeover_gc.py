@@ -5,8 +5,9 @@ parsed, their subscribers back. The collector's passes over those young objects 
 over the whole heap), 2-80 ms each, took about 0.3-0.4 s of the 1-1.5 s from "owned" to "every
 subscriber has the next update" at 200 accounts (bench/failover.py on 2 shared cores).
 Refcounting still frees all that is not a cycle; the collector is turned on again `hold_s` after
-the last round that took accounts (and `max_s` after it was turned off at the latest, should
-rounds keep taking some), and left alone if something else had turned it off.
+the last round that took accounts once no reconcile after a connect is pending in the process
+(the takeover's listings: on a busy node they outlast `hold_s`), and `max_s` after it was turned
+off at the latest; it is left alone if something else had turned it off.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import gc
 import math
 
 import trio
+
+from actors.account.reconnect import reconciles_settled
 
 __all__ = ["CollectorHold"]
 
@@ -47,6 +50,8 @@ class CollectorHold:
                         if trio.current_time() >= end:
                             break
                         await trio.sleep_until(end)
+                    # and the listings of the accounts taken (a busy node is slower)
+                    await reconciles_settled(max(0.0, latest - trio.current_time()))
                 finally:
                     gc.enable()
             self._wake = trio.Event()

@@ -1,5 +1,5 @@
-"""The cyclic collector is off from a takeover round until `hold_s` after the last one (at most
-`max_s`), and one turned off by someone else stays off."""
+"""The cyclic collector is off from a takeover round until `hold_s` after the last one and the
+listings it started are done (at most `max_s`), and one turned off by someone else stays off."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import gc
 
 import trio
 
+from actors.account.reconnect import reconcile_staggered
+from actors.backoff import Backoff
 from supervision.takeover_gc import CollectorHold
 
 
@@ -35,6 +37,27 @@ async def test_the_collector_is_held_off_after_each_takeover(autojump_clock: tri
             hold.takeover()
             await trio.sleep(3)
             assert not gc.isenabled() and hold.holds == 2
+            nursery.cancel_scope.cancel()
+    finally:
+        gc.enable()
+
+
+async def test_the_hold_lasts_while_the_takeovers_listings_are_pending(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def listing() -> None:
+        await trio.sleep(3.5)
+
+    hold = CollectorHold(hold_s=2.0, max_s=5.0)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hold.run)
+            hold.takeover()
+            nursery.start_soon(reconcile_staggered, listing, Backoff(1.0, 1.0), "acct", 16)
+            await trio.sleep(3)
+            assert not gc.isenabled()  # past hold_s, the listing still pending
+            await trio.sleep(1)
+            assert gc.isenabled()
             nursery.cancel_scope.cancel()
     finally:
         gc.enable()
