@@ -41,6 +41,7 @@ from .rotations import follow_rotations
 from .shared_books import BookLimits, RedisSessions, RedisTickets
 from .stream_append import StreamAppender
 from .stream_feeds import StreamFeeds
+from .takeover_gc import CollectorHold
 from .tokens import TokenVault
 from .xread_connection import XReadConnection
 
@@ -63,9 +64,12 @@ class Cluster:
                                       books.max_sessions)
         #: Renews the leases of every account this node owns, in one round each `renew_s`.
         self.renewer = Renewer(leases)
+        #: Keeps the cyclic garbage collector off while accounts taken over start.
+        self.collector = CollectorHold()
         #: Takes the leases (and claims the epochs) of the accounts this node waits for, in
         #: rounds.
-        self.acquirer = Acquirer(leases, self.renewer, store, self._load_actors)
+        self.acquirer = Acquirer(leases, self.renewer, store, self._load_actors,
+                                 self.collector)
         self._actors: dict[str, AccountActor] = {}
         self._store = store
         #: The access tokens kept sealed in the store for every node.
@@ -80,7 +84,8 @@ class Cluster:
         """The ownership loop that runs `actor` whenever this node owns its account (`health`:
         the actor's entry, whose upstream is not judged while the account is standby here)."""
         owner = AccountOwner(actor, self.acquirer, self.renewer, self._store, health,
-                             lambda: self.takeovers, self.tokens, self._appender)
+                             lambda: self.takeovers, self.tokens, self._appender,
+                             warm=self.leases.cluster.warm_standby)
         self.owners[actor.account] = owner
         self._actors[actor.account] = actor
         return owner
@@ -228,6 +233,7 @@ async def open_cluster(
         nursery.start_soon(cluster.renewer.run)
         nursery.start_soon(feeds.run)
         nursery.start_soon(cluster.acquirer.run)
+        nursery.start_soon(cluster.collector.run)
         nursery.start_soon(cluster.sessions.watch)  # sessions ended on other nodes
         if auth is not None:  # tokens rotated on other nodes
             nursery.start_soon(follow_rotations, store, auth, settings.session_check_s)
