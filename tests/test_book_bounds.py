@@ -5,8 +5,11 @@ book rolls over to a new IST day."""
 
 from __future__ import annotations
 
+import trio
+
 from actors.account import Accepted, Conflict, OrderBook
 from actors.account.position_book import fill_totals
+from actors.account.reconnect import changed_orders
 from brokers.kite import parse_order
 
 DAY = "2026-12-01"
@@ -99,3 +102,31 @@ def test_tags_of_retired_orders_are_still_found() -> None:
         (order(0, "OPEN")["order_id"], "COMPLETE", 75)]
     assert len(book.tagged("od")) == 6
     assert parse_order(dict(found[0])).tag == "od0"
+
+
+async def test_a_days_listing_is_compared_with_the_book_a_slice_at_a_time() -> None:
+    """A reconcile's listing is the whole day's orders: while it is compared with the book,
+    the other accounts' tasks run in between (the same orders found as one look would)."""
+    book = OrderBook(keep_finished=100)
+    for n in range(1_200):
+        committed(book, order(n, "OPEN"))
+        committed(book, order(n, "COMPLETE"))
+    listing = [parse_order(order(n, "COMPLETE")) for n in range(1_200)]
+    listing += [parse_order(order(n, "OPEN")) for n in range(1_200, 1_203)]  # new ones
+    turns = 0
+
+    async def other_account() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_account)
+            await trio.lowlevel.checkpoint()
+            before = turns
+            found = await changed_orders(book, listing)
+            nursery.cancel_scope.cancel()
+    assert [o.order_id for o in found] == [o.order_id for o in listing[-3:]]
+    assert turns - before >= 2  # 1,203 orders: three slices

@@ -32,7 +32,7 @@ from .frames import order_frame, snapshot_frame, status_frame
 from .live_positions import LivePositions
 from .position_book import fill_changed
 from .positions import PositionsReport
-from .reconnect import reconcile_staggered
+from .reconnect import changed_orders, reconcile_staggered
 from .replay import framed, load_state, replay_after
 from .subscribers import SubscriberSet, Subscription
 from .upstream import UpstreamState, open_paced, pump_frames
@@ -265,7 +265,7 @@ class AccountActor:
     async def _reconcile(self) -> None:
         expected = set(self._expected)
         listing = await self.broker.orders()
-        await self._apply([o for o in listing if self._book.changed(o)], source="reconcile")
+        await self._apply(await changed_orders(self._book, listing), source="reconcile")
         self.live.reconciled()
         # Placed but not listed by the broker (an earlier day's): nothing left to follow.
         self._expected -= expected - {o.order_id for o in listing}
