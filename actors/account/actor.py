@@ -65,7 +65,7 @@ class AccountActor:
         self._replay: deque[tuple[int, str]] = deque(maxlen=config.replay_buffer)
         self._subscribers = SubscriberSet()
         self.live = LivePositions(account, broker, config, self._subscribers,
-                                  lambda: self._book.fill_payloads())
+                                  lambda: self._book)
         self._watchers = Watchers()
         self._expected: set[str] = set()  # placed here, not final in the book yet
         self._credentials = trio.Event()
