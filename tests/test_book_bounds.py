@@ -131,11 +131,11 @@ async def test_a_days_listing_is_compared_with_the_book_a_slice_at_a_time() -> N
     """A reconcile's listing is the whole day's orders: while it is compared with the book,
     the other accounts' tasks run in between (the same orders found as one look would)."""
     book = OrderBook(keep_finished=100)
-    for n in range(1_200):
+    for n in range(2_400):
         committed(book, order(n, "OPEN"))
         committed(book, order(n, "COMPLETE"))
-    listing = [parse_order(order(n, "COMPLETE")) for n in range(1_200)]
-    listing += [parse_order(order(n, "OPEN")) for n in range(1_200, 1_203)]  # new ones
+    listing = [parse_order(order(n, "COMPLETE")) for n in range(2_400)]
+    listing += [parse_order(order(n, "OPEN")) for n in range(2_400, 2_403)]  # new ones
     turns = 0
 
     async def other_account() -> None:
@@ -152,4 +152,4 @@ async def test_a_days_listing_is_compared_with_the_book_a_slice_at_a_time() -> N
             found = await changed_orders(book, listing)
             nursery.cancel_scope.cancel()
     assert [o.order_id for o in found] == [o.order_id for o in listing[-3:]]
-    assert turns - before >= 2  # 1,203 orders: three slices
+    assert turns - before >= 2  # 2,403 orders: five slices, four checkpoints between
