@@ -94,7 +94,7 @@ def create_app(venue: Venue) -> QuartTrio:
 
     @app.get("/orders/<order_id>")
     async def order_history(order_id: str) -> Response:
-        return ok(engine.order(reader(), order_id).history)
+        return ok_encoded("[" + ", ".join(engine.order(reader(), order_id).history) + "]")
 
     @app.get("/portfolio/positions")
     async def positions() -> Response:

@@ -319,7 +319,6 @@ class Engine:
         self.listing.add(order)
 
     def _record(self, order: Order, status: str) -> None:
-        self.listing.changed(order.order_id)
         if status not in (UPDATE, MODIFIED):
             order.status = status
             if status in LIVE_STATES:
@@ -327,7 +326,7 @@ class Engine:
             else:
                 self._working.pop(order.order_id, None)
         snapshot = order.to_kite(status if status == MODIFIED else None)
-        order.history.append(snapshot)
+        order.history.append(self.listing.recorded(order.order_id, snapshot, status != MODIFIED))
         self.changes.order(order.order_id)
         if status in PUSHED:
             self._publish(order.account, order, status)
