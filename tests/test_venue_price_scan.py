@@ -87,3 +87,17 @@ async def test_a_placement_margins_working_orders_and_a_listing_encodes_changes_
     listed = {row["order_id"]: row for row in json.loads(engine.listing.json("A1"))}
     assert listed[resting]["status"] == "CANCELLED" and encoded.count(resting) >= 1
     assert set(encoded) == {resting}
+
+
+async def test_a_venue_without_a_state_file_keeps_no_change_list() -> None:
+    """Nothing takes the changes of a venue kept in memory: no id per order is kept for it.
+    A keeper's first take is followed by a whole snapshot; from then on changes are kept."""
+    master = builtin_master(dt.date(2026, 12, 1), {})
+    engine = Engine(VenueConfig(), master, Faults(), lambda *_: None)
+    ltp = engine.ltp(engine.instrument("NSE", "SBIN"))
+    for _ in range(50):
+        engine.place("A1", _limit("BUY", ltp * 1.5))
+    first = engine.take_changes()
+    assert first.orders == [] and first.positions == [] and first.version == engine.version
+    placed = engine.place("A1", _limit("BUY", ltp * 1.5))
+    assert [o.order_id for o in engine.take_changes().orders] == [placed]
