@@ -260,8 +260,9 @@ class OrderBook:
     def changed(self, order: Order) -> bool:
         """Would `order` (from a reconciliation listing) change the book?"""
         current = self._latest(order.order_id)
-        if current is None or _conflict(order.order_id, current, _payload(order)):
-            return True  # a conflict too: `apply` reports it
+        if current is None or _conflict(order.order_id, current, order.raw or _payload(order)):
+            return True  # a conflict too: `apply` reports it (asked of every listed order:
+            # the broker's payload is read as it is, not copied)
         if stays_final(current.get("status")):
             return False
         return any(order.raw.get(k) != current.get(k) for k in _SIGNIFICANT)
