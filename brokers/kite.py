@@ -24,7 +24,7 @@ import trio
 
 from . import _ws_client as ws_client
 from ._shared import SharedCall
-from ._wire import make_wire_converter, order_id_of, wire_number
+from ._wire import field_readers, make_wire_converter, order_id_of, wire_number
 from .base import (
     BasketMargin,
     BrokerError,
@@ -79,17 +79,19 @@ _converter = make_wire_converter()
 
 
 def parse_order(payload: dict[str, Any]) -> Order:
-    """A Kite order payload (REST or ticker) as an `Order`, keeping the payload as `raw`."""
+    """A Kite order payload (REST or ticker) as an `Order`, keeping the payload as `raw`.
+    Each field read by its own reader (`field_readers`): a listing is the whole day's orders,
+    and cattrs' generic structuring was most of its parse."""
     # A null says nothing (the field's default); a missing status refuses the payload.
-    fields = {key: payload[key] for key in _ORDER_FIELDS if payload.get(key) is not None}
+    fields = {key: read(payload[key]) for key, read in _ORDER_READERS.items()
+              if payload.get(key) is not None}
     fields["order_id"] = order_id_of(payload.get("order_id"))
     if payload.get("instrument_token") is not None:  # not an Order field, but the book reads it
         _converter.structure(payload["instrument_token"], int)
-    fields["raw"] = payload
-    return _converter.structure(fields, Order)
+    return Order(**fields, raw=payload)
 
 
-_ORDER_FIELDS = tuple(f.name for f in attrs.fields(Order) if f.name != "raw")
+_ORDER_READERS = field_readers(Order, skip=("order_id", "raw"))
 
 
 def parse_position(payload: dict[str, Any]) -> Position:
