@@ -116,8 +116,11 @@ async def _http_ok(url: str, check: Callable[[httpx.Response], bool] = lambda r:
 
 
 @asynccontextmanager
-async def open_venue(work: Path, accounts: Sequence[str]) -> AsyncIterator[str]:
-    """A standalone paper venue knowing `accounts`, no order-rate limit; yields its REST URL."""
+async def open_venue(
+    work: Path, accounts: Sequence[str], launcher: Sequence[str] = (ORDERDESK,)
+) -> AsyncIterator[str]:
+    """A standalone paper venue knowing `accounts`, no order-rate limit; yields its REST URL.
+    `launcher`: the command that runs `orderdesk` (bench/soak.py's --trace wraps it)."""
     port = free_port()
     config = work / f"venue-{port}.toml"
     config.write_text(
@@ -129,7 +132,7 @@ async def open_venue(work: Path, accounts: Sequence[str]) -> AsyncIterator[str]:
         + _accounts_toml(accounts, None)
     )
     rest = f"http://127.0.0.1:{port}"
-    args = [ORDERDESK, "venue", "--config", str(config)]
+    args = [*launcher, "venue", "--config", str(config)]
     log = work / f"venue-{port}.log"
     async with _process(args, log, lambda: _http_ok(f"{rest}/instruments/NFO")):
         yield rest
@@ -138,11 +141,11 @@ async def open_venue(work: Path, accounts: Sequence[str]) -> AsyncIterator[str]:
 @asynccontextmanager
 async def open_orderdesk(
     work: Path, venue_rest: str, accounts: Sequence[str], database_url: str | None = None,
-    extra_toml: str = "", ready_timeout_s: float = 120.0,
+    extra_toml: str = "", ready_timeout_s: float = 120.0, launcher: Sequence[str] = (ORDERDESK,),
 ) -> AsyncIterator[Target]:
     """`orderdesk serve`, one paper account per id, against the venue; its store at
     `database_url` (default: a fresh SQLite file); `extra_toml`: more sections; ready once
-    every account is connected (within `ready_timeout_s`)."""
+    every account is connected (within `ready_timeout_s`); `launcher` as `open_venue`'s."""
     port = free_port()
     config = work / f"orderdesk-{port}.toml"
     database_url = database_url or f"sqlite:///{work}/orderdesk-{port}.db"
@@ -164,7 +167,7 @@ async def open_orderdesk(
             (("Authorization", f"Bearer {token_for(account)}"),),
         )
 
-    args = [ORDERDESK, "serve", "--config", str(config)]
+    args = [*launcher, "serve", "--config", str(config)]
     async with _process(
         args,
         work / f"orderdesk-{port}.log",

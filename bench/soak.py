@@ -30,6 +30,7 @@ import argparse
 import itertools
 import json
 import math
+import signal
 import sys
 import tempfile
 import time
@@ -46,7 +47,9 @@ import websockets.sync.client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fanout_stack import ADMIN_TOKEN, open_orderdesk, open_venue, token_for  # noqa: E402
+import _profile  # noqa: E402
+import _traced  # noqa: E402
+from _fanout_stack import ADMIN_TOKEN, ORDERDESK, open_orderdesk, open_venue, token_for  # noqa: E402
 from fanout import Driver, nifty_future  # noqa: E402
 
 MIB = 1024 * 1024
@@ -166,13 +169,17 @@ async def batches(base_http: str, accounts: Sequence[str], symbol: str, lot: int
                 errors.append(f"batch {type(exc).__name__}")
 
 
-async def drops(venue: str, every_s: float) -> None:
-    """The venue closes every ticker socket every `every_s` (orderdesk reconnects)."""
+async def drops(venue: str, every_s: float, errors: list[str]) -> None:
+    """The venue closes every ticker socket every `every_s` (orderdesk reconnects); a venue
+    too busy to answer in time (under tracemalloc) is counted, not the bench's end."""
     async with httpx.AsyncClient(base_url=venue, timeout=10) as client:
         while True:
             await trio.sleep(every_s)
-            await client.post("/_venue/faults", json={"drop_ticker": True},
-                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            try:
+                await client.post("/_venue/faults", json={"drop_ticker": True},
+                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            except httpx.HTTPError as exc:
+                errors.append(f"drop {type(exc).__name__}")
 
 
 async def orders(driver: Driver, accounts: Sequence[str], rate: float) -> None:
@@ -237,19 +244,83 @@ def summary(lines: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
         "snapshot_bytes_first_last": [lines[0]["snapshot_bytes"], last["snapshot_bytes"]],
         "snapshot_ms_first_last": [lines[0]["snapshot_ms"], last["snapshot_ms"]],
         "orders_route_ms_first_last": [lines[0]["orders_route_ms"], last["orders_route_ms"]],
+        "cpu_pct_first_last": [lines[0]["cpu_pct"], last["cpu_pct"]],
+        "venue_cpu_pct_first_last": [lines[0]["venue_cpu_pct"], last["venue_cpu_pct"]],
+        "venue_rss_mib_first_last": [lines[0]["venue_rss_mib"], last["venue_rss_mib"]],
         "machine_load_1m": round(psutil.getloadavg()[0], 2), "cpus": psutil.cpu_count(),
     }
 
 
+def _launcher(args: argparse.Namespace, name: str) -> tuple[str, ...]:
+    """How a server is started: `orderdesk`, or (--trace-dir) under bench/_traced.py."""
+    if args.trace_dir is None:
+        return (ORDERDESK,)
+    return (sys.executable, str(Path(__file__).with_name("_traced.py")),
+            str(args.trace_dir / name), str(args.tracemalloc))
+
+
+def _venue_process(server: psutil.Process) -> psutil.Process:
+    """The venue: the bench's other child (started before orderdesk)."""
+    children = [c for c in psutil.Process().children() if c.pid != server.pid]
+    return next(c for c in children if "venue" in " ".join(c.cmdline()))
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+async def _trace_window(args: argparse.Namespace, procs: dict[str, psutil.Process],
+                        label: str) -> None:
+    """This window's py-spy record of each server (--py-spy), then its collector's pauses
+    so far and (--tracemalloc) a heap snapshot."""
+    if args.py_spy:
+        async with trio.open_nursery() as nursery:
+            for name, proc in procs.items():
+                nursery.start_soon(_profile.record, args.py_spy, proc.pid, args.window - 3,
+                                   args.trace_dir / f"{name}-{label}.txt")
+    for proc in procs.values():
+        proc.send_signal(signal.SIGUSR1)
+
+
+def _trace_report(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """The tops: py-spy's early and late window, the collector's pauses by each, tracemalloc's
+    growth between them."""
+    for name in names:
+        if args.py_spy:
+            for label in ("early", "late"):
+                top = _profile.tops(args.trace_dir / f"{name}-{label}.txt")
+                print(json.dumps({"profile": name, "window": label, **top}), flush=True)
+        snapshots = args.trace_dir / name
+        last = "1.tm" if args.tracemalloc else "1.gc.json"
+        for _ in range(600):  # the last one is written as the server reads the signal
+            if (snapshots / last).exists():
+                break
+            time.sleep(0.1)
+        for number, label in enumerate(("early", "late")):
+            path = snapshots / f"{number}.gc.json"
+            if path.exists():
+                print(json.dumps({"gc": name, "by_end_of": label,
+                                  **json.loads(path.read_text())}), flush=True)
+        if args.tracemalloc:
+            print(json.dumps({"tracemalloc": name, "grew_between_early_and_late":
+                              _traced.diff_tops(snapshots / "0.tm", snapshots / "1.tm")}),
+                  flush=True)
+
+
 async def run(args: argparse.Namespace) -> None:
     accounts = [f"s{n}" for n in range(args.accounts)]
+    windows = max(1, int(args.minutes * 60 / args.window))
+    traced = {min(args.warmup, windows - 1): "early", windows - 1: "late"}
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         work = Path(tmp)
-        async with open_venue(work, accounts) as venue, \
-                open_orderdesk(work, venue, accounts, extra_toml=_retention(args)) as target, \
+        async with open_venue(work, accounts, _launcher(args, "venue")) as venue, \
+                open_orderdesk(work, venue, accounts, extra_toml=_retention(args),
+                               launcher=_launcher(args, "orderdesk")) as target, \
                 httpx.AsyncClient(base_url=venue, timeout=15) as http:
             assert target.http_url is not None and target.pid is not None
             proc = psutil.Process(target.pid)
+            venue_proc = _venue_process(proc)
             base_ws = "ws" + target.http_url.removeprefix("http")
             instrument = await nifty_future(venue)
             watch, errors, lines = Watch(), [], []
@@ -263,19 +334,24 @@ async def run(args: argparse.Namespace) -> None:
                 nursery.start_soon(batches, target.http_url, accounts,
                                    instrument.tradingsymbol, instrument.lot_size,
                                    args.batch_every, errors)
-                nursery.start_soon(drops, venue, args.drop_every)
-                cpu = proc.cpu_times()
-                cpu_before, started = cpu.user + cpu.system, time.monotonic()
-                for index in range(max(1, int(args.minutes * 60 / args.window))):
+                nursery.start_soon(drops, venue, args.drop_every, errors)
+                cpu_before, venue_before = _cpu(proc), _cpu(venue_proc)
+                started = time.monotonic()
+                for index in range(windows):
+                    if index in traced and args.trace_dir is not None:
+                        nursery.start_soon(_trace_window, args,
+                                           {"orderdesk": proc, "venue": venue_proc},
+                                           traced[index])
                     await trio.sleep(args.window)
                     window, watch.window = watch.window, Window()
-                    cpu = proc.cpu_times()
-                    now = time.monotonic()
+                    cpu, venue_cpu, now = _cpu(proc), _cpu(venue_proc), time.monotonic()
                     line = {
                         "window": index, "t_s": round(now - started, 1),
                         "rss_mib": round(proc.memory_info().rss / MIB, 2),
-                        "cpu_pct": round((cpu.user + cpu.system - cpu_before)
-                                         / (now - started) * 100, 1),
+                        "cpu_pct": round((cpu - cpu_before) / (now - started) * 100, 1),
+                        "venue_rss_mib": round(venue_proc.memory_info().rss / MIB, 2),
+                        "venue_cpu_pct": round((venue_cpu - venue_before) / (now - started)
+                                               * 100, 1),
                         "updates": sum(watch.seq.values()),
                         "replay_est_mib": round(_replay_bytes(watch, args.replay_cap) / MIB, 2),
                         "deliveries": window.deliveries, "gaps": window.gaps,
@@ -283,12 +359,14 @@ async def run(args: argparse.Namespace) -> None:
                         "p99_ms": _ms(_quantile(window.latencies, 0.99)),
                         **await probe_snapshot(base_ws, target.http_url, accounts[0]),
                         "errors": len(errors), "closes": len(watch.closes),
+                        "load_1m": round(psutil.getloadavg()[0], 2),
                     }
-                    cpu_before, started = cpu.user + cpu.system, now
+                    cpu_before, venue_before, started = cpu, venue_cpu, now
                     lines.append(line)
                     print(json.dumps(line), flush=True)
                 nursery.cancel_scope.cancel()
             print(json.dumps(summary(lines, args.warmup)), flush=True)
+            _trace_report(args, ("orderdesk", "venue"))
 
 
 def book_lines(sizes: Sequence[int], keep: int, shown: int) -> None:
@@ -360,6 +438,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--book", action="store_true",
                         help="only the in-process book figures (no servers): its memory and "
                              "a snapshot's cost at 1,000 / 10,000 / 40,000 orders a day")
+    parser.add_argument("--trace-dir", type=Path,
+                        help="run both servers under bench/_traced.py (their collector's "
+                             "pauses timed) and write there; with --py-spy and --tracemalloc")
+    parser.add_argument("--py-spy", help="py-spy's path: profile both servers (--gil) in the "
+                                         "window after warm-up and in the last one")
+    parser.add_argument("--tracemalloc", type=int, metavar="FRAMES", default=0,
+                        help="run both servers under tracemalloc (FRAMES deep) and print what "
+                             "grew between the end of those two windows")
     args = parser.parse_args(argv)
     if args.book:
         book_lines((1_000, 10_000, 40_000), keep=1_000, shown=500)

@@ -7,6 +7,10 @@ which starts after they asked and so sees everything they expect to see. However
 lookups and reconciliations ask at once, at most one listing is in flight and one queued. A
 caller that can live with a slightly older answer (a leg's routine poll) says how old
 (`max_age_s`) and gets the latest listing that started within it, if there is one.
+
+Only a call that such a caller joined is kept for the next ones: a listing is the whole day's
+orders, and the account's periodic reconcile (which wants a fresh one) would otherwise keep
+the latest of them alive between its rounds, a cost that grows with the day.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class _Call(Generic[T]):
     result: T | None = None
     error: BrokerError | None = None
     finished: bool = False
+    reusable: bool = False  # a caller that takes an older answer joined: keep the result
 
 
 class SharedCall(Generic[T]):
@@ -48,6 +53,7 @@ class SharedCall(Generic[T]):
         if self._next is None:
             self._next = _Call()
         call = self._next
+        call.reusable = call.reusable or max_age_s > 0
         while not call.finished:
             if self._running is None:
                 await self._lead(call)
@@ -66,7 +72,7 @@ class SharedCall(Generic[T]):
         try:
             call.result = await self._fetch()
             call.finished = True
-            self._last = (started, call.result)
+            self._last = (started, call.result) if call.reusable else None
         except BrokerError as exc:
             call.error, call.finished = exc, True
         finally:

@@ -10,7 +10,9 @@ the caller logs and skips.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+import attrs
 import cattrs
 
 
@@ -50,6 +52,29 @@ def make_wire_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _float)
     converter.register_structure_hook(int, _int)
     return converter
+
+
+#: How each plain field type is read (as `make_wire_converter` reads it).
+_READERS: dict[str, Callable[[object, object], object]] = {
+    "str": _text, "str | None": _text, "int": _int, "float": _float}
+
+
+Reader = Callable[[object], object]
+
+
+def field_readers(cls: type, *, skip: tuple[str, ...] = ()) -> dict[str, Reader]:
+    """Per field of the attrs class `cls` (its types plain: text, whole or real numbers), how
+    a wire value is read: the converter's rules, without its generic structuring (which also
+    copied the payload kept beside them). A value of None is the caller's to leave out."""
+    readers = {}
+    for field in attrs.fields(cls):
+        if field.name in skip:
+            continue
+        read = _READERS.get(str(field.type))
+        if read is None:
+            raise TypeError(f"{cls.__name__}.{field.name}: no reader for {field.type}")
+        readers[field.name] = lambda value, read=read: read(value, None)
+    return readers
 
 
 def order_id_of(value: object) -> str:

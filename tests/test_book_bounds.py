@@ -5,8 +5,11 @@ book rolls over to a new IST day."""
 
 from __future__ import annotations
 
+import trio
+
 from actors.account import Accepted, Conflict, OrderBook
-from actors.account.position_book import fill_totals
+from actors.account.position_book import PositionBook, fill_totals
+from actors.account.reconnect import changed_orders
 from brokers.kite import parse_order
 
 DAY = "2026-12-01"
@@ -47,6 +50,29 @@ def test_a_day_of_orders_keeps_the_book_bounded_and_the_fills_whole() -> None:
     assert not book.changed(parse_order(order(1, "COMPLETE")))
     conflict = committed(book, order(2, "OPEN", tradingsymbol="BANKNIFTY26DECFUT"))
     assert isinstance(conflict, Conflict) and conflict.fields == ("tradingsymbol",)
+
+
+def test_the_net_fills_and_open_orders_are_kept_as_updates_commit() -> None:
+    """What the market subscriptions ask after every burst (net units per position, the
+    orders not final) is the same as a look at every order's fills, without that look."""
+    book = OrderBook(keep_finished=3)
+    for n in range(12):
+        side = "BUY" if n % 3 else "SELL"
+        committed(book, order(n, "OPEN", side=side))
+        committed(book, order(n, "UPDATE", side=side, filled_quantity=25,
+                              pending_quantity=50, average_price=100.0))
+        if n < 10:
+            committed(book, order(n, "COMPLETE", side=side))
+    every = [order(n, "COMPLETE", side="BUY" if n % 3 else "SELL") for n in range(10)]
+    every += [order(n, "OPEN", side="BUY", filled_quantity=25) for n in (10, 11)]
+    (key, (bought, _, sold, _)), = _totals(every).items()
+    assert {k: tuple(v) for k, v in book.net_fills().items()} == {key: (bought - sold, 1234)}
+    assert sorted(p["order_id"] for p in book.open_payloads()) == [
+        order(n, "OPEN")["order_id"] for n in (10, 11)]
+    assert PositionBook().held_tokens(book.net_fills()) == {
+        v.instrument_token for v in PositionBook().views(book.fill_payloads()) if v.quantity}
+    book.roll("2026-12-02")
+    assert book.net_fills() == {} and book.open_payloads() == []
 
 
 def _totals(payloads: list) -> dict:
@@ -99,3 +125,31 @@ def test_tags_of_retired_orders_are_still_found() -> None:
         (order(0, "OPEN")["order_id"], "COMPLETE", 75)]
     assert len(book.tagged("od")) == 6
     assert parse_order(dict(found[0])).tag == "od0"
+
+
+async def test_a_days_listing_is_compared_with_the_book_a_slice_at_a_time() -> None:
+    """A reconcile's listing is the whole day's orders: while it is compared with the book,
+    the other accounts' tasks run in between (the same orders found as one look would)."""
+    book = OrderBook(keep_finished=100)
+    for n in range(2_400):
+        committed(book, order(n, "OPEN"))
+        committed(book, order(n, "COMPLETE"))
+    listing = [parse_order(order(n, "COMPLETE")) for n in range(2_400)]
+    listing += [parse_order(order(n, "OPEN")) for n in range(2_400, 2_403)]  # new ones
+    turns = 0
+
+    async def other_account() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_account)
+            await trio.lowlevel.checkpoint()
+            before = turns
+            found = await changed_orders(book, listing)
+            nursery.cancel_scope.cancel()
+    assert [o.order_id for o in found] == [o.order_id for o in listing[-3:]]
+    assert turns - before >= 2  # 2,403 orders: five slices, four checkpoints between

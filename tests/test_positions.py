@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from actors.account import LATEST, AccountActor, ActorConfig, Subscription
+from actors.account import LATEST, AccountActor, ActorConfig, OrderBook, Subscription
 from actors.account.live_positions import LivePositions, TokenRefs
 from actors.account.position_book import PositionBook
 from actors.account.positions import PositionTotals, position_view, report_of
@@ -269,9 +269,9 @@ def test_a_fill_still_on_its_way_is_never_counted_twice() -> None:
 
 
 async def test_a_stream_without_market_data_leaves_pnl_unknown() -> None:
-    orders = [_fill("1", "BUY", 75, 100.0)]
+    book = OrderBook([_fill("1", "BUY", 75, 100.0)])
     live = LivePositions("a", broker=None, config=FAST,  # type: ignore[arg-type]
-                         subscribers=SubscriberSet(), payloads=lambda: orders)
+                         subscribers=SubscriberSet(), orders=lambda: book)
     live.on_prices([])
     await live.follow_market(object())  # a stream that cannot subscribe: returns at once
     (position,) = live.report().positions

@@ -9,6 +9,8 @@ its `fill_delay_ms` fault holds a MARKET fill, so delayed-fill tests mean what t
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +186,24 @@ async def test_a_failed_listing_fails_every_caller_that_shared_it() -> None:
         for _ in range(3):
             nursery.start_soon(ask)
     assert len(errors) == 3 and shared.calls == 2
+
+
+class _Listing:
+    """A result that can be watched for being freed."""
+
+
+async def test_a_listing_is_kept_only_for_callers_that_take_an_older_one() -> None:
+    """A reconcile's listing (the whole day's orders) is not held after its callers are done;
+    one that a routine poll joined serves the next poll within its age."""
+    shared: SharedCall[_Listing] = SharedCall(_fetch_listing)
+    fresh = weakref.ref(await shared.get())
+    gc.collect()
+    assert fresh() is None
+    polled = await shared.get(max_age_s=60)
+    assert await shared.get(max_age_s=60) is polled
+    assert shared.calls == 2
+
+
+async def _fetch_listing() -> _Listing:
+    await trio.lowlevel.checkpoint()
+    return _Listing()

@@ -33,7 +33,7 @@ from .live_positions import LivePositions
 from .opening import WarmStream, open_paced
 from .position_book import fill_changed
 from .positions import PositionsReport
-from .reconnect import reconcile_periodic, reconcile_staggered
+from .reconnect import changed_orders, reconcile_periodic, reconcile_staggered
 from .replay import framed, load_state, replay_after
 from .subscribers import SubscriberSet, Subscription
 from .upstream import UpstreamState, pump_frames
@@ -66,7 +66,7 @@ class AccountActor:
         self._replay: deque[tuple[int, str]] = deque(maxlen=config.replay_buffer)
         self._subscribers = SubscriberSet()
         self.live = LivePositions(account, broker, config, self._subscribers,
-                                  lambda: self._book.fill_payloads())
+                                  lambda: self._book)
         self._watchers = Watchers()
         self._expected: set[str] = set()  # placed here, not final in the book yet
         self._credentials = trio.Event()
@@ -264,7 +264,7 @@ class AccountActor:
     async def _reconcile(self) -> None:
         expected = set(self._expected)
         listing = await self.broker.orders()
-        await self._apply([o for o in listing if self._book.changed(o)], source="reconcile")
+        await self._apply(await changed_orders(self._book, listing), source="reconcile")
         self.live.reconciled()
         # Placed but not listed by the broker (an earlier day's): nothing left to follow.
         self._expected -= expected - {o.order_id for o in listing}

@@ -89,8 +89,11 @@ class OrderBook:
         self._finished: dict[str, None] = {}  # final orders held in full, oldest first
         self._retired: dict[str, tuple[Any, ...]] = {}  # id -> (status, filled, *FIXED_FIELDS)
         self._retired_fills: dict[tuple[str, ...], list[Any]] = {}  # -> [quantity, value, token]
+        self._open: set[str] = set()  # orders not final
+        self._nets: dict[tuple[str, str, str], list[int]] = {}  # position -> [net filled, token]
         for payload in payloads:
             self._orders[str(payload["order_id"])] = dict(payload)
+        self._count_fills(self._orders.values(), 1)
         self._settle(self._orders)
 
     def __len__(self) -> int:
@@ -142,6 +145,16 @@ class OrderBook:
                 for key, (quantity, value, token) in self._retired_fills.items()]
         return [*self._orders.values(), *rows]
 
+    def net_fills(self) -> Mapping[tuple[str, str, str], list[int]]:
+        """Per position (exchange, tradingsymbol, product): units bought less sold over every
+        order of the day, retired ones too, and its instrument token; kept as updates are
+        committed, so what the positions ask often is no look at every order."""
+        return self._nets
+
+    def open_payloads(self) -> list[Mapping[str, Any]]:
+        """The orders that are not final."""
+        return [self._orders[order_id] for order_id in self._open]
+
     def roll(self, day: str) -> None:
         """A new trading day (YYYY-MM-DD, IST) while running: only its orders stay, as a
         start on that day would load them (`of_day`)."""
@@ -150,20 +163,40 @@ class OrderBook:
         self._finished.clear()
         self._retired.clear()
         self._retired_fills.clear()
+        self._open.clear()
+        self._nets.clear()
+        self._count_fills(self._orders.values(), 1)
         self._settle(self._orders)
 
     def commit(self) -> None:
+        self._count_fills((self._orders[i] for i in self._staged if i in self._orders), -1)
+        self._count_fills(self._staged.values(), 1)
         self._orders.update(self._staged)
         self._settle(self._staged)
         self._staged.clear()
+
+    def _count_fills(self, payloads: Iterable[Mapping[str, Any]], sign: int) -> None:
+        for payload in payloads:
+            filled = int(_num(payload.get("filled_quantity")))
+            if filled <= 0:
+                continue
+            key = (str(payload.get("exchange") or ""), str(payload.get("tradingsymbol") or ""),
+                   str(payload.get("product") or ""))
+            net = self._nets.setdefault(key, [0, 0])
+            net[0] += sign * (filled if payload.get("transaction_type") == "BUY" else -filled)
+            if sign > 0 and payload.get("instrument_token"):
+                net[1] = int(payload["instrument_token"])
 
     def _settle(self, order_ids: Iterable[str]) -> None:
         """Note the orders of `order_ids` that are now final; retire the oldest beyond
         `keep_finished`."""
         for order_id in order_ids:
-            if stays_final(self._orders[order_id].get("status")):
-                self._finished.pop(order_id, None)
-                self._finished[order_id] = None
+            if not stays_final(self._orders[order_id].get("status")):
+                self._open.add(order_id)
+                continue
+            self._open.discard(order_id)
+            self._finished.pop(order_id, None)
+            self._finished[order_id] = None
         while len(self._finished) > self._keep:
             order_id = next(iter(self._finished))
             del self._finished[order_id]
@@ -227,8 +260,9 @@ class OrderBook:
     def changed(self, order: Order) -> bool:
         """Would `order` (from a reconciliation listing) change the book?"""
         current = self._latest(order.order_id)
-        if current is None or _conflict(order.order_id, current, _payload(order)):
-            return True  # a conflict too: `apply` reports it
+        if current is None or _conflict(order.order_id, current, order.raw or _payload(order)):
+            return True  # a conflict too: `apply` reports it (asked of every listed order:
+            # the broker's payload is read as it is, not copied)
         if stays_final(current.get("status")):
             return False
         return any(order.raw.get(k) != current.get(k) for k in _SIGNIFICANT)

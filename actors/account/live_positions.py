@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import trio
 
 from brokers.base import Broker, BrokerError
 
+from .book import OrderBook
 from .config import ActorConfig
 from .frames import positions_frame, with_watched
 from .position_book import PositionBook
@@ -73,13 +74,13 @@ class LivePositions:
     """Positions, prices and subscriptions of one account; the actor calls in."""
 
     def __init__(self, account: str, broker: Broker, config: ActorConfig,
-                 subscribers: SubscriberSet,
-                 payloads: Callable[[], Sequence[Mapping[str, Any]]]) -> None:
+                 subscribers: SubscriberSet, orders: Callable[[], OrderBook]) -> None:
+        """`orders`: the account's order book now (the actor loads a new one at a restart)."""
         self.account = account
         self._broker = broker
         self._config = config
         self._subscribers = subscribers
-        self._payloads = payloads
+        self._orders = orders
         self.book = PositionBook()
         self.refs = TokenRefs()
         self.subscribed: set[int] = set()  # on the current connection
@@ -91,7 +92,7 @@ class LivePositions:
         self._orders_moved = False  # updates since the instruments wanted were worked out
 
     def report(self) -> PositionsReport:
-        return report_of(self.account, self.book.views(self._payloads()))
+        return report_of(self.account, self.book.views(self._orders().fill_payloads()))
 
     def message(self) -> str:
         return positions_frame(self.report())
@@ -153,9 +154,9 @@ class LivePositions:
             self._moved.set()
 
     def _want_instruments(self) -> None:
-        payloads = self._payloads()
-        held = {v.instrument_token for v in self.book.views(payloads) if v.quantity}
-        working = {int(o["instrument_token"]) for o in payloads
+        orders = self._orders()
+        held = self.book.held_tokens(orders.net_fills())
+        working = {int(o["instrument_token"]) for o in orders.open_payloads()
                    if o.get("status") in _WORKING and o.get("instrument_token")}
         changed = self.refs.update("positions", held)
         if self.refs.update("orders", working) or changed:
@@ -177,7 +178,7 @@ class LivePositions:
                 log.warning("account %s: positions not fetched: %s: %s", self.account,
                             type(exc).__name__, exc)
                 continue
-            self.book.reconcile(positions, self._payloads(), account=self.account,
+            self.book.reconcile(positions, self._orders().fill_payloads(), account=self.account,
                                 fills_stable=version == self.book.fill_version)
             self.fetches += 1
             self._want_instruments()

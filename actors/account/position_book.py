@@ -13,7 +13,7 @@ kept as an adjustment, and logged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from brokers.base import Position
@@ -157,6 +157,23 @@ class PositionBook:
                 close_price=broker.close_price if broker else 0.0,
                 ltp=self._ltp.get(token)))
         return views
+
+    def held_tokens(self, nets: Mapping[Key, Sequence[int]]) -> set[int]:
+        """The instruments of the positions `views` shows with a quantity, from the book's
+        net fills per position ([units bought less sold, token]) instead of every order's:
+        what the market subscriptions follow, asked after every burst of updates."""
+        held = set()
+        for key in set(nets) | set(self._broker) | set(self._adjustments):
+            net, token = nets.get(key, (0, 0))
+            adjustment = self._adjustments.get(key)
+            if adjustment is not None:
+                net += adjustment.buy_quantity - adjustment.sell_quantity
+            broker = self._broker.get(key)
+            if broker is not None:
+                net += broker.overnight_quantity
+            if net:
+                held.add(token or (broker.instrument_token if broker else 0))
+        return held
 
     def _multipliers(self) -> dict[Key, float]:
         return {k: p.multiplier for k, p in self._broker.items()}

@@ -1,6 +1,6 @@
-"""The reconciles: the one after a (re)connect staggered across the process's accounts, and
-retried with backoff while the broker's read budget is spent; the periodic one, whose failure
-waits for the next period.
+"""The reconciles: the one after a (re)connect staggered across the process's accounts,
+retried with backoff while the broker's read budget is spent and compared with the book a slice
+at a time; the periodic one, whose failure waits for the next period.
 
 When a shared upstream comes back, every account reconnects within its jitter and each lists
 the day's orders: at most `slots` of those listings run at once in the process (one gate per
@@ -11,18 +11,18 @@ listings parsed at the same moment.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
-from brokers.base import BrokerError, RateLimited, TokenExpired
+from brokers.base import BrokerError, Order, RateLimited, TokenExpired
 
 from ..backoff import Backoff
+from .book import OrderBook
 
-__all__ = ["reconcile_periodic", "reconcile_staggered", "reconciles_settled"]
+__all__ = ["changed_orders", "reconcile_periodic", "reconcile_staggered", "reconciles_settled"]
 
 log = logging.getLogger("actors.account")
-
 
 
 class _Gate:
@@ -100,3 +100,20 @@ async def reconcile_periodic(reconcile: Callable[[], Awaitable[None]], account: 
     except BrokerError as exc:
         log.warning("account %s: periodic reconcile failed: %s: %s", account,
                     type(exc).__name__, exc)
+
+
+#: Orders of a listing compared with the book between two checkpoints (about 1 ms).
+_LISTING_SLICE = 500
+
+
+async def changed_orders(book: OrderBook, listing: Sequence[Order]) -> list[Order]:
+    """The orders of a listing (the whole day's) that would change `book`, looked at a slice
+    at a time so that other accounts' updates go out in between. Nothing but the actor's own
+    task applies updates to its book, so the slices see it as one look would (a day's roll
+    may come in between, as it may during the listing itself)."""
+    changed = []
+    for start in range(0, len(listing), _LISTING_SLICE):
+        if start:
+            await trio.lowlevel.checkpoint()
+        changed.extend(o for o in listing[start:start + _LISTING_SLICE] if book.changed(o))
+    return changed

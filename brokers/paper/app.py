@@ -15,7 +15,7 @@ from .control import add_control_routes
 from .errors import VenueError, error_envelope, general_error, input_error
 from .login import add_login_routes
 from .orderform import check_variety, parse_basket, parse_modify, parse_place
-from .responses import form_body, json_body, json_response, ok
+from .responses import form_body, json_body, json_response, ok, ok_encoded
 
 if TYPE_CHECKING:
     from .venue import Venue
@@ -90,11 +90,11 @@ def create_app(venue: Venue) -> QuartTrio:
 
     @app.get("/orders")
     async def list_orders() -> Response:
-        return ok([o.to_kite() for o in engine.orders(reader())])
+        return ok_encoded(engine.listing.json(reader()))
 
     @app.get("/orders/<order_id>")
     async def order_history(order_id: str) -> Response:
-        return ok(engine.order(reader(), order_id).history)
+        return ok_encoded("[" + ", ".join(engine.order(reader(), order_id).history) + "]")
 
     @app.get("/portfolio/positions")
     async def positions() -> Response:

@@ -58,7 +58,7 @@ class Order:
     fills: int = 0
     hold_remainder: bool = False  # a partial fill's remainder waits for a price event
     rests_at_edge: bool = False  # a protected MARKET resting at its band edge (liquidity.py)
-    history: list[dict[str, Any]] = attrs.field(factory=list)
+    history: list[str] = attrs.field(factory=list)  # each state as JSON text (listing.py)
 
     @property
     def pending_quantity(self) -> int:

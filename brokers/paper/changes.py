@@ -1,5 +1,7 @@
 """What changed in the engine since the state keeper last saved: the orders and positions
-touched, or a reset (then everything), up to a version that grows at every change."""
+touched, or a reset (then everything), up to a version that grows at every change. A venue
+without a state file has no keeper: nothing takes them, so they are not kept (an id per order
+of the day otherwise)."""
 
 from __future__ import annotations
 
@@ -32,14 +34,17 @@ class ChangeLog:
         self._orders: set[str] = set()
         self._positions: set[PositionKey] = set()
         self._reset = False
+        self._taken = False  # until a keeper takes the first changes (its first save is whole)
 
     def order(self, order_id: str) -> None:
-        self._orders.add(order_id)
+        if self._taken:
+            self._orders.add(order_id)
         self._touch()
 
     def position(self, key: PositionKey) -> None:
         """Counted with the order change that comes with it (a fill records its order)."""
-        self._positions.add(key)
+        if self._taken:
+            self._positions.add(key)
 
     def reset(self) -> None:
         self._reset = True
@@ -53,7 +58,9 @@ class ChangeLog:
     def take(
         self, orders: Mapping[str, Order], positions: Mapping[PositionKey, Position]
     ) -> Changes:
-        """What changed since the last call (a reset: everything), as of `version`."""
+        """What changed since the last call (a reset: everything), as of `version`. Before
+        the first call nothing is kept: the taker saves the whole state first."""
+        self._taken = True
         changes = Changes(
             self.version, self._reset,
             [orders[i] for i in sorted(self._orders) if i in orders],

@@ -52,6 +52,7 @@ from .errors import VenueError, input_error
 from .faults import Faults
 from .ids import OrderIds
 from .instruments import Instrument, InstrumentMaster
+from .listing import OrderListing
 from .margining import Margining
 from .order_checks import check_order, check_protection
 from .orderform import ModifyRequest, OrderRequest
@@ -73,9 +74,10 @@ class Engine:
         self.session = Session(config.session_open, config.session_close)
         self._publish = publish
         self._orders: dict[str, Order] = {}
-        self._working: dict[str, Order] = {}  # the price scan: OPEN and TRIGGER PENDING only
+        self._working: dict[str, Order] = {}  # price scan, margins: OPEN, TRIGGER PENDING
+        self.listing = OrderListing()  # GET /orders
         self._positions: dict[PositionKey, Position] = {}
-        self.margining = Margining(config.funds, master, self.prices, self._orders,
+        self.margining = Margining(config.funds, master, self.prices, self._working,
                                    self._positions)
         self.ids = OrderIds()
         self._timer_seq = 0
@@ -105,6 +107,7 @@ class Engine:
     def reset(self) -> None:
         self._orders.clear()
         self._working.clear()
+        self.listing.clear()
         self._positions.clear()
         self._timers.clear()
         self._touched.clear()
@@ -135,7 +138,7 @@ class Engine:
         self.ids.seen(last_id)
         for order in orders:
             self.ids.seen(order.order_id)
-            self._orders[order.order_id] = order
+            self._add(order)
             if order.status in LIVE_STATES:
                 self._working[order.order_id] = order
         for position in positions:
@@ -184,7 +187,7 @@ class Engine:
             market_protection=req.market_protection, tag=req.tag,
             disclosed_quantity=req.disclosed_quantity,
         )
-        self._orders[order.order_id] = order
+        self._add(order)
         self._touched[order.order_id] = trio.current_time()
         self._rest_if_protected(order)
         self._record(order, "PUT ORDER REQ RECEIVED")
@@ -268,7 +271,7 @@ class Engine:
         return order
 
     def orders(self, account: str) -> list[Order]:
-        return [o for o in self._orders.values() if o.account == account]
+        return self.listing.orders(account)
 
     def order(self, account: str, order_id: str) -> Order:
         order = self._orders.get(order_id)
@@ -311,6 +314,10 @@ class Engine:
             raise input_error(f"Order cannot be {verb} as it is {order.status.lower()}.")
         return order
 
+    def _add(self, order: Order) -> None:
+        self._orders[order.order_id] = order
+        self.listing.add(order)
+
     def _record(self, order: Order, status: str) -> None:
         if status not in (UPDATE, MODIFIED):
             order.status = status
@@ -319,7 +326,7 @@ class Engine:
             else:
                 self._working.pop(order.order_id, None)
         snapshot = order.to_kite(status if status == MODIFIED else None)
-        order.history.append(snapshot)
+        order.history.append(self.listing.recorded(order.order_id, snapshot, status != MODIFIED))
         self.changes.order(order.order_id)
         if status in PUSHED:
             self._publish(order.account, order, status)

@@ -10,8 +10,8 @@ messages are Kite's own text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import json
+from collections.abc import Iterable
 
 from .errors import input_error
 from .faults import Faults
@@ -68,7 +68,8 @@ def check_cancel(faults: Faults, touched_at: float | None, now: float) -> None:
         raise input_error(PROCESSING_MESSAGE)
 
 
-def check_modifications(history: Iterable[Mapping[str, Any]]) -> None:
-    """Kite refuses an order's 26th modification."""
-    if sum(1 for row in history if row.get("status") == "MODIFIED") >= MAX_MODIFICATIONS:
+def check_modifications(history: Iterable[str]) -> None:
+    """Kite refuses an order's 26th modification (`history`: its states as JSON text)."""
+    modified = sum(1 for row in history if json.loads(row).get("status") == "MODIFIED")
+    if modified >= MAX_MODIFICATIONS:
         raise input_error(MODIFICATIONS_MESSAGE)

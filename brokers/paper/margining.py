@@ -18,7 +18,8 @@ from .prices import PriceBook
 
 
 class Margining:
-    """Reads the engine's own order and position maps (never copies them)."""
+    """Reads the engine's own maps of working orders and positions (never copies them): a
+    placement's margin never looks at the day's finished orders."""
 
     def __init__(
         self, funds: float, master: InstrumentMaster, prices: PriceBook,
@@ -26,6 +27,11 @@ class Margining:
     ) -> None:
         self._funds, self._master, self._prices = funds, master, prices
         self._orders, self._positions = orders, positions
+
+    @property
+    def scan_size(self) -> int:
+        """Orders a placement's margin looks at (of every account): the working ones."""
+        return len(self._orders)
 
     def used(self, account: str) -> margins.MarginParts:
         return margins.hedged_total(self._portfolio(account))

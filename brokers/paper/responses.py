@@ -19,6 +19,12 @@ def ok(data: Any) -> Response:
     return json_response({"status": "success", "data": data})
 
 
+def ok_encoded(data: str) -> Response:
+    """`ok` of data already encoded as JSON text."""
+    return Response('{"status": "success", "data": ' + data + "}",
+                    content_type="application/json")
+
+
 async def form_body() -> dict[str, str]:
     try:
         return dict((await request.form).items())

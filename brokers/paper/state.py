@@ -41,7 +41,8 @@ class StateFileError(Exception):
 
 
 def dump(engine: Engine, seq: int) -> dict[str, Any]:
-    """The engine's whole state as JSON-ready data (history lists copied: the engine appends)."""
+    """The engine's whole state as JSON-ready data (history lists decoded: the engine keeps
+    them as text, and appends)."""
     return {
         "format": FORMAT,
         "seq": seq,
@@ -69,7 +70,8 @@ def restore(engine: Engine, doc: dict[str, Any], master: InstrumentMaster) -> No
         instrument = master.by_key(row["instrument"])
         if instrument is None or not str(row.get("order_timestamp", "")).startswith(today):
             continue
-        orders.append(Order(**{**row, "instrument": instrument}))
+        history = [json.dumps(state, allow_nan=False) for state in row.get("history", [])]
+        orders.append(Order(**{**row, "instrument": instrument, "history": history}))
     for row in doc.get("positions", []):
         instrument = master.by_key(row["instrument"])
         if instrument is None:
@@ -211,7 +213,7 @@ def _position_key(row: dict[str, Any]) -> tuple[str, str, str]:
 def _order_dict(order: Order) -> dict[str, Any]:
     row = attrs.asdict(order, recurse=False)
     row["instrument"] = order.instrument.key
-    row["history"] = list(order.history)
+    row["history"] = [json.loads(state) for state in order.history]
     return row
 
 
