@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--logs", default=None,
                         help="keep the run's configs and logs in a new directory under LOGS")
+    parser.set_defaults(warm_standby=False, connect_rate=None)  # failover.node_toml's options
     args = parser.parse_args()
     with throwaway_database(args.postgres, "od_forward") as database:
         trio.run(run, args, database)
