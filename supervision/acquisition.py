@@ -13,7 +13,10 @@ renewed (`Renewer.hold`) from that moment on, then their epochs are claimed toge
 within the leases' deadline, and the state their actors start from is read in one go
 (`prepare`: instead of three reads per actor). Each owner gets its lease, epoch and state
 (`Attempt`), or who holds the account. A lease taken for an owner that stopped waiting
-meanwhile is given up at once.
+meanwhile is given up at once. With a placement (placement.py), an account placed on another
+node is left out of the rounds for `grace_s` from when this node began waiting for it, so the
+node it is placed on takes it first; after that it is tried as any other (a dead node's
+accounts are taken the moment their leases expire, as without placement).
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ class Acquirer:
     """The node's acquisition rounds (`run`), for every owner waiting in `take`."""
 
     def __init__(self, leases: Leases, renewer: Renewer, store: EpochClaims,
-                 prepare: Prepare | None = None) -> None:
+                 prepare: Prepare | None = None,
+                 placed_here: Callable[[str], bool] = lambda account: True,
+                 grace_s: float = 0.0) -> None:
         self.leases = leases
         self._renewer = renewer
         self._store = store
@@ -87,6 +92,9 @@ class Acquirer:
         self._wake = trio.Event()
         self._at_once = False
         self._due_at = -math.inf
+        self._placed_here = placed_here
+        self._grace_s = grace_s
+        self._deferred: dict[str, float] = {}  # account placed elsewhere -> waited for since
         self.rounds = 0  # rounds sent
         self.failed_rounds = 0  # rounds that failed as a whole (Redis error)
 
@@ -109,19 +117,41 @@ class Acquirer:
                     del self._waiting[account]
         return waiter.attempt
 
+    def replaced(self) -> None:
+        """The placement changed: try the accounts now placed here at once."""
+        self._at_once = True
+        self._wake.set()
+
     async def run(self) -> None:
         """Rounds while any owner waits, until cancelled."""
         renew_s = self.leases.cluster.renew_s
         while True:
-            if self._waiting and (self._at_once or trio.current_time() >= self._due_at):
-                sent = trio.current_time()
-                waiting, self._waiting, self._at_once = self._waiting, {}, False
+            sent = trio.current_time()
+            ready, later = self._ready(sent)
+            if ready and (self._at_once or sent >= self._due_at):
+                waiting = {account: self._waiting.pop(account) for account in ready}
+                self._at_once = False
                 expires_at = await self._round(waiting)
                 self._due_at = max(sent, min(sent + renew_s, expires_at)) + MIN_GAP_S
                 continue
             self._wake = trio.Event()
-            with trio.move_on_at(self._due_at if self._waiting else math.inf):
+            with trio.move_on_at(min(self._due_at if ready else math.inf, later)):
                 await self._wake.wait()
+
+    def _ready(self, now: float) -> tuple[list[str], float]:
+        """The waiting accounts to try now, and when the next one placed elsewhere is."""
+        ready, later = [], math.inf
+        for account in self._waiting:
+            if self._placed_here(account):
+                self._deferred.pop(account, None)
+                ready.append(account)
+                continue
+            until = self._deferred.setdefault(account, now) + self._grace_s
+            if now >= until:
+                ready.append(account)
+            else:
+                later = min(later, until)
+        return ready, later
 
     async def _round(self, waiting: dict[str, _Waiter]) -> float:
         """One try of every waiting account's lease, its answer to each waiter; returns when
@@ -150,6 +180,7 @@ class Acquirer:
             elif waiter.gone:
                 unwanted.append(one.lease)
             else:
+                self._deferred.pop(one.account, None)
                 waiter.finish(Attempt(one.lease, epochs.get(one.account), failure=failure,
                                       loaded=loaded.get(one.account)))
         for lease in unwanted:  # once the others have theirs

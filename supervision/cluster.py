@@ -11,8 +11,9 @@ not own are fed from those streams (`StreamFeeds`, its reader runs here; `Cluste
 is what the web front calls). `Cluster.fence` is the order path's check before each broker
 write (the lease must outlast the call). With the cluster's secret, requests for accounts
 another node owns are forwarded to it (`Cluster.forwarder`, web/forward.py; the owner found by
-`OwnerFinder`). It outlives the accounts subtree (a stepping-down owner still releases its
-lease).
+`OwnerFinder`). Accounts are placed over the live nodes (`Placement`): the acquirer tries
+first those placed here, and `Handoffs` hands those placed elsewhere to their node. It outlives
+the accounts subtree (a stepping-down owner still releases its lease).
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from web import Authenticator, Forwarder, open_forwarder
 from web.settings import ClusterSettings
 
 from .acquisition import Acquirer
+from .handoff import Handoffs
 from .lease import REDIS_ERRORS, Leases, open_leases
 from .owner_finder import OwnerFinder
 from .ownership import AccountOwner, Claims, Takeovers
+from .placement import Placement
 from .renewal import Renewer
 from .rotations import follow_rotations
 from .shared_books import BookLimits, RedisSessions, RedisTickets
@@ -65,12 +68,19 @@ class Cluster:
         self.renewer = Renewer(leases)
         #: Takes the leases (and claims the epochs) of the accounts this node waits for, in
         #: rounds.
-        self.acquirer = Acquirer(leases, self.renewer, store, self._load_actors)
+        #: Which live node each account is placed on.
+        self.placement = Placement(leases)
+        self.acquirer = Acquirer(leases, self.renewer, store, self._load_actors,
+                                 self.placement.here, leases.cluster.lease_s)
+        self.placement.on_change = self.acquirer.replaced
+        leases.successor = self.placement.successor  # a node stopping hands its accounts over
         self._actors: dict[str, AccountActor] = {}
         self._store = store
         #: The access tokens kept sealed in the store for every node.
         self.tokens = tokens
         self.owners: dict[str, AccountOwner] = {}
+        self.handoffs = Handoffs(leases, self.placement, self.owners,
+                                 lambda: self.takeovers)  # type: ignore[arg-type,return-value]
         #: The order path, once built: each takeover recovers the old owner's batches through it.
         self.takeovers: Takeovers | None = None
         #: Sends requests for accounts other nodes own to them (None: no shared secret).
@@ -157,6 +167,7 @@ class Cluster:
             },
             "renewal_rounds": renewals["rounds"],
             "renewal_failed_rounds": renewals["failed_rounds"],
+            **self.handoffs.statistics(),
         }
 
     async def announce(self) -> None:
@@ -228,6 +239,8 @@ async def open_cluster(
         nursery.start_soon(cluster.renewer.run)
         nursery.start_soon(feeds.run)
         nursery.start_soon(cluster.acquirer.run)
+        nursery.start_soon(cluster.placement.run)
+        nursery.start_soon(cluster.handoffs.run)
         nursery.start_soon(cluster.sessions.watch)  # sessions ended on other nodes
         if auth is not None:  # tokens rotated on other nodes
             nursery.start_soon(follow_rotations, store, auth, settings.session_check_s)
@@ -235,3 +248,8 @@ async def open_cluster(
             yield cluster
         finally:
             nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                try:  # the others place nothing more here (its accounts were handed over)
+                    await leases.retire()
+                except REDIS_ERRORS as exc:
+                    log.warning("cannot take this node out of the nodes hash: %s", exc)
