@@ -16,7 +16,10 @@ within the leases' deadline, and the state their actors start from is read in on
 meanwhile is given up at once. With a placement (placement.py), an account placed on another
 node is left out of the rounds for `grace_s` from when this node began waiting for it, so the
 node it is placed on takes it first; after that it is tried as any other (a dead node's
-accounts are taken the moment their leases expire, as without placement).
+accounts are taken the moment their leases expire, as without placement). An owner's first try
+(a node starting) is not deferred: its node starts as soon as it knows who owns each account,
+and hands off what it took that is placed elsewhere. An account `held_back` is not tried at all
+meanwhile.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class _Waiter:
     done: trio.Event = attrs.field(factory=trio.Event)
     attempt: Attempt = Attempt(None)
     gone: bool = False  # its owner stopped waiting (cancelled) before the round answered
+    first: bool = False  # its owner's first try (`at_once`): never deferred by placement
 
     def finish(self, attempt: Attempt) -> None:
         self.attempt = attempt
@@ -83,7 +87,8 @@ class Acquirer:
     def __init__(self, leases: Leases, renewer: Renewer, store: EpochClaims,
                  prepare: Prepare | None = None,
                  placed_here: Callable[[str], bool] = lambda account: True,
-                 grace_s: float = 0.0) -> None:
+                 grace_s: float = 0.0,
+                 held_back: Callable[[str], bool] = lambda account: False) -> None:
         self.leases = leases
         self._renewer = renewer
         self._store = store
@@ -94,6 +99,7 @@ class Acquirer:
         self._due_at = -math.inf
         self._placed_here = placed_here
         self._grace_s = grace_s
+        self._held_back = held_back  # not tried at all meanwhile (looked at every `renew_s`)
         self._deferred: dict[str, float] = {}  # account placed elsewhere -> waited for since
         self.rounds = 0  # rounds sent
         self.failed_rounds = 0  # rounds that failed as a whole (Redis error)
@@ -104,7 +110,7 @@ class Acquirer:
 
     async def take(self, account: str, *, at_once: bool = False) -> Attempt:
         """Wait for the next round's try of `account`'s lease (`at_once`: send it now)."""
-        waiter = _Waiter()
+        waiter = _Waiter(first=at_once)
         self._waiting[account] = waiter
         self._at_once = self._at_once or at_once
         self._wake.set()
@@ -141,8 +147,10 @@ class Acquirer:
     def _ready(self, now: float) -> tuple[list[str], float]:
         """The waiting accounts to try now, and when the next one placed elsewhere is."""
         ready, later = [], math.inf
-        for account in self._waiting:
-            if self._placed_here(account):
+        for account, waiter in self._waiting.items():
+            if self._held_back(account):
+                later = min(later, now + self.leases.cluster.renew_s)
+            elif waiter.first or self._placed_here(account):
                 self._deferred.pop(account, None)
                 ready.append(account)
                 continue

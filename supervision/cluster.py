@@ -71,7 +71,7 @@ class Cluster:
         #: Which live node each account is placed on.
         self.placement = Placement(leases)
         self.acquirer = Acquirer(leases, self.renewer, store, self._load_actors,
-                                 self.placement.here, leases.cluster.lease_s)
+                                 self.placement.here, leases.cluster.lease_s, self._held_back)
         self.placement.on_change = self.acquirer.replaced
         leases.successor = self.placement.successor  # a node stopping hands its accounts over
         self._actors: dict[str, AccountActor] = {}
@@ -94,6 +94,13 @@ class Cluster:
         self.owners[actor.account] = owner
         self._actors[actor.account] = actor
         return owner
+
+    def _held_back(self, account: str) -> bool:
+        """Whether a batch or order of `account` still runs here from an earlier ownership
+        (it would go on under the new lease and epoch): the account is not taken meanwhile."""
+        orders = self.takeovers
+        return orders is not None and not self.owns(account) and bool(
+            orders.unfinished(account))  # type: ignore[attr-defined]
 
     def _appender(self, account: str) -> StreamAppender:
         return StreamAppender(self.leases.client, self.leases.cluster.key_prefix, account,

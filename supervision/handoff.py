@@ -31,7 +31,8 @@ class OrderPath(Protocol):
     """What a handoff needs of the order path (the batch coordinator)."""
 
     def taking_over(self, account: str) -> None: ...  # new work of the account refused
-    async def drained(self, account: str) -> None: ...  # no batch of it runs here
+    def unfinished(self, account: str) -> int: ...  # its batches and orders running here
+    async def statistics_until(self, check: Callable[[Any], bool]) -> Any: ...  # on changes
 
 
 class Handoffs:
@@ -93,7 +94,7 @@ class Handoffs:
             if orders is not None:
                 orders.taking_over(account)  # until the account's next takeover here
                 with trio.move_on_after(self._leases.cluster.drain_s) as waited:
-                    await orders.drained(account)
+                    await orders.statistics_until(lambda _: not orders.unfinished(account))
                 if waited.cancelled_caught:
                     self.drain_timeouts += 1
             lease = owner.lease

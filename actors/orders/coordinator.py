@@ -212,9 +212,9 @@ class BatchCoordinator:
         if await self._runner.execute_tracked(self._accounts, job) is None:
             await self._recoveries.resume(job.account, job.batch_id)
 
-    async def drained(self, account: str) -> None:
-        """[cluster]: returns once no batch or order of `account` runs here (a handoff)."""
-        await self._accounts.changes.until(lambda: not self._accounts.unfinished(account))
+    def unfinished(self, account: str) -> int:
+        """[cluster]: the batches and orders of `account` running here (a handoff waits)."""
+        return len(self._accounts.unfinished(account))
 
     def taking_over(self, account: str) -> None:
         """[cluster]: this node is taking `account` over: new batches and orders of it are
