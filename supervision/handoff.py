@@ -55,13 +55,15 @@ class Handoffs:
                 "handoffs_done": self.done, "handoff_drain_timeouts": self.drain_timeouts}
 
     def due(self) -> list[tuple[str, str]]:
-        """(account, node) for each account owned here, placed on another live node, and not
-        being handed off yet."""
+        """(account, node) for each account owned here, placed on another live node that has
+        announced itself since this node took the account (not the node it was just taken
+        from, silent since), and not being handed off yet."""
         due = []
         for account, owner in self._owners.items():
-            target = self._placement.target(account)
-            if (owner.state == "owner" and owner.lease is not None and target is not None
-                    and target != self._leases.node and account not in self.in_progress):
+            target, lease = self._placement.target(account), owner.lease
+            if (owner.state == "owner" and lease is not None and target is not None
+                    and target != self._leases.node and account not in self.in_progress
+                    and self._placement.seen.get(target, 0.0) > lease.acquired_at):
                 due.append((account, target))
         return due
 

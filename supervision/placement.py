@@ -61,6 +61,8 @@ class Placement:
         #: The live nodes by weight; empty until the first read (then every account is tried
         #: here, as without placement).
         self.nodes: dict[str, float] = {}
+        #: When (wall clock) each node last announced itself, as last read.
+        self.seen: dict[str, float] = {}
         #: Set (and replaced) whenever the live node set changes.
         self.changed = trio.Event()
         #: Called when the live node set changes (the acquirer tries what is placed here now).
@@ -81,6 +83,7 @@ class Placement:
         """Take a read of the nodes hash; True if the live node set changed."""
         cluster = self._leases.cluster
         nodes = live_nodes(announced, now, cluster.lease_s)
+        self.seen = {node: float(announced[node].get("seen_at", 0.0)) for node in nodes}
         nodes[self.node] = cluster.weight  # this node is live, announced yet or not
         if nodes == self.nodes:
             return False
