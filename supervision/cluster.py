@@ -126,9 +126,11 @@ class Cluster:
         return await self._store.load_accounts(accounts, recent)
 
     def owns(self, account: str) -> bool:
-        """Whether this node owns `account` now (the order path acts only for those)."""
+        """Whether this node owns `account` now (the order path acts only for those), and is
+        not handing it off."""
         owner = self.owners.get(account)
-        return owner is not None and owner.state == "owner"
+        return (owner is not None and owner.state == "owner"
+                and account not in self.handoffs.in_progress)
 
     def fence(self, account: str, call_s: float) -> None:
         """The order path's `BrokerFence`: LeaseExpiring unless this node owns `account` and

@@ -2,12 +2,15 @@
 
 When the live nodes change (placement.py), each owned account now placed elsewhere is handed
 off, at most `handoffs_per_s` a second (a node joining does not move everything at once): the
-node stops taking new work for it (new requests get the 503 to retry, as during a takeover),
-lets its running batches finish (at most `drain_s`; one left unfinished is
-recovered by the next owner, as after a takeover), then the owner steps down (its subscribers
-closed to reconnect with `since`, as at any step-down) and gives the lease to the placed node
-alone (`Lease.handoff_to`): that node takes it at its next round, with a new epoch, without
-waiting for the lease to expire. A handoff in progress is listed in the hash
+node stops taking new work for it (`Cluster.owns` says no: new requests get the 503 to retry;
+a batch needing a rollback leaves it to the next owner's recovery), waits for its takeover (if
+that is recent), running batches and orders to end (at most `drain_s`), then the owner steps
+down (its subscribers closed to reconnect with `since`, as at any step-down) and gives the lease
+to the placed node alone (`Lease.handoff_to`): that node takes it at its next round, with a new
+epoch, without waiting for the lease to expire. Not drained in time, the lease is left to
+expire instead (a broker call may still be in flight: the next owner must not start before
+that call's timeout), and the next owner recovers what is left, as after a takeover.
+A handoff in progress is listed in the hash
 `{<prefix>:handoffs}` for `orderdesk cluster`.
 """
 
@@ -30,8 +33,7 @@ log = logging.getLogger("orderdesk.cluster")
 class OrderPath(Protocol):
     """What a handoff needs of the order path (the batch coordinator)."""
 
-    def taking_over(self, account: str) -> None: ...  # new work of the account refused
-    def unfinished(self, account: str) -> int: ...  # its batches and orders running here
+    def unfinished(self, account: str) -> int: ...  # its batches, orders, takeover running
     async def statistics_until(self, check: Callable[[Any], bool]) -> Any: ...  # on changes
 
 
@@ -92,16 +94,11 @@ class Handoffs:
         await self._listed(account, {"from": self._leases.node, "to": target,
                                      "since": time.time()})
         try:
-            orders = self._orders()
-            if orders is not None:
-                orders.taking_over(account)  # until the account's next takeover here
-                with trio.move_on_after(self._leases.cluster.drain_s) as waited:
-                    await orders.statistics_until(lambda _: not orders.unfinished(account))
-                if waited.cancelled_caught:
-                    self.drain_timeouts += 1
+            drained = await self._drained(account)
             lease = owner.lease
             if owner.state == "owner" and lease is not None:
                 lease.handoff_to = target
+                lease.expire = not drained
                 lease.lost.set()  # the owner steps down, and releases the lease to `target`
                 await owner.stepped_down.wait()
                 self.done += 1
@@ -109,6 +106,19 @@ class Handoffs:
             self.in_progress.pop(account, None)
             with trio.CancelScope(shield=True):
                 await self._listed(account, None)
+
+    async def _drained(self, account: str) -> bool:
+        """Wait (at most `drain_s`) until nothing of `account` runs here; False if in vain."""
+        orders = self._orders()
+        if orders is None:
+            return True
+        with trio.move_on_after(self._leases.cluster.drain_s):
+            while orders.unfinished(account):
+                with trio.move_on_after(self._leases.cluster.renew_s):  # a takeover ending
+                    await orders.statistics_until(lambda _: not orders.unfinished(account))
+            return True
+        self.drain_timeouts += 1
+        return False
 
     async def _listed(self, account: str, row: dict[str, Any] | None) -> None:
         """List (or, None, unlist) the handoff of `account` for `orderdesk cluster`."""

@@ -111,6 +111,8 @@ class Lease:
     released: bool = False  # given up: a renewal answered late no longer moves the deadline
     #: The node this lease is handed off to when given up (None: released to any node).
     handoff_to: str | None = None
+    #: Given up by letting it expire, not released (a broker call may still be in flight).
+    expire: bool = False
 
     def remaining(self) -> float:
         """Seconds this node may still act as the owner (<= 0: it must have stopped; 0 once
@@ -272,8 +274,11 @@ class Leases:
         await self._release(keys=[lease.key], args=[self.node, to, self._ttl_ms])
 
     async def give_up(self, lease: Lease) -> None:
-        """`release`, bounded to a second and quiet on Redis errors: a lease not released
-        expires on its own."""
+        """`release` (unless it is to `expire`), bounded to a second and quiet on Redis
+        errors: a lease not released expires on its own."""
+        if lease.expire:
+            lease.released = True
+            return
         with trio.move_on_after(1.0):
             try:
                 await self.release(lease)

@@ -213,8 +213,8 @@ class BatchCoordinator:
             await self._recoveries.resume(job.account, job.batch_id)
 
     def unfinished(self, account: str) -> int:
-        """[cluster]: the batches and orders of `account` running here (a handoff waits)."""
-        return len(self._accounts.unfinished(account))
+        """[cluster]: `account`'s batches, orders and takeover under way here (a handoff waits)."""
+        return len(self._accounts.unfinished(account)) + (account in self._accounts.taking_over)
 
     def taking_over(self, account: str) -> None:
         """[cluster]: this node is taking `account` over: new batches and orders of it are
