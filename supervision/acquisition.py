@@ -150,7 +150,8 @@ class Acquirer:
         for account, waiter in self._waiting.items():
             if self._held_back(account):
                 later = min(later, now + self.leases.cluster.renew_s)
-            elif waiter.first or self._placed_here(account):
+                continue
+            if waiter.first or self._placed_here(account):
                 self._deferred.pop(account, None)
                 ready.append(account)
                 continue
