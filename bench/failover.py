@@ -15,8 +15,10 @@ round-robin over the accounts, as the accounts themselves would place them.
 account at the venue; the failover time of an account is kill -> its subscriber receives the
 probe's update (from the new owner: after its lease is taken, the epoch claimed, the stream
 reconciled). The killed node is started again (a standby) before the next kill. One JSON line
-per kill (min/median/max over the accounts, and `all_owned_s`: kill -> the new owner's
-`/admin/actors` shows every account owned), then one summing up: failover times over every
+per kill (min/median/max over the accounts, `all_owned_s`: kill -> the new owner's
+`/admin/actors` shows every account owned, and `takeover_cpu_ms_per_account`: the CPU the new
+owner's process used from the kill until the last probe arrived, per account: steadier than the
+times on a shared machine), then one summing up: failover times over every
 kill, and what the subscribers missed or saw twice (seq gaps and repeats across every
 reconnect; orders whose last status seen is not the venue's). Targets: <= 5 s, 0, 0.
 """
@@ -115,8 +117,10 @@ def node_toml(name: str, port: int, database: str, args: argparse.Namespace, pre
         "[database]", f'url = "{database}"', "",
         "[cluster]", f'redis_url = "{args.redis}"', f'node_id = "{name}"',
         f"lease_s = {args.lease}", f"renew_s = {args.renew}", f"margin_s = {args.margin}",
-        f'key_prefix = "{prefix}"', "",
+        f'key_prefix = "{prefix}"', f"warm_standby = {str(args.warm_standby).lower()}", "",
     ]
+    if args.connect_rate is not None:
+        lines += ["[ticker]", f"connect_rate_per_s = {args.connect_rate}", ""]
     for account in accounts:
         lines += ["[[accounts]]", f'id = "{account}"', 'broker = "paper"',
                   f'tokens = ["{token_for(account)}"]', f'rest_url = "{venue}"',
@@ -270,6 +274,8 @@ async def one_kill(i: int, nodes: list[Node], owner_of: dict[str, str], venue: V
                     and len(set(owner_of.values())) == 1)
     owner = next(n for n in nodes if n.url == next(iter(owner_of.values())))
     assert owner.process is not None
+    standby = next(n for n in nodes if n is not owner)
+    cpu_before = cpu_s(standby)
     owner.process.kill()
     killed_at = time.monotonic()
     probes: dict[str, str] = {}
@@ -290,12 +296,22 @@ async def one_kill(i: int, nodes: list[Node], owner_of: dict[str, str], venue: V
             for account in accounts:
                 probing.start_soon(probe, account)
         took = await arrivals(followers, probes, killed_at)
+    takeover_cpu_s = cpu_s(standby) - cpu_before
     await owner.process.wait()
     print(json.dumps({"kill": i, "killed": owner.name, "accounts": len(accounts),
                       "all_owned_s": round(owned[0], 3), "arrived": len(took),
-                      "failover_s": spread(took)}), flush=True)
+                      "failover_s": spread(took),
+                      "takeover_cpu_ms_per_account": round(1000 * takeover_cpu_s / len(accounts),
+                                                           2)}), flush=True)
     await start(owner, work)  # back as the standby
     return took
+
+
+def cpu_s(node: Node) -> float:
+    """CPU seconds (user and system) `node`'s process has used so far (Linux)."""
+    assert node.process is not None
+    fields = Path(f"/proc/{node.process.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def arrivals(followers: dict[str, Follower], probes: dict[str, str],
@@ -409,6 +425,10 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=4.0, help="[cluster] lease_s")
     parser.add_argument("--renew", type=float, default=0.4, help="[cluster] renew_s")
     parser.add_argument("--margin", type=float, default=0.4, help="[cluster] margin_s")
+    parser.add_argument("--warm-standby", action="store_true",
+                        help="[cluster] warm_standby: the standby keeps each ticker socket open")
+    parser.add_argument("--connect-rate", type=float, default=None,
+                        help="[ticker] connect_rate_per_s (default: the node's, 200)")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--logs", default=None,

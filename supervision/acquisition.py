@@ -36,6 +36,7 @@ from store import AccountState, StoreError
 
 from .lease import REDIS_ERRORS, Lease, Leases, Try
 from .renewal import Renewer
+from .takeover_gc import CollectorHold
 
 log = logging.getLogger("orderdesk.cluster")
 
@@ -85,11 +86,12 @@ class Acquirer:
     """The node's acquisition rounds (`run`), for every owner waiting in `take`."""
 
     def __init__(self, leases: Leases, renewer: Renewer, store: EpochClaims,
-                 prepare: Prepare | None = None,
-                 placed_here: Callable[[str], bool] = lambda account: True,
+                 prepare: Prepare | None = None, collector: CollectorHold | None = None,
+                 *, placed_here: Callable[[str], bool] = lambda account: True,
                  grace_s: float = 0.0,
                  held_back: Callable[[str], bool] = lambda account: False) -> None:
         self.leases = leases
+        self._collector = collector  # held off while the accounts taken start
         self._renewer = renewer
         self._store = store
         self._prepare = prepare
@@ -177,6 +179,8 @@ class Acquirer:
                 waiter.finish(Attempt(None))
             return math.inf
         taken = [t.lease for t in tries if t.lease is not None]
+        if taken and self._collector is not None:
+            self._collector.takeover()
         for lease in taken:  # renewed from now on: claiming and starting may take a while
             self._renewer.hold(lease)
         epochs, failure = await self._claim(taken)

@@ -44,6 +44,7 @@ from .rotations import follow_rotations
 from .shared_books import BookLimits, RedisSessions, RedisTickets
 from .stream_append import StreamAppender
 from .stream_feeds import StreamFeeds
+from .takeover_gc import CollectorHold
 from .tokens import TokenVault
 from .xread_connection import XReadConnection
 
@@ -66,12 +67,15 @@ class Cluster:
                                       books.max_sessions)
         #: Renews the leases of every account this node owns, in one round each `renew_s`.
         self.renewer = Renewer(leases)
-        #: Takes the leases (and claims the epochs) of the accounts this node waits for, in
-        #: rounds.
+        #: Keeps the cyclic garbage collector off while accounts taken over start.
+        self.collector = CollectorHold()
         #: Which live node each account is placed on.
         self.placement = Placement(leases)
-        self.acquirer = Acquirer(leases, self.renewer, store, self._load_actors,
-                                 self.placement.here, leases.cluster.lease_s, self._held_back)
+        #: Takes the leases (and claims the epochs) of the accounts this node waits for, in
+        #: rounds: first those placed here.
+        self.acquirer = Acquirer(leases, self.renewer, store, self._load_actors, self.collector,
+                                 placed_here=self.placement.here,
+                                 grace_s=leases.cluster.lease_s, held_back=self._held_back)
         self.placement.on_change = self.acquirer.replaced
         leases.successor = self.placement.successor  # a node stopping hands its accounts over
         self._actors: dict[str, AccountActor] = {}
@@ -90,7 +94,8 @@ class Cluster:
         """The ownership loop that runs `actor` whenever this node owns its account (`health`:
         the actor's entry, whose upstream is not judged while the account is standby here)."""
         owner = AccountOwner(actor, self.acquirer, self.renewer, self._store, health,
-                             lambda: self.takeovers, self.tokens, self._appender)
+                             lambda: self.takeovers, self.tokens, self._appender,
+                             warm=self.leases.cluster.warm_standby)
         self.owners[actor.account] = owner
         self._actors[actor.account] = actor
         return owner
@@ -250,6 +255,7 @@ async def open_cluster(
         nursery.start_soon(cluster.acquirer.run)
         nursery.start_soon(cluster.placement.run)
         nursery.start_soon(cluster.handoffs.run)
+        nursery.start_soon(cluster.collector.run)
         nursery.start_soon(cluster.sessions.watch)  # sessions ended on other nodes
         if auth is not None:  # tokens rotated on other nodes
             nursery.start_soon(follow_rotations, store, auth, settings.session_check_s)

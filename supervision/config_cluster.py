@@ -56,6 +56,9 @@ def parse_cluster(
             f"lease_s ({lease_s}), or the lease lapses between renewals"
         )
     session_check_s = seconds(doc, "session_check_s", 1.0, "cluster", minimum=0.01)
+    warm = doc.get("warm_standby", False)
+    if not isinstance(warm, bool):
+        raise ConfigError(f"cluster.warm_standby: must be true or false, not {warm!r}")
     node_id = optional_str(doc, "node_id", "cluster") or _default_node_id(bind)
     advertised = optional_str(doc, "advertised", "cluster") or _default_advertised(bind)
     prefix = optional_str(doc, "key_prefix", "cluster") or "od"
@@ -84,8 +87,8 @@ def parse_cluster(
         redis_url=redis_url, node_id=node_id, advertised=advertised, lease_s=lease_s,
         renew_s=renew_s, margin_s=margin_s, key_prefix=prefix, session_check_s=session_check_s,
         token_key=(token_key or "").strip(), secret=secret, secret_env=secret_env,
-        forward_timeout_s=forward_timeout_s, weight=weight, handoffs_per_s=handoffs_per_s,
-        drain_s=drain_s,
+        forward_timeout_s=forward_timeout_s, warm_standby=warm, weight=weight,
+        handoffs_per_s=handoffs_per_s, drain_s=drain_s,
     )
 
 

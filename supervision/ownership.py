@@ -72,9 +72,11 @@ class AccountOwner:
         self, actor: AccountActor, acquirer: Acquirer, renewer: Renewer, store: Claims,
         health: HealthEntry | None, takeovers: Callable[[], Takeovers | None] = lambda: None,
         tokens: TokenVault | None = None,
-        appender: Callable[[str], StreamAppender] | None = None,
+        appender: Callable[[str], StreamAppender] | None = None, *, warm: bool = False,
     ) -> None:
         self.account = actor.account
+        #: [cluster] warm_standby: the ticker connection kept while standing by.
+        self._warm = actor.keep_warm() if warm else None
         self._acquirer = acquirer
         #: Makes the appender of each ownership period (None: nothing is appended).
         self._new_appender = appender
@@ -119,15 +121,37 @@ class AccountOwner:
         self._health_standby()
         first = True
         while True:
-            attempt = await self._acquirer.take(self.account, at_once=first)
+            attempt, lease, ready = await self._stand_by(first, ready)
             first = False
-            self.holder = attempt.holder
-            told = attempt.lease is not None and await self._own(attempt.lease, attempt, ready)
+            told = await self._own(lease, attempt, ready)
             if ready is not None and not told:
                 ready.started()
             ready = None
-            if attempt.lease is not None:  # stepped down: the node that made it gets to own it
-                await trio.sleep(self._leases.cluster.renew_s)
+            # stepped down: the node that made it gets to own it
+            await trio.sleep(self._leases.cluster.renew_s)
+
+    async def _stand_by(self, first: bool, ready: trio.TaskStatus[None] | None
+                        ) -> tuple[Attempt, Lease, trio.TaskStatus[None] | None]:
+        """Standby until a round takes the lease (ready meanwhile at the first round that does
+        not). A warm standby keeps the account's ticker connection open from the first round
+        that does not take it until one does, and hands it to the actor (`WarmStream`)."""
+        async with trio.open_nursery() as nursery:
+            while True:
+                attempt = await self._acquirer.take(self.account, at_once=first)
+                first = False
+                self.holder = attempt.holder
+                if attempt.lease is not None:
+                    lease = attempt.lease
+                    break
+                if ready is not None:
+                    ready.started()
+                    ready = None
+                if self._warm is not None and not nursery.child_tasks:
+                    nursery.start_soon(self._warm.keep)
+            if self._warm is not None:
+                self._warm.handing = True
+            nursery.cancel_scope.cancel()
+        return attempt, lease, ready
 
     async def _own(self, lease: Lease, attempt: Attempt,
                    ready: trio.TaskStatus[None] | None) -> bool:
@@ -181,6 +205,8 @@ class AccountOwner:
             return told
         finally:
             self._actor.tap = None
+            if self._warm is not None:  # ended before the actor took the connection
+                await self._warm.discard()
             self._renewer.drop(lease)
             with trio.CancelScope(shield=True):
                 await self._step_down(lease, reason)

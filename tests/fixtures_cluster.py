@@ -55,10 +55,12 @@ async def postgres_node(url: str) -> AsyncIterator[PostgresStore]:
 
 def cluster_settings(prefix: str, node: str, *, url: str = REDIS_URL, lease_s: float = 1.5,
                      renew_s: float = 0.3, margin_s: float = 0.3,
-                     session_check_s: float = 1.0, advertised: str = "") -> ClusterSettings:
+                     session_check_s: float = 1.0, advertised: str = "",
+                     warm_standby: bool = False) -> ClusterSettings:
     return ClusterSettings(redis_url=url, node_id=node, advertised=advertised or f"http://{node}",
                            lease_s=lease_s, renew_s=renew_s, margin_s=margin_s,
-                           key_prefix=prefix, session_check_s=session_check_s)
+                           key_prefix=prefix, session_check_s=session_check_s,
+                           warm_standby=warm_standby)
 
 
 def cluster_toml(settings: ClusterSettings) -> str:
@@ -66,7 +68,8 @@ def cluster_toml(settings: ClusterSettings) -> str:
     fields.pop("token_key")  # the environment's (ORDERDESK_TOKEN_KEY), not the file's
     fields.pop("secret")  # the environment's too (ORDERDESK_CLUSTER_SECRET)
     return "[cluster]\n" + "".join(
-        f"{k} = {v!r}\n".replace("'", '"') for k, v in fields.items())
+        f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}\n".replace("'", '"')
+        for k, v in fields.items())
 
 
 @attrs.define(eq=False)

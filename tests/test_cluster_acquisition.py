@@ -182,8 +182,9 @@ async def test_an_account_placed_elsewhere_is_tried_after_the_grace_one_held_bac
         async with (open_leases(cluster_settings(key_prefix, "n", renew_s=0.05)) as leases,
                     node(pg_url) as store):
             store.start_fencing()
-            acquirer = Acquirer(leases, Renewer(leases), store, None, placed_here.__contains__,
-                                0.5, held_back.__contains__)
+            acquirer = Acquirer(leases, Renewer(leases), store,
+                                placed_here=placed_here.__contains__, grace_s=0.5,
+                                held_back=held_back.__contains__)
             taken: dict[str, float] = {}
 
             async def take(account: str) -> None:

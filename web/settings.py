@@ -59,6 +59,9 @@ class ClusterSettings:
     #: How often a node checks that the sessions it holds sockets for still exist (a session
     #: ended on another node closes its sockets here within this).
     session_check_s: float = 1.0
+    #: Keep each account's ticker connection open while standing by, so a takeover does not
+    #: wait for its connect (a second connection per api_key: Kite allows 3).
+    warm_standby: bool = False
     # ORDERDESK_TOKEN_KEY: the Fernet key sealing the access tokens kept in Postgres for the
     # other nodes ("" without it: `orderdesk credentials` is refused on this node).
     token_key: str = attrs.field(default="", repr=False)

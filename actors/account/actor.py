@@ -30,12 +30,13 @@ from .config import ActorConfig
 from .day import roll_daily
 from .frames import order_frame, snapshot_frame, status_frame
 from .live_positions import LivePositions
+from .opening import WarmStream, open_paced
 from .position_book import fill_changed
 from .positions import PositionsReport
-from .reconnect import reconcile_staggered
+from .reconnect import reconcile_periodic, reconcile_staggered
 from .replay import framed, load_state, replay_after
 from .subscribers import SubscriberSet, Subscription
-from .upstream import UpstreamState, open_paced, pump_frames
+from .upstream import UpstreamState, pump_frames
 from .watchers import Watchers
 
 log = logging.getLogger("actors.account")  # its name before the move: log configs name it
@@ -77,6 +78,7 @@ class AccountActor:
         #: [cluster]: hears each committed order frame (its seq) and status frame (None), after
         #: the store commit; set by the owner, which appends them to the account's stream.
         self.tap: Callable[[int | None, str], None] | None = None
+        self.warm: WarmStream | None = None  # [cluster] warm standby (`keep_warm`)
 
     # -- state others read -------------------------------------------------------------
 
@@ -197,7 +199,8 @@ class AccountActor:
     async def _follow_upstream(self) -> None:
         held_send, held_receive = trio.open_memory_channel[Order](self._config.held_frames)
         lost: list[BrokerError] = []
-        async with open_paced(self.broker, self._pacer) as stream, trio.open_nursery() as nursery:
+        async with (open_paced(self.broker, self._pacer, self.warm) as stream,
+                    trio.open_nursery() as nursery):
             self._watch.streaming(stream)
             nursery.start_soon(pump_frames, stream, held_send, lost, self._watch)
             nursery.start_soon(self.live.fetch_when_wanted)
@@ -235,7 +238,7 @@ class AccountActor:
                 if order is None:
                     reconcile_at = trio.current_time() + interval
                     if self._working():
-                        await self._reconcile_while_connected()
+                        await reconcile_periodic(self._reconcile, self.account)
                     continue
                 batch = [order]
                 while len(batch) < 500:
@@ -245,19 +248,15 @@ class AccountActor:
                         break
                 await self._apply(batch, source="ticker")
 
-    async def _reconcile_while_connected(self) -> None:
-        """A periodic reconcile; failing one (a busy broker) waits for the next period."""
-        try:
-            await self._reconcile()
-        except TokenExpired:
-            raise
-        except BrokerError as exc:
-            log.warning("account %s: periodic reconcile failed: %s: %s", self.account,
-                        type(exc).__name__, exc)
-
     async def _reconcile_within_budget(self) -> None:
         await reconcile_staggered(self._reconcile, self._reconnect_backoff(), self.account,
                                   self._config.reconcile_slots)
+
+    def keep_warm(self) -> WarmStream:
+        """[cluster] warm standby: the connection this node keeps open for the account while
+        standing by (its owner runs `keep`); the next run's first follow takes it over."""
+        self.warm = WarmStream(self.account, self.broker, self._pacer, self._reconnect_backoff())
+        return self.warm
 
     def _reconnect_backoff(self) -> Backoff:
         return Backoff(self._config.reconnect_initial_s, self._config.reconnect_max_s)

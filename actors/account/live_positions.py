@@ -1,5 +1,6 @@
-"""An account actor's positions side: the broker's positions fetched after each reconcile, the
-market ticks of the instruments that move its P&L, and the throttled `positions` messages.
+"""An account actor's positions side: the broker's positions fetched after each reconcile (once
+no other account's reconcile is pending in the process, or 2 s at most), the market ticks of
+the instruments that move its P&L, and the throttled `positions` messages.
 
 Market data comes on the account's own ticker connection: the instruments of open positions and
 working orders, and those a subscriber watches (`set_watched`), are subscribed once each per
@@ -23,6 +24,7 @@ from .config import ActorConfig
 from .frames import positions_frame, with_watched
 from .position_book import PositionBook
 from .positions import PositionsReport, report_of
+from .reconnect import reconciles_settled
 from .subscribers import SubscriberSet, Subscription
 
 __all__ = ["LivePositions", "TokenRefs"]
@@ -31,6 +33,9 @@ log = logging.getLogger("actors.account.positions")
 
 #: How long `follow_market` lets order updates gather before it looks at the book again.
 _ORDERS_SETTLE_S = 0.25
+#: At most this long a positions fetch waits for the process's pending reconciles (a
+#: takeover's, a reconnect wave's) to finish: they come first, as they make accounts live.
+_FETCH_DEFER_MAX_S = 2.0
 
 _WORKING = ("OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "MODIFY PENDING", "PUT ORDER REQ "
             "RECEIVED", "VALIDATION PENDING", "OPEN PENDING")
@@ -163,6 +168,7 @@ class LivePositions:
         applied while a fetch is under way (it is compared with them only if none came)."""
         while True:
             await self._fetch.wait()
+            await reconciles_settled(_FETCH_DEFER_MAX_S)
             self._fetch = trio.Event()
             version = self.book.fill_version
             try:

@@ -1,21 +1,18 @@
-"""The account's upstream connection as the actor reports it, its paced opening, and the pump
-that moves its ticker frames into the actor's held queue."""
+"""The account's upstream connection as the actor reports it, and the pump that moves its ticker
+frames into the actor's held queue (`opening.py` opens it)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import attrs
 import trio
 
-from brokers.base import Broker, BrokerError, Order
+from brokers.base import BrokerError, Order
 
-from ..connect_pacer import ConnectPacer
 from ..health import UpstreamWatch
 
-__all__ = ["UpstreamState", "open_paced", "pump_frames"]
+__all__ = ["UpstreamState", "pump_frames"]
 
 
 @attrs.define
@@ -43,16 +40,3 @@ async def pump_frames(
             lost.append(exc)
         finally:
             watch.stream_ended()
-
-
-@asynccontextmanager
-async def open_paced(broker: Broker, pacer: ConnectPacer | None) -> AsyncIterator[Any]:
-    """`broker.open_stream()`, its handshake paced by the process's `pacer` (None: at once);
-    the pacer's slot is given back as soon as the stream is open."""
-    async with AsyncExitStack() as stack:
-        if pacer is None:
-            stream = await stack.enter_async_context(broker.open_stream())
-        else:
-            async with pacer.connecting():
-                stream = await stack.enter_async_context(broker.open_stream())
-        yield stream
