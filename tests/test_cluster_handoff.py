@@ -154,3 +154,33 @@ async def test_a_node_joining_takes_its_share_by_handoff_and_a_node_stopping_han
     assert follower.snapshots == 1, follower  # each resume was a replay from `since`
     assert follower.gaps_and_repeats() == ([], []), follower.seqs
     assert len(follower.closes) >= 2, follower.closes  # a, then e, handed it off
+
+
+async def test_kill_9_of_one_of_three_nodes_fails_its_accounts_over_within_a_lease(
+    tmp_path: Path, pg_url: str, venue: VenueAddress, key_prefix: str
+) -> None:
+    env = cli_env(tmp_path, ORDERDESK_VENUE_URL=venue.rest_url)
+    a, b, e = (config_of(tmp_path, pg_url, key_prefix, name) for name in "abe")
+    with trio.fail_after(120):
+        async with (
+            running_orderdesk(tmp_path / "a", "serve", "--config", str(a), env=env),
+            running_orderdesk(tmp_path / "b", "serve", "--config", str(b), env=env),
+            running_orderdesk(tmp_path / "e", "serve", "--config", str(e), env=env) as e_node,
+        ):
+            await wait_until(as_placed({"a": a, "b": b, "e": e}), "each node's share", 30)
+            e_node.kill()  # SIGKILL: no handoff, no release: its leases expire
+            killed_at = trio.current_time()
+            await e_node.wait()
+            async def all_owned() -> bool:
+                return (await owned(a)) | (await owned(b)) == set(ACCOUNTS)
+
+            await wait_until(all_owned, "e's accounts owned again", NODE_LEASE_S + 10)
+            took_s = trio.current_time() - killed_at
+            await wait_until(as_placed({"a": a, "b": b}), "e's accounts where placed", 20)
+            placed_s = trio.current_time() - killed_at
+            print(f"after kill -9: e's accounts owned again in {took_s:.2f} s, each on its "
+                  f"placed node in {placed_s:.2f} s (lease {NODE_LEASE_S})")
+            assert took_s <= NODE_LEASE_S + 3, took_s  # as without placement
+            report = json.loads((await orderdesk(tmp_path, "cluster", "--config", str(a),
+                                                 "--json", env=cli_env(tmp_path))).stdout)
+            assert report["handoffs"] == {} and report["nodes"]["e"]["accounts"] == 0
