@@ -2,20 +2,24 @@
 one Redis, 12 accounts on one paper venue (in the test's process). Each node owns exactly the
 accounts placed on it (placement.py); a node joining takes its share by handoff (a subscriber of
 an account that moves, under load, sees every seq once, resuming with `since`); a node stopped
-with SIGTERM hands its accounts over without their leases expiring. (kill -9 of an owner:
-test_cluster_failover.py.)"""
+with SIGTERM hands its accounts over without their leases expiring; one killed with kill -9
+fails over within a lease time, as without placement. `orderdesk cluster`'s report: accounts
+per node, handoffs in progress."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from brokers.paper import VenueAddress
+from supervision._cluster_command import _handoffs, _render, _report
 from supervision.placement import place
 from tests.fixtures_cli import cli_env, orderdesk, running_orderdesk
 from tests.fixtures_cluster import NODE_LEASE_S, Follower, bind_of, node_config
@@ -184,3 +188,23 @@ async def test_kill_9_of_one_of_three_nodes_fails_its_accounts_over_within_a_lea
             report = json.loads((await orderdesk(tmp_path, "cluster", "--config", str(a),
                                                  "--json", env=cli_env(tmp_path))).stdout)
             assert report["handoffs"] == {} and report["nodes"]["e"]["accounts"] == 0
+
+
+def test_the_cluster_report_counts_accounts_per_node_and_lists_handoffs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = time.time()
+    nodes = {n: {"advertised": f"http://{n}", "seen_at": now, "forwards": True} for n in "ab"}
+    holders = {"x": ("a", 3.0), "y": ("a", 3.0), "z": ("handoff:b", 2.0), "w": ("b", 1.0)}
+    owners = {a: {"epoch": 2, "node": "a", "acquired_at": now} for a in holders}
+    report = _report(4.0, nodes, holders, owners)
+    report["handoffs"] = _handoffs(
+        {"y": json.dumps({"from": "a", "to": "b", "since": now}), "bad": "{"}, holders)
+    assert {n: row["accounts"] for n, row in report["nodes"].items()} == {"a": 2, "b": 1}
+    assert report["handoffs"] == {
+        "y": {"stage": "draining", "from": "a", "to": "b", "since": now},
+        "z": {"stage": "released", "to": "b"}}
+    assert report["problems"] == ["w: b holds the lease, a the epoch"]  # z: a handoff, not one
+    _render(report)
+    out = capsys.readouterr().out
+    assert "handoffs in progress" in out and "draining" in out and "released" in out
