@@ -8,6 +8,7 @@ per node, handoffs in progress."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from pathlib import Path
@@ -64,6 +65,16 @@ def as_placed(configs: dict[str, Path]) -> Any:
         return all([await owned(config) == want[node] for node, config in configs.items()])
 
     return check
+
+
+def handoffs_logged(node_dir: Path, to: str) -> list[float]:
+    """When (wall clock) the node logged each handoff to node `to` it began."""
+    started = []
+    for line in (node_dir / "stderr.log").read_text().splitlines():
+        if line.endswith(f": handing off to {to}"):
+            stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            started.append(stamp.timestamp())
+    return started
 
 
 async def metric(config: Path, name: str) -> float:
@@ -130,6 +141,9 @@ async def test_a_node_joining_takes_its_share_by_handoff_and_a_node_stopping_han
                                          env=env) as e_node:
                 await wait_until(as_placed({"a": a, "b": b, "e": e}), "e to take its share", 30)
                 assert follower.closes, "a closed the subscriber when it handed off"
+                started = handoffs_logged(tmp_path / "a", "e")  # paced: 5 a second
+                assert len(started) == len(placed("ab")["a"] - placed("abe")["a"])
+                assert all(t2 - t1 >= 0.19 for t1, t2 in zip(started, started[1:], strict=False))
                 for n, config in (("a", a), ("b", b)):  # by handoff, not by lease expiry
                     moved = len(placed("ab")[n] - placed("abe")[n])
                     done = await metric(config, "orderdesk_cluster_handoffs_done_total")
