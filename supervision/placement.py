@@ -61,6 +61,7 @@ class Placement:
         #: The live nodes by weight; empty until the first read (then every account is tried
         #: here, as without placement).
         self.nodes: dict[str, float] = {}
+        self._announced: dict[str, Mapping[str, Any]] = {}  # what each live node last said
         #: When (wall clock) each node last announced itself, as last read.
         self.seen: dict[str, float] = {}
         #: Set (and replaced) whenever the live node set changes.
@@ -80,10 +81,14 @@ class Placement:
         return place(account, {n: w for n, w in self.nodes.items() if n != self.node})
 
     def update(self, announced: Mapping[str, Mapping[str, Any]], now: float) -> bool:
-        """Take a read of the nodes hash; True if the live node set changed."""
+        """Take a read of the nodes hash; True if the live node set changed. A node missing
+        from it (Redis restarted empty) stays live until a lease time after it was last seen:
+        placement does not change for the moment the nodes take to announce themselves again."""
         cluster = self._leases.cluster
-        nodes = live_nodes(announced, now, cluster.lease_s)
-        self.seen = {node: float(announced[node].get("seen_at", 0.0)) for node in nodes}
+        self._announced = {**self._announced, **announced}
+        nodes = live_nodes(self._announced, now, cluster.lease_s)
+        self._announced = {n: self._announced[n] for n in nodes}  # the dead are forgotten
+        self.seen = {node: float(self._announced[node].get("seen_at", 0.0)) for node in nodes}
         nodes[self.node] = cluster.weight  # this node is live, announced yet or not
         if nodes == self.nodes:
             return False

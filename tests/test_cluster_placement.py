@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from supervision.placement import live_nodes, place
+from supervision.lease import open_leases
+from supervision.placement import Placement, live_nodes, place
+from tests.fixtures_cluster import cluster_settings
 
 ACCOUNTS = [f"acct-{i}" for i in range(3000)]
 
@@ -51,3 +53,16 @@ def test_live_nodes_are_those_seen_within_the_window() -> None:
                  "c": {"seen_at": 99.0}, "d": {"seen_at": "never"},
                  "e": {"seen_at": 100.0, "weight": 0}}
     assert live_nodes(announced, now=100.0, window_s=4.0) == {"a": 2.0, "c": 1.0}
+
+
+
+async def test_a_node_missing_from_a_read_stays_live_until_its_window_ends() -> None:
+    """Redis restarted empty: the nodes hash is gone until each node announces again (the
+    client connects lazily: nothing is sent here)."""
+    async with open_leases(cluster_settings("t", "a", lease_s=4.0)) as leases:
+        placement = Placement(leases)
+        assert placement.update({"b": {"seen_at": 100.0}}, now=100.0)
+        assert placement.nodes == {"a": 1.0, "b": 1.0}
+        assert not placement.update({}, now=102.0)  # gone from Redis, seen 2 s ago: live
+        assert placement.update({}, now=104.5)  # 4.5 s: dead
+        assert placement.nodes == {"a": 1.0} and placement.seen == {}
