@@ -19,6 +19,7 @@ the accounts subtree (a stepping-down owner still releases its lease).
 from __future__ import annotations
 
 import logging
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -83,6 +84,8 @@ class Cluster:
         #: The access tokens kept sealed in the store for every node.
         self.tokens = tokens
         self.owners: dict[str, AccountOwner] = {}
+        #: Per account, what the appenders of its earlier ownership periods here counted.
+        self._past_streams: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.handoffs = Handoffs(leases, self.placement, self.owners,
                                  lambda: self.takeovers)  # type: ignore[arg-type,return-value]
         #: The order path, once built: each takeover recovers the old owner's batches through it.
@@ -108,6 +111,13 @@ class Cluster:
             orders.unfinished(account))  # type: ignore[attr-defined]
 
     def _appender(self, account: str) -> StreamAppender:
+        """The appender of `account`'s next ownership period; the last one's counts are kept
+        (the metrics are counters: an account handed off and back must not reset them)."""
+        last = self.owners[account].appender
+        if last is not None:
+            self._past_streams[account].update(
+                stream_appends=last.appends, stream_append_errors=last.errors,
+                stream_fills=last.fills)
         return StreamAppender(self.leases.client, self.leases.cluster.key_prefix, account,
                               self._store, self._stream_cap)  # type: ignore[arg-type]
 
@@ -176,7 +186,8 @@ class Cluster:
                 account: {"owner": owner.state == "owner", "takeovers": owner.takeovers,
                           "step_downs": owner.step_downs, "calls_fenced": owner.calls_fenced,
                           "fenced_out": owner.fenced_out + self._store.refused_writes(account),
-                          **_stream_counters(owner.appender, feeds.get(account))}
+                          **_stream_counters(owner.appender, feeds.get(account),
+                                             self._past_streams[account])}
                 for account, owner in self.owners.items()
             },
             "renewal_rounds": renewals["rounds"],
@@ -194,13 +205,15 @@ class Cluster:
             await trio.sleep(self.leases.cluster.renew_s)
 
 
-def _stream_counters(appender: StreamAppender | None,
-                     feed: dict[str, int] | None) -> dict[str, float]:
-    """An account's stream, as `counters` shows it: appended here, and delivered from it."""
+def _stream_counters(appender: StreamAppender | None, feed: dict[str, int] | None,
+                     past: Counter[str]) -> dict[str, float]:
+    """An account's stream, as `counters` shows it: appended here (`past`: by the earlier
+    ownership periods' appenders), and delivered from it."""
     return {
-        "stream_appends": 0 if appender is None else appender.appends,
-        "stream_append_errors": 0 if appender is None else appender.errors,
-        "stream_fills": 0 if appender is None else appender.fills,
+        "stream_appends": past["stream_appends"] + (0 if appender is None else appender.appends),
+        "stream_append_errors": past["stream_append_errors"] + (
+            0 if appender is None else appender.errors),
+        "stream_fills": past["stream_fills"] + (0 if appender is None else appender.fills),
         "stream_append_lag_s": 0.0 if appender is None else appender.lag_s(),
         "stream_deliveries": 0 if feed is None else feed["deliveries"],
     }
