@@ -13,7 +13,13 @@ renewed (`Renewer.hold`) from that moment on, then their epochs are claimed toge
 within the leases' deadline, and the state their actors start from is read in one go
 (`prepare`: instead of three reads per actor). Each owner gets its lease, epoch and state
 (`Attempt`), or who holds the account. A lease taken for an owner that stopped waiting
-meanwhile is given up at once.
+meanwhile is given up at once. With a placement (placement.py), an account placed on another
+node is left out of the rounds for `grace_s` from when this node began waiting for it, so the
+node it is placed on takes it first; after that it is tried as any other (a dead node's
+accounts are taken the moment their leases expire, as without placement). An owner's first try
+(a node starting) is not deferred: its node starts as soon as it knows who owns each account,
+and hands off what it took that is placed elsewhere. An account `held_back` is not tried at all
+meanwhile.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class _Waiter:
     done: trio.Event = attrs.field(factory=trio.Event)
     attempt: Attempt = Attempt(None)
     gone: bool = False  # its owner stopped waiting (cancelled) before the round answered
+    first: bool = False  # its owner's first try (`at_once`): never deferred by placement
 
     def finish(self, attempt: Attempt) -> None:
         self.attempt = attempt
@@ -79,8 +86,10 @@ class Acquirer:
     """The node's acquisition rounds (`run`), for every owner waiting in `take`."""
 
     def __init__(self, leases: Leases, renewer: Renewer, store: EpochClaims,
-                 prepare: Prepare | None = None, collector: CollectorHold | None = None
-                 ) -> None:
+                 prepare: Prepare | None = None, collector: CollectorHold | None = None,
+                 *, placed_here: Callable[[str], bool] = lambda account: True,
+                 grace_s: float = 0.0,
+                 held_back: Callable[[str], bool] = lambda account: False) -> None:
         self.leases = leases
         self._collector = collector  # held off while the accounts taken start
         self._renewer = renewer
@@ -90,6 +99,10 @@ class Acquirer:
         self._wake = trio.Event()
         self._at_once = False
         self._due_at = -math.inf
+        self._placed_here = placed_here
+        self._grace_s = grace_s
+        self._held_back = held_back  # not tried at all meanwhile (looked at every `renew_s`)
+        self._deferred: dict[str, float] = {}  # account placed elsewhere -> waited for since
         self.rounds = 0  # rounds sent
         self.failed_rounds = 0  # rounds that failed as a whole (Redis error)
 
@@ -99,7 +112,7 @@ class Acquirer:
 
     async def take(self, account: str, *, at_once: bool = False) -> Attempt:
         """Wait for the next round's try of `account`'s lease (`at_once`: send it now)."""
-        waiter = _Waiter()
+        waiter = _Waiter(first=at_once)
         self._waiting[account] = waiter
         self._at_once = self._at_once or at_once
         self._wake.set()
@@ -112,19 +125,44 @@ class Acquirer:
                     del self._waiting[account]
         return waiter.attempt
 
+    def replaced(self) -> None:
+        """The placement changed: try the accounts now placed here at once."""
+        self._at_once = True
+        self._wake.set()
+
     async def run(self) -> None:
         """Rounds while any owner waits, until cancelled."""
         renew_s = self.leases.cluster.renew_s
         while True:
-            if self._waiting and (self._at_once or trio.current_time() >= self._due_at):
-                sent = trio.current_time()
-                waiting, self._waiting, self._at_once = self._waiting, {}, False
+            sent = trio.current_time()
+            ready, later = self._ready(sent)
+            if ready and (self._at_once or sent >= self._due_at):
+                waiting = {account: self._waiting.pop(account) for account in ready}
+                self._at_once = False
                 expires_at = await self._round(waiting)
                 self._due_at = max(sent, min(sent + renew_s, expires_at)) + MIN_GAP_S
                 continue
             self._wake = trio.Event()
-            with trio.move_on_at(self._due_at if self._waiting else math.inf):
+            with trio.move_on_at(min(self._due_at if ready else math.inf, later)):
                 await self._wake.wait()
+
+    def _ready(self, now: float) -> tuple[list[str], float]:
+        """The waiting accounts to try now, and when the next one placed elsewhere is."""
+        ready, later = [], math.inf
+        for account, waiter in self._waiting.items():
+            if self._held_back(account):
+                later = min(later, now + self.leases.cluster.renew_s)
+                continue
+            if waiter.first or self._placed_here(account):
+                self._deferred.pop(account, None)
+                ready.append(account)
+                continue
+            until = self._deferred.setdefault(account, now) + self._grace_s
+            if now >= until:
+                ready.append(account)
+            else:
+                later = min(later, until)
+        return ready, later
 
     async def _round(self, waiting: dict[str, _Waiter]) -> float:
         """One try of every waiting account's lease, its answer to each waiter; returns when
@@ -155,6 +193,7 @@ class Acquirer:
             elif waiter.gone:
                 unwanted.append(one.lease)
             else:
+                self._deferred.pop(one.account, None)
                 waiter.finish(Attempt(one.lease, epochs.get(one.account), failure=failure,
                                       loaded=loaded.get(one.account)))
         for lease in unwanted:  # once the others have theirs

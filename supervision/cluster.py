@@ -11,13 +11,15 @@ not own are fed from those streams (`StreamFeeds`, its reader runs here; `Cluste
 is what the web front calls). `Cluster.fence` is the order path's check before each broker
 write (the lease must outlast the call). With the cluster's secret, requests for accounts
 another node owns are forwarded to it (`Cluster.forwarder`, web/forward.py; the owner found by
-`OwnerFinder`). It outlives the accounts subtree (a stepping-down owner still releases its
-lease).
+`OwnerFinder`). Accounts are placed over the live nodes (`Placement`): the acquirer tries
+first those placed here, and `Handoffs` hands those placed elsewhere to their node. It outlives
+the accounts subtree (a stepping-down owner still releases its lease).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -33,9 +35,11 @@ from web import Authenticator, Forwarder, open_forwarder
 from web.settings import ClusterSettings
 
 from .acquisition import Acquirer
+from .handoff import Handoffs
 from .lease import REDIS_ERRORS, Leases, open_leases
 from .owner_finder import OwnerFinder
 from .ownership import AccountOwner, Claims, Takeovers
+from .placement import Placement
 from .renewal import Renewer
 from .rotations import follow_rotations
 from .shared_books import BookLimits, RedisSessions, RedisTickets
@@ -66,15 +70,24 @@ class Cluster:
         self.renewer = Renewer(leases)
         #: Keeps the cyclic garbage collector off while accounts taken over start.
         self.collector = CollectorHold()
+        #: Which live node each account is placed on.
+        self.placement = Placement(leases)
         #: Takes the leases (and claims the epochs) of the accounts this node waits for, in
-        #: rounds.
-        self.acquirer = Acquirer(leases, self.renewer, store, self._load_actors,
-                                 self.collector)
+        #: rounds: first those placed here.
+        self.acquirer = Acquirer(leases, self.renewer, store, self._load_actors, self.collector,
+                                 placed_here=self.placement.here,
+                                 grace_s=leases.cluster.lease_s, held_back=self._held_back)
+        self.placement.on_change = self.acquirer.replaced
+        leases.successor = self.placement.successor  # a node stopping hands its accounts over
         self._actors: dict[str, AccountActor] = {}
         self._store = store
         #: The access tokens kept sealed in the store for every node.
         self.tokens = tokens
         self.owners: dict[str, AccountOwner] = {}
+        #: Per account, what the appenders of its earlier ownership periods here counted.
+        self._past_streams: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.handoffs = Handoffs(leases, self.placement, self.owners,
+                                 lambda: self.takeovers)  # type: ignore[arg-type,return-value]
         #: The order path, once built: each takeover recovers the old owner's batches through it.
         self.takeovers: Takeovers | None = None
         #: Sends requests for accounts other nodes own to them (None: no shared secret).
@@ -90,7 +103,21 @@ class Cluster:
         self._actors[actor.account] = actor
         return owner
 
+    def _held_back(self, account: str) -> bool:
+        """Whether a batch or order of `account` still runs here from an earlier ownership
+        (it would go on under the new lease and epoch): the account is not taken meanwhile."""
+        orders = self.takeovers
+        return orders is not None and not self.owns(account) and bool(
+            orders.unfinished(account))  # type: ignore[attr-defined]
+
     def _appender(self, account: str) -> StreamAppender:
+        """The appender of `account`'s next ownership period; the last one's counts are kept
+        (the metrics are counters: an account handed off and back must not reset them)."""
+        last = self.owners[account].appender
+        if last is not None:
+            self._past_streams[account].update(
+                stream_appends=last.appends, stream_append_errors=last.errors,
+                stream_fills=last.fills)
         return StreamAppender(self.leases.client, self.leases.cluster.key_prefix, account,
                               self._store, self._stream_cap)  # type: ignore[arg-type]
 
@@ -114,9 +141,11 @@ class Cluster:
         return await self._store.load_accounts(accounts, recent)
 
     def owns(self, account: str) -> bool:
-        """Whether this node owns `account` now (the order path acts only for those)."""
+        """Whether this node owns `account` now (the order path acts only for those), and is
+        not handing it off."""
         owner = self.owners.get(account)
-        return owner is not None and owner.state == "owner"
+        return (owner is not None and owner.state == "owner"
+                and account not in self.handoffs.in_progress)
 
     def fence(self, account: str, call_s: float) -> None:
         """The order path's `BrokerFence`: LeaseExpiring unless this node owns `account` and
@@ -157,11 +186,13 @@ class Cluster:
                 account: {"owner": owner.state == "owner", "takeovers": owner.takeovers,
                           "step_downs": owner.step_downs, "calls_fenced": owner.calls_fenced,
                           "fenced_out": owner.fenced_out + self._store.refused_writes(account),
-                          **_stream_counters(owner.appender, feeds.get(account))}
+                          **_stream_counters(owner.appender, feeds.get(account),
+                                             self._past_streams[account])}
                 for account, owner in self.owners.items()
             },
             "renewal_rounds": renewals["rounds"],
             "renewal_failed_rounds": renewals["failed_rounds"],
+            **self.handoffs.statistics(),
         }
 
     async def announce(self) -> None:
@@ -174,13 +205,15 @@ class Cluster:
             await trio.sleep(self.leases.cluster.renew_s)
 
 
-def _stream_counters(appender: StreamAppender | None,
-                     feed: dict[str, int] | None) -> dict[str, float]:
-    """An account's stream, as `counters` shows it: appended here, and delivered from it."""
+def _stream_counters(appender: StreamAppender | None, feed: dict[str, int] | None,
+                     past: Counter[str]) -> dict[str, float]:
+    """An account's stream, as `counters` shows it: appended here (`past`: by the earlier
+    ownership periods' appenders), and delivered from it."""
     return {
-        "stream_appends": 0 if appender is None else appender.appends,
-        "stream_append_errors": 0 if appender is None else appender.errors,
-        "stream_fills": 0 if appender is None else appender.fills,
+        "stream_appends": past["stream_appends"] + (0 if appender is None else appender.appends),
+        "stream_append_errors": past["stream_append_errors"] + (
+            0 if appender is None else appender.errors),
+        "stream_fills": past["stream_fills"] + (0 if appender is None else appender.fills),
         "stream_append_lag_s": 0.0 if appender is None else appender.lag_s(),
         "stream_deliveries": 0 if feed is None else feed["deliveries"],
     }
@@ -233,6 +266,8 @@ async def open_cluster(
         nursery.start_soon(cluster.renewer.run)
         nursery.start_soon(feeds.run)
         nursery.start_soon(cluster.acquirer.run)
+        nursery.start_soon(cluster.placement.run)
+        nursery.start_soon(cluster.handoffs.run)
         nursery.start_soon(cluster.collector.run)
         nursery.start_soon(cluster.sessions.watch)  # sessions ended on other nodes
         if auth is not None:  # tokens rotated on other nodes
@@ -241,3 +276,8 @@ async def open_cluster(
             yield cluster
         finally:
             nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                try:  # the others place nothing more here (its accounts were handed over)
+                    await leases.retire()
+                except REDIS_ERRORS as exc:
+                    log.warning("cannot take this node out of the nodes hash: %s", exc)

@@ -80,12 +80,23 @@ def parse_cluster(
                           f"{MIN_SECRET} characters (give every node the same)")
     forward_timeout_s = seconds(doc, "forward_timeout_s", DEFAULT_FORWARD_TIMEOUT_S, "cluster",
                                 minimum=0.001)
+    weight = _positive(doc, "weight", 1.0)
+    handoffs_per_s = _positive(doc, "handoffs_per_s", 5.0)
+    drain_s = seconds(doc, "drain_s", 10.0, "cluster")
     return ClusterSettings(
         redis_url=redis_url, node_id=node_id, advertised=advertised, lease_s=lease_s,
         renew_s=renew_s, margin_s=margin_s, key_prefix=prefix, session_check_s=session_check_s,
         token_key=(token_key or "").strip(), secret=secret, secret_env=secret_env,
-        forward_timeout_s=forward_timeout_s, warm_standby=warm,
+        forward_timeout_s=forward_timeout_s, warm_standby=warm, weight=weight,
+        handoffs_per_s=handoffs_per_s, drain_s=drain_s,
     )
+
+
+def _positive(doc: Mapping[str, Any], key: str, default: float) -> float:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"cluster.{key}: must be a number > 0, not {value!r}")
+    return float(value)
 
 
 def rebound(cluster: ClusterSettings, old_bind: str, new_bind: str) -> ClusterSettings:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -47,8 +47,13 @@ for i, key in ipairs(KEYS) do
     out[i] = {1}
   else
     local held = redis.pcall('get', key)
-    if type(held) ~= 'string' then held = '' end
-    out[i] = {0, held, redis.call('pttl', key)}
+    if held == 'handoff:' .. ARGV[1] then
+      redis.call('set', key, ARGV[1], 'PX', ARGV[2])
+      out[i] = {1}
+    else
+      if type(held) ~= 'string' then held = '' end
+      out[i] = {0, held, redis.call('pttl', key)}
+    end
   end
 end
 return out
@@ -69,13 +74,19 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
-#: Delete the lease only if this node holds it.
+#: Give the lease up only if this node holds it: deleted, or (ARGV[2] a node) kept for that
+#: node alone for ARGV[3] ms (a handoff: only its acquisition takes `handoff:<node>`).
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
+  if ARGV[2] ~= '' then
+    return redis.call('set', KEYS[1], 'handoff:' .. ARGV[2], 'PX', ARGV[3]) and 1 or 0
+  end
   return redis.call('del', KEYS[1])
 end
 return 0
 """
+#: The lease value of an account handed off to a node, before that node takes it.
+HANDOFF = "handoff:"
 #: Redis errors and a socket that failed under them: the lease cannot be read or renewed now.
 REDIS_ERRORS = (RedisError, OSError)
 
@@ -98,6 +109,10 @@ class Lease:
     #: Set when a renewal finds another node holding the key (or none): the holder must stop.
     lost: trio.Event = attrs.field(factory=trio.Event)
     released: bool = False  # given up: a renewal answered late no longer moves the deadline
+    #: The node this lease is handed off to when given up (None: released to any node).
+    handoff_to: str | None = None
+    #: Given up by letting it expire, not released (a broker call may still be in flight).
+    expire: bool = False
 
     def remaining(self) -> float:
         """Seconds this node may still act as the owner (<= 0: it must have stopped; 0 once
@@ -127,6 +142,9 @@ class Leases:
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        #: Where an account released without a handoff goes (placement.py: where it is placed
+        #: without this node), so a node stopping hands its accounts over; None: to any node.
+        self.successor: Callable[[str], str | None] = lambda account: None
         #: Redis round trips by kind (renew_round: one `renew_all`, whatever its size).
         self.calls: Counter[str] = Counter()
 
@@ -252,11 +270,15 @@ class Leases:
         lease.released = True
         lease.deadline = min(lease.deadline, trio.current_time())
         self.calls["release"] += 1
-        await self._release(keys=[lease.key], args=[self.node])
+        to = lease.handoff_to or self.successor(lease.account) or ""
+        await self._release(keys=[lease.key], args=[self.node, to, self._ttl_ms])
 
     async def give_up(self, lease: Lease) -> None:
-        """`release`, bounded to a second and quiet on Redis errors: a lease not released
-        expires on its own."""
+        """`release` (unless it is to `expire`), bounded to a second and quiet on Redis
+        errors: a lease not released expires on its own."""
+        if lease.expire:
+            lease.released = True
+            return
         with trio.move_on_after(1.0):
             try:
                 await self.release(lease)
@@ -278,8 +300,13 @@ class Leases:
     async def announce(self) -> None:
         """Say this node is alive (and where it serves) in the nodes hash."""
         seen = {"advertised": self.cluster.advertised, "seen_at": time.time(),
-                "lease_s": self.cluster.lease_s, "forwards": bool(self.cluster.secret)}
+                "lease_s": self.cluster.lease_s, "forwards": bool(self.cluster.secret),
+                "weight": self.cluster.weight}
         await self._client.hset(self.nodes_key, {self.node: json.dumps(seen)})
+
+    async def retire(self) -> None:
+        """Leave the nodes hash (a graceful stop): the others place nothing more here."""
+        await self._client.hdel(self.nodes_key, [self.node])
 
     async def nodes(self) -> dict[str, dict[str, Any]]:
         """Every node that ever announced itself: its address and when it was last seen."""

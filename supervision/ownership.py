@@ -98,6 +98,8 @@ class AccountOwner:
         self.step_downs = 0
         self.calls_fenced = 0  # broker writes refused: not the owner, or the lease ends first
         self.fenced_out = 0  # store writes refused by epoch (another node claimed the account)
+        #: Set (and replaced) at each step-down, once the lease is given up (handoff.py waits).
+        self.stepped_down = trio.Event()
 
     def view(self) -> dict[str, Any]:
         lease = self.lease
@@ -216,6 +218,8 @@ class AccountOwner:
         while not lease.lost.is_set() and lease.remaining() > 0:
             with trio.move_on_at(lease.deadline):
                 await lease.lost.wait()
+        if lease.handoff_to is not None:
+            return f"handed off to {lease.handoff_to}"
         if lease.lost.is_set():
             return "lease lost: another node holds it"
         return "lease expired: no renewal succeeded in time"
@@ -239,3 +243,5 @@ class AccountOwner:
             log.warning("account %s: stepped down: %s", self.account, reason)
             self._actor.close_subscribers(STEPPED_DOWN)
         await self._leases.give_up(lease)
+        self.stepped_down.set()
+        self.stepped_down = trio.Event()

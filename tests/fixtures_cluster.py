@@ -177,9 +177,11 @@ def owner_is(config: Path) -> Any:
 
 @attrs.define(eq=False)
 class Follower:
-    """A websocket subscriber of account primary that resumes with `since` on whichever node it
-    is pointed at next: every seq it saw, in order (a snapshot counts as its seq)."""
+    """A websocket subscriber of `account` (primary) that resumes with `since` on whichever node
+    it is pointed at next: every seq it saw, in order (a snapshot counts as its seq)."""
 
+    account: str = "primary"
+    token: str = TOKENS["primary"]
     seqs: list[int] = attrs.field(factory=list)
     snapshots: int = 0
     closes: list[int | None] = attrs.field(factory=list)
@@ -191,10 +193,10 @@ class Follower:
     async def follow(self, config: Path) -> None:
         """Read from the node of `config` until the connection ends (resuming after the last
         seq seen, if any)."""
-        query = f"access_token={TOKENS['primary']}"
+        query = f"access_token={self.token}"
         if self.last is not None:
             query += f"&since={self.last}"
-        url = f"ws://{bind_of(config)}/ws/orders/primary?{query}"
+        url = f"ws://{bind_of(config)}/ws/orders/{self.account}?{query}"
         try:
             async with trio_websocket.open_websocket_url(url) as ws:
                 while True:

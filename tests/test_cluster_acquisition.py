@@ -171,3 +171,36 @@ async def test_a_lease_taken_for_an_owner_that_stopped_waiting_is_given_up(
             assert await a.holder("acc") == (None, None)
             assert store.epoch_of("acc") is None
             assert acquirer.statistics()["waiting"] == 0
+
+
+async def test_an_account_placed_elsewhere_is_tried_after_the_grace_one_held_back_never(
+    aio_loop: Any, pg_url: str, key_prefix: str
+) -> None:
+    placed_here = {"mine"}
+    held_back = {"busy"}
+    with trio.fail_after(20):
+        async with (open_leases(cluster_settings(key_prefix, "n", renew_s=0.05)) as leases,
+                    node(pg_url) as store):
+            store.start_fencing()
+            acquirer = Acquirer(leases, Renewer(leases), store,
+                                placed_here=placed_here.__contains__, grace_s=0.5,
+                                held_back=held_back.__contains__)
+            taken: dict[str, float] = {}
+
+            async def take(account: str) -> None:
+                attempt = await acquirer.take(account)
+                assert attempt.lease is not None and attempt.epoch is not None
+                taken[account] = trio.current_time()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(acquirer.run)
+                started = trio.current_time()
+                for account in ("mine", "elsewhere", "busy"):
+                    nursery.start_soon(take, account)
+                await wait_until(lambda: "elsewhere" in taken, "the grace to pass", 5)
+                assert taken["mine"] - started < 0.3
+                assert taken["elsewhere"] - started >= 0.5
+                assert "busy" not in taken  # held back, whatever the grace
+                held_back.clear()
+                await wait_until(lambda: "busy" in taken, "busy to be taken once let go", 5)
+                nursery.cancel_scope.cancel()

@@ -45,6 +45,7 @@ def test_cluster_defaults_and_values(tmp_path: Path) -> None:
     assert cluster.node_id.endswith(":9100") and cluster.advertised == "http://127.0.0.1:9100"
     assert (cluster.lease_s, cluster.renew_s, cluster.margin_s) == (10.0, 3.0, 1.0)
     assert cluster.session_check_s == 1.0
+    assert (cluster.weight, cluster.handoffs_per_s, cluster.drain_s) == (1.0, 5.0, 10.0)
     assert cluster.warm_standby is False
     moved = rebound(cluster, "127.0.0.1:9100", "127.0.0.1:9200")  # serve --bind
     assert moved.node_id.endswith(":9200") and moved.advertised == "http://127.0.0.1:9200"
@@ -58,6 +59,9 @@ renew_s = 0.5
 margin_s = 0.5
 key_prefix = "t1"
 session_check_s = 0.25
+weight = 2.5
+handoffs_per_s = 20
+drain_s = 3
 warm_standby = true
 """)
     cluster = load_settings(str(path), environ={}).cluster
@@ -67,6 +71,7 @@ warm_standby = true
     assert rebound(cluster, "127.0.0.1:9100", "127.0.0.1:9200") == cluster  # given: kept
     assert (cluster.lease_s, cluster.renew_s, cluster.margin_s) == (3.0, 0.5, 0.5)
     assert cluster.session_check_s == 0.25
+    assert (cluster.weight, cluster.handoffs_per_s, cluster.drain_s) == (2.5, 20.0, 3.0)
     assert cluster.warm_standby is True
 
 
@@ -77,6 +82,9 @@ warm_standby = true
     ('redis_url = "redis://r"\nlease_s = 0', "cluster.lease_s"),
     ('redis_url = "redis://r"\nkey_prefix = "{x}"', "cluster.key_prefix"),
     ('redis_url = "redis://r"\nsession_check_s = 0', "cluster.session_check_s"),
+    ('redis_url = "redis://r"\nweight = 0', "cluster.weight: must be a number > 0"),
+    ('redis_url = "redis://r"\nhandoffs_per_s = "fast"', "cluster.handoffs_per_s"),
+    ('redis_url = "redis://r"\ndrain_s = -1', "cluster.drain_s"),
     ('redis_url = "redis://r"\nwarm_standby = "yes"', "cluster.warm_standby"),
 ])
 def test_bad_cluster_values_name_the_key(tmp_path: Path, cluster: str, names: str) -> None:

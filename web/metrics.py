@@ -224,4 +224,17 @@ class _SourcesCollector(Collector):
         failed = CounterMetricFamily("orderdesk_cluster_renewal_failed_rounds",
                                      "Lease renewal rounds that failed as a whole")
         failed.add_metric([], float(counters["renewal_failed_rounds"]))
-        return [owner, lag, *per_account.values(), rounds, failed]
+        handoffs = []
+        for name, kind, text in (
+            ("handoffs_started", CounterMetricFamily, "Accounts this node began to hand off to "
+                                                      "the node they are placed on"),
+            ("handoffs_done", CounterMetricFamily, "Handoffs that ended with the lease given "
+                                                   "to the placed node"),
+            ("handoff_drain_timeouts", CounterMetricFamily, "Handoffs that stepped down with "
+                                                            "batches still running"),
+            ("handoffs_in_progress", GaugeMetricFamily, "Handoffs under way on this node"),
+        ):
+            family = kind(f"orderdesk_cluster_{name}", text)
+            family.add_metric([], float(counters.get(name, 0)))
+            handoffs.append(family)
+        return [owner, lag, *per_account.values(), rounds, failed, *handoffs]

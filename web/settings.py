@@ -74,6 +74,13 @@ class ClusterSettings:
     #: The longest a forwarded request waits for the owner's answer (longer than any answer the
     #: owner gives itself: a batch's deadline and rollback, an idempotent retry's wait).
     forward_timeout_s: float = DEFAULT_FORWARD_TIMEOUT_S
+    #: This node's capacity relative to the others': its share of the accounts (placement.py).
+    weight: float = 1.0
+    #: Accounts this node hands off per second at most when the live nodes change (handoff.py).
+    handoffs_per_s: float = 5.0
+    #: How long a handoff lets the account's running batches finish before stepping down (the
+    #: next owner recovers any left unfinished, as after a takeover).
+    drain_s: float = 10.0
 
 
 @attrs.frozen

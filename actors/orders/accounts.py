@@ -166,8 +166,8 @@ class Accounts:
         if not self.owned(account):
             raise Unavailable(f"account {account!r} is owned by another node of the cluster")
         if account in self.taking_over:
-            raise Unavailable(f"account {account!r} is being taken over by this node: the "
-                              "previous owner's unfinished batches come first; retry shortly")
+            raise Unavailable(f"account {account!r} is changing owner (taken over by this node "
+                              "or handed off to another); retry shortly")
 
     def check_open(self, account: str, ctx: AccountContext | None = None) -> None:
         """Refuse a new batch or order: the account's kill switch runs (KillRunning), or (with

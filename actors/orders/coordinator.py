@@ -7,11 +7,7 @@ call that may have reached the broker is resolved by looking its tag up, never b
 a crash, a timeout or a retried request never places twice, and recovery at start finds
 everything by tag.
 
-The coordinator submits, replays and drains batches; the rest of the order path is in its own
-modules, each given what it needs (`accounts.Accounts`, the shared per-account context):
-`checks` (validation, margin), `execution` (one batch's legs), `rollback` (the one way orders
-are undone), `recovery` (unfinished batches at start), `singles` (single orders), `kill` (the
-kill switch), `placing` (order primitives), `legs` (the tag scheme).
+It submits, replays and drains batches; the rest of the order path is in modules of its own.
 """
 
 from __future__ import annotations
@@ -215,6 +211,10 @@ class BatchCoordinator:
         (`Recoveries.resume`), not at the next start."""
         if await self._runner.execute_tracked(self._accounts, job) is None:
             await self._recoveries.resume(job.account, job.batch_id)
+
+    def unfinished(self, account: str) -> int:
+        """[cluster]: `account`'s batches, orders and takeover under way here (a handoff waits)."""
+        return len(self._accounts.unfinished(account)) + (account in self._accounts.taking_over)
 
     def taking_over(self, account: str) -> None:
         """[cluster]: this node is taking `account` over: new batches and orders of it are
