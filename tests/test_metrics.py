@@ -80,9 +80,12 @@ async def test_metrics_move_with_orders_batches_websockets_and_reconnects(
                 assert response.status_code == 200 and response.json()["status"] == "success"
                 await reader.until(lambda m: m.get("type") == "order"
                                    and m["order"]["status"] == "COMPLETE")
+            # A success is answered once every leg is COMPLETE; the batch's final status is
+            # stored, counted and its event emitted just after (answer.py), so wait for both.
             after = await until_scraped(
                 running, lambda s: value(s, "websocket_connections", account="primary") == 0
-            )
+                and value(s, "batch_duration_seconds_count")
+                > value(before, "batch_duration_seconds_count"))
             assert value(after, "order_updates_total", account="primary") >= value(
                 before, "order_updates_total", account="primary") + 2
             assert value(after, "order_updates_total", account="secondary") == value(
