@@ -9,6 +9,11 @@ from supervision.service import Running
 from tests.fixtures_orders import leg
 from tests.fixtures_service import ADMIN, TOKENS, api, scrape_metrics, venue_control
 from tests.fixtures_venue import net_positions, nifty_symbols, venue_orders
+from tests.fixtures_waits import wait_until
+
+
+async def _counted(service: Running) -> bool:
+    return 'batch_orders_total{status="success"} 1.0' in await scrape_metrics(service)
 
 
 async def test_batch_success_and_stored(service: Running) -> None:
@@ -26,8 +31,9 @@ async def test_batch_success_and_stored(service: Running) -> None:
             assert await net_positions(venue) == {fut: 75, opt: -75}
             stored = await http.get(f"/accounts/primary/batch-orders/{result['batch_id']}")
             assert stored.status_code == 200 and stored.json()["status"] == "success"
-            metrics = await scrape_metrics(service)
-            assert 'batch_orders_total{status="success"} 1.0' in metrics
+            # counted once its final status is stored, just after the answer (answer.py)
+            await wait_until(
+                lambda: _counted(service), "the batch counted in /metrics")
 
 
 async def test_rejected_leg_rolls_back_to_flat(service: Running) -> None:
