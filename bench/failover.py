@@ -23,7 +23,8 @@ round-robin over the accounts, as the accounts themselves would place them.
 --kills times: `kill -9` of the node owning the accounts, then at once one probe order per
 account at the venue; the failover time of an account is kill -> its subscriber receives the
 probe's update (from the new owner: after its lease is taken, the epoch claimed, the stream
-reconciled). The killed node is started again (a standby) before the next kill. One JSON line
+reconciled). The killed node is started again before the next kill, which waits until it owns
+every account again (b weighs 1e-6 in placement: a takes them all back by handoff). One JSON line
 per kill (min/median/max over the accounts, `all_owned_s`: kill -> the new owner's
 `/admin/actors` shows every account owned, and `takeover_cpu_ms_per_account`: the CPU the new
 owner's process used from the kill until the last probe arrived, per account: steadier than the
@@ -122,15 +123,17 @@ class Node:
 
 
 def node_toml(name: str, port: int, database: str, args: argparse.Namespace, prefix: str,
-              venue: str, accounts: list[str]) -> str:
+              venue: str, accounts: list[str], weight: float = 1.0) -> str:
     ticker = "ws" + venue.removeprefix("http") + "/"
     lines = [
         "[server]", f'bind = "127.0.0.1:{port}"', f'admin_token = "{ADMIN_TOKEN}"', "",
         "[database]", f'url = "{database}"', "",
         "[cluster]", f'redis_url = "{args.redis}"', f'node_id = "{name}"',
         f"lease_s = {args.lease}", f"renew_s = {args.renew}", f"margin_s = {args.margin}",
-        f'key_prefix = "{prefix}"', f"warm_standby = {str(args.warm_standby).lower()}", "",
+        f'key_prefix = "{prefix}"', f"warm_standby = {str(args.warm_standby).lower()}",
     ]
+    lines += [] if weight == 1.0 else [f"weight = {weight}"]
+    lines += [""]
     if args.connect_rate is not None:
         lines += ["[ticker]", f"connect_rate_per_s = {args.connect_rate}", ""]
     for account in accounts:
@@ -189,6 +192,12 @@ async def owners(nodes: list[Node], into: dict[str, str]) -> None:
             into.clear()
             into.update(found)
             await trio.sleep(0.1)
+
+
+#: Placement (weighted rendezvous hashing) would spread the accounts over both nodes; b weighs
+#: next to nothing, so a owns every account while it lives, and each kill is of the owner of
+#: all of them (a: started again, it is handed every account back, 5 a second, before the next).
+WEIGHTS = {"a": 1.0, "b": 1e-6}
 
 
 #: A subscriber's websocket handshake gives up after this long (and connects again).
@@ -317,8 +326,8 @@ async def one_kill(i: int, nodes: list[Node], owner_of: dict[str, str], venue: V
     accounts = list(followers)
     with trio.fail_after(120):
         await until(lambda: len(owner_of) == len(accounts)
-                    and len(set(owner_of.values())) == 1)
-    owner = next(n for n in nodes if n.url == next(iter(owner_of.values())))
+                    and set(owner_of.values()) == {nodes[0].url})
+    owner = nodes[0]  # the heavy one (WEIGHTS)
     assert owner.process is not None
     standby = next(n for n in nodes if n is not owner)
     cpu_before = cpu_s(standby)
@@ -391,7 +400,7 @@ async def run(args: argparse.Namespace, database: str) -> None:
                 port = free_port()
                 config = work / f"{name}.toml"
                 config.write_text(node_toml(name, port, database, args, prefix, venue_url,
-                                            accounts))
+                                            accounts, weight=WEIGHTS[name]))
                 nodes.append(Node(name, port, config))
             owner_of: dict[str, str] = {}
             followers = {a: Follower(a) for a in accounts}
