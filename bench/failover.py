@@ -16,9 +16,10 @@ able to follow the stream yet, is retried alternately after a short backoff); no
 back, as no load balancer would. One subscriber per account, not one per node: the same number
 of sockets as `--follow owner`, so the two compare like for like, and half of them start on the
 standby. With `--follow owner` (the behaviour before issue 19) it follows whichever node owns the
-account (an owner map from both nodes' `/admin/actors`, polled every 100 ms) and after a close
-waits for the map to name a new owner. The venue takes --rate MARKET orders a second in total,
-round-robin over the accounts, as the accounts themselves would place them.
+account (an owner map from both nodes' `/admin/actors`, polled every 100 ms): after a close it
+connects to the owner the map names (none while the account has none; up to 100 ms stale).
+The venue takes --rate MARKET orders a second in total, round-robin over the accounts, as the
+accounts themselves would place them.
 
 --kills times: `kill -9` of the node owning the accounts, then at once one probe order per
 account at the venue; the failover time of an account is kill -> its subscriber receives the
@@ -243,8 +244,7 @@ async def subscribe(follower: Follower, url: str) -> bool:
 
 
 async def follow_owner(follower: Follower, owner_of: dict[str, str]) -> None:
-    """`--follow owner`: subscribe at the account's owner, waiting for the owner map to name
-    one after every close."""
+    """`--follow owner`: subscribe at the node the owner map names, again after every close."""
     while True:
         url = owner_of.get(follower.account)
         if url is None:
