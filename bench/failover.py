@@ -1,26 +1,39 @@
 """Failover of a two-node cluster under load (issue 18).
 
-    .venv/bin/python bench/failover.py [--accounts 20] [--kills 3] [--rate 20] [--lease 4]
-        [--renew 0.4] [--margin 0.4] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+    .venv/bin/python bench/failover.py [--accounts 20] [--kills 3] [--follow {any,owner}]
+        [--rate 20] [--lease 4] [--renew 0.4] [--margin 0.4]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test]
         [--redis redis://127.0.0.1:6379/0] [--logs DIR]
 
 A paper venue (`orderdesk venue`) and two `orderdesk serve` nodes with `[cluster]` (lease
 --lease s, renewed every --renew s, margin --margin s) on a throwaway Postgres database and one
-Redis, each its own process. One websocket subscriber per account follows whichever node owns the
-account (an owner map from both nodes' `/admin/actors`, polled every 100 ms) and resumes with
-`since=<last seq>` after every close. The venue takes --rate MARKET orders a second in total,
-round-robin over the accounts, as the accounts themselves would place them.
+Redis, each its own process. One websocket subscriber per account, resuming with
+`since=<last seq>` after every close. With `--follow any` (the default: issue 18's "subscribers
+on both", and what a client behind a load balancer does now that any node serves any account,
+the non-owner from the account's Redis stream), account i's subscriber starts on node i % 2, and
+when its socket closes it reconnects at once to the other node (a refusal or a 503, a node not
+able to follow the stream yet, is retried alternately after a short backoff); nothing moves it
+back, as no load balancer would. One subscriber per account, not one per node: the same number
+of sockets as `--follow owner`, so the two compare like for like, and half of them start on the
+standby. With `--follow owner` (the behaviour before issue 19) it follows whichever node owns the
+account (an owner map from both nodes' `/admin/actors`, polled every 100 ms): after a close it
+connects to the owner the map names (none while the account has none; up to 100 ms stale).
+The venue takes --rate MARKET orders a second in total, round-robin over the accounts, as the
+accounts themselves would place them.
 
 --kills times: `kill -9` of the node owning the accounts, then at once one probe order per
 account at the venue; the failover time of an account is kill -> its subscriber receives the
 probe's update (from the new owner: after its lease is taken, the epoch claimed, the stream
-reconciled). The killed node is started again (a standby) before the next kill. One JSON line
+reconciled). The killed node is started again before the next kill, which waits until it owns
+every account again (b weighs 1e-6 in placement: a takes them all back by handoff). One JSON line
 per kill (min/median/max over the accounts, `all_owned_s`: kill -> the new owner's
 `/admin/actors` shows every account owned, and `takeover_cpu_ms_per_account`: the CPU the new
 owner's process used from the kill until the last probe arrived, per account: steadier than the
-times on a shared machine), then one summing up: failover times over every
-kill, and what the subscribers missed or saw twice (seq gaps and repeats across every
-reconnect; orders whose last status seen is not the venue's). Targets: <= 5 s, 0, 0.
+times on a shared machine; `by_node`: the failover times of the subscribers that were on the
+killed node at the kill, on the surviving one, or between sockets), then one summing up:
+failover times over every kill, and what the subscribers missed or saw twice (seq gaps and
+repeats across every reconnect; orders whose last status seen is not the venue's). Targets:
+<= 5 s, 0, 0.
 """
 
 from __future__ import annotations
@@ -64,6 +77,7 @@ class Follower:
     reconnects: int = 0
     opened: int = 0  # websockets opened (the handshake done)
     resyncs: int = 0  # fresh snapshots after a reconnect (not a gap, but not a replay either)
+    on: str | None = None  # the URL of the node whose websocket is open (None: between)
     statuses: dict[str, str] = attrs.field(factory=dict)
     first_seen: dict[str, float] = attrs.field(factory=dict)
     seen: trio.Event = attrs.field(factory=trio.Event)  # set (and replaced) on each update
@@ -110,15 +124,17 @@ class Node:
 
 
 def node_toml(name: str, port: int, database: str, args: argparse.Namespace, prefix: str,
-              venue: str, accounts: list[str]) -> str:
+              venue: str, accounts: list[str], weight: float = 1.0) -> str:
     ticker = "ws" + venue.removeprefix("http") + "/"
     lines = [
         "[server]", f'bind = "127.0.0.1:{port}"', f'admin_token = "{ADMIN_TOKEN}"', "",
         "[database]", f'url = "{database}"', "",
         "[cluster]", f'redis_url = "{args.redis}"', f'node_id = "{name}"',
         f"lease_s = {args.lease}", f"renew_s = {args.renew}", f"margin_s = {args.margin}",
-        f'key_prefix = "{prefix}"', f"warm_standby = {str(args.warm_standby).lower()}", "",
+        f'key_prefix = "{prefix}"', f"warm_standby = {str(args.warm_standby).lower()}",
     ]
+    lines += [] if weight == 1.0 else [f"weight = {weight}"]
+    lines += [""]
     if args.connect_rate is not None:
         lines += ["[ticker]", f"connect_rate_per_s = {args.connect_rate}", ""]
     for account in accounts:
@@ -179,41 +195,80 @@ async def owners(nodes: list[Node], into: dict[str, str]) -> None:
             await trio.sleep(0.1)
 
 
+#: Placement (weighted rendezvous hashing) would spread the accounts over both nodes; b weighs
+#: next to nothing, so a owns every account while it lives, and each kill is of the owner of
+#: all of them (a: started again, it is handed every account back, 5 a second, before the next).
+WEIGHTS = {"a": 1.0, "b": 1e-6}
+
+
 #: A subscriber's websocket handshake gives up after this long (and connects again).
 CONNECT_S = 5.0
 
 
-async def follow(follower: Follower, owner_of: dict[str, str]) -> None:
-    """Subscribe to the account at its owner, resuming with `since` after every close."""
+#: `--follow any`: the first retry after a connect that failed, doubling up to the second.
+RETRY_S = 0.05
+RETRY_MAX_S = 0.4
+
+
+async def subscribe(follower: Follower, url: str) -> bool:
+    """One websocket to the account at `url` (`since` its last seq) until it closes; whether
+    it opened."""
     account = follower.account
+    since = "" if follower.last_seq is None else f"?since={follower.last_seq}"
+    ws_url = url.replace("http", "ws", 1) + f"/ws/orders/{account}{since}"
+    opened = False
+    # The connect is bounded here, not by trio-websocket's connect_timeout: when that
+    # fires after the socket opened (a loaded bench process), open_websocket_url waits
+    # for its reader task, which the frames already received (snapshot, status) keep
+    # blocked on its one-message queue: the subscriber would hang for good.
+    connecting = trio.CancelScope(deadline=trio.current_time() + CONNECT_S)
+    try:
+        with connecting:
+            async with trio_websocket.open_websocket_url(
+                    ws_url, extra_headers=[("Authorization", f"Bearer {token_for(account)}")],
+                    connect_timeout=2 * CONNECT_S) as ws:
+                connecting.deadline = math.inf
+                follower.opened += 1
+                follower.on = url
+                opened = True
+                while True:
+                    payload = json.loads(await ws.get_message())
+                    for message in payload if isinstance(payload, list) else [payload]:
+                        follower.absorb(message)
+    except (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError, OSError,
+            trio.TooSlowError):
+        pass
+    finally:
+        follower.on = None
+    return opened
+
+
+async def follow_owner(follower: Follower, owner_of: dict[str, str]) -> None:
+    """`--follow owner`: subscribe at the node the owner map names, again after every close."""
     while True:
-        url = owner_of.get(account)
+        url = owner_of.get(follower.account)
         if url is None:
             await trio.sleep(0.05)
             continue
-        since = "" if follower.last_seq is None else f"?since={follower.last_seq}"
-        ws_url = url.replace("http", "ws", 1) + f"/ws/orders/{account}{since}"
-        # The connect is bounded here, not by trio-websocket's connect_timeout: when that
-        # fires after the socket opened (a loaded bench process), open_websocket_url waits
-        # for its reader task, which the frames already received (snapshot, status) keep
-        # blocked on its one-message queue: the subscriber would hang for good.
-        connecting = trio.CancelScope(deadline=trio.current_time() + CONNECT_S)
-        try:
-            with connecting:
-                async with trio_websocket.open_websocket_url(
-                        ws_url, extra_headers=[("Authorization", f"Bearer {token_for(account)}")],
-                        connect_timeout=2 * CONNECT_S) as ws:
-                    connecting.deadline = math.inf
-                    follower.opened += 1
-                    while True:
-                        payload = json.loads(await ws.get_message())
-                        for message in payload if isinstance(payload, list) else [payload]:
-                            follower.absorb(message)
-        except (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError, OSError,
-                trio.TooSlowError):
-            pass
+        await subscribe(follower, url)
         follower.reconnects += 1
         await trio.sleep(0.05)
+
+
+async def follow_any(follower: Follower, nodes: list[Node], first: int) -> None:
+    """`--follow any`: start at `nodes[first]`; after a close go at once to the other node,
+    after a failed connect (refused, 503) to the other node after a short backoff."""
+    turn = first
+    backoff = RETRY_S
+    while True:
+        opened = await subscribe(follower, nodes[turn % len(nodes)].url)
+        follower.reconnects += 1
+        turn += 1
+        if opened:
+            backoff = RETRY_S
+            continue
+        await trio.sleep(backoff)
+        backoff = min(2 * backoff, RETRY_MAX_S)
 
 
 class Venue:
@@ -271,13 +326,14 @@ async def one_kill(i: int, nodes: list[Node], owner_of: dict[str, str], venue: V
     accounts = list(followers)
     with trio.fail_after(120):
         await until(lambda: len(owner_of) == len(accounts)
-                    and len(set(owner_of.values())) == 1)
-    owner = next(n for n in nodes if n.url == next(iter(owner_of.values())))
+                    and set(owner_of.values()) == {nodes[0].url})
+    owner = nodes[0]  # the heavy one (WEIGHTS)
     assert owner.process is not None
     standby = next(n for n in nodes if n is not owner)
     cpu_before = cpu_s(standby)
     owner.process.kill()
     killed_at = time.monotonic()
+    where = {a: f.on for a, f in followers.items()}
     probes: dict[str, str] = {}
 
     async def probe(account: str) -> None:
@@ -298,13 +354,18 @@ async def one_kill(i: int, nodes: list[Node], owner_of: dict[str, str], venue: V
         took = await arrivals(followers, probes, killed_at)
     takeover_cpu_s = cpu_s(standby) - cpu_before
     await owner.process.wait()
+    groups = {"killed": owner.url, "surviving": standby.url, "between": None}
+    by_node = {
+        group: {"subscribers": sum(1 for a in accounts if where[a] == url),
+                "failover_s": spread([t for a, t in took.items() if where[a] == url])}
+        for group, url in groups.items()}
     print(json.dumps({"kill": i, "killed": owner.name, "accounts": len(accounts),
                       "all_owned_s": round(owned[0], 3), "arrived": len(took),
-                      "failover_s": spread(took),
+                      "failover_s": spread(list(took.values())), "by_node": by_node,
                       "takeover_cpu_ms_per_account": round(1000 * takeover_cpu_s / len(accounts),
                                                            2)}), flush=True)
     await start(owner, work)  # back as the standby
-    return took
+    return list(took.values())
 
 
 def cpu_s(node: Node) -> float:
@@ -315,15 +376,15 @@ def cpu_s(node: Node) -> float:
 
 
 async def arrivals(followers: dict[str, Follower], probes: dict[str, str],
-                   since: float) -> list[float]:
+                   since: float) -> dict[str, float]:
     """Per account, seconds from `since` until its subscriber had its probe's update."""
-    took: list[float] = []
+    took: dict[str, float] = {}
     with trio.move_on_after(60):
         for account in probes:
             follower = followers[account]
             while probes[account] not in follower.first_seen:
                 await follower.seen.wait()
-            took.append(follower.first_seen[probes[account]] - since)
+            took[account] = follower.first_seen[probes[account]] - since
     return took
 
 
@@ -339,7 +400,7 @@ async def run(args: argparse.Namespace, database: str) -> None:
                 port = free_port()
                 config = work / f"{name}.toml"
                 config.write_text(node_toml(name, port, database, args, prefix, venue_url,
-                                            accounts))
+                                            accounts, weight=WEIGHTS[name]))
                 nodes.append(Node(name, port, config))
             owner_of: dict[str, str] = {}
             followers = {a: Follower(a) for a in accounts}
@@ -354,8 +415,11 @@ async def run(args: argparse.Namespace, database: str) -> None:
                     with trio.fail_after(120):  # a owns every account, then b is its standby
                         await until(lambda: len(owner_of) == len(accounts))
                     await start(nodes[1], work)
-                    for follower in followers.values():
-                        nursery.start_soon(follow, follower, owner_of)
+                    for n, follower in enumerate(followers.values()):
+                        if args.follow == "any":
+                            nursery.start_soon(follow_any, follower, nodes, n % len(nodes))
+                        else:
+                            nursery.start_soon(follow_owner, follower, owner_of)
                     with trio.move_on_after(120):
                         await until(lambda: all(f.last_seq is not None
                                                 for f in followers.values()))
@@ -405,7 +469,8 @@ async def summary(args: argparse.Namespace, venue: Venue, followers: dict[str, F
     with trio.move_on_after(10):
         await until(lambda: not unconverged())
     print(json.dumps({
-        "summary": True, "accounts": args.accounts, "kills": args.kills, "rate": args.rate,
+        "summary": True, "follow": args.follow, "accounts": args.accounts, "kills": args.kills,
+        "rate": args.rate,
         "lease_s": args.lease, "renew_s": args.renew, "failover_s": spread(took),
         "orders": sum(len(o) for o in truth.values()),
         "lost_updates": sum(f.gaps for f in followers.values()),
@@ -421,6 +486,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=20)
     parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--follow", choices=("any", "owner"), default="any",
+                        help="subscribers on both nodes, reconnecting to the other at once "
+                             "(any), or each at its account's owner (owner)")
     parser.add_argument("--rate", type=float, default=20.0, help="venue orders a second")
     parser.add_argument("--lease", type=float, default=4.0, help="[cluster] lease_s")
     parser.add_argument("--renew", type=float, default=0.4, help="[cluster] renew_s")
