@@ -175,6 +175,17 @@ async def stop(node: Node) -> None:
         await process.wait()
 
 
+async def stop_all(nodes: list[Node], redis_url: str, prefix: str) -> None:
+    """Stop every node and delete the run's Redis keys (shielded: the run's cleanup)."""
+    with trio.CancelScope(shield=True):
+        for node in nodes:
+            await stop(node)
+        async with coredis.Redis.from_url(redis_url) as redis:
+            keys = [k async for k in redis.scan_iter(match=f"{{{prefix}:*")]
+            if keys:
+                await redis.delete(keys)
+
+
 async def owners(nodes: list[Node], into: dict[str, str]) -> None:
     """Keep `into` (account -> the URL of the node owning it) up to date, every 100 ms."""
     async with httpx.AsyncClient(timeout=1,
@@ -448,13 +459,7 @@ async def run(args: argparse.Namespace, database: str) -> None:
                     await summary(args, venue, followers, took)
                     nursery.cancel_scope.cancel()
             finally:
-                with trio.CancelScope(shield=True):
-                    for node in nodes:
-                        await stop(node)
-                    async with coredis.Redis.from_url(args.redis) as redis:
-                        keys = [k async for k in redis.scan_iter(match=f"{{{prefix}:*")]
-                        if keys:
-                            await redis.delete(keys)
+                await stop_all(nodes, args.redis, prefix)
 
 
 async def summary(args: argparse.Namespace, venue: Venue, followers: dict[str, Follower],

@@ -37,7 +37,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import coredis
 import httpx
 import psutil
 import trio
@@ -46,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _fanout_stack import ADMIN_TOKEN, free_port, open_venue, token_for  # noqa: E402
 from _pg import throwaway_database  # noqa: E402
-from failover import Node, node_toml, start, stop  # noqa: E402
+from failover import Node, node_toml, start, stop_all  # noqa: E402
 from fanout import nifty_future  # noqa: E402
 
 
@@ -137,13 +136,7 @@ async def run(args: argparse.Namespace, database: str) -> None:
                         args, token="not-a-token"))
                 print(json.dumps(_summary(rows)), flush=True)
             finally:
-                with trio.CancelScope(shield=True):
-                    for node in nodes:
-                        await stop(node)
-                    async with coredis.Redis.from_url(args.redis) as redis:
-                        keys = [k async for k in redis.scan_iter(match=f"{{{prefix}:*")]
-                        if keys:
-                            await redis.delete(keys)
+                await stop_all(nodes, args.redis, prefix)
 
 
 async def _polled(check: Callable[[], Awaitable[bool]]) -> None:
