@@ -45,7 +45,7 @@ MONEY_KEYS = frozenset({"required", "available", "short_by", "net_premium"})
 #: only: a price the broker did not give stays null).
 QUOTE_KEYS = frozenset({"last_price", "underlying_price", "atm_strike"})
 #: Counters that depend on timing.
-TIMING_KEYS = frozenset({"reconnects", "max_queue_depth"})
+TIMING_KEYS = frozenset({"reconnects", "max_queue_depth", "pending_jobs", "pending_commits"})
 MASKED_KEYS = ID_KEYS | OPAQUE_KEYS | TIME_KEYS | PRICE_KEYS | TIMING_KEYS
 
 _TAG = re.compile(r"^od([a-z2-7]{10})(\d+[A-Z]\d+)$")
