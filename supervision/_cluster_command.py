@@ -53,7 +53,7 @@ async def _gather(cluster: Any, database_url: str, accounts: list[str]) -> dict[
         async with open_leases(cluster) as leases:
             nodes = await leases.nodes()
             holders = {a: await leases.holder(a) for a in accounts}
-            handoffs = await leases.client.hgetall(f"{{{cluster.key_prefix}:handoffs}}")
+            handoffs = await leases.client.hgetall(leases.handoffs_key)
     except* REDIS_ERRORS as group:  # the client's own task group may wrap it
         failed = group.exceptions[0]
     if failed is not None:

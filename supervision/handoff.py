@@ -122,7 +122,7 @@ class Handoffs:
 
     async def _listed(self, account: str, row: dict[str, Any] | None) -> None:
         """List (or, None, unlist) the handoff of `account` for `orderdesk cluster`."""
-        key = f"{{{self._leases.cluster.key_prefix}:handoffs}}"
+        key = self._leases.handoffs_key
         with trio.move_on_after(1.0):
             try:
                 if row is None:

@@ -160,6 +160,11 @@ class Leases:
     def nodes_key(self) -> str:
         return f"{{{self.cluster.key_prefix}:nodes}}"
 
+    @property
+    def handoffs_key(self) -> str:
+        """The hash of the handoffs in progress (handoff.py), for `orderdesk cluster`."""
+        return f"{{{self.cluster.key_prefix}:handoffs}}"
+
     def _valid_until(self, sent: float) -> float:
         return sent + self.cluster.lease_s - self.cluster.margin_s
 
