@@ -115,9 +115,7 @@ class Cluster:
         (the metrics are counters: an account handed off and back must not reset them)."""
         last = self.owners[account].appender
         if last is not None:
-            self._past_streams[account].update(
-                stream_appends=last.appends, stream_append_errors=last.errors,
-                stream_fills=last.fills)
+            self._past_streams[account].update(_appender_counts(last))
         return StreamAppender(self.leases.client, self.leases.cluster.key_prefix, account,
                               self._store, self._stream_cap)  # type: ignore[arg-type]
 
@@ -205,15 +203,22 @@ class Cluster:
             await trio.sleep(self.leases.cluster.renew_s)
 
 
+#: What an account's appender counts, as `counters` names it.
+_APPENDER_COUNTS = ("stream_appends", "stream_append_errors", "stream_fills")
+
+
+def _appender_counts(appender: StreamAppender) -> dict[str, int]:
+    return dict(zip(_APPENDER_COUNTS, (appender.appends, appender.errors, appender.fills),
+                    strict=True))
+
+
 def _stream_counters(appender: StreamAppender | None, feed: dict[str, int] | None,
                      past: Counter[str]) -> dict[str, float]:
     """An account's stream, as `counters` shows it: appended here (`past`: by the earlier
     ownership periods' appenders), and delivered from it."""
+    now = {} if appender is None else _appender_counts(appender)
     return {
-        "stream_appends": past["stream_appends"] + (0 if appender is None else appender.appends),
-        "stream_append_errors": past["stream_append_errors"] + (
-            0 if appender is None else appender.errors),
-        "stream_fills": past["stream_fills"] + (0 if appender is None else appender.fills),
+        **{name: past[name] + now.get(name, 0) for name in _APPENDER_COUNTS},
         "stream_append_lag_s": 0.0 if appender is None else appender.lag_s(),
         "stream_deliveries": 0 if feed is None else feed["deliveries"],
     }
